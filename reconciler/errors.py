@@ -1,0 +1,78 @@
+"""One root error. Each error says what went wrong, where, and what to do.
+
+Only :mod:`reconciler.cli` turns these into messages and exit codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "BackendError",
+    "LockError",
+    "ManifestError",
+    "Problem",
+    "ReconcilerError",
+    "StalePlanError",
+    "StateError",
+]
+
+
+class ReconcilerError(Exception):
+    """Root of every error the tool reports. ``exit_code`` is what the CLI returns."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  hint: {self.hint}"
+        return self.message
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a manifest: ``file:line:col: path: message``."""
+
+    file: str
+    line: int
+    column: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class ManifestError(ReconcilerError):
+    """The manifest is invalid; carries every problem found in one run."""
+
+    def __init__(self, problems: list[Problem] | tuple[Problem, ...]) -> None:
+        self.problems = tuple(problems)
+        count = len(self.problems)
+        noun = "problem" if count == 1 else "problems"
+        super().__init__(
+            "\n".join(str(p) for p in self.problems),
+            hint=f"{count} {noun}; fix the manifest and run `reconciler validate` again",
+        )
+
+
+class StateError(ReconcilerError):
+    """Installed state or the tool's own state files could not be read or written."""
+
+
+class BackendError(ReconcilerError):
+    """An installer or resolver (pip, uv, rattler) failed for a reason other than a refusal."""
+
+
+class LockError(ReconcilerError):
+    """An environment lock could not be taken."""
+
+
+class StalePlanError(ReconcilerError):
+    """A saved plan no longer matches the installed state."""

@@ -1,0 +1,97 @@
+"""The validated manifest as frozen values. Built only by :mod:`reconciler.manifest.loader`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "CondaRequest",
+    "Create",
+    "Environment",
+    "Kernel",
+    "Manifest",
+    "PipRequest",
+    "PipSettings",
+]
+
+
+@dataclass(frozen=True)
+class PipRequest:
+    """A PEP 508 requirement for one distribution, merged across the environment and ``all:``.
+
+    ``name`` is the canonical name; ``requirement`` the merged requirement string
+    (``polars>=1,<2``); ``sources`` the manifest paths it came from
+    (``environments.base.pip[0]``, ``all.pip[1]``).
+    """
+
+    name: str
+    requirement: str
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CondaRequest:
+    """A conda MatchSpec for one package, merged across the environment and ``all:``."""
+
+    name: str
+    spec: str
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PipSettings:
+    """Where the pip side finds distributions. ``no_index`` disables the default index."""
+
+    index_url: str | None = None
+    extra_index_urls: tuple[str, ...] = ()
+    find_links: tuple[str, ...] = ()
+    no_index: bool = False
+
+
+@dataclass(frozen=True)
+class Create:
+    """How to create a missing environment: a conda env (``python``) or a venv (``venv``)."""
+
+    python: str | None = None
+    venv: str | None = None
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A Jupyter kernelspec to register for the environment."""
+
+    name: str
+    display_name: str
+
+
+@dataclass(frozen=True)
+class Environment:
+    """One environment of the manifest, with ``all:`` and ``defaults`` already applied."""
+
+    name: str
+    prefix: Path
+    conda: tuple[CondaRequest, ...]
+    pip: tuple[PipRequest, ...]
+    channels: tuple[str, ...]
+    pip_settings: PipSettings
+    installer: str  # "auto" | "uv" | "pip"
+    create: Create | None = None
+    kernel: Kernel | None = None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A validated manifest. ``protect`` holds glob patterns over package names."""
+
+    path: Path
+    sha256: str
+    protect: tuple[str, ...]
+    environments: tuple[Environment, ...]
+
+    def environment(self, name: str) -> Environment:
+        """The environment called ``name``; KeyError if there is none."""
+        for env in self.environments:
+            if env.name == name:
+                return env
+        raise KeyError(name)
