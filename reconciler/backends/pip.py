@@ -1,0 +1,288 @@
+"""The pip side: previews (dry runs) with ``uv pip`` or the environment's own pip.
+
+Both installers get the same inputs: the requested requirements and a
+constraints file pinning every managed and foreign distribution to its
+installed version, so the resolver itself cannot move them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from packaging.utils import canonicalize_name
+
+from reconciler.backends.process import Completed, redact, run
+from reconciler.errors import BackendError
+from reconciler.manifest.model import PipSettings
+
+__all__ = [
+    "PipCli",
+    "PipInstaller",
+    "PipPreview",
+    "Resolved",
+    "UvCli",
+    "isolation_env",
+    "select_installer",
+]
+
+PREVIEW_TIMEOUT = 600.0
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A distribution the installer would install, with its requirements when known."""
+
+    name: str
+    version: str
+    requires: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class PipPreview:
+    """The result of a dry run: what would be installed, or the resolver's refusal."""
+
+    ok: bool
+    installs: tuple[Resolved, ...] = ()
+    message: str = ""
+    edges: tuple[tuple[str, str, str], ...] = ()  # (parent, child, requirement) when known
+
+
+class PipInstaller(Protocol):
+    """What the planner (and later the executor) needs from a pip-side installer."""
+
+    name: str
+
+    def preview(
+        self,
+        python: Path,
+        requirements: Sequence[str],
+        constraints: Sequence[str],
+        settings: PipSettings,
+    ) -> PipPreview:
+        """Dry-run installing ``requirements`` into the environment of ``python``."""
+        ...
+
+    def explain(
+        self, python: Path, requirements: Sequence[str], settings: PipSettings
+    ) -> tuple[tuple[str, str], ...]:
+        """``(parent, child)`` requirement edges of an unconstrained resolution, for chains."""
+        ...
+
+
+def isolation_env() -> dict[str, str]:
+    """Environment additions for every pip/uv call. Nothing from a shell profile leaks in."""
+    return {"PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1", "UV_NO_PROGRESS": "1"}
+
+
+@contextmanager
+def _constraints_file(constraints: Sequence[str]) -> Iterator[Path | None]:
+    if not constraints:
+        yield None
+        return
+    fd, name = tempfile.mkstemp(prefix="reconciler-constraints-", suffix=".txt")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write("".join(f"{c}\n" for c in constraints))
+        yield Path(name)
+    finally:
+        os.unlink(name)
+
+
+def _repository_args(settings: PipSettings, *, uv: bool) -> list[str]:
+    args: list[str] = []
+    if settings.no_index:
+        args.append("--no-index")
+    elif settings.index_url:
+        args += ["--index-url", settings.index_url]
+    for url in settings.extra_index_urls:
+        args += ["--extra-index-url", url]
+    for link in settings.find_links:
+        args += ["--find-links", link]
+    return args
+
+
+def _failure(proc: Completed) -> str:
+    text = (proc.stderr or proc.stdout).strip()
+    return redact(text)
+
+
+_NO_SOLUTION = re.compile(
+    r"No solution found|ResolutionImpossible|conflicting dependencies|Cannot install", re.I
+)
+
+
+def _check_resolution_failure(proc: Completed, what: str) -> PipPreview:
+    """A resolver 'no solution' is data (a refusal); anything else is a backend error."""
+    message = _failure(proc)
+    if _NO_SOLUTION.search(message):
+        return PipPreview(ok=False, message=message)
+    raise BackendError(
+        f"{what} failed (exit {proc.returncode}): {message.splitlines()[-1] if message else ''}",
+        hint=f"the command was: {proc.display}",
+    )
+
+
+_DEPENDS_ON = re.compile(
+    r"(?P<parent>[A-Za-z0-9][A-Za-z0-9._-]*)[^\s,]* depends on (?P<child>[A-Za-z0-9][^\s,]*)"
+)
+
+
+class UvCli:
+    """``uv pip`` against the target environment (``--python ENV/bin/python``)."""
+
+    name = "uv"
+
+    def __init__(self, uv: str | None = None) -> None:
+        self._uv = uv
+
+    @property
+    def uv(self) -> str:
+        """Path of the uv binary shipped with the ``uv`` package."""
+        if self._uv is None:
+            from uv import find_uv_bin
+
+            self._uv = str(find_uv_bin())
+        return self._uv
+
+    def preview(
+        self,
+        python: Path,
+        requirements: Sequence[str],
+        constraints: Sequence[str],
+        settings: PipSettings,
+    ) -> PipPreview:
+        """``uv pip install --dry-run --output-format json``."""
+        with _constraints_file(constraints) as cfile:
+            argv: list[str | Path] = [
+                self.uv, "pip", "install", "--dry-run", "--no-build",
+                "--python", python, "--output-format", "json",
+                *_repository_args(settings, uv=True),
+            ]
+            if cfile is not None:
+                argv += ["--constraints", cfile]
+            argv += ["--", *requirements]
+            proc = run(argv, env=isolation_env(), timeout=PREVIEW_TIMEOUT)
+        if proc.returncode != 0:
+            failed = _check_resolution_failure(proc, "uv dry run")
+            edges = tuple(
+                (canonicalize_name(m.group("parent")), _req_name(m.group("child")),
+                 m.group("child"))
+                for m in _DEPENDS_ON.finditer(failed.message)
+            )
+            return PipPreview(ok=False, message=failed.message, edges=edges)
+        try:
+            report = json.loads(proc.stdout)
+            changes = report["changes"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BackendError(
+                f"uv dry run printed output reconciler cannot read ({exc})",
+                hint="use `installer: pip` in the manifest, or a uv version this release supports",
+            ) from exc
+        installs = tuple(
+            Resolved(canonicalize_name(c["name"]), str(c["version"]))
+            for c in changes
+            if c.get("action") in ("installed", "reinstalled")
+        )
+        return PipPreview(ok=True, installs=installs)
+
+    def explain(
+        self, python: Path, requirements: Sequence[str], settings: PipSettings
+    ) -> tuple[tuple[str, str], ...]:
+        """Edges from ``uv pip compile --annotation-style line`` (``x==1  # via a, b``)."""
+        argv: list[str | Path] = [
+            self.uv, "pip", "compile", "-", "--python", python, "--no-header",
+            "--annotation-style", "line", "--quiet", "--no-build",
+            *_repository_args(settings, uv=True),
+        ]
+        proc = _run_with_input(argv, "\n".join(requirements) + "\n")
+        edges: list[tuple[str, str]] = []
+        for line in proc.stdout.splitlines():
+            spec, _, comment = line.partition("# via")
+            child = _req_name(spec.strip())
+            if not child or not comment:
+                continue
+            for parent in comment.split(","):
+                parent = parent.strip()
+                if parent and not parent.startswith("-"):
+                    edges.append((canonicalize_name(parent), child))
+        return tuple(edges)
+
+
+def _run_with_input(argv: Sequence[str | Path], text: str) -> Completed:
+    fd, name = tempfile.mkstemp(prefix="reconciler-reqs-", suffix=".txt")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        args = [name if a == "-" else a for a in argv]
+        return run(args, env=isolation_env(), timeout=PREVIEW_TIMEOUT)
+    finally:
+        os.unlink(name)
+
+
+def _req_name(spec: str) -> str:
+    match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", spec)
+    return canonicalize_name(match.group(0)) if match else ""
+
+
+class PipCli:
+    """The environment's own ``python -m pip`` (``--dry-run --report -``)."""
+
+    name = "pip"
+
+    def preview(
+        self,
+        python: Path,
+        requirements: Sequence[str],
+        constraints: Sequence[str],
+        settings: PipSettings,
+    ) -> PipPreview:
+        """``pip install --dry-run --report - --only-binary :all:``."""
+        with _constraints_file(constraints) as cfile:
+            argv: list[str | Path] = [
+                python, "-m", "pip", "install", "--dry-run", "--quiet", "--report", "-",
+                "--only-binary", ":all:", *_repository_args(settings, uv=False),
+            ]
+            if cfile is not None:
+                argv += ["--constraint", cfile]
+            argv += ["--", *requirements]
+            proc = run(argv, env=isolation_env(), timeout=PREVIEW_TIMEOUT)
+        if proc.returncode != 0:
+            return _check_resolution_failure(proc, "pip dry run")
+        try:
+            report = json.loads(proc.stdout)
+            items = report["install"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BackendError(
+                f"pip dry run printed a report reconciler cannot read ({exc})",
+                hint="pip >= 23.0 is needed in the environment for `installer: pip`",
+            ) from exc
+        installs = tuple(
+            Resolved(
+                canonicalize_name(item["metadata"]["name"]),
+                str(item["metadata"]["version"]),
+                tuple(item["metadata"].get("requires_dist") or ()),
+            )
+            for item in items
+        )
+        return PipPreview(ok=True, installs=installs)
+
+    def explain(
+        self, python: Path, requirements: Sequence[str], settings: PipSettings
+    ) -> tuple[tuple[str, str], ...]:
+        """pip's report already carries ``requires_dist``; nothing more to ask."""
+        return ()
+
+
+def select_installer(installer: str, python: Path) -> PipInstaller:
+    """``auto`` prefers uv (shipped as a dependency); ``pip`` needs pip in the environment."""
+    if installer == "pip":
+        return PipCli()
+    return UvCli()

@@ -1,0 +1,76 @@
+"""The one place that starts processes. Arguments are lists, never a shell string.
+
+Tests swap :data:`RUNNER` to count or forbid process starts; credentials in URLs
+are redacted from everything this module returns for display.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler.errors import BackendError
+
+__all__ = ["Completed", "redact", "run"]
+
+_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
+
+
+def redact(text: str) -> str:
+    """Replace ``user:secret@`` in URLs by ``***@``."""
+    return _CREDENTIALS.sub(lambda m: f"{m.group('scheme')}***@", text)
+
+
+@dataclass(frozen=True)
+class Completed:
+    """A finished process: its redacted command line, exit code and output."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def display(self) -> str:
+        """The command line for messages, credentials redacted."""
+        return redact(" ".join(self.argv))
+
+
+def run(
+    argv: Sequence[str | Path],
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    cwd: Path | None = None,
+) -> Completed:
+    """Run ``argv`` to completion and capture its output (no shell, no stdin)."""
+    args = [str(a) for a in argv]
+    merged = dict(os.environ)
+    if env:
+        merged.update(env)
+    try:
+        proc = subprocess.run(
+            args,
+            env=merged,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise BackendError(
+            f"cannot run {redact(args[0])}: not found",
+            hint="check that the environment's interpreter exists",
+        ) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise BackendError(
+            f"{redact(' '.join(args[:4]))} ... did not finish within {timeout:.0f} s",
+            hint="check the package index is reachable, or raise the timeout",
+        ) from exc
+    return Completed(tuple(redact(a) for a in args), proc.returncode, proc.stdout, proc.stderr)

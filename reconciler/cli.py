@@ -1,0 +1,194 @@
+"""Command line. The only module that prints or exits; errors become messages and exit codes.
+
+Exit codes (SPEC): 0 success, nothing pending; 1 error; 2 with --detailed-exitcode
+only: changes pending (plan) or drift found (drift); 3 refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from reconciler import __version__
+from reconciler.errors import ReconcilerError
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_ERROR, EXIT_PENDING, EXIT_REFUSED = 0, 1, 2, 3
+
+
+def _common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    default: Any = argparse.SUPPRESS if suppress else None
+    parser.add_argument("--state-dir", type=Path, default=default, metavar="DIR",
+                        help="state directory (env RECONCILER_STATE_DIR; "
+                        "default ~/.local/state/reconciler)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        default=argparse.SUPPRESS if suppress else False,
+                        help="more detail (satisfied requirements, resolver messages)")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        default=argparse.SUPPRESS if suppress else False,
+                        help="print only errors and the summary line")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reconciler",
+        description="Apply a declarative environment manifest without breaking the managed "
+        "image.",
+    )
+    parser.add_argument("--version", action="version", version=f"reconciler {__version__}")
+    _common(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        _common(p, suppress=True)
+        return p
+
+    p = command("validate", "check a manifest (schema and semantics); reads no environment")
+    p.add_argument("manifest", type=Path)
+    p.set_defaults(func=_validate)
+
+    p = command("plan", "show what apply would do, every transitive change included")
+    p.add_argument("manifest", type=Path)
+    p.add_argument("--env", action="append", default=[], metavar="NAME")
+    p.add_argument("--json", action="store_true", help="print plan.v1 JSON")
+    p.add_argument("--out", type=Path, metavar="FILE", help="save the plan for `apply --plan`")
+    p.add_argument("--detailed-exitcode", action="store_true",
+                   help="exit 2 when changes are pending")
+    p.set_defaults(func=_plan)
+
+    p = command("drift", "report how environments differ from the manifest and the image")
+    p.add_argument("manifest", type=Path)
+    p.add_argument("--env", action="append", default=[], metavar="NAME")
+    p.add_argument("--json", action="store_true", help="print drift.v1 JSON")
+    p.add_argument("--detailed-exitcode", action="store_true", help="exit 2 when drift is found")
+    p.set_defaults(func=_drift)
+
+    p = command("baseline", "record or print the managed set of environments")
+    p.add_argument("action", choices=("capture", "show"))
+    p.add_argument("manifest", type=Path)
+    p.add_argument("--env", action="append", default=[], metavar="NAME")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_baseline)
+    return parser
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from reconciler.state.store import StateStore, default_state_dir
+
+    return StateStore(args.state_dir.expanduser() if args.state_dir else default_state_dir())
+
+
+def _load(path: Path) -> Any:
+    from reconciler.manifest import load_manifest
+
+    return load_manifest(path)
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def _validate(args: argparse.Namespace) -> int:
+    manifest = _load(args.manifest)
+    n = len(manifest.environments)
+    if not args.quiet:
+        _out(f"{args.manifest}: valid ({n} environment{'s' if n != 1 else ''})")
+    return EXIT_OK
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from reconciler.plan.planner import Backends, build_plan, read_inputs
+    from reconciler.render.text import plan_summary, plan_text
+
+    manifest = _load(args.manifest)
+    inputs = read_inputs(manifest, _store(args), args.env)
+    plan = build_plan(manifest, inputs, Backends.default())
+    if args.out:
+        from reconciler.state.store import write_json_atomic
+
+        write_json_atomic(args.out, plan.to_json())
+    if args.json:
+        _out(json.dumps(plan.to_json(), indent=2))
+    elif args.quiet:
+        _out(plan_summary(plan))
+    else:
+        _out(plan_text(plan, verbose=args.verbose))
+    if plan.refused:
+        return EXIT_REFUSED
+    if args.detailed_exitcode and plan.pending:
+        return EXIT_PENDING
+    return EXIT_OK
+
+
+def _drift(args: argparse.Namespace) -> int:
+    from reconciler.plan.drift import Drift, drift_environment
+    from reconciler.plan.planner import read_inputs
+    from reconciler.render.text import drift_text
+
+    manifest = _load(args.manifest)
+    inputs = read_inputs(manifest, _store(args), args.env)
+    drift = Drift(tuple(drift_environment(i) for i in inputs))
+    _out(json.dumps(drift.to_json(), indent=2) if args.json else drift_text(drift))
+    if args.detailed_exitcode and drift.found:
+        return EXIT_PENDING
+    return EXIT_OK
+
+
+def _baseline(args: argparse.Namespace) -> int:
+    from reconciler.plan.planner import read_inputs
+    from reconciler.state.store import Baseline
+
+    manifest = _load(args.manifest)
+    store = _store(args)
+    inputs = read_inputs(manifest, store, args.env)
+    shown: dict[str, Any] = {}
+    for item in inputs:
+        env = item.env
+        if args.action == "capture":
+            if not item.state.exists:
+                raise ReconcilerError(f"environment {env.name!r}: {env.prefix} does not exist",
+                                      hint="create it first (`reconciler apply`)")
+            baseline = Baseline.from_state(item.state, item.owned)
+            store.save_baseline(env.prefix, baseline)
+            if not args.quiet and not args.json:
+                _out(f"{env.name}: baseline captured, {len(baseline.packages)} managed packages")
+            shown[env.name] = baseline.to_json()
+        else:
+            recorded = store.baseline(env.prefix)
+            shown[env.name] = recorded.to_json() if recorded else None
+            if args.json:
+                continue
+            if recorded is None:
+                _out(f"{env.name}: no baseline recorded ({env.prefix})")
+                continue
+            _out(f"{env.name}: {len(recorded.packages)} managed packages, captured "
+                 f"{recorded.captured_at} ({env.prefix})")
+            for p in sorted(recorded.packages.values(), key=lambda p: (p["manager"], p["name"])):
+                build = f" {p['build']}" if p.get("build") else ""
+                _out(f"  {p['manager']:5} {p['name']} {p['version']}{build}")
+    if args.json:
+        _out(json.dumps({"format_version": "1", "environments": shown}, indent=2))
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except ReconcilerError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return EXIT_ERROR

@@ -1,0 +1,167 @@
+"""Plan the conda side of one environment with a rattler solve.
+
+Installed managed and foreign records are pinned (the solver may not move
+them), owned ones locked (preferred, may move). A solve that fails on a pin is
+explained by an unpinned solve: which pinned record it would move, and the
+chain of ``depends`` that needs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from reconciler.backends.conda import CondaSolution, CondaSolver, SolvedRecord, spec_matches
+from reconciler.errors import BackendError
+from reconciler.manifest.model import CondaRequest
+from reconciler.plan.model import Change
+from reconciler.plan.policy import OWNED, Ownership
+from reconciler.state.environment import InstalledState
+
+__all__ = ["CondaSidePlan", "plan_conda_side"]
+
+
+@dataclass(frozen=True)
+class CondaSidePlan:
+    """Changes, what was satisfied, and the solver inputs the executor reuses."""
+
+    changes: tuple[Change, ...]
+    satisfied: tuple[str, ...]
+    specs: tuple[str, ...]
+    pinned: tuple[str, ...]
+    resolver_ran: bool
+
+
+def _compare(installed: str, wanted: str) -> str:
+    from reconciler.backends.conda import _rattler
+
+    rattler = _rattler()
+    have, want = rattler.Version(installed), rattler.Version(wanted)
+    if want > have:
+        return "upgrade"
+    if want < have:
+        return "downgrade"
+    return "reinstall"
+
+
+def plan_conda_side(
+    state: InstalledState,
+    requests: Sequence[CondaRequest],
+    ownership: Ownership,
+    solver: CondaSolver,
+    channels: Sequence[str],
+    *,
+    extra_specs: Sequence[str] = (),
+) -> CondaSidePlan:
+    """Plan the conda requests (``extra_specs`` such as ``python 3.11.*`` for a new env)."""
+    packages = state.packages()
+    satisfied: list[str] = []
+    changes: list[Change] = []
+    specs: list[str] = list(extra_specs)
+    need_solve = bool(extra_specs)
+    for request in requests:
+        record = state.conda.get(request.name)
+        if record is not None and spec_matches(request.spec, record.name, record.version,
+                                               record.build):
+            satisfied.append(request.spec)
+            specs.append(request.spec)
+            continue
+        if record is not None:
+            pkg = packages[f"conda:{record.name}"]
+            if not ownership.may_move(pkg):
+                status = ownership.status(pkg)
+                changes.append(Change(
+                    "upgrade", "conda", record.name, record.version, request.spec, True, True,
+                    f"requested {request.spec} does not match {status} {record.name} "
+                    f"{record.version} ({record.build}); it may not be replaced",
+                ))
+                continue
+        specs.append(request.spec)
+        need_solve = True
+    if not need_solve:
+        return CondaSidePlan(tuple(changes), tuple(satisfied), tuple(specs), (), False)
+
+    pinned = tuple(sorted(
+        name for name, _ in state.conda.items()
+        if not ownership.may_move(packages[f"conda:{name}"])
+    ))
+    locked = tuple(sorted(set(state.conda) - set(pinned)))
+    requested = {r.name for r in requests}
+    solution = solver.solve(state.prefix, channels, specs, pinned, locked)
+    if solution.ok:
+        changes += _classify(state, ownership, solution.records, requested, {})
+        return CondaSidePlan(tuple(changes), tuple(satisfied), tuple(specs), pinned, True)
+
+    free = solver.solve(state.prefix, channels, specs, (), tuple(state.conda))
+    if not free.ok:
+        raise BackendError(
+            f"{state.prefix}: the requested conda packages cannot be solved, even ignoring "
+            f"managed packages: {_first_line(free.message)}",
+            hint="check the specs and channels in the manifest",
+        )
+    chains = _chains(free.records, requested)
+    found = _classify(state, ownership, free.records, requested, chains)
+    if not any(c.refused for c in found):
+        found.append(_blame(solution, state))
+    changes += found
+    return CondaSidePlan(tuple(changes), tuple(satisfied), tuple(specs), pinned, True)
+
+
+def _blame(solution: CondaSolution, state: InstalledState) -> Change:
+    names = [n for n in solution.blamed if n in state.conda] or ["(unknown)"]
+    record = state.conda.get(names[0])
+    return Change(
+        "upgrade", "conda", names[0], record.version if record else None, None, False, True,
+        f"the solver would have to move managed {', '.join(names)}: "
+        f"{_first_line(solution.message)}",
+    )
+
+
+def _chains(
+    records: Sequence[SolvedRecord], requested: set[str]
+) -> dict[str, tuple[str, tuple[str, ...]]]:
+    from reconciler.plan.chains import RequirementGraph
+
+    graph = RequirementGraph()
+    graph.request(requested)
+    for record in records:
+        for dep in record.depends:
+            graph.require(record.name, dep.split()[0].split("[")[0].lower(), dep)
+    versions = {r.name: r.version for r in records}
+    return {r.name: graph.describe(r.name, versions) for r in records}
+
+
+def _classify(
+    state: InstalledState,
+    ownership: Ownership,
+    records: Sequence[SolvedRecord],
+    requested: set[str],
+    chains: Mapping[str, tuple[str, tuple[str, ...]]],
+) -> list[Change]:
+    packages = state.packages()
+    changes: list[Change] = []
+    for record in records:
+        installed = state.conda.get(record.name)
+        reason, via = chains.get(record.name, ("", ()))
+        if installed is None:
+            changes.append(Change("install", "conda", record.name, None, record.version,
+                                  record.name in requested, required_by=via))
+            continue
+        if (installed.version, installed.build) == (record.version, record.build):
+            continue
+        action = _compare(installed.version, record.version)
+        pkg = packages[f"conda:{record.name}"]
+        status = ownership.status(pkg)
+        refused = status != OWNED or ownership.frozen
+        why = ""
+        if refused:
+            what = f"{record.name} is {status} at {installed.version}"
+            why = f"{reason}; {what}" if reason else what
+        changes.append(Change(action, "conda", record.name, installed.version, record.version,
+                              record.name in requested, refused, why, via))
+    return changes
+
+
+def _first_line(message: str) -> str:
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return " ".join(lines[:3])[:400]

@@ -1,0 +1,189 @@
+"""How a machine differs from its manifest and its image (``reconciler drift``). Changes nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from packaging.requirements import Requirement
+
+from reconciler.plan.planner import EnvironmentInputs, pip_requests
+from reconciler.plan.requirements import marker_environment, satisfies, unmet
+
+__all__ = ["KINDS", "Drift", "EnvironmentDrift", "Finding", "drift_environment"]
+
+KINDS = (
+    "missing",
+    "version-mismatch",
+    "managed-changed",
+    "foreign",
+    "orphaned",
+    "broken-requirement",
+    "user-site",
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One difference."""
+
+    kind: str
+    name: str
+    manager: str
+    expected: str | None
+    actual: str | None
+    severity: str  # "error" | "warning" | "info"
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``findings[]`` item of ``drift.v1.schema.json``."""
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "manager": self.manager,
+            "expected": self.expected,
+            "actual": self.actual,
+            "severity": self.severity,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
+class EnvironmentDrift:
+    """Findings for one environment."""
+
+    name: str
+    prefix: str
+    findings: tuple[Finding, ...]
+    notices: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``environments[]`` item of ``drift.v1.schema.json``."""
+        return {
+            "name": self.name,
+            "prefix": self.prefix,
+            "findings": [f.to_json() for f in self.findings],
+            "notices": list(self.notices),
+        }
+
+
+@dataclass(frozen=True)
+class Drift:
+    """Drift of a whole manifest."""
+
+    environments: tuple[EnvironmentDrift, ...]
+
+    @property
+    def found(self) -> bool:
+        """True when any environment has a finding."""
+        return any(e.findings for e in self.environments)
+
+    def summary(self) -> dict[str, int]:
+        """Counts per kind and per severity."""
+        counts = {kind: 0 for kind in KINDS}
+        for severity in ("error", "warning", "info"):
+            counts[severity] = 0
+        for env in self.environments:
+            for finding in env.findings:
+                counts[finding.kind] += 1
+                counts[finding.severity] += 1
+        counts["findings"] = sum(len(e.findings) for e in self.environments)
+        return counts
+
+    def to_json(self) -> dict[str, Any]:
+        """The document described by ``schemas/drift.v1.schema.json``."""
+        return {
+            "format_version": "1",
+            "environments": [e.to_json() for e in self.environments],
+            "summary": self.summary(),
+        }
+
+
+def _declared(inputs: EnvironmentInputs) -> list[Finding]:
+    from reconciler.backends.conda import spec_matches
+
+    env, state = inputs.env, inputs.state
+    findings: list[Finding] = []
+    for conda_request in env.conda:
+        record = state.conda.get(conda_request.name)
+        if record is None:
+            findings.append(Finding("missing", conda_request.name, "conda", conda_request.spec,
+                                    None, "error", f"declared in {conda_request.sources[0]}, "
+                                    "not installed"))
+        elif not spec_matches(conda_request.spec, record.name, record.version, record.build):
+            findings.append(Finding("version-mismatch", record.name, "conda", conda_request.spec,
+                                    f"{record.version} ({record.build})", "error",
+                                    f"declared in {conda_request.sources[0]}"))
+    for request in pip_requests(env):
+        dist = state.dists.get(request.name)
+        req = Requirement(request.requirement)
+        if dist is None:
+            findings.append(Finding("missing", request.name, "pip", request.requirement, None,
+                                    "error", f"declared in {request.sources[0]}, not installed"))
+        elif not satisfies(req, dist):
+            findings.append(Finding("version-mismatch", request.name, "pip", request.requirement,
+                                    dist.version, "error", f"declared in {request.sources[0]}"))
+    return findings
+
+
+def drift_environment(inputs: EnvironmentInputs) -> EnvironmentDrift:
+    """All findings for one environment (see SPEC "drift --json" for the kinds)."""
+    from reconciler.plan.planner import requested_names
+
+    env, state = inputs.env, inputs.state
+    findings = _declared(inputs)
+    declared = requested_names(env)
+    packages = state.packages()
+    baseline = None if inputs.image_changed else inputs.baseline
+    if baseline is not None:
+        for key, expected in sorted(baseline.packages.items()):
+            pkg = packages.get(key)
+            want = f"{expected['version']} ({expected['build']})" if expected.get("build") else \
+                expected["version"]
+            if pkg is None:
+                findings.append(Finding("managed-changed", expected["name"], expected["manager"],
+                                        want, None, "error", "managed package was removed"))
+            elif (pkg.version, pkg.build) != (expected["version"], expected.get("build", "")):
+                have = f"{pkg.version} ({pkg.build})" if pkg.build else pkg.version
+                findings.append(Finding("managed-changed", pkg.name, pkg.manager, want, have,
+                                        "error", "managed package differs from the baseline "
+                                        f"of {baseline.captured_at}"))
+        for key, pkg in sorted(packages.items()):
+            dist_name = pkg.dist.name if pkg.dist else pkg.name
+            if key in baseline.packages or key in inputs.owned.packages:
+                continue
+            if pkg.name in declared or dist_name in declared:
+                continue
+            findings.append(Finding("foreign", pkg.name, pkg.manager, None, pkg.version, "warning",
+                                    "installed outside reconciler and not in the manifest"))
+    for key, owned in sorted(inputs.owned.packages.items()):
+        if owned.name not in declared and key in packages:
+            findings.append(Finding("orphaned", owned.name, owned.manager, None,
+                                    packages[key].version, "info",
+                                    "installed by reconciler, no longer in the manifest "
+                                    "(reconciler never uninstalls; remove it by hand if unused)"))
+    marker_env = marker_environment(state.python_version)
+    for parent, text in unmet(((d, frozenset()) for d in state.dists), state.dists, marker_env):
+        findings.append(Finding("broken-requirement", parent, "pip", text,
+                                _installed_version(inputs, text), "warning",
+                                f"{parent} requires {text}"))
+    for name, dist in sorted(state.user_site.items()):
+        shadows = name in state.dists
+        findings.append(Finding(
+            "user-site", name, "pip", state.dists[name].version if shadows else None,
+            dist.version, "warning" if shadows else "info",
+            f"~/.local user site has {dist.display_name} {dist.version}"
+            + (" and shadows the environment's copy" if shadows else
+               "; it is importable from this environment"),
+        ))
+    return EnvironmentDrift(env.name, str(env.prefix), tuple(findings), inputs.notices)
+
+
+def _installed_version(inputs: EnvironmentInputs, requirement: str) -> str | None:
+    from packaging.utils import canonicalize_name
+
+    from reconciler.plan.requirements import parse
+
+    req = parse(requirement)
+    dist = inputs.state.dists.get(canonicalize_name(req.name)) if req else None
+    return dist.version if dist else None

@@ -1,0 +1,173 @@
+"""A Plan is a value: it can be printed, saved, compared and applied later."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["ACTIONS", "Change", "EnvironmentPlan", "Plan"]
+
+ACTIONS = ("create", "install", "upgrade", "downgrade", "reinstall", "remove", "register-kernel")
+
+
+@dataclass(frozen=True)
+class Change:
+    """One step of a plan, allowed or refused, with why."""
+
+    action: str
+    manager: str  # "conda" | "pip"
+    name: str
+    from_version: str | None
+    to_version: str | None
+    requested: bool
+    refused: bool = False
+    reason: str = ""
+    required_by: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``changes[]`` item of ``plan.v1.schema.json``."""
+        return {
+            "action": self.action,
+            "manager": self.manager,
+            "name": self.name,
+            "from": self.from_version,
+            "to": self.to_version,
+            "requested": self.requested,
+            "refused": self.refused,
+            "reason": self.reason,
+            "required_by": list(self.required_by),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Change:
+        """Inverse of :meth:`to_json`."""
+        return cls(
+            action=str(data["action"]),
+            manager=str(data["manager"]),
+            name=str(data["name"]),
+            from_version=data.get("from"),
+            to_version=data.get("to"),
+            requested=bool(data["requested"]),
+            refused=bool(data["refused"]),
+            reason=str(data.get("reason", "")),
+            required_by=tuple(data.get("required_by", ())),
+        )
+
+
+@dataclass(frozen=True)
+class EnvironmentPlan:
+    """What would happen to one environment.
+
+    ``pip_requirements``/``pip_constraints``/``conda_specs`` are exactly what the
+    executor passes to the installers, so a saved plan is applied as reviewed.
+    """
+
+    name: str
+    prefix: str
+    kind: str  # "conda" | "venv"
+    exists: bool
+    fingerprint: str
+    changes: tuple[Change, ...] = ()
+    satisfied: tuple[str, ...] = ()
+    notices: tuple[str, ...] = ()
+    resolver_ran: bool = False
+    pip_requirements: tuple[str, ...] = ()
+    pip_constraints: tuple[str, ...] = ()
+    conda_specs: tuple[str, ...] = ()
+    conda_pinned: tuple[str, ...] = ()
+
+    @property
+    def refused(self) -> tuple[Change, ...]:
+        """The refused changes."""
+        return tuple(c for c in self.changes if c.refused)
+
+    @property
+    def pending(self) -> bool:
+        """True when anything would change."""
+        return bool(self.changes)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``environments[]`` item of ``plan.v1.schema.json``."""
+        return {
+            "name": self.name,
+            "prefix": self.prefix,
+            "kind": self.kind,
+            "exists": self.exists,
+            "fingerprint": self.fingerprint,
+            "changes": [c.to_json() for c in self.changes],
+            "satisfied": list(self.satisfied),
+            "notices": list(self.notices),
+            "resolver_ran": self.resolver_ran,
+            "pip_requirements": list(self.pip_requirements),
+            "pip_constraints": list(self.pip_constraints),
+            "conda_specs": list(self.conda_specs),
+            "conda_pinned": list(self.conda_pinned),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> EnvironmentPlan:
+        """Inverse of :meth:`to_json`."""
+        return cls(
+            name=str(data["name"]),
+            prefix=str(data["prefix"]),
+            kind=str(data["kind"]),
+            exists=bool(data["exists"]),
+            fingerprint=str(data["fingerprint"]),
+            changes=tuple(Change.from_json(c) for c in data.get("changes", ())),
+            satisfied=tuple(data.get("satisfied", ())),
+            notices=tuple(data.get("notices", ())),
+            resolver_ran=bool(data.get("resolver_ran", False)),
+            pip_requirements=tuple(data.get("pip_requirements", ())),
+            pip_constraints=tuple(data.get("pip_constraints", ())),
+            conda_specs=tuple(data.get("conda_specs", ())),
+            conda_pinned=tuple(data.get("conda_pinned", ())),
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The plan for a whole manifest."""
+
+    manifest_path: str
+    manifest_sha256: str
+    environments: tuple[EnvironmentPlan, ...] = field(default_factory=tuple)
+
+    @property
+    def refused(self) -> bool:
+        """True when any change in any environment is refused."""
+        return any(env.refused for env in self.environments)
+
+    @property
+    def pending(self) -> bool:
+        """True when anything would change."""
+        return any(env.pending for env in self.environments)
+
+    def summary(self) -> dict[str, int]:
+        """Counts per action, plus ``refused`` and ``environments``."""
+        counts = {action: 0 for action in ACTIONS}
+        refused = 0
+        for env in self.environments:
+            for change in env.changes:
+                counts[change.action] += 1
+                refused += change.refused
+        counts["refused"] = refused
+        counts["environments"] = len(self.environments)
+        return counts
+
+    def to_json(self) -> dict[str, Any]:
+        """The document described by ``schemas/plan.v1.schema.json``."""
+        return {
+            "format_version": "1",
+            "manifest": {"path": self.manifest_path, "sha256": self.manifest_sha256},
+            "environments": [env.to_json() for env in self.environments],
+            "summary": self.summary(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Plan:
+        """Inverse of :meth:`to_json` (for ``apply --plan``)."""
+        return cls(
+            manifest_path=str(data["manifest"]["path"]),
+            manifest_sha256=str(data["manifest"]["sha256"]),
+            environments=tuple(EnvironmentPlan.from_json(e) for e in data["environments"]),
+        )

@@ -1,0 +1,210 @@
+"""Plan the pip side of one existing environment.
+
+1. Requests already met by a consistent installed closure need no resolver.
+2. A request that would move a managed or foreign package is refused directly.
+3. Otherwise a dry run (uv or pip) with every managed and foreign distribution
+   pinned. If the resolver finds no solution, an unpinned dry run shows which
+   managed packages it would have had to move, and why (the chain).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from reconciler.backends.pip import PipInstaller, PipPreview, Resolved
+from reconciler.errors import BackendError
+from reconciler.manifest.model import PipRequest, PipSettings
+from reconciler.plan.model import Change
+from reconciler.plan.policy import OWNED, Ownership
+from reconciler.plan.requirements import (
+    applies,
+    marker_environment,
+    parse,
+    satisfies,
+    unmet,
+    version_or_none,
+)
+from reconciler.state.environment import InstalledState, Package
+
+__all__ = ["PipSidePlan", "plan_pip_side"]
+
+
+@dataclass(frozen=True)
+class PipSidePlan:
+    """Changes, what was already satisfied, and the installer inputs."""
+
+    changes: tuple[Change, ...]
+    satisfied: tuple[str, ...]
+    requirements: tuple[str, ...]
+    constraints: tuple[str, ...]
+    resolver_ran: bool
+
+
+def _direction(installed: str, req: Requirement) -> str:
+    """upgrade or downgrade: where the requested versions lie relative to the installed one."""
+    have = version_or_none(installed)
+    versions = [version_or_none(s.version.rstrip(".*")) for s in req.specifier]
+    known = [v for v in versions if v is not None]
+    if have is not None and known and all(v < have for v in known):
+        return "downgrade"
+    return "upgrade"
+
+
+def _describe(pkg: Package, status: str) -> str:
+    what = "managed" if status != "foreign" else "foreign (installed outside reconciler)"
+    return f"{pkg.name} is {what} at {pkg.version}"
+
+
+def _pin(name: str, version: str) -> str:
+    # A version that is not PEP 440 (conda-style) can only be pinned by arbitrary equality.
+    return f"{name}=={version}" if version_or_none(version) is not None else f"{name}==={version}"
+
+
+def plan_pip_side(
+    state: InstalledState,
+    requests: Sequence[PipRequest],
+    ownership: Ownership,
+    installer: PipInstaller,
+    settings: PipSettings,
+) -> PipSidePlan:
+    """Plan the pip requests of an existing environment (see module docstring)."""
+    packages = state.packages()
+    env = marker_environment(state.python_version)
+    satisfied: list[str] = []
+    changes: list[Change] = []
+    to_resolve: list[str] = []
+    roots: list[tuple[str, frozenset[str]]] = []
+    for request in requests:
+        req = Requirement(request.requirement)
+        dist = state.dists.get(request.name)
+        if satisfies(req, dist):
+            satisfied.append(request.requirement)
+            roots.append((request.name, frozenset(req.extras)))
+            to_resolve.append(request.requirement)
+            continue
+        if dist is not None:
+            pkg = packages[state.package_for_dist(request.name)]
+            if not ownership.may_move(pkg):
+                status = ownership.status(pkg)
+                action = _direction(dist.version, req)
+                changes.append(Change(
+                    action=action, manager="pip", name=request.name,
+                    from_version=dist.version, to_version=str(req.specifier) or None,
+                    requested=True, refused=True,
+                    reason=f"requested {request.requirement} would {action} {status} "
+                    f"{pkg.name} {pkg.version}",
+                ))
+                continue
+        to_resolve.append(request.requirement)
+
+    pending = len(to_resolve) > len(satisfied)
+    if not pending and not unmet(roots, state.dists, env):
+        return PipSidePlan(tuple(changes), tuple(satisfied), tuple(to_resolve), (), False)
+
+    constraints = tuple(sorted(
+        _pin(dist.name, dist.version)
+        for dist in state.dists.values()
+        if not ownership.may_move(packages[state.package_for_dist(dist.name)])
+    ))
+    python = state.prefix / "bin" / "python"
+    preview = installer.preview(python, to_resolve, constraints, settings)
+    requested: set[str] = {r.name for r in requests}
+    if preview.ok:
+        changes += _classify(state, packages, ownership, preview.installs, requested)
+        return PipSidePlan(tuple(changes), tuple(satisfied), tuple(to_resolve), constraints, True)
+
+    changes += _explain_refusal(state, packages, ownership, installer, settings, to_resolve,
+                                requested, preview)
+    return PipSidePlan(tuple(changes), tuple(satisfied), tuple(to_resolve), constraints, True)
+
+
+def _classify(
+    state: InstalledState,
+    packages: dict[str, Package],
+    ownership: Ownership,
+    installs: Sequence[Resolved],
+    requested: set[str],
+    *,
+    chains: dict[str, tuple[str, tuple[str, ...]]] | None = None,
+) -> list[Change]:
+    changes: list[Change] = []
+    for item in installs:
+        dist = state.dists.get(item.name)
+        chain_reason, via = (chains or {}).get(item.name, ("", ()))
+        if dist is None:
+            changes.append(Change("install", "pip", item.name, None, item.version,
+                                  item.name in requested, required_by=via))
+            continue
+        have, want = version_or_none(dist.version), version_or_none(item.version)
+        if have is not None and want is not None and have != want:
+            action = "upgrade" if want > have else "downgrade"
+        elif dist.version == item.version or have == want:
+            action = "reinstall"
+        else:
+            action = "upgrade"
+        pkg = packages[state.package_for_dist(item.name)]
+        status = ownership.status(pkg)
+        refused = status != OWNED or ownership.frozen
+        reason = ""
+        if refused:
+            reason = "; ".join(p for p in (chain_reason, _describe(pkg, status)) if p)
+        changes.append(Change(action, "pip", item.name, dist.version, item.version,
+                              item.name in requested, refused, reason, via))
+    return changes
+
+
+def _explain_refusal(
+    state: InstalledState,
+    packages: dict[str, Package],
+    ownership: Ownership,
+    installer: PipInstaller,
+    settings: PipSettings,
+    requirements: Sequence[str],
+    requested: set[str],
+    pinned: PipPreview,
+) -> list[Change]:
+    """The pinned resolve failed: find what it would have had to move, and why."""
+    from reconciler.plan.chains import RequirementGraph
+
+    python = state.prefix / "bin" / "python"
+    free = installer.preview(python, requirements, (), settings)
+    if not free.ok:
+        raise BackendError(
+            f"{state.prefix}: the requested pip packages cannot be installed together, "
+            f"even ignoring managed packages: {_first_line(free.message)}",
+            hint="check the versions in the manifest against the package index",
+        )
+    graph = RequirementGraph()
+    graph.request(requested)
+    env = marker_environment(state.python_version)
+    for dist in state.dists.values():
+        for text in dist.requires:
+            req = parse(text)
+            if req is not None and applies(req, env):
+                graph.require(dist.name, canonicalize_name(req.name), text)
+    for item in free.installs:
+        for text in item.requires or ():
+            req = parse(text)
+            if req is not None and applies(req, env):
+                graph.require(item.name, canonicalize_name(req.name), text)
+    graph.require_all(pinned.edges)
+    if not any(i.requires for i in free.installs):
+        graph.require_all((p, c, "") for p, c in installer.explain(python, requirements, settings))
+    versions = {i.name: i.version for i in free.installs}
+    chains = {i.name: graph.describe(i.name, versions) for i in free.installs}
+    changes = _classify(state, packages, ownership, free.installs, requested, chains=chains)
+    if not any(c.refused for c in changes):
+        # The resolver blamed the pins but an unpinned resolve moves nothing we protect.
+        changes.append(Change("install", "pip", ", ".join(sorted(requested)), None, None, True,
+                              True, f"the resolver found no solution that keeps managed "
+                              f"packages in place: {_first_line(pinned.message)}"))
+    return changes
+
+
+def _first_line(message: str) -> str:
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return " ".join(lines[:3])[:400]

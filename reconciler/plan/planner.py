@@ -1,0 +1,211 @@
+"""Build a Plan: read each environment, then plan its conda side, pip side and kernel.
+
+Reading (``read_inputs``) is the only I/O besides the resolver previews, which go
+through the small backend protocols in :class:`Backends`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+
+from reconciler.backends.conda import CondaSolver, RattlerSolver
+from reconciler.backends.pip import PipInstaller, select_installer
+from reconciler.errors import ReconcilerError
+from reconciler.manifest.model import Environment, Manifest, PipRequest
+from reconciler.plan.conda_side import plan_conda_side
+from reconciler.plan.model import Change, EnvironmentPlan, Plan
+from reconciler.plan.pip_side import plan_pip_side
+from reconciler.plan.policy import Ownership
+from reconciler.state.environment import InstalledState, image_identity, read_state
+from reconciler.state.kernels import read_kernelspec
+from reconciler.state.store import Baseline, Owned, StateStore
+
+__all__ = [
+    "Backends",
+    "EnvironmentInputs",
+    "build_plan",
+    "pip_requests",
+    "plan_environment",
+    "read_inputs",
+    "requested_names",
+]
+
+
+@dataclass(frozen=True)
+class Backends:
+    """The resolvers a plan may consult."""
+
+    conda: CondaSolver
+    pip: Callable[[str, Path], PipInstaller]
+
+    @classmethod
+    def default(cls) -> Backends:
+        """py-rattler for conda; uv (``auto``/``uv``) or the env's pip for the pip side."""
+        return cls(conda=RattlerSolver(), pip=select_installer)
+
+
+@dataclass(frozen=True)
+class EnvironmentInputs:
+    """Everything read about one environment before planning."""
+
+    env: Environment
+    state: InstalledState
+    baseline: Baseline | None  # as recorded (None before the first capture)
+    owned: Owned
+    ownership: Ownership
+    image_changed: bool
+    notices: tuple[str, ...]
+
+
+def read_inputs(
+    manifest: Manifest, store: StateStore, names: Sequence[str] = ()
+) -> list[EnvironmentInputs]:
+    """Read the installed state, baseline and owned set of the selected environments."""
+    unknown = [n for n in names if n not in {e.name for e in manifest.environments}]
+    if unknown:
+        raise ReconcilerError(
+            f"no environment named {', '.join(repr(n) for n in unknown)} in {manifest.path}",
+            hint="environments: " + ", ".join(e.name for e in manifest.environments),
+        )
+    cache = store.record_cache()
+    out: list[EnvironmentInputs] = []
+    for env in manifest.environments:
+        if names and env.name not in names:
+            continue
+        state = read_state(env.prefix, cache)
+        baseline = store.baseline(env.prefix)
+        owned = store.owned(env.prefix)
+        notices: list[str] = []
+        image_changed = False
+        if baseline is not None and state.exists:
+            current = image_identity(env.prefix)
+            if baseline.image and current and baseline.image != current:
+                image_changed = True
+                notices.append(
+                    f"the image under {env.prefix} changed since the baseline of "
+                    f"{baseline.captured_at}; its packages are the new managed set and a new "
+                    "baseline is recorded at the next apply"
+                )
+        if baseline is None and state.exists:
+            notices.append(
+                "no baseline recorded yet: everything installed now is treated as managed "
+                "(recorded at the first apply, or with `reconciler baseline capture`)"
+            )
+        effective_owned = Owned(packages={}) if image_changed else owned
+        effective_baseline = None if image_changed else baseline
+        ownership = Ownership.build(state, effective_baseline, effective_owned, manifest.protect)
+        out.append(EnvironmentInputs(env, state, baseline, effective_owned, ownership,
+                                     image_changed, tuple(notices)))
+    store.save_record_cache(cache)
+    return out
+
+
+def pip_requests(env: Environment) -> tuple[PipRequest, ...]:
+    """The environment's pip requests, plus ipykernel when it has a kernel."""
+    if env.kernel is None or any(r.name == "ipykernel" for r in env.pip):
+        return env.pip
+    return (*env.pip, PipRequest("ipykernel", "ipykernel", (f"environments.{env.name}.kernel",)))
+
+
+def _kernel_change(env: Environment) -> Change | None:
+    if env.kernel is None:
+        return None
+    spec = read_kernelspec(env.kernel.name)
+    python = str(env.prefix / "bin" / "python")
+    if spec.exists and spec.python == python and spec.display_name == env.kernel.display_name:
+        return None
+    if spec.exists and not spec.owned:
+        return Change("register-kernel", "pip", env.kernel.name, spec.python, python, True, True,
+                      f"kernelspec {env.kernel.name!r} exists and was not written by reconciler; "
+                      "rename the kernel in the manifest or remove the existing kernelspec")
+    return Change("register-kernel", "pip", env.kernel.name, spec.python, python, True)
+
+
+def _new_environment(
+    env: Environment, backends: Backends, state: InstalledState
+) -> EnvironmentPlan:
+    if env.create is None:
+        raise ReconcilerError(
+            f"environment {env.name!r}: {env.prefix} does not exist",
+            hint="add `create: {python: \"3.11\"}` (conda) or `create: {venv: /usr/bin/python3}` "
+            "to the environment in the manifest, or fix the prefix",
+        )
+    kind = "conda" if env.create.python else "venv"
+    changes = [Change("create", kind if kind == "conda" else "pip", env.name, None,
+                      env.create.python or env.create.venv, True)]
+    conda_specs: tuple[str, ...] = ()
+    if kind == "conda":
+        conda = plan_conda_side(state, env.conda, Ownership.build(state, None, Owned({}), ()),
+                                backends.conda, env.channels,
+                                extra_specs=(f"python {env.create.python}.*",))
+        changes += conda.changes
+        conda_specs = conda.specs
+    requests = pip_requests(env)
+    changes += [Change("install", "pip", r.name, None, r.requirement, True,
+                       reason="resolved when the environment exists") for r in requests]
+    kernel = _kernel_change(env)
+    if kernel is not None:
+        changes.append(kernel)
+    return EnvironmentPlan(
+        name=env.name, prefix=str(env.prefix), kind=kind, exists=False,
+        fingerprint=state.fingerprint, changes=tuple(changes),
+        pip_requirements=tuple(r.requirement for r in requests), conda_specs=conda_specs,
+        resolver_ran=kind == "conda",
+    )
+
+
+def plan_environment(inputs: EnvironmentInputs, backends: Backends) -> EnvironmentPlan:
+    """Plan one environment."""
+    env, state = inputs.env, inputs.state
+    if not state.exists:
+        plan = _new_environment(env, backends, state)
+        return replace(plan, notices=inputs.notices)
+    conda = plan_conda_side(state, env.conda, inputs.ownership, backends.conda, env.channels)
+    requests = pip_requests(env)
+    installer = backends.pip(env.installer, state.prefix / "bin" / "python")
+    pip = plan_pip_side(state, requests, inputs.ownership, installer, env.pip_settings)
+    changes = [*conda.changes, *pip.changes]
+    kernel = _kernel_change(env)
+    if kernel is not None:
+        changes.append(kernel)
+    if state.frozen and changes:
+        changes = [
+            replace(c, refused=True, reason=f"{state.prefix} is frozen (conda-meta/frozen): "
+                    "nothing in it may change")
+            for c in changes
+        ]
+    return EnvironmentPlan(
+        name=env.name,
+        prefix=str(env.prefix),
+        kind=state.kind,
+        exists=True,
+        fingerprint=state.fingerprint,
+        changes=tuple(changes),
+        satisfied=(*conda.satisfied, *pip.satisfied),
+        notices=inputs.notices,
+        resolver_ran=conda.resolver_ran or pip.resolver_ran,
+        pip_requirements=pip.requirements,
+        pip_constraints=pip.constraints,
+        conda_specs=conda.specs,
+        conda_pinned=conda.pinned,
+    )
+
+
+def build_plan(
+    manifest: Manifest, inputs: Sequence[EnvironmentInputs], backends: Backends
+) -> Plan:
+    """The plan for every environment in ``inputs``."""
+    return Plan(
+        manifest_path=str(manifest.path),
+        manifest_sha256=manifest.sha256,
+        environments=tuple(plan_environment(i, backends) for i in inputs),
+    )
+
+
+def requested_names(env: Environment) -> set[str]:
+    """Canonical names of everything the environment declares."""
+    return {canonicalize_name(r.name) for r in pip_requests(env)} | {r.name for r in env.conda}

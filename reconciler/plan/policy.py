@@ -1,0 +1,84 @@
+"""Who owns what: managed, owned, foreign (SPEC "Ownership").
+
+managed = the baseline + ``protect`` globs + ``conda-meta/pinned`` names;
+owned = what reconciler installed; foreign = anything else present. apply
+treats foreign like managed: it never moves either.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from reconciler.state.environment import InstalledState, Package
+from reconciler.state.store import Baseline, Owned
+
+__all__ = ["FOREIGN", "MANAGED", "OWNED", "Ownership"]
+
+MANAGED = "managed"
+OWNED = "owned"
+FOREIGN = "foreign"
+
+_SPEC_NAME = re.compile(r"^(?:[^:]+::)?([A-Za-z0-9_.+-]+)")
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """Classifies the packages of one environment."""
+
+    managed: frozenset[str]  # package keys
+    owned: frozenset[str]
+    protect: tuple[str, ...]
+    pinned_names: frozenset[str]
+    frozen: bool
+    baseline_missing: bool
+
+    @classmethod
+    def build(
+        cls,
+        state: InstalledState,
+        baseline: Baseline | None,
+        owned: Owned,
+        protect: Sequence[str],
+    ) -> Ownership:
+        """Combine the baseline (or, before the first capture, everything present)."""
+        if baseline is not None:
+            managed = frozenset(baseline.packages)
+        else:
+            managed = frozenset(
+                key for key, pkg in state.packages().items() if not owned.owns(pkg)
+            )
+        pinned = frozenset(
+            m.group(1).lower() for m in (_SPEC_NAME.match(s) for s in state.pinned) if m
+        )
+        return cls(
+            managed=managed,
+            owned=frozenset(owned.packages),
+            protect=tuple(protect),
+            pinned_names=pinned,
+            frozen=state.frozen,
+            baseline_missing=baseline is None,
+        )
+
+    def is_protected(self, package: Package) -> bool:
+        """``protect`` globs match the conda name or the Python distribution's name."""
+        names = {package.name}
+        if package.dist is not None:
+            names.add(package.dist.name)
+        return any(fnmatch.fnmatchcase(n, pat) for n in names for pat in self.protect) or (
+            package.manager == "conda" and package.name in self.pinned_names
+        )
+
+    def status(self, package: Package) -> str:
+        """MANAGED, OWNED or FOREIGN for an installed package."""
+        if self.is_protected(package) or package.key in self.managed:
+            return MANAGED
+        if package.key in self.owned:
+            return OWNED
+        return FOREIGN
+
+    def may_move(self, package: Package) -> bool:
+        """Only owned packages may be upgraded, downgraded or reinstalled."""
+        return not self.frozen and self.status(package) == OWNED

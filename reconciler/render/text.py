@@ -1,0 +1,96 @@
+"""Plans and drift as text for people: ``+`` add, ``~`` change, ``!`` refused."""
+
+from __future__ import annotations
+
+from reconciler.plan.drift import Drift
+from reconciler.plan.model import Change, Plan
+
+__all__ = ["change_line", "drift_text", "plan_summary", "plan_text"]
+
+_ADD = {"create", "install", "register-kernel"}
+
+
+def change_line(change: Change) -> str:
+    """``  + install pip polars 1.2.0`` / ``  ! upgrade pip numpy 1.26.4 -> 2.0: reason``."""
+    if change.refused:
+        marker = "!"
+    elif change.action in _ADD:
+        marker = "+"
+    elif change.action == "remove":
+        marker = "-"
+    else:
+        marker = "~"
+    if change.from_version and change.to_version and change.action != "register-kernel":
+        versions = f" {change.from_version} -> {change.to_version}"
+    elif change.to_version and change.action != "register-kernel":
+        versions = f" {change.to_version}"
+    else:
+        versions = ""
+    line = f"  {marker} {change.action} {change.manager} {change.name}{versions}"
+    notes = []
+    if change.requested and change.action not in ("create", "register-kernel"):
+        notes.append("requested")
+    if change.required_by and not change.refused:
+        notes.append("required by " + " <- ".join(reversed(change.required_by)))
+    if notes:
+        line += f" ({', '.join(notes)})"
+    if change.refused:
+        line += f"\n      refused: {change.reason}"
+    return line
+
+
+def plan_summary(plan: Plan) -> str:
+    """One line: counts of what would happen."""
+    s = plan.summary()
+    if not plan.pending:
+        n = s["environments"]
+        return f"No changes: {n} environment{'s' if n != 1 else ''} already match the manifest."
+    parts = [f"{s[a]} to {a}" for a in ("create", "install", "upgrade", "downgrade", "reinstall")
+             if s[a]]
+    if s["register-kernel"]:
+        parts.append(f"{s['register-kernel']} kernel{'s' if s['register-kernel'] != 1 else ''} "
+                     "to register")
+    text = "Plan: " + ", ".join(parts) if parts else "Plan: nothing allowed"
+    if s["refused"]:
+        text += f"; {s['refused']} refused (apply would change nothing)"
+    return text + "."
+
+
+def plan_text(plan: Plan, *, verbose: bool = False) -> str:
+    """The whole plan; environments with nothing to do are one line each."""
+    lines: list[str] = []
+    for env in plan.environments:
+        head = f"{env.name} ({env.prefix}, {env.kind}{'' if env.exists else ', new'})"
+        if not env.changes:
+            lines.append(f"{head}: up to date")
+        else:
+            lines.append(f"{head}:")
+            lines += [change_line(c) for c in env.changes]
+        if verbose and env.satisfied:
+            lines.append(f"  = already satisfied: {', '.join(env.satisfied)}")
+        lines += [f"  note: {n}" for n in env.notices]
+    lines.append(plan_summary(plan))
+    return "\n".join(lines)
+
+
+def drift_text(drift: Drift) -> str:
+    """Findings per environment and a one-line summary."""
+    lines: list[str] = []
+    for env in drift.environments:
+        if not env.findings:
+            lines.append(f"{env.name} ({env.prefix}): no drift")
+        else:
+            lines.append(f"{env.name} ({env.prefix}):")
+            for f in env.findings:
+                what = f"{f.name}"
+                if f.expected or f.actual:
+                    what += f" expected {f.expected or '-'}, found {f.actual or '-'}"
+                lines.append(f"  {f.severity}: {f.kind} {f.manager} {what}: {f.detail}")
+        lines += [f"  note: {n}" for n in env.notices]
+    s = drift.summary()
+    if drift.found:
+        lines.append(f"Drift: {s['findings']} findings ({s['error']} errors, {s['warning']} "
+                     f"warnings, {s['info']} info).")
+    else:
+        lines.append("No drift.")
+    return "\n".join(lines)

@@ -1,0 +1,189 @@
+"""The installed state of one environment: conda records and Python distributions, joined.
+
+A conda package and the Python distribution it ships are one package: the join
+is the dist-info directory listed in the conda record's ``files``. Reading state
+never spawns a process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reconciler.state.conda import (
+    CondaRecord,
+    RecordCache,
+    RecordDetails,
+    read_conda_meta,
+    read_pinned,
+)
+from reconciler.state.python import Distribution, find_site_packages, read_distributions
+
+__all__ = ["InstalledState", "Package", "image_identity", "read_state"]
+
+
+@dataclass(frozen=True)
+class Package:
+    """One installed package as the user thinks of it.
+
+    ``manager`` is "conda" when a conda record exists (its Python distribution,
+    if any, is ``dist``), else "pip". ``name`` is the conda name for conda
+    packages and the canonical distribution name for pip ones.
+    """
+
+    name: str
+    manager: str
+    version: str
+    build: str = ""
+    dist: Distribution | None = None
+
+    @property
+    def key(self) -> str:
+        """``manager:name``, unique within an environment."""
+        return f"{self.manager}:{self.name}"
+
+
+@dataclass(frozen=True)
+class InstalledState:
+    """Everything the planner reads about one prefix."""
+
+    prefix: Path
+    exists: bool
+    kind: str  # "conda" | "venv"
+    python_version: str | None
+    site_packages: Path | None
+    conda: Mapping[str, CondaRecord] = field(default_factory=dict)
+    details: Mapping[str, RecordDetails] = field(default_factory=dict)
+    dists: Mapping[str, Distribution] = field(default_factory=dict)
+    user_site: Mapping[str, Distribution] = field(default_factory=dict)
+    dist_owner: Mapping[str, str] = field(default_factory=dict)  # dist name -> conda name
+    pinned: tuple[str, ...] = ()
+    frozen: bool = False
+    is_venv: bool = False
+    fingerprint: str = ""
+
+    @property
+    def is_conda(self) -> bool:
+        """True when the prefix has ``conda-meta/``."""
+        return self.kind == "conda"
+
+    def packages(self) -> dict[str, Package]:
+        """All installed packages by key (``conda:numpy``, ``pip:polars``)."""
+        out: dict[str, Package] = {}
+        shipped: dict[str, Distribution] = {}
+        for dist_name, conda_name in self.dist_owner.items():
+            if dist_name in self.dists:
+                shipped[conda_name] = self.dists[dist_name]
+        for record in self.conda.values():
+            pkg = Package(
+                record.name, "conda", record.version, record.build, shipped.get(record.name)
+            )
+            out[pkg.key] = pkg
+        for dist in self.dists.values():
+            if dist.name not in self.dist_owner:
+                pkg = Package(dist.name, "pip", dist.version, "", dist)
+                out[pkg.key] = pkg
+        return out
+
+    def package_for_dist(self, dist_name: str) -> str:
+        """The package key owning Python distribution ``dist_name``."""
+        owner = self.dist_owner.get(dist_name)
+        return f"conda:{owner}" if owner else f"pip:{dist_name}"
+
+
+def _dist_name_from_dir(directory: str) -> str:
+    """``Foo_Bar-1.0.dist-info`` -> ``foo-bar`` (only to join with already-read METADATA)."""
+    stem = directory.rsplit(".", 1)[0]
+    name = stem.split("-", 1)[0]
+    return name.replace("_", "-").replace(".", "-").lower()
+
+
+def _user_site(python_version: str | None) -> Path | None:
+    if not python_version:
+        return None
+    return Path(os.path.expanduser(f"~/.local/lib/python{python_version}/site-packages"))
+
+
+def image_identity(prefix: Path) -> str | None:
+    """What identifies the image under ``prefix``; see README "Baselines and image upgrades".
+
+    The first transaction block of ``conda-meta/history`` (the image build): hand
+    changes append blocks, a new image rewrites the first one. For a venv,
+    ``pyvenv.cfg`` (a recreated venv or another base interpreter is a new image).
+    """
+    try:
+        with (prefix / "conda-meta" / "history").open("rb") as f:
+            head = f.read(1 << 20)
+    except OSError:
+        head = b""
+    if head.strip():
+        blocks = head.split(b"\n==> ")
+        return "history:" + hashlib.sha256(blocks[0]).hexdigest()[:32]
+    try:
+        cfg = (prefix / "pyvenv.cfg").read_bytes()
+    except OSError:
+        return None
+    return "pyvenv:" + hashlib.sha256(cfg).hexdigest()[:32]
+
+
+def _fingerprint(
+    conda: Mapping[str, CondaRecord], dists: Mapping[str, Distribution], pinned: tuple[str, ...],
+    frozen: bool,
+) -> str:
+    h = hashlib.sha256()
+    for filename in sorted(r.filename for r in conda.values()):
+        h.update(filename.encode() + b"\0")
+    h.update(b"\1")
+    for dist in sorted(dists.values(), key=lambda d: d.name):
+        h.update(f"{dist.name}=={dist.version}:{dist.directory}\0".encode())
+    h.update(b"\1" + "\n".join(pinned).encode() + (b"\1frozen" if frozen else b""))
+    return h.hexdigest()
+
+
+def read_state(prefix: Path, cache: RecordCache | None = None) -> InstalledState:
+    """Read ``prefix``. A missing prefix gives an empty state with ``exists=False``."""
+    if not prefix.is_dir():
+        return InstalledState(
+            prefix=prefix, exists=False, kind="venv", python_version=None, site_packages=None,
+            fingerprint=_fingerprint({}, {}, (), False),
+        )
+    cache = cache if cache is not None else RecordCache()
+    conda = read_conda_meta(prefix)
+    is_conda = (prefix / "conda-meta").is_dir()
+    site, python_version = find_site_packages(prefix)
+    dists = read_distributions(site)
+    details = {name: cache.details(prefix, record) for name, record in conda.items()}
+    cache.prune(prefix, conda)
+    dist_owner: dict[str, str] = {}
+    if details:
+        by_dir = {d.directory: d.name for d in dists.values()}
+        for conda_name, detail in details.items():
+            for directory in detail.dists:
+                dist_name = by_dir.get(directory) or _dist_name_from_dir(directory)
+                if dist_name in dists:
+                    dist_owner[dist_name] = conda_name
+    is_venv = (prefix / "pyvenv.cfg").is_file()
+    user_site: dict[str, Distribution] = {}
+    if not is_venv:
+        user_site = read_distributions(_user_site(python_version))
+    pinned = read_pinned(prefix)
+    frozen = (prefix / "conda-meta" / "frozen").exists()
+    return InstalledState(
+        prefix=prefix,
+        exists=True,
+        kind="conda" if is_conda else "venv",
+        python_version=python_version,
+        site_packages=site,
+        conda=conda,
+        details=details,
+        dists=dists,
+        user_site=user_site,
+        dist_owner=dist_owner,
+        pinned=pinned,
+        frozen=frozen,
+        is_venv=is_venv,
+        fingerprint=_fingerprint(conda, dists, pinned, frozen),
+    )

@@ -1,0 +1,217 @@
+"""Read the Python distributions installed in a site-packages directory.
+
+A header-only METADATA parser (stop at the first blank line) is several times
+faster than ``importlib.metadata`` and gives the same data (NOTES.md). Names
+come from METADATA, never from directory names.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+
+__all__ = ["Distribution", "find_site_packages", "read_distributions", "read_metadata_headers"]
+
+_PYTHON_DIR = re.compile(r"^python(\d+)\.(\d+)t?$")
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """One installed Python distribution."""
+
+    name: str  # canonical (PEP 503)
+    display_name: str
+    version: str
+    requires: tuple[str, ...]  # Requires-Dist, markers included
+    installer: str  # INSTALLER content ("pip", "uv", "conda", ...) or ""
+    directory: str  # the *.dist-info / *.egg-info / *.egg-link entry name
+    editable: bool = False
+
+
+def find_site_packages(prefix: Path) -> tuple[Path | None, str | None]:
+    """``(lib/pythonX.Y/site-packages, "X.Y")`` of a prefix, or ``(None, None)``.
+
+    When several ``lib/python*`` directories exist, the one named by
+    ``pyvenv.cfg`` wins, then the highest version.
+    """
+    lib = prefix / "lib"
+    try:
+        entries = os.listdir(lib)
+    except (FileNotFoundError, NotADirectoryError):
+        return None, None
+    found: list[tuple[tuple[int, int], str]] = []
+    for entry in entries:
+        match = _PYTHON_DIR.match(entry)
+        if match and (lib / entry / "site-packages").is_dir():
+            found.append(((int(match.group(1)), int(match.group(2))), entry))
+    if not found:
+        return None, None
+    wanted = _pyvenv_version(prefix)
+    for version, entry in found:
+        if wanted == version:
+            return lib / entry / "site-packages", f"{version[0]}.{version[1]}"
+    version, entry = max(found)
+    return lib / entry / "site-packages", f"{version[0]}.{version[1]}"
+
+
+def _pyvenv_version(prefix: Path) -> tuple[int, int] | None:
+    try:
+        text = (prefix / "pyvenv.cfg").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() in ("version", "version_info"):
+            parts = value.strip().split(".")
+            if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
+                return int(parts[0]), int(parts[1])
+    return None
+
+
+def read_metadata_headers(path: Path) -> tuple[str, str, tuple[str, ...]] | None:
+    """``(Name, Version, Requires-Dist)`` from a METADATA / PKG-INFO file, or None."""
+    name = version = ""
+    requires: list[str] = []
+    try:
+        with path.open(encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line in ("\n", "\r\n"):
+                    break  # end of headers; the body is the long description
+                if line[:1] in (" ", "\t"):
+                    continue  # folded continuation of a previous header
+                key, sep, value = line.partition(":")
+                if not sep:
+                    continue
+                key = key.lower()
+                if key == "name":
+                    name = value.strip()
+                elif key == "version":
+                    version = value.strip()
+                elif key == "requires-dist":
+                    requires.append(value.strip())
+    except OSError:
+        return None
+    if not name or not version:
+        return None
+    return name, version, tuple(requires)
+
+
+def _egg_info_requires(egg_info: Path) -> tuple[str, ...]:
+    """Requirements from a legacy ``requires.txt`` (sections become extra markers)."""
+    try:
+        text = (egg_info / "requires.txt").read_text(encoding="utf-8")
+    except OSError:
+        return ()
+    out: list[str] = []
+    marker = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1]
+            extra, _, cond = section.partition(":")
+            parts = []
+            if extra:
+                parts.append(f'extra == "{extra}"')
+            if cond:
+                parts.append(f"({cond})")
+            marker = " and ".join(parts)
+            continue
+        out.append(f"{line}; {marker}" if marker else line)
+    return tuple(out)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
+
+
+def read_distributions(site_packages: Path | None) -> dict[str, Distribution]:
+    """Every distribution in ``site_packages`` by canonical name."""
+    if site_packages is None:
+        return {}
+    try:
+        entries = sorted(os.listdir(site_packages))
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    dists: dict[str, Distribution] = {}
+    for entry in entries:
+        path = site_packages / entry
+        dist: Distribution | None = None
+        if entry.endswith(".dist-info"):
+            dist = _dist_info(path, entry)
+        elif entry.endswith(".egg-info"):
+            dist = _egg_info(path, entry)
+        elif entry.endswith(".egg-link"):
+            dist = _egg_link(path, entry)
+        if dist is not None and dist.name not in dists:
+            dists[dist.name] = dist
+    return dists
+
+
+def _dist_info(path: Path, entry: str) -> Distribution | None:
+    headers = read_metadata_headers(path / "METADATA")
+    if headers is None:
+        return None
+    name, version, requires = headers
+    return Distribution(
+        name=canonicalize_name(name),
+        display_name=name,
+        version=version,
+        requires=requires,
+        installer=_read_text(path / "INSTALLER"),
+        directory=entry,
+        editable=_is_editable(path),
+    )
+
+
+def _is_editable(dist_info: Path) -> bool:
+    direct_url = dist_info / "direct_url.json"
+    if not direct_url.is_file():
+        return False
+    return '"editable": true' in _read_text(direct_url).replace("'", '"')
+
+
+def _egg_info(path: Path, entry: str) -> Distribution | None:
+    pkg_info = path / "PKG-INFO" if path.is_dir() else path
+    headers = read_metadata_headers(pkg_info)
+    if headers is None:
+        return None
+    name, version, requires = headers
+    if path.is_dir():
+        requires = requires or _egg_info_requires(path)
+    return Distribution(
+        name=canonicalize_name(name),
+        display_name=name,
+        version=version,
+        requires=requires,
+        installer=_read_text(path / "INSTALLER") if path.is_dir() else "",
+        directory=entry,
+    )
+
+
+def _egg_link(path: Path, entry: str) -> Distribution | None:
+    """A legacy ``setup.py develop`` install: metadata lives in the source tree."""
+    source = Path(_read_text(path).splitlines()[0]) if _read_text(path) else None
+    if source is None or not source.is_dir():
+        return None
+    for candidate in sorted(source.glob("*.egg-info")):
+        dist = _egg_info(candidate, entry)
+        if dist is not None:
+            return Distribution(
+                name=dist.name,
+                display_name=dist.display_name,
+                version=dist.version,
+                requires=dist.requires,
+                installer="",
+                directory=entry,
+                editable=True,
+            )
+    return None

@@ -1,0 +1,237 @@
+"""The tool's own state: baselines, owned packages and caches, as JSON files.
+
+Layout under the state dir (``--state-dir``, ``RECONCILER_STATE_DIR``,
+default ``~/.local/state/reconciler``)::
+
+    envs/<key>/baseline.json   the managed set captured from the live environment
+    envs/<key>/owned.json      what reconciler installed
+    cache/conda-meta.json      RecordCache (derived data; safe to delete)
+
+``<key>`` is derived from the environment's prefix. Every write is atomic
+(temp file in the same directory, fsync, rename): no reader ever sees half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from reconciler.errors import StateError
+from reconciler.state.conda import RecordCache
+from reconciler.state.environment import InstalledState, Package, image_identity
+
+__all__ = [
+    "Baseline",
+    "Owned",
+    "OwnedPackage",
+    "StateStore",
+    "default_state_dir",
+    "write_json_atomic",
+]
+
+FORMAT = 1
+
+
+def default_state_dir() -> Path:
+    """``$RECONCILER_STATE_DIR`` or ``~/.local/state/reconciler``."""
+    env = os.environ.get("RECONCILER_STATE_DIR")
+    if env:
+        return Path(env).expanduser()
+    return Path("~/.local/state/reconciler").expanduser()
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON to ``path`` so that readers see the old or the new file, whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The managed set of one environment: every package present when it was captured."""
+
+    prefix: str
+    captured_at: str
+    image: str | None
+    packages: Mapping[str, Mapping[str, str]]  # key -> {name, manager, version, build}
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "format": FORMAT,
+            "prefix": self.prefix,
+            "captured_at": self.captured_at,
+            "image": self.image,
+            "packages": {k: dict(v) for k, v in sorted(self.packages.items())},
+        }
+
+    @classmethod
+    def from_state(cls, state: InstalledState, owned: Owned) -> Baseline:
+        """Capture from the live environment, leaving out what reconciler owns."""
+        packages = {
+            key: {"name": p.name, "manager": p.manager, "version": p.version, "build": p.build}
+            for key, p in state.packages().items()
+            if not owned.owns(p)
+        }
+        return cls(
+            prefix=str(state.prefix),
+            captured_at=_now(),
+            image=image_identity(state.prefix),
+            packages=packages,
+        )
+
+
+@dataclass(frozen=True)
+class OwnedPackage:
+    """A package reconciler installed, at the version it installed."""
+
+    name: str
+    manager: str
+    version: str
+
+
+@dataclass(frozen=True)
+class Owned:
+    """Packages reconciler installed in one environment, by key."""
+
+    packages: Mapping[str, OwnedPackage]
+
+    def owns(self, package: Package) -> bool:
+        """True when ``package`` was installed by reconciler (any version: it may move)."""
+        return package.key in self.packages
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "format": FORMAT,
+            "packages": {
+                k: {"name": p.name, "manager": p.manager, "version": p.version}
+                for k, p in sorted(self.packages.items())
+            },
+        }
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+class StateStore:
+    """Reads and writes the state dir. Corrupt files are errors, never an empty managed set."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def env_dir(self, prefix: Path) -> Path:
+        """The directory holding one environment's state files."""
+        digest = hashlib.sha256(str(prefix).encode()).hexdigest()[:16]
+        return self.root / "envs" / f"{prefix.name or 'root'}-{digest}"
+
+    def _read(self, path: Path) -> dict[str, Any] | None:
+        try:
+            with path.open(encoding="utf-8") as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise StateError(
+                f"state file {path} is unreadable or corrupt ({exc})",
+                hint="move it aside; for a baseline, `reconciler baseline capture` records a new "
+                "one from the live environment",
+            ) from exc
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise StateError(
+                f"state file {path} is not a reconciler v{FORMAT} state file",
+                hint="move it aside and run the command again",
+            )
+        return data
+
+    def baseline(self, prefix: Path) -> Baseline | None:
+        """The recorded baseline of ``prefix``, or None if none was captured."""
+        path = self.env_dir(prefix) / "baseline.json"
+        data = self._read(path)
+        if data is None:
+            return None
+        packages = data.get("packages")
+        if not isinstance(packages, dict) or not all(
+            isinstance(v, dict) and {"name", "manager", "version"} <= v.keys()
+            for v in packages.values()
+        ):
+            raise StateError(
+                f"baseline {path} is corrupt (bad 'packages')",
+                hint="run `reconciler baseline capture` to record it again from the live "
+                "environment",
+            )
+        return Baseline(
+            prefix=str(data.get("prefix", prefix)),
+            captured_at=str(data.get("captured_at", "")),
+            image=data.get("image"),
+            packages={
+                k: {kk: str(vv) for kk, vv in v.items()} for k, v in packages.items()
+            },
+        )
+
+    def save_baseline(self, prefix: Path, baseline: Baseline) -> None:
+        """Record ``baseline`` for ``prefix``."""
+        write_json_atomic(self.env_dir(prefix) / "baseline.json", baseline.to_json())
+
+    def owned(self, prefix: Path) -> Owned:
+        """Owned packages of ``prefix`` (empty when nothing was installed yet)."""
+        path = self.env_dir(prefix) / "owned.json"
+        data = self._read(path)
+        if data is None:
+            return Owned(packages={})
+        packages = data.get("packages")
+        if not isinstance(packages, dict):
+            raise StateError(f"state file {path} is corrupt (bad 'packages')",
+                             hint="move it aside; reconciler then treats those packages as foreign")
+        return Owned(
+            packages={
+                k: OwnedPackage(str(v["name"]), str(v["manager"]), str(v["version"]))
+                for k, v in packages.items()
+                if isinstance(v, dict) and {"name", "manager", "version"} <= v.keys()
+            }
+        )
+
+    def save_owned(self, prefix: Path, owned: Owned) -> None:
+        """Record ``owned`` for ``prefix``."""
+        write_json_atomic(self.env_dir(prefix) / "owned.json", owned.to_json())
+
+    def record_cache(self) -> RecordCache:
+        """The conda-meta details cache; a damaged cache is simply rebuilt."""
+        path = self.root / "cache" / "conda-meta.json"
+        try:
+            with path.open(encoding="utf-8") as f:
+                data = json.load(f)
+        except (OSError, ValueError):
+            return RecordCache()
+        entries = data.get("entries") if isinstance(data, dict) else None
+        return RecordCache(entries if isinstance(entries, dict) else None)
+
+    def save_record_cache(self, cache: RecordCache) -> None:
+        """Persist the cache when it changed; best effort (it is derived data)."""
+        if not cache.changed:
+            return
+        try:
+            data = {"format": FORMAT, "entries": cache.to_json()}
+            write_json_atomic(self.root / "cache" / "conda-meta.json", data)
+        except OSError:
+            return
