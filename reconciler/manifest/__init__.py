@@ -1,0 +1,26 @@
+"""The manifest: raw YAML -> schema check (all errors, with line:col) -> frozen model."""
+
+from __future__ import annotations
+
+from reconciler.manifest.loader import MAX_MANIFEST_BYTES, load_manifest
+from reconciler.manifest.model import (
+    CondaRequest,
+    Create,
+    Environment,
+    Kernel,
+    Manifest,
+    PipRequest,
+    PipSettings,
+)
+
+__all__ = [
+    "MAX_MANIFEST_BYTES",
+    "CondaRequest",
+    "Create",
+    "Environment",
+    "Kernel",
+    "Manifest",
+    "PipRequest",
+    "PipSettings",
+    "load_manifest",
+]
