@@ -1,0 +1,1 @@
+"""Benchmark helpers for reconciler: realistic synthetic environments (see :mod:`bench.image`)."""
