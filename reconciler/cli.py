@@ -23,22 +23,33 @@ EXIT_OK, EXIT_ERROR, EXIT_PENDING, EXIT_REFUSED = 0, 1, 2, 3
 
 def _common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     default: Any = argparse.SUPPRESS if suppress else None
-    parser.add_argument("--state-dir", type=Path, default=default, metavar="DIR",
-                        help="state directory (env RECONCILER_STATE_DIR; "
-                        "default ~/.local/state/reconciler)")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        default=argparse.SUPPRESS if suppress else False,
-                        help="more detail (satisfied requirements, resolver messages)")
-    parser.add_argument("-q", "--quiet", action="store_true",
-                        default=argparse.SUPPRESS if suppress else False,
-                        help="print only errors and the summary line")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=default,
+        metavar="DIR",
+        help="state directory (env RECONCILER_STATE_DIR; default ~/.local/state/reconciler)",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS if suppress else False,
+        help="more detail (satisfied requirements, resolver messages)",
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=argparse.SUPPRESS if suppress else False,
+        help="print only errors and the summary line",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="reconciler",
-        description="Apply a declarative environment manifest without breaking the managed "
-        "image.",
+        description="Apply a declarative environment manifest without breaking the managed image.",
     )
     parser.add_argument("--version", action="version", version=f"reconciler {__version__}")
     _common(parser, suppress=False)
@@ -59,8 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--env", action="append", default=[], metavar="NAME")
     p.add_argument("--json", action="store_true", help="print plan.v1 JSON")
     p.add_argument("--out", type=Path, metavar="FILE", help="save the plan for `apply --plan`")
-    p.add_argument("--detailed-exitcode", action="store_true",
-                   help="exit 2 when changes are pending")
+    p.add_argument(
+        "--detailed-exitcode", action="store_true", help="exit 2 when changes are pending"
+    )
     p.set_defaults(func=_plan)
 
     p = command("drift", "report how environments differ from the manifest and the image")
@@ -85,10 +97,16 @@ def _store(args: argparse.Namespace) -> Any:
     return StateStore(args.state_dir.expanduser() if args.state_dir else default_state_dir())
 
 
-def _load(path: Path) -> Any:
+def _load(path: Path, store: Any = None) -> Any:
+    """Load the manifest; with a store, pure checks that passed before are not redone."""
     from reconciler.manifest import load_manifest
 
-    return load_manifest(path)
+    if store is None:
+        return load_manifest(path)
+    memo = store.validation_memo()
+    manifest = load_manifest(path, memo=memo)
+    store.save_validation_memo(memo)
+    return manifest
 
 
 def _out(text: str) -> None:
@@ -107,8 +125,9 @@ def _plan(args: argparse.Namespace) -> int:
     from reconciler.plan.planner import Backends, build_plan, read_inputs
     from reconciler.render.text import plan_summary, plan_text
 
-    manifest = _load(args.manifest)
-    inputs = read_inputs(manifest, _store(args), args.env)
+    store = _store(args)
+    manifest = _load(args.manifest, store)
+    inputs = read_inputs(manifest, store, args.env)
     plan = build_plan(manifest, inputs, Backends.default())
     if args.out:
         from reconciler.state.store import write_json_atomic
@@ -132,8 +151,9 @@ def _drift(args: argparse.Namespace) -> int:
     from reconciler.plan.planner import read_inputs
     from reconciler.render.text import drift_text
 
-    manifest = _load(args.manifest)
-    inputs = read_inputs(manifest, _store(args), args.env)
+    store = _store(args)
+    manifest = _load(args.manifest, store)
+    inputs = read_inputs(manifest, store, args.env)
     drift = Drift(tuple(drift_environment(i) for i in inputs))
     _out(json.dumps(drift.to_json(), indent=2) if args.json else drift_text(drift))
     if args.detailed_exitcode and drift.found:
@@ -145,16 +165,18 @@ def _baseline(args: argparse.Namespace) -> int:
     from reconciler.plan.planner import read_inputs
     from reconciler.state.store import Baseline
 
-    manifest = _load(args.manifest)
     store = _store(args)
+    manifest = _load(args.manifest, store)
     inputs = read_inputs(manifest, store, args.env)
     shown: dict[str, Any] = {}
     for item in inputs:
         env = item.env
         if args.action == "capture":
             if not item.state.exists:
-                raise ReconcilerError(f"environment {env.name!r}: {env.prefix} does not exist",
-                                      hint="create it first (`reconciler apply`)")
+                raise ReconcilerError(
+                    f"environment {env.name!r}: {env.prefix} does not exist",
+                    hint="create it first (`reconciler apply`)",
+                )
             baseline = Baseline.from_state(item.state, item.owned)
             store.save_baseline(env.prefix, baseline)
             if not args.quiet and not args.json:
@@ -168,8 +190,10 @@ def _baseline(args: argparse.Namespace) -> int:
             if recorded is None:
                 _out(f"{env.name}: no baseline recorded ({env.prefix})")
                 continue
-            _out(f"{env.name}: {len(recorded.packages)} managed packages, captured "
-                 f"{recorded.captured_at} ({env.prefix})")
+            _out(
+                f"{env.name}: {len(recorded.packages)} managed packages, captured "
+                f"{recorded.captured_at} ({env.prefix})"
+            )
             for p in sorted(recorded.packages.values(), key=lambda p: (p["manager"], p["name"])):
                 build = f" {p['build']}" if p.get("build") else ""
                 _out(f"  {p['manager']:5} {p['name']} {p['version']}{build}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any, cast
 
@@ -14,7 +14,7 @@ _SOURCE_TREE = Path(__file__).resolve().parent.parent / "schemas"
 
 
 def schema_path(name: str) -> Path:
-    """Path of schema ``name`` (``manifest.v1.schema.json``): packaged copy first, then source tree."""
+    """Path of schema ``name``: the packaged copy first, then the source tree."""
     for base in (_PACKAGED, _SOURCE_TREE):
         candidate = base / name
         if candidate.is_file():
@@ -22,7 +22,7 @@ def schema_path(name: str) -> Path:
     raise FileNotFoundError(f"schema {name} is not installed with reconciler")
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_schema(name: str) -> dict[str, Any]:
     """The parsed JSON Schema ``name``."""
     with schema_path(name).open(encoding="utf-8") as f:

@@ -8,7 +8,6 @@ rattler is imported lazily: it costs ~60 ms.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import sys
 from collections.abc import Sequence
@@ -17,8 +16,16 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from reconciler.errors import BackendError
+from reconciler.state.cache import ReadCache
 
-__all__ = ["CondaSolution", "CondaSolver", "RattlerSolver", "SolvedRecord", "spec_matches"]
+__all__ = [
+    "CondaSolution",
+    "CondaSolver",
+    "RattlerSolver",
+    "SolvedRecord",
+    "SpecMatcher",
+    "spec_matches",
+]
 
 SOLVE_TIMEOUT = 300.0
 
@@ -86,6 +93,22 @@ def spec_matches(spec: str, name: str, version: str, build: str) -> bool:
     return True
 
 
+class SpecMatcher:
+    """:func:`spec_matches` remembered in the read cache (a pure function of its inputs)."""
+
+    def __init__(self, cache: ReadCache | None = None) -> None:
+        self._cache = cache if cache is not None else ReadCache()
+
+    def __call__(self, spec: str, name: str, version: str, build: str) -> bool:
+        """Does ``name-version-build`` satisfy ``spec``?"""
+        key = f"{spec}\0{name}-{version}-{build}"
+        hit = self._cache.match(key)
+        if hit is None:
+            hit = spec_matches(spec, name, version, build)
+            self._cache.put_match(key, hit)
+        return hit
+
+
 _LOCKED = re.compile(r"([A-Za-z0-9_.+-]+)[^\n]*?is locked, but another version is required")
 
 
@@ -116,6 +139,8 @@ class RattlerSolver:
         locked_records = _load_prefix_records(rattler, prefix, locked) if prefix.is_dir() else []
         platform = rattler.Platform.current() if hasattr(rattler, "Platform") else None
         platforms = [str(platform), "noarch"] if platform is not None else None
+        import asyncio
+
         try:
             solved = asyncio.run(
                 rattler.solve(
@@ -140,9 +165,7 @@ class RattlerSolver:
         return CondaSolution(
             ok=True,
             records=tuple(
-                SolvedRecord(
-                    r.name.normalized, str(r.version), str(r.build), tuple(r.depends)
-                )
+                SolvedRecord(r.name.normalized, str(r.version), str(r.build), tuple(r.depends))
                 for r in solved
             ),
         )

@@ -130,8 +130,10 @@ def _check_resolution_failure(proc: Completed, what: str) -> PipPreview:
     )
 
 
+# uv explains a failed resolution in sentences: "beta>=2.0 depends on alpha>=2",
+# "all versions of gamma depend on beta>=2".
 _DEPENDS_ON = re.compile(
-    r"(?P<parent>[A-Za-z0-9][A-Za-z0-9._-]*)[^\s,]* depends on (?P<child>[A-Za-z0-9][^\s,]*)"
+    r"(?P<parent>[A-Za-z0-9][A-Za-z0-9._-]*)[^\s,]* depends? on (?P<child>[A-Za-z0-9][^\s,]*)"
 )
 
 
@@ -162,8 +164,15 @@ class UvCli:
         """``uv pip install --dry-run --output-format json``."""
         with _constraints_file(constraints) as cfile:
             argv: list[str | Path] = [
-                self.uv, "pip", "install", "--dry-run", "--no-build",
-                "--python", python, "--output-format", "json",
+                self.uv,
+                "pip",
+                "install",
+                "--dry-run",
+                "--no-build",
+                "--python",
+                python,
+                "--output-format",
+                "json",
                 *_repository_args(settings, uv=True),
             ]
             if cfile is not None:
@@ -173,8 +182,11 @@ class UvCli:
         if proc.returncode != 0:
             failed = _check_resolution_failure(proc, "uv dry run")
             edges = tuple(
-                (canonicalize_name(m.group("parent")), _req_name(m.group("child")),
-                 m.group("child"))
+                (
+                    canonicalize_name(m.group("parent")),
+                    _req_name(m.group("child")),
+                    m.group("child"),
+                )
                 for m in _DEPENDS_ON.finditer(failed.message)
             )
             return PipPreview(ok=False, message=failed.message, edges=edges)
@@ -198,8 +210,17 @@ class UvCli:
     ) -> tuple[tuple[str, str], ...]:
         """Edges from ``uv pip compile --annotation-style line`` (``x==1  # via a, b``)."""
         argv: list[str | Path] = [
-            self.uv, "pip", "compile", "-", "--python", python, "--no-header",
-            "--annotation-style", "line", "--quiet", "--no-build",
+            self.uv,
+            "pip",
+            "compile",
+            "-",
+            "--python",
+            python,
+            "--no-header",
+            "--annotation-style",
+            "line",
+            "--quiet",
+            "--no-build",
             *_repository_args(settings, uv=True),
         ]
         proc = _run_with_input(argv, "\n".join(requirements) + "\n")
@@ -247,8 +268,17 @@ class PipCli:
         """``pip install --dry-run --report - --only-binary :all:``."""
         with _constraints_file(constraints) as cfile:
             argv: list[str | Path] = [
-                python, "-m", "pip", "install", "--dry-run", "--quiet", "--report", "-",
-                "--only-binary", ":all:", *_repository_args(settings, uv=False),
+                python,
+                "-m",
+                "pip",
+                "install",
+                "--dry-run",
+                "--quiet",
+                "--report",
+                "-",
+                "--only-binary",
+                ":all:",
+                *_repository_args(settings, uv=False),
             ]
             if cfile is not None:
                 argv += ["--constraint", cfile]

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from reconciler.manifest.loader import MAX_MANIFEST_BYTES, load_manifest
+from reconciler.manifest.loader import (
+    MAX_MANIFEST_BYTES,
+    ValidationMemo,
+    load_manifest,
+    schema_key,
+)
 from reconciler.manifest.model import (
     CondaRequest,
     Create,
@@ -22,5 +27,7 @@ __all__ = [
     "Manifest",
     "PipRequest",
     "PipSettings",
+    "ValidationMemo",
     "load_manifest",
+    "schema_key",
 ]

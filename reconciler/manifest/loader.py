@@ -8,28 +8,51 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
 from reconciler.errors import ManifestError, Problem
 from reconciler.manifest.model import Manifest
-from reconciler.manifest.schema_check import check_schema
+from reconciler.manifest.schema_check import SCHEMA_NAME, check_schema
 from reconciler.manifest.semantics import build_manifest
 from reconciler.manifest.yaml_nodes import read_document
 
-__all__ = ["MAX_MANIFEST_BYTES", "load_manifest"]
+__all__ = ["MAX_MANIFEST_BYTES", "ValidationMemo", "load_manifest", "schema_key"]
 
 #: A manifest larger than this is refused before it is parsed.
 MAX_MANIFEST_BYTES = 1_048_576
 
 
-def load_manifest(path: Union[Path, str], *, check_prefixes: bool = True) -> Manifest:
+@dataclass
+class ValidationMemo:
+    """Results of pure checks, remembered between runs by the caller (the state dir).
+
+    ``schema_valid`` holds :func:`schema_key` values of manifest bytes that passed
+    the JSON Schema: those skip jsonschema (its import alone costs ~60 ms on every
+    app start). ``conda_specs`` maps a conda string to its parsed (name, version,
+    plain), so py-rattler need not be imported to re-parse it. Only successes are
+    remembered; every other check runs each time.
+    """
+
+    schema_valid: set[str] = field(default_factory=set)
+    conda_specs: dict[str, tuple[str, str | None, bool]] = field(default_factory=dict)
+    changed: bool = False
+
+
+def load_manifest(
+    path: Union[Path, str],
+    *,
+    check_prefixes: bool = True,
+    memo: ValidationMemo | None = None,
+) -> Manifest:
     """Load and validate the manifest at ``path``.
 
     With ``check_prefixes``, existing prefixes are looked at (only whether they
     are directories with ``conda-meta/``); nothing else on the machine is read.
-    Raises ManifestError with every problem found, each located as
-    ``file:line:col: path: message`` where ``file`` is ``path`` as given.
+    ``memo`` (updated in place on success) lets a repeated load skip pure checks
+    that already passed. Raises ManifestError with every problem found, each
+    located as ``file:line:col: path: message`` where ``file`` is ``path`` as given.
     """
     file = os.fspath(path)
     raw = _read(file)
@@ -38,18 +61,37 @@ def load_manifest(path: Union[Path, str], *, check_prefixes: bool = True) -> Man
     except UnicodeDecodeError as exc:
         raise _whole_file(file, f"the manifest is not UTF-8 text (byte {exc.start})") from None
     document = read_document(text, file)
-    if not document.problems or document.data is not None:
+    sha256 = hashlib.sha256(raw).hexdigest()
+    key = schema_key(sha256) if memo is not None else ""
+    known_valid = memo is not None and not document.problems and key in memo.schema_valid
+    if memo is not None:
+        document.conda_memo.update(memo.conda_specs)
+    if not known_valid and (not document.problems or document.data is not None):
         check_schema(document)
     manifest = build_manifest(
         document,
         path=Path(os.path.abspath(file)),
-        sha256=hashlib.sha256(raw).hexdigest(),
+        sha256=sha256,
         check_prefixes=check_prefixes,
     )
     if document.problems:
         unique = list(dict.fromkeys(document.problems))
         raise ManifestError(sorted(unique, key=lambda p: (p.line, p.column)))
+    if memo is not None and (
+        key not in memo.schema_valid or document.conda_memo.keys() - memo.conda_specs.keys()
+    ):
+        memo.schema_valid.add(key)
+        memo.conda_specs.update(document.conda_memo)
+        memo.changed = True
     return manifest
+
+
+def schema_key(sha256: str) -> str:
+    """Identifies "these manifest bytes passed this schema" (the schema file's own hash too)."""
+    from reconciler.resources import schema_path
+
+    schema = hashlib.sha256(schema_path(SCHEMA_NAME).read_bytes()).hexdigest()[:16]
+    return f"{sha256}:{schema}"
 
 
 def _read(file: str) -> bytes:

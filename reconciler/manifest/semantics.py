@@ -176,12 +176,15 @@ def _pip_entries(document: Document, value: object, path: ManifestPath) -> Itera
 
 def _conda_entries(document: Document, value: object, path: ManifestPath) -> Iterator[CondaEntry]:
     for where, text in _strings(document, value, path):
-        try:
-            name, version, plain = parse_conda(text)
-        except SpecError as exc:
-            document.report(where, str(exc))
-        else:
-            yield CondaEntry(text, where, name, version, plain)
+        parsed = document.conda_memo.get(text)
+        if parsed is None:
+            try:
+                parsed = parse_conda(text)
+            except SpecError as exc:
+                document.report(where, str(exc))
+                continue
+            document.conda_memo[text] = parsed
+        yield CondaEntry(text, where, *parsed)
 
 
 def _channels(document: Document, value: object, path: ManifestPath) -> tuple[str, ...] | None:

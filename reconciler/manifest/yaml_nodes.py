@@ -52,6 +52,8 @@ class Document:
     sources: dict[ManifestPath, str] = field(default_factory=dict)
     invalid: set[ManifestPath] = field(default_factory=set)
     problems: list[Problem] = field(default_factory=list)
+    #: Parsed conda specs remembered between runs (see ``loader.ValidationMemo``).
+    conda_memo: dict[str, tuple[str, str | None, bool]] = field(default_factory=dict)
 
     def position(self, path: ManifestPath, *, key: bool = False) -> tuple[int, int]:
         """Where ``path`` is written (its key with ``key=True``), else its nearest ancestor."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from reconciler.backends.conda import CondaSolution, CondaSolver, SolvedRecord, spec_matches
+from reconciler.backends.conda import CondaSolution, CondaSolver, SolvedRecord
 from reconciler.errors import BackendError
 from reconciler.manifest.model import CondaRequest
 from reconciler.plan.model import Change
@@ -52,8 +52,13 @@ def plan_conda_side(
     channels: Sequence[str],
     *,
     extra_specs: Sequence[str] = (),
+    satisfied_specs: Mapping[str, bool] | None = None,
 ) -> CondaSidePlan:
-    """Plan the conda requests (``extra_specs`` such as ``python 3.11.*`` for a new env)."""
+    """Plan the conda requests (``extra_specs`` such as ``python 3.11.*`` for a new env).
+
+    ``satisfied_specs`` says which declared specs the installed records meet (see
+    :func:`reconciler.plan.planner.read_inputs`, which remembers them in the read cache).
+    """
     packages = state.packages()
     satisfied: list[str] = []
     changes: list[Change] = []
@@ -61,8 +66,7 @@ def plan_conda_side(
     need_solve = bool(extra_specs)
     for request in requests:
         record = state.conda.get(request.name)
-        if record is not None and spec_matches(request.spec, record.name, record.version,
-                                               record.build):
+        if record is not None and (satisfied_specs or {}).get(request.spec, False):
             satisfied.append(request.spec)
             specs.append(request.spec)
             continue
@@ -70,21 +74,32 @@ def plan_conda_side(
             pkg = packages[f"conda:{record.name}"]
             if not ownership.may_move(pkg):
                 status = ownership.status(pkg)
-                changes.append(Change(
-                    "upgrade", "conda", record.name, record.version, request.spec, True, True,
-                    f"requested {request.spec} does not match {status} {record.name} "
-                    f"{record.version} ({record.build}); it may not be replaced",
-                ))
+                changes.append(
+                    Change(
+                        "upgrade",
+                        "conda",
+                        record.name,
+                        record.version,
+                        request.spec,
+                        True,
+                        True,
+                        f"requested {request.spec} does not match {status} {record.name} "
+                        f"{record.version} ({record.build}); it may not be replaced",
+                    )
+                )
                 continue
         specs.append(request.spec)
         need_solve = True
     if not need_solve:
         return CondaSidePlan(tuple(changes), tuple(satisfied), tuple(specs), (), False)
 
-    pinned = tuple(sorted(
-        name for name, _ in state.conda.items()
-        if not ownership.may_move(packages[f"conda:{name}"])
-    ))
+    pinned = tuple(
+        sorted(
+            name
+            for name, _ in state.conda.items()
+            if not ownership.may_move(packages[f"conda:{name}"])
+        )
+    )
     locked = tuple(sorted(set(state.conda) - set(pinned)))
     requested = {r.name for r in requests}
     solution = solver.solve(state.prefix, channels, specs, pinned, locked)
@@ -111,7 +126,13 @@ def _blame(solution: CondaSolution, state: InstalledState) -> Change:
     names = [n for n in solution.blamed if n in state.conda] or ["(unknown)"]
     record = state.conda.get(names[0])
     return Change(
-        "upgrade", "conda", names[0], record.version if record else None, None, False, True,
+        "upgrade",
+        "conda",
+        names[0],
+        record.version if record else None,
+        None,
+        False,
+        True,
         f"the solver would have to move managed {', '.join(names)}: "
         f"{_first_line(solution.message)}",
     )
@@ -144,8 +165,17 @@ def _classify(
         installed = state.conda.get(record.name)
         reason, via = chains.get(record.name, ("", ()))
         if installed is None:
-            changes.append(Change("install", "conda", record.name, None, record.version,
-                                  record.name in requested, required_by=via))
+            changes.append(
+                Change(
+                    "install",
+                    "conda",
+                    record.name,
+                    None,
+                    record.version,
+                    record.name in requested,
+                    required_by=via,
+                )
+            )
             continue
         if (installed.version, installed.build) == (record.version, record.build):
             continue
@@ -157,8 +187,19 @@ def _classify(
         if refused:
             what = f"{record.name} is {status} at {installed.version}"
             why = f"{reason}; {what}" if reason else what
-        changes.append(Change(action, "conda", record.name, installed.version, record.version,
-                              record.name in requested, refused, why, via))
+        changes.append(
+            Change(
+                action,
+                "conda",
+                record.name,
+                installed.version,
+                record.version,
+                record.name in requested,
+                refused,
+                why,
+                via,
+            )
+        )
     return changes
 
 

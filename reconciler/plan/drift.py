@@ -100,29 +100,61 @@ class Drift:
 
 
 def _declared(inputs: EnvironmentInputs) -> list[Finding]:
-    from reconciler.backends.conda import spec_matches
-
     env, state = inputs.env, inputs.state
     findings: list[Finding] = []
     for conda_request in env.conda:
         record = state.conda.get(conda_request.name)
         if record is None:
-            findings.append(Finding("missing", conda_request.name, "conda", conda_request.spec,
-                                    None, "error", f"declared in {conda_request.sources[0]}, "
-                                    "not installed"))
-        elif not spec_matches(conda_request.spec, record.name, record.version, record.build):
-            findings.append(Finding("version-mismatch", record.name, "conda", conda_request.spec,
-                                    f"{record.version} ({record.build})", "error",
-                                    f"declared in {conda_request.sources[0]}"))
+            findings.append(
+                Finding(
+                    "missing",
+                    conda_request.name,
+                    "conda",
+                    conda_request.spec,
+                    None,
+                    "error",
+                    f"declared in {conda_request.sources[0]}, not installed",
+                )
+            )
+        elif not inputs.conda_matches.get(conda_request.spec, False):
+            findings.append(
+                Finding(
+                    "version-mismatch",
+                    record.name,
+                    "conda",
+                    conda_request.spec,
+                    f"{record.version} ({record.build})",
+                    "error",
+                    f"declared in {conda_request.sources[0]}",
+                )
+            )
     for request in pip_requests(env):
         dist = state.dists.get(request.name)
         req = Requirement(request.requirement)
         if dist is None:
-            findings.append(Finding("missing", request.name, "pip", request.requirement, None,
-                                    "error", f"declared in {request.sources[0]}, not installed"))
+            findings.append(
+                Finding(
+                    "missing",
+                    request.name,
+                    "pip",
+                    request.requirement,
+                    None,
+                    "error",
+                    f"declared in {request.sources[0]}, not installed",
+                )
+            )
         elif not satisfies(req, dist):
-            findings.append(Finding("version-mismatch", request.name, "pip", request.requirement,
-                                    dist.version, "error", f"declared in {request.sources[0]}"))
+            findings.append(
+                Finding(
+                    "version-mismatch",
+                    request.name,
+                    "pip",
+                    request.requirement,
+                    dist.version,
+                    "error",
+                    f"declared in {request.sources[0]}",
+                )
+            )
     return findings
 
 
@@ -138,44 +170,98 @@ def drift_environment(inputs: EnvironmentInputs) -> EnvironmentDrift:
     if baseline is not None:
         for key, expected in sorted(baseline.packages.items()):
             pkg = packages.get(key)
-            want = f"{expected['version']} ({expected['build']})" if expected.get("build") else \
-                expected["version"]
+            want = (
+                f"{expected['version']} ({expected['build']})"
+                if expected.get("build")
+                else expected["version"]
+            )
             if pkg is None:
-                findings.append(Finding("managed-changed", expected["name"], expected["manager"],
-                                        want, None, "error", "managed package was removed"))
+                findings.append(
+                    Finding(
+                        "managed-changed",
+                        expected["name"],
+                        expected["manager"],
+                        want,
+                        None,
+                        "error",
+                        "managed package was removed",
+                    )
+                )
             elif (pkg.version, pkg.build) != (expected["version"], expected.get("build", "")):
                 have = f"{pkg.version} ({pkg.build})" if pkg.build else pkg.version
-                findings.append(Finding("managed-changed", pkg.name, pkg.manager, want, have,
-                                        "error", "managed package differs from the baseline "
-                                        f"of {baseline.captured_at}"))
+                findings.append(
+                    Finding(
+                        "managed-changed",
+                        pkg.name,
+                        pkg.manager,
+                        want,
+                        have,
+                        "error",
+                        f"managed package differs from the baseline of {baseline.captured_at}",
+                    )
+                )
         for key, pkg in sorted(packages.items()):
             dist_name = pkg.dist.name if pkg.dist else pkg.name
             if key in baseline.packages or key in inputs.owned.packages:
                 continue
             if pkg.name in declared or dist_name in declared:
                 continue
-            findings.append(Finding("foreign", pkg.name, pkg.manager, None, pkg.version, "warning",
-                                    "installed outside reconciler and not in the manifest"))
+            findings.append(
+                Finding(
+                    "foreign",
+                    pkg.name,
+                    pkg.manager,
+                    None,
+                    pkg.version,
+                    "warning",
+                    "installed outside reconciler and not in the manifest",
+                )
+            )
     for key, owned in sorted(inputs.owned.packages.items()):
         if owned.name not in declared and key in packages:
-            findings.append(Finding("orphaned", owned.name, owned.manager, None,
-                                    packages[key].version, "info",
-                                    "installed by reconciler, no longer in the manifest "
-                                    "(reconciler never uninstalls; remove it by hand if unused)"))
+            findings.append(
+                Finding(
+                    "orphaned",
+                    owned.name,
+                    owned.manager,
+                    None,
+                    packages[key].version,
+                    "info",
+                    "installed by reconciler, no longer in the manifest "
+                    "(reconciler never uninstalls; remove it by hand if unused)",
+                )
+            )
     marker_env = marker_environment(state.python_version)
     for parent, text in unmet(((d, frozenset()) for d in state.dists), state.dists, marker_env):
-        findings.append(Finding("broken-requirement", parent, "pip", text,
-                                _installed_version(inputs, text), "warning",
-                                f"{parent} requires {text}"))
+        findings.append(
+            Finding(
+                "broken-requirement",
+                parent,
+                "pip",
+                text,
+                _installed_version(inputs, text),
+                "warning",
+                f"{parent} requires {text}",
+            )
+        )
     for name, dist in sorted(state.user_site.items()):
         shadows = name in state.dists
-        findings.append(Finding(
-            "user-site", name, "pip", state.dists[name].version if shadows else None,
-            dist.version, "warning" if shadows else "info",
-            f"~/.local user site has {dist.display_name} {dist.version}"
-            + (" and shadows the environment's copy" if shadows else
-               "; it is importable from this environment"),
-        ))
+        findings.append(
+            Finding(
+                "user-site",
+                name,
+                "pip",
+                state.dists[name].version if shadows else None,
+                dist.version,
+                "warning" if shadows else "info",
+                f"~/.local user site has {dist.display_name} {dist.version}"
+                + (
+                    " and shadows the environment's copy"
+                    if shadows
+                    else "; it is importable from this environment"
+                ),
+            )
+        )
     return EnvironmentDrift(env.name, str(env.prefix), tuple(findings), inputs.notices)
 
 

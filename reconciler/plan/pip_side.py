@@ -64,6 +64,27 @@ def _pin(name: str, version: str) -> str:
     return f"{name}=={version}" if version_or_none(version) is not None else f"{name}==={version}"
 
 
+def _conda_removal(state: InstalledState, dist_name: str, status: str) -> Change | None:
+    """pip replacing a distribution that a conda package ships uninstalls that package's
+    files and leaves a stale conda record: an uninstall, which reconciler never does."""
+    conda_name = state.dist_owner.get(dist_name)
+    if conda_name is None:
+        return None
+    record = state.conda[conda_name]
+    return Change(
+        "remove",
+        "conda",
+        conda_name,
+        record.version,
+        None,
+        False,
+        True,
+        f"pip would replace {dist_name} {state.dists[dist_name].version}, which conda package "
+        f"{conda_name} {record.version} ({status}) ships; reconciler never uninstalls a package. "
+        "Request it on the conda side instead",
+    )
+
+
 def plan_pip_side(
     state: InstalledState,
     requests: Sequence[PipRequest],
@@ -91,13 +112,22 @@ def plan_pip_side(
             if not ownership.may_move(pkg):
                 status = ownership.status(pkg)
                 action = _direction(dist.version, req)
-                changes.append(Change(
-                    action=action, manager="pip", name=request.name,
-                    from_version=dist.version, to_version=str(req.specifier) or None,
-                    requested=True, refused=True,
-                    reason=f"requested {request.requirement} would {action} {status} "
-                    f"{pkg.name} {pkg.version}",
-                ))
+                changes.append(
+                    Change(
+                        action=action,
+                        manager="pip",
+                        name=request.name,
+                        from_version=dist.version,
+                        to_version=str(req.specifier) or None,
+                        requested=True,
+                        refused=True,
+                        reason=f"requested {request.requirement} would {action} {status} "
+                        f"{pkg.name} {pkg.version}",
+                    )
+                )
+                removal = _conda_removal(state, request.name, status)
+                if removal is not None:
+                    changes.append(removal)
                 continue
         to_resolve.append(request.requirement)
 
@@ -105,11 +135,13 @@ def plan_pip_side(
     if not pending and not unmet(roots, state.dists, env):
         return PipSidePlan(tuple(changes), tuple(satisfied), tuple(to_resolve), (), False)
 
-    constraints = tuple(sorted(
-        _pin(dist.name, dist.version)
-        for dist in state.dists.values()
-        if not ownership.may_move(packages[state.package_for_dist(dist.name)])
-    ))
+    constraints = tuple(
+        sorted(
+            _pin(dist.name, dist.version)
+            for dist in state.dists.values()
+            if not ownership.may_move(packages[state.package_for_dist(dist.name)])
+        )
+    )
     python = state.prefix / "bin" / "python"
     preview = installer.preview(python, to_resolve, constraints, settings)
     requested: set[str] = {r.name for r in requests}
@@ -117,8 +149,9 @@ def plan_pip_side(
         changes += _classify(state, packages, ownership, preview.installs, requested)
         return PipSidePlan(tuple(changes), tuple(satisfied), tuple(to_resolve), constraints, True)
 
-    changes += _explain_refusal(state, packages, ownership, installer, settings, to_resolve,
-                                requested, preview)
+    changes += _explain_refusal(
+        state, packages, ownership, installer, settings, to_resolve, requested, preview
+    )
     return PipSidePlan(tuple(changes), tuple(satisfied), tuple(to_resolve), constraints, True)
 
 
@@ -136,8 +169,17 @@ def _classify(
         dist = state.dists.get(item.name)
         chain_reason, via = (chains or {}).get(item.name, ("", ()))
         if dist is None:
-            changes.append(Change("install", "pip", item.name, None, item.version,
-                                  item.name in requested, required_by=via))
+            changes.append(
+                Change(
+                    "install",
+                    "pip",
+                    item.name,
+                    None,
+                    item.version,
+                    item.name in requested,
+                    required_by=via,
+                )
+            )
             continue
         have, want = version_or_none(dist.version), version_or_none(item.version)
         if have is not None and want is not None and have != want:
@@ -148,12 +190,26 @@ def _classify(
             action = "upgrade"
         pkg = packages[state.package_for_dist(item.name)]
         status = ownership.status(pkg)
-        refused = status != OWNED or ownership.frozen
+        removal = _conda_removal(state, item.name, status)
+        refused = status != OWNED or ownership.frozen or removal is not None
         reason = ""
         if refused:
             reason = "; ".join(p for p in (chain_reason, _describe(pkg, status)) if p)
-        changes.append(Change(action, "pip", item.name, dist.version, item.version,
-                              item.name in requested, refused, reason, via))
+        changes.append(
+            Change(
+                action,
+                "pip",
+                item.name,
+                dist.version,
+                item.version,
+                item.name in requested,
+                refused,
+                reason,
+                via,
+            )
+        )
+        if removal is not None:
+            changes.append(removal)
     return changes
 
 
@@ -199,9 +255,19 @@ def _explain_refusal(
     changes = _classify(state, packages, ownership, free.installs, requested, chains=chains)
     if not any(c.refused for c in changes):
         # The resolver blamed the pins but an unpinned resolve moves nothing we protect.
-        changes.append(Change("install", "pip", ", ".join(sorted(requested)), None, None, True,
-                              True, f"the resolver found no solution that keeps managed "
-                              f"packages in place: {_first_line(pinned.message)}"))
+        changes.append(
+            Change(
+                "install",
+                "pip",
+                ", ".join(sorted(requested)),
+                None,
+                None,
+                True,
+                True,
+                f"the resolver found no solution that keeps managed "
+                f"packages in place: {_first_line(pinned.message)}",
+            )
+        )
     return changes
 
 

@@ -6,13 +6,13 @@ through the small backend protocols in :class:`Backends`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from reconciler.backends.conda import CondaSolver, RattlerSolver
+from reconciler.backends.conda import CondaSolver, RattlerSolver, SpecMatcher
 from reconciler.backends.pip import PipInstaller, select_installer
 from reconciler.errors import ReconcilerError
 from reconciler.manifest.model import Environment, Manifest, PipRequest
@@ -59,6 +59,7 @@ class EnvironmentInputs:
     ownership: Ownership
     image_changed: bool
     notices: tuple[str, ...]
+    conda_matches: Mapping[str, bool]  # declared conda spec -> installed record satisfies it
 
 
 def read_inputs(
@@ -71,7 +72,8 @@ def read_inputs(
             f"no environment named {', '.join(repr(n) for n in unknown)} in {manifest.path}",
             hint="environments: " + ", ".join(e.name for e in manifest.environments),
         )
-    cache = store.record_cache()
+    cache = store.read_cache()
+    matcher = SpecMatcher(cache)
     out: list[EnvironmentInputs] = []
     for env in manifest.environments:
         if names and env.name not in names:
@@ -98,10 +100,31 @@ def read_inputs(
         effective_owned = Owned(packages={}) if image_changed else owned
         effective_baseline = None if image_changed else baseline
         ownership = Ownership.build(state, effective_baseline, effective_owned, manifest.protect)
-        out.append(EnvironmentInputs(env, state, baseline, effective_owned, ownership,
-                                     image_changed, tuple(notices)))
-    store.save_record_cache(cache)
+        out.append(
+            EnvironmentInputs(
+                env,
+                state,
+                baseline,
+                effective_owned,
+                ownership,
+                image_changed,
+                tuple(notices),
+                _conda_matches(env, state, matcher),
+            )
+        )
+    store.save_read_cache(cache)
     return out
+
+
+def _conda_matches(
+    env: Environment, state: InstalledState, matcher: SpecMatcher
+) -> dict[str, bool]:
+    matches: dict[str, bool] = {}
+    for request in env.conda:
+        record = state.conda.get(request.name)
+        if record is not None:
+            matches[request.spec] = matcher(request.spec, record.name, record.version, record.build)
+    return matches
 
 
 def pip_requests(env: Environment) -> tuple[PipRequest, ...]:
@@ -119,9 +142,17 @@ def _kernel_change(env: Environment) -> Change | None:
     if spec.exists and spec.python == python and spec.display_name == env.kernel.display_name:
         return None
     if spec.exists and not spec.owned:
-        return Change("register-kernel", "pip", env.kernel.name, spec.python, python, True, True,
-                      f"kernelspec {env.kernel.name!r} exists and was not written by reconciler; "
-                      "rename the kernel in the manifest or remove the existing kernelspec")
+        return Change(
+            "register-kernel",
+            "pip",
+            env.kernel.name,
+            spec.python,
+            python,
+            True,
+            True,
+            f"kernelspec {env.kernel.name!r} exists and was not written by reconciler; "
+            "rename the kernel in the manifest or remove the existing kernelspec",
+        )
     return Change("register-kernel", "pip", env.kernel.name, spec.python, python, True)
 
 
@@ -131,29 +162,57 @@ def _new_environment(
     if env.create is None:
         raise ReconcilerError(
             f"environment {env.name!r}: {env.prefix} does not exist",
-            hint="add `create: {python: \"3.11\"}` (conda) or `create: {venv: /usr/bin/python3}` "
+            hint='add `create: {python: "3.11"}` (conda) or `create: {venv: /usr/bin/python3}` '
             "to the environment in the manifest, or fix the prefix",
         )
     kind = "conda" if env.create.python else "venv"
-    changes = [Change("create", kind if kind == "conda" else "pip", env.name, None,
-                      env.create.python or env.create.venv, True)]
+    changes = [
+        Change(
+            "create",
+            kind if kind == "conda" else "pip",
+            env.name,
+            None,
+            env.create.python or env.create.venv,
+            True,
+        )
+    ]
     conda_specs: tuple[str, ...] = ()
     if kind == "conda":
-        conda = plan_conda_side(state, env.conda, Ownership.build(state, None, Owned({}), ()),
-                                backends.conda, env.channels,
-                                extra_specs=(f"python {env.create.python}.*",))
+        conda = plan_conda_side(
+            state,
+            env.conda,
+            Ownership.build(state, None, Owned({}), ()),
+            backends.conda,
+            env.channels,
+            extra_specs=(f"python {env.create.python}.*",),
+        )
         changes += conda.changes
         conda_specs = conda.specs
     requests = pip_requests(env)
-    changes += [Change("install", "pip", r.name, None, r.requirement, True,
-                       reason="resolved when the environment exists") for r in requests]
+    changes += [
+        Change(
+            "install",
+            "pip",
+            r.name,
+            None,
+            r.requirement,
+            True,
+            reason="resolved when the environment exists",
+        )
+        for r in requests
+    ]
     kernel = _kernel_change(env)
     if kernel is not None:
         changes.append(kernel)
     return EnvironmentPlan(
-        name=env.name, prefix=str(env.prefix), kind=kind, exists=False,
-        fingerprint=state.fingerprint, changes=tuple(changes),
-        pip_requirements=tuple(r.requirement for r in requests), conda_specs=conda_specs,
+        name=env.name,
+        prefix=str(env.prefix),
+        kind=kind,
+        exists=False,
+        fingerprint=state.fingerprint,
+        changes=tuple(changes),
+        pip_requirements=tuple(r.requirement for r in requests),
+        conda_specs=conda_specs,
         resolver_ran=kind == "conda",
     )
 
@@ -164,7 +223,14 @@ def plan_environment(inputs: EnvironmentInputs, backends: Backends) -> Environme
     if not state.exists:
         plan = _new_environment(env, backends, state)
         return replace(plan, notices=inputs.notices)
-    conda = plan_conda_side(state, env.conda, inputs.ownership, backends.conda, env.channels)
+    conda = plan_conda_side(
+        state,
+        env.conda,
+        inputs.ownership,
+        backends.conda,
+        env.channels,
+        satisfied_specs=inputs.conda_matches,
+    )
     requests = pip_requests(env)
     installer = backends.pip(env.installer, state.prefix / "bin" / "python")
     pip = plan_pip_side(state, requests, inputs.ownership, installer, env.pip_settings)
@@ -174,8 +240,11 @@ def plan_environment(inputs: EnvironmentInputs, backends: Backends) -> Environme
         changes.append(kernel)
     if state.frozen and changes:
         changes = [
-            replace(c, refused=True, reason=f"{state.prefix} is frozen (conda-meta/frozen): "
-                    "nothing in it may change")
+            replace(
+                c,
+                refused=True,
+                reason=f"{state.prefix} is frozen (conda-meta/frozen): nothing in it may change",
+            )
             for c in changes
         ]
     return EnvironmentPlan(
@@ -195,9 +264,7 @@ def plan_environment(inputs: EnvironmentInputs, backends: Backends) -> Environme
     )
 
 
-def build_plan(
-    manifest: Manifest, inputs: Sequence[EnvironmentInputs], backends: Backends
-) -> Plan:
+def build_plan(manifest: Manifest, inputs: Sequence[EnvironmentInputs], backends: Backends) -> Plan:
     """The plan for every environment in ``inputs``."""
     return Plan(
         manifest_path=str(manifest.path),

@@ -47,9 +47,7 @@ class Ownership:
         if baseline is not None:
             managed = frozenset(baseline.packages)
         else:
-            managed = frozenset(
-                key for key, pkg in state.packages().items() if not owned.owns(pkg)
-            )
+            managed = frozenset(key for key, pkg in state.packages().items() if not owned.owns(pkg))
         pinned = frozenset(
             m.group(1).lower() for m in (_SPEC_NAME.match(s) for s in state.pinned) if m
         )

@@ -44,12 +44,16 @@ def plan_summary(plan: Plan) -> str:
     s = plan.summary()
     if not plan.pending:
         n = s["environments"]
-        return f"No changes: {n} environment{'s' if n != 1 else ''} already match the manifest."
-    parts = [f"{s[a]} to {a}" for a in ("create", "install", "upgrade", "downgrade", "reinstall")
-             if s[a]]
+        if n == 1:
+            return "No changes: the environment already matches the manifest."
+        return f"No changes: {n} environments already match the manifest."
+    parts = [
+        f"{s[a]} to {a}" for a in ("create", "install", "upgrade", "downgrade", "reinstall") if s[a]
+    ]
     if s["register-kernel"]:
-        parts.append(f"{s['register-kernel']} kernel{'s' if s['register-kernel'] != 1 else ''} "
-                     "to register")
+        parts.append(
+            f"{s['register-kernel']} kernel{'s' if s['register-kernel'] != 1 else ''} to register"
+        )
     text = "Plan: " + ", ".join(parts) if parts else "Plan: nothing allowed"
     if s["refused"]:
         text += f"; {s['refused']} refused (apply would change nothing)"
@@ -89,8 +93,10 @@ def drift_text(drift: Drift) -> str:
         lines += [f"  note: {n}" for n in env.notices]
     s = drift.summary()
     if drift.found:
-        lines.append(f"Drift: {s['findings']} findings ({s['error']} errors, {s['warning']} "
-                     f"warnings, {s['info']} info).")
+        lines.append(
+            f"Drift: {s['findings']} findings ({s['error']} errors, {s['warning']} "
+            f"warnings, {s['info']} info)."
+        )
     else:
         lines.append("No drift.")
     return "\n".join(lines)

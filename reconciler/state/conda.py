@@ -4,7 +4,7 @@ Names, versions and builds come from the record file names (conda itself ignores
 a record whose name does not split that way). The JSON bodies can be megabytes
 (``files``), so the few fields we need from them (``depends``, ``channel`` and
 the dist-info directories the package ships) are kept in a cache keyed by the
-record's (mtime, size); see :class:`RecordCache`.
+record's (mtime, size); see :mod:`reconciler.state.cache`.
 """
 
 from __future__ import annotations
@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reconciler.state.cache import ReadCache
+
 __all__ = [
     "CondaRecord",
-    "RecordCache",
     "RecordDetails",
     "read_conda_meta",
     "read_pinned",
+    "record_details",
 ]
 
 # The dist-info/egg-info a conda package ships, as listed in its record's `files`.
@@ -103,54 +105,22 @@ def _details_from_json(body: Mapping[str, Any]) -> RecordDetails:
     )
 
 
-class RecordCache:
-    """Caches :class:`RecordDetails` per record file, keyed by (mtime_ns, size).
-
-    Loaded from and saved to one small JSON file (under the state dir) so that a
-    913-record prefix is read in milliseconds after the first run.
-    """
-
-    def __init__(self, entries: Mapping[str, Any] | None = None) -> None:
-        self._entries: dict[str, Any] = dict(entries or {})
-        self.changed = False
-
-    def to_json(self) -> dict[str, Any]:
-        """The cache as a JSON-ready mapping."""
-        return self._entries
-
-    def details(self, prefix: Path, record: CondaRecord) -> RecordDetails:
-        """Details of ``record``, parsing its JSON body only when the cache is stale."""
-        path = prefix / "conda-meta" / record.filename
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            return RecordDetails(depends=(), channel="", dists=())
-        key = f"{prefix}\0{record.filename}"
-        hit = self._entries.get(key)
-        if isinstance(hit, list) and len(hit) == 5 and hit[:2] == [st.st_mtime_ns, st.st_size]:
-            return RecordDetails(
-                depends=tuple(hit[2]), channel=str(hit[3]), dists=tuple(hit[4])
-            )
-        try:
-            with path.open("rb") as f:
-                body = json.load(f)
-        except (OSError, ValueError):
-            body = {}
-        details = _details_from_json(body if isinstance(body, dict) else {})
-        self._entries[key] = [
-            st.st_mtime_ns,
-            st.st_size,
-            list(details.depends),
-            details.channel,
-            list(details.dists),
-        ]
-        self.changed = True
-        return details
-
-    def prune(self, prefix: Path, records: Mapping[str, CondaRecord]) -> None:
-        """Forget entries of ``prefix`` whose record file is gone."""
-        live = {f"{prefix}\0{r.filename}" for r in records.values()}
-        stale = [k for k in self._entries if k.startswith(f"{prefix}\0") and k not in live]
-        for key in stale:
-            del self._entries[key]
-            self.changed = True
+def record_details(prefix: Path, record: CondaRecord, cache: ReadCache) -> RecordDetails:
+    """Details of ``record``, parsing its JSON body only when the cache is stale."""
+    path = f"{prefix}{os.sep}conda-meta{os.sep}{record.filename}"
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return RecordDetails(depends=(), channel="", dists=())
+    stamp = [st.st_mtime_ns, st.st_size]
+    hit = cache.get_record(path, stamp)
+    if isinstance(hit, list) and len(hit) == 3:
+        return RecordDetails(depends=tuple(hit[0]), channel=str(hit[1]), dists=tuple(hit[2]))
+    try:
+        with open(path, "rb") as f:
+            body = json.load(f)
+    except (OSError, ValueError):
+        body = {}
+    details = _details_from_json(body if isinstance(body, dict) else {})
+    cache.put_record(path, stamp, [list(details.depends), details.channel, list(details.dists)])
+    return details

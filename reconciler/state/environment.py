@@ -11,14 +11,16 @@ import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
+from reconciler.state.cache import ReadCache
 from reconciler.state.conda import (
     CondaRecord,
-    RecordCache,
     RecordDetails,
     read_conda_meta,
     read_pinned,
+    record_details,
 )
 from reconciler.state.python import Distribution, find_site_packages, read_distributions
 
@@ -70,8 +72,15 @@ class InstalledState:
         """True when the prefix has ``conda-meta/``."""
         return self.kind == "conda"
 
+    @cached_property
+    def _packages(self) -> dict[str, Package]:
+        return self._join()
+
     def packages(self) -> dict[str, Package]:
-        """All installed packages by key (``conda:numpy``, ``pip:polars``)."""
+        """All installed packages by key (``conda:numpy``, ``pip:polars``); do not mutate."""
+        return self._packages
+
+    def _join(self) -> dict[str, Package]:
         out: dict[str, Package] = {}
         shipped: dict[str, Distribution] = {}
         for dist_name, conda_name in self.dist_owner.items():
@@ -130,7 +139,9 @@ def image_identity(prefix: Path) -> str | None:
 
 
 def _fingerprint(
-    conda: Mapping[str, CondaRecord], dists: Mapping[str, Distribution], pinned: tuple[str, ...],
+    conda: Mapping[str, CondaRecord],
+    dists: Mapping[str, Distribution],
+    pinned: tuple[str, ...],
     frozen: bool,
 ) -> str:
     h = hashlib.sha256()
@@ -143,20 +154,24 @@ def _fingerprint(
     return h.hexdigest()
 
 
-def read_state(prefix: Path, cache: RecordCache | None = None) -> InstalledState:
+def read_state(prefix: Path, cache: ReadCache | None = None) -> InstalledState:
     """Read ``prefix``. A missing prefix gives an empty state with ``exists=False``."""
     if not prefix.is_dir():
         return InstalledState(
-            prefix=prefix, exists=False, kind="venv", python_version=None, site_packages=None,
+            prefix=prefix,
+            exists=False,
+            kind="venv",
+            python_version=None,
+            site_packages=None,
             fingerprint=_fingerprint({}, {}, (), False),
         )
-    cache = cache if cache is not None else RecordCache()
+    cache = cache if cache is not None else ReadCache()
     conda = read_conda_meta(prefix)
     is_conda = (prefix / "conda-meta").is_dir()
     site, python_version = find_site_packages(prefix)
-    dists = read_distributions(site)
-    details = {name: cache.details(prefix, record) for name, record in conda.items()}
-    cache.prune(prefix, conda)
+    dists = read_distributions(site, cache)
+    details = {name: record_details(prefix, record, cache) for name, record in conda.items()}
+    cache.prune(str(prefix))
     dist_owner: dict[str, str] = {}
     if details:
         by_dir = {d.directory: d.name for d in dists.values()}

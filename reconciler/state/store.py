@@ -5,7 +5,7 @@ default ``~/.local/state/reconciler``)::
 
     envs/<key>/baseline.json   the managed set captured from the live environment
     envs/<key>/owned.json      what reconciler installed
-    cache/conda-meta.json      RecordCache (derived data; safe to delete)
+    cache/read-cache.json      ReadCache (derived data; safe to delete)
 
 ``<key>`` is derived from the environment's prefix. Every write is atomic
 (temp file in the same directory, fsync, rename): no reader ever sees half a file.
@@ -22,11 +22,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import StateError
-from reconciler.state.conda import RecordCache
+from reconciler.state.cache import ReadCache
 from reconciler.state.environment import InstalledState, Package, image_identity
+
+if TYPE_CHECKING:
+    from reconciler.manifest.loader import ValidationMemo
 
 __all__ = [
     "Baseline",
@@ -184,9 +187,7 @@ class StateStore:
             prefix=str(data.get("prefix", prefix)),
             captured_at=str(data.get("captured_at", "")),
             image=data.get("image"),
-            packages={
-                k: {kk: str(vv) for kk, vv in v.items()} for k, v in packages.items()
-            },
+            packages={k: {kk: str(vv) for kk, vv in v.items()} for k, v in packages.items()},
         )
 
     def save_baseline(self, prefix: Path, baseline: Baseline) -> None:
@@ -201,8 +202,10 @@ class StateStore:
             return Owned(packages={})
         packages = data.get("packages")
         if not isinstance(packages, dict):
-            raise StateError(f"state file {path} is corrupt (bad 'packages')",
-                             hint="move it aside; reconciler then treats those packages as foreign")
+            raise StateError(
+                f"state file {path} is corrupt (bad 'packages')",
+                hint="move it aside; reconciler then treats those packages as foreign",
+            )
         return Owned(
             packages={
                 k: OwnedPackage(str(v["name"]), str(v["manager"]), str(v["version"]))
@@ -215,23 +218,61 @@ class StateStore:
         """Record ``owned`` for ``prefix``."""
         write_json_atomic(self.env_dir(prefix) / "owned.json", owned.to_json())
 
-    def record_cache(self) -> RecordCache:
-        """The conda-meta details cache; a damaged cache is simply rebuilt."""
-        path = self.root / "cache" / "conda-meta.json"
+    def validation_memo(self) -> ValidationMemo:
+        """Pure manifest checks that passed before (derived data; a damaged file is ignored)."""
+        from reconciler.manifest.loader import ValidationMemo
+
         try:
-            with path.open(encoding="utf-8") as f:
+            with (self.root / "cache" / "manifests.json").open(encoding="utf-8") as f:
                 data = json.load(f)
         except (OSError, ValueError):
-            return RecordCache()
-        entries = data.get("entries") if isinstance(data, dict) else None
-        return RecordCache(entries if isinstance(entries, dict) else None)
+            return ValidationMemo()
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            return ValidationMemo()
+        keys = data.get("schema_valid")
+        specs = data.get("conda_specs")
+        return ValidationMemo(
+            schema_valid={k for k in keys if isinstance(k, str)}
+            if isinstance(keys, list)
+            else set(),
+            conda_specs={
+                k: (str(v[0]), None if v[1] is None else str(v[1]), bool(v[2]))
+                for k, v in (specs.items() if isinstance(specs, dict) else ())
+                if isinstance(v, list) and len(v) == 3
+            },
+        )
 
-    def save_record_cache(self, cache: RecordCache) -> None:
+    def save_validation_memo(self, memo: ValidationMemo) -> None:
+        """Persist ``memo`` if it changed, keeping it small; best effort."""
+        if not memo.changed:
+            return
+        data = {
+            "format": FORMAT,
+            "schema_valid": sorted(memo.schema_valid)[-50:],
+            "conda_specs": {k: list(v) for k, v in list(memo.conda_specs.items())[-500:]},
+        }
+        try:
+            write_json_atomic(self.root / "cache" / "manifests.json", data)
+        except OSError:
+            return
+
+    def read_cache(self) -> ReadCache:
+        """The installed-state read cache; a damaged cache is simply rebuilt."""
+        try:
+            with (self.root / "cache" / "read-cache.json").open(encoding="utf-8") as f:
+                data = json.load(f)
+        except (OSError, ValueError):
+            return ReadCache()
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            return ReadCache()
+        return ReadCache(data)
+
+    def save_read_cache(self, cache: ReadCache) -> None:
         """Persist the cache when it changed; best effort (it is derived data)."""
         if not cache.changed:
             return
         try:
-            data = {"format": FORMAT, "entries": cache.to_json()}
-            write_json_atomic(self.root / "cache" / "conda-meta.json", data)
+            data = {"format": FORMAT, **cache.to_json()}
+            write_json_atomic(self.root / "cache" / "read-cache.json", data)
         except OSError:
             return
