@@ -137,8 +137,7 @@ class RattlerSolver:
         rattler = _rattler()
         pinned_records = _load_prefix_records(rattler, prefix, pinned) if prefix.is_dir() else []
         locked_records = _load_prefix_records(rattler, prefix, locked) if prefix.is_dir() else []
-        platform = rattler.Platform.current() if hasattr(rattler, "Platform") else None
-        platforms = [str(platform), "noarch"] if platform is not None else None
+        platforms = [str(rattler.Subdir.current()), "noarch"]
         import asyncio
 
         try:

@@ -45,12 +45,20 @@ class PipSidePlan:
 
 
 def _direction(installed: str, req: Requirement) -> str:
-    """upgrade or downgrade: where the requested versions lie relative to the installed one."""
+    """upgrade or downgrade: the side of the installed version that the first clause it
+    fails points to (``<2`` over 2.0 is a downgrade, ``>=2`` over 1.0 an upgrade)."""
     have = version_or_none(installed)
-    versions = [version_or_none(s.version.rstrip(".*")) for s in req.specifier]
-    known = [v for v in versions if v is not None]
-    if have is not None and known and all(v < have for v in known):
-        return "downgrade"
+    for clause in req.specifier:
+        if have is None or clause.contains(have, prereleases=True):
+            continue
+        if clause.operator in ("<", "<="):
+            return "downgrade"
+        if clause.operator in (">", ">="):
+            return "upgrade"
+        bound = version_or_none(clause.version.rstrip(".*"))
+        if bound is not None and bound < have:
+            return "downgrade"
+        return "upgrade"
     return "upgrade"
 
 

@@ -129,8 +129,13 @@ def image_identity(prefix: Path) -> str | None:
     except OSError:
         head = b""
     if head.strip():
-        blocks = head.split(b"\n==> ")
-        return "history:" + hashlib.sha256(blocks[0]).hexdigest()[:32]
+        first: list[bytes] = []
+        for line in head.splitlines():
+            if line.startswith(b"==> ") and first:
+                break  # the second transaction starts: the first block is complete
+            if line.strip():
+                first.append(line.rstrip())
+        return "history:" + hashlib.sha256(b"\n".join(first)).hexdigest()[:32]
     try:
         cfg = (prefix / "pyvenv.cfg").read_bytes()
     except OSError:

@@ -7,6 +7,7 @@ come from METADATA, never from directory names.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -210,8 +211,16 @@ def _dist_info(path: Path, entry: str) -> Distribution | None:
 
 
 def _is_editable(direct_url: str) -> bool:
+    # Parse it: pip writes `"editable": true`, uv compact JSON `"editable":true`.
     text = _read_text(direct_url)
-    return bool(text) and '"editable": true' in text.replace("'", '"')
+    if not text:
+        return False
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return False
+    dir_info = data.get("dir_info") if isinstance(data, dict) else None
+    return isinstance(dir_info, dict) and dir_info.get("editable") is True
 
 
 def _egg_info(path: Path, entry: str) -> Distribution | None:
