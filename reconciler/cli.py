@@ -173,10 +173,14 @@ def _baseline(args: argparse.Namespace) -> int:
         env = item.env
         if args.action == "capture":
             if not item.state.exists:
-                raise ReconcilerError(
-                    f"environment {env.name!r}: {env.prefix} does not exist",
-                    hint="create it first (`reconciler apply`)",
-                )
+                if args.env:
+                    raise ReconcilerError(
+                        f"environment {env.name!r}: {env.prefix} does not exist",
+                        hint="create it first (`reconciler apply`)",
+                    )
+                if not args.quiet and not args.json:
+                    _out(f"{env.name}: {env.prefix} does not exist yet; nothing to capture")
+                continue
             baseline = Baseline.from_state(item.state, item.owned)
             store.save_baseline(env.prefix, baseline)
             if not args.quiet and not args.json:

@@ -52,12 +52,20 @@ class RequirementGraph:
             self.require(parent, child, spec)
 
     def chain(self, target: str) -> Chain | None:
-        """The shortest chain from the manifest to ``target``; None if unreachable."""
+        """The shortest chain from the manifest to ``target``; None if unreachable.
+
+        A requested package that something else also requires is explained by that
+        something: its own request is usually met by what is installed, so the
+        other requirement is why it moves.
+        """
         nx = self._nx
         if target not in self.graph or ROOT not in self.graph:
             return None
+        graph = self.graph
+        if any(p != ROOT for p in graph.predecessors(target)) and graph.has_edge(ROOT, target):
+            graph = nx.restricted_view(graph, [], [(ROOT, target)])
         try:
-            path = nx.shortest_path(self.graph, ROOT, target)
+            path = nx.shortest_path(graph, ROOT, target)
         except nx.NetworkXNoPath:
             return None
         hops = path[1:]

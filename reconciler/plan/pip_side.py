@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from reconciler.backends.pip import PipInstaller, PipPreview, Resolved
+from reconciler.backends.pip import PipCli, PipInstaller, PipPreview, Resolved
 from reconciler.errors import BackendError
 from reconciler.manifest.model import PipRequest, PipSettings
 from reconciler.plan.model import Change
@@ -235,6 +235,10 @@ def _explain_refusal(
     from reconciler.plan.chains import RequirementGraph
 
     python = state.prefix / "bin" / "python"
+    if "pip" in state.dists and installer.name != "pip":
+        # pip's --report carries every new distribution's requirements, so the chain
+        # names exact specs; uv's dry run does not. Only this (refusal) path pays for pip.
+        installer = PipCli()
     free = installer.preview(python, requirements, (), settings)
     if not free.ok:
         raise BackendError(
@@ -245,7 +249,10 @@ def _explain_refusal(
     graph = RequirementGraph()
     graph.request(requested)
     env = marker_environment(state.python_version)
+    moving = {item.name for item in free.installs}
     for dist in state.dists.values():
+        if dist.name in moving:
+            continue  # its requirements after the change are those of the new version
         for text in dist.requires:
             req = parse(text)
             if req is not None and applies(req, env):

@@ -156,6 +156,13 @@ def _kernel_change(env: Environment) -> Change | None:
     return Change("register-kernel", "pip", env.kernel.name, spec.python, python, True)
 
 
+def _specifier(requirement: str) -> str | None:
+    """``alpha>=2`` -> ``>=2``: the version part shown for a not-yet-resolved install."""
+    from packaging.requirements import Requirement
+
+    return str(Requirement(requirement).specifier) or None
+
+
 def _new_environment(
     env: Environment, backends: Backends, state: InstalledState
 ) -> EnvironmentPlan:
@@ -195,7 +202,7 @@ def _new_environment(
             "pip",
             r.name,
             None,
-            r.requirement,
+            _specifier(r.requirement),
             True,
             reason="resolved when the environment exists",
         )

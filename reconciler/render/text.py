@@ -26,6 +26,10 @@ def change_line(change: Change) -> str:
         versions = f" {change.to_version}"
     else:
         versions = ""
+    if change.action == "create":
+        kind = "conda environment" if change.manager == "conda" else "venv"
+        line = f"  {marker} create {kind} {change.name} (python {change.to_version})"
+        return line + (f"\n      refused: {change.reason}" if change.refused else "")
     line = f"  {marker} {change.action} {change.manager} {change.name}{versions}"
     notes = []
     if change.requested and change.action not in ("create", "register-kernel"):

@@ -116,6 +116,19 @@ def _user_site(python_version: str | None) -> Path | None:
     return Path(os.path.expanduser(f"~/.local/lib/python{python_version}/site-packages"))
 
 
+def _includes_system_site(prefix: Path) -> bool:
+    """A venv with ``include-system-site-packages = true`` also sees the user site (site.py)."""
+    try:
+        text = (prefix / "pyvenv.cfg").read_text(encoding="utf-8")
+    except OSError:
+        return False
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip().lower() == "include-system-site-packages":
+            return value.strip().lower() == "true"
+    return False
+
+
 def image_identity(prefix: Path) -> str | None:
     """What identifies the image under ``prefix``; see README "Baselines and image upgrades".
 
@@ -187,7 +200,7 @@ def read_state(prefix: Path, cache: ReadCache | None = None) -> InstalledState:
                     dist_owner[dist_name] = conda_name
     is_venv = (prefix / "pyvenv.cfg").is_file()
     user_site: dict[str, Distribution] = {}
-    if not is_venv:
+    if not is_venv or _includes_system_site(prefix):
         user_site = read_distributions(_user_site(python_version))
     pinned = read_pinned(prefix)
     frozen = (prefix / "conda-meta" / "frozen").exists()
