@@ -75,6 +75,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_plan)
 
+    p = command("apply", "plan, then make the allowed additive changes (nothing if any is refused)")
+    p.add_argument("manifest", type=Path, nargs="?")
+    p.add_argument("--env", action="append", default=[], metavar="NAME")
+    p.add_argument("--plan", type=Path, metavar="FILE", help="execute a plan saved by plan --out")
+    p.add_argument("--json", action="store_true", help="print the plan with each result")
+    p.add_argument(
+        "--partial", action="store_true", help="apply the environments that have no refused change"
+    )
+    p.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="how long to wait for another apply on the same environment (300)",
+    )
+    p.set_defaults(func=_apply)
+
     p = command("drift", "report how environments differ from the manifest and the image")
     p.add_argument("manifest", type=Path)
     p.add_argument("--env", action="append", default=[], metavar="NAME")
@@ -146,6 +163,74 @@ def _plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _apply(args: argparse.Namespace) -> int:
+    from reconciler.apply.execute import apply
+    from reconciler.plan.planner import Backends
+    from reconciler.render.progress import ConsoleReporter, new_log_path
+    from reconciler.render.text import plan_text
+
+    store = _store(args)
+    saved = None
+    manifest_path = args.manifest
+    if args.plan is not None:
+        saved = _read_plan(args.plan)
+        manifest_path = manifest_path or Path(saved.manifest_path)
+    if manifest_path is None:
+        raise ReconcilerError(
+            "apply needs a MANIFEST or --plan FILE", hint="reconciler apply manifest.yaml"
+        )
+    manifest = _load(manifest_path, store)
+    reporter = ConsoleReporter(sys.stderr if args.json else sys.stdout, quiet=args.quiet)
+    log_path = new_log_path(store.root)
+    result = apply(
+        manifest,
+        store,
+        Backends.default(),
+        names=args.env,
+        partial=args.partial,
+        saved=saved,
+        lock_timeout=args.lock_timeout,
+        reporter=reporter,
+        log=log_path,
+    )
+    plan = result.plan
+    if args.json:
+        doc = plan.to_json()
+        doc["results"] = {
+            r.name: {"status": r.status, "message": r.message} for r in result.results
+        }
+        doc["log"] = str(log_path) if log_path.exists() else None
+        _out(json.dumps(doc, indent=2))
+    elif not plan.pending:
+        _out(f"Nothing to do: {len(plan.environments)} environment(s) match the manifest.")
+    else:
+        if not args.quiet:
+            _out(plan_text(plan, verbose=args.verbose))
+        for r in result.results:
+            if r.status in ("failed", "refused", "skipped"):
+                _out(f"{r.name}: {r.status}" + (f": {r.message}" if r.message else ""))
+        done = sum(r.status == "done" for r in result.results)
+        _out(f"Applied {done} environment(s); log: {log_path}")
+    if result.failed:
+        return EXIT_ERROR
+    if result.refused:
+        return EXIT_REFUSED
+    return EXIT_OK
+
+
+def _read_plan(path: Path) -> Any:
+    from reconciler.plan.model import Plan
+
+    try:
+        with path.open(encoding="utf-8") as f:
+            return Plan.from_json(json.load(f))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ReconcilerError(
+            f"cannot read the saved plan {path}: {exc}",
+            hint="make it again with `reconciler plan MANIFEST --out FILE`",
+        ) from exc
+
+
 def _drift(args: argparse.Namespace) -> int:
     from reconciler.plan.drift import Drift, drift_environment
     from reconciler.plan.planner import read_inputs
@@ -167,7 +252,7 @@ def _baseline(args: argparse.Namespace) -> int:
 
     store = _store(args)
     manifest = _load(args.manifest, store)
-    inputs = read_inputs(manifest, store, args.env)
+    inputs = read_inputs(manifest, store, args.env, read_baselines=args.action == "show")
     shown: dict[str, Any] = {}
     for item in inputs:
         env = item.env

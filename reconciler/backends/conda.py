@@ -64,6 +64,17 @@ class CondaSolver(Protocol):
         """Solve ``specs`` with the installed records named in ``pinned``/``locked``."""
         ...
 
+    def install(
+        self,
+        prefix: Path,
+        channels: Sequence[str],
+        specs: Sequence[str],
+        pinned: Sequence[str],
+        locked: Sequence[str],
+    ) -> tuple[SolvedRecord, ...]:
+        """Solve as :meth:`solve` and install additively; returns the records linked."""
+        ...
+
 
 def _rattler() -> Any:
     if sys.version_info < (3, 10):
@@ -112,14 +123,50 @@ class SpecMatcher:
 _LOCKED = re.compile(r"([A-Za-z0-9_.+-]+)[^\n]*?is locked, but another version is required")
 
 
-def _load_prefix_records(rattler: Any, prefix: Path, names: Sequence[str]) -> list[Any]:
-    wanted = set(names)
+def _load_prefix_records(rattler: Any, prefix: Path, names: Sequence[str] | None) -> list[Any]:
+    """Installed PrefixRecords named in ``names`` (all when None)."""
+    wanted = None if names is None else set(names)
     records = []
     for path in sorted((prefix / "conda-meta").glob("*.json")):
         stem = path.name[: -len(".json")].rsplit("-", 2)
-        if len(stem) == 3 and stem[0] in wanted:
+        if len(stem) == 3 and (wanted is None or stem[0] in wanted):
             records.append(rattler.PrefixRecord.from_path(path))
     return records
+
+
+def _solved(record: Any) -> SolvedRecord:
+    return SolvedRecord(
+        record.name.normalized, str(record.version), str(record.build), tuple(record.depends)
+    )
+
+
+def _first_line(message: str) -> str:
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return " ".join(lines[:3])[:400]
+
+
+def _append_history(
+    prefix: Path, added: Sequence[Any], removed: Sequence[Any], specs: Sequence[str]
+) -> None:
+    """Append a transaction block to ``conda-meta/history`` in conda's format."""
+    import time
+
+    if not added and not removed:
+        return
+    lines = [f"==> {time.strftime('%Y-%m-%d %H:%M:%S')} <==", "# cmd: reconciler apply"]
+    lines += [f"-{_history_name(r)}" for r in removed]
+    lines += [f"+{_history_name(r)}" for r in added]
+    lines.append(f"# update specs: {list(specs)!r}")
+    history = prefix / "conda-meta" / "history"
+    with history.open("a", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def _history_name(record: Any) -> str:
+    channel = str(getattr(record, "channel", "") or "").rstrip("/")
+    subdir = str(getattr(record, "subdir", "") or "noarch")
+    nvb = f"{record.name.normalized}-{record.version}-{record.build}"
+    return f"{channel}/{subdir}::{nvb}" if channel else nvb
 
 
 class RattlerSolver:
@@ -134,6 +181,67 @@ class RattlerSolver:
         locked: Sequence[str],
     ) -> CondaSolution:
         """Solve; a pin conflict is returned as data, other failures raise BackendError."""
+        solution, _ = self._solve(prefix, channels, specs, pinned, locked)
+        return solution
+
+    def install(
+        self,
+        prefix: Path,
+        channels: Sequence[str],
+        specs: Sequence[str],
+        pinned: Sequence[str],
+        locked: Sequence[str],
+    ) -> tuple[SolvedRecord, ...]:
+        """Solve, then link the solution plus every installed record it leaves out.
+
+        ``rattler.install`` makes the prefix equal to the records it is given, so the
+        untouched installed records are passed too: nothing is ever removed. A
+        history block is appended as conda does, which keeps the image identity
+        (the first block) intact.
+        """
+        import asyncio
+
+        rattler = _rattler()
+        solution, solved = self._solve(prefix, channels, specs, pinned, locked)
+        if not solution.ok:
+            raise BackendError(
+                f"conda solve for {prefix} no longer succeeds: {_first_line(solution.message)}",
+                hint="the channel or the environment changed since the plan; run plan again",
+            )
+        installed = _load_prefix_records(rattler, prefix, None) if prefix.is_dir() else []
+        before = {r.name.normalized: r for r in installed}
+        names = {r.name.normalized for r in solved}
+        union = list(solved) + [r for r in installed if r.name.normalized not in names]
+        try:
+            asyncio.run(rattler.install(union, prefix, show_progress=False))
+        except Exception as exc:  # rattler raises its own exception classes
+            raise BackendError(
+                f"conda install into {prefix} failed: {_first_line(str(exc))}",
+                hint="the full error is in the apply log",
+            ) from exc
+        linked = [
+            r
+            for r in solved
+            if r.name.normalized not in before
+            or (str(before[r.name.normalized].version), str(before[r.name.normalized].build))
+            != (str(r.version), str(r.build))
+        ]
+        _append_history(
+            prefix,
+            linked,
+            [before[r.name.normalized] for r in linked if r.name.normalized in before],
+            specs,
+        )
+        return tuple(_solved(r) for r in linked)
+
+    def _solve(
+        self,
+        prefix: Path,
+        channels: Sequence[str],
+        specs: Sequence[str],
+        pinned: Sequence[str],
+        locked: Sequence[str],
+    ) -> tuple[CondaSolution, list[Any]]:
         rattler = _rattler()
         pinned_records = _load_prefix_records(rattler, prefix, pinned) if prefix.is_dir() else []
         locked_records = _load_prefix_records(rattler, prefix, locked) if prefix.is_dir() else []
@@ -156,18 +264,12 @@ class RattlerSolver:
             message = str(exc)
             if "Cannot solve" in message or "cannot be installed" in message or "locked" in message:
                 blamed = tuple(dict.fromkeys(m.group(1) for m in _LOCKED.finditer(message)))
-                return CondaSolution(ok=False, message=message, blamed=blamed)
+                return CondaSolution(ok=False, message=message, blamed=blamed), []
             raise BackendError(
                 f"conda solve failed: {message.splitlines()[0] if message else type(exc).__name__}",
                 hint="check the channels in the manifest are reachable",
             ) from exc
-        return CondaSolution(
-            ok=True,
-            records=tuple(
-                SolvedRecord(r.name.normalized, str(r.version), str(r.build), tuple(r.depends))
-                for r in solved
-            ),
-        )
+        return CondaSolution(ok=True, records=tuple(_solved(r) for r in solved)), list(solved)
 
 
 def _channel(rattler: Any, name: str) -> Any:

@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 PREVIEW_TIMEOUT = 600.0
+INSTALL_TIMEOUT = 3600.0
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,16 @@ class PipInstaller(Protocol):
         self, python: Path, requirements: Sequence[str], settings: PipSettings
     ) -> tuple[tuple[str, str], ...]:
         """``(parent, child)`` requirement edges of an unconstrained resolution, for chains."""
+        ...
+
+    def install(
+        self,
+        python: Path,
+        requirements: Sequence[str],
+        constraints: Sequence[str],
+        settings: PipSettings,
+    ) -> Completed:
+        """Install for real, with the same constraints as the preview."""
         ...
 
 
@@ -205,6 +216,24 @@ class UvCli:
         )
         return PipPreview(ok=True, installs=installs)
 
+    def install(
+        self,
+        python: Path,
+        requirements: Sequence[str],
+        constraints: Sequence[str],
+        settings: PipSettings,
+    ) -> Completed:
+        """``uv pip install --python ENV/bin/python -c PINS REQS``."""
+        with _constraints_file(constraints) as cfile:
+            argv: list[str | Path] = [
+                self.uv, "pip", "install", "--no-build", "--python", python,
+                *_repository_args(settings, uv=True),
+            ]  # fmt: skip
+            if cfile is not None:
+                argv += ["--constraints", cfile]
+            argv += ["--", *requirements]
+            return _installed(run(argv, env=isolation_env(), timeout=INSTALL_TIMEOUT), "uv")
+
     def explain(
         self, python: Path, requirements: Sequence[str], settings: PipSettings
     ) -> tuple[tuple[str, str], ...]:
@@ -309,6 +338,35 @@ class PipCli:
     ) -> tuple[tuple[str, str], ...]:
         """pip's report already carries ``requires_dist``; nothing more to ask."""
         return ()
+
+    def install(
+        self,
+        python: Path,
+        requirements: Sequence[str],
+        constraints: Sequence[str],
+        settings: PipSettings,
+    ) -> Completed:
+        """``python -m pip install --only-binary :all: -c PINS REQS``."""
+        with _constraints_file(constraints) as cfile:
+            argv: list[str | Path] = [
+                python, "-m", "pip", "install", "--only-binary", ":all:",
+                *_repository_args(settings, uv=False),
+            ]  # fmt: skip
+            if cfile is not None:
+                argv += ["--constraint", cfile]
+            argv += ["--", *requirements]
+            return _installed(run(argv, env=isolation_env(), timeout=INSTALL_TIMEOUT), "pip")
+
+
+def _installed(proc: Completed, name: str) -> Completed:
+    if proc.returncode != 0:
+        message = _failure(proc)
+        last = message.splitlines()[-1] if message else f"exit {proc.returncode}"
+        raise BackendError(
+            f"{name} install failed: {last}",
+            hint=f"the full output is in the apply log; the command was: {proc.display}",
+        )
+    return proc
 
 
 def select_installer(installer: str, python: Path) -> PipInstaller:

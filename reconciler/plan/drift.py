@@ -8,7 +8,7 @@ from typing import Any
 from packaging.requirements import Requirement
 
 from reconciler.plan.planner import EnvironmentInputs, pip_requests
-from reconciler.plan.requirements import marker_environment, satisfies, unmet
+from reconciler.plan.requirements import applies, marker_environment, satisfies, unmet
 
 __all__ = ["KINDS", "Drift", "EnvironmentDrift", "Finding", "drift_environment"]
 
@@ -128,9 +128,12 @@ def _declared(inputs: EnvironmentInputs) -> list[Finding]:
                     f"declared in {conda_request.sources[0]}",
                 )
             )
+    marker_env = marker_environment(state.python_version)
     for request in pip_requests(env):
         dist = state.dists.get(request.name)
         req = Requirement(request.requirement)
+        if not applies(req, marker_env):
+            continue  # its marker excludes this environment: plan installs nothing either
         if dist is None:
             findings.append(
                 Finding(
@@ -198,6 +201,26 @@ def drift_environment(inputs: EnvironmentInputs) -> EnvironmentDrift:
                         have,
                         "error",
                         f"managed package differs from the baseline of {baseline.captured_at}",
+                    )
+                )
+            elif (
+                pkg.dist is not None
+                and pkg.manager == "conda"
+                and pkg.dist.directory not in inputs.state.details[pkg.name].dists
+            ):
+                # pip/uv replaced the distribution this conda package ships; its
+                # conda-meta record is stale (NOTES "Conda prefixes").
+                findings.append(
+                    Finding(
+                        "managed-changed",
+                        pkg.name,
+                        pkg.manager,
+                        want,
+                        pkg.dist.version,
+                        "error",
+                        f"{pkg.dist.display_name} {pkg.dist.version} installed by "
+                        f"{pkg.dist.installer or 'another installer'} replaced the files of "
+                        f"conda package {pkg.name} {pkg.version}; its conda-meta record is stale",
                     )
                 )
         for key, pkg in sorted(packages.items()):

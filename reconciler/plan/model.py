@@ -5,7 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ACTIONS", "Change", "EnvironmentPlan", "Plan"]
+__all__ = ["ACTIONS", "UNRESOLVED", "Change", "EnvironmentPlan", "Plan"]
+
+#: The reason of an install into an environment that does not exist yet: the
+#: installer resolves it when the environment is created.
+UNRESOLVED = "resolved when the environment exists"
 
 ACTIONS = ("create", "install", "upgrade", "downgrade", "reinstall", "remove", "register-kernel")
 

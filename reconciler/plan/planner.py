@@ -17,9 +17,10 @@ from reconciler.backends.pip import PipInstaller, select_installer
 from reconciler.errors import ReconcilerError
 from reconciler.manifest.model import Environment, Manifest, PipRequest
 from reconciler.plan.conda_side import plan_conda_side
-from reconciler.plan.model import Change, EnvironmentPlan, Plan
+from reconciler.plan.model import UNRESOLVED, Change, EnvironmentPlan, Plan
 from reconciler.plan.pip_side import plan_pip_side
 from reconciler.plan.policy import Ownership
+from reconciler.state.cache import ReadCache
 from reconciler.state.environment import InstalledState, image_identity, read_state
 from reconciler.state.kernels import read_kernelspec
 from reconciler.state.store import Baseline, Owned, StateStore
@@ -63,23 +64,34 @@ class EnvironmentInputs:
 
 
 def read_inputs(
-    manifest: Manifest, store: StateStore, names: Sequence[str] = ()
+    manifest: Manifest,
+    store: StateStore,
+    names: Sequence[str] = (),
+    *,
+    read_baselines: bool = True,
+    cache: ReadCache | None = None,
 ) -> list[EnvironmentInputs]:
-    """Read the installed state, baseline and owned set of the selected environments."""
+    """Read the installed state, baseline and owned set of the selected environments.
+
+    ``read_baselines=False`` (``baseline capture``) ignores the recorded baselines, so
+    that capturing can replace one that is corrupt. With ``cache`` the caller owns
+    the read cache (and saves it); otherwise it is loaded and saved here.
+    """
     unknown = [n for n in names if n not in {e.name for e in manifest.environments}]
     if unknown:
         raise ReconcilerError(
             f"no environment named {', '.join(repr(n) for n in unknown)} in {manifest.path}",
             hint="environments: " + ", ".join(e.name for e in manifest.environments),
         )
-    cache = store.read_cache()
+    owns_cache = cache is None
+    cache = store.read_cache() if cache is None else cache
     matcher = SpecMatcher(cache)
     out: list[EnvironmentInputs] = []
     for env in manifest.environments:
         if names and env.name not in names:
             continue
         state = read_state(env.prefix, cache)
-        baseline = store.baseline(env.prefix)
+        baseline = store.baseline(env.prefix) if read_baselines else None
         owned = store.owned(env.prefix)
         notices: list[str] = []
         image_changed = False
@@ -112,7 +124,8 @@ def read_inputs(
                 _conda_matches(env, state, matcher),
             )
         )
-    store.save_read_cache(cache)
+    if owns_cache:
+        store.save_read_cache(cache)
     return out
 
 
@@ -204,7 +217,7 @@ def _new_environment(
             None,
             _specifier(r.requirement),
             True,
-            reason="resolved when the environment exists",
+            reason=UNRESOLVED,
         )
         for r in requests
     ]

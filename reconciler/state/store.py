@@ -133,6 +133,13 @@ class Owned:
         }
 
 
+_RECAPTURE = (
+    "run `reconciler baseline capture` to record it again from the live environment "
+    "(it replaces this file)"
+)
+_OWNED_ASIDE = "move it aside; reconciler then treats those packages as foreign"
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
 
@@ -148,7 +155,7 @@ class StateStore:
         digest = hashlib.sha256(str(prefix).encode()).hexdigest()[:16]
         return self.root / "envs" / f"{prefix.name or 'root'}-{digest}"
 
-    def _read(self, path: Path) -> dict[str, Any] | None:
+    def _read(self, path: Path, hint: str) -> dict[str, Any] | None:
         try:
             with path.open(encoding="utf-8") as f:
                 data = json.load(f)
@@ -156,21 +163,18 @@ class StateStore:
             return None
         except (OSError, ValueError) as exc:
             raise StateError(
-                f"state file {path} is unreadable or corrupt ({exc})",
-                hint="move it aside; for a baseline, `reconciler baseline capture` records a new "
-                "one from the live environment",
+                f"state file {path} is unreadable or corrupt ({exc})", hint=hint
             ) from exc
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise StateError(
-                f"state file {path} is not a reconciler v{FORMAT} state file",
-                hint="move it aside and run the command again",
+                f"state file {path} is not a reconciler v{FORMAT} state file", hint=hint
             )
         return data
 
     def baseline(self, prefix: Path) -> Baseline | None:
         """The recorded baseline of ``prefix``, or None if none was captured."""
         path = self.env_dir(prefix) / "baseline.json"
-        data = self._read(path)
+        data = self._read(path, _RECAPTURE)
         if data is None:
             return None
         packages = data.get("packages")
@@ -178,11 +182,7 @@ class StateStore:
             isinstance(v, dict) and {"name", "manager", "version"} <= v.keys()
             for v in packages.values()
         ):
-            raise StateError(
-                f"baseline {path} is corrupt (bad 'packages')",
-                hint="run `reconciler baseline capture` to record it again from the live "
-                "environment",
-            )
+            raise StateError(f"baseline {path} is corrupt (bad 'packages')", hint=_RECAPTURE)
         return Baseline(
             prefix=str(data.get("prefix", prefix)),
             captured_at=str(data.get("captured_at", "")),
@@ -197,15 +197,12 @@ class StateStore:
     def owned(self, prefix: Path) -> Owned:
         """Owned packages of ``prefix`` (empty when nothing was installed yet)."""
         path = self.env_dir(prefix) / "owned.json"
-        data = self._read(path)
+        data = self._read(path, _OWNED_ASIDE)
         if data is None:
             return Owned(packages={})
         packages = data.get("packages")
         if not isinstance(packages, dict):
-            raise StateError(
-                f"state file {path} is corrupt (bad 'packages')",
-                hint="move it aside; reconciler then treats those packages as foreign",
-            )
+            raise StateError(f"state file {path} is corrupt (bad 'packages')", hint=_OWNED_ASIDE)
         return Owned(
             packages={
                 k: OwnedPackage(str(v["name"]), str(v["manager"]), str(v["version"]))

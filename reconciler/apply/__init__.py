@@ -1,0 +1,1 @@
+"""Executing plans: lock, journal, install, verify, record."""

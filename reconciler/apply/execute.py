@@ -1,0 +1,426 @@
+"""Apply is a transaction per environment: verify -> execute -> record.
+
+Under the environment locks: re-read the state (and, for a saved plan, refuse it
+when stale), capture the baseline before the first change, write the journal's
+intent, run one conda install and one pip install with the same pins as the
+preview, register the kernel, verify that every planned change happened and
+that no managed or foreign package moved, record what is now owned, and mark
+the journal done.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from reconciler.apply.journal import Journal
+from reconciler.apply.lock import EnvironmentLock, hold_all
+from reconciler.apply.report import Reporter
+from reconciler.backends.process import Completed, redact
+from reconciler.errors import ReconcilerError, StalePlanError
+from reconciler.manifest.model import Environment, Manifest
+from reconciler.plan.model import UNRESOLVED, EnvironmentPlan, Plan
+from reconciler.plan.planner import Backends, EnvironmentInputs, build_plan, read_inputs
+from reconciler.plan.policy import OWNED, Ownership
+from reconciler.state.cache import ReadCache
+from reconciler.state.environment import InstalledState, read_state
+from reconciler.state.store import Baseline, Owned, OwnedPackage, StateStore
+
+__all__ = ["ApplyResult", "EnvironmentResult", "apply"]
+
+DEFAULT_LOCK_TIMEOUT = 300.0
+_CACHE_LOCK = threading.Lock()  # the read cache is shared by the environment threads
+
+
+@dataclass(frozen=True)
+class EnvironmentResult:
+    """How one environment ended."""
+
+    name: str
+    status: str  # done | unchanged | refused | skipped | failed
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """The plan that was applied and what happened to each environment."""
+
+    plan: Plan
+    results: tuple[EnvironmentResult, ...]
+
+    @property
+    def failed(self) -> bool:
+        """True when an environment failed."""
+        return any(r.status == "failed" for r in self.results)
+
+    @property
+    def refused(self) -> bool:
+        """True when an environment was not applied because of refusals."""
+        return any(r.status == "refused" for r in self.results)
+
+
+class _Log:
+    """The apply log (installer output), shared by the environment threads.
+
+    The file is created at the first write: a no-op apply leaves no log behind.
+    Logs beyond the newest 20 are removed then.
+    """
+
+    KEEP = 20
+
+    def __init__(self, path: Path | None) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self._created = False
+
+    def write(self, name: str, text: str) -> None:
+        if self._path is None:
+            return
+        with self._lock:
+            if not self._created:
+                self._path.parent.mkdir(parents=True, exist_ok=True)
+                for old in sorted(self._path.parent.glob("apply-*.log"))[: -self.KEEP]:
+                    old.unlink(missing_ok=True)
+                self._created = True
+            with self._path.open("a", encoding="utf-8") as f:
+                for line in redact(text).rstrip().splitlines():
+                    f.write(f"[{name}] {line}\n")
+
+    def process(self, name: str, proc: Completed) -> None:
+        self.write(name, f"$ {proc.display}\n{proc.stdout}\n{proc.stderr}")
+
+
+def apply(
+    manifest: Manifest,
+    store: StateStore,
+    backends: Backends,
+    *,
+    names: Sequence[str] = (),
+    partial: bool = False,
+    saved: Plan | None = None,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    reporter: Reporter | None = None,
+    log: Path | None = None,
+) -> ApplyResult:
+    """Plan (or take ``saved``) and execute it under the environment locks."""
+    reporter = reporter or Reporter()
+    selected = [e for e in manifest.environments if not names or e.name in names]
+    if saved is not None:
+        planned = {e.name for e in saved.environments}
+        selected = [e for e in selected if e.name in planned]
+    locks = [EnvironmentLock(store.env_dir(e.prefix), e.name) for e in selected]
+    with hold_all(locks, lock_timeout):
+        for env in selected:
+            _recover(env, store, reporter)
+        cache = store.read_cache()
+        inputs = read_inputs(manifest, store, [e.name for e in selected], cache=cache)
+        if saved is not None:
+            _check_fresh(saved, manifest, inputs)
+            plan = saved
+        else:
+            plan = build_plan(manifest, inputs, backends)
+        context = _Context(manifest, store, backends, reporter, _Log(log), cache)
+        result = _execute(context, plan, inputs, partial)
+        store.save_read_cache(cache)
+        return result
+
+
+def _check_fresh(saved: Plan, manifest: Manifest, inputs: Sequence[EnvironmentInputs]) -> None:
+    if saved.manifest_sha256 != manifest.sha256:
+        raise StalePlanError(
+            f"stale plan: {manifest.path} changed since the plan was made",
+            hint="run `reconciler plan --out FILE` again and review it",
+        )
+    by_name = {i.env.name: i for i in inputs}
+    for env in saved.environments:
+        current = by_name[env.name].state.fingerprint
+        if current != env.fingerprint:
+            raise StalePlanError(
+                f"stale plan: environment {env.name!r} ({env.prefix}) changed since the plan "
+                "was made; nothing was applied",
+                hint="run `reconciler plan --out FILE` again and review it",
+            )
+
+
+def _recover(env: Environment, store: StateStore, reporter: Reporter) -> None:
+    """A journal left running by a killed apply: adopt what it installed as intended."""
+    journal = Journal(store.env_dir(env.prefix))
+    entry = journal.read()
+    if entry is None or entry.status != "running":
+        return
+    reporter.notice(
+        f"{env.name}: the apply started {entry.started_at} (pid {entry.pid}) did not finish "
+        f"(last step: {entry.step or 'before installing'}); re-reading {env.prefix} and "
+        "converging"
+    )
+    state = read_state(env.prefix)
+    owned = store.owned(env.prefix)
+    adopted = dict(owned.packages)
+    packages = state.packages()
+    for change in entry.changes:
+        if change.refused or change.action not in ("install", "upgrade", "downgrade", "reinstall"):
+            continue
+        key = (
+            f"conda:{change.name}" if change.manager == "conda" else
+            state.package_for_dist(change.name)
+        )  # fmt: skip
+        pkg = packages.get(key)
+        if pkg is not None and (change.to_version in (None, pkg.version)):
+            adopted[key] = OwnedPackage(pkg.name, pkg.manager, pkg.version)
+    if adopted != dict(owned.packages):
+        store.save_owned(env.prefix, Owned(adopted))
+    journal.update(entry, status="interrupted")
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every environment's transaction shares."""
+
+    manifest: Manifest
+    store: StateStore
+    backends: Backends
+    reporter: Reporter
+    log: _Log
+    cache: ReadCache
+
+
+def _execute(
+    context: _Context, plan: Plan, inputs: Sequence[EnvironmentInputs], partial: bool
+) -> ApplyResult:
+    by_name = {i.env.name: i for i in inputs}
+    results: dict[str, EnvironmentResult] = {}
+    todo: list[EnvironmentPlan] = []
+    for env_plan in plan.environments:
+        if env_plan.refused:
+            results[env_plan.name] = EnvironmentResult(
+                env_plan.name, "refused", f"{len(env_plan.refused)} refused change(s)"
+            )
+        elif not env_plan.changes:
+            results[env_plan.name] = EnvironmentResult(env_plan.name, "unchanged")
+        else:
+            todo.append(env_plan)
+    if plan.refused and not partial:
+        for env_plan in todo:
+            results[env_plan.name] = EnvironmentResult(
+                env_plan.name, "skipped", "another environment has refused changes"
+            )
+        todo = []
+
+    reporter = context.reporter
+
+    def run(env_plan: EnvironmentPlan) -> EnvironmentResult:
+        try:
+            _apply_environment(context, env_plan, by_name[env_plan.name])
+        except ReconcilerError as exc:
+            reporter.environment_finished(env_plan.name, "failed", exc.message)
+            return EnvironmentResult(env_plan.name, "failed", str(exc))
+        reporter.environment_finished(env_plan.name, "done", "")
+        return EnvironmentResult(env_plan.name, "done")
+
+    for generation in _generations(todo, by_name):
+        with ThreadPoolExecutor(max_workers=max(1, len(generation))) as pool:
+            for result in pool.map(run, generation):
+                results[result.name] = result
+    ordered = tuple(results[e.name] for e in plan.environments)
+    return ApplyResult(plan, ordered)
+
+
+def _generations(
+    todo: Sequence[EnvironmentPlan], by_name: dict[str, EnvironmentInputs]
+) -> list[list[EnvironmentPlan]]:
+    """Environments that do not depend on each other run together.
+
+    B depends on A when B's prefix lies inside A's (``/opt/conda/envs/x`` in
+    ``/opt/conda``) or B is created from an interpreter inside A.
+    """
+    if len(todo) <= 1:
+        return [list(todo)]
+    import networkx as nx
+
+    graph = nx.DiGraph()
+    graph.add_nodes_from(p.name for p in todo)
+    for a in todo:
+        for b in todo:
+            if a is b:
+                continue
+            a_prefix = Path(a.prefix)
+            b_env = by_name[b.name].env
+            uses = [Path(b.prefix)]
+            if b_env.create is not None and b_env.create.venv:
+                uses.append(Path(b_env.create.venv))
+            if any(p != a_prefix and a_prefix in p.parents for p in uses):
+                graph.add_edge(a.name, b.name)
+    plans = {p.name: p for p in todo}
+    return [[plans[n] for n in sorted(gen)] for gen in nx.topological_generations(graph)]
+
+
+def _apply_environment(
+    context: _Context, env_plan: EnvironmentPlan, item: EnvironmentInputs
+) -> None:
+    env, before = item.env, item.state
+    store, backends, reporter, log = context.store, context.backends, context.reporter, context.log
+    allowed = [c for c in env_plan.changes if not c.refused]
+    conda_changes = [c for c in allowed if c.manager == "conda" and c.action != "create"]
+    pip_changes = [
+        c for c in allowed if c.manager == "pip" and c.action not in ("create", "register-kernel")
+    ]
+    create = next((c for c in allowed if c.action == "create"), None)
+    kernel = next((c for c in allowed if c.action == "register-kernel"), None)
+    steps = [
+        s
+        for s, wanted in (
+            ("create the environment", create),
+            ("conda install", conda_changes),
+            ("pip install", pip_changes),
+            ("register the kernel", kernel),
+            ("verify", True),
+        )
+        if wanted
+    ]
+    reporter.environment_started(env.name, len(steps))
+    counter = iter(range(1, len(steps) + 1))
+
+    if before.exists and (item.baseline is None or item.image_changed):
+        # The managed set is what the environment held before the tool's first change.
+        store.save_baseline(env.prefix, Baseline.from_state(before, item.owned))
+        if item.image_changed:
+            store.save_owned(env.prefix, item.owned)
+            reporter.notice(f"{env.name}: the image changed; recorded a new baseline")
+    journal = Journal(store.env_dir(env.prefix))
+    entry = journal.begin(env_plan.changes)
+    try:
+        if create is not None:
+            entry = journal.update(entry, step="create")
+            reporter.step(env.name, next(counter), steps[0])
+            _create(env, backends, log)
+            # The bare new environment is its own baseline: what the installer seeded
+            # (pip, setuptools; or python) is managed, what follows is owned.
+            with _CACHE_LOCK:
+                before = read_state(env.prefix, context.cache)
+            store.save_baseline(env.prefix, Baseline.from_state(before, Owned({})))
+            item = replace(
+                item,
+                state=before,
+                ownership=Ownership.build(
+                    before, store.baseline(env.prefix), Owned({}), context.manifest.protect
+                ),
+            )
+        if conda_changes:
+            entry = journal.update(entry, step="conda")
+            reporter.step(env.name, next(counter), "conda install")
+            specs = [*env_plan.conda_specs]
+            specs += [f"{c.name} =={c.to_version}" for c in conda_changes if c.to_version]
+            pinned = env_plan.conda_pinned if env_plan.exists else tuple(sorted(before.conda))
+            locked = sorted(set(before.conda) - set(pinned))
+            linked = backends.conda.install(env.prefix, env.channels, specs, pinned, locked)
+            log.write(
+                env.name,
+                "conda linked: "
+                + (", ".join(f"{r.name}-{r.version}-{r.build}" for r in linked) or "nothing"),
+            )
+        if pip_changes:
+            entry = journal.update(entry, step="pip")
+            reporter.step(env.name, next(counter), "pip install")
+            python = env.prefix / "bin" / "python"
+            installer = backends.pip(env.installer, python)
+            exact = [
+                f"{c.name}=={c.to_version}"
+                for c in pip_changes
+                if c.to_version and c.reason != UNRESOLVED
+            ]
+            proc = installer.install(
+                python,
+                env_plan.pip_requirements,
+                [*env_plan.pip_constraints, *exact],
+                env.pip_settings,
+            )
+            log.process(env.name, proc)
+        if kernel is not None and env.kernel is not None:
+            entry = journal.update(entry, step="kernel")
+            reporter.step(env.name, next(counter), "register the kernel")
+            from reconciler.apply.kernels import write_kernelspec
+
+            write_kernelspec(env.kernel, env.prefix, context.manifest.path, env.name)
+        entry = journal.update(entry, step="verify")
+        reporter.step(env.name, next(counter), "verify")
+        with _CACHE_LOCK:
+            after = read_state(env.prefix, context.cache)
+        _verify(env_plan, item, after)
+        _record_owned(store, item, after)
+    except ReconcilerError as exc:
+        journal.update(entry, status="failed", error=exc.message)
+        raise
+    journal.update(entry, status="done")
+
+
+def _create(env: Environment, backends: Backends, log: _Log) -> None:
+    assert env.create is not None
+    if env.create.venv:
+        from reconciler.backends.process import run
+
+        proc = run([env.create.venv, "-m", "venv", env.prefix], timeout=600)
+        log.process(env.name, proc)
+        if proc.returncode != 0:
+            raise ReconcilerError(
+                f"creating the venv {env.prefix} with {env.create.venv} failed: "
+                f"{(proc.stderr or proc.stdout).strip().splitlines()[-1:]}",
+                hint="check that create.venv names a working Python with the venv module",
+            )
+        return
+    backends.conda.install(env.prefix, env.channels, [f"python {env.create.python}.*"], (), ())
+
+
+def _verify(env_plan: EnvironmentPlan, item: EnvironmentInputs, after: InstalledState) -> None:
+    """Every planned change happened; no managed or foreign package moved."""
+    problems: list[str] = []
+    packages_after = after.packages()
+    for key, pkg in item.state.packages().items():
+        if item.ownership.status(pkg) == OWNED:
+            continue
+        now = packages_after.get(key)
+        if now is None:
+            problems.append(f"{pkg.name} {pkg.version} was removed")
+        elif (now.version, now.build) != (pkg.version, pkg.build):
+            problems.append(f"{pkg.name} moved from {pkg.version} to {now.version}")
+    for change in env_plan.changes:
+        if change.refused or change.action in ("create", "register-kernel", "remove"):
+            continue
+        if change.manager == "conda":
+            record = after.conda.get(change.name)
+            found = record.version if record else None
+        else:
+            dist = after.dists.get(change.name)
+            found = dist.version if dist else None
+        resolved = change.reason != UNRESOLVED
+        if found is None or (resolved and change.to_version and found != change.to_version):
+            problems.append(
+                f"{change.manager} {change.name} should be {change.to_version or 'installed'}, "
+                f"found {found or 'nothing'}"
+            )
+    if problems:
+        raise ReconcilerError(
+            f"verification of {item.env.name} ({item.env.prefix}) failed: " + "; ".join(problems),
+            hint="see the apply log; `reconciler drift` shows the environment's state",
+        )
+
+
+def _record_owned(store: StateStore, item: EnvironmentInputs, after: InstalledState) -> None:
+    """Owned: what was owned before, plus every package this apply added or moved
+    (verification has just shown that nothing managed or foreign moved)."""
+    owned: dict[str, OwnedPackage] = dict(item.owned.packages)
+    packages_before = item.state.packages()
+    for key, pkg in after.packages().items():
+        previous = packages_before.get(key)
+        moved = previous is None or (previous.version, previous.build) != (pkg.version, pkg.build)
+        if moved or key in owned:
+            owned[key] = OwnedPackage(pkg.name, pkg.manager, pkg.version)
+    store.save_owned(item.env.prefix, Owned(owned))
+
+
+def apply_summary(result: ApplyResult) -> dict[str, Any]:
+    """Per-environment results for ``apply --json``."""
+    return {r.name: {"status": r.status, "message": r.message} for r in result.results}

@@ -1,0 +1,102 @@
+"""The apply journal: intent before any installer runs, completion after verification.
+
+A journal left ``running`` by a process that no longer holds the lock means that
+apply was killed; the next run reports it, re-reads the environment and
+converges, adopting as owned what the killed run had installed as intended.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reconciler.errors import StateError
+from reconciler.plan.model import Change
+from reconciler.state.store import write_json_atomic
+
+__all__ = ["Journal", "JournalEntry"]
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """What an apply of one environment set out to do, and how far it got."""
+
+    status: str  # "running" | "done" | "failed"
+    pid: int
+    started_at: str
+    changes: tuple[Change, ...]
+    step: str = ""
+    error: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "format": 1,
+            "status": self.status,
+            "pid": self.pid,
+            "started_at": self.started_at,
+            "step": self.step,
+            "error": self.error,
+            "changes": [c.to_json() for c in self.changes],
+        }
+
+
+class Journal:
+    """The journal file of one environment."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / "journal.json"
+
+    def read(self) -> JournalEntry | None:
+        """The last entry, or None. A damaged journal is an error, not a silent reset."""
+        try:
+            with self.path.open(encoding="utf-8") as f:
+                data = json.load(f)
+            return JournalEntry(
+                status=str(data["status"]),
+                pid=int(data["pid"]),
+                started_at=str(data["started_at"]),
+                changes=tuple(Change.from_json(c) for c in data.get("changes", ())),
+                step=str(data.get("step", "")),
+                error=str(data.get("error", "")),
+            )
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise StateError(
+                f"apply journal {self.path} is corrupt ({exc})",
+                hint="check the environment with `reconciler drift`, then move the journal aside",
+            ) from exc
+
+    def begin(self, changes: Sequence[Change]) -> JournalEntry:
+        """Record the intent (atomically) before anything is installed."""
+        entry = JournalEntry(
+            "running", os.getpid(), time.strftime("%Y-%m-%dT%H:%M:%S%z"), tuple(changes)
+        )
+        write_json_atomic(self.path, entry.to_json())
+        return entry
+
+    def update(
+        self,
+        entry: JournalEntry,
+        *,
+        step: str | None = None,
+        status: str | None = None,
+        error: str | None = None,
+    ) -> JournalEntry:
+        """Record progress (``step``), or the end (``status``, ``error``)."""
+        from dataclasses import replace
+
+        entry = replace(
+            entry,
+            step=entry.step if step is None else step,
+            status=entry.status if status is None else status,
+            error=entry.error if error is None else error,
+        )
+        write_json_atomic(self.path, entry.to_json())
+        return entry

@@ -1,0 +1,24 @@
+"""Progress of an apply goes through a reporter; the base class ignores everything.
+
+Only the CLI turns these events into output (a TTY display or timestamped lines).
+"""
+
+from __future__ import annotations
+
+__all__ = ["Reporter"]
+
+
+class Reporter:
+    """Receives progress events. Subclasses override what they show."""
+
+    def notice(self, text: str) -> None:
+        """Something worth knowing that is not progress (a recovered journal, a new baseline)."""
+
+    def environment_started(self, name: str, steps: int) -> None:
+        """``name`` starts; it has ``steps`` steps."""
+
+    def step(self, name: str, index: int, text: str) -> None:
+        """Step ``index`` (1-based) of environment ``name`` starts: ``text``."""
+
+    def environment_finished(self, name: str, status: str, message: str) -> None:
+        """``name`` ended with ``status`` (done, unchanged, refused, failed, skipped)."""

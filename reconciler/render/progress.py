@@ -1,0 +1,64 @@
+"""Apply progress for people: a live display on a TTY, timestamped lines otherwise.
+
+Off a TTY (a lifecycle script, CloudWatch) every event is one plain line with a
+UTC timestamp. Installer output goes to a log file under the state dir, never
+to the console.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import TextIO
+
+from reconciler.apply.report import Reporter
+
+__all__ = ["ConsoleReporter", "new_log_path"]
+
+
+class ConsoleReporter(Reporter):
+    """Prints apply progress to ``stream``."""
+
+    def __init__(self, stream: TextIO, *, quiet: bool = False) -> None:
+        self._stream = stream
+        self._quiet = quiet
+        self._tty = stream.isatty()
+        self._lock = threading.Lock()
+        self._steps: dict[str, int] = {}
+
+    def _line(self, text: str) -> None:
+        with self._lock:
+            if self._tty:
+                self._stream.write(f"{text}\n")
+            else:
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                self._stream.write(f"{stamp} {text}\n")
+            self._stream.flush()
+
+    def notice(self, text: str) -> None:
+        """Always shown, even with -q."""
+        self._line(f"note: {text}")
+
+    def environment_started(self, name: str, steps: int) -> None:
+        """Remember the step count for ``[name 2/4]`` prefixes."""
+        self._steps[name] = steps
+        if not self._quiet:
+            self._line(f"[{name}] applying ({steps} steps)")
+
+    def step(self, name: str, index: int, text: str) -> None:
+        """One line per step."""
+        if not self._quiet:
+            self._line(f"[{name} {index}/{self._steps.get(name, index)}] {text}")
+
+    def environment_finished(self, name: str, status: str, message: str) -> None:
+        """Failures are shown even with -q."""
+        if status == "failed" or not self._quiet:
+            self._line(f"[{name}] {status}" + (f": {message}" if message else ""))
+
+
+def new_log_path(state_dir: Path) -> Path:
+    """Where this apply's log goes (created only if something is written to it)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return state_dir / "logs" / f"apply-{stamp}-{os.getpid()}.log"
