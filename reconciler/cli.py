@@ -196,9 +196,14 @@ def _apply(args: argparse.Namespace) -> int:
     plan = result.plan
     if args.json:
         doc = plan.to_json()
-        doc["results"] = {
-            r.name: {"status": r.status, "message": r.message} for r in result.results
-        }
+        status = {r.name: r for r in result.results}
+        for env in doc["environments"]:
+            outcome = status[env["name"]]
+            env["result"] = {"status": outcome.status, "message": outcome.message}
+            for change in env["changes"]:
+                # Each change shares its environment's outcome: an environment is one
+                # transaction; refused changes are never executed.
+                change["result"] = "refused" if change["refused"] else outcome.status
         doc["log"] = str(log_path) if log_path.exists() else None
         _out(json.dumps(doc, indent=2))
     elif not plan.pending:
