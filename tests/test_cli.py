@@ -1,0 +1,432 @@
+"""The command line contract (SPEC "Commands"): exit codes, output, options, entry points.
+
+Most tests run ``reconciler.cli.main`` in-process on real venvs and prefixes;
+``test_*_subprocess`` run ``python -m reconciler`` and a console script for real.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+import reconciler
+from reconciler.cli import main
+from reconciler.state.store import StateStore
+from tests.support.envs import make_conda_prefix, make_venv, pip_install, tree_hash
+from tests.support.manifests import REPO, run_cli, write_manifest
+
+PLAN_SCHEMA = json.loads((REPO / "schemas" / "plan.v1.schema.json").read_text(encoding="utf-8"))
+DRIFT_SCHEMA = json.loads((REPO / "schemas" / "drift.v1.schema.json").read_text(encoding="utf-8"))
+WHERE = re.compile(r":\d+:\d+: ")
+
+
+@pytest.fixture
+def venv(tmp_path: Path, wheelhouse: Path, isolated: dict[str, str]) -> Path:
+    """A venv with alpha 1.0 (installed by uv from the wheelhouse)."""
+    prefix = make_venv(tmp_path / "venv")
+    pip_install(prefix, ["alpha==1.0"], wheelhouse, env=isolated)
+    return prefix
+
+
+def manifest_for(tmp_path: Path, wheelhouse: Path, prefix: Path, pip: list[str]) -> Path:
+    return write_manifest(
+        tmp_path / "manifest.yaml", {"e": {"prefix": prefix, "pip": pip}}, wheelhouse=wheelhouse
+    )
+
+
+def subprocess_env(isolated: dict[str, str]) -> dict[str, str]:
+    """The isolated environment plus ``PYTHONPATH`` = the repository root."""
+    return {**isolated, "PYTHONPATH": str(REPO)}
+
+
+def plan_json(
+    capsys: pytest.CaptureFixture[str], state_dir: Path, manifest: Path, *args: str
+) -> tuple[int, dict[str, Any]]:
+    code, out, err = run_cli(capsys, "--state-dir", state_dir, "plan", manifest, "--json", *args)
+    assert err == ""
+    document = json.loads(out)
+    jsonschema.validate(document, PLAN_SCHEMA)
+    return code, document
+
+
+# -- validate -------------------------------------------------------------------------------
+
+
+def test_validate_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = write_manifest(
+        tmp_path / "m.yaml",
+        {"a": {"prefix": tmp_path / "a", "pip": ["alpha"]}, "b": {"prefix": tmp_path / "b"}},
+    )
+    assert run_cli(capsys, "validate", manifest) == (0, f"{manifest}: valid (2 environments)\n", "")
+    assert run_cli(capsys, "validate", "-q", manifest) == (0, "", "")
+    example = REPO / "manifests" / "venv.yaml"
+    assert run_cli(capsys, "validate", example) == (0, f"{example}: valid (1 environment)\n", "")
+
+
+def test_validate_invalid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = tmp_path / "bad.yaml"
+    manifest.write_text(
+        "version: 1\nenvironments:\n  e:\n    prefix: /opt/x\n    pipp: [alpha]\n"
+        "    pip: ['alpha; rm -rf /']\n"
+    )
+    code, out, err = run_cli(capsys, "validate", manifest)
+    assert (code, out) == (1, "")
+    assert err.startswith("error: ")
+    assert f"{manifest}:5:5: environments.e.pipp: unknown key 'pipp'" in err
+    assert f"{manifest}:6:" in err  # the second problem is reported in the same run
+    assert "hint: 2 problems" in err
+    assert "Traceback" not in err
+
+    code, out, err = run_cli(capsys, "validate", tmp_path / "missing.yaml")
+    assert (code, out) == (1, "")
+    assert err.startswith(f"error: {tmp_path / 'missing.yaml'}:1:1: ")
+
+
+def test_validate_invalid_subprocess(isolated: dict[str, str]) -> None:
+    bad = REPO / "manifests" / "invalid" / "many-problems.yaml"
+    proc = subprocess.run(
+        [sys.executable, "-m", "reconciler", "validate", str(bad)],
+        env=subprocess_env(isolated),
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert proc.stderr.startswith(f"error: {bad}:")
+    problems = [line for line in proc.stderr.splitlines() if WHERE.search(line)]
+    assert len(problems) >= 5
+    assert "Traceback" not in proc.stderr
+
+
+# -- plan -----------------------------------------------------------------------------------
+
+
+def test_plan_noop_is_one_line(
+    tmp_path: Path, wheelhouse: Path, venv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # delta's marker excludes this environment: nothing to install.
+    manifest = manifest_for(tmp_path, wheelhouse, venv, ["alpha>=1", "delta; python_version < '3'"])
+    state_dir = tmp_path / "state"
+    before = tree_hash(venv)
+    for extra in ([], ["--detailed-exitcode"]):
+        code, out, err = run_cli(capsys, "--state-dir", state_dir, "plan", "-q", manifest, *extra)
+        assert (code, err) == (0, "")
+        assert out == "No changes: the environment already matches the manifest.\n"
+    code, out, _ = run_cli(capsys, "--state-dir", state_dir, "plan", manifest)
+    assert code == 0
+    assert out.splitlines()[0] == f"e ({venv}, venv): up to date"
+    assert out.splitlines()[-1] == "No changes: the environment already matches the manifest."
+    code, document = plan_json(capsys, state_dir, manifest)
+    assert code == 0
+    assert document["environments"][0]["changes"] == []
+    assert document["environments"][0]["satisfied"] == ["alpha>=1"]
+    assert tree_hash(venv) == before
+
+
+def test_plan_pending_changes(
+    tmp_path: Path, wheelhouse: Path, venv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = manifest_for(tmp_path, wheelhouse, venv, ["alpha>=1", "delta"])
+    state_dir = tmp_path / "state"
+    before = tree_hash(venv)
+    code, out, _ = run_cli(capsys, "--state-dir", state_dir, "plan", "-q", manifest)
+    assert (code, out) == (0, "Plan: 1 to install.\n")
+    code, out, _ = run_cli(
+        capsys, "--state-dir", state_dir, "plan", "-q", "--detailed-exitcode", manifest
+    )
+    assert (code, out) == (2, "Plan: 1 to install.\n")
+    code, document = plan_json(capsys, state_dir, manifest, "--detailed-exitcode")
+    assert code == 2
+    (change,) = document["environments"][0]["changes"]
+    assert (change["action"], change["manager"], change["name"], change["to"]) == (
+        "install",
+        "pip",
+        "delta",
+        "1.1",
+    )
+    assert (change["requested"], change["refused"]) == (True, False)
+    assert document["summary"]["install"] == 1
+    assert tree_hash(venv) == before
+
+
+def test_plan_refused(
+    tmp_path: Path, wheelhouse: Path, venv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = manifest_for(tmp_path, wheelhouse, venv, ["alpha>=2"])
+    state_dir = tmp_path / "state"
+    assert run_cli(capsys, "--state-dir", state_dir, "baseline", "capture", "-q", manifest)[0] == 0
+    before = tree_hash(venv)
+    code, out, err = run_cli(capsys, "--state-dir", state_dir, "plan", manifest)
+    assert (code, err) == (3, "")
+    assert "! upgrade pip alpha 1.0 -> >=2 (requested)" in out
+    assert "refused: requested alpha>=2 would upgrade managed alpha 1.0" in out
+    for extra in (["-q"], ["-q", "--detailed-exitcode"]):
+        code, out, _ = run_cli(capsys, "--state-dir", state_dir, "plan", manifest, *extra)
+        assert code == 3
+        assert out == "Plan: 1 to upgrade; 1 refused (apply would change nothing).\n"
+    code, document = plan_json(capsys, state_dir, manifest)
+    assert code == 3
+    (change,) = document["environments"][0]["changes"]
+    assert (change["action"], change["name"], change["refused"]) == ("upgrade", "alpha", True)
+    assert document["summary"]["refused"] == 1
+    assert tree_hash(venv) == before
+
+
+def test_plan_out_file_matches_json(
+    tmp_path: Path, wheelhouse: Path, venv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = manifest_for(tmp_path, wheelhouse, venv, ["delta", "beta>=1"])
+    state_dir = tmp_path / "state"
+    out_file = tmp_path / "plans" / "plan.json"
+    code, document = plan_json(capsys, state_dir, manifest, "--out", str(out_file))
+    assert code == 0
+    saved = json.loads(out_file.read_text(encoding="utf-8"))
+    assert saved == document
+    jsonschema.validate(saved, PLAN_SCHEMA)
+    assert {c["name"] for c in saved["environments"][0]["changes"]} == {"beta", "delta"}
+    assert saved["manifest"]["path"] == str(manifest)
+    assert [p.name for p in out_file.parent.iterdir()] == ["plan.json"]  # no temp files left
+
+    out_file.unlink()
+    code, out, _ = run_cli(capsys, "--state-dir", state_dir, "plan", manifest, "--out", out_file)
+    assert code == 0
+    assert out.splitlines()[-1] == "Plan: 2 to install."
+    assert json.loads(out_file.read_text(encoding="utf-8")) == document
+
+
+def test_env_filter_and_unknown_env(
+    tmp_path: Path,
+    wheelhouse: Path,
+    isolated: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    a, b = make_venv(tmp_path / "a"), make_venv(tmp_path / "b")
+    manifest = write_manifest(
+        tmp_path / "m.yaml",
+        {"a": {"prefix": a}, "b": {"prefix": b, "pip": ["delta"]}},
+        wheelhouse=wheelhouse,
+    )
+    state_dir = tmp_path / "state"
+    _, document = plan_json(capsys, state_dir, manifest, "--env", "b")
+    assert [e["name"] for e in document["environments"]] == ["b"]
+    _, document = plan_json(capsys, state_dir, manifest, "--env", "b", "--env", "a")
+    assert [e["name"] for e in document["environments"]] == ["a", "b"]
+
+    for command in ("plan", "drift", "baseline capture", "baseline show"):
+        code, out, err = run_cli(
+            capsys, "--state-dir", state_dir, *command.split(), manifest, "--env", "nope"
+        )
+        assert (code, out) == (1, ""), command
+        assert err.startswith(f"error: no environment named 'nope' in {manifest}")
+        assert "hint: environments: a, b" in err
+    assert not (state_dir / "envs").exists()  # the failed capture recorded nothing
+
+
+def test_missing_prefix_needs_create(
+    tmp_path: Path, wheelhouse: Path, isolated: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nothere"
+    manifest = write_manifest(
+        tmp_path / "m.yaml", {"e": {"prefix": missing, "pip": ["alpha"]}}, wheelhouse=wheelhouse
+    )
+    code, out, err = run_cli(capsys, "--state-dir", tmp_path / "state", "plan", manifest)
+    assert (code, out) == (1, "")
+    assert err.startswith(f"error: environment 'e': {missing} does not exist")
+    assert "hint: add `create:" in err
+    assert not missing.exists()
+
+    manifest = write_manifest(
+        tmp_path / "m2.yaml",
+        {"e": {"prefix": missing, "create": {"venv": sys.executable}, "pip": ["alpha"]}},
+        wheelhouse=wheelhouse,
+    )
+    code, document = plan_json(capsys, tmp_path / "state", manifest, "--detailed-exitcode")
+    assert code == 2
+    env = document["environments"][0]
+    assert (env["exists"], env["changes"][0]["action"]) == (False, "create")
+    assert not missing.exists()
+
+
+# -- baseline and the state dir -------------------------------------------------------------
+
+
+def test_baseline_capture_and_show(
+    tmp_path: Path,
+    channel: Path,
+    wheelhouse: Path,
+    isolated: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    prefix = make_conda_prefix(tmp_path / "env", channel, ["pytorchy ==1.0"], hybrid=True)
+    pip_install(prefix, ["alpha==1.0"], wheelhouse, env=isolated)
+    manifest = manifest_for(tmp_path, wheelhouse, prefix, [])
+    state_dir = tmp_path / "state"
+
+    code, out, _ = run_cli(capsys, "--state-dir", state_dir, "baseline", "show", manifest)
+    assert (code, out) == (0, f"e: no baseline recorded ({prefix})\n")
+    code, out, _ = run_cli(capsys, "--state-dir", state_dir, "baseline", "show", manifest, "--json")
+    assert json.loads(out) == {"format_version": "1", "environments": {"e": None}}
+
+    code, out, _ = run_cli(capsys, "--state-dir", state_dir, "baseline", "capture", manifest)
+    assert (code, out) == (0, "e: baseline captured, 3 managed packages\n")
+    code, out, _ = run_cli(capsys, "--state-dir", state_dir, "baseline", "show", manifest)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("e: 3 managed packages, captured ")
+    assert re.fullmatch(r"  conda python 3\.\d+\.0 0", lines[1])
+    assert lines[2:] == ["  conda pytorchy 1.0 0", "  pip   alpha 1.0"]
+    code, out, _ = run_cli(capsys, "--state-dir", state_dir, "baseline", "show", manifest, "--json")
+    packages = json.loads(out)["environments"]["e"]["packages"]
+    assert sorted(packages) == ["conda:python", "conda:pytorchy", "pip:alpha"]
+    assert packages["pip:alpha"] == {
+        "name": "alpha",
+        "manager": "pip",
+        "version": "1.0",
+        "build": "",
+    }
+    assert packages["conda:pytorchy"]["build"] == "0"
+    assert "pip:torchy" not in packages  # shipped by conda pytorchy: one package
+
+
+def test_state_dir_option_and_variable(
+    tmp_path: Path,
+    wheelhouse: Path,
+    venv: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    manifest = manifest_for(tmp_path, wheelhouse, venv, [])
+
+    def captured(root: Path) -> bool:
+        return StateStore(root).baseline(venv) is not None
+
+    from_env = tmp_path / "from-env"
+    monkeypatch.setenv("RECONCILER_STATE_DIR", str(from_env))
+    assert run_cli(capsys, "baseline", "capture", "-q", manifest)[0] == 0
+    assert captured(from_env)
+
+    global_opt, sub_opt = tmp_path / "global", tmp_path / "sub"
+    assert run_cli(capsys, "--state-dir", global_opt, "baseline", "capture", manifest)[0] == 0
+    assert run_cli(capsys, "baseline", "capture", manifest, "--state-dir", sub_opt)[0] == 0
+    assert captured(global_opt) and captured(sub_opt)
+    assert run_cli(capsys, "baseline", "show", manifest, "--state-dir", sub_opt)[1].startswith(
+        "e: 1 managed packages"
+    )
+
+    empty = tmp_path / "empty"
+    code, out, _ = run_cli(capsys, "baseline", "show", manifest, "--state-dir", empty)
+    assert code == 0
+    assert out == f"e: no baseline recorded ({venv})\n"  # the option wins over the variable
+
+    monkeypatch.delenv("RECONCILER_STATE_DIR")
+    home = Path(os.environ["HOME"])
+    assert run_cli(capsys, "baseline", "capture", "-q", manifest)[0] == 0
+    assert captured(home / ".local" / "state" / "reconciler")
+
+
+def test_corrupt_baseline_is_reported(
+    tmp_path: Path, wheelhouse: Path, venv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = manifest_for(tmp_path, wheelhouse, venv, ["alpha"])
+    state_dir = tmp_path / "state"
+    assert run_cli(capsys, "--state-dir", state_dir, "baseline", "capture", "-q", manifest)[0] == 0
+    path = StateStore(state_dir).env_dir(venv) / "baseline.json"
+    path.write_text('{"format": 1, "packa')
+    for command in ("plan", "drift"):
+        code, out, err = run_cli(capsys, "--state-dir", state_dir, command, manifest)
+        assert (code, out) == (1, ""), command
+        assert err.startswith(f"error: state file {path} is unreadable or corrupt")
+        assert "hint: run `reconciler baseline capture` to record it again" in err
+        assert "Traceback" not in err
+    # As the hint says: capturing again replaces it (capture does not read the old one).
+    assert run_cli(capsys, "--state-dir", state_dir, "baseline", "capture", "-q", manifest)[0] == 0
+    assert run_cli(capsys, "--state-dir", state_dir, "drift", manifest)[0] == 0
+
+
+# -- entry points ---------------------------------------------------------------------------
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"reconciler {reconciler.__version__}\n"
+
+
+def test_python_dash_m_subprocess(
+    tmp_path: Path, wheelhouse: Path, venv: Path, isolated: dict[str, str]
+) -> None:
+    env = subprocess_env(isolated)
+    version = subprocess.run(
+        [sys.executable, "-m", "reconciler", "--version"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert version.stdout == f"reconciler {reconciler.__version__}\n"
+
+    manifest = manifest_for(tmp_path, wheelhouse, venv, ["alpha>=1", "delta"])
+    state_dir = tmp_path / "state"
+    plan = subprocess.run(
+        [sys.executable, "-m", "reconciler", "--state-dir", str(state_dir), "plan", str(manifest),
+         "--json", "--detailed-exitcode"],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert plan.returncode == 2, plan.stderr
+    document = json.loads(plan.stdout)
+    jsonschema.validate(document, PLAN_SCHEMA)
+    assert [c["name"] for c in document["environments"][0]["changes"]] == ["delta"]
+
+    # RECONCILER_STATE_DIR from the environment reaches the subprocess.
+    drift = subprocess.run(
+        [sys.executable, "-m", "reconciler", "drift", str(manifest), "--json"],
+        env={**env, "RECONCILER_STATE_DIR": str(state_dir)},
+        capture_output=True,
+        text=True,
+    )
+    assert drift.returncode == 0, drift.stderr
+    jsonschema.validate(json.loads(drift.stdout), DRIFT_SCHEMA)
+    assert (state_dir / "cache" / "read-cache.json").is_file()
+
+
+def test_console_script_subprocess(tmp_path: Path, isolated: dict[str, str]) -> None:
+    text = (REPO / "pyproject.toml").read_text(encoding="utf-8")
+    section = text.split("[project.scripts]", 1)[1].split("\n[", 1)[0]
+    scripts = dict(re.findall(r'^([\w.-]+)\s*=\s*"([^"]+)"', section, re.MULTILINE))
+    assert scripts == {"reconciler": "reconciler.cli:main"}
+    entry = importlib.metadata.EntryPoint("reconciler", scripts["reconciler"], "console_scripts")
+    assert entry.load() is main
+
+    # The wrapper installers generate for a console_scripts entry point.
+    module, attr = scripts["reconciler"].split(":")
+    script = tmp_path / "bin" / "reconciler"
+    script.parent.mkdir()
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import re\nimport sys\n"
+        f"from {module} import {attr}\n"
+        "if __name__ == '__main__':\n"
+        "    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])\n"
+        f"    sys.exit({attr}())\n"
+    )
+    script.chmod(0o755)
+    env = subprocess_env(isolated)
+    version = subprocess.run([str(script), "--version"], env=env, capture_output=True, text=True)
+    assert (version.returncode, version.stdout) == (0, f"reconciler {reconciler.__version__}\n")
+    example = REPO / "manifests" / "venv.yaml"
+    valid = subprocess.run([str(script), "validate", str(example)], env=env, capture_output=True,
+                           text=True)  # fmt: skip
+    assert (valid.returncode, valid.stdout) == (0, f"{example}: valid (1 environment)\n")
+    usage = subprocess.run([str(script)], env=env, capture_output=True, text=True)
+    assert usage.returncode == 2  # argparse: a command is required
+    assert usage.stderr.startswith("usage: reconciler ")
