@@ -90,7 +90,58 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long to wait for another apply on the same environment (300)",
     )
+    p.add_argument(
+        "--background",
+        action="store_true",
+        help="run the apply detached (its own session); wait up to --wait seconds",
+    )
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="with --background: how long to wait before returning (0)",
+    )
+    p.add_argument("--detached", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=_apply)
+
+    p = command("lifecycle", "print a SageMaker Studio on-start lifecycle script")
+    p.add_argument("manifest", type=Path)
+    p.add_argument(
+        "--budget",
+        type=int,
+        default=240,
+        metavar="SECONDS",
+        help="how long the script waits for the apply before it returns (240)",
+    )
+    p.add_argument(
+        "--base64",
+        action="store_true",
+        help="print what create-studio-lifecycle-config --studio-lifecycle-config-content takes",
+    )
+    p.add_argument(
+        "--manifest-path",
+        metavar="PATH",
+        help="read the manifest from this path on the home volume instead of embedding it",
+    )
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--index-url", metavar="URL", help="install reconciler from this index")
+    source.add_argument(
+        "--wheel",
+        metavar="PATH",
+        help="install reconciler offline from this wheel or wheelhouse directory",
+    )
+    p.add_argument(
+        "--python",
+        default="python3",
+        metavar="PYTHON",
+        help="interpreter that creates reconciler's own venv (python3)",
+    )
+    p.set_defaults(func=_lifecycle)
+
+    p = command("status", "the last or running apply: progress, result, log path")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_status)
 
     p = command("drift", "report how environments differ from the manifest and the image")
     p.add_argument("manifest", type=Path)
@@ -165,6 +216,7 @@ def _plan(args: argparse.Namespace) -> int:
 
 def _apply(args: argparse.Namespace) -> int:
     from reconciler.apply.execute import apply
+    from reconciler.apply.status import StatusReporter, status_path
     from reconciler.plan.planner import Backends
     from reconciler.render.progress import ConsoleReporter, new_log_path
     from reconciler.render.text import plan_text
@@ -180,18 +232,35 @@ def _apply(args: argparse.Namespace) -> int:
             "apply needs a MANIFEST or --plan FILE", hint="reconciler apply manifest.yaml"
         )
     manifest = _load(manifest_path, store)
-    reporter = ConsoleReporter(sys.stderr if args.json else sys.stdout, quiet=args.quiet)
+    if args.background:
+        from reconciler.apply.background import start_background
+
+        return start_background(store.root, _child_argv(args, manifest_path), args.wait, _out)
     log_path = new_log_path(store.root)
-    result = apply(
-        manifest,
-        store,
-        Backends.default(),
-        names=args.env,
-        partial=args.partial,
-        saved=saved,
-        lock_timeout=args.lock_timeout,
-        reporter=reporter,
-        log=log_path,
+    reporter = StatusReporter(
+        status_path(store.root),
+        ConsoleReporter(sys.stderr if args.json else sys.stdout, quiet=args.quiet),
+        log=str(log_path),
+        eager=args.detached,
+    )
+    try:
+        result = apply(
+            manifest,
+            store,
+            Backends.default(),
+            names=args.env,
+            partial=args.partial,
+            saved=saved,
+            lock_timeout=args.lock_timeout,
+            reporter=reporter,
+            log=log_path,
+        )
+    except ReconcilerError as exc:
+        reporter.finish("failed", {}, error=str(exc))
+        raise
+    reporter.finish(
+        "failed" if result.failed else "finished",
+        {r.name: (r.status, r.message) for r in result.results},
     )
     plan = result.plan
     if args.json:
@@ -221,6 +290,58 @@ def _apply(args: argparse.Namespace) -> int:
     if result.refused:
         return EXIT_REFUSED
     return EXIT_OK
+
+
+def _child_argv(args: argparse.Namespace, manifest: Path) -> list[str]:
+    """The foreground apply the background one runs, with the same options."""
+    argv = [sys.executable, "-m", "reconciler"]
+    if args.state_dir:
+        argv += ["--state-dir", str(args.state_dir)]
+    argv += [
+        "apply",
+        str(manifest.resolve()),
+        "--detached",
+        "--lock-timeout",
+        str(args.lock_timeout),
+    ]
+    for name in args.env:
+        argv += ["--env", name]
+    if args.plan:
+        argv += ["--plan", str(args.plan.resolve())]
+    if args.partial:
+        argv.append("--partial")
+    return argv
+
+
+def _lifecycle(args: argparse.Namespace) -> int:
+    from reconciler.lifecycle import LifecycleOptions, encode, render
+
+    manifest = _load(args.manifest)  # refuse to embed a manifest that does not validate
+    options = LifecycleOptions(
+        budget=args.budget,
+        embed=args.manifest_path is None,
+        manifest_path=args.manifest_path,
+        index_url=args.index_url,
+        wheel=args.wheel,
+        python=args.python,
+    )
+    text = manifest.path.read_text(encoding="utf-8") if options.embed else ""
+    script = render(text, str(args.manifest), options)
+    _out(encode(script) if args.base64 else script)
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    from reconciler.apply.status import read_status
+    from reconciler.render.text import status_text
+
+    store = _store(args)
+    doc = read_status(store.root)
+    if args.json:
+        _out(json.dumps(doc if doc is not None else {"state": "none"}, indent=2))
+    else:
+        _out(status_text(doc))
+    return EXIT_ERROR if doc is not None and doc.get("state") == "failed" else EXIT_OK
 
 
 def _read_plan(path: Path) -> Any:

@@ -286,7 +286,10 @@ def _apply_environment(
 
     if before.exists and (item.baseline is None or item.image_changed):
         # The managed set is what the environment held before the tool's first change.
-        store.save_baseline(env.prefix, Baseline.from_state(before, item.owned))
+        baseline = Baseline.from_state(before, item.owned)
+        if item.image_changed and item.baseline is not None:
+            baseline = replace(baseline, replaced=item.baseline.captured_at)
+        store.save_baseline(env.prefix, baseline)
         if item.image_changed:
             store.save_owned(env.prefix, item.owned)
             reporter.notice(f"{env.name}: the image changed; recorded a new baseline")

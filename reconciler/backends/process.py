@@ -15,7 +15,7 @@ from pathlib import Path
 
 from reconciler.errors import BackendError
 
-__all__ = ["Completed", "redact", "run"]
+__all__ = ["Completed", "redact", "run", "spawn_detached"]
 
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
 
@@ -74,3 +74,21 @@ def run(
             hint="check the package index is reachable, or raise the timeout",
         ) from exc
     return Completed(tuple(redact(a) for a in args), proc.returncode, proc.stdout, proc.stderr)
+
+
+def spawn_detached(argv: Sequence[str | Path], output: Path) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in its own session (``setsid``), output appended to ``output``.
+
+    It outlives its parent and is not in the parent's process group, so a
+    lifecycle script that ends (or is killed at its time limit) leaves it running.
+    """
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with output.open("ab") as sink:
+        return subprocess.Popen(
+            [str(a) for a in argv],
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )

@@ -104,6 +104,11 @@ def read_inputs(
                     f"{baseline.captured_at}; its packages are the new managed set and a new "
                     "baseline is recorded at the next apply"
                 )
+        if baseline is not None and baseline.replaced and not image_changed:
+            notices.append(
+                f"baseline refreshed at {baseline.captured_at} after an image change (the "
+                f"previous baseline was captured {baseline.replaced}); that is not drift"
+            )
         if baseline is None and state.exists:
             notices.append(
                 "no baseline recorded yet: everything installed now is treated as managed "

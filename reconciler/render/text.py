@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from reconciler.plan.drift import Drift
 from reconciler.plan.model import Change, Plan
 
-__all__ = ["change_line", "drift_text", "plan_summary", "plan_text"]
+__all__ = ["change_line", "drift_text", "plan_summary", "plan_text", "status_text"]
 
 _ADD = {"create", "install", "register-kernel"}
 
@@ -103,4 +105,28 @@ def drift_text(drift: Drift) -> str:
         )
     else:
         lines.append("No drift.")
+    return "\n".join(lines)
+
+
+def status_text(doc: dict[str, Any] | None) -> str:
+    """``reconciler status`` for people."""
+    if doc is None:
+        return "No apply has run yet."
+    lines = [
+        f"apply {doc.get('state', 'unknown')}"
+        + (f" (pid {doc['pid']}, started {doc.get('started_at')})" if doc.get("pid") else "")
+    ]
+    if doc.get("error"):
+        lines.append(f"  error: {doc['error']}")
+    total, done = doc.get("steps_total", 0), doc.get("steps_done", 0)
+    if total:
+        lines.append(f"  steps: {done} of {total} done")
+    for current in doc.get("current") or ():
+        lines.append(f"  now: {current}")
+    for name, env in (doc.get("environments") or {}).items():
+        message = f": {env['message']}" if env.get("message") else ""
+        lines.append(f"  {name}: {env.get('status')}{message}")
+    lines += [f"  note: {n}" for n in doc.get("notices") or ()]
+    if doc.get("log"):
+        lines.append(f"  log: {doc['log']}")
     return "\n".join(lines)

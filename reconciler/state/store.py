@@ -76,6 +76,8 @@ class Baseline:
     captured_at: str
     image: str | None
     packages: Mapping[str, Mapping[str, str]]  # key -> {name, manager, version, build}
+    #: Set when this baseline replaced one of another image: when that one was captured.
+    replaced: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -84,6 +86,7 @@ class Baseline:
             "prefix": self.prefix,
             "captured_at": self.captured_at,
             "image": self.image,
+            "replaced": self.replaced,
             "packages": {k: dict(v) for k, v in sorted(self.packages.items())},
         }
 
@@ -188,6 +191,7 @@ class StateStore:
             captured_at=str(data.get("captured_at", "")),
             image=data.get("image"),
             packages={k: {kk: str(vv) for kk, vv in v.items()} for k, v in packages.items()},
+            replaced=data.get("replaced"),
         )
 
     def save_baseline(self, prefix: Path, baseline: Baseline) -> None:

@@ -1,0 +1,154 @@
+"""The status of the last or running apply (``reconciler status``), as a JSON file.
+
+Written atomically by :class:`StatusReporter` at every event, so a user opening a
+notebook while a background apply runs can see what is left. A ``running``
+status whose process is gone is reported as ``failed`` (interrupted).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reconciler.apply.report import Reporter
+from reconciler.backends.process import redact
+from reconciler.state.store import write_json_atomic
+
+__all__ = ["StatusReporter", "read_status", "status_path"]
+
+
+def status_path(state_dir: Path) -> Path:
+    """Where the status file lives."""
+    return state_dir / "status.json"
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+@dataclass
+class _Env:
+    status: str = "pending"
+    steps_total: int = 0
+    steps_done: int = 0
+    current: str = ""
+    message: str = ""
+
+
+@dataclass
+class StatusReporter(Reporter):
+    """Keeps ``status.json`` current and forwards every event to ``inner``."""
+
+    path: Path
+    inner: Reporter
+    log: str | None = None
+    environments: dict[str, _Env] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)
+    started_at: str = field(default_factory=_now)
+    state: str = "running"
+    error: str = ""
+    eager: bool = False  # write from the start (background applies), not at the first change
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _begun: bool = False
+
+    def _write(self) -> None:
+        # A no-op apply writes nothing: the file appears with the first real event.
+        if not (self._begun or self.eager):
+            return
+        with self._lock:
+            envs = {name: vars(env).copy() for name, env in self.environments.items()}
+            doc = {
+                "format": 1,
+                "state": self.state,
+                "pid": os.getpid(),
+                "started_at": self.started_at,
+                "updated_at": _now(),
+                "steps_total": sum(e.steps_total for e in self.environments.values()),
+                "steps_done": sum(e.steps_done for e in self.environments.values()),
+                "current": [
+                    f"{name}: {e.current}"
+                    for name, e in self.environments.items()
+                    if e.status == "running"
+                ],
+                "environments": envs,
+                "notices": [redact(n) for n in self.notices],
+                "log": self.log,
+                "error": self.error,
+            }
+            write_json_atomic(self.path, doc)
+
+    def begin(self, names: list[str]) -> None:
+        """The apply starts with these environments."""
+        self.environments = {name: _Env() for name in names}
+        self._write()
+
+    def notice(self, text: str) -> None:
+        """Remember and forward."""
+        self.notices.append(text)
+        self._write()
+        self.inner.notice(text)
+
+    def environment_started(self, name: str, steps: int) -> None:
+        """Running, with ``steps`` steps."""
+        self._begun = True
+        self.environments[name] = _Env(status="running", steps_total=steps)
+        self._write()
+        self.inner.environment_started(name, steps)
+
+    def step(self, name: str, index: int, text: str) -> None:
+        """Steps before ``index`` are done."""
+        env = self.environments.setdefault(name, _Env(status="running"))
+        env.steps_done, env.current = index - 1, text
+        self._write()
+        self.inner.step(name, index, text)
+
+    def environment_finished(self, name: str, status: str, message: str) -> None:
+        """Ended."""
+        env = self.environments.setdefault(name, _Env())
+        env.status, env.message, env.current = status, redact(message), ""
+        if status == "done":
+            env.steps_done = env.steps_total
+        self._write()
+        self.inner.environment_finished(name, status, message)
+
+    def finish(self, state: str, results: dict[str, tuple[str, str]], error: str = "") -> None:
+        """The whole apply ended (``finished`` or ``failed``); ``results`` per environment."""
+        self.error = redact(error)
+        for name, (status, message) in results.items():
+            env = self.environments.setdefault(name, _Env())
+            if env.status in ("pending", "running"):
+                env.status, env.message = status, redact(message)
+        self.state = state
+        self._write()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_status(state_dir: Path) -> dict[str, Any] | None:
+    """The status document, with a dead ``running`` apply turned into ``failed``."""
+    try:
+        with status_path(state_dir).open(encoding="utf-8") as f:
+            doc = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {"state": "unknown", "error": f"{status_path(state_dir)} is unreadable"}
+    if not isinstance(doc, dict):
+        return {"state": "unknown", "error": f"{status_path(state_dir)} is unreadable"}
+    if doc.get("state") == "running" and not _alive(int(doc.get("pid", 0) or 0)):
+        doc["state"] = "failed"
+        doc["error"] = f"the apply (pid {doc.get('pid')}) stopped before finishing"
+    return doc
