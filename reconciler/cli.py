@@ -429,5 +429,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130
+    except Exception as exc:  # a bug: one line, the traceback only with -v
+        if getattr(args, "verbose", False):
+            raise
+        sys.stderr.write(
+            f"error: internal error ({type(exc).__name__}: {exc})\n"
+            "  hint: this is a bug in reconciler; run again with -v for the traceback and "
+            "report it\n"
+        )
+        return EXIT_ERROR
     except BrokenPipeError:
         return EXIT_ERROR

@@ -60,6 +60,11 @@ log() {{
 }}
 
 bootstrap() {{
+  # Two app starts at once must not build the venv over each other.
+  if command -v flock >/dev/null 2>&1; then
+    exec 9>"$RECONCILER_HOME/.bootstrap.lock"
+    flock -w 600 9 || return 1
+  fi
   check="import sys, reconciler; sys.exit(reconciler.__version__ != '$VERSION')"
   if "$VENV/bin/python" -c "$check" >/dev/null 2>&1; then
     return 0

@@ -43,6 +43,7 @@ from tests.support.envs import (
     pip_install,
 )
 from tests.support.manifests import SITE, write_dist_info
+from tests.support.shared import shared_data
 
 PY_XY = f"{sys.version_info[0]}.{sys.version_info[1]}"
 ENV_OUT = "sagemaker-distribution-4.4.1-cpu.env.out"
@@ -98,23 +99,13 @@ dependencies = ["alpha>=1"]
 """
 
 
-def shared_dir() -> Path:
-    """``shared/`` beside the repository (CI) or ``/work/shared``; fails loudly if neither."""
-    for candidate in (Path(__file__).resolve().parents[2] / "shared", Path("/work/shared")):
-        if (candidate / "data" / ENV_OUT).is_file():
-            return candidate
-    raise AssertionError(
-        f"cannot find shared/data/{ENV_OUT} beside the repository or in /work/shared"
-    )
-
-
 @pytest.fixture(scope="session")
 def sagemaker_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The 913-record SageMaker Distribution image prefix (bench.image, ~4 s, once)."""
     from bench import image
 
     return image.ensure_image(
-        shared_dir() / "data" / ENV_OUT,
+        shared_data(ENV_OUT),
         tmp_path_factory.mktemp("images"),
         python=sys.executable,
     )

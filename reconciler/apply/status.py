@@ -119,6 +119,8 @@ class StatusReporter(Reporter):
     def finish(self, state: str, results: dict[str, tuple[str, str]], error: str = "") -> None:
         """The whole apply ended (``finished`` or ``failed``); ``results`` per environment."""
         self.error = redact(error)
+        if self.log and not Path(self.log).exists():
+            self.log = None  # nothing ran, so no log was written
         for name, (status, message) in results.items():
             env = self.environments.setdefault(name, _Env())
             if env.status in ("pending", "running"):

@@ -148,6 +148,19 @@ _DEPENDS_ON = re.compile(
 )
 
 
+@contextmanager
+def _no_lock_left(python: Path) -> Iterator[None]:
+    """uv takes a file lock on the environment even for a dry run, creating an empty
+    ``.lock`` in it; a preview must leave the environment as it found it."""
+    lock = python.parent.parent / ".lock"
+    existed = lock.exists()
+    try:
+        yield
+    finally:
+        if not existed:
+            lock.unlink(missing_ok=True)
+
+
 class UvCli:
     """``uv pip`` against the target environment (``--python ENV/bin/python``)."""
 
@@ -162,7 +175,14 @@ class UvCli:
         if self._uv is None:
             from uv import find_uv_bin
 
-            self._uv = str(find_uv_bin())
+            try:
+                self._uv = str(find_uv_bin())
+            except Exception as exc:  # uv raises its own UvNotFound
+                raise BackendError(
+                    "the uv binary of the installed `uv` package was not found",
+                    hint="reinstall reconciler's dependencies, or set `installer: pip` in the "
+                    "manifest",
+                ) from exc
         return self._uv
 
     def preview(
@@ -189,7 +209,8 @@ class UvCli:
             if cfile is not None:
                 argv += ["--constraints", cfile]
             argv += ["--", *requirements]
-            proc = run(argv, env=isolation_env(), timeout=PREVIEW_TIMEOUT)
+            with _no_lock_left(python):
+                proc = run(argv, env=isolation_env(), timeout=PREVIEW_TIMEOUT)
         if proc.returncode != 0:
             failed = _check_resolution_failure(proc, "uv dry run")
             edges = tuple(

@@ -68,6 +68,11 @@ def run(
             f"cannot run {redact(args[0])}: not found",
             hint="check that the environment's interpreter exists",
         ) from exc
+    except OSError as exc:
+        raise BackendError(
+            f"cannot run {redact(args[0])}: {exc.strerror or exc}",
+            hint="check the file exists and is executable",
+        ) from exc
     except subprocess.TimeoutExpired as exc:
         raise BackendError(
             f"{redact(' '.join(args[:4]))} ... did not finish within {timeout:.0f} s",

@@ -74,19 +74,33 @@ def repackage(dist: md.Distribution, dest: Path) -> Path:
             if rel.endswith("RECORD") and ".dist-info/" in rel:
                 record_path = rel
                 continue
-            if "__pycache__" in rel or rel.startswith("..") or rel.endswith((".pyc", "INSTALLER")):
+            if "__pycache__" in rel or rel.endswith((".pyc", "INSTALLER")):
                 continue
             full = base / rel
             if not full.is_file():
                 continue
+            arcname = rel
+            if rel.startswith(".."):
+                # Installed outside site-packages: scripts and binaries in bin/ go back
+                # to the wheel's .data/scripts (uv's binary lives there); the rest is
+                # console-script wrappers the installer regenerates, or data we skip.
+                if Path(rel).parent.name != "bin" or _is_wrapper(full):
+                    continue
+                arcname = f"{name}-{dist.version}.data/scripts/{Path(rel).name}"
             data = full.read_bytes()
-            zf.writestr(rel, data)
+            zf.writestr(zipfile.ZipInfo.from_file(full, arcname), data)  # keeps the x bit
             digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
-            records.append(f"{rel},sha256={digest.decode()},{len(data)}")
+            records.append(f"{arcname},sha256={digest.decode()},{len(data)}")
         records.append(f"{record_path},,")
         zf.writestr(record_path, "\n".join(records) + "\n")
     tmp.rename(path)
     return path
+
+
+def _is_wrapper(path: Path) -> bool:
+    """A console-script wrapper an installer wrote (its shebang names this venv's python)."""
+    with path.open("rb") as f:
+        return f.read(2) == b"#!"
 
 
 def wheelhouse_for(roots: Iterable[str], dest: Path, extras: Iterable[str] = ()) -> Path:

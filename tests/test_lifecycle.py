@@ -1,0 +1,293 @@
+"""SageMaker Studio: the generated on-start script, run with bash in a simulated Studio home.
+
+The home is a temp dir (HOME), the image environment a hybrid venv+conda prefix,
+reconciler is bootstrapped offline from a wheelhouse holding a wheel built from
+this checkout and its dependencies repackaged from the test interpreter.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from reconciler.cli import main
+from tests.support.envs import make_conda_prefix, tree_hash
+from tests.support.repackage import reconciler_wheelhouse, wheelhouse_for
+from tests.support.shared import ENV_OUT_430, ENV_OUT_441, shared_data
+
+
+@pytest.fixture(scope="session")
+def studio_wheelhouse(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Path:
+    """reconciler (built from the checkout), its dependencies, ipykernel, the test wheels."""
+    dest = reconciler_wheelhouse(tmp_path_factory.mktemp("studio-wheels"))
+    wheelhouse_for(["ipykernel"], dest)
+    for wheel in wheelhouse.glob("*.whl"):
+        shutil.copy2(wheel, dest)
+    return dest
+
+
+def _manifest(path: Path, body: str) -> Path:
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+def _generate(manifest: Path, capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    capsys.readouterr()
+    assert main(["lifecycle", str(manifest), *args]) == 0
+    return capsys.readouterr().out
+
+
+def _start(script: Path, env: dict[str, str], timeout: float = 240) -> tuple[float, str]:
+    """Run the on-start script like Studio does; returns (seconds, output)."""
+    began = time.monotonic()
+    proc = subprocess.run(
+        ["bash", str(script)], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    elapsed = time.monotonic() - began
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return elapsed, proc.stdout + proc.stderr
+
+
+def _status(env: dict[str, str]) -> dict[str, object]:
+    venv_reconciler = Path(env["HOME"]) / ".reconciler" / "venv" / "bin" / "reconciler"
+    proc = subprocess.run(
+        [str(venv_reconciler), "status", "--json"], env=env, capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
+    doc: dict[str, object] = json.loads(proc.stdout)
+    return doc
+
+
+SIMPLE = """\
+version: 1
+defaults:
+  pip: {{no_index: true, find_links: [{wheels}]}}
+environments:
+  base:
+    prefix: {image}
+    pip: [delta]
+"""
+
+
+# -- the script itself ------------------------------------------------------------------------
+
+
+def test_script_is_valid_bash_and_passes_shellcheck(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = _manifest(tmp_path / "m.yaml", SIMPLE.format(wheels=tmp_path, image=tmp_path))
+    for args in ([], ["--manifest-path", "~/manifests/team.yaml"], ["--wheel", "/opt/w"],
+                 ["--index-url", "https://user:pw@example.com/simple"]):  # fmt: skip
+        script = tmp_path / "s.sh"
+        script.write_text(_generate(manifest, capsys, *args))
+        subprocess.run(["bash", "-n", str(script)], check=True)
+        shellcheck = shutil.which("shellcheck")
+        if shellcheck is None:
+            assert not os.environ.get("CI"), "CI must have shellcheck (.ci/run installs it)"
+            pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
+        check = subprocess.run([shellcheck, str(script)], capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout
+
+
+def test_base64_is_exactly_the_script(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = _manifest(tmp_path / "m.yaml", SIMPLE.format(wheels=tmp_path, image=tmp_path))
+    script = _generate(manifest, capsys)
+    encoded = _generate(manifest, capsys, "--base64").strip()
+    assert base64.b64decode(encoded).decode() == script
+    assert "version: 1" in script  # the manifest is embedded
+
+
+def test_oversized_script_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    padding = "".join(f"# {'x' * 70}\n" for _ in range(200))
+    manifest = _manifest(
+        tmp_path / "big.yaml", padding + SIMPLE.format(wheels=tmp_path, image=tmp_path)
+    )
+    capsys.readouterr()
+    assert main(["lifecycle", str(manifest)]) == 1
+    err = capsys.readouterr().err
+    assert "characters once base64-encoded" in err
+    assert "Studio accepts at most 16384" in err
+    assert "--manifest-path" in err
+    # The same manifest kept on the home volume fits.
+    assert main(["lifecycle", str(manifest), "--manifest-path", "~/m.yaml"]) == 0
+
+
+def test_budget_must_leave_room_before_the_studio_limit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = _manifest(tmp_path / "m.yaml", SIMPLE.format(wheels=tmp_path, image=tmp_path))
+    assert main(["lifecycle", str(manifest), "--budget", "290"]) == 1
+    assert "--budget 290 is outside" in capsys.readouterr().err
+
+
+# -- simulated Studio starts ------------------------------------------------------------------
+
+
+def _studio(
+    tmp_path: Path, isolated: dict[str, str], channel: Path, studio_wheelhouse: Path, body: str
+) -> tuple[Path, dict[str, str], Path]:
+    home = tmp_path / "home"
+    home.mkdir()
+    image = make_conda_prefix(tmp_path / "opt-conda", channel, ["pyfoo ==1.0"], hybrid=True)
+    _manifest(
+        tmp_path / "manifest.yaml",
+        body.format(image=image, wheels=studio_wheelhouse, channel=channel.as_uri(),
+                    python=sys.executable),
+    )  # fmt: skip
+    env = {k: v for k, v in isolated.items() if k != "RECONCILER_STATE_DIR"}
+    env["HOME"] = str(home)
+    script = tmp_path / "on-start.sh"
+    return image, env, script
+
+
+STUDIO = """\
+version: 1
+defaults:
+  channels: [{channel}]
+  pip: {{no_index: true, find_links: [{wheels}]}}
+environments:
+  base:
+    prefix: {image}
+    conda: [condaonly]
+    pip: [delta]
+  dl:
+    prefix: ~/.conda/envs/dl
+    create: {{venv: {python}}}
+    pip: [alpha]
+    kernel: {{name: dl, display_name: "Python 3 (dl)"}}
+"""
+
+
+def test_first_start_installs_and_registers_kernels_second_is_a_noop(
+    tmp_path: Path,
+    isolated: dict[str, str],
+    channel: Path,
+    studio_wheelhouse: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    image, env, script = _studio(tmp_path, isolated, channel, studio_wheelhouse, STUDIO)
+    script.write_text(
+        _generate(
+            tmp_path / "manifest.yaml", capsys, "--wheel", str(studio_wheelhouse),
+            "--python", sys.executable, "--budget", "200",
+        )
+    )  # fmt: skip
+    managed_before = tree_hash(image / "conda-meta" / "pyfoo-1.0-0.json")
+
+    first, out = _start(script, env)
+    home = Path(env["HOME"])
+    assert (home / ".reconciler" / "venv" / "bin" / "reconciler").exists()
+    assert "installing reconciler" in out and "Applied 2 environment(s)" in out
+    assert any(p.name.startswith("delta-") for p in (image / "lib").glob("python*/site-packages/*"))
+    assert (image / "conda-meta" / "condaonly-1.1-0.json").exists()
+    kernel = json.loads((home / ".local/share/jupyter/kernels/dl/kernel.json").read_text())
+    assert kernel["argv"][0] == str(home / ".conda/envs/dl/bin/python")
+    assert tree_hash(image / "conda-meta" / "pyfoo-1.0-0.json") == managed_before
+    # Plain timestamped lines, for CloudWatch; also written to the log file.
+    assert all(line[:4].isdigit() for line in out.splitlines() if "reconciler-lifecycle" in line)
+    assert list((home / ".local/state/reconciler/logs").glob("lifecycle-*.log"))
+
+    second, out = _start(script, env)
+    assert "installing reconciler" not in out
+    assert "Nothing to do" in out
+    assert second < 3.0, f"second start took {second:.1f} s (first: {first:.1f} s)"
+    assert _status(env)["state"] == "finished"
+
+
+def test_two_starts_at_once_serialize(
+    tmp_path: Path,
+    isolated: dict[str, str],
+    channel: Path,
+    studio_wheelhouse: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    body = STUDIO.split("  dl:")[0]
+    _, env, script = _studio(tmp_path, isolated, channel, studio_wheelhouse, body)
+    script.write_text(
+        _generate(tmp_path / "manifest.yaml", capsys, "--wheel", str(studio_wheelhouse),
+                  "--python", sys.executable)
+    )  # fmt: skip
+    procs = [
+        subprocess.Popen(["bash", str(script)], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
+    ]  # fmt: skip
+    outputs = [p.communicate(timeout=240)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    # Both bootstrapped one venv (serialized by flock), then applied (serialized by the lock).
+    assert sum("installing reconciler" in o for o in outputs) == 1, outputs
+    applied = [o for o in outputs if "Applied 1 environment(s)" in o]
+    noop = [o for o in outputs if "Nothing to do" in o]
+    assert len(applied) == 1 and len(noop) == 1, outputs
+    logs = Path(env["HOME"]) / ".local/state/reconciler/logs"
+    installs = [p for p in logs.glob("apply-*.log") if "delta" in p.read_text()]
+    assert len(installs) == 1
+
+
+def test_failed_install_leaves_status_failed_and_the_image_untouched(
+    tmp_path: Path,
+    isolated: dict[str, str],
+    channel: Path,
+    studio_wheelhouse: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    body = STUDIO.split("  dl:")[0].replace("pip: [delta]", "pip: [delta, no-such-package]")
+    image, env, script = _studio(tmp_path, isolated, channel, studio_wheelhouse, body)
+    script.write_text(
+        _generate(tmp_path / "manifest.yaml", capsys, "--wheel", str(studio_wheelhouse),
+                  "--python", sys.executable)
+    )  # fmt: skip
+    before = tree_hash(image)
+    _, out = _start(script, env)
+    assert "apply ended with exit code 1" in out
+    status = _status(env)
+    assert status["state"] == "failed"
+    assert "no-such-package" in str(status["error"])
+    assert tree_hash(image) == before
+
+
+def test_image_upgrade_recaptures_the_baseline_and_reapplies(
+    tmp_path: Path,
+    isolated: dict[str, str],
+    studio_wheelhouse: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bench.image import build_image
+
+    home = tmp_path / "home"
+    home.mkdir()
+    prefix = tmp_path / "opt-conda"
+    build_image(shared_data(ENV_OUT_430), prefix)
+    manifest = _manifest(
+        tmp_path / "manifest.yaml", SIMPLE.format(wheels=studio_wheelhouse, image=prefix)
+    )
+    state = tmp_path / "state"
+    assert main(["--state-dir", str(state), "apply", str(manifest), "-q"]) == 0
+    capsys.readouterr()
+
+    # A new SageMaker Distribution version replaces /opt/conda: our addition is gone.
+    shutil.rmtree(prefix)
+    build_image(shared_data(ENV_OUT_441), prefix)
+    assert main(["--state-dir", str(state), "drift", str(manifest), "--json"]) == 0
+    drift = json.loads(capsys.readouterr().out)
+    kinds = {f["kind"] for f in drift["environments"][0]["findings"]}
+    assert "managed-changed" not in kinds and "missing" in kinds
+    assert any("image under" in n for n in drift["environments"][0]["notices"])
+
+    assert main(["--state-dir", str(state), "apply", str(manifest)]) == 0
+    out = capsys.readouterr().out
+    assert "the image changed; recorded a new baseline" in out
+    assert "+ install pip delta" in out
+    assert main(["--state-dir", str(state), "drift", str(manifest), "--json"]) == 0
+    drift = json.loads(capsys.readouterr().out)
+    env = drift["environments"][0]
+    assert env["findings"] == []
+    assert any("baseline refreshed" in n for n in env["notices"])
