@@ -291,3 +291,43 @@ def test_image_upgrade_recaptures_the_baseline_and_reapplies(
     env = drift["environments"][0]
     assert env["findings"] == []
     assert any("baseline refreshed" in n for n in env["notices"])
+
+
+def test_slow_repository_returns_within_the_budget_and_finishes_detached(
+    tmp_path: Path,
+    isolated: dict[str, str],
+    channel: Path,
+    wheelhouse: Path,
+    studio_wheelhouse: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests.support.servers import build_simple_index, serve
+
+    quiet = "version: 1\nenvironments:\n  base:\n    prefix: {image}\n"
+    image, env, script = _studio(tmp_path, isolated, channel, studio_wheelhouse, quiet)
+    manifest = tmp_path / "manifest.yaml"
+    bootstrap = ["--wheel", str(studio_wheelhouse), "--python", sys.executable]
+    script.write_text(_generate(manifest, capsys, *bootstrap))
+    _start(script, env)  # first start: bootstrap only, nothing to apply
+
+    index = build_simple_index(wheelhouse, tmp_path / "index")
+    with serve(index, delay=15.0) as server:  # every wheel download takes 15 s
+        manifest.write_text(
+            f"version: 1\ndefaults:\n  pip: {{index_url: '{server.url}simple/'}}\n"
+            f"environments:\n  base:\n    prefix: {image}\n    pip: [delta]\n"
+        )
+        script.write_text(_generate(manifest, capsys, *bootstrap, "--budget", "10"))
+        elapsed, out = _start(script, env)
+        assert elapsed < 13, f"the script took {elapsed:.1f} s with a 10 s budget"
+        assert "apply continues in the background" in out
+        assert _status(env)["state"] == "running"
+        deadline = time.monotonic() + 90
+        while _status(env)["state"] == "running" and time.monotonic() < deadline:
+            time.sleep(0.5)
+    status = _status(env)
+    assert status["state"] == "finished", status
+    assert status["environments"] == {
+        "base": {"status": "done", "steps_total": 2, "steps_done": 2, "current": "",
+                 "message": ""}
+    }  # fmt: skip
+    assert any(p.name.startswith("delta-") for p in (image / "lib").glob("python*/site-packages/*"))
