@@ -352,12 +352,28 @@ def _apply_environment(
         reporter.step(env.name, next(counter), "verify")
         with _CACHE_LOCK:
             after = read_state(env.prefix, context.cache)
+            _remember_matches(env, after, context.cache)
         _verify(env_plan, item, after)
         _record_owned(store, item, after)
     except ReconcilerError as exc:
         journal.update(entry, status="failed", error=exc.message)
         raise
     journal.update(entry, status="done")
+
+
+def _remember_matches(env: Environment, after: InstalledState, cache: ReadCache) -> None:
+    """Cache whether the records now installed satisfy the declared conda specs.
+
+    The next run's check that nothing is left to do then answers from the cache,
+    so the apply that follows this one, a no-op, writes nothing (not even the cache).
+    """
+    from reconciler.backends.conda import SpecMatcher
+
+    matcher = SpecMatcher(cache)
+    for request in env.conda:
+        record = after.conda.get(request.name)
+        if record is not None:
+            matcher(request.spec, record.name, record.version, record.build)
 
 
 def _create(env: Environment, backends: Backends, log: _Log) -> None:

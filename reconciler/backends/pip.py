@@ -391,7 +391,27 @@ def _installed(proc: Completed, name: str) -> Completed:
 
 
 def select_installer(installer: str, python: Path) -> PipInstaller:
-    """``auto`` prefers uv (shipped as a dependency); ``pip`` needs pip in the environment."""
+    """``auto`` prefers uv (shipped as a dependency); ``pip`` needs pip in the environment.
+
+    One exception for ``auto``: a venv made with ``--system-site-packages`` whose
+    interpreter can run pip gets pip. uv does not see the base interpreter's
+    packages, so it would install a second, shadowing copy of any of them that a
+    new package requires (which the plan must refuse); pip sees them installed.
+    """
     if installer == "pip":
         return PipCli()
+    if installer == "auto" and _pip_sees_system_site(python.parent.parent):
+        return PipCli()
     return UvCli()
+
+
+def _pip_sees_system_site(prefix: Path) -> bool:
+    """True for a ``--system-site-packages`` venv where ``python -m pip`` imports pip."""
+    from reconciler.state.environment import system_site_dirs
+    from reconciler.state.python import find_site_packages
+
+    site, version = find_site_packages(prefix)
+    system = system_site_dirs(prefix, version)
+    if not system:
+        return False
+    return any((d / "pip" / "__main__.py").is_file() for d in (site, *system) if d is not None)

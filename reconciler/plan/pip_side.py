@@ -5,6 +5,11 @@
 3. Otherwise a dry run (uv or pip) with every managed and foreign distribution
    pinned. If the resolver finds no solution, an unpinned dry run shows which
    managed packages it would have had to move, and why (the chain).
+
+In a ``--system-site-packages`` venv the base interpreter's distributions are
+present and managed, but uv does not see them: a request they satisfy is not
+passed to the installer (uv would install a second copy that shadows them), and
+a preview that installs one of them anyway is refused.
 """
 
 from __future__ import annotations
@@ -64,6 +69,11 @@ def _direction(installed: str, req: Requirement) -> str:
 
 def _describe(pkg: Package, status: str) -> str:
     what = "managed" if status != "foreign" else "foreign (installed outside reconciler)"
+    if pkg.dist is not None and pkg.dist.system_site:
+        return (
+            f"{pkg.name} {pkg.version} comes from the base interpreter's site-packages "
+            f"({what}); installing it into the venv would shadow it"
+        )
     return f"{pkg.name} is {what} at {pkg.version}"
 
 
@@ -107,13 +117,15 @@ def plan_pip_side(
     changes: list[Change] = []
     to_resolve: list[str] = []
     roots: list[tuple[str, frozenset[str]]] = []
+    pending = False
     for request in requests:
         req = Requirement(request.requirement)
         dist = state.dists.get(request.name)
         if satisfies(req, dist):
             satisfied.append(request.requirement)
             roots.append((request.name, frozenset(req.extras)))
-            to_resolve.append(request.requirement)
+            if dist is not None and not dist.system_site:
+                to_resolve.append(request.requirement)
             continue
         if dist is not None:
             pkg = packages[state.package_for_dist(request.name)]
@@ -137,10 +149,10 @@ def plan_pip_side(
                 if removal is not None:
                     changes.append(removal)
                 continue
+        pending = True
         to_resolve.append(request.requirement)
 
-    pending = len(to_resolve) > len(satisfied)
-    if not pending and not unmet(roots, state.dists, env):
+    if not pending and (not to_resolve or not unmet(roots, state.dists, env)):
         return PipSidePlan(tuple(changes), tuple(satisfied), tuple(to_resolve), (), False)
 
     constraints = tuple(

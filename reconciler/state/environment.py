@@ -3,6 +3,11 @@
 A conda package and the Python distribution it ships are one package: the join
 is the dist-info directory listed in the conda record's ``files``. Reading state
 never spawns a process.
+
+A venv made with ``--system-site-packages`` (``include-system-site-packages =
+true`` in ``pyvenv.cfg``) imports the base interpreter's distributions too: they
+are read as present (``Distribution.system_site``), behind the venv's own copies,
+as ``site.py`` orders them. Nothing reconciler does may change them.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -24,7 +29,7 @@ from reconciler.state.conda import (
 )
 from reconciler.state.python import Distribution, find_site_packages, read_distributions
 
-__all__ = ["InstalledState", "Package", "image_identity", "read_state"]
+__all__ = ["InstalledState", "Package", "image_identity", "read_state", "system_site_dirs"]
 
 
 @dataclass(frozen=True)
@@ -116,17 +121,58 @@ def _user_site(python_version: str | None) -> Path | None:
     return Path(os.path.expanduser(f"~/.local/lib/python{python_version}/site-packages"))
 
 
-def _includes_system_site(prefix: Path) -> bool:
-    """A venv with ``include-system-site-packages = true`` also sees the user site (site.py)."""
+def _pyvenv_cfg(prefix: Path) -> dict[str, str]:
+    """``pyvenv.cfg`` as lower-case keys and stripped values; empty when there is none."""
     try:
         text = (prefix / "pyvenv.cfg").read_text(encoding="utf-8")
     except OSError:
-        return False
+        return {}
+    out: dict[str, str] = {}
     for line in text.splitlines():
         key, sep, value = line.partition("=")
-        if sep and key.strip().lower() == "include-system-site-packages":
-            return value.strip().lower() == "true"
-    return False
+        if sep:
+            out[key.strip().lower()] = value.strip()
+    return out
+
+
+def _includes_system_site(prefix: Path) -> bool:
+    """A venv with ``include-system-site-packages = true`` also sees the user site (site.py)."""
+    return _pyvenv_cfg(prefix).get("include-system-site-packages", "").lower() == "true"
+
+
+def system_site_dirs(prefix: Path, python_version: str | None) -> tuple[Path, ...]:
+    """The base interpreter's site-packages that a ``--system-site-packages`` venv imports.
+
+    The base prefix is found as CPython's ``getpath`` finds it for a venv: the first
+    directory from ``home`` (``pyvenv.cfg``) upwards holding ``lib/pythonX.Y/os.py``.
+    Its site directories follow ``site.getsitepackages()`` order (Debian's
+    ``dist-packages`` included). Empty for anything but such a venv.
+    """
+    cfg = _pyvenv_cfg(prefix)
+    home = cfg.get("home")
+    included = cfg.get("include-system-site-packages", "").lower() == "true"
+    if not home or not python_version or not included:
+        return ()
+    lib = f"python{python_version}"
+    start = Path(home)
+    base = next((d for d in (start, *start.parents) if (d / "lib" / lib / "os.py").is_file()), None)
+    if base is None:
+        return ()
+    candidates = (
+        base / "lib" / lib / "site-packages",
+        base / "lib64" / lib / "site-packages",  # platlib on some distributions
+        base / "local" / "lib" / lib / "dist-packages",  # Debian
+        base / "lib" / "python3" / "dist-packages",  # Debian
+        base / "lib" / lib / "dist-packages",  # Debian
+    )
+    own = find_site_packages(prefix)[0]
+    seen: set[Path] = {own.resolve()} if own is not None else set()
+    out: list[Path] = []
+    for candidate in candidates:
+        if candidate.is_dir() and candidate.resolve() not in seen:
+            seen.add(candidate.resolve())
+            out.append(candidate)
+    return tuple(out)
 
 
 def image_identity(prefix: Path) -> str | None:
@@ -167,7 +213,8 @@ def _fingerprint(
         h.update(filename.encode() + b"\0")
     h.update(b"\1")
     for dist in sorted(dists.values(), key=lambda d: d.name):
-        h.update(f"{dist.name}=={dist.version}:{dist.directory}\0".encode())
+        where = "@system" if dist.system_site else ""
+        h.update(f"{dist.name}=={dist.version}:{dist.directory}{where}\0".encode())
     h.update(b"\1" + "\n".join(pinned).encode() + (b"\1frozen" if frozen else b""))
     return h.hexdigest()
 
@@ -189,7 +236,10 @@ def read_state(prefix: Path, cache: ReadCache | None = None) -> InstalledState:
     site, python_version = find_site_packages(prefix)
     dists = read_distributions(site, cache)
     details = {name: record_details(prefix, record, cache) for name, record in conda.items()}
-    cache.prune(str(prefix))
+    # Only this prefix's own directories: a prefix nested in another one
+    # (/opt/conda/envs/x in /opt/conda) keeps its entries.
+    cache.prune(str(prefix / "conda-meta"))
+    cache.prune(str(prefix / "lib"))
     dist_owner: dict[str, str] = {}
     if details:
         by_dir = {d.directory: d.name for d in dists.values()}
@@ -199,6 +249,11 @@ def read_state(prefix: Path, cache: ReadCache | None = None) -> InstalledState:
                 if dist_name in dists:
                     dist_owner[dist_name] = conda_name
     is_venv = (prefix / "pyvenv.cfg").is_file()
+    for system_dir in system_site_dirs(prefix, python_version) if is_venv else ():
+        for name, dist in read_distributions(system_dir, cache).items():
+            if name not in dists:  # the venv's own copy comes first on sys.path
+                dists[name] = replace(dist, system_site=True)
+        cache.prune(str(system_dir))
     user_site: dict[str, Distribution] = {}
     if not is_venv or _includes_system_site(prefix):
         user_site = read_distributions(_user_site(python_version))

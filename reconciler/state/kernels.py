@@ -13,10 +13,17 @@ OWNER_KEY = "reconciler"
 
 
 def kernels_dir() -> Path:
-    """``$JUPYTER_DATA_DIR/kernels`` or ``~/.local/share/jupyter/kernels`` (jupyter_core's rule)."""
+    """The user kernels directory, by jupyter_core's rule on Linux.
+
+    ``$JUPYTER_DATA_DIR/kernels``, else ``$XDG_DATA_HOME/jupyter/kernels``, else
+    ``~/.local/share/jupyter/kernels``.
+    """
     data = os.environ.get("JUPYTER_DATA_DIR")
-    base = Path(data).expanduser() if data else Path("~/.local/share/jupyter").expanduser()
-    return base / "kernels"
+    if data:
+        return Path(data).expanduser() / "kernels"
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg).expanduser() if xdg else Path("~/.local/share").expanduser()
+    return base / "jupyter" / "kernels"
 
 
 @dataclass(frozen=True)

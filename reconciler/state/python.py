@@ -33,6 +33,9 @@ class Distribution:
     installer: str  # INSTALLER content ("pip", "uv", "conda", ...) or ""
     directory: str  # the *.dist-info / *.egg-info / *.egg-link entry name
     editable: bool = False
+    # Found in the base interpreter's site-packages, which a venv made with
+    # ``--system-site-packages`` sees but does not own (uv does not see it either).
+    system_site: bool = False
 
 
 def find_site_packages(prefix: Path) -> tuple[Path | None, str | None]:

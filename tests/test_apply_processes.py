@@ -1,0 +1,336 @@
+"""``reconciler apply`` as real processes: kernels, locks, kill -9, HTTP repositories.
+
+Every apply here is ``python -m reconciler`` in its own process, with the
+``isolated`` environment plus ``PYTHONPATH`` set to this checkout. Package
+indexes and conda channels are real HTTP servers on 127.0.0.1
+(:mod:`tests.support.servers`); nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from jupyter_client.manager import start_new_kernel
+
+from reconciler.state.store import StateStore
+from tests.support.envs import make_conda_prefix, make_venv, pip_install, tree_hash
+from tests.support.manifests import SITE
+from tests.support.servers import StaticServer, build_simple_index, serve
+from tests.test_apply import make_kernel_venv, managed_paths, run_python
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: Takes the environment's lock the way apply does (POSIX lockf) and holds it.
+HOLD_LOCK = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.lockf(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.fixture
+def proc_env(isolated: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """The isolated environment, with this checkout importable.
+
+    uv gets a cache of its own: a wheel cached from an earlier server on the same
+    port would skip the (delayed) download these tests rely on.
+    """
+    return {**isolated, "PYTHONPATH": str(ROOT), "UV_CACHE_DIR": str(tmp_path / "uv-cache")}
+
+
+@pytest.fixture
+def index(wheelhouse: Path, tmp_path: Path) -> Iterator[StaticServer]:
+    """The standard wheelhouse as a PEP 503 index over HTTP (``<url>simple/``)."""
+    with serve(build_simple_index(wheelhouse, tmp_path / "index")) as server:
+        yield server
+
+
+def _argv(state: Path, *args: str | Path) -> list[str]:
+    return [sys.executable, "-m", "reconciler", "--state-dir", str(state), *map(str, args)]
+
+
+def _run(
+    env: dict[str, str], state: Path, *args: str | Path, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        _argv(state, *args), env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def _manifest(
+    path: Path,
+    environments: dict[str, dict[str, Any]],
+    *,
+    pip: dict[str, Any],
+    channels: Sequence[str] = (),
+) -> Path:
+    defaults: dict[str, Any] = {"pip": pip}
+    if channels:
+        defaults["channels"] = list(channels)
+    document = {
+        "version": 1,
+        "defaults": defaults,
+        "environments": {
+            name: {k: str(v) if isinstance(v, Path) else v for k, v in body.items()}
+            for name, body in environments.items()
+        },
+    }
+    path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def _journal(state: Path, prefix: Path) -> dict[str, Any] | None:
+    path = StateStore(state).env_dir(prefix) / "journal.json"
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return None
+    return data
+
+
+def test_registered_kernel_runs_code_with_the_package_apply_installed(
+    tmp_path: Path, wheelhouse: Path, proc_env: dict[str, str], isolated: dict[str, str]
+) -> None:
+    venv = make_kernel_venv(tmp_path)
+    manifest = _manifest(
+        tmp_path / "manifest.yaml",
+        {
+            "k": {
+                "prefix": venv,
+                "pip": ["delta==1.0"],
+                "kernel": {"name": "apply-kernel", "display_name": "Python (apply)"},
+            }
+        },
+        pip={"no_index": True, "find_links": [str(wheelhouse)]},
+    )
+    proc = _run(proc_env, tmp_path / "state", "apply", manifest)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    km, kc = start_new_kernel(kernel_name="apply-kernel", startup_timeout=30)
+    try:
+        chunks: list[str] = []
+
+        def collect(msg: dict[str, Any]) -> None:
+            if msg["header"]["msg_type"] == "stream":
+                chunks.append(msg["content"]["text"])
+
+        code = "import delta, sys; print(delta.__version__); print(sys.prefix)"
+        reply = kc.execute_interactive(code, timeout=15, output_hook=collect)
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    assert reply["content"]["status"] == "ok"
+    assert "".join(chunks).splitlines() == ["1.0", str(venv)]
+
+
+def test_two_applies_started_together_serialize(
+    tmp_path: Path, index: StaticServer, proc_env: dict[str, str], isolated: dict[str, str]
+) -> None:
+    venv = make_venv(tmp_path / "venv")
+    manifest = _manifest(
+        tmp_path / "manifest.yaml",
+        {"venv": {"prefix": venv, "pip": ["delta"]}},
+        pip={"index_url": f"{index.url}simple/"},
+    )
+    state = tmp_path / "state"
+    index.delay = 1.0  # each wheel download: the first apply holds the lock >= 1 s
+    results: list[tuple[float, str, int]] = []
+    lock = threading.Lock()
+
+    def apply() -> None:
+        start = time.monotonic()
+        proc = _run(proc_env, state, "apply", manifest)
+        with lock:
+            results.append((time.monotonic() - start, proc.stdout + proc.stderr, proc.returncode))
+
+    threads = [threading.Thread(target=apply) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert [code for _, _, code in results] == [0, 0], results
+    installed = [r for r in results if "Applied 1 environment(s)" in r[1]]
+    noop = [r for r in results if r[1].startswith("Nothing to do")]
+    assert len(installed) == 1 and len(noop) == 1, results
+    assert noop[0][0] >= 1.0  # it waited for the other's lock, then found nothing to do
+    wheels = [r.path for r in index.requests() if r.path.endswith(".whl")]
+    assert wheels == ["/files/delta-1.1-py3-none-any.whl"]  # downloaded and installed once
+    logs = list((state / "logs").glob("apply-*.log"))
+    assert len(logs) == 1 and logs[0].read_text().count("+ delta==1.1") == 1
+    assert run_python(venv, "import delta; print(delta.__version__)", isolated) == "1.1"
+
+
+def test_lock_timeout_names_the_holder_and_a_killed_holder_does_not_block(
+    tmp_path: Path, wheelhouse: Path, proc_env: dict[str, str], isolated: dict[str, str]
+) -> None:
+    venv = make_venv(tmp_path / "venv")
+    manifest = _manifest(
+        tmp_path / "manifest.yaml",
+        {"venv": {"prefix": venv, "pip": ["delta"]}},
+        pip={"no_index": True, "find_links": [str(wheelhouse)]},
+    )
+    state = tmp_path / "state"
+    lock = StateStore(state).env_dir(venv) / "lock"
+    lock.parent.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(lock)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        before = tree_hash(venv)
+
+        start = time.monotonic()
+        proc = _run(proc_env, state, "apply", manifest, "--lock-timeout", "1")
+        elapsed = time.monotonic() - start
+
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert 1.0 <= elapsed < 3.5  # the timeout, plus starting Python
+        assert f"pid {holder.pid}" in proc.stderr
+        assert tree_hash(venv) == before
+
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=10)
+        start = time.monotonic()
+        proc = _run(proc_env, state, "apply", manifest, "--lock-timeout", "60")
+        elapsed = time.monotonic() - start
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert elapsed < 10  # the kernel dropped the dead holder's lock: no waiting
+    assert run_python(venv, "import delta; print(delta.__version__)", isolated) == "1.1"
+
+
+def test_apply_killed_in_its_installer_is_finished_by_the_next_run(
+    tmp_path: Path,
+    wheelhouse: Path,
+    channel: Path,
+    index: StaticServer,
+    proc_env: dict[str, str],
+    isolated: dict[str, str],
+) -> None:
+    hybrid = make_conda_prefix(tmp_path / "hybrid", channel, ["libfoo ==1.0"], hybrid=True)
+    pip_install(hybrid, ["alpha==1.0"], wheelhouse)
+    managed = managed_paths(hybrid)
+    image = tree_hash(*managed)
+    manifest = _manifest(
+        tmp_path / "manifest.yaml",
+        {"hybrid": {"prefix": hybrid, "conda": ["condaonly"], "pip": ["delta"]}},
+        pip={"index_url": f"{index.url}simple/"},
+        channels=[channel.resolve().as_uri()],
+    )
+    state = tmp_path / "state"
+    index.delay = 60.0  # the installer waits for its wheel until it is killed
+    killed = subprocess.Popen(
+        _argv(state, "apply", manifest),
+        env=proc_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: the apply and its uv
+    )
+    try:
+        deadline = time.monotonic() + 30
+        # The journal says "pip" and uv is downloading the wheel: kill the apply there.
+        while not (
+            (journal := _journal(state, hybrid)) is not None
+            and journal["step"] == "pip"
+            and any(r.path.endswith(".whl") for r in index.requests())
+        ):
+            assert killed.poll() is None and time.monotonic() < deadline, journal
+            time.sleep(0.02)
+        os.killpg(killed.pid, signal.SIGKILL)
+    finally:
+        if killed.poll() is None:
+            os.killpg(killed.pid, signal.SIGKILL)
+        killed.wait(timeout=10)
+    journal = _journal(state, hybrid)
+    assert journal is not None and (journal["status"], journal["step"]) == ("running", "pip")
+    assert not list((hybrid / SITE).glob("delta*"))  # interrupted before delta was installed
+    assert (hybrid / "conda-meta" / "condaonly-1.1-0.json").is_file()  # the conda step ran
+
+    index.delay = 0.0
+    proc = _run(proc_env, state, "apply", manifest)
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"(pid {killed.pid}) did not finish (last step: pip)" in proc.stdout
+    journal = _journal(state, hybrid)
+    assert journal is not None and journal["status"] == "done"
+    assert tree_hash(*managed) == image
+    assert run_python(hybrid, "import delta; print(delta.__version__)", isolated) == "1.1"
+    owned = json.loads((StateStore(state).env_dir(hybrid) / "owned.json").read_text())
+    assert {k: v["version"] for k, v in owned["packages"].items()} == {
+        "conda:condaonly": "1.1",
+        "pip:delta": "1.1",
+    }
+    baseline = json.loads((StateStore(state).env_dir(hybrid) / "baseline.json").read_text())
+    assert "conda:condaonly" not in baseline["packages"]  # captured before the killed run
+
+
+def test_http_index_with_credentials_and_http_channel_never_leak_the_secret(
+    tmp_path: Path,
+    wheelhouse: Path,
+    channel: Path,
+    index: StaticServer,
+    proc_env: dict[str, str],
+    isolated: dict[str, str],
+) -> None:
+    hybrid = make_conda_prefix(tmp_path / "hybrid", channel, ["libfoo ==1.0"], hybrid=True)
+    state = tmp_path / "state"
+    plan_file = tmp_path / "plan.json"
+    with serve(channel) as conda_server:
+        settings = {"index_url": index.url_with("user:secret", "simple/")}
+        body = {"prefix": hybrid, "conda": ["condaonly"], "pip": ["delta"]}
+        manifest = _manifest(
+            tmp_path / "manifest.yaml",
+            {"hybrid": body},
+            pip=settings,
+            channels=[conda_server.url],
+        )
+        missing = _manifest(
+            tmp_path / "missing.yaml",
+            {"hybrid": {**body, "pip": ["no-such-package"]}},
+            pip=settings,
+            channels=[conda_server.url],
+        )
+        runs = [
+            _run(proc_env, state, "plan", manifest, "--out", plan_file),
+            _run(proc_env, state, "apply", manifest),
+            _run(proc_env, state, "plan", missing),  # an installer error, with its message
+        ]
+        conda_requests = [r.path for r in conda_server.requests()]
+
+    assert [r.returncode for r in runs] == [0, 0, 1], [r.stdout + r.stderr for r in runs]
+    assert "no-such-package" in runs[2].stderr
+    for proc in runs:
+        assert "secret" not in proc.stdout + proc.stderr
+    assert "secret" not in plan_file.read_text()
+    files = [p for p in state.rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {"journal.json", "owned.json", "baseline.json"}
+    logs = [p for p in files if p.suffix == ".log"]
+    assert logs and "--index-url http://***@127.0.0.1:" in logs[0].read_text()
+    for path in files:
+        assert b"secret" not in path.read_bytes(), path
+    # The credentials were really used, and both packages came over HTTP.
+    basic = "Basic " + base64.b64encode(b"user:secret").decode()
+    assert any(r.authorization == basic for r in index.requests())
+    assert "/files/delta-1.1-py3-none-any.whl" in [r.path for r in index.requests()]
+    assert "/noarch/condaonly-1.1-0.tar.bz2" in conda_requests
+    record = json.loads((hybrid / "conda-meta" / "condaonly-1.1-0.json").read_text())
+    assert record["channel"].startswith(f"http://127.0.0.1:{conda_server.port}")
+    assert run_python(hybrid, "import delta; print(delta.__version__)", isolated) == "1.1"
