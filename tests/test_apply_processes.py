@@ -334,3 +334,50 @@ def test_http_index_with_credentials_and_http_channel_never_leak_the_secret(
     record = json.loads((hybrid / "conda-meta" / "condaonly-1.1-0.json").read_text())
     assert record["channel"].startswith(f"http://127.0.0.1:{conda_server.port}")
     assert run_python(hybrid, "import delta; print(delta.__version__)", isolated) == "1.1"
+
+
+def test_installer_of_a_killed_apply_keeps_the_environment_locked(
+    tmp_path: Path,
+    wheelhouse: Path,
+    channel: Path,
+    index: StaticServer,
+    proc_env: dict[str, str],
+    isolated: dict[str, str],
+) -> None:
+    """Only the apply is killed; its uv goes on. The next apply must wait for that uv
+    (it inherited the environment's flock) instead of racing it, then converge."""
+    hybrid = make_conda_prefix(tmp_path / "hybrid", channel, ["libfoo ==1.0"], hybrid=True)
+    managed = managed_paths(hybrid)
+    image = tree_hash(*managed)
+    manifest = _manifest(
+        tmp_path / "manifest.yaml",
+        {"hybrid": {"prefix": hybrid, "pip": ["delta"]}},
+        pip={"index_url": f"{index.url}simple/"},
+    )
+    state = tmp_path / "state"
+    index.delay = 4.0  # the orphaned uv finishes its download 4 s after the kill
+    killed = subprocess.Popen(
+        _argv(state, "apply", manifest), env=proc_env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not (
+        (journal := _journal(state, hybrid)) is not None
+        and journal["step"] == "pip"
+        and any(r.path.endswith(".whl") for r in index.requests())
+    ):
+        assert killed.poll() is None and time.monotonic() < deadline, journal
+        time.sleep(0.02)
+    killed.kill()  # the apply only: its uv child keeps running
+    killed.wait(timeout=10)
+
+    began = time.monotonic()
+    proc = _run(proc_env, state, "apply", manifest)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert time.monotonic() - began > 1.5  # it waited for the leftover uv
+    assert f"(pid {killed.pid}) did not finish (last step: pip)" in proc.stdout
+    assert "install pip delta" not in proc.stdout  # the leftover uv had installed it
+    assert run_python(hybrid, "import delta; print(delta.__version__)", isolated) == "1.1"
+    owned = json.loads((StateStore(state).env_dir(hybrid) / "owned.json").read_text())
+    assert owned["packages"]["pip:delta"]["version"] == "1.1"
+    assert tree_hash(*managed) == image

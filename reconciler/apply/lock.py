@@ -1,15 +1,22 @@
 """One OS file lock per environment, held for the whole apply.
 
-A POSIX record lock (``fcntl.lockf``) on ``<state>/envs/<env>/lock``: the kernel
-releases it when the holder exits, however it dies, so a killed apply never
-blocks the next one, and ``F_GETLK`` names the holder's pid without the lock
-file ever being written (a no-op apply leaves the state dir byte-identical).
-POSIX locks belong to the process: one process takes each environment's lock
-once. A file system that cannot lock fails closed.
+Two kernel locks on ``<state>/envs/<env>/lock``, neither ever written to the file
+(a no-op apply leaves the state dir byte-identical), both released by the
+kernel however their holder dies:
+
+* ``flock``: the exclusion itself. Installers started by the apply inherit it
+  (:data:`reconciler.backends.process.INHERITED_FDS`), so if the apply is killed
+  while pip or uv runs, the environment stays locked until that installer is
+  gone too: the next apply never races a leftover installer.
+* ``lockf`` (POSIX): identifies the holder: ``F_GETLK`` returns its pid.
+  POSIX locks belong to the process: one process takes each environment's lock once.
+
+A file system that cannot lock fails closed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import struct
@@ -19,6 +26,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import TracebackType
 
+from reconciler.backends.process import INHERITED_FDS
 from reconciler.errors import LockError
 
 __all__ = ["EnvironmentLock", "hold_all"]
@@ -46,9 +54,12 @@ class EnvironmentLock:
         deadline = time.monotonic() + timeout
         while True:
             try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except OSError as exc:
+                with contextlib.suppress(OSError):
+                    fcntl.flock(fd, fcntl.LOCK_UN)
                 if exc.errno in _UNSUPPORTED:
                     os.close(fd)
                     raise LockError(
@@ -69,10 +80,13 @@ class EnvironmentLock:
                 )
             time.sleep(POLL_SECONDS)
         self._fd = fd
+        INHERITED_FDS.add(fd)
 
     def release(self) -> None:
-        """Release the lock (closing the file releases it)."""
+        """Release the lock (closing the file releases it; an installer still running
+        keeps the ``flock`` until it exits)."""
         if self._fd is not None:
+            INHERITED_FDS.discard(self._fd)
             os.close(self._fd)
             self._fd = None
 
@@ -98,7 +112,9 @@ def _holder(fd: int) -> str:
     except OSError:
         return "another process"
     if pid <= 0:
-        return "another process"
+        # Nobody holds the POSIX lock: the flock is kept by an installer that an
+        # interrupted apply left running.
+        return "an installer left running by an interrupted apply"
     try:
         started = time.strftime(
             "%Y-%m-%d %H:%M:%S", time.localtime(os.stat(f"/proc/{pid}").st_ctime)

@@ -15,7 +15,11 @@ from pathlib import Path
 
 from reconciler.errors import BackendError
 
-__all__ = ["Completed", "redact", "run", "spawn_detached"]
+__all__ = ["INHERITED_FDS", "Completed", "redact", "run", "spawn_detached"]
+
+#: File descriptors every installer inherits: the environment locks' flock (see
+#: :mod:`reconciler.apply.lock`), so that a killed apply's installer keeps them.
+INHERITED_FDS: set[int] = set()
 
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
 
@@ -62,6 +66,7 @@ def run(
             text=True,
             timeout=timeout,
             check=False,
+            pass_fds=tuple(sorted(INHERITED_FDS)),
         )
     except FileNotFoundError as exc:
         raise BackendError(
