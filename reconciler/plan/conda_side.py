@@ -104,7 +104,12 @@ def plan_conda_side(
     requested = {r.name for r in requests}
     solution = solver.solve(state.prefix, channels, specs, pinned, locked)
     if solution.ok:
-        changes += _classify(state, ownership, solution.records, requested, {})
+        found = _classify(state, ownership, solution.records, requested, {})
+        if any(not c.requested for c in found):
+            # Transitive changes: say which request needs each (the chain).
+            chains = _chains(solution.records, requested)
+            found = _classify(state, ownership, solution.records, requested, chains)
+        changes += found
         return CondaSidePlan(tuple(changes), tuple(satisfied), tuple(specs), pinned, True)
 
     free = solver.solve(state.prefix, channels, specs, (), tuple(state.conda))

@@ -166,7 +166,11 @@ def plan_pip_side(
     preview = installer.preview(python, to_resolve, constraints, settings)
     requested: set[str] = {r.name for r in requests}
     if preview.ok:
-        changes += _classify(state, packages, ownership, preview.installs, requested)
+        chains: dict[str, tuple[str, tuple[str, ...]]] = {}
+        if any(i.name not in requested for i in preview.installs):
+            # Transitive changes: say which request needs each (the chain).
+            chains = _chains(state, installer, settings, to_resolve, requested, preview)
+        changes += _classify(state, packages, ownership, preview.installs, requested, chains=chains)
         return PipSidePlan(tuple(changes), tuple(satisfied), tuple(to_resolve), constraints, True)
 
     changes += _explain_refusal(
@@ -233,6 +237,47 @@ def _classify(
     return changes
 
 
+def _chains(
+    state: InstalledState,
+    installer: PipInstaller,
+    settings: PipSettings,
+    requirements: Sequence[str],
+    requested: set[str],
+    preview: PipPreview,
+    extra_edges: Sequence[tuple[str, str, str]] = (),
+) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """``name -> (reason text, chain)`` for every distribution ``preview`` would install.
+
+    The requirement graph holds the installed distributions that stay, the new
+    versions' requirements (pip's report carries them), and, when the installer
+    could not say (uv), the edges of an unconstrained resolution (``explain``).
+    """
+    from reconciler.plan.chains import RequirementGraph
+
+    graph = RequirementGraph()
+    graph.request(requested)
+    env = marker_environment(state.python_version)
+    moving = {item.name for item in preview.installs}
+    for dist in state.dists.values():
+        if dist.name in moving:
+            continue  # its requirements after the change are those of the new version
+        for text in dist.requires:
+            req = parse(text)
+            if req is not None and applies(req, env):
+                graph.require(dist.name, canonicalize_name(req.name), text)
+    for item in preview.installs:
+        for text in item.requires or ():
+            req = parse(text)
+            if req is not None and applies(req, env):
+                graph.require(item.name, canonicalize_name(req.name), text)
+    graph.require_all(extra_edges)
+    if not any(i.requires for i in preview.installs):
+        python = state.prefix / "bin" / "python"
+        graph.require_all((p, c, "") for p, c in installer.explain(python, requirements, settings))
+    versions = {i.name: i.version for i in preview.installs}
+    return {i.name: graph.describe(i.name, versions) for i in preview.installs}
+
+
 def _explain_refusal(
     state: InstalledState,
     packages: dict[str, Package],
@@ -244,8 +289,6 @@ def _explain_refusal(
     pinned: PipPreview,
 ) -> list[Change]:
     """The pinned resolve failed: find what it would have had to move, and why."""
-    from reconciler.plan.chains import RequirementGraph
-
     python = state.prefix / "bin" / "python"
     if "pip" in state.dists and installer.name != "pip":
         # pip's --report carries every new distribution's requirements, so the chain
@@ -258,27 +301,7 @@ def _explain_refusal(
             f"even ignoring managed packages: {_first_line(free.message)}",
             hint="check the versions in the manifest against the package index",
         )
-    graph = RequirementGraph()
-    graph.request(requested)
-    env = marker_environment(state.python_version)
-    moving = {item.name for item in free.installs}
-    for dist in state.dists.values():
-        if dist.name in moving:
-            continue  # its requirements after the change are those of the new version
-        for text in dist.requires:
-            req = parse(text)
-            if req is not None and applies(req, env):
-                graph.require(dist.name, canonicalize_name(req.name), text)
-    for item in free.installs:
-        for text in item.requires or ():
-            req = parse(text)
-            if req is not None and applies(req, env):
-                graph.require(item.name, canonicalize_name(req.name), text)
-    graph.require_all(pinned.edges)
-    if not any(i.requires for i in free.installs):
-        graph.require_all((p, c, "") for p, c in installer.explain(python, requirements, settings))
-    versions = {i.name: i.version for i in free.installs}
-    chains = {i.name: graph.describe(i.name, versions) for i in free.installs}
+    chains = _chains(state, installer, settings, requirements, requested, free, pinned.edges)
     changes = _classify(state, packages, ownership, free.installs, requested, chains=chains)
     if not any(c.refused for c in changes):
         # The resolver blamed the pins but an unpinned resolve moves nothing we protect.
