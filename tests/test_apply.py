@@ -391,7 +391,7 @@ def test_owned_packages_move_while_managed_bytes_stay(
     code, out, err = _cli(capsys, state, "apply", second)
 
     assert code == 0, out + err
-    assert "~ upgrade pip beta 1.0 -> 2.0\n" in out
+    assert "~ upgrade pip beta 1.0 -> 2.0 (required by gamma)\n" in out
     assert "~ upgrade conda condaonly 1.0 -> 1.1 (requested)" in out
     assert tree_hash(*managed) == before
     owned = env_state(state, hybrid, "owned")["packages"]

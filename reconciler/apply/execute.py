@@ -10,20 +10,23 @@ the journal done.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from reconciler import faults
 from reconciler.apply.journal import Journal
 from reconciler.apply.lock import EnvironmentLock, hold_all
 from reconciler.apply.report import Reporter
 from reconciler.backends.process import Completed, redact
 from reconciler.errors import ReconcilerError, StalePlanError
 from reconciler.manifest.model import Environment, Manifest
-from reconciler.plan.model import UNRESOLVED, EnvironmentPlan, Plan
+from reconciler.plan.model import UNRESOLVED, Change, EnvironmentPlan, Plan
 from reconciler.plan.planner import Backends, EnvironmentInputs, build_plan, read_inputs
 from reconciler.plan.policy import OWNED, Ownership
 from reconciler.state.cache import ReadCache
@@ -113,7 +116,8 @@ def apply(
         planned = {e.name for e in saved.environments}
         selected = [e for e in selected if e.name in planned]
     locks = [EnvironmentLock(store.env_dir(e.prefix), e.name) for e in selected]
-    with hold_all(locks, lock_timeout):
+    with hold_all(locks, lock_timeout), _stop_on_sigterm():
+        faults.point("after-lock")
         for env in selected:
             _recover(env, store, reporter)
         cache = store.read_cache()
@@ -127,6 +131,19 @@ def apply(
         result = _execute(context, plan, inputs, partial)
         store.save_read_cache(cache)
         return result
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM asks for a stop at the next safe point instead of killing the apply."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, faults.request_stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _check_fresh(saved: Plan, manifest: Manifest, inputs: Sequence[EnvironmentInputs]) -> None:
@@ -157,11 +174,17 @@ def _recover(env: Environment, store: StateStore, reporter: Reporter) -> None:
         f"(last step: {entry.step or 'before installing'}); re-reading {env.prefix} and "
         "converging"
     )
-    state = read_state(env.prefix)
-    owned = store.owned(env.prefix)
+    _adopt(store, env.prefix, entry.changes)
+    journal.update(entry, status="interrupted")
+
+
+def _adopt(store: StateStore, prefix: Path, changes: Sequence[Change]) -> None:
+    """Record as owned what an unfinished apply installed exactly as it had planned."""
+    state = read_state(prefix)
+    owned = store.owned(prefix)
     adopted = dict(owned.packages)
     packages = state.packages()
-    for change in entry.changes:
+    for change in changes:
         if change.refused or change.action not in ("install", "upgrade", "downgrade", "reinstall"):
             continue
         key = (
@@ -169,11 +192,10 @@ def _recover(env: Environment, store: StateStore, reporter: Reporter) -> None:
             state.package_for_dist(change.name)
         )  # fmt: skip
         pkg = packages.get(key)
-        if pkg is not None and (change.to_version in (None, pkg.version)):
+        if pkg is not None and (change.reason == UNRESOLVED or change.to_version == pkg.version):
             adopted[key] = OwnedPackage(pkg.name, pkg.manager, pkg.version)
     if adopted != dict(owned.packages):
-        store.save_owned(env.prefix, Owned(adopted))
-    journal.update(entry, status="interrupted")
+        store.save_owned(prefix, Owned(adopted))
 
 
 @dataclass(frozen=True)
@@ -201,6 +223,11 @@ def _execute(
             )
         elif not env_plan.changes:
             results[env_plan.name] = EnvironmentResult(env_plan.name, "unchanged")
+            # A recovered environment that needs nothing more has converged.
+            journal = Journal(context.store.env_dir(Path(env_plan.prefix)))
+            entry = journal.read()
+            if entry is not None and entry.status == "interrupted":
+                journal.update(entry, status="done")
         else:
             todo.append(env_plan)
     if plan.refused and not partial:
@@ -293,8 +320,10 @@ def _apply_environment(
         if item.image_changed:
             store.save_owned(env.prefix, item.owned)
             reporter.notice(f"{env.name}: the image changed; recorded a new baseline")
+    faults.check_stop("before changing anything")
     journal = Journal(store.env_dir(env.prefix))
     entry = journal.begin(env_plan.changes)
+    faults.point("after-journal")
     try:
         if create is not None:
             entry = journal.update(entry, step="create")
@@ -312,6 +341,8 @@ def _apply_environment(
                     before, store.baseline(env.prefix), Owned({}), context.manifest.protect
                 ),
             )
+            faults.point("after-create")
+            faults.check_stop("after creating the environment")
         if conda_changes:
             entry = journal.update(entry, step="conda")
             reporter.step(env.name, next(counter), "conda install")
@@ -325,6 +356,8 @@ def _apply_environment(
                 "conda linked: "
                 + (", ".join(f"{r.name}-{r.version}-{r.build}" for r in linked) or "nothing"),
             )
+            faults.point("after-conda")
+            faults.check_stop("after the conda install")
         if pip_changes:
             entry = journal.update(entry, step="pip")
             reporter.step(env.name, next(counter), "pip install")
@@ -354,9 +387,14 @@ def _apply_environment(
             after = read_state(env.prefix, context.cache)
             _remember_matches(env, after, context.cache)
         _verify(env_plan, item, after)
+        faults.point("before-record")
         _record_owned(store, item, after)
     except ReconcilerError as exc:
-        journal.update(entry, status="failed", error=exc.message)
+        # What was installed as planned before the failure is reconciler's: record it,
+        # so that it is not mistaken for foreign (and frozen) by the next run.
+        _adopt(store, env.prefix, env_plan.changes)
+        status = "interrupted" if isinstance(exc, faults.Interrupted) else "failed"
+        journal.update(entry, status=status, error=exc.message)
         raise
     journal.update(entry, status="done")
 

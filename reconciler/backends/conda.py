@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from reconciler import faults
 from reconciler.errors import BackendError
 from reconciler.state.cache import ReadCache
 
@@ -212,6 +213,7 @@ class RattlerSolver:
         before = {r.name.normalized: r for r in installed}
         names = {r.name.normalized for r in solved}
         union = list(solved) + [r for r in installed if r.name.normalized not in names]
+        faults.point("in-conda", after=0.05)
         try:
             asyncio.run(rattler.install(union, prefix, show_progress=False))
         except Exception as exc:  # rattler raises its own exception classes

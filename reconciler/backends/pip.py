@@ -253,7 +253,10 @@ class UvCli:
             if cfile is not None:
                 argv += ["--constraints", cfile]
             argv += ["--", *requirements]
-            return _installed(run(argv, env=isolation_env(), timeout=INSTALL_TIMEOUT), "uv")
+            return _installed(
+                run(argv, env=isolation_env(), timeout=INSTALL_TIMEOUT, fault_point="in-installer"),
+                "uv",
+            )
 
     def explain(
         self, python: Path, requirements: Sequence[str], settings: PipSettings
@@ -376,7 +379,10 @@ class PipCli:
             if cfile is not None:
                 argv += ["--constraint", cfile]
             argv += ["--", *requirements]
-            return _installed(run(argv, env=isolation_env(), timeout=INSTALL_TIMEOUT), "pip")
+            return _installed(
+                run(argv, env=isolation_env(), timeout=INSTALL_TIMEOUT, fault_point="in-installer"),
+                "pip",
+            )
 
 
 def _installed(proc: Completed, name: str) -> Completed:

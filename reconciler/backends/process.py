@@ -9,11 +9,15 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from reconciler import faults
 from reconciler.errors import BackendError
+
+POLL_SECONDS = 0.2
 
 __all__ = ["INHERITED_FDS", "Completed", "redact", "run", "spawn_detached"]
 
@@ -50,6 +54,7 @@ def run(
     env: Mapping[str, str] | None = None,
     timeout: float | None = None,
     cwd: Path | None = None,
+    fault_point: str | None = None,
 ) -> Completed:
     """Run ``argv`` to completion and capture its output (no shell, no stdin)."""
     args = [str(a) for a in argv]
@@ -57,15 +62,14 @@ def run(
     if env:
         merged.update(env)
     try:
-        proc = subprocess.run(
+        proc = subprocess.Popen(
             args,
             env=merged,
             cwd=cwd,
             stdin=subprocess.DEVNULL,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=timeout,
-            check=False,
             pass_fds=tuple(sorted(INHERITED_FDS)),
         )
     except FileNotFoundError as exc:
@@ -78,12 +82,35 @@ def run(
             f"cannot run {redact(args[0])}: {exc.strerror or exc}",
             hint="check the file exists and is executable",
         ) from exc
-    except subprocess.TimeoutExpired as exc:
-        raise BackendError(
-            f"{redact(' '.join(args[:4]))} ... did not finish within {timeout:.0f} s",
-            hint="check the package index is reachable, or raise the timeout",
-        ) from exc
-    return Completed(tuple(redact(a) for a in args), proc.returncode, proc.stdout, proc.stderr)
+    if fault_point:
+        faults.point(fault_point)
+    stdout, stderr = _wait(proc, args, timeout)
+    return Completed(tuple(redact(a) for a in args), proc.returncode, stdout, stderr)
+
+
+def _wait(proc: subprocess.Popen[str], args: list[str], timeout: float | None) -> tuple[str, str]:
+    """Wait for ``proc``; on a stop request give it the grace period, then terminate it."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        try:
+            return proc.communicate(timeout=POLL_SECONDS)
+        except subprocess.TimeoutExpired:
+            pass
+        if faults.stop_deadline_passed():
+            proc.terminate()
+            proc.communicate()
+            raise faults.Interrupted(
+                f"stopped by SIGTERM: {redact(args[0])} was terminated after "
+                f"{faults.GRACE_SECONDS:g} s",
+                hint="run `reconciler apply` again to finish",
+            )
+        if deadline is not None and time.monotonic() > deadline:
+            proc.kill()
+            proc.communicate()
+            raise BackendError(
+                f"{redact(' '.join(args[:4]))} ... did not finish within {timeout:.0f} s",
+                hint="check the package index is reachable, or raise the timeout",
+            )
 
 
 def spawn_detached(argv: Sequence[str | Path], output: Path) -> subprocess.Popen[bytes]:
