@@ -1,0 +1,1 @@
+"""Reliability and security: hostile manifests and corrupt state files."""
