@@ -1,0 +1,869 @@
+"""Benchmark of issue 5: reconciler against uv and pip on a SageMaker-sized image.
+
+``python -m bench`` (from the repository root) prints the machine, the fixture,
+then one table of medians with ratios and targets (PASS/FAIL), the raw series
+and how each measurement was made. ``--quick`` is a small version (fewer runs, 10
+scale environments instead of 50); ``--profile`` adds ``-X importtime`` and
+cProfile summaries of the reconciler command behind each FAIL.
+
+What is compared (see :mod:`bench.fixture` for the environments):
+
+1. no-op ``reconciler apply`` over 3 environments vs the sum of
+   ``uv pip install -r`` no-ops and the sum of ``pip install -r`` no-ops on each;
+2. ``reconciler plan`` of 5 missing packages on the image vs ``uv pip install
+   --dry-run`` of the same requirements (the overhead in seconds);
+3. ``reconciler apply`` of 5 packages into each of 3 environments vs three
+   sequential ``uv pip install`` and vs the slowest single one; every
+   repetition starts from the same environments (the 5 packages uninstalled
+   with ``uv pip uninstall``, the directory listing checked against the
+   original) and a fresh copy of the state directory;
+4. ``reconciler plan`` of 50 environments x 1,000 dist-infos: wall time and the
+   child's peak RSS (``wait4`` ru_maxrss);
+5. ``reconciler --version`` vs ``python -c pass``.
+
+reconciler runs as users run it: a subprocess ``python -m reconciler`` with
+``PYTHONPATH`` at the repository root (or the ``reconciler`` console script next
+to the interpreter when it is an install of this checkout), bytecode caches on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import platform
+import pstats
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from bench import fixture as fx
+from bench.measure import CheckFailed, Run, Series, isolated_env, run_timed
+
+REPO = fx.REPO
+MIB = 1024 * 1024
+
+# -- configuration -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Config:
+    quick: bool
+    warmup: int
+    runs: int
+    pip_runs: int
+    version_runs: int
+    scale_envs: int
+    profile: bool
+    keep: bool
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Config:
+        if args.quick:
+            config = cls(True, 1, 3, 1, 5, 10, args.profile, args.keep)
+        else:
+            config = cls(False, 1, 7, 3, 15, 50, args.profile, args.keep)
+        if args.runs:
+            config = Config(
+                config.quick, config.warmup, args.runs, min(config.pip_runs, args.runs),
+                max(config.version_runs, args.runs), config.scale_envs, config.profile,
+                config.keep,
+            )  # fmt: skip
+        return config
+
+
+# -- tools -------------------------------------------------------------------------------
+
+
+def uv_binary() -> str:
+    try:
+        from uv import find_uv_bin
+
+        return str(find_uv_bin())
+    except Exception:
+        found = shutil.which("uv")
+        if found is None:
+            raise SystemExit(
+                "uv not found: install the `uv` package into this interpreter"
+            ) from None
+        return found
+
+
+def reconciler_command() -> tuple[list[str], str]:
+    """The command users run: the console script when it is this checkout, else ``-m``."""
+    script = Path(sys.executable).parent / "reconciler"
+    if script.is_file():
+        try:
+            from importlib.metadata import distribution
+
+            origin = Path(str(distribution("reconciler").locate_file("reconciler")))
+            direct = distribution("reconciler").read_text("direct_url.json") or ""
+            if origin.resolve() == (REPO / "reconciler").resolve() or str(REPO) in direct:
+                return [str(script)], f"{script} (console script of this checkout)"
+        except Exception:
+            pass
+    return [sys.executable, "-m", "reconciler"], (
+        f"{sys.executable} -m reconciler, PYTHONPATH={REPO}"
+    )
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _git_revision() -> str:
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "reconciler"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "unknown revision"
+    return head + (" + uncommitted changes in reconciler/" if dirty else "")
+
+
+# -- the benchmark -----------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One comparison of the table."""
+
+    measurement: str
+    ours: str
+    other: str
+    ratio: str
+    target: str
+    verdict: str  # PASS | FAIL | info
+    profile: Callable[[], None] | None = None
+
+
+@dataclass
+class Bench:
+    config: Config
+    work: Path
+    fixture: fx.Fixture
+    uv: str
+    reconciler: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    series: list[Series] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    prefixes: dict[str, Path] = field(default_factory=dict)
+    listings: dict[str, tuple[set[str], set[str]]] = field(default_factory=dict)
+    _has_pip: dict[Path, bool] = field(default_factory=dict)
+
+    # -- commands --
+
+    def rec(self, state: Path | None, *args: str | Path) -> list[str]:
+        head = [*self.reconciler]
+        if state is not None:
+            head += ["--state-dir", str(state)]
+        return [*head, *(str(a) for a in args)]
+
+    def uv_install(self, prefix: Path, reqs: Path, *, dry_run: bool = False) -> list[str]:
+        argv = [self.uv, "pip", "install", "--python", str(prefix / "bin" / "python")]
+        argv += ["--no-index", "--find-links", str(self.fixture.wheelhouse)]
+        argv += ["--dry-run"] if dry_run else []
+        return [*argv, "-r", str(reqs)]
+
+    def pip_install(self, prefix: Path, reqs: Path) -> list[str]:
+        python = prefix / "bin" / "python"
+        tail = ["install", "--no-index", "--find-links", str(self.fixture.wheelhouse)]
+        tail += ["-r", str(reqs)]
+        if self.has_pip(prefix):
+            return [str(python), "-m", "pip", *tail]
+        return [sys.executable, "-m", "pip", "--python", str(python), *tail]
+
+    def has_pip(self, prefix: Path) -> bool:
+        """The environment's interpreter can import pip (a dist-info alone is not enough)."""
+        if prefix not in self._has_pip:
+            proc = subprocess.run(
+                [str(prefix / "bin" / "python"), "-c", "import pip"],
+                env=self.env, capture_output=True, check=False,
+            )  # fmt: skip
+            self._has_pip[prefix] = proc.returncode == 0
+        return self._has_pip[prefix]
+
+    def run(self, argv: Sequence[str], check: Callable[[Run], bool], what: str) -> Run:
+        result = run_timed(argv, self.env, cwd=self.work)
+        if not check(result):
+            raise CheckFailed(f"{what}: unexpected result\n{result.describe()}")
+        return result
+
+    def new_series(self, label: str, command: Sequence[str]) -> Series:
+        series = Series(label, self._short(" ".join(command)))
+        self.series.append(series)
+        return series
+
+    def _short(self, text: str) -> str:
+        return text.replace(str(self.work) + "/", "$W/").replace(str(fx.CACHE) + "/", "$C/")
+
+    # -- environments --
+
+    def _listing(self, prefix: Path) -> tuple[set[str], set[str]]:
+        return set(os.listdir(prefix)), set(os.listdir(fx.site_packages(prefix)))
+
+    def clean_lock(self, prefix: Path) -> None:
+        """uv leaves an empty ``.lock`` in the environment (even for a dry run)."""
+        if ".lock" not in self.listings[prefix.name][0]:
+            (prefix / ".lock").unlink(missing_ok=True)
+
+    def restore(self, prefix: Path) -> None:
+        """Uninstall the new packages (uv), and check the environment lists as it started."""
+        names = [name for name, _ in fx.NEW_PACKAGES]
+        argv = [self.uv, "pip", "uninstall", "--python", str(prefix / "bin" / "python"), *names]
+        proc = run_timed(argv, self.env, cwd=self.work)
+        if proc.returncode != 0:
+            raise CheckFailed(f"restoring {prefix}\n{proc.describe()}")
+        self.clean_lock(prefix)
+        if self._listing(prefix) != self.listings[prefix.name]:
+            top, site = self._listing(prefix)
+            raise CheckFailed(
+                f"{prefix} does not list as it started: top {top ^ self.listings[prefix.name][0]}"
+                f", site-packages {site ^ self.listings[prefix.name][1]}"
+            )
+
+    def restore_all(self) -> None:
+        for prefix in self.prefixes.values():
+            self.restore(prefix)
+
+    def has_new_packages(self, prefix: Path) -> bool:
+        site = fx.site_packages(prefix)
+        return all(
+            (site / f"{n.replace('-', '_')}-1.0.dist-info").is_dir() for n, _ in fx.NEW_PACKAGES
+        )
+
+    # -- setup --
+
+    def setup(self) -> None:
+        home = self.work / "home"
+        home.mkdir()
+        self.env = isolated_env(home, self.work / "uv-cache", REPO)
+        for name, original in self.fixture.environments.items():
+            self.prefixes[name] = fx.link_copy(original, self.work / "envs" / name)
+            (self.prefixes[name] / ".lock").unlink(missing_ok=True)
+            self.listings[name] = self._listing(self.prefixes[name])
+        self.write_inputs()
+        state0 = self.work / "state0"
+        capture = self.rec(state0, "baseline", "capture", self.work / "missing.yaml")
+        self.run(capture, lambda r: r.returncode == 0, "baseline capture")
+        warm = self.rec(state0, "plan", self.work / "noop.yaml")
+        self.run(warm, lambda r: r.returncode == 0, "warm-up plan")
+
+    def write_inputs(self) -> None:
+        wheelhouse = str(self.fixture.wheelhouse)
+        for kind in ("noop", "missing"):
+            environments = {}
+            for name, prefix in self.prefixes.items():
+                declared = self.fixture.declared[name]
+                reqs = [d.pip_requirement for d in declared]
+                body: dict[str, object] = {"prefix": str(prefix)}
+                conda = [d.spec for d in declared if d.manager == "conda"]
+                if conda:
+                    body["conda"] = conda
+                body["pip"] = [d.spec for d in declared if d.manager == "pip"]
+                if kind == "missing":
+                    new = [f"{n}>=1" for n, _ in fx.NEW_PACKAGES]
+                    reqs += new
+                    body["pip"] = [*body["pip"], *new]  # type: ignore[misc]
+                environments[name] = body
+                (self.work / f"{kind}-{name}.txt").write_text("\n".join(reqs) + "\n")
+            document = {
+                "version": 1,
+                "protect": ["sagemaker*"],
+                "defaults": {
+                    "pip": {"no_index": True, "find_links": [wheelhouse]},
+                    "installer": "uv",
+                },
+                "environments": environments,
+            }
+            (self.work / f"{kind}.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+
+    def fresh_state(self, name: str) -> Path:
+        dest = self.work / name
+        shutil.rmtree(dest, ignore_errors=True)
+        shutil.copytree(self.work / "state0", dest)
+        return dest
+
+    def rounds(self, runs: int | None = None) -> Iterator[bool]:
+        """Yields ``measured`` for the warm-up rounds (False) and the runs (True)."""
+        for i in range(self.config.warmup + (self.config.runs if runs is None else runs)):
+            yield i >= self.config.warmup
+
+    # -- 1. no-op apply --
+
+    def bench_noop(self) -> None:
+        state = self.fresh_state("state-noop")
+        before = fx.snapshot(state)
+        manifest = self.work / "noop.yaml"
+        rec_argv = self.rec(state, "apply", manifest)
+        rec = self.new_series("reconciler apply (no-op, 3 envs)", rec_argv)
+        uv_each, pip_each = {}, {}
+        for n, prefix in self.prefixes.items():
+            uv_argv = self.uv_install(prefix, self._reqs("noop", n))
+            uv_each[n] = self.new_series(f"uv pip install no-op: {n}", uv_argv)
+        for n, prefix in self.prefixes.items():
+            pip_argv = self.pip_install(prefix, self._reqs("noop", n))
+            pip_each[n] = self.new_series(f"pip install no-op: {n}", pip_argv)
+        uv_sum = Series("uv no-op sum")
+        pip_sum = Series("pip no-op sum")
+        warm = before
+        for i, measured in enumerate(self.rounds()):
+            if i == self.config.warmup:
+                warm = fx.snapshot(state)
+            r = self.run(
+                rec_argv,
+                lambda r: r.returncode == 0 and r.stdout.startswith("Nothing to do"),
+                "no-op apply",
+            )
+            if measured:
+                rec.add(r.seconds, r.maxrss_kib)
+            total = 0.0
+            for name, prefix in self.prefixes.items():
+                u = self.run(
+                    self.uv_install(prefix, self._reqs("noop", name)),
+                    _uv_noop,
+                    "uv no-op",
+                )
+                self.clean_lock(prefix)
+                total += u.seconds
+                if measured:
+                    uv_each[name].add(u.seconds, u.maxrss_kib)
+            if measured:
+                uv_sum.add(total)
+            if i < self.config.warmup + self.config.pip_runs:
+                total = 0.0
+                for name, prefix in self.prefixes.items():
+                    q = self.run(
+                        self.pip_install(prefix, self._reqs("noop", name)),
+                        lambda r: (
+                            r.returncode == 0
+                            and "already satisfied" in r.stdout
+                            and "Successfully installed" not in r.stdout
+                        ),
+                        "pip no-op",
+                    )
+                    total += q.seconds
+                    if measured:
+                        pip_each[name].add(q.seconds, q.maxrss_kib)
+                if measured:
+                    pip_sum.add(total)
+        first = _diff(before, warm)
+        wrote = _diff(warm, fx.snapshot(state))
+        changed = [n for n, e in self.prefixes.items() if self._listing(e) != self.listings[n]]
+        self.notes.append(
+            "no-op apply: the measured runs wrote "
+            + (f"to the state dir: {wrote}" if wrote else "nothing to the state dir")
+            + (f"; the first (warm-up) one created/changed {first}" if first else "")
+            + "; environments "
+            + (f"CHANGED: {changed}" if changed else "unchanged")
+        )
+        ratio = rec.median / uv_sum.median
+        speedup = pip_sum.median / rec.median
+        self.rows.append(
+            Row(
+                "no-op apply, 3 envs x ~30 pkgs",
+                f"{rec.median:.3f} s",
+                f"uv sum {uv_sum.median:.3f} s",
+                f"{ratio:.2f}x",
+                "<= 1.0x uv sum",
+                _verdict(ratio <= 1.0),
+                self._profile_cmd(rec_argv, None),
+            )
+        )
+        self.rows.append(
+            Row(
+                "",
+                "",
+                f"pip sum {pip_sum.median:.3f} s",
+                f"{speedup:.1f}x faster",
+                ">= 50x faster than pip",
+                _verdict(speedup >= 50),
+                self._profile_cmd(rec_argv, None),
+            )
+        )
+        self.series += [uv_sum, pip_sum]
+
+    def _reqs(self, kind: str, name: str) -> Path:
+        return self.work / f"{kind}-{name}.txt"
+
+    # -- 2. plan overhead --
+
+    def bench_plan(self) -> None:
+        state = self.fresh_state("state-plan")
+        image = self.prefixes["image"]
+        rec_argv = self.rec(state, "plan", self.work / "missing.yaml", "--env", "image")
+        uv_argv = self.uv_install(image, self._reqs("missing", "image"), dry_run=True)
+        rec = self.new_series("reconciler plan (5 missing, image)", rec_argv)
+        uv = self.new_series("uv pip install --dry-run (image)", uv_argv)
+        names = [n for n, _ in fx.NEW_PACKAGES]
+        for measured in self.rounds():
+            r = self.run(
+                rec_argv,
+                lambda r: (
+                    r.returncode == 0 and all(f"install pip {n} 1.0" in r.stdout for n in names)
+                ),
+                "plan",
+            )
+            u = self.run(
+                uv_argv,
+                lambda r: r.returncode == 0 and all(f"+ {n}==1.0" in r.stderr for n in names),
+                "uv dry run",
+            )
+            self.clean_lock(image)
+            if measured:
+                rec.add(r.seconds, r.maxrss_kib)
+                uv.add(u.seconds, u.maxrss_kib)
+        overhead = rec.median - uv.median
+        self.rows.append(
+            Row(
+                "plan, 5 missing (image)",
+                f"{rec.median:.3f} s",
+                f"uv --dry-run {uv.median:.3f} s",
+                f"{overhead:+.3f} s",
+                "<= +0.100 s",
+                _verdict(overhead <= 0.1),
+                self._profile_cmd(rec_argv, None),
+            )
+        )
+
+    # -- 3. apply of 5 packages into 3 environments --
+
+    def bench_apply(self) -> None:
+        manifest = self.work / "missing.yaml"
+        rec = self.new_series(
+            "reconciler apply (5 new x 3 envs)", self.rec(Path("$W/state-apply"), "apply", manifest)
+        )
+        uv_each = {
+            n: self.new_series(
+                f"uv pip install 5 new: {n}", self.uv_install(p, self._reqs("missing", n))
+            )
+            for n, p in self.prefixes.items()
+        }
+        uv_seq = Series("uv 5 new: 3 sequential installs")
+        for measured in self.rounds():
+            state = self.fresh_state("state-apply")
+            r = self.run(
+                self.rec(state, "apply", manifest),
+                lambda r: (
+                    r.returncode == 0 and all(map(self.has_new_packages, self.prefixes.values()))
+                ),
+                "apply of 5 packages",
+            )
+            self.restore_all()
+            total = 0.0
+            for name, prefix in self.prefixes.items():
+                u = self.run(
+                    self.uv_install(prefix, self._reqs("missing", name)),
+                    lambda r, p=prefix: r.returncode == 0 and self.has_new_packages(p),  # type: ignore[misc]
+                    "uv install of 5 packages",
+                )
+                total += u.seconds
+                if measured:
+                    uv_each[name].add(u.seconds, u.maxrss_kib)
+            self.restore_all()
+            if measured:
+                rec.add(r.seconds, r.maxrss_kib)
+                uv_seq.add(total)
+        self.series.append(uv_seq)
+        slowest_name, slowest = max(uv_each.items(), key=lambda kv: kv[1].median)
+        self.rows.append(
+            Row(
+                "apply 5 new pkgs into each of 3 envs",
+                f"{rec.median:.3f} s",
+                f"uv x3 sequential {uv_seq.median:.3f} s",
+                f"{rec.median / uv_seq.median:.2f}x",
+                "(info)",
+                "info",
+            )
+        )
+        ratio = rec.median / slowest.median
+        self.rows.append(
+            Row(
+                "",
+                "",
+                f"slowest single uv {slowest.median:.3f} s ({slowest_name})",
+                f"{ratio:.2f}x",
+                "<= 1.2x slowest single",
+                _verdict(ratio <= 1.2),
+                self._profile_cmd(
+                    self.rec(self.work / "state-profile", "apply", manifest),
+                    lambda: self.fresh_state("state-profile"),
+                    after=self.restore_all,
+                ),
+            )
+        )
+
+    # -- 4. scale --
+
+    def bench_scale(self) -> None:
+        count = self.config.scale_envs
+        log = _log
+        scale = fx.ensure_scale(count, log=log)
+        environments = {
+            f"env{i:02d}": {"prefix": prefix, "pip": reqs}
+            for i, (prefix, reqs) in enumerate(scale.items())
+        }
+        document = {
+            "version": 1,
+            "defaults": {
+                "pip": {"no_index": True, "find_links": [str(self.fixture.wheelhouse)]},
+                "installer": "uv",
+            },
+            "environments": environments,
+        }
+        manifest = self.work / "scale.yaml"
+        manifest.write_text(yaml.safe_dump(document, sort_keys=False))
+        cold_state = self.work / "state-scale-cold"
+
+        def ok(r: Run) -> bool:
+            return r.returncode == 0 and r.stdout.rstrip().splitlines()[-1].startswith("No changes")
+
+        cold = self.run(self.rec(cold_state, "plan", manifest), ok, "cold scale plan")
+        state = self.work / "state-scale"
+        capture = self.rec(state, "baseline", "capture", manifest)
+        self.run(capture, lambda r: r.returncode == 0, "scale baseline capture")
+        argv = self.rec(state, "plan", manifest)
+        series = self.new_series(f"reconciler plan ({count} envs x 1000 dists)", argv)
+        for measured in self.rounds():
+            r = self.run(argv, ok, "scale plan")
+            if measured:
+                series.add(r.seconds, r.maxrss_kib)
+        self.notes.append(
+            f"scale: first plan with an empty state dir (no baselines, no read cache) took "
+            f"{cold.seconds:.3f} s, peak {cold.maxrss_kib / 1024:.0f} MiB (not in the table)"
+        )
+        what = f"plan {count} envs x 1,000 dists (no-op)"
+        full = count == 50
+        self.rows.append(
+            Row(
+                what,
+                f"{series.median:.3f} s",
+                "-",
+                "-",
+                "<= 2 s" + ("" if full else " (for 50 envs)"),
+                _verdict(series.median <= 2.0) if full else "info",
+                self._profile_cmd(argv, None),
+            )
+        )
+        self.rows.append(
+            Row(
+                "  peak memory (child ru_maxrss)",
+                f"{series.peak_mib:.0f} MiB",
+                "-",
+                "-",
+                "<= 200 MiB" + ("" if full else " (for 50 envs)"),
+                _verdict(series.peak_mib <= 200) if full else "info",
+                self._profile_cmd(argv, None),
+            )
+        )
+
+    # -- 5. start-up --
+
+    def bench_version(self) -> None:
+        rec_argv = self.rec(None, "--version")
+        py_argv = [sys.executable, "-c", "pass"]
+        rec = self.new_series("reconciler --version", rec_argv)
+        py = self.new_series("python -c pass", py_argv)
+        for measured in self.rounds(self.config.version_runs):
+            r = self.run(
+                rec_argv, lambda r: r.returncode == 0 and "reconciler" in r.stdout, "--version"
+            )
+            p = self.run(py_argv, lambda r: r.returncode == 0, "python -c pass")
+            if measured:
+                rec.add(r.seconds, r.maxrss_kib)
+                py.add(p.seconds, p.maxrss_kib)
+        diff = rec.median - py.median
+        self.rows.append(
+            Row(
+                "--version start-up",
+                f"{rec.median:.3f} s",
+                f"python -c pass {py.median:.3f} s",
+                f"{diff:+.3f} s",
+                "<= +0.030 s",
+                _verdict(diff <= 0.03),
+                self._profile_cmd(rec_argv, None),
+            )
+        )
+
+    # -- profiles --
+
+    def _profile_cmd(
+        self,
+        argv: list[str],
+        prepare: Callable[[], object] | None,
+        after: Callable[[], object] | None = None,
+    ) -> Callable[[], None]:
+        args = argv[len(self.reconciler) :]  # after the command itself
+        command = [sys.executable, "-m", "reconciler", *args]
+
+        def profile() -> None:
+            print(f"\n### profile: {self._short(' '.join(argv))}")
+            if prepare:
+                prepare()
+            r = run_timed([sys.executable, "-X", "importtime", *command[1:]], self.env, self.work)
+            if after:
+                after()
+            print(_importtime_summary(r.stderr, r.seconds))
+            if prepare:
+                prepare()
+            out = self.work / "profile.prof"
+            profiled = [sys.executable, "-m", "cProfile", "-o", str(out), *command[1:]]
+            r = run_timed(profiled, self.env, self.work)
+            if after:
+                after()
+            print(_cprofile_summary(out, r.seconds))
+            if prepare:
+                prepare()
+            r = run_timed([sys.executable, "-m", "bench.phases", *args], self.env, self.work)
+            if after:
+                after()
+            print(r.stderr.rstrip())
+
+        profile.key = hash(tuple(argv))  # type: ignore[attr-defined]
+        return profile
+
+
+def _diff(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> str:
+    """Files created, changed or removed between two snapshots, summarised."""
+    paths = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    if not paths:
+        return ""
+    sizes = {after.get(k, (0, 0))[0] for k in paths}
+    extra = " (all empty)" if sizes == {0} else ""
+    shown = ", ".join(paths[:4]) + (f", ... ({len(paths)} files)" if len(paths) > 4 else "")
+    return shown + extra
+
+
+def _uv_noop(r: Run) -> bool:
+    """uv exited 0, said it checked the requirements and installed nothing."""
+    said = ("Checked ", "Audited ")
+    return r.returncode == 0 and any(w in r.stderr for w in said) and "Installed" not in r.stderr
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def _importtime_summary(stderr: str, seconds: float, top: int = 12) -> str:
+    """Total import time, the slowest top-level imports (cumulative) and modules (self)."""
+    rows = []
+    for line in stderr.splitlines():
+        if not line.startswith("import time:") or "self [us]" in line:
+            continue
+        _, self_us, cumulative_us, name = (part.strip("\n") for part in ("", *line[12:].split("|")))
+        rows.append((int(self_us), int(cumulative_us), name.rstrip()))
+    total = sum(r[0] for r in rows) / 1e6
+    top_level = sorted((r for r in rows if not r[2].startswith("  ")), key=lambda r: -r[1])
+    by_self = sorted(rows, key=lambda r: -r[0])
+    out = [f"-X importtime: {len(rows)} modules, {total:.3f} s of imports in a {seconds:.3f} s run"]
+    out.append("  top-level imports by cumulative time:")
+    out += [f"    {c / 1000:7.1f} ms  {n.strip()}" for _, c, n in top_level[:top]]
+    out.append("  modules by self time:")
+    out += [f"    {s / 1000:7.1f} ms  {n.strip()}" for s, _, n in by_self[:top]]
+    return "\n".join(out)
+
+
+def _cprofile_summary(path: Path, seconds: float, top: int = 22) -> str:
+    """The functions with the most cumulative time (reconciler's first), from a cProfile dump."""
+    stats = pstats.Stats(str(path), stream=io.StringIO()).stats  # type: ignore[attr-defined]
+
+    def where(key: tuple[str, int, str]) -> str:
+        filename, line, func = key
+        for root in (str(REPO) + "/", *(p + "/" for p in sys.path if p.endswith("-packages"))):
+            if filename.startswith(root):
+                filename = filename[len(root) :]
+                break
+        else:
+            filename = os.path.basename(filename)
+        return f"{filename}:{line}({func})" if line else func
+
+    rows = sorted(stats.items(), key=lambda kv: -kv[1][3])
+    ours = [kv for kv in rows if kv[0][0].startswith(str(REPO / "reconciler"))]
+    out = [f"cProfile ({seconds:.3f} s run under the profiler; cumulative / self seconds):"]
+    out.append("  reconciler functions:")
+    out += [f"    {v[3]:7.3f} {v[2]:7.3f}  {v[1]:>6}  {where(k)}" for k, v in ours[:top]]
+    out.append("  everything (imports and waits included):")
+    out += [f"    {v[3]:7.3f} {v[2]:7.3f}  {v[1]:>6}  {where(k)}" for k, v in rows[: top // 2]]
+    return "\n".join(out)
+
+
+def _log(message: str) -> None:
+    print(f"# {message}", file=sys.stderr, flush=True)
+
+
+# -- output ------------------------------------------------------------------------------
+
+
+def _header(config: Config, uv: str, reconciler: str, fixture: fx.Fixture) -> list[str]:
+    uv_version = subprocess.run([uv, "--version"], capture_output=True, text=True).stdout.strip()
+    pip_version = subprocess.run(
+        [sys.executable, "-m", "pip", "--version"], capture_output=True, text=True
+    ).stdout.split(" from ")[0]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    from reconciler import __version__
+
+    mode = "quick" if config.quick else "full"
+    stats = {name: fx.read_dists(p) for name, p in fixture.environments.items()}
+    records = len(list((fixture.image / "conda-meta").glob("*.json")))
+    return [
+        f"reconciler benchmark ({mode}: {config.warmup} warm-up + {config.runs} measured runs "
+        f"each, medians; pip: {config.pip_runs}, --version: {config.version_runs} measured runs)",
+        f"machine:    {_cpu_model()}, {cores} cores, load {load}, {platform.platform()}",
+        f"python:     {platform.python_version()} ({sys.executable}); uv {uv_version.split()[1]}"
+        f" ({uv}); {pip_version}",
+        f"reconciler: {__version__} at {_git_revision()}; run as {reconciler}; bytecode on",
+        f"fixture:    image = SageMaker Distribution 4.4.1 CPU ({records} conda records, "
+        f"{len(stats['image'])} dist-infos, Python 3.12, no pip module); venv-a, venv-b = "
+        f"{len(stats['venv-a'])}/{len(stats['venv-b'])} dists (Python "
+        f"{platform.python_version()}, no pip module)",
+        f"            declared per env: {fx.DECLARED_PER_ENV} installed packages (image: "
+        f"{fx.IMAGE_CONDA_DECLARED} as conda specs); missing manifest adds "
+        f"{len(fx.NEW_PACKAGES)} new ({', '.join(n for n, _ in fx.NEW_PACKAGES)}); wheelhouse "
+        f"{len(list(fixture.wheelhouse.glob('*.whl')))} wheels, --no-index --find-links",
+    ]
+
+
+def _table(rows: Sequence[Row]) -> list[str]:
+    head = ("measurement", "reconciler", "compared with", "ratio/diff", "target", "result")
+    cells = [head] + [(r.measurement, r.ours, r.other, r.ratio, r.target, r.verdict) for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
+    lines = []
+    for k, c in enumerate(cells):
+        lines.append("  ".join(c[i].ljust(widths[i]) for i in range(len(head))).rstrip())
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return lines
+
+
+def _series_lines(series: Sequence[Series]) -> list[str]:
+    out = [f"{'series':42} {'n':>2} {'median':>8} {'min-max':>13} {'peak RSS':>9}  command"]
+    for s in series:
+        if not s.times:
+            continue
+        rss = f"{s.peak_mib:.0f} MiB" if any(s.maxrss_kib) else "-"
+        out.append(
+            f"{s.label:42} {len(s.times):>2} {s.median:8.3f} {s.spread():>13} {rss:>9}  {s.command}"
+        )
+    return out
+
+
+METHOD = [
+    "Every command is a separate process (subprocess, no shell), timed by wall clock from",
+    "start to wait4(); peak RSS is the child's own ru_maxrss. Competitors alternate within",
+    "each round. Children get an isolated environment: PIP_*/UV_* dropped, UV_NO_CONFIG=1,",
+    "PIP_CONFIG_FILE=/dev/null, a per-run HOME and uv cache (warmed by the warm-up round),",
+    "PYTHONDONTWRITEBYTECODE unset. The environments are per-run hard-linked copies of the",
+    "cached fixture ($C); uv's empty .lock is removed after each uv call. reconciler runs",
+    "with a state dir whose baselines were captured first (`baseline capture`) and whose",
+    "read cache is warm. Apply of 5 packages: each round starts from a fresh copy of that",
+    "state dir, and after reconciler and after the uv installs the 5 packages are removed",
+    "with `uv pip uninstall` and each environment's top-level and site-packages listings",
+    "are checked equal to the original's. uv sum / pip sum: the three per-environment",
+    "no-ops run back to back, summed per round. pip runs as ENV/bin/python -m pip when the",
+    "environment can import pip, else python -m pip --python ENV/bin/python.",
+]
+
+
+def _remove_stale_work_dirs() -> None:
+    """Work dirs of runs that died (their pid is gone) and were not kept with --keep."""
+    for path in fx.CACHE.glob("run-*-*"):
+        try:
+            pid = int(path.name.split("-")[1])
+        except ValueError:
+            continue
+        if (path / ".keep").exists() or _alive(pid):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small version (seconds)")
+    parser.add_argument("--runs", type=int, default=0, help="measured runs per comparison")
+    parser.add_argument(
+        "--profile", action="store_true", help="importtime + cProfile of each FAIL's command"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args(argv)
+    config = Config.from_args(args)
+    if Path.cwd().resolve() != REPO.resolve():
+        _log(f"note: run from {Path.cwd()}; the repository is {REPO}")
+    started = time.perf_counter()
+    fixture = fx.ensure_fixture(log=_log)
+    originals = {name: fx.snapshot(p) for name, p in fixture.environments.items()}
+    uv = uv_binary()
+    reconciler, how = reconciler_command()
+    _remove_stale_work_dirs()
+    work = Path(tempfile.mkdtemp(prefix=f"run-{os.getpid()}-", dir=fx.CACHE))
+    if config.keep:
+        (work / ".keep").touch()
+    bench = Bench(config, work, fixture, uv, reconciler)
+    try:
+        bench.setup()
+        for step in (
+            bench.bench_noop,
+            bench.bench_plan,
+            bench.bench_apply,
+            bench.bench_scale,
+            bench.bench_version,
+        ):
+            _log(f"{step.__name__.removeprefix('bench_')} ...")
+            step()
+        lines = _header(config, uv, how, fixture)
+        lines += ["", *_table(bench.rows), "", *_series_lines(bench.series), ""]
+        lines += [f"note: {n}" for n in bench.notes]
+        lines += ["", *METHOD]
+        for name, p in fixture.environments.items():
+            if fx.snapshot(p) != originals[name]:
+                lines.append(f"WARNING: the cached original {p} changed; it will be rebuilt")
+                fx.invalidate(p)
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        lines.append(
+            f"\n(total {time.perf_counter() - started:.0f} s; load at the end {load}; $W = {work})"
+        )
+        print("\n".join(lines), flush=True)
+        if config.profile:
+            done: set[int] = set()
+            for row in bench.rows:
+                if row.verdict == "FAIL" and row.profile is not None:
+                    key = getattr(row.profile, "key", id(row.profile))
+                    if key not in done:
+                        done.add(key)
+                        row.profile()
+        return 0
+    except CheckFailed as exc:
+        print(f"benchmark aborted: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if not config.keep:
+            shutil.rmtree(work, ignore_errors=True)
