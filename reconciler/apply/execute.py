@@ -264,12 +264,7 @@ def _generations(
     B depends on A when B's prefix lies inside A's (``/opt/conda/envs/x`` in
     ``/opt/conda``) or B is created from an interpreter inside A.
     """
-    if len(todo) <= 1:
-        return [list(todo)]
-    import networkx as nx
-
-    graph = nx.DiGraph()
-    graph.add_nodes_from(p.name for p in todo)
+    edges = []
     for a in todo:
         for b in todo:
             if a is b:
@@ -280,7 +275,14 @@ def _generations(
             if b_env.create is not None and b_env.create.venv:
                 uses.append(Path(b_env.create.venv))
             if any(p != a_prefix and a_prefix in p.parents for p in uses):
-                graph.add_edge(a.name, b.name)
+                edges.append((a.name, b.name))
+    if not edges:
+        return [list(todo)]  # all independent: no graph needed (networkx costs ~0.1 s to import)
+    import networkx as nx
+
+    graph = nx.DiGraph()
+    graph.add_nodes_from(p.name for p in todo)
+    graph.add_edges_from(edges)
     plans = {p.name: p for p in todo}
     return [[plans[n] for n in sorted(gen)] for gen in nx.topological_generations(graph)]
 

@@ -239,7 +239,8 @@ def read_state(prefix: Path, cache: ReadCache | None = None) -> InstalledState:
     # Only this prefix's own directories: a prefix nested in another one
     # (/opt/conda/envs/x in /opt/conda) keeps its entries.
     cache.prune(str(prefix / "conda-meta"))
-    cache.prune(str(prefix / "lib"))
+    if site is not None:
+        cache.prune(str(site))
     dist_owner: dict[str, str] = {}
     if details:
         by_dir = {d.directory: d.name for d in dists.values()}
