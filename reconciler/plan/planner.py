@@ -290,11 +290,23 @@ def plan_environment(inputs: EnvironmentInputs, backends: Backends) -> Environme
 
 
 def build_plan(manifest: Manifest, inputs: Sequence[EnvironmentInputs], backends: Backends) -> Plan:
-    """The plan for every environment in ``inputs``."""
+    """The plan for every environment in ``inputs``.
+
+    Environments are planned concurrently: their resolver previews are separate
+    processes (uv, pip) or release the GIL (rattler), so three environments take
+    about as long as the slowest one.
+    """
+    if len(inputs) <= 1:
+        environments = tuple(plan_environment(i, backends) for i in inputs)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(8, len(inputs))) as pool:
+            environments = tuple(pool.map(lambda i: plan_environment(i, backends), inputs))
     return Plan(
         manifest_path=str(manifest.path),
         manifest_sha256=manifest.sha256,
-        environments=tuple(plan_environment(i, backends) for i in inputs),
+        environments=environments,
     )
 
 
