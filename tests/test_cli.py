@@ -403,9 +403,11 @@ def test_console_script_subprocess(tmp_path: Path, isolated: dict[str, str]) -> 
     text = (REPO / "pyproject.toml").read_text(encoding="utf-8")
     section = text.split("[project.scripts]", 1)[1].split("\n[", 1)[0]
     scripts = dict(re.findall(r'^([\w.-]+)\s*=\s*"([^"]+)"', section, re.MULTILINE))
-    assert scripts == {"reconciler": "reconciler.cli:main"}
+    assert scripts == {"reconciler": "reconciler.entry:main"}
     entry = importlib.metadata.EntryPoint("reconciler", scripts["reconciler"], "console_scripts")
-    assert entry.load() is main
+    from reconciler.entry import main as entry_main
+
+    assert entry.load() is entry_main
 
     # The wrapper installers generate for a console_scripts entry point.
     module, attr = scripts["reconciler"].split(":")
