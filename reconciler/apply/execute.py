@@ -126,6 +126,7 @@ def apply(
             _check_fresh(saved, manifest, inputs)
             plan = saved
         else:
+            reporter.resolving([e.name for e in selected])
             plan = build_plan(manifest, inputs, backends)
         context = _Context(manifest, store, backends, reporter, _Log(log), cache)
         result = _execute(context, plan, inputs, partial)
@@ -347,7 +348,9 @@ def _apply_environment(
             faults.check_stop("after creating the environment")
         if conda_changes:
             entry = journal.update(entry, step="conda")
-            reporter.step(env.name, next(counter), "conda install")
+            reporter.step(
+                env.name, next(counter), f"conda: solving and linking {_count(conda_changes)}"
+            )
             specs = [*env_plan.conda_specs]
             specs += [f"{c.name} =={c.to_version}" for c in conda_changes if c.to_version]
             pinned = env_plan.conda_pinned if env_plan.exists else tuple(sorted(before.conda))
@@ -362,7 +365,11 @@ def _apply_environment(
             faults.check_stop("after the conda install")
         if pip_changes:
             entry = journal.update(entry, step="pip")
-            reporter.step(env.name, next(counter), "pip install")
+            reporter.step(
+                env.name,
+                next(counter),
+                f"pip ({env.installer}): downloading and installing {_count(pip_changes)}",
+            )
             python = env.prefix / "bin" / "python"
             installer = backends.pip(env.installer, python)
             exact = [
@@ -399,6 +406,10 @@ def _apply_environment(
         journal.update(entry, status=status, error=exc.message)
         raise
     journal.update(entry, status="done")
+
+
+def _count(changes: Sequence[Change]) -> str:
+    return f"{len(changes)} package{'s' if len(changes) != 1 else ''}"
 
 
 def _remember_matches(env: Environment, after: InstalledState, cache: ReadCache) -> None:

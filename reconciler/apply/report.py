@@ -14,6 +14,9 @@ class Reporter:
     def notice(self, text: str) -> None:
         """Something worth knowing that is not progress (a recovered journal, a new baseline)."""
 
+    def resolving(self, names: list[str]) -> None:
+        """The environments ``names`` are being read and resolved (the plan)."""
+
     def environment_started(self, name: str, steps: int) -> None:
         """``name`` starts; it has ``steps`` steps."""
 

@@ -41,6 +41,11 @@ class ConsoleReporter(Reporter):
         """Always shown, even with -q."""
         self._line(f"note: {text}")
 
+    def resolving(self, names: list[str]) -> None:
+        """One line: what is being resolved."""
+        if not self._quiet:
+            self._line(f"resolving {', '.join(names)}")
+
     def environment_started(self, name: str, steps: int) -> None:
         """Remember the step count for ``[name 2/4]`` prefixes."""
         self._steps[name] = steps
