@@ -42,9 +42,9 @@ class ConsoleReporter(Reporter):
         self._line(f"note: {text}")
 
     def resolving(self, names: list[str]) -> None:
-        """One line: what is being resolved."""
-        if not self._quiet:
-            self._line(f"resolving {', '.join(names)}")
+        """On a TTY, say what is being resolved (off a TTY a no-op apply stays one line)."""
+        if self._tty and not self._quiet:
+            self._line(f"resolving {', '.join(names)} ...")
 
     def environment_started(self, name: str, steps: int) -> None:
         """Remember the step count for ``[name 2/4]`` prefixes."""
