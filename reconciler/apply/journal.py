@@ -19,7 +19,11 @@ from reconciler.errors import StateError
 from reconciler.plan.model import Change
 from reconciler.state.store import write_json_atomic
 
-__all__ = ["Journal", "JournalEntry"]
+__all__ = ["FORMAT", "STATUSES", "Journal", "JournalEntry"]
+
+FORMAT = 1
+#: Every status a journal entry can have ("interrupted": a later run finished a killed one).
+STATUSES = ("running", "done", "failed", "interrupted")
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,7 @@ class JournalEntry:
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {
-            "format": 1,
+            "format": FORMAT,
             "status": self.status,
             "pid": self.pid,
             "started_at": self.started_at,
@@ -57,21 +61,37 @@ class Journal:
         try:
             with self.path.open(encoding="utf-8") as f:
                 data = json.load(f)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise self._corrupt(f"unreadable or corrupt ({exc})") from exc
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise self._corrupt(f"not a reconciler v{FORMAT} apply journal")
+        status, pid, changes = data.get("status"), data.get("pid"), data.get("changes", [])
+        if status not in STATUSES:
+            raise self._corrupt(f"unknown status {status!r}")
+        if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+            raise self._corrupt(f"bad pid {pid!r}")
+        if not isinstance(changes, list) or not all(isinstance(c, dict) for c in changes):
+            raise self._corrupt("bad 'changes'")
+        try:
             return JournalEntry(
-                status=str(data["status"]),
-                pid=int(data["pid"]),
+                status=status,
+                pid=pid,
                 started_at=str(data["started_at"]),
-                changes=tuple(Change.from_json(c) for c in data.get("changes", ())),
+                changes=tuple(Change.from_json(c) for c in changes),
                 step=str(data.get("step", "")),
                 error=str(data.get("error", "")),
             )
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise StateError(
-                f"apply journal {self.path} is corrupt ({exc})",
-                hint="check the environment with `reconciler drift`, then move the journal aside",
-            ) from exc
+        except (KeyError, TypeError, ValueError) as exc:
+            raise self._corrupt(f"corrupt ({type(exc).__name__}: {exc})") from exc
+
+    def _corrupt(self, why: str) -> StateError:
+        return StateError(
+            f"apply journal {self.path} is {why}",
+            hint="check the environment with `reconciler drift`, then move the journal aside "
+            "(the next apply re-reads the environment and writes a new one)",
+        )
 
     def begin(self, changes: Sequence[Change]) -> JournalEntry:
         """Record the intent (atomically) before anything is installed."""

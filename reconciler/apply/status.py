@@ -17,9 +17,10 @@ from typing import Any
 
 from reconciler.apply.report import Reporter
 from reconciler.backends.process import redact
+from reconciler.errors import StateError
 from reconciler.state.store import write_json_atomic
 
-__all__ = ["StatusReporter", "read_status", "status_path"]
+__all__ = ["STATES", "StatusReporter", "read_status", "status_path"]
 
 
 def status_path(state_dir: Path) -> Path:
@@ -93,6 +94,10 @@ class StatusReporter(Reporter):
         self._write()
         self.inner.notice(text)
 
+    def resolving(self, names: list[str]) -> None:
+        """Forward (the status file shows planning until an environment starts)."""
+        self.inner.resolving(names)
+
     def environment_started(self, name: str, steps: int) -> None:
         """Running, with ``steps`` steps."""
         self._begun = True
@@ -139,18 +144,66 @@ def _alive(pid: int) -> bool:
     return True
 
 
+#: The states a status file may be in.
+STATES = ("running", "finished", "failed")
+_MAX_PID = 2**22  # Linux's pid_max ceiling; a larger number is not a process
+
+
+def _problem(doc: object) -> str | None:
+    """Why ``doc`` is not a status document this version wrote, or None."""
+    if not isinstance(doc, dict):
+        return "it is not a JSON object"
+    if doc.get("format") != 1:
+        return f"unknown format {doc.get('format')!r}"
+    if doc.get("state") not in STATES:
+        return f"unknown state {doc.get('state')!r}"
+    pid = doc.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid <= _MAX_PID:
+        return f"bad pid {pid!r}"
+    for key in ("steps_total", "steps_done"):
+        value = doc.get(key, 0)
+        if not isinstance(value, int) or isinstance(value, bool):
+            return f"bad {key!r}"
+    for key in ("current", "notices"):
+        value = doc.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            return f"bad {key!r}"
+    for key in ("started_at", "updated_at", "error", "log"):
+        if not isinstance(doc.get(key, ""), (str, type(None))):
+            return f"bad {key!r}"
+    environments = doc.get("environments", {})
+    if not isinstance(environments, dict) or not all(
+        isinstance(env, dict)
+        and all(isinstance(env.get(k, ""), str) for k in ("status", "message", "current"))
+        for env in environments.values()
+    ):
+        return "bad 'environments'"
+    return None
+
+
 def read_status(state_dir: Path) -> dict[str, Any] | None:
-    """The status document, with a dead ``running`` apply turned into ``failed``."""
+    """The status document, with a dead ``running`` apply turned into ``failed``.
+
+    None when no apply has run. A damaged file is a StateError naming it: it is
+    derived data that the next apply rewrites, so the hint says to remove it.
+    """
+    path = status_path(state_dir)
     try:
-        with status_path(state_dir).open(encoding="utf-8") as f:
+        with path.open(encoding="utf-8") as f:
             doc = json.load(f)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError):
-        return {"state": "unknown", "error": f"{status_path(state_dir)} is unreadable"}
-    if not isinstance(doc, dict):
-        return {"state": "unknown", "error": f"{status_path(state_dir)} is unreadable"}
-    if doc.get("state") == "running" and not _alive(int(doc.get("pid", 0) or 0)):
+    except (OSError, ValueError) as exc:
+        problem: str | None = f"unreadable or corrupt ({exc})"
+    else:
+        problem = _problem(doc)
+    if problem is not None:
+        raise StateError(
+            f"status file {path} is {problem}",
+            hint="the next apply rewrites it; remove it to clear this error "
+            "(`reconciler status` then says no apply has run)",
+        )
+    if doc.get("state") == "running" and not _alive(doc["pid"]):
         doc["state"] = "failed"
         doc["error"] = f"the apply (pid {doc.get('pid')}) stopped before finishing"
-    return doc
+    return dict(doc)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from reconciler.manifest.model import (
     Create,
@@ -25,6 +26,9 @@ from reconciler.manifest.specs import (
     CondaEntry,
     PipEntry,
     SpecError,
+    channel_name_problem,
+    check_conda_text,
+    invisible_character,
     merge_conda,
     merge_pip,
     parse_conda,
@@ -41,7 +45,8 @@ _INSTALLERS = ("auto", "uv", "pip")
 
 #: Characters refused in channels, URLs and paths (they never reach a shell; no reason to accept).
 _LOCATION_METACHARACTERS = "`$|&;\\<>\"'"
-_CHANNEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9_.-]+)*$")
+#: Letters that look like Latin ones: a path component mixing them with Latin is a lookalike.
+_LOOKALIKE_SCRIPTS = ("CYRILLIC", "GREEK", "ARMENIAN", "CHEROKEE")
 
 
 @dataclass(frozen=True)
@@ -59,8 +64,9 @@ def build_manifest(
     document: Document, *, path: Path, sha256: str, check_prefixes: bool
 ) -> Manifest:
     """Check ``document`` beyond the schema (reporting into it) and build the model."""
+    _check_text(document, document.data, ())
     data = _mapping(document.data)
-    protect = tuple(text for _, text in _strings(document, data.get("protect"), ("protect",)))
+    protect = tuple(_protect(document, data.get("protect")))
     shared = _shared(document, data)
     environments: list[Environment] = []
     prefixes: dict[Path, str] = {}
@@ -89,6 +95,19 @@ def build_manifest(
                 )
         environments.append(environment)
     return Manifest(path, sha256, protect, tuple(environments))
+
+
+def _protect(document: Document, value: object) -> Iterator[str]:
+    """The protect patterns; one that cannot match a package name (``-x``, ``.x``) is refused."""
+    for where, text in _strings(document, value, ("protect",)):
+        if text[:1].isascii() and (text[:1].isalnum() or text[:1] in "_*?["):
+            yield text
+        else:
+            document.report(
+                where,
+                f"protect pattern {text!r} can never match a package name; start it with a "
+                "letter, a digit, '_' or a glob character (* ? [)",
+            )
 
 
 def _shared(document: Document, data: dict[str, object]) -> _Shared:
@@ -124,8 +143,10 @@ def _environment(
         document.report(conflict.path, conflict.message)
     channels = _channels(document, raw.get("channels"), (*base, "channels"))
     create = _create(document, raw.get("create"), (*base, "create"))
-    kernel = _kernel(raw.get("kernel"))
-    prefix = _path_value(document, raw.get("prefix"), (*base, "prefix"), "prefix")
+    kernel = _kernel(document, raw.get("kernel"), (*base, "kernel"))
+    prefix = _path_value(
+        document, raw.get("prefix"), (*base, "prefix"), "prefix", real=check_prefixes
+    )
     if prefix is None:
         return None
     # Where to point at when conda packages are not possible: the list to fix.
@@ -177,13 +198,15 @@ def _pip_entries(document: Document, value: object, path: ManifestPath) -> Itera
 def _conda_entries(document: Document, value: object, path: ManifestPath) -> Iterator[CondaEntry]:
     for where, text in _strings(document, value, path):
         parsed = document.conda_memo.get(text)
-        if parsed is None:
-            try:
+        try:
+            if parsed is None:
                 parsed = parse_conda(text)
-            except SpecError as exc:
-                document.report(where, str(exc))
-                continue
-            document.conda_memo[text] = parsed
+                document.conda_memo[text] = parsed
+            else:  # remembered: the parse is skipped, never the safety checks
+                check_conda_text(text)
+        except SpecError as exc:
+            document.report(where, str(exc))
+            continue
         yield CondaEntry(text, where, *parsed)
 
 
@@ -197,11 +220,9 @@ def _channels(document: Document, value: object, path: ManifestPath) -> tuple[st
                 _check_url(text, "channel")
             else:
                 _check_location(text)
-                if not _CHANNEL_NAME.match(text):
-                    raise SpecError(
-                        f"channel {text!r} is neither a channel name (conda-forge) "
-                        "nor an http(s):// or file:// URL"
-                    )
+                problem = channel_name_problem(text)
+                if problem:
+                    raise SpecError(problem)
         except SpecError as exc:
             document.report(where, str(exc))
         else:
@@ -260,24 +281,56 @@ def _create(document: Document, value: object, path: ManifestPath) -> Create | N
     return Create(python=python) if isinstance(python, str) else None
 
 
-def _kernel(value: object) -> Kernel | None:
+def _kernel(document: Document, value: object, path: ManifestPath) -> Kernel | None:
+    """The kernel; its name becomes a directory under Jupyter's kernels dir.
+
+    The schema allows ``[a-z0-9._-]+``; a name must also start with a letter or a
+    digit, so it is never ``.`` or ``..`` (the kernels dir or its parent), a hidden
+    directory, or read as an option by ``jupyter kernelspec``. The whole name is
+    checked again here, as a directory name must not rely on the schema alone (a
+    remembered schema pass skips it). ``display_name`` is
+    free text, stored verbatim in kernel.json (it never reaches a shell); only the
+    characters refused in every string (control, invisible) are refused there.
+    """
     raw = _mapping(value)
     name, display_name = raw.get("name"), raw.get("display_name")
+    where = (*path, "name")
+    if (
+        isinstance(name, str)
+        and where not in document.invalid
+        and not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", name)
+    ):
+        document.report(
+            where,
+            f"invalid kernel name {name!r}: start with a lowercase letter or digit, then use "
+            "only lowercase letters, digits, '.', '_' or '-'",
+        )
+        return None
     if isinstance(name, str) and isinstance(display_name, str):
         return Kernel(name, display_name)
     return None
 
 
-def _path_value(document: Document, value: object, path: ManifestPath, what: str) -> str | None:
-    """``value`` as a normalised absolute path ('~' expanded), or None after reporting why not."""
+def _path_value(
+    document: Document, value: object, path: ManifestPath, what: str, *, real: bool = False
+) -> str | None:
+    """``value`` as a normalised absolute path ('~' expanded), or None after reporting why not.
+
+    With ``real`` (prefixes, when the machine may be looked at), a path that resolves
+    through a symbolic link is refused: an environment has one name, so that its lock,
+    baseline and owned set, and the check that no two environments share a prefix,
+    all hold; the message gives the real path to write instead.
+    """
     if not isinstance(value, str) or path in document.invalid:
         return None
-    problem = unsafe_character(value, "", ascii_only=False)
+    problem = unsafe_character(value, _LOCATION_METACHARACTERS, ascii_only=False)
+    if problem is None:
+        problem = _lookalike(value)
     if problem:
         document.report(path, problem)
         return None
-    expanded = os.path.expanduser(value) if value.startswith("~") else value
-    if expanded.startswith("~"):
+    expanded = os.path.expanduser(value) if value == "~" or value.startswith("~/") else value
+    if expanded.startswith("~"):  # ~user: whether it expands depends on the machine
         document.report(
             path, f"{what} {value!r} names another user's home; use ~/ or an absolute path"
         )
@@ -288,18 +341,97 @@ def _path_value(document: Document, value: object, path: ManifestPath, what: str
     elif ".." in expanded.split(os.sep):
         document.report(path, f"{what} {value!r} contains '..'; write the path without it")
     else:
-        return os.path.normpath(expanded)
+        normalised = os.path.normpath(expanded)
+        if normalised.startswith("//"):  # POSIX keeps a leading '//'; it is '/' here
+            normalised = "/" + normalised.lstrip("/")
+        link = _symlink_in(normalised) if real else None
+        if link is None:
+            return normalised
+        document.report(
+            path,
+            f"{what} {value!r} resolves through the symbolic link {link} to "
+            f"{os.path.realpath(normalised)}; write the real path (an environment has one "
+            "name: its lock, baseline and owned packages are kept under it)",
+        )
+    return None
+
+
+def _symlink_in(path: str) -> str | None:
+    """The first component of the absolute ``path`` that is a symbolic link, or None."""
+    current = os.sep
+    for part in path.split(os.sep):
+        if not part:
+            continue
+        current = os.path.join(current, part)
+        if os.path.islink(current):
+            return current
+        if not os.path.lexists(current):
+            return None
+    return None
+
+
+def _lookalike(text: str) -> str | None:
+    """Why the path ``text`` is a lookalike of another one, or None.
+
+    Non-ASCII letters are fine in a path (a home directory may have them); a
+    compatibility form (fullwidth letters, ligatures) or a component mixing Latin
+    letters with Cyrillic or Greek ones is refused: it reads as a different path.
+    """
+    if unicodedata.normalize("NFKC", text) != unicodedata.normalize("NFC", text):
+        odd = next(c for c in text if unicodedata.normalize("NFKC", c) != c)
+        return (
+            f"{text!r} contains the compatibility character {odd!r} (U+{ord(odd):04X} "
+            f"{unicodedata.name(odd, 'unnamed character')}); write the plain character"
+        )
+    for component in text.split("/"):
+        scripts = {unicodedata.name(c, "").split(" ")[0] for c in component if c.isalpha()}
+        lookalikes = sorted(scripts.intersection(_LOOKALIKE_SCRIPTS))
+        if "LATIN" in scripts and lookalikes:
+            return (
+                f"{text!r} mixes Latin and {lookalikes[0].title()} letters in {component!r}; "
+                "they look alike, write the path in one script"
+            )
     return None
 
 
 def _check_url(text: str, what: str) -> str:
     _check_location(text)
     parts = urlsplit(text)
+    path = unquote(parts.path)
+    problem = unsafe_character(path, "", ascii_only=False)
+    if problem:
+        reason = problem.split(" ", 1)[1]  # "contains ..."
+        raise SpecError(f"{what} {text!r} decodes to a path that {reason}")
+    if ".." in path.split("/"):
+        raise SpecError(f"{what} {text!r} contains '..'; write the URL without it")
     if parts.scheme in ("http", "https") and parts.netloc:
         return text
-    if parts.scheme == "file" and parts.path.startswith("/"):
+    if parts.scheme == "file" and parts.netloc in ("", "localhost") and path.startswith("/"):
         return text
     raise SpecError(f"{what} {text!r} is not an http(s):// or file:// URL")
+
+
+def _check_text(document: Document, value: object, path: ManifestPath) -> None:
+    """Report every key and string that hides what it says (control, invisible characters)."""
+    if path in document.invalid:
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            entry = (*path, key)
+            if entry in document.invalid:
+                continue
+            problem = invisible_character(key)
+            if problem:
+                document.report(entry, f"key {problem}", key=True)
+            else:
+                _check_text(document, item, entry)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_text(document, item, (*path, index))
+    elif isinstance(value, str):
+        problem = invisible_character(value)
+        if problem:
+            document.report(path, problem)
 
 
 def _check_location(text: str) -> None:

@@ -23,10 +23,15 @@ from reconciler.manifest.model import CondaRequest, PipRequest
 from reconciler.manifest.yaml_nodes import ManifestPath, format_path
 
 __all__ = [
+    "CHANNEL_NAME",
+    "MAX_MERGED_CLAUSES",
     "CondaEntry",
     "Conflict",
     "PipEntry",
     "SpecError",
+    "channel_name_problem",
+    "check_conda_text",
+    "invisible_character",
     "merge_conda",
     "merge_pip",
     "parse_conda",
@@ -36,6 +41,22 @@ __all__ = [
 
 #: Never part of a requirement or a MatchSpec; the shell would act on them.
 SHELL_METACHARACTERS = "`$|&;\\"
+
+#: The most version clauses two or more strings for one package may have once merged:
+#: checking that a merged spec is satisfiable costs the square of its clauses.
+MAX_MERGED_CLAUSES = 32
+
+#: A conda channel name (``conda-forge``, ``nvidia/label/cuda-12.4``): never a path or URL.
+CHANNEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9_.-]+)*")
+
+#: Unicode categories refused in every string: line and paragraph separators, invisible
+#: format characters (zero-width joiners and spaces, bidi overrides, BOM), surrogates.
+_INVISIBLE_CATEGORIES = {
+    "Zl": "line separator",
+    "Zp": "paragraph separator",
+    "Cf": "invisible format character",
+    "Cs": "surrogate",
+}
 
 _PIP_OPTIONS = {
     "-r": "requirement files are not supported, list each requirement in the manifest",
@@ -51,6 +72,24 @@ _PIP_OPTIONS = {
     "--find-links": "set defaults.pip.find_links instead",
     "--no-index": "set defaults.pip.no_index instead",
 }
+
+#: Archive file names: pip and uv install ``x-1.0-py3-none-any.whl`` as a local file, although
+#: it is also a valid PEP 508 name (pip's ARCHIVE_EXTENSIONS, and .egg).
+_ARCHIVE_SUFFIXES = (
+    ".whl",
+    ".zip",
+    ".tar",
+    ".tar.gz",
+    ".tgz",
+    ".tar.bz2",
+    ".tbz",
+    ".tar.xz",
+    ".txz",
+    ".tlz",
+    ".tar.lz",
+    ".tar.lzma",
+    ".egg",
+)
 
 #: MatchSpec parts besides the name and version; specs with any of them are not merged.
 _CONDA_EXTRA_PARTS = (
@@ -122,6 +161,36 @@ def unsafe_character(
     return None
 
 
+def invisible_character(text: str) -> str | None:
+    """Why ``text`` hides what it says (control, line-break or invisible characters), or None.
+
+    Applied to every key and string of a manifest, free text included.
+    """
+    problem = unsafe_character(text, "", ascii_only=False)
+    if problem:
+        return problem
+    for char in text:
+        category = unicodedata.category(char)
+        if category == "Cc":  # C1 controls (U+0080..U+009F); C0 and DEL are handled above
+            return f"{text!r} contains the control character U+{ord(char):04X}"
+        if category in _INVISIBLE_CATEGORIES:
+            name = unicodedata.name(char, _INVISIBLE_CATEGORIES[category])
+            return (
+                f"{text!r} contains the {_INVISIBLE_CATEGORIES[category]} U+{ord(char):04X} "
+                f"({name}); remove it"
+            )
+    return None
+
+
+def channel_name_problem(text: str) -> str | None:
+    """Why ``text`` is not a conda channel name (a path, a URL, '..'), or None."""
+    if CHANNEL_NAME.fullmatch(text) and not any(part in (".", "..") for part in text.split("/")):
+        return None
+    return (
+        f"channel {text!r} is neither a channel name (conda-forge) nor an http(s):// or file:// URL"
+    )
+
+
 def _option(text: str) -> str:
     word = text.strip().split()[0]
     return word.split("=", 1)[0] if word.startswith("--") else word[:2]
@@ -152,6 +221,13 @@ def parse_pip(text: str) -> Requirement:
                 f"environment marker ({reason})"
             ) from None
         raise SpecError(f"invalid requirement {text!r}: {reason}") from None
+    if requirement.name.lower().endswith(_ARCHIVE_SUFFIXES):
+        raise SpecError(
+            f"{text!r} names a file: pip and uv read a requirement ending in "
+            f"{next(x for x in _ARCHIVE_SUFFIXES if requirement.name.lower().endswith(x))!r} "
+            "as a path to an archive; publish the distribution to an index or a "
+            "defaults.pip.find_links directory"
+        )
     if requirement.url is not None:
         raise SpecError(
             f"direct reference {text!r} is not allowed (name @ URL); publish the "
@@ -160,8 +236,11 @@ def parse_pip(text: str) -> Requirement:
     return requirement
 
 
-def parse_conda(text: str) -> tuple[str, str | None, bool]:
-    """``(name, version, plain)`` of the conda MatchSpec ``text``; SpecError when unacceptable."""
+def check_conda_text(text: str) -> None:
+    """The checks of :func:`parse_conda` that need no parser; SpecError when ``text`` fails one.
+
+    Run on every conda string, also when its parse is remembered (``ValidationMemo``).
+    """
     stripped = text.strip()
     if stripped.startswith("-"):
         raise SpecError(
@@ -177,6 +256,26 @@ def parse_conda(text: str) -> tuple[str, str | None, bool]:
     problem = unsafe_character(text, SHELL_METACHARACTERS.replace("|", ""))
     if problem:
         raise SpecError(problem)
+    if _CONDA_URL_KEY.search(stripped):
+        raise SpecError(
+            f"{text!r} names a package file (url=); direct references are not allowed, "
+            "add the channel to 'channels'"
+        )
+    if "::" in stripped:
+        _check_spec_channel(text, stripped.split("::", 1)[0])
+    for channel in _CONDA_CHANNEL_KEY.findall(stripped):
+        _check_spec_channel(text, channel)
+    if not re.match(r"[A-Za-z0-9_*]", stripped):  # a path: ./x.conda, /srv/x.conda, ~/x
+        raise SpecError(
+            f"invalid conda spec {text!r}: start with a package or channel name; "
+            "paths to package files are not allowed, add the channel to 'channels'"
+        )
+
+
+def parse_conda(text: str) -> tuple[str, str | None, bool]:
+    """``(name, version, plain)`` of the conda MatchSpec ``text``; SpecError when unacceptable."""
+    check_conda_text(text)
+    stripped = text.strip()
     try:
         from rattler import MatchSpec
     except ImportError:  # Python 3.9: no py-rattler; conda operations fail later, clearly
@@ -185,9 +284,37 @@ def parse_conda(text: str) -> tuple[str, str | None, bool]:
         spec = MatchSpec(stripped, strict=True)
     except Exception as exc:  # rattler raises its own exception classes
         raise SpecError(f"invalid conda spec {text!r}: {_first_line(str(exc))}") from None
+    if spec.channel is not None:  # [channel=...] as well as channel::name
+        _check_spec_channel(text, str(spec.channel.name))
+    if "url=" in str(spec):  # rattler reads "/path/to/pkg-1.0-0.conda" as a package file
+        raise SpecError(
+            f"{text!r} is a path to a package file; direct references are not allowed, "
+            "add the channel to 'channels'"
+        )
+    name = str(spec.name.normalized) if spec.name is not None else ""
+    if not re.fullmatch(r"[a-z0-9_][a-z0-9_.-]*", name):
+        raise SpecError(
+            f"invalid conda spec {text!r}: the package name {name!r} must start with a "
+            "letter, a digit or '_'"
+        )
     plain = all(not getattr(spec, part, None) for part in _CONDA_EXTRA_PARTS)
     version = str(spec.version) if spec.version is not None else None
-    return str(spec.name.normalized), version, plain
+    return name, version, plain
+
+
+#: The bracket key naming a package file: ``numpy[url="/srv/numpy.conda"]``.
+_CONDA_URL_KEY = re.compile(r"\[[^\]]*\burl\s*=", re.IGNORECASE)
+#: The bracket key naming a channel: ``numpy[channel=conda-forge]``.
+_CONDA_CHANNEL_KEY = re.compile(r"[\[,]\s*channel\s*=\s*[\"']?([^\"',\]]*)", re.IGNORECASE)
+
+
+def _check_spec_channel(text: str, channel: str) -> None:
+    """A spec may name a channel (``conda-forge::numpy``), never a path to one."""
+    if channel_name_problem(channel) is not None:
+        raise SpecError(
+            f"{text!r} names the channel {channel!r}, which is not a channel name; a spec "
+            "may only name a channel (conda-forge::numpy); add local channels to 'channels'"
+        )
 
 
 _PLAIN_CONDA = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_.-]*)\s*([<>=!~0-9][^\s\[:]*)?$")
@@ -251,6 +378,9 @@ def merge_pip(entries: Iterable[PipEntry]) -> tuple[tuple[PipRequest, ...], list
             )
             continue
         specifier = current.specifier & requirement.specifier
+        if len(specifier) > MAX_MERGED_CLAUSES:
+            conflicts.append(_conflict(current, entry.text, entry.path, _too_many(len(specifier))))
+            continue
         if not _pip_satisfiable(specifier):
             conflicts.append(
                 _conflict(current, entry.text, entry.path, "no version satisfies both")
@@ -297,6 +427,10 @@ def merge_conda(entries: Iterable[CondaEntry]) -> tuple[tuple[CondaRequest, ...]
                 )
                 continue
             version = _conda_and(current.version, entry.version)
+            clauses = len(re.split(r"[,|]", version)) if version is not None else 0
+            if clauses > MAX_MERGED_CLAUSES:
+                conflicts.append(_conflict(current, entry.text, entry.path, _too_many(clauses)))
+                continue
             if version is not None and not _conda_satisfiable(version):
                 conflicts.append(
                     _conflict(current, entry.text, entry.path, "no version satisfies both")
@@ -311,6 +445,13 @@ def merge_conda(entries: Iterable[CondaEntry]) -> tuple[tuple[CondaRequest, ...]
         for m in merged.values()
     )
     return requests, conflicts
+
+
+def _too_many(clauses: int) -> str:
+    return (
+        f"merged, they have {clauses} version clauses; at most {MAX_MERGED_CLAUSES} are "
+        "merged, write one requirement with a simple range"
+    )
 
 
 def _conflict(current: _Merged, text: str, path: ManifestPath, reason: str) -> Conflict:

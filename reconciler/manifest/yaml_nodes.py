@@ -26,11 +26,18 @@ _NOTE = "a manifest holds only strings, numbers, booleans, null, lists and mappi
 
 
 def format_path(path: ManifestPath) -> str:
-    """``("environments", "dl", "pip", 2)`` -> ``environments.dl.pip[2]``; root -> ``""``."""
+    """``("environments", "dl", "pip", 2)`` -> ``environments.dl.pip[2]``; root -> ``""``.
+
+    A key that is not plain printable text (a line break, an escape sequence) is
+    shown quoted and escaped, ``environments['dl\\n']``, so that an error message is
+    one line and cannot drive the terminal.
+    """
     text = ""
     for part in path:
         if isinstance(part, int):
             text += f"[{part}]"
+        elif not part.isprintable() or not part:
+            text += f"[{part!r}]"
         else:
             text += f".{part}" if text else part
     return text
