@@ -11,7 +11,6 @@ a slow apply goes on detached, under the environment locks.
 from __future__ import annotations
 
 import base64
-import hashlib
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,7 +127,7 @@ def render(manifest_text: str, manifest_name: str, options: LifecycleOptions) ->
             hint="Studio kills the script at 300 s; leave room for the bootstrap",
         )
     if options.embed:
-        marker = "RECONCILER_MANIFEST_" + hashlib.sha256(manifest_text.encode()).hexdigest()[:12]
+        marker = _delimiter(manifest_text)
         text = manifest_text if manifest_text.endswith("\n") else manifest_text + "\n"
         block = _EMBEDDED.format(marker=marker, text=text)
     else:
@@ -149,6 +148,16 @@ def render(manifest_text: str, manifest_name: str, options: LifecycleOptions) ->
             hint="keep the manifest on the home volume instead: --manifest-path PATH",
         )
     return script
+
+
+def _delimiter(text: str) -> str:
+    """A here-document delimiter that is no line of ``text`` (so the manifest cannot end
+    the here-document early and have bash run what follows)."""
+    lines = {line.strip() for line in text.splitlines()}
+    n = 0
+    while f"RECONCILER_MANIFEST_END_{n}" in lines:
+        n += 1
+    return f"RECONCILER_MANIFEST_END_{n}"
 
 
 def _path_expression(path: str) -> str:

@@ -615,3 +615,33 @@ def test_new_conda_env_with_conda_packages(
     assert env_state(state, prefix, "journal")["status"] == "done"
     code, out, _ = _cli(capsys, state, "apply", manifest)
     assert code == 0 and out.startswith("Nothing to do")
+
+
+def test_an_altered_saved_plan_cannot_move_a_managed_package(
+    tmp_path: Path,
+    wheelhouse: Path,
+    isolated: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A plan file is only a file: flipping ``refused`` and emptying the pins must not work."""
+    venv = make_venv(tmp_path / "venv")
+    pip_install(venv, ["alpha==1.0"], wheelhouse)
+    manifest = write_manifest(
+        tmp_path / "m.yaml", {"venv": {"prefix": venv, "pip": ["gamma"]}}, wheelhouse=wheelhouse
+    )
+    state = tmp_path / "state"
+    plan_file = tmp_path / "plan.json"
+    assert _cli(capsys, state, "baseline", "capture", manifest)[0] == 0
+    assert _cli(capsys, state, "plan", manifest, "--out", plan_file)[0] == 3
+    doc = json.loads(plan_file.read_text())
+    for change in doc["environments"][0]["changes"]:
+        change["refused"] = False
+    doc["environments"][0]["pip_constraints"] = []
+    plan_file.write_text(json.dumps(doc))
+    before = tree_hash(venv)
+
+    code, out, err = _cli(capsys, state, "apply", "--plan", plan_file)
+
+    assert code == 1, out + err
+    assert "it would upgrade managed alpha 1.0" in err
+    assert tree_hash(venv) == before

@@ -331,3 +331,31 @@ def test_slow_repository_returns_within_the_budget_and_finishes_detached(
                  "message": ""}
     }  # fmt: skip
     assert any(p.name.startswith("delta-") for p in (image / "lib").glob("python*/site-packages/*"))
+
+
+def test_the_manifest_cannot_end_the_here_document(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A manifest line equal to the delimiter would let bash run the rest of the manifest."""
+    canary = tmp_path / "canary"
+    body = SIMPLE.format(wheels=tmp_path, image=tmp_path)
+    # A double-quoted YAML scalar may span lines: its raw text can hold a line that
+    # is exactly a delimiter, and a shell command after it.
+    attack = (
+        '    kernel:\n      name: k\n      display_name: "Python\n'
+        f"RECONCILER_MANIFEST_END_0\ntouch {canary}\n"
+        'RECONCILER_MANIFEST_END_1\n      x"\n'
+    )
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(body + attack)
+    script = _generate(manifest, capsys)
+    marker = next(line.split("'")[1] for line in script.splitlines() if "<<'" in line)
+    assert marker not in {line.strip() for line in (body + attack).splitlines()}
+    # bash reads the whole here-document back as the manifest, byte for byte.
+    home = tmp_path / "home"
+    home.mkdir()
+    head = script.split('log "start')[0]
+    subprocess.run(["bash", "-c", head], env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
+                   check=True, capture_output=True)  # fmt: skip
+    assert (home / ".reconciler" / "manifest.yaml").read_text() == body + attack
+    assert not canary.exists()

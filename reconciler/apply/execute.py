@@ -27,7 +27,13 @@ from reconciler.backends.process import Completed, redact
 from reconciler.errors import ReconcilerError, StalePlanError
 from reconciler.manifest.model import Environment, Manifest
 from reconciler.plan.model import UNRESOLVED, Change, EnvironmentPlan, Plan
-from reconciler.plan.planner import Backends, EnvironmentInputs, build_plan, read_inputs
+from reconciler.plan.planner import (
+    Backends,
+    EnvironmentInputs,
+    build_plan,
+    read_inputs,
+    requested_names,
+)
 from reconciler.plan.policy import OWNED, Ownership
 from reconciler.state.cache import ReadCache
 from reconciler.state.environment import InstalledState, read_state
@@ -124,7 +130,7 @@ def apply(
         inputs = read_inputs(manifest, store, [e.name for e in selected], cache=cache)
         if saved is not None:
             _check_fresh(saved, manifest, inputs)
-            plan = saved
+            plan = _trusted(saved, inputs)
         else:
             reporter.resolving([e.name for e in selected])
             plan = build_plan(manifest, inputs, backends)
@@ -162,6 +168,67 @@ def _check_fresh(saved: Plan, manifest: Manifest, inputs: Sequence[EnvironmentIn
                 "was made; nothing was applied",
                 hint="run `reconciler plan --out FILE` again and review it",
             )
+
+
+def _trusted(saved: Plan, inputs: Sequence[EnvironmentInputs]) -> Plan:
+    """A saved plan is a file anyone could edit: hold it to the rules again, under the lock.
+
+    Its pins are recomputed from the live ownership (never taken from the file), it
+    may install only what the manifest declares, and no change it allows may move a
+    managed or foreign package.
+    """
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    by_name = {i.env.name: i for i in inputs}
+    trusted = []
+    for env_plan in saved.environments:
+        item = by_name[env_plan.name]
+        problem = ""
+        if env_plan.prefix != str(item.env.prefix):
+            problem = f"its prefix {env_plan.prefix} is not the manifest's {item.env.prefix}"
+        declared = requested_names(item.env) | {"python"}
+        packages = item.state.packages()
+        for change in env_plan.changes:
+            if change.refused or change.action not in (
+                "upgrade",
+                "downgrade",
+                "reinstall",
+                "remove",
+            ):
+                continue
+            key = (
+                f"conda:{change.name}" if change.manager == "conda" else
+                item.state.package_for_dist(change.name)
+            )  # fmt: skip
+            pkg = packages.get(key)
+            if pkg is not None and not item.ownership.may_move(pkg):
+                status = item.ownership.status(pkg)
+                problem = f"it would {change.action} {status} {pkg.name} {pkg.version}"
+        for text in env_plan.pip_requirements:
+            try:
+                name: str = canonicalize_name(Requirement(text).name)
+            except InvalidRequirement:
+                name = text
+            if name not in declared:
+                problem = f"it installs {text!r}, which the manifest does not declare"
+        for spec in env_plan.conda_specs:
+            if spec.split()[0].split("=")[0].lower() not in declared:
+                problem = f"it installs conda {spec!r}, which the manifest does not declare"
+        if problem:
+            raise StalePlanError(
+                f"the saved plan for environment {env_plan.name!r} cannot be applied: {problem}",
+                hint="the plan file was altered or made for another manifest; make it again with "
+                "`reconciler plan --out FILE`",
+            )
+        trusted.append(
+            replace(
+                env_plan,
+                pip_constraints=item.ownership.pip_pins(item.state),
+                conda_pinned=item.ownership.conda_pins(item.state),
+            )
+        )
+    return replace(saved, environments=tuple(trusted))
 
 
 def _recover(env: Environment, store: StateStore, reporter: Reporter) -> None:

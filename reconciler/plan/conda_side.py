@@ -93,13 +93,7 @@ def plan_conda_side(
     if not need_solve:
         return CondaSidePlan(tuple(changes), tuple(satisfied), tuple(specs), (), False)
 
-    pinned = tuple(
-        sorted(
-            name
-            for name, _ in state.conda.items()
-            if not ownership.may_move(packages[f"conda:{name}"])
-        )
-    )
+    pinned = ownership.conda_pins(state)
     locked = tuple(sorted(set(state.conda) - set(pinned)))
     requested = {r.name for r in requests}
     solution = solver.solve(state.prefix, channels, specs, pinned, locked)

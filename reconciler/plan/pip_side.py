@@ -77,11 +77,6 @@ def _describe(pkg: Package, status: str) -> str:
     return f"{pkg.name} is {what} at {pkg.version}"
 
 
-def _pin(name: str, version: str) -> str:
-    # A version that is not PEP 440 (conda-style) can only be pinned by arbitrary equality.
-    return f"{name}=={version}" if version_or_none(version) is not None else f"{name}==={version}"
-
-
 def _conda_removal(state: InstalledState, dist_name: str, status: str) -> Change | None:
     """pip replacing a distribution that a conda package ships uninstalls that package's
     files and leaves a stale conda record: an uninstall, which reconciler never does."""
@@ -155,13 +150,7 @@ def plan_pip_side(
     if not pending and (not to_resolve or not unmet(roots, state.dists, env)):
         return PipSidePlan(tuple(changes), tuple(satisfied), tuple(to_resolve), (), False)
 
-    constraints = tuple(
-        sorted(
-            _pin(dist.name, dist.version)
-            for dist in state.dists.values()
-            if not ownership.may_move(packages[state.package_for_dist(dist.name)])
-        )
-    )
+    constraints = ownership.pip_pins(state)
     python = state.prefix / "bin" / "python"
     preview = installer.preview(python, to_resolve, constraints, settings)
     requested: set[str] = {r.name for r in requests}
@@ -290,9 +279,11 @@ def _explain_refusal(
 ) -> list[Change]:
     """The pinned resolve failed: find what it would have had to move, and why."""
     python = state.prefix / "bin" / "python"
-    if "pip" in state.dists and installer.name != "pip":
+    if "pip" in state.dists and installer.name != "pip" and not settings.extra_index_urls:
         # pip's --report carries every new distribution's requirements, so the chain
         # names exact specs; uv's dry run does not. Only this (refusal) path pays for pip.
+        # Not with extra indexes: pip would merge them and explain another resolution
+        # than uv's (see reconciler.backends.pip.check_index_order).
         installer = PipCli()
     free = installer.preview(python, requirements, (), settings)
     if not free.ok:

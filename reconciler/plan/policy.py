@@ -80,3 +80,28 @@ class Ownership:
     def may_move(self, package: Package) -> bool:
         """Only owned packages may be upgraded, downgraded or reinstalled."""
         return not self.frozen and self.status(package) == OWNED
+
+    def pip_pins(self, state: InstalledState) -> tuple[str, ...]:
+        """``name==version`` for every distribution that may not move (the constraints file)."""
+        packages = state.packages()
+        return tuple(
+            sorted(
+                _pin(dist.name, dist.version)
+                for dist in state.dists.values()
+                if not self.may_move(packages[state.package_for_dist(dist.name)])
+            )
+        )
+
+    def conda_pins(self, state: InstalledState) -> tuple[str, ...]:
+        """Names of the conda records the solver may not move."""
+        packages = state.packages()
+        return tuple(
+            sorted(name for name in state.conda if not self.may_move(packages[f"conda:{name}"]))
+        )
+
+
+def _pin(name: str, version: str) -> str:
+    # A version that is not PEP 440 (conda-style) can only be pinned by arbitrary equality.
+    from reconciler.plan.requirements import version_or_none
+
+    return f"{name}=={version}" if version_or_none(version) is not None else f"{name}==={version}"
