@@ -63,14 +63,17 @@ class EnvironmentLock:
                 if exc.errno in _UNSUPPORTED:
                     os.close(fd)
                     raise LockError(
-                        f"cannot lock {self.path}: the file system does not support locks "
-                        f"({os.strerror(exc.errno or 0)}); refusing to apply without a lock",
+                        f"cannot lock {self.path}: the file system cannot lock files "
+                        f"({os.strerror(exc.errno or 0)}); nothing was applied: reconciler "
+                        "never changes an environment without holding its lock",
                         hint="put the state directory on a local file system "
                         "(--state-dir or RECONCILER_STATE_DIR)",
                     ) from exc
                 if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     os.close(fd)
-                    raise LockError(f"cannot lock {self.path}: {exc.strerror}") from exc
+                    raise LockError(
+                        f"cannot lock {self.path}: {exc.strerror}; nothing was applied"
+                    ) from exc
             if time.monotonic() >= deadline:
                 holder = _holder(fd)
                 os.close(fd)

@@ -77,6 +77,31 @@ class CondaSolver(Protocol):
         ...
 
 
+#: How long the interpreter waits at exit after py-rattler ran an async operation.
+SETTLE_SECONDS = 0.1
+_SETTLE_REGISTERED: list[bool] = []
+
+
+def _settle_at_exit() -> None:
+    """Let py-rattler's tokio threads finish before the interpreter finalizes.
+
+    A rattler coroutine delivers its result from a tokio thread through
+    ``loop.call_soon_threadsafe``; that thread drops its Python references only
+    after the main thread has the result. When the process exits right then (a
+    failed solve is the last thing an apply does), the thread touches Python
+    objects while the interpreter is being finalized, and the process dies with
+    SIGSEGV or SIGABRT ("PyGILState_Release ... must be current") instead of exiting
+    1 (py-rattler 0.28, about 5% of runs under load). Sleeping briefly at exit, with
+    the GIL released, lets the thread finish first (0 crashes in 400 such runs).
+    """
+    if not _SETTLE_REGISTERED:
+        import atexit
+        import time
+
+        atexit.register(time.sleep, SETTLE_SECONDS)
+        _SETTLE_REGISTERED.append(True)
+
+
 def _rattler() -> Any:
     if sys.version_info < (3, 10):
         raise BackendError(
@@ -214,6 +239,7 @@ class RattlerSolver:
         names = {r.name.normalized for r in solved}
         union = list(solved) + [r for r in installed if r.name.normalized not in names]
         faults.point("in-conda", after=0.05)
+        _settle_at_exit()
         try:
             asyncio.run(rattler.install(union, prefix, show_progress=False))
         except Exception as exc:  # rattler raises its own exception classes
@@ -250,6 +276,7 @@ class RattlerSolver:
         platforms = [str(rattler.Subdir.current()), "noarch"]
         import asyncio
 
+        _settle_at_exit()
         try:
             solved = asyncio.run(
                 rattler.solve(

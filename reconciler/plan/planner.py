@@ -13,7 +13,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from reconciler.backends.conda import CondaSolver, RattlerSolver, SpecMatcher
-from reconciler.backends.pip import PipInstaller, select_installer
+from reconciler.backends.pip import PipInstaller, check_index_order, select_installer
 from reconciler.errors import ReconcilerError
 from reconciler.manifest.model import Environment, Manifest, PipRequest
 from reconciler.plan.conda_side import plan_conda_side
@@ -246,8 +246,14 @@ def plan_environment(inputs: EnvironmentInputs, backends: Backends) -> Environme
     """Plan one environment."""
     env, state = inputs.env, inputs.state
     if not state.exists:
+        # A new environment gets its installer at apply time; refuse an unsafe one now,
+        # before the environment is created.
+        check_index_order(env.installer, env.pip_settings)
         plan = _new_environment(env, backends, state)
         return replace(plan, notices=inputs.notices)
+    installer = backends.pip(env.installer, state.prefix / "bin" / "python")
+    # Before any resolver runs: pip with extra indexes is a dependency-confusion risk.
+    check_index_order(installer.name, env.pip_settings)
     conda = plan_conda_side(
         state,
         env.conda,
@@ -257,7 +263,6 @@ def plan_environment(inputs: EnvironmentInputs, backends: Backends) -> Environme
         satisfied_specs=inputs.conda_matches,
     )
     requests = pip_requests(env)
-    installer = backends.pip(env.installer, state.prefix / "bin" / "python")
     pip = plan_pip_side(state, requests, inputs.ownership, installer, env.pip_settings)
     changes = [*conda.changes, *pip.changes]
     kernel = _kernel_change(env)

@@ -9,26 +9,53 @@ channel) with :class:`http.server.ThreadingHTTPServer` on an ephemeral port of
 127.0.0.1, and can hold back responses: ``delay`` seconds before each response
 whose path ends with one of ``delay_suffixes`` (by default only wheel
 downloads, so previews stay fast and installs are slow). It accepts any HTTP
-basic auth and records every request (path and ``Authorization`` header).
+basic auth and records every request (path, ``Authorization`` header and how it
+was answered).
+
+Fault injection, per path: :meth:`StaticServer.script` answers the requests whose
+path matches a glob with a queue of scripted responses (then, optionally, one
+response forever). A response is an HTTP status code (``500``: an error page;
+``200``: the file as usual), :data:`TRUNCATE` (headers with the full
+``Content-Length``, half the body, then the connection is closed) or
+:data:`STALL` (the request is read, nothing is ever sent; the connection is held
+until the client gives up or the server stops). ``build_simple_index(...,
+bad_hashes=[wheel])`` advertises a wrong ``#sha256=`` for those wheels.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import html
 import threading
 import zipfile
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-__all__ = ["Request", "StaticServer", "build_simple_index", "serve"]
+__all__ = [
+    "STALL",
+    "TRUNCATE",
+    "Request",
+    "Response",
+    "StaticServer",
+    "build_simple_index",
+    "serve",
+]
+
+#: Scripted response: send the headers and half the body, then close the connection.
+TRUNCATE = "truncate"
+#: Scripted response: read the request and never answer (until the server stops).
+STALL = "stall"
+#: A scripted response: an HTTP status code, :data:`TRUNCATE` or :data:`STALL`.
+Response = Union[int, str]
 
 
 def _sha256(data: bytes) -> str:
@@ -42,12 +69,14 @@ def _wheel_metadata(wheel: Path) -> bytes:
         return archive.read(name)
 
 
-def build_simple_index(wheelhouse: Path, dest: Path) -> Path:
+def build_simple_index(wheelhouse: Path, dest: Path, *, bad_hashes: Collection[str] = ()) -> Path:
     """Write a static PEP 503 index of every wheel in ``wheelhouse`` under ``dest``.
 
     Layout: ``dest/simple/index.html``, ``dest/simple/<project>/index.html`` and
     ``dest/files/<wheel>`` plus ``dest/files/<wheel>.metadata`` (PEP 658). Serve
-    ``dest``; the index URL is ``<server>/simple/``. Returns ``dest``.
+    ``dest``; the index URL is ``<server>/simple/``. Returns ``dest``. The links
+    of the wheels named in ``bad_hashes`` carry a wrong ``#sha256=`` (the hash of
+    other bytes); their PEP 658 metadata stays correct.
     """
     files = dest / "files"
     files.mkdir(parents=True, exist_ok=True)
@@ -59,8 +88,9 @@ def build_simple_index(wheelhouse: Path, dest: Path) -> Path:
         (files / f"{wheel.name}.metadata").write_bytes(metadata)
         project = str(canonicalize_name(parse_wheel_filename(wheel.name)[0]))
         meta_hash = f"sha256={_sha256(metadata)}"
+        link_hash = _sha256(b"not " + data if wheel.name in bad_hashes else data)
         projects.setdefault(project, []).append(
-            f'<a href="../../files/{html.escape(wheel.name)}#sha256={_sha256(data)}" '
+            f'<a href="../../files/{html.escape(wheel.name)}#sha256={link_hash}" '
             f'data-dist-info-metadata="{meta_hash}" data-core-metadata="{meta_hash}">'
             f"{html.escape(wheel.name)}</a><br/>"
         )
@@ -88,26 +118,66 @@ class Request:
     method: str
     path: str
     authorization: str | None
+    answer: Response = 200  # the scripted response, or 200 when served as usual
 
 
 class _Handler(SimpleHTTPRequestHandler):
-    """Static files; optional delay; any basic auth accepted; requests recorded."""
+    """Static files; optional delay; scripted faults; any basic auth accepted; requests
+    recorded."""
 
     server: _Server
 
-    def _before(self) -> None:
-        self.server.record(Request(self.command, self.path, self.headers.get("Authorization")))
+    def _before(self) -> Response:
+        answer = self.server.next_answer(self.path.split("?", 1)[0])
+        self.server.record(
+            Request(self.command, self.path, self.headers.get("Authorization"), answer)
+        )
         delay = self.server.delay
         if delay and self.path.split("?", 1)[0].endswith(self.server.delay_suffixes):
             self.server.stopping.wait(delay)  # cut short when the server stops
+        return answer
 
     def do_GET(self) -> None:
-        self._before()
-        super().do_GET()
+        answer = self._before()
+        if answer == 200:
+            super().do_GET()
+        else:
+            self._fault(answer, body=True)
 
     def do_HEAD(self) -> None:
-        self._before()
-        super().do_HEAD()
+        answer = self._before()
+        if answer == 200:
+            super().do_HEAD()
+        else:
+            self._fault(answer, body=False)
+
+    def _fault(self, answer: Response, *, body: bool) -> None:
+        if answer == STALL:
+            self.server.stopping.wait(self.server.stall_seconds)
+            self.close_connection = True
+            return
+        if answer == TRUNCATE:
+            path = Path(self.translate_path(self.path))
+            data = path.read_bytes() if path.is_file() else b"x" * 4096
+            self.send_response(200)
+            self.send_header("Content-Type", self.guess_type(str(path)))
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if body:
+                self.wfile.write(data[: len(data) // 2])
+                self.wfile.flush()
+            self.close_connection = True
+            return
+        assert isinstance(answer, int), answer
+        page = f"<html><body>scripted {answer}</body></html>\n".encode()
+        self.send_response(answer)
+        if answer == 401:
+            self.send_header("WWW-Authenticate", 'Basic realm="test"')
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(page)))
+        self.end_headers()
+        if body:
+            self.wfile.write(page)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the requests are recorded on the server instead."""
@@ -121,12 +191,29 @@ class _Server(ThreadingHTTPServer):
         self.delay = 0.0
         self.delay_suffixes: tuple[str, ...] = (".whl",)
         self.stopping = threading.Event()
+        self.stall_seconds = 120.0
         self._requests: list[Request] = []
         self._lock = threading.Lock()
+        self._scripts: list[tuple[str, deque[Response], Response | None]] = []
 
     def record(self, request: Request) -> None:
         with self._lock:
             self._requests.append(request)
+
+    def add_script(self, pattern: str, responses: deque[Response], then: Response | None) -> None:
+        with self._lock:
+            self._scripts.append((pattern, responses, then))
+
+    def next_answer(self, path: str) -> Response:
+        """The scripted response for ``path`` (the first matching script), else 200."""
+        with self._lock:
+            for pattern, queue, then in self._scripts:
+                if fnmatch.fnmatchcase(path, pattern):
+                    if queue:
+                        return queue.popleft()
+                    if then is not None:
+                        return then
+        return 200
 
     def requests(self) -> list[Request]:
         with self._lock:
@@ -180,6 +267,24 @@ class StaticServer:
     def requests(self) -> list[Request]:
         """Every request answered so far, in order."""
         return self._server.requests()
+
+    def script(self, pattern: str, *responses: Response, then: Response | None = None) -> None:
+        """Answer requests whose path (no query) matches the glob ``pattern`` with
+        ``responses`` in order, then with ``then`` for ever (``None``: as usual).
+
+        Responses are status codes (``200`` serves the file), :data:`TRUNCATE` or
+        :data:`STALL`; the first script whose pattern matches a path applies.
+        """
+        self._server.add_script(pattern, deque(responses), then)
+
+    @property
+    def stall_seconds(self) -> float:
+        """How long a :data:`STALL` response holds the connection (cut short by stop)."""
+        return self._server.stall_seconds
+
+    @stall_seconds.setter
+    def stall_seconds(self, seconds: float) -> None:
+        self._server.stall_seconds = seconds
 
     def start(self) -> StaticServer:
         """Start serving in a daemon thread."""
