@@ -14,6 +14,7 @@ default ``~/.local/state/reconciler``)::
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -36,6 +37,7 @@ __all__ = [
     "Owned",
     "OwnedPackage",
     "StateStore",
+    "StateWriteError",
     "default_state_dir",
     "write_json_atomic",
 ]
@@ -51,20 +53,46 @@ def default_state_dir() -> Path:
     return Path("~/.local/state/reconciler").expanduser()
 
 
+class StateWriteError(StateError, OSError):
+    """A state file could not be written (full disk, read-only, permissions).
+
+    Also an OSError, so that callers writing derived data (caches) on a best-effort
+    basis keep catching it as one.
+    """
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` so that readers see the old or the new file, whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write ``data`` as JSON to ``path`` so that readers see the old or the new file, whole.
+
+    The old file is untouched when the write fails: a full disk never leaves half a
+    state file, and the failure is a StateWriteError that says what to do.
+    """
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=1, sort_keys=True)
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        raise StateWriteError(
+            f"cannot write the state file {path}: "
+            + ("the disk is full (no space left on device)" if full else str(exc.strerror or exc)),
+            hint="free some space on that file system and run again"
+            if full
+            else "check that the state directory is writable (--state-dir)",
+        ) from exc
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         raise
 
 

@@ -135,3 +135,47 @@ def test_install_that_does_not_fit_fails_clearly_and_leaves_nothing_behind(
         assert (site_packages(image) / "bigpkg" / "blob.bin").stat().st_size == BLOB_BYTES
         assert managed.unchanged()
         assert state_documents(state, image)["journal"]["status"] == "done"
+
+
+def test_a_state_write_on_a_full_disk_is_a_clear_error(
+    small_fs: Path, tmp_path: Path, wheelhouse: Path, isolated: dict[str, str]
+) -> None:
+    """The state dir itself is full: one clear sentence, exit 1, old state files intact."""
+    from tests.support.envs import make_venv
+
+    venv = make_venv(tmp_path / "venv")
+    state = small_fs / "state"
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(
+        f"version: 1\ndefaults:\n  pip: {{no_index: true, find_links: [{wheelhouse}]}}\n"
+        f"environments:\n  v:\n    prefix: {venv}\n    pip: [delta]\n"
+    )
+    env = proc_env(isolated, tmp_path)
+    first = subprocess.run(
+        [*run_cli_argv(), "--state-dir", str(state), "baseline", "capture", str(manifest)],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    baseline = next(state.glob("envs/*/baseline.json"))
+    good = baseline.read_bytes()
+    with (small_fs / "filler").open("wb") as f:  # fill the disk to the last byte
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+        except OSError:
+            pass
+    again = subprocess.run(
+        [*run_cli_argv(), "--state-dir", str(state), "baseline", "capture", str(manifest)],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert again.returncode == 1
+    assert "the disk is full (no space left on device)" in again.stderr
+    assert "Traceback" not in again.stderr and "internal error" not in again.stderr
+    assert baseline.read_bytes() == good
+    assert not [p for p in baseline.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def run_cli_argv() -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "reconciler"]
