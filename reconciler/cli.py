@@ -351,7 +351,7 @@ def _read_plan(path: Path) -> Any:
     pip, uv and rattler, so they are held to the manifest's own rules: a plan file
     cannot smuggle in an option, a URL or a shell metacharacter.
     """
-    from reconciler.plan.model import Plan
+    from reconciler.plan.model import Plan, validate_plan_document
 
     hint = "make it again with `reconciler plan MANIFEST --out FILE`"
     try:
@@ -359,7 +359,7 @@ def _read_plan(path: Path) -> Any:
             doc = json.load(f)
     except (OSError, ValueError) as exc:
         raise ReconcilerError(f"cannot read the saved plan {path}: {exc}", hint=hint) from exc
-    problem = _saved_plan_problem(doc)
+    problem = validate_plan_document(doc)
     if problem is not None:
         raise ReconcilerError(
             f"{path} is not a plan saved by `reconciler plan --out`: {problem}", hint=hint
@@ -368,78 +368,6 @@ def _read_plan(path: Path) -> Any:
         return Plan.from_json(doc)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ReconcilerError(f"cannot read the saved plan {path}: {exc}", hint=hint) from exc
-
-
-def _saved_plan_problem(doc: Any) -> str | None:
-    """Why ``doc`` is not a plan.v1 document as ``plan --out`` writes it, or None."""
-    from reconciler.manifest.specs import SpecError, parse_conda, parse_pip
-    from reconciler.plan.model import ACTIONS, UNRESOLVED
-
-    def strings(value: Any) -> bool:
-        return isinstance(value, list) and all(isinstance(v, str) for v in value)
-
-    if not isinstance(doc, dict) or doc.get("format_version") != "1":
-        return 'no format_version "1"'
-    manifest = doc.get("manifest")
-    if not (
-        isinstance(manifest, dict)
-        and isinstance(manifest.get("path"), str)
-        and isinstance(manifest.get("sha256"), str)
-    ):
-        return "bad 'manifest'"
-    environments = doc.get("environments")
-    if not isinstance(environments, list):
-        return "bad 'environments'"
-    for env in environments:
-        if not isinstance(env, dict):
-            return "bad 'environments'"
-        where = f"environment {env.get('name')!r}"
-        if not all(isinstance(env.get(k), str) for k in ("name", "prefix", "fingerprint")):
-            return f"{where}: bad name, prefix or fingerprint"
-        if env.get("kind") not in ("conda", "venv") or not isinstance(env.get("exists"), bool):
-            return f"{where}: bad kind or exists"
-        lists = ("satisfied", "notices", "pip_requirements", "pip_constraints", "conda_specs")
-        for key in (*lists, "conda_pinned"):
-            if not strings(env.get(key)):
-                return f"{where}: bad {key!r}"
-        changes = env.get("changes")
-        if not isinstance(changes, list):
-            return f"{where}: bad 'changes'"
-        pip_inputs = [*env["pip_requirements"], *env["pip_constraints"]]
-        conda_inputs = list(env["conda_specs"])
-        for change in changes:
-            if not (
-                isinstance(change, dict)
-                and change.get("action") in ACTIONS
-                and change.get("manager") in ("conda", "pip")
-                and isinstance(change.get("name"), str)
-                and isinstance(change.get("requested"), bool)
-                and isinstance(change.get("refused"), bool)
-                and isinstance(change.get("from"), (str, type(None)))
-                and isinstance(change.get("to"), (str, type(None)))
-                and isinstance(change.get("reason", ""), str)
-                and strings(change.get("required_by", []))
-            ):
-                return f"{where}: bad change {change!r}"[:300]
-            pinned = change["to"] and change.get("reason") != UNRESOLVED
-            if change["action"] in ("create", "register-kernel", "remove") or change["refused"]:
-                continue
-            if change["manager"] == "pip":
-                pip_inputs.append(f"{change['name']}=={change['to']}" if pinned else change["name"])
-            else:
-                conda_inputs.append(
-                    f"{change['name']} =={change['to']}" if pinned else change["name"]
-                )
-        try:
-            for text in pip_inputs:
-                parse_pip(text)
-            for text in conda_inputs:
-                parse_conda(text)
-            for name in env["conda_pinned"]:
-                parse_conda(name)
-        except SpecError as exc:
-            return f"{where}: {exc}"
-    return None
 
 
 def _drift(args: argparse.Namespace) -> int:

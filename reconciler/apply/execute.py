@@ -5,7 +5,8 @@ when stale), capture the baseline before the first change, write the journal's
 intent, run one conda install and one pip install with the same pins as the
 preview, register the kernel, verify that every planned change happened and
 that no managed or foreign package moved, record what is now owned, and mark
-the journal done.
+the journal done. The checks of a saved plan are in :mod:`reconciler.apply.saved`,
+the recovery from a killed apply in :mod:`reconciler.apply.recovery`.
 """
 
 from __future__ import annotations
@@ -22,18 +23,14 @@ from typing import Any
 from reconciler import faults
 from reconciler.apply.journal import Journal
 from reconciler.apply.lock import EnvironmentLock, hold_all
+from reconciler.apply.recovery import adopt, recover
 from reconciler.apply.report import Reporter
+from reconciler.apply.saved import check_fresh, trusted_plan
 from reconciler.backends.process import Completed, redact
-from reconciler.errors import ReconcilerError, StalePlanError
+from reconciler.errors import ReconcilerError
 from reconciler.manifest.model import Environment, Manifest
 from reconciler.plan.model import UNRESOLVED, Change, EnvironmentPlan, Plan
-from reconciler.plan.planner import (
-    Backends,
-    EnvironmentInputs,
-    build_plan,
-    read_inputs,
-    requested_names,
-)
+from reconciler.plan.planner import Backends, EnvironmentInputs, build_plan, read_inputs
 from reconciler.plan.policy import OWNED, Ownership
 from reconciler.state.cache import ReadCache
 from reconciler.state.environment import InstalledState, read_state
@@ -125,12 +122,12 @@ def apply(
     with hold_all(locks, lock_timeout), _stop_on_sigterm():
         faults.point("after-lock")
         for env in selected:
-            _recover(env, store, reporter)
+            recover(env, store, reporter)
         cache = store.read_cache()
         inputs = read_inputs(manifest, store, [e.name for e in selected], cache=cache)
         if saved is not None:
-            _check_fresh(saved, manifest, inputs)
-            plan = _trusted(saved, inputs)
+            check_fresh(saved, manifest, inputs)
+            plan = trusted_plan(saved, inputs)
         else:
             reporter.resolving([e.name for e in selected])
             plan = build_plan(manifest, inputs, backends)
@@ -151,119 +148,6 @@ def _stop_on_sigterm() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _check_fresh(saved: Plan, manifest: Manifest, inputs: Sequence[EnvironmentInputs]) -> None:
-    if saved.manifest_sha256 != manifest.sha256:
-        raise StalePlanError(
-            f"stale plan: {manifest.path} changed since the plan was made",
-            hint="run `reconciler plan --out FILE` again and review it",
-        )
-    by_name = {i.env.name: i for i in inputs}
-    for env in saved.environments:
-        current = by_name[env.name].state.fingerprint
-        if current != env.fingerprint:
-            raise StalePlanError(
-                f"stale plan: environment {env.name!r} ({env.prefix}) changed since the plan "
-                "was made; nothing was applied",
-                hint="run `reconciler plan --out FILE` again and review it",
-            )
-
-
-def _trusted(saved: Plan, inputs: Sequence[EnvironmentInputs]) -> Plan:
-    """A saved plan is a file anyone could edit: hold it to the rules again, under the lock.
-
-    Its pins are recomputed from the live ownership (never taken from the file), it
-    may install only what the manifest declares, and no change it allows may move a
-    managed or foreign package.
-    """
-    from packaging.requirements import InvalidRequirement, Requirement
-    from packaging.utils import canonicalize_name
-
-    by_name = {i.env.name: i for i in inputs}
-    trusted = []
-    for env_plan in saved.environments:
-        item = by_name[env_plan.name]
-        problem = ""
-        if env_plan.prefix != str(item.env.prefix):
-            problem = f"its prefix {env_plan.prefix} is not the manifest's {item.env.prefix}"
-        declared = requested_names(item.env) | {"python"}
-        packages = item.state.packages()
-        for change in env_plan.changes:
-            if change.refused or change.action not in (
-                "upgrade",
-                "downgrade",
-                "reinstall",
-                "remove",
-            ):
-                continue
-            key = (
-                f"conda:{change.name}" if change.manager == "conda" else
-                item.state.package_for_dist(change.name)
-            )  # fmt: skip
-            pkg = packages.get(key)
-            if pkg is not None and not item.ownership.may_move(pkg):
-                status = item.ownership.status(pkg)
-                problem = f"it would {change.action} {status} {pkg.name} {pkg.version}"
-        for text in env_plan.pip_requirements:
-            try:
-                name: str = canonicalize_name(Requirement(text).name)
-            except InvalidRequirement:
-                name = text
-            if name not in declared:
-                problem = f"it installs {text!r}, which the manifest does not declare"
-        for spec in env_plan.conda_specs:
-            if spec.split()[0].split("=")[0].lower() not in declared:
-                problem = f"it installs conda {spec!r}, which the manifest does not declare"
-        if problem:
-            raise StalePlanError(
-                f"the saved plan for environment {env_plan.name!r} cannot be applied: {problem}",
-                hint="the plan file was altered or made for another manifest; make it again with "
-                "`reconciler plan --out FILE`",
-            )
-        trusted.append(
-            replace(
-                env_plan,
-                pip_constraints=item.ownership.pip_pins(item.state),
-                conda_pinned=item.ownership.conda_pins(item.state),
-            )
-        )
-    return replace(saved, environments=tuple(trusted))
-
-
-def _recover(env: Environment, store: StateStore, reporter: Reporter) -> None:
-    """A journal left running by a killed apply: adopt what it installed as intended."""
-    journal = Journal(store.env_dir(env.prefix))
-    entry = journal.read()
-    if entry is None or entry.status != "running":
-        return
-    reporter.notice(
-        f"{env.name}: the apply started {entry.started_at} (pid {entry.pid}) did not finish "
-        f"(last step: {entry.step or 'before installing'}); re-reading {env.prefix} and "
-        "converging"
-    )
-    _adopt(store, env.prefix, entry.changes)
-    journal.update(entry, status="interrupted")
-
-
-def _adopt(store: StateStore, prefix: Path, changes: Sequence[Change]) -> None:
-    """Record as owned what an unfinished apply installed exactly as it had planned."""
-    state = read_state(prefix)
-    owned = store.owned(prefix)
-    adopted = dict(owned.packages)
-    packages = state.packages()
-    for change in changes:
-        if change.refused or change.action not in ("install", "upgrade", "downgrade", "reinstall"):
-            continue
-        key = (
-            f"conda:{change.name}" if change.manager == "conda" else
-            state.package_for_dist(change.name)
-        )  # fmt: skip
-        pkg = packages.get(key)
-        if pkg is not None and (change.reason == UNRESOLVED or change.to_version == pkg.version):
-            adopted[key] = OwnedPackage(pkg.name, pkg.manager, pkg.version)
-    if adopted != dict(owned.packages):
-        store.save_owned(prefix, Owned(adopted))
 
 
 @dataclass(frozen=True)
@@ -468,7 +352,7 @@ def _apply_environment(
     except ReconcilerError as exc:
         # What was installed as planned before the failure is reconciler's: record it,
         # so that it is not mistaken for foreign (and frozen) by the next run.
-        _adopt(store, env.prefix, env_plan.changes)
+        adopt(store, env.prefix, env_plan.changes)
         status = "interrupted" if isinstance(exc, faults.Interrupted) else "failed"
         journal.update(entry, status=status, error=exc.message)
         raise

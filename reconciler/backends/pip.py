@@ -2,7 +2,10 @@
 
 Both installers get the same inputs: the requested requirements and a
 constraints file pinning every managed and foreign distribution to its
-installed version, so the resolver itself cannot move them.
+installed version, so the resolver itself cannot move them. What every call is
+given (isolation, network bounds, index order, the constraints file) is in
+:mod:`reconciler.backends.pip_args`; reading a failure and rolling back a failed
+install, in :mod:`reconciler.backends.pip_failures`.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
@@ -21,8 +23,23 @@ from typing import Protocol
 
 from packaging.utils import canonicalize_name
 
-from reconciler.backends.process import Completed, redact, run
-from reconciler.errors import BackendError, ReconcilerError
+# The network bounds stay importable from here, where they were first defined.
+from reconciler.backends.pip_args import HTTP_CONNECT_TIMEOUT as HTTP_CONNECT_TIMEOUT
+from reconciler.backends.pip_args import HTTP_READ_TIMEOUT as HTTP_READ_TIMEOUT
+from reconciler.backends.pip_args import HTTP_RETRIES as HTTP_RETRIES
+from reconciler.backends.pip_args import (
+    check_index_order,
+    constraints_file,
+    isolation_env,
+    repository_args,
+)
+from reconciler.backends.pip_failures import (
+    checked_install,
+    resolution_refusal,
+    rolled_back_on_failure,
+)
+from reconciler.backends.process import Completed, run
+from reconciler.errors import BackendError
 from reconciler.manifest.model import PipSettings
 
 __all__ = [
@@ -91,182 +108,6 @@ class PipInstaller(Protocol):
         ...
 
 
-#: How long uv and pip wait on the network, unless the environment already says
-#: (``UV_HTTP_TIMEOUT``, ``UV_HTTP_CONNECT_TIMEOUT``, ``UV_HTTP_RETRIES``; pip's
-#: ``PIP_TIMEOUT``/``PIP_DEFAULT_TIMEOUT``, ``PIP_RETRIES``). The read timeout is
-#: per read (a slow but moving download never hits it); a failed request (5xx,
-#: reset, timeout) is retried ``HTTP_RETRIES`` times with backoff, so one stalled
-#: request gives up after about ``(HTTP_RETRIES + 1) * HTTP_READ_TIMEOUT`` seconds
-#: plus a few seconds of backoff, well inside ``PREVIEW_TIMEOUT``/``INSTALL_TIMEOUT``,
-#: which bound the whole process.
-HTTP_READ_TIMEOUT = 30
-HTTP_CONNECT_TIMEOUT = 10
-HTTP_RETRIES = 2
-
-
-def isolation_env() -> dict[str, str]:
-    """Environment additions for every pip/uv call. Nothing from a shell profile leaks in.
-
-    The network bounds (:data:`HTTP_READ_TIMEOUT`, :data:`HTTP_CONNECT_TIMEOUT`,
-    :data:`HTTP_RETRIES`) apply unless the caller's environment sets its own.
-    """
-    env = {"PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1", "UV_NO_PROGRESS": "1"}
-    bounds = {
-        "UV_HTTP_TIMEOUT": str(HTTP_READ_TIMEOUT),
-        "UV_HTTP_CONNECT_TIMEOUT": str(HTTP_CONNECT_TIMEOUT),
-        "UV_HTTP_RETRIES": str(HTTP_RETRIES),
-        "PIP_RETRIES": str(HTTP_RETRIES),
-    }
-    for key, value in bounds.items():
-        if not os.environ.get(key):
-            env[key] = value
-    if not (os.environ.get("PIP_TIMEOUT") or os.environ.get("PIP_DEFAULT_TIMEOUT")):
-        env["PIP_DEFAULT_TIMEOUT"] = str(HTTP_READ_TIMEOUT)
-    return env
-
-
-@contextmanager
-def _constraints_file(constraints: Sequence[str]) -> Iterator[Path | None]:
-    if not constraints:
-        yield None
-        return
-    fd, name = tempfile.mkstemp(prefix="reconciler-constraints-", suffix=".txt")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write("".join(f"{c}\n" for c in constraints))
-        yield Path(name)
-    finally:
-        os.unlink(name)
-
-
-def check_index_order(installer: str, settings: PipSettings) -> None:
-    """Refuse ``installer: pip`` with ``extra_index_urls``: pip merges every index and
-    takes the highest version wherever it is (dependency confusion: a public extra
-    index can shadow an internal package). uv keeps the order (see :func:`_repository_args`)."""
-    if installer == "pip" and settings.extra_index_urls and not settings.no_index:
-        raise BackendError(
-            "refusing to install with pip from several indexes (extra_index_urls): pip "
-            "merges all indexes and installs the highest version it finds on any of them, "
-            "so a package on an extra index can replace the one on index_url "
-            "(dependency confusion); nothing was changed",
-            hint="use `installer: uv` (or auto), which takes each package from the first "
-            "index that has it, or drop extra_index_urls",
-        )
-
-
-def _repository_args(settings: PipSettings, *, uv: bool) -> list[str]:
-    """Repository options for uv or pip.
-
-    uv takes each package from the first index that has it (``--index-strategy
-    first-index``, passed explicitly so a user's uv configuration cannot change it),
-    in this order: ``index_url``, then ``extra_index_urls`` as listed, then (without
-    ``index_url``) the default index. uv's own ``--extra-index-url`` would put the
-    extra indexes before ``--index-url``, so they are passed as ``--index`` (earlier
-    wins) and the last one as ``--default-index``. pip merges indexes: it gets no
-    extra index (:func:`check_index_order`).
-    """
-    args: list[str] = []
-    extras = list(settings.extra_index_urls)
-    if settings.no_index:
-        args.append("--no-index")
-    elif uv and settings.index_url and extras:
-        for url in [settings.index_url, *extras[:-1]]:
-            args += ["--index", url]
-        args += ["--default-index", extras[-1]]
-        extras = []
-    elif settings.index_url:
-        args += ["--index-url", settings.index_url]
-    if uv:
-        for url in extras:
-            args += ["--index", url]
-        args += ["--index-strategy", "first-index"]
-    elif extras and not settings.no_index:
-        check_index_order("pip", settings)
-    for link in settings.find_links:
-        args += ["--find-links", link]
-    return args
-
-
-def _failure(proc: Completed) -> str:
-    text = (proc.stderr or proc.stdout).strip()
-    return redact(text)
-
-
-_NO_SOLUTION = re.compile(
-    r"No solution found|ResolutionImpossible|conflicting dependencies|Cannot install", re.I
-)
-
-
-# uv: "error: ...", "  cause: ..." (older: "Caused by: ..."); pip: "ERROR: ...".
-_HEADLINE = re.compile(r"^\s*(?:error|cause|caused by)\s*:\s*(?P<text>\S.*)$", re.I)
-_AUTH = re.compile(r"\b(401 Unauthorized|403 Forbidden|401 Error|403 Error)", re.I)
-_AUTH_UV_HINT = re.compile(r"lack of valid authentication credentials", re.I)
-_DISK_FULL = re.compile(r"No space left on device|os error 28|Errno 28|ENOSPC|Disk quota exceeded")
-_NETWORK = re.compile(
-    r"Request failed after|timed out|error sending request|Failed to fetch|"
-    r"HTTP status (?:server|client) error|error decoding response body|Hash mismatch|"
-    r"Connection refused|end of file before message length|ReadTimeout|HTTPError",
-    re.I,
-)
-
-
-def _auth_failure(message: str) -> str | None:
-    """``401 Unauthorized`` (or 403) when the index refused the credentials, else None."""
-    match = _AUTH.search(message)
-    if match is not None:
-        return match.group(1)
-    return "401 Unauthorized" if _AUTH_UV_HINT.search(message) else None
-
-
-def _summary(message: str) -> str:
-    """The installer's error and its causes on one line (the last line alone is often
-    a hash or a URL): ``Failed to download `x==1`: Hash mismatch for `x==1```."""
-    parts: list[str] = []
-    for line in message.splitlines():
-        match = _HEADLINE.match(line)
-        if match and match.group("text").strip() not in parts:
-            parts.append(match.group("text").strip())
-    if not parts:
-        lines = [line.strip() for line in message.splitlines() if line.strip()]
-        parts = lines[-1:]
-    text = ": ".join(parts)
-    return text if len(text) <= 700 else text[:697] + "..."
-
-
-def _network_hint(proc: Completed) -> str:
-    return (
-        f"check that the package index is reachable and serves complete files; each "
-        f"request was retried {os.environ.get('UV_HTTP_RETRIES') or HTTP_RETRIES} time(s) "
-        f"with a {os.environ.get('UV_HTTP_TIMEOUT') or HTTP_READ_TIMEOUT} s read timeout "
-        f"(UV_HTTP_RETRIES, UV_HTTP_TIMEOUT); the command was: {proc.display}"
-    )
-
-
-def _check_resolution_failure(proc: Completed, what: str) -> PipPreview:
-    """A resolver 'no solution' is data (a refusal); anything else is a backend error.
-
-    uv reports an index that refused the credentials (401/403) as "no solution" (the
-    package was not found): that is an error about the index, not a refusal.
-    """
-    message = _failure(proc)
-    auth = _auth_failure(message)
-    if auth is not None:
-        raise BackendError(
-            f"{what} failed: the package index refused the request ({auth}): {_summary(message)}",
-            hint="check the credentials in the index URL of the manifest; the command was: "
-            f"{proc.display}",
-        )
-    if _NO_SOLUTION.search(message):
-        return PipPreview(ok=False, message=message)
-    hint = f"the command was: {proc.display}"
-    if _NETWORK.search(message):
-        hint = _network_hint(proc)
-    raise BackendError(
-        f"{what} failed (exit {proc.returncode}): {_summary(message)}",
-        hint=hint,
-    )
-
-
 # uv explains a failed resolution in sentences: "beta>=2.0 depends on alpha>=2",
 # "all versions of gamma depend on beta>=2".
 _DEPENDS_ON = re.compile(
@@ -326,7 +167,7 @@ class UvCli:
         settings: PipSettings,
     ) -> PipPreview:
         """``uv pip install --dry-run --output-format json``."""
-        with _constraints_file(constraints) as cfile:
+        with constraints_file(constraints) as cfile:
             argv: list[str | Path] = [
                 self.uv,
                 "pip",
@@ -337,7 +178,7 @@ class UvCli:
                 python,
                 "--output-format",
                 "json",
-                *_repository_args(settings, uv=True),
+                *repository_args(settings, uv=True),
             ]
             if cfile is not None:
                 argv += ["--constraints", cfile]
@@ -345,16 +186,16 @@ class UvCli:
             with _no_lock_left(python):
                 proc = run(argv, env=isolation_env(), timeout=PREVIEW_TIMEOUT)
         if proc.returncode != 0:
-            failed = _check_resolution_failure(proc, "uv dry run")
+            message = resolution_refusal(proc, "uv dry run")
             edges = tuple(
                 (
                     canonicalize_name(m.group("parent")),
                     _req_name(m.group("child")),
                     m.group("child"),
                 )
-                for m in _DEPENDS_ON.finditer(failed.message)
+                for m in _DEPENDS_ON.finditer(message)
             )
-            return PipPreview(ok=False, message=failed.message, edges=edges)
+            return PipPreview(ok=False, message=message, edges=edges)
         try:
             report = json.loads(proc.stdout)
             changes = report["changes"]
@@ -378,19 +219,19 @@ class UvCli:
         settings: PipSettings,
     ) -> Completed:
         """``uv pip install --python ENV/bin/python -c PINS REQS``."""
-        with _constraints_file(constraints) as cfile:
+        with constraints_file(constraints) as cfile:
             argv: list[str | Path] = [
                 self.uv, "pip", "install", "--no-build", "--python", python,
-                *_repository_args(settings, uv=True),
+                *repository_args(settings, uv=True),
             ]  # fmt: skip
             if cfile is not None:
                 argv += ["--constraints", cfile]
             argv += ["--", *requirements]
-            with _rolled_back_on_failure(python, "uv"):
+            with rolled_back_on_failure(python, "uv"):
                 proc = run(
                     argv, env=isolation_env(), timeout=INSTALL_TIMEOUT, fault_point="in-installer"
                 )
-                return _installed(proc, "uv", python)
+                return checked_install(proc, "uv", python)
 
     def explain(
         self, python: Path, requirements: Sequence[str], settings: PipSettings
@@ -408,7 +249,7 @@ class UvCli:
             "line",
             "--quiet",
             "--no-build",
-            *_repository_args(settings, uv=True),
+            *repository_args(settings, uv=True),
         ]
         proc = _run_with_input(argv, "\n".join(requirements) + "\n")
         edges: list[tuple[str, str]] = []
@@ -453,7 +294,7 @@ class PipCli:
         settings: PipSettings,
     ) -> PipPreview:
         """``pip install --dry-run --report - --only-binary :all:``."""
-        with _constraints_file(constraints) as cfile:
+        with constraints_file(constraints) as cfile:
             argv: list[str | Path] = [
                 python,
                 "-m",
@@ -465,14 +306,14 @@ class PipCli:
                 "-",
                 "--only-binary",
                 ":all:",
-                *_repository_args(settings, uv=False),
+                *repository_args(settings, uv=False),
             ]
             if cfile is not None:
                 argv += ["--constraint", cfile]
             argv += ["--", *requirements]
             proc = run(argv, env=isolation_env(), timeout=PREVIEW_TIMEOUT)
         if proc.returncode != 0:
-            return _check_resolution_failure(proc, "pip dry run")
+            return PipPreview(ok=False, message=resolution_refusal(proc, "pip dry run"))
         try:
             report = json.loads(proc.stdout)
             items = report["install"]
@@ -505,111 +346,19 @@ class PipCli:
         settings: PipSettings,
     ) -> Completed:
         """``python -m pip install --only-binary :all: -c PINS REQS``."""
-        with _constraints_file(constraints) as cfile:
+        with constraints_file(constraints) as cfile:
             argv: list[str | Path] = [
                 python, "-m", "pip", "install", "--only-binary", ":all:",
-                *_repository_args(settings, uv=False),
+                *repository_args(settings, uv=False),
             ]  # fmt: skip
             if cfile is not None:
                 argv += ["--constraint", cfile]
             argv += ["--", *requirements]
-            with _rolled_back_on_failure(python, "pip"):
+            with rolled_back_on_failure(python, "pip"):
                 proc = run(
                     argv, env=isolation_env(), timeout=INSTALL_TIMEOUT, fault_point="in-installer"
                 )
-                return _installed(proc, "pip", python)
-
-
-class _Snapshot:
-    """The entries of an environment's site-packages and ``bin`` before an install.
-
-    When the installer fails, what it created and left behind (uv leaves a module
-    and a ``*.dist-info`` without its payload when the disk fills up) is removed
-    again: the environment goes back to how it was. Entries that existed before are
-    never touched. The environment lock is held, so nothing else installs meanwhile.
-    """
-
-    def __init__(self, python: Path) -> None:
-        from reconciler.state.python import find_site_packages
-
-        prefix = python.parent.parent
-        site, _ = find_site_packages(prefix)
-        self._dirs = [d for d in (site, prefix / "bin") if d is not None]
-        self._before = {d: set(_listdir(d)) for d in self._dirs}
-
-    def roll_back(self) -> tuple[list[str], list[str]]:
-        """Remove new entries; ``(removed, could not remove)`` as names."""
-        removed: list[str] = []
-        kept: list[str] = []
-        for directory in self._dirs:
-            for name in sorted(set(_listdir(directory)) - self._before[directory]):
-                path = directory / name
-                try:
-                    if path.is_dir() and not path.is_symlink():
-                        shutil.rmtree(path)
-                    else:
-                        path.unlink()
-                    removed.append(name)
-                except OSError:
-                    kept.append(str(path))
-        return removed, kept
-
-
-def _listdir(directory: Path) -> list[str]:
-    try:
-        return os.listdir(directory)
-    except OSError:
-        return []
-
-
-@contextmanager
-def _rolled_back_on_failure(python: Path, name: str) -> Iterator[None]:
-    """Run an install; if it fails (or is stopped), undo what it left in the environment."""
-    snapshot = _Snapshot(python)
-    try:
-        yield
-    except ReconcilerError as exc:
-        removed, kept = snapshot.roll_back()
-        if removed or kept:
-            exc.message += _rollback_note(name, removed, kept)
-            exc.args = (exc.message,)
-        raise
-
-
-def _rollback_note(name: str, removed: Sequence[str], kept: Sequence[str]) -> str:
-    note = ""
-    if removed:
-        note += f"; removed what the failed {name} install had left: {', '.join(removed)}"
-    if kept:
-        note += f"; could not remove {', '.join(kept)}: remove it by hand"
-    else:
-        note += "; nothing it added is left in the environment"
-    return note
-
-
-def _installed(proc: Completed, name: str, python: Path) -> Completed:
-    if proc.returncode == 0:
-        return proc
-    message = _failure(proc)
-    summary = _summary(message) if message else f"exit {proc.returncode}"
-    prefix = python.parent.parent
-    hint = f"the command was: {proc.display}"
-    if _DISK_FULL.search(message):
-        text = (
-            f"{name} install into {prefix} failed: the disk is full (no space left on "
-            f"device): {summary}"
-        )
-        hint = (
-            "free space on the file system of the path named in the error (the "
-            "environment, uv's cache or TMPDIR), then run apply again"
-        )
-    else:
-        text = f"{name} install into {prefix} failed: {summary}"
-        if _auth_failure(message) is not None:
-            hint = "check the credentials in the index URL of the manifest; " + hint
-        elif _NETWORK.search(message):
-            hint = _network_hint(proc)
-    raise BackendError(text, hint=hint)
+                return checked_install(proc, "pip", python)
 
 
 def select_installer(installer: str, python: Path) -> PipInstaller:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from reconciler.manifest.merge import CondaEntry, PipEntry, merge_conda, merge_pip
 from reconciler.manifest.model import (
     Create,
     Environment,
@@ -23,14 +24,10 @@ from reconciler.manifest.model import (
     PipSettings,
 )
 from reconciler.manifest.specs import (
-    CondaEntry,
-    PipEntry,
     SpecError,
     channel_name_problem,
     check_conda_text,
     invisible_character,
-    merge_conda,
-    merge_pip,
     parse_conda,
     parse_pip,
     unsafe_character,

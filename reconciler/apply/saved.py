@@ -1,0 +1,96 @@
+"""A saved plan (``apply --plan FILE``) is applied only while it is fresh and within the rules.
+
+Both checks run under the environment locks, on the state just re-read: the
+file may be old, and anyone could have edited it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from reconciler.errors import StalePlanError
+from reconciler.manifest.model import Manifest
+from reconciler.plan.model import Plan
+from reconciler.plan.planner import EnvironmentInputs, requested_names
+
+__all__ = ["check_fresh", "trusted_plan"]
+
+
+def check_fresh(saved: Plan, manifest: Manifest, inputs: Sequence[EnvironmentInputs]) -> None:
+    """Refuse ``saved`` when the manifest or an environment changed since it was made."""
+    if saved.manifest_sha256 != manifest.sha256:
+        raise StalePlanError(
+            f"stale plan: {manifest.path} changed since the plan was made",
+            hint="run `reconciler plan --out FILE` again and review it",
+        )
+    by_name = {i.env.name: i for i in inputs}
+    for env in saved.environments:
+        current = by_name[env.name].state.fingerprint
+        if current != env.fingerprint:
+            raise StalePlanError(
+                f"stale plan: environment {env.name!r} ({env.prefix}) changed since the plan "
+                "was made; nothing was applied",
+                hint="run `reconciler plan --out FILE` again and review it",
+            )
+
+
+def trusted_plan(saved: Plan, inputs: Sequence[EnvironmentInputs]) -> Plan:
+    """A saved plan is a file anyone could edit: hold it to the rules again, under the lock.
+
+    Its pins are recomputed from the live ownership (never taken from the file), it
+    may install only what the manifest declares, and no change it allows may move a
+    managed or foreign package.
+    """
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    by_name = {i.env.name: i for i in inputs}
+    trusted = []
+    for env_plan in saved.environments:
+        item = by_name[env_plan.name]
+        problem = ""
+        if env_plan.prefix != str(item.env.prefix):
+            problem = f"its prefix {env_plan.prefix} is not the manifest's {item.env.prefix}"
+        declared = requested_names(item.env) | {"python"}
+        packages = item.state.packages()
+        for change in env_plan.changes:
+            if change.refused or change.action not in (
+                "upgrade",
+                "downgrade",
+                "reinstall",
+                "remove",
+            ):
+                continue
+            key = (
+                f"conda:{change.name}" if change.manager == "conda" else
+                item.state.package_for_dist(change.name)
+            )  # fmt: skip
+            pkg = packages.get(key)
+            if pkg is not None and not item.ownership.may_move(pkg):
+                status = item.ownership.status(pkg)
+                problem = f"it would {change.action} {status} {pkg.name} {pkg.version}"
+        for text in env_plan.pip_requirements:
+            try:
+                name: str = canonicalize_name(Requirement(text).name)
+            except InvalidRequirement:
+                name = text
+            if name not in declared:
+                problem = f"it installs {text!r}, which the manifest does not declare"
+        for spec in env_plan.conda_specs:
+            if spec.split()[0].split("=")[0].lower() not in declared:
+                problem = f"it installs conda {spec!r}, which the manifest does not declare"
+        if problem:
+            raise StalePlanError(
+                f"the saved plan for environment {env_plan.name!r} cannot be applied: {problem}",
+                hint="the plan file was altered or made for another manifest; make it again with "
+                "`reconciler plan --out FILE`",
+            )
+        trusted.append(
+            replace(
+                env_plan,
+                pip_constraints=item.ownership.pip_pins(item.state),
+                conda_pinned=item.ownership.conda_pins(item.state),
+            )
+        )
+    return replace(saved, environments=tuple(trusted))

@@ -1,0 +1,123 @@
+"""What every pip and uv call is given, whichever installer runs.
+
+The isolated environment with its network bounds, the repository options (in an
+order that a public index cannot subvert), and the constraints file that pins
+every managed and foreign distribution to its installed version.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from reconciler.errors import BackendError
+from reconciler.manifest.model import PipSettings
+
+__all__ = [
+    "HTTP_CONNECT_TIMEOUT",
+    "HTTP_READ_TIMEOUT",
+    "HTTP_RETRIES",
+    "check_index_order",
+    "constraints_file",
+    "isolation_env",
+    "repository_args",
+]
+
+#: How long uv and pip wait on the network, unless the environment already says
+#: (``UV_HTTP_TIMEOUT``, ``UV_HTTP_CONNECT_TIMEOUT``, ``UV_HTTP_RETRIES``; pip's
+#: ``PIP_TIMEOUT``/``PIP_DEFAULT_TIMEOUT``, ``PIP_RETRIES``). The read timeout is
+#: per read (a slow but moving download never hits it); a failed request (5xx,
+#: reset, timeout) is retried ``HTTP_RETRIES`` times with backoff, so one stalled
+#: request gives up after about ``(HTTP_RETRIES + 1) * HTTP_READ_TIMEOUT`` seconds
+#: plus a few seconds of backoff, well inside ``PREVIEW_TIMEOUT``/``INSTALL_TIMEOUT``
+#: (:mod:`reconciler.backends.pip`), which bound the whole process.
+HTTP_READ_TIMEOUT = 30
+HTTP_CONNECT_TIMEOUT = 10
+HTTP_RETRIES = 2
+
+
+def isolation_env() -> dict[str, str]:
+    """Environment additions for every pip/uv call. Nothing from a shell profile leaks in.
+
+    The network bounds (:data:`HTTP_READ_TIMEOUT`, :data:`HTTP_CONNECT_TIMEOUT`,
+    :data:`HTTP_RETRIES`) apply unless the caller's environment sets its own.
+    """
+    env = {"PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1", "UV_NO_PROGRESS": "1"}
+    bounds = {
+        "UV_HTTP_TIMEOUT": str(HTTP_READ_TIMEOUT),
+        "UV_HTTP_CONNECT_TIMEOUT": str(HTTP_CONNECT_TIMEOUT),
+        "UV_HTTP_RETRIES": str(HTTP_RETRIES),
+        "PIP_RETRIES": str(HTTP_RETRIES),
+    }
+    for key, value in bounds.items():
+        if not os.environ.get(key):
+            env[key] = value
+    if not (os.environ.get("PIP_TIMEOUT") or os.environ.get("PIP_DEFAULT_TIMEOUT")):
+        env["PIP_DEFAULT_TIMEOUT"] = str(HTTP_READ_TIMEOUT)
+    return env
+
+
+@contextmanager
+def constraints_file(constraints: Sequence[str]) -> Iterator[Path | None]:
+    """A temporary file with one constraint a line (None when there are none), removed after."""
+    if not constraints:
+        yield None
+        return
+    fd, name = tempfile.mkstemp(prefix="reconciler-constraints-", suffix=".txt")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write("".join(f"{c}\n" for c in constraints))
+        yield Path(name)
+    finally:
+        os.unlink(name)
+
+
+def check_index_order(installer: str, settings: PipSettings) -> None:
+    """Refuse ``installer: pip`` with ``extra_index_urls``: pip merges every index and
+    takes the highest version wherever it is (dependency confusion: a public extra
+    index can shadow an internal package). uv keeps the order (see :func:`repository_args`)."""
+    if installer == "pip" and settings.extra_index_urls and not settings.no_index:
+        raise BackendError(
+            "refusing to install with pip from several indexes (extra_index_urls): pip "
+            "merges all indexes and installs the highest version it finds on any of them, "
+            "so a package on an extra index can replace the one on index_url "
+            "(dependency confusion); nothing was changed",
+            hint="use `installer: uv` (or auto), which takes each package from the first "
+            "index that has it, or drop extra_index_urls",
+        )
+
+
+def repository_args(settings: PipSettings, *, uv: bool) -> list[str]:
+    """Repository options for uv or pip.
+
+    uv takes each package from the first index that has it (``--index-strategy
+    first-index``, passed explicitly so a user's uv configuration cannot change it),
+    in this order: ``index_url``, then ``extra_index_urls`` as listed, then (without
+    ``index_url``) the default index. uv's own ``--extra-index-url`` would put the
+    extra indexes before ``--index-url``, so they are passed as ``--index`` (earlier
+    wins) and the last one as ``--default-index``. pip merges indexes: it gets no
+    extra index (:func:`check_index_order`).
+    """
+    args: list[str] = []
+    extras = list(settings.extra_index_urls)
+    if settings.no_index:
+        args.append("--no-index")
+    elif uv and settings.index_url and extras:
+        for url in [settings.index_url, *extras[:-1]]:
+            args += ["--index", url]
+        args += ["--default-index", extras[-1]]
+        extras = []
+    elif settings.index_url:
+        args += ["--index-url", settings.index_url]
+    if uv:
+        for url in extras:
+            args += ["--index", url]
+        args += ["--index-strategy", "first-index"]
+    elif extras and not settings.no_index:
+        check_index_order("pip", settings)
+    for link in settings.find_links:
+        args += ["--find-links", link]
+    return args

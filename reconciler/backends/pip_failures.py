@@ -1,0 +1,196 @@
+"""When pip or uv fails: a refusal or an error, one clear line and a hint, and the undo.
+
+A resolver's "no solution" is data (the plan shows it as a refusal); a refused
+credential, a network fault or a full disk is an error that names its cause. A
+failed install is rolled back: what it left in the environment is removed again.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from reconciler.backends.pip_args import HTTP_READ_TIMEOUT, HTTP_RETRIES
+from reconciler.backends.process import Completed, redact
+from reconciler.errors import BackendError, ReconcilerError
+
+__all__ = ["checked_install", "resolution_refusal", "rolled_back_on_failure"]
+
+
+def _failure(proc: Completed) -> str:
+    text = (proc.stderr or proc.stdout).strip()
+    return redact(text)
+
+
+_NO_SOLUTION = re.compile(
+    r"No solution found|ResolutionImpossible|conflicting dependencies|Cannot install", re.I
+)
+
+
+# uv: "error: ...", "  cause: ..." (older: "Caused by: ..."); pip: "ERROR: ...".
+_HEADLINE = re.compile(r"^\s*(?:error|cause|caused by)\s*:\s*(?P<text>\S.*)$", re.I)
+_AUTH = re.compile(r"\b(401 Unauthorized|403 Forbidden|401 Error|403 Error)", re.I)
+_AUTH_UV_HINT = re.compile(r"lack of valid authentication credentials", re.I)
+_DISK_FULL = re.compile(r"No space left on device|os error 28|Errno 28|ENOSPC|Disk quota exceeded")
+_NETWORK = re.compile(
+    r"Request failed after|timed out|error sending request|Failed to fetch|"
+    r"HTTP status (?:server|client) error|error decoding response body|Hash mismatch|"
+    r"Connection refused|end of file before message length|ReadTimeout|HTTPError",
+    re.I,
+)
+
+
+def _auth_failure(message: str) -> str | None:
+    """``401 Unauthorized`` (or 403) when the index refused the credentials, else None."""
+    match = _AUTH.search(message)
+    if match is not None:
+        return match.group(1)
+    return "401 Unauthorized" if _AUTH_UV_HINT.search(message) else None
+
+
+def _summary(message: str) -> str:
+    """The installer's error and its causes on one line (the last line alone is often
+    a hash or a URL): ``Failed to download `x==1`: Hash mismatch for `x==1```."""
+    parts: list[str] = []
+    for line in message.splitlines():
+        match = _HEADLINE.match(line)
+        if match and match.group("text").strip() not in parts:
+            parts.append(match.group("text").strip())
+    if not parts:
+        lines = [line.strip() for line in message.splitlines() if line.strip()]
+        parts = lines[-1:]
+    text = ": ".join(parts)
+    return text if len(text) <= 700 else text[:697] + "..."
+
+
+def _network_hint(proc: Completed) -> str:
+    return (
+        f"check that the package index is reachable and serves complete files; each "
+        f"request was retried {os.environ.get('UV_HTTP_RETRIES') or HTTP_RETRIES} time(s) "
+        f"with a {os.environ.get('UV_HTTP_TIMEOUT') or HTTP_READ_TIMEOUT} s read timeout "
+        f"(UV_HTTP_RETRIES, UV_HTTP_TIMEOUT); the command was: {proc.display}"
+    )
+
+
+def resolution_refusal(proc: Completed, what: str) -> str:
+    """The resolver's message when a failed dry run is its 'no solution' (data: a refusal);
+    anything else raises a :class:`BackendError`.
+
+    uv reports an index that refused the credentials (401/403) as "no solution" (the
+    package was not found): that is an error about the index, not a refusal.
+    """
+    message = _failure(proc)
+    auth = _auth_failure(message)
+    if auth is not None:
+        raise BackendError(
+            f"{what} failed: the package index refused the request ({auth}): {_summary(message)}",
+            hint="check the credentials in the index URL of the manifest; the command was: "
+            f"{proc.display}",
+        )
+    if _NO_SOLUTION.search(message):
+        return message
+    hint = f"the command was: {proc.display}"
+    if _NETWORK.search(message):
+        hint = _network_hint(proc)
+    raise BackendError(
+        f"{what} failed (exit {proc.returncode}): {_summary(message)}",
+        hint=hint,
+    )
+
+
+def checked_install(proc: Completed, name: str, python: Path) -> Completed:
+    """``proc`` when the install succeeded; else a :class:`BackendError` naming the cause
+    (a full disk, refused credentials, the network) with what to do about it."""
+    if proc.returncode == 0:
+        return proc
+    message = _failure(proc)
+    summary = _summary(message) if message else f"exit {proc.returncode}"
+    prefix = python.parent.parent
+    hint = f"the command was: {proc.display}"
+    if _DISK_FULL.search(message):
+        text = (
+            f"{name} install into {prefix} failed: the disk is full (no space left on "
+            f"device): {summary}"
+        )
+        hint = (
+            "free space on the file system of the path named in the error (the "
+            "environment, uv's cache or TMPDIR), then run apply again"
+        )
+    else:
+        text = f"{name} install into {prefix} failed: {summary}"
+        if _auth_failure(message) is not None:
+            hint = "check the credentials in the index URL of the manifest; " + hint
+        elif _NETWORK.search(message):
+            hint = _network_hint(proc)
+    raise BackendError(text, hint=hint)
+
+
+class _Snapshot:
+    """The entries of an environment's site-packages and ``bin`` before an install.
+
+    When the installer fails, what it created and left behind (uv leaves a module
+    and a ``*.dist-info`` without its payload when the disk fills up) is removed
+    again: the environment goes back to how it was. Entries that existed before are
+    never touched. The environment lock is held, so nothing else installs meanwhile.
+    """
+
+    def __init__(self, python: Path) -> None:
+        from reconciler.state.python import find_site_packages
+
+        prefix = python.parent.parent
+        site, _ = find_site_packages(prefix)
+        self._dirs = [d for d in (site, prefix / "bin") if d is not None]
+        self._before = {d: set(_listdir(d)) for d in self._dirs}
+
+    def roll_back(self) -> tuple[list[str], list[str]]:
+        """Remove new entries; ``(removed, could not remove)`` as names."""
+        removed: list[str] = []
+        kept: list[str] = []
+        for directory in self._dirs:
+            for name in sorted(set(_listdir(directory)) - self._before[directory]):
+                path = directory / name
+                try:
+                    if path.is_dir() and not path.is_symlink():
+                        shutil.rmtree(path)
+                    else:
+                        path.unlink()
+                    removed.append(name)
+                except OSError:
+                    kept.append(str(path))
+        return removed, kept
+
+
+def _listdir(directory: Path) -> list[str]:
+    try:
+        return os.listdir(directory)
+    except OSError:
+        return []
+
+
+@contextmanager
+def rolled_back_on_failure(python: Path, name: str) -> Iterator[None]:
+    """Run an install; if it fails (or is stopped), undo what it left in the environment."""
+    snapshot = _Snapshot(python)
+    try:
+        yield
+    except ReconcilerError as exc:
+        removed, kept = snapshot.roll_back()
+        if removed or kept:
+            exc.message += _rollback_note(name, removed, kept)
+            exc.args = (exc.message,)
+        raise
+
+
+def _rollback_note(name: str, removed: Sequence[str], kept: Sequence[str]) -> str:
+    note = ""
+    if removed:
+        note += f"; removed what the failed {name} install had left: {', '.join(removed)}"
+    if kept:
+        note += f"; could not remove {', '.join(kept)}: remove it by hand"
+    else:
+        note += "; nothing it added is left in the environment"
+    return note
