@@ -67,7 +67,14 @@ class StateError(ReconcilerError):
 
 
 class BackendError(ReconcilerError):
-    """An installer or resolver (pip, uv, rattler) failed for a reason other than a refusal."""
+    """An installer or resolver (pip, uv, rattler) failed for a reason other than a refusal.
+
+    ``output`` is what the installer printed (credentials redacted), for the apply log.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None, output: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.output = output
 
 
 class LockError(ReconcilerError):

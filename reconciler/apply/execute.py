@@ -27,7 +27,7 @@ from reconciler.apply.recovery import adopt, recover
 from reconciler.apply.report import Reporter
 from reconciler.apply.saved import check_fresh, trusted_plan
 from reconciler.backends.process import Completed, redact
-from reconciler.errors import ReconcilerError
+from reconciler.errors import BackendError, ReconcilerError
 from reconciler.manifest.model import Environment, Manifest
 from reconciler.plan.model import UNRESOLVED, Change, EnvironmentPlan, Plan
 from reconciler.plan.planner import Backends, EnvironmentInputs, build_plan, read_inputs
@@ -86,7 +86,9 @@ class _Log:
     def write(self, name: str, text: str) -> None:
         if self._path is None:
             return
-        with self._lock:
+        # The log is for people; failing to write it (a full disk) must not replace
+        # the error being reported or fail an apply that worked.
+        with self._lock, contextlib.suppress(OSError):
             if not self._created:
                 self._path.parent.mkdir(parents=True, exist_ok=True)
                 for old in sorted(self._path.parent.glob("apply-*.log"))[: -self.KEEP]:
@@ -350,6 +352,8 @@ def _apply_environment(
         faults.point("before-record")
         _record_owned(store, item, after)
     except ReconcilerError as exc:
+        if isinstance(exc, BackendError) and exc.output:
+            log.write(env.name, exc.output)  # the failed installer's own words
         # What was installed as planned before the failure is reconciler's: record it,
         # so that it is not mistaken for foreign (and frozen) by the next run.
         adopt(store, env.prefix, env_plan.changes)

@@ -126,7 +126,9 @@ def checked_install(proc: Completed, name: str, python: Path) -> Completed:
             hint = "check the credentials in the index URL of the manifest; " + hint
         elif _NETWORK.search(message):
             hint = _network_hint(proc)
-    raise BackendError(text, hint=hint)
+    raise BackendError(
+        text, hint=hint, output=f"$ {proc.display}\n{redact(proc.stdout)}\n{redact(proc.stderr)}"
+    )
 
 
 class _Snapshot:

@@ -123,6 +123,9 @@ def test_500_forever_fails_within_the_retry_bound_and_changes_nothing(
     if where == "download":  # the install failed: recorded as such
         assert "uv install into" in run.output
         _assert_failed_journal(tmp_path, image, "500 Internal Server Error")
+        # The failed installer's own output is in the apply log.
+        logs = list((tmp_path / "state" / "logs").glob("apply-*.log"))
+        assert any("500 Internal Server Error" in p.read_text() for p in logs), logs
     else:  # the preview failed: the plan never got as far as the journal
         assert "uv dry run failed" in run.output
         assert "journal" not in state_documents(tmp_path / "state", image)
