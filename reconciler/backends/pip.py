@@ -167,24 +167,12 @@ class UvCli:
         settings: PipSettings,
     ) -> PipPreview:
         """``uv pip install --dry-run --output-format json``."""
-        with constraints_file(constraints) as cfile:
-            argv: list[str | Path] = [
-                self.uv,
-                "pip",
-                "install",
-                "--dry-run",
-                "--no-build",
-                "--python",
-                python,
-                "--output-format",
-                "json",
-                *repository_args(settings, uv=True),
-            ]
-            if cfile is not None:
-                argv += ["--constraints", cfile]
-            argv += ["--", *requirements]
-            with _no_lock_left(python):
-                proc = run(argv, env=isolation_env(), timeout=PREVIEW_TIMEOUT)
+        argv: list[str | Path] = [
+            self.uv, "pip", "install", "--dry-run", "--no-build", "--python", python,
+            "--output-format", "json", *repository_args(settings, uv=True),
+        ]  # fmt: skip
+        with _no_lock_left(python):
+            proc = _run_pinned(argv, "--constraints", constraints, requirements, PREVIEW_TIMEOUT)
         if proc.returncode != 0:
             message = resolution_refusal(proc, "uv dry run")
             edges = tuple(
@@ -219,19 +207,15 @@ class UvCli:
         settings: PipSettings,
     ) -> Completed:
         """``uv pip install --python ENV/bin/python -c PINS REQS``."""
-        with constraints_file(constraints) as cfile:
-            argv: list[str | Path] = [
-                self.uv, "pip", "install", "--no-build", "--python", python,
-                *repository_args(settings, uv=True),
-            ]  # fmt: skip
-            if cfile is not None:
-                argv += ["--constraints", cfile]
-            argv += ["--", *requirements]
-            with rolled_back_on_failure(python, "uv"):
-                proc = run(
-                    argv, env=isolation_env(), timeout=INSTALL_TIMEOUT, fault_point="in-installer"
-                )
-                return checked_install(proc, "uv", python)
+        argv: list[str | Path] = [
+            self.uv, "pip", "install", "--no-build", "--python", python,
+            *repository_args(settings, uv=True),
+        ]  # fmt: skip
+        with rolled_back_on_failure(python, "uv"):
+            proc = _run_pinned(
+                argv, "--constraints", constraints, requirements, INSTALL_TIMEOUT, "in-installer"
+            )
+            return checked_install(proc, "uv", python)
 
     def explain(
         self, python: Path, requirements: Sequence[str], settings: PipSettings
@@ -276,6 +260,26 @@ def _run_with_input(argv: Sequence[str | Path], text: str) -> Completed:
         os.unlink(name)
 
 
+def _run_pinned(
+    argv: Sequence[str | Path],
+    flag: str,
+    constraints: Sequence[str],
+    requirements: Sequence[str],
+    timeout: float,
+    fault_point: str | None = None,
+) -> Completed:
+    """Run an installer with the pins in a constraints file (``flag``: uv's
+    ``--constraints``, pip's ``--constraint``) and the requirements after ``--``."""
+    with constraints_file(constraints) as cfile:
+        pins: list[str | Path] = [flag, cfile] if cfile is not None else []
+        return run(
+            [*argv, *pins, "--", *requirements],
+            env=isolation_env(),
+            timeout=timeout,
+            fault_point=fault_point,
+        )
+
+
 def _req_name(spec: str) -> str:
     match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", spec)
     return canonicalize_name(match.group(0)) if match else ""
@@ -294,24 +298,11 @@ class PipCli:
         settings: PipSettings,
     ) -> PipPreview:
         """``pip install --dry-run --report - --only-binary :all:``."""
-        with constraints_file(constraints) as cfile:
-            argv: list[str | Path] = [
-                python,
-                "-m",
-                "pip",
-                "install",
-                "--dry-run",
-                "--quiet",
-                "--report",
-                "-",
-                "--only-binary",
-                ":all:",
-                *repository_args(settings, uv=False),
-            ]
-            if cfile is not None:
-                argv += ["--constraint", cfile]
-            argv += ["--", *requirements]
-            proc = run(argv, env=isolation_env(), timeout=PREVIEW_TIMEOUT)
+        argv: list[str | Path] = [
+            python, "-m", "pip", "install", "--dry-run", "--quiet", "--report", "-",
+            "--only-binary", ":all:", *repository_args(settings, uv=False),
+        ]  # fmt: skip
+        proc = _run_pinned(argv, "--constraint", constraints, requirements, PREVIEW_TIMEOUT)
         if proc.returncode != 0:
             return PipPreview(ok=False, message=resolution_refusal(proc, "pip dry run"))
         try:
@@ -346,19 +337,15 @@ class PipCli:
         settings: PipSettings,
     ) -> Completed:
         """``python -m pip install --only-binary :all: -c PINS REQS``."""
-        with constraints_file(constraints) as cfile:
-            argv: list[str | Path] = [
-                python, "-m", "pip", "install", "--only-binary", ":all:",
-                *repository_args(settings, uv=False),
-            ]  # fmt: skip
-            if cfile is not None:
-                argv += ["--constraint", cfile]
-            argv += ["--", *requirements]
-            with rolled_back_on_failure(python, "pip"):
-                proc = run(
-                    argv, env=isolation_env(), timeout=INSTALL_TIMEOUT, fault_point="in-installer"
-                )
-                return checked_install(proc, "pip", python)
+        argv: list[str | Path] = [
+            python, "-m", "pip", "install", "--only-binary", ":all:",
+            *repository_args(settings, uv=False),
+        ]  # fmt: skip
+        with rolled_back_on_failure(python, "pip"):
+            proc = _run_pinned(
+                argv, "--constraint", constraints, requirements, INSTALL_TIMEOUT, "in-installer"
+            )
+            return checked_install(proc, "pip", python)
 
 
 def select_installer(installer: str, python: Path) -> PipInstaller:
