@@ -370,3 +370,34 @@ def test_a_new_image_is_not_drift(
     # drift changes nothing: the new baseline is recorded by the next apply or capture.
     assert (StateStore(state_dir).env_dir(prefix) / "baseline.json").read_bytes() == recorded
     assert read_state(prefix).conda["condaonly"].version == "1.1"
+
+
+def test_an_owned_dependency_of_a_declared_package_is_not_orphaned(
+    tmp_path: Path,
+    wheelhouse: Path,
+    isolated: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    venv = make_venv(tmp_path / "venv")
+    manifest = write_manifest(
+        tmp_path / "m.yaml", {"e": {"prefix": venv, "pip": ["gamma"]}}, wheelhouse=wheelhouse
+    )
+    state_dir = tmp_path / "state"
+    capture(capsys, state_dir, manifest)
+    # reconciler installed gamma, and beta and alpha because gamma needs them; and delta,
+    # which nothing declared needs any more.
+    pip_install(venv, ["gamma", "delta==1.0"], wheelhouse, env=isolated)
+    StateStore(state_dir).save_owned(
+        venv,
+        Owned(
+            {
+                f"pip:{n}": OwnedPackage(n, "pip", v)
+                for n, v in (("gamma", "1.0"), ("beta", "2.0"), ("alpha", "2.0"), ("delta", "1.0"))
+            }
+        ),
+    )
+    code, document = drift(capsys, state_dir, manifest)
+    assert code == 0
+    assert {f for f in findings(document, "e") if f[0] == "orphaned"} == {
+        ("orphaned", "pip", "delta", None, "1.0", "info")
+    }

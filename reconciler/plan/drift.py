@@ -240,8 +240,9 @@ def drift_environment(inputs: EnvironmentInputs) -> EnvironmentDrift:
                     "installed outside reconciler and not in the manifest",
                 )
             )
+    needed = _needed(inputs, declared)
     for key, owned in sorted(inputs.owned.packages.items()):
-        if owned.name not in declared and key in packages:
+        if owned.name not in needed and key in packages:
             findings.append(
                 Finding(
                     "orphaned",
@@ -286,6 +287,36 @@ def drift_environment(inputs: EnvironmentInputs) -> EnvironmentDrift:
             )
         )
     return EnvironmentDrift(env.name, str(env.prefix), tuple(findings), inputs.notices)
+
+
+def _needed(inputs: EnvironmentInputs, declared: set[str]) -> set[str]:
+    """The declared packages and everything they require, transitively (pip
+    ``Requires-Dist`` and conda ``depends``): an owned dependency is not an orphan."""
+    from packaging.utils import canonicalize_name
+
+    from reconciler.plan.requirements import applies, parse
+
+    state = inputs.state
+    env = marker_environment(state.python_version)
+    needed: set[str] = set()
+    stack = list(declared)
+    while stack:
+        name = stack.pop()
+        if name in needed:
+            continue
+        needed.add(name)
+        dist = state.dists.get(name)
+        if dist is None and name in state.conda:
+            owner = next((d for d, c in state.dist_owner.items() if c == name), None)
+            dist = state.dists.get(owner) if owner else None
+        for text in dist.requires if dist is not None else ():
+            req = parse(text)
+            if req is not None and applies(req, env):
+                stack.append(canonicalize_name(req.name))
+        details = state.details.get(name)
+        for dep in details.depends if details is not None else ():
+            stack.append(dep.split()[0].lower())
+    return needed
 
 
 def _installed_version(inputs: EnvironmentInputs, requirement: str) -> str | None:
