@@ -30,7 +30,13 @@ from reconciler.backends.process import Completed, redact
 from reconciler.errors import BackendError, ReconcilerError
 from reconciler.manifest.model import Environment, Manifest
 from reconciler.plan.model import UNRESOLVED, Change, EnvironmentPlan, Plan
-from reconciler.plan.planner import Backends, EnvironmentInputs, build_plan, read_inputs
+from reconciler.plan.planner import (
+    Backends,
+    EnvironmentInputs,
+    build_plan,
+    conda_matches,
+    read_inputs,
+)
 from reconciler.plan.policy import OWNED, Ownership
 from reconciler.state.cache import ReadCache
 from reconciler.state.environment import InstalledState, read_state
@@ -375,11 +381,7 @@ def _remember_matches(env: Environment, after: InstalledState, cache: ReadCache)
     """
     from reconciler.backends.conda import SpecMatcher
 
-    matcher = SpecMatcher(cache)
-    for request in env.conda:
-        record = after.conda.get(request.name)
-        if record is not None:
-            matcher(request.spec, record.name, record.version, record.build)
+    conda_matches(env, after, SpecMatcher(cache))
 
 
 def _create(env: Environment, backends: Backends, log: _Log) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from reconciler import faults
+from reconciler.backends.process import first_lines
 from reconciler.errors import BackendError
 from reconciler.state.cache import ReadCache
 
@@ -166,11 +167,6 @@ def _solved(record: Any) -> SolvedRecord:
     )
 
 
-def _first_line(message: str) -> str:
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
-    return " ".join(lines[:3])[:400]
-
-
 def _append_history(
     prefix: Path, added: Sequence[Any], removed: Sequence[Any], specs: Sequence[str]
 ) -> None:
@@ -231,7 +227,7 @@ class RattlerSolver:
         solution, solved = self._solve(prefix, channels, specs, pinned, locked)
         if not solution.ok:
             raise BackendError(
-                f"conda solve for {prefix} no longer succeeds: {_first_line(solution.message)}",
+                f"conda solve for {prefix} no longer succeeds: {first_lines(solution.message)}",
                 hint="the channel or the environment changed since the plan; run plan again",
             )
         installed = _load_prefix_records(rattler, prefix, None) if prefix.is_dir() else []
@@ -244,7 +240,7 @@ class RattlerSolver:
             asyncio.run(rattler.install(union, prefix, show_progress=False))
         except Exception as exc:  # rattler raises its own exception classes
             raise BackendError(
-                f"conda install into {prefix} failed: {_first_line(str(exc))}",
+                f"conda install into {prefix} failed: {first_lines(str(exc))}",
                 hint="the full error is in the apply log",
             ) from exc
         linked = [

@@ -19,13 +19,19 @@ from reconciler.errors import BackendError
 
 POLL_SECONDS = 0.2
 
-__all__ = ["INHERITED_FDS", "Completed", "redact", "run", "spawn_detached"]
+__all__ = ["INHERITED_FDS", "Completed", "first_lines", "redact", "run", "spawn_detached"]
 
 #: File descriptors every installer inherits: the environment locks' flock (see
 #: :mod:`reconciler.apply.lock`), so that a killed apply's installer keeps them.
 INHERITED_FDS: set[int] = set()
 
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
+
+
+def first_lines(message: str) -> str:
+    """The first three non-blank lines of a tool's message, joined, at most 400 characters."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return " ".join(lines[:3])[:400]
 
 
 def redact(text: str) -> str:

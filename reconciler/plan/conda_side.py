@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from reconciler.backends.conda import CondaSolution, CondaSolver, SolvedRecord
+from reconciler.backends.process import first_lines
 from reconciler.errors import BackendError
 from reconciler.manifest.model import CondaRequest
 from reconciler.plan.model import Change
@@ -110,7 +111,7 @@ def plan_conda_side(
     if not free.ok:
         raise BackendError(
             f"{state.prefix}: the requested conda packages cannot be solved, even ignoring "
-            f"managed packages: {_first_line(free.message)}",
+            f"managed packages: {first_lines(free.message)}",
             hint="check the specs and channels in the manifest",
         )
     chains = _chains(free.records, requested)
@@ -133,7 +134,7 @@ def _blame(solution: CondaSolution, state: InstalledState) -> Change:
         False,
         True,
         f"the solver would have to move managed {', '.join(names)}: "
-        f"{_first_line(solution.message)}",
+        f"{first_lines(solution.message)}",
     )
 
 
@@ -200,8 +201,3 @@ def _classify(
             )
         )
     return changes
-
-
-def _first_line(message: str) -> str:
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
-    return " ".join(lines[:3])[:400]

@@ -21,6 +21,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from reconciler.backends.pip import PipCli, PipInstaller, PipPreview, Resolved
+from reconciler.backends.process import first_lines
 from reconciler.errors import BackendError
 from reconciler.manifest.model import PipRequest, PipSettings
 from reconciler.plan.model import Change
@@ -289,7 +290,7 @@ def _explain_refusal(
     if not free.ok:
         raise BackendError(
             f"{state.prefix}: the requested pip packages cannot be installed together, "
-            f"even ignoring managed packages: {_first_line(free.message)}",
+            f"even ignoring managed packages: {first_lines(free.message)}",
             hint="check the versions in the manifest against the package index",
         )
     chains = _chains(state, installer, settings, requirements, requested, free, pinned.edges)
@@ -306,12 +307,7 @@ def _explain_refusal(
                 True,
                 True,
                 f"the resolver found no solution that keeps managed "
-                f"packages in place: {_first_line(pinned.message)}",
+                f"packages in place: {first_lines(pinned.message)}",
             )
         )
     return changes
-
-
-def _first_line(message: str) -> str:
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
-    return " ".join(lines[:3])[:400]

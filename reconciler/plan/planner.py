@@ -29,6 +29,7 @@ __all__ = [
     "Backends",
     "EnvironmentInputs",
     "build_plan",
+    "conda_matches",
     "pip_requests",
     "plan_environment",
     "read_inputs",
@@ -126,7 +127,7 @@ def read_inputs(
                 ownership,
                 image_changed,
                 tuple(notices),
-                _conda_matches(env, state, matcher),
+                conda_matches(env, state, matcher),
             )
         )
     if owns_cache:
@@ -134,9 +135,8 @@ def read_inputs(
     return out
 
 
-def _conda_matches(
-    env: Environment, state: InstalledState, matcher: SpecMatcher
-) -> dict[str, bool]:
+def conda_matches(env: Environment, state: InstalledState, matcher: SpecMatcher) -> dict[str, bool]:
+    """Declared conda spec -> whether the installed record satisfies it (memoised)."""
     matches: dict[str, bool] = {}
     for request in env.conda:
         record = state.conda.get(request.name)
