@@ -21,6 +21,19 @@ __all__ = ["main"]
 EXIT_OK, EXIT_ERROR, EXIT_PENDING, EXIT_REFUSED = 0, 1, 2, 3
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error exits 1 (2 means "changes pending" under
+    ``--detailed-exitcode``, as in Terraform)."""
+
+    def error(self, message: str) -> Any:  # argparse's signature is NoReturn
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
+
+
+_ENV_HELP = "only this environment of the manifest (repeatable; default: all)"
+_MANIFEST_HELP = "the manifest file (YAML, version: 1)"
+
+
 def _common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     default: Any = argparse.SUPPRESS if suppress else None
     parser.add_argument(
@@ -47,13 +60,18 @@ def _common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="reconciler",
         description="Apply a declarative environment manifest without breaking the managed image.",
     )
-    parser.add_argument("--version", action="version", version=f"reconciler {__version__}")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"reconciler {__version__}",
+        help="print the version and exit",
+    )
     _common(parser, suppress=False)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", help="what to do")
     sub.required = True
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -62,12 +80,12 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     p = command("validate", "check a manifest (schema and semantics); reads no environment")
-    p.add_argument("manifest", type=Path)
+    p.add_argument("manifest", type=Path, help=_MANIFEST_HELP)
     p.set_defaults(func=_validate)
 
     p = command("plan", "show what apply would do, every transitive change included")
-    p.add_argument("manifest", type=Path)
-    p.add_argument("--env", action="append", default=[], metavar="NAME")
+    p.add_argument("manifest", type=Path, help=_MANIFEST_HELP)
+    p.add_argument("--env", action="append", default=[], metavar="NAME", help=_ENV_HELP)
     p.add_argument("--json", action="store_true", help="print plan.v1 JSON")
     p.add_argument("--out", type=Path, metavar="FILE", help="save the plan for `apply --plan`")
     p.add_argument(
@@ -76,8 +94,10 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_plan)
 
     p = command("apply", "plan, then make the allowed additive changes (nothing if any is refused)")
-    p.add_argument("manifest", type=Path, nargs="?")
-    p.add_argument("--env", action="append", default=[], metavar="NAME")
+    p.add_argument(
+        "manifest", type=Path, nargs="?", help=_MANIFEST_HELP + " (default with --plan: its own)"
+    )
+    p.add_argument("--env", action="append", default=[], metavar="NAME", help=_ENV_HELP)
     p.add_argument("--plan", type=Path, metavar="FILE", help="execute a plan saved by plan --out")
     p.add_argument("--json", action="store_true", help="print the plan with each result")
     p.add_argument(
@@ -106,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_apply)
 
     p = command("lifecycle", "print a SageMaker Studio on-start lifecycle script")
-    p.add_argument("manifest", type=Path)
+    p.add_argument("manifest", type=Path, help=_MANIFEST_HELP)
     p.add_argument(
         "--budget",
         type=int,
@@ -140,21 +160,30 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_lifecycle)
 
     p = command("status", "the last or running apply: progress, result, log path")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the status file as JSON")
     p.set_defaults(func=_status)
 
     p = command("drift", "report how environments differ from the manifest and the image")
-    p.add_argument("manifest", type=Path)
-    p.add_argument("--env", action="append", default=[], metavar="NAME")
+    p.add_argument("manifest", type=Path, help=_MANIFEST_HELP)
+    p.add_argument("--env", action="append", default=[], metavar="NAME", help=_ENV_HELP)
     p.add_argument("--json", action="store_true", help="print drift.v1 JSON")
     p.add_argument("--detailed-exitcode", action="store_true", help="exit 2 when drift is found")
     p.set_defaults(func=_drift)
 
     p = command("baseline", "record or print the managed set of environments")
-    p.add_argument("action", choices=("capture", "show"))
-    p.add_argument("manifest", type=Path)
-    p.add_argument("--env", action="append", default=[], metavar="NAME")
-    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "action",
+        choices=("capture", "show"),
+        help="capture: record what is installed now as the managed set; show: print it",
+    )
+    p.add_argument("manifest", type=Path, help=_MANIFEST_HELP)
+    p.add_argument("--env", action="append", default=[], metavar="NAME", help=_ENV_HELP)
+    p.add_argument("--json", action="store_true", help="print the baselines as JSON")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="capture: replace an existing baseline (without it, capture says what would change)",
+    )
     p.set_defaults(func=_baseline)
     return parser
 
@@ -165,14 +194,21 @@ def _store(args: argparse.Namespace) -> Any:
     return StateStore(args.state_dir.expanduser() if args.state_dir else default_state_dir())
 
 
-def _load(path: Path, store: Any = None) -> Any:
-    """Load the manifest; with a store, pure checks that passed before are not redone."""
-    from reconciler.manifest import load_manifest
+def _load(path: Path, store: Any = None, envs: Sequence[str] = ()) -> Any:
+    """Load the manifest; with a store, pure checks that passed before are not redone.
+
+    ``envs`` (``--env NAME...``) must name environments of the manifest: an unknown
+    name fails here, before anything is read or written (not even the memo).
+    """
+    from reconciler.manifest import load_manifest, select_environments
 
     if store is None:
-        return load_manifest(path)
+        manifest = load_manifest(path)
+        select_environments(manifest, envs)
+        return manifest
     memo = store.validation_memo()
     manifest = load_manifest(path, memo=memo)
+    select_environments(manifest, envs)
     store.save_validation_memo(memo)
     return manifest
 
@@ -194,7 +230,7 @@ def _plan(args: argparse.Namespace) -> int:
     from reconciler.render.text import plan_summary, plan_text
 
     store = _store(args)
-    manifest = _load(args.manifest, store)
+    manifest = _load(args.manifest, store, args.env)
     inputs = read_inputs(manifest, store, args.env)
     plan = build_plan(manifest, inputs, Backends.default())
     if args.out:
@@ -231,7 +267,7 @@ def _apply(args: argparse.Namespace) -> int:
         raise ReconcilerError(
             "apply needs a MANIFEST or --plan FILE", hint="reconciler apply manifest.yaml"
         )
-    manifest = _load(manifest_path, store)
+    manifest = _load(manifest_path, store, args.env)
     if args.background:
         from reconciler.apply.background import start_background
 
@@ -376,7 +412,7 @@ def _drift(args: argparse.Namespace) -> int:
     from reconciler.render.text import drift_text
 
     store = _store(args)
-    manifest = _load(args.manifest, store)
+    manifest = _load(args.manifest, store, args.env)
     inputs = read_inputs(manifest, store, args.env)
     drift = Drift(tuple(drift_environment(i) for i in inputs))
     _out(json.dumps(drift.to_json(), indent=2) if args.json else drift_text(drift))
@@ -390,7 +426,7 @@ def _baseline(args: argparse.Namespace) -> int:
     from reconciler.state.store import Baseline
 
     store = _store(args)
-    manifest = _load(args.manifest, store)
+    manifest = _load(args.manifest, store, args.env)
     inputs = read_inputs(manifest, store, args.env, read_baselines=args.action == "show")
     shown: dict[str, Any] = {}
     for item in inputs:

@@ -86,9 +86,15 @@ def test_validate_invalid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "hint: 2 problems" in err
     assert "Traceback" not in err
 
-    code, out, err = run_cli(capsys, "validate", tmp_path / "missing.yaml")
-    assert (code, out) == (1, "")
-    assert err.startswith(f"error: {tmp_path / 'missing.yaml'}:1:1: ")
+    # A missing file is not a problem in the manifest: say so, and where it was looked for.
+    missing = tmp_path / "missing.yaml"
+    for command in ("validate", "plan", "apply", "drift", "baseline show", "lifecycle"):
+        code, out, err = run_cli(capsys, *command.split(), missing)
+        assert (code, out) == (1, ""), command
+        assert err == (
+            f"error: {missing}: no such file\n  hint: check the path; a relative path is read "
+            f"from the current directory ({os.getcwd()})\n"
+        ), command
 
 
 def test_validate_invalid_subprocess(isolated: dict[str, str]) -> None:
@@ -221,14 +227,27 @@ def test_env_filter_and_unknown_env(
     _, document = plan_json(capsys, state_dir, manifest, "--env", "b", "--env", "a")
     assert [e["name"] for e in document["environments"]] == ["a", "b"]
 
-    for command in ("plan", "drift", "baseline capture", "baseline show"):
-        code, out, err = run_cli(
-            capsys, "--state-dir", state_dir, *command.split(), manifest, "--env", "nope"
-        )
-        assert (code, out) == (1, ""), command
-        assert err.startswith(f"error: no environment named 'nope' in {manifest}")
-        assert "hint: environments: a, b" in err
-    assert not (state_dir / "envs").exists()  # the failed capture recorded nothing
+    # Every command that takes --env: one error before anything is read or written.
+    fresh = tmp_path / "fresh-state"
+    images = tree_hash(a, b)
+    commands = [
+        "plan", "plan --json", "drift", "drift --json", "baseline capture", "baseline show",
+        "apply", "apply --json", "apply --partial", "apply --background --wait 5",
+    ]  # fmt: skip
+    selections = {
+        "no environment named 'nope'": ["--env", "nope"],
+        "no environments named 'nope', 'x'": ["--env", "b", "--env", "nope", "--env", "x"],
+    }
+    for command in commands:
+        name, *options = command.split()
+        for message, selection in selections.items():
+            code, out, err = run_cli(
+                capsys, "--state-dir", fresh, name, *options, manifest, *selection
+            )
+            assert (code, out) == (1, ""), command
+            assert err == f"error: {message} in {manifest}\n  hint: environments: a, b\n", command
+    assert not fresh.exists()  # not even a cache
+    assert tree_hash(a, b) == images
 
 
 def test_missing_prefix_needs_create(
@@ -430,5 +449,63 @@ def test_console_script_subprocess(tmp_path: Path, isolated: dict[str, str]) -> 
                            text=True)  # fmt: skip
     assert (valid.returncode, valid.stdout) == (0, f"{example}: valid (1 environment)\n")
     usage = subprocess.run([str(script)], env=env, capture_output=True, text=True)
-    assert usage.returncode == 2  # argparse: a command is required
+    assert usage.returncode == 1  # a usage error; 2 is "changes pending"
     assert usage.stderr.startswith("usage: reconciler ")
+
+
+def test_usage_errors_exit_1_not_the_pending_code(capsys: pytest.CaptureFixture[str]) -> None:
+    cases = {
+        (): "the following arguments are required: COMMAND",
+        ("plan",): "the following arguments are required: manifest",
+        ("plan", "m.yaml", "--no-such-option"): "unrecognized arguments: --no-such-option",
+        ("baseline", "keep", "m.yaml"): "argument action: invalid choice: 'keep'",
+        ("apply", "m.yaml", "--lock-timeout", "soon"): "argument --lock-timeout: invalid float",
+        ("frobnicate",): "argument COMMAND: invalid choice: 'frobnicate'",
+    }
+    for argv, message in cases.items():
+        with pytest.raises(SystemExit) as exited:
+            main(list(argv))
+        err = capsys.readouterr().err
+        assert exited.value.code == 1, argv
+        assert err.startswith("usage: reconciler"), argv
+        assert message in err.splitlines()[-1], (argv, err)
+
+
+def _parsers() -> list[Any]:
+    from reconciler.cli import _parser
+
+    root = _parser()
+    found = [root]
+    for action in root._actions:
+        if action.choices and isinstance(action.choices, dict):
+            found += action.choices.values()
+    return found
+
+
+def test_every_option_and_argument_has_help(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import argparse
+
+    monkeypatch.setenv("COLUMNS", "200")  # no wrapping: help lines are whole
+
+    parsers = _parsers()
+    assert len(parsers) >= 8  # reconciler and each command
+    for parser in parsers:
+        for action in parser._actions:
+            if action.help == argparse.SUPPRESS:
+                continue
+            assert action.help, (parser.prog, action.dest)
+    for command in ("plan", "apply", "drift", "baseline", "status"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        out = capsys.readouterr().out
+        if command != "status":
+            assert "--env NAME" in out and "only this environment of the manifest" in out
+            assert "the manifest file (YAML, version: 1)" in out
+    with pytest.raises(SystemExit):
+        main(["status", "--help"])
+    assert re.search(r"--json +print the status file as JSON\n", capsys.readouterr().out)
+    with pytest.raises(SystemExit):
+        main(["baseline", "--help"])
+    assert "capture: record what is installed now as the managed set" in capsys.readouterr().out

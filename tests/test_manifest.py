@@ -9,6 +9,7 @@ given to the loader and ``{tmp}`` for a scratch directory that holds a venv
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -200,10 +201,14 @@ def test_size_bound_is_inclusive(tmp_path: Path) -> None:
 
 def test_unreadable_files(tmp_path: Path) -> None:
     missing = tmp_path / "missing.yaml"
-    assert problems_of(missing) == [
-        f"{missing}:1:1: cannot read the manifest: No such file or directory"
-    ]
-    assert problems_of(tmp_path) == [f"{tmp_path}:1:1: cannot read the manifest: Is a directory"]
+    assert problems_of(missing) == [f"{missing}:1:1: no such file"]
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(missing)
+    assert str(caught.value) == (
+        f"{missing}: no such file\n  hint: check the path; a relative path is read from the "
+        f"current directory ({os.getcwd()})"
+    )
+    assert problems_of(tmp_path) == [f"{tmp_path}:1:1: is a directory"]
     binary = tmp_path / "binary.yaml"
     binary.write_bytes(b"version: 1\nprotect: [\xff]\n")
     assert problems_of(binary) == [f"{binary}:1:1: the manifest is not UTF-8 text (byte 21)"]

@@ -28,7 +28,7 @@ from reconciler.apply.report import Reporter
 from reconciler.apply.saved import check_fresh, trusted_plan
 from reconciler.backends.process import Completed, redact
 from reconciler.errors import BackendError, ReconcilerError
-from reconciler.manifest.model import Environment, Manifest
+from reconciler.manifest.model import Environment, Manifest, select_environments
 from reconciler.plan.model import UNRESOLVED, Change, EnvironmentPlan, Plan
 from reconciler.plan.planner import (
     Backends,
@@ -122,7 +122,7 @@ def apply(
 ) -> ApplyResult:
     """Plan (or take ``saved``) and execute it under the environment locks."""
     reporter = reporter or Reporter()
-    selected = [e for e in manifest.environments if not names or e.name in names]
+    selected = list(select_environments(manifest, names))
     if saved is not None:
         planned = {e.name for e in saved.environments}
         selected = [e for e in selected if e.name in planned]

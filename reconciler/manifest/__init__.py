@@ -16,6 +16,7 @@ from reconciler.manifest.model import (
     Manifest,
     PipRequest,
     PipSettings,
+    select_environments,
 )
 
 __all__ = [
@@ -30,4 +31,5 @@ __all__ = [
     "ValidationMemo",
     "load_manifest",
     "schema_key",
+    "select_environments",
 ]

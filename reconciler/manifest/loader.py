@@ -99,7 +99,7 @@ def _read(file: str) -> bytes:
         with open(file, "rb") as handle:
             raw = handle.read(MAX_MANIFEST_BYTES + 1)
     except OSError as exc:
-        raise _whole_file(file, f"cannot read the manifest: {exc.strerror or exc}") from None
+        raise _unreadable(file, exc) from None
     if len(raw) > MAX_MANIFEST_BYTES:
         raise _whole_file(file, f"the manifest is larger than {MAX_MANIFEST_BYTES} bytes (1 MiB)")
     return raw
@@ -107,3 +107,20 @@ def _read(file: str) -> bytes:
 
 def _whole_file(file: str, message: str) -> ManifestError:
     return ManifestError([Problem(file, 1, 1, "", message)])
+
+
+def _unreadable(file: str, exc: OSError) -> ManifestError:
+    """``team.yaml: no such file``: the file, not its content, is the problem."""
+    if isinstance(exc, FileNotFoundError):
+        problem = "no such file"
+        hint = f"check the path; a relative path is read from the current directory ({os.getcwd()})"
+    elif isinstance(exc, IsADirectoryError):
+        problem, hint = "is a directory", "give the path of the manifest file inside it"
+    else:
+        problem = f"cannot read it: {exc.strerror or exc}"
+        hint = "check the file's permissions"
+    error = _whole_file(file, problem)
+    error.message = f"{file}: {problem}"
+    error.hint = hint
+    error.args = (error.message,)
+    return error

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from reconciler.errors import ReconcilerError
 
 __all__ = [
     "CondaRequest",
@@ -13,6 +16,7 @@ __all__ = [
     "Manifest",
     "PipRequest",
     "PipSettings",
+    "select_environments",
 ]
 
 
@@ -95,3 +99,20 @@ class Manifest:
             if env.name == name:
                 return env
         raise KeyError(name)
+
+
+def select_environments(manifest: Manifest, names: Sequence[str]) -> tuple[Environment, ...]:
+    """The environments ``--env NAME...`` selects (all of them when ``names`` is empty).
+
+    Every command that takes ``--env`` calls this before it reads or changes anything:
+    an unknown name is one error listing the known ones, never "all environments".
+    """
+    known = [e.name for e in manifest.environments]
+    unknown = list(dict.fromkeys(n for n in names if n not in known))
+    if unknown:
+        noun = "environment" if len(unknown) == 1 else "environments"
+        raise ReconcilerError(
+            f"no {noun} named {', '.join(repr(n) for n in unknown)} in {manifest.path}",
+            hint="environments: " + ", ".join(known),
+        )
+    return tuple(e for e in manifest.environments if not names or e.name in names)

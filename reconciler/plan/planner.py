@@ -15,7 +15,7 @@ from packaging.utils import canonicalize_name
 from reconciler.backends.conda import CondaSolver, RattlerSolver, SpecMatcher
 from reconciler.backends.pip import PipInstaller, check_index_order, select_installer
 from reconciler.errors import ReconcilerError
-from reconciler.manifest.model import Environment, Manifest, PipRequest
+from reconciler.manifest.model import Environment, Manifest, PipRequest, select_environments
 from reconciler.plan.conda_side import plan_conda_side
 from reconciler.plan.model import UNRESOLVED, Change, EnvironmentPlan, Plan
 from reconciler.plan.pip_side import plan_pip_side
@@ -78,19 +78,12 @@ def read_inputs(
     that capturing can replace one that is corrupt. With ``cache`` the caller owns
     the read cache (and saves it); otherwise it is loaded and saved here.
     """
-    unknown = [n for n in names if n not in {e.name for e in manifest.environments}]
-    if unknown:
-        raise ReconcilerError(
-            f"no environment named {', '.join(repr(n) for n in unknown)} in {manifest.path}",
-            hint="environments: " + ", ".join(e.name for e in manifest.environments),
-        )
+    selected = select_environments(manifest, names)
     owns_cache = cache is None
     cache = store.read_cache() if cache is None else cache
     matcher = SpecMatcher(cache)
     out: list[EnvironmentInputs] = []
-    for env in manifest.environments:
-        if names and env.name not in names:
-            continue
+    for env in selected:
         state = read_state(env.prefix, cache)
         baseline = store.baseline(env.prefix) if read_baselines else None
         owned = store.owned(env.prefix)
