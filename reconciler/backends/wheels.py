@@ -23,6 +23,8 @@ Three calls, for the plan's clash check and the lock file:
   after reading). Rows are cached by the wheel's sha256 under
   ``<cache_dir>/records/``.
 
+:class:`WheelRecords` puts the three behind one call for the planner.
+
 Network reads use :class:`reconciler.backends.http.HttpClient` (the installers'
 timeouts and retries). Failures raise :class:`reconciler.errors.BackendError`.
 """
@@ -30,10 +32,8 @@ timeouts and retries). Failures raise :class:`reconciler.errors.BackendError`.
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
 import html.parser
-import io
 import json
 import os
 import sys
@@ -60,11 +60,13 @@ from reconciler.backends.lazy_zip import open_remote_zip
 from reconciler.backends.process import redact, run
 from reconciler.errors import BackendError
 from reconciler.manifest.model import PipSettings
+from reconciler.state.python import RecordEntry, parse_record
 
 __all__ = [
     "PYPI_SIMPLE",
     "RecordEntry",
     "WheelFile",
+    "WheelRecords",
     "locate_wheel",
     "parse_record",
     "read_record",
@@ -111,28 +113,6 @@ class WheelFile:
         """The local file, for a ``file://`` wheel."""
         parts = urlsplit(self.url)
         return Path(url2pathname(parts.path)) if parts.scheme == "file" else None
-
-
-@dataclass(frozen=True)
-class RecordEntry:
-    """One row of a RECORD: the path (relative to site-packages, ``../../bin/x`` or
-    ``<name>.data/scripts/x`` in a wheel), ``sha256=<urlsafe b64>`` or ``""``, size."""
-
-    path: str
-    hash: str
-    size: int | None
-
-
-def parse_record(text: str) -> tuple[RecordEntry, ...]:
-    """The rows of a RECORD file (CSV ``path,hash,size``); malformed rows are skipped."""
-    out: list[RecordEntry] = []
-    for row in csv.reader(io.StringIO(text)):
-        if not row or not row[0]:
-            continue
-        digest = row[1] if len(row) > 1 else ""
-        size = row[2] if len(row) > 2 else ""
-        out.append(RecordEntry(row[0], digest, int(size) if size.isdigit() else None))
-    return tuple(out)
 
 
 # --- target tags -----------------------------------------------------------------
@@ -462,3 +442,26 @@ def _unreadable(wheel: WheelFile, why: str) -> BackendError:
         f"cannot read the file list of {wheel.filename} from {wheel.source}: {redact(why)}",
         hint="check the wheel on the index or in find-links; a damaged wheel cannot be installed",
     )
+
+
+class WheelRecords:
+    """``record(python, name, version, settings)``: the RECORD of the wheel the installer
+    would install into ``python``'s environment, or None when no location has one.
+
+    Tags are computed once per interpreter; RECORDs are cached under ``cache_dir``.
+    """
+
+    def __init__(self, cache_dir: Path | None = None) -> None:
+        self.cache_dir = cache_dir
+        self._tags: dict[str, tuple[Tag, ...]] = {}
+        self._client = HttpClient()
+
+    def record(
+        self, python: Path, name: str, version: str, settings: PipSettings
+    ) -> tuple[RecordEntry, ...] | None:
+        """See the class docstring."""
+        tags = self._tags.get(str(python))
+        if tags is None:
+            tags = self._tags[str(python)] = target_tags(python, self.cache_dir)
+        wheel = locate_wheel(name, version, settings, tags, client=self._client)
+        return None if wheel is None else read_record(wheel, self.cache_dir, client=self._client)
