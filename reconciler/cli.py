@@ -232,7 +232,7 @@ def _plan(args: argparse.Namespace) -> int:
     store = _store(args)
     manifest = _load(args.manifest, store, args.env)
     inputs = read_inputs(manifest, store, args.env)
-    plan = build_plan(manifest, inputs, Backends.default())
+    plan = build_plan(manifest, inputs, Backends.default(store.root / "cache"))
     if args.out:
         from reconciler.state.store import write_json_atomic
 
@@ -283,7 +283,7 @@ def _apply(args: argparse.Namespace) -> int:
         result = apply(
             manifest,
             store,
-            Backends.default(),
+            Backends.default(store.root / "cache"),
             names=args.env,
             partial=args.partial,
             saved=saved,

@@ -401,7 +401,7 @@ def test_image_identity_follows_the_first_history_block(
 
     history.write_text("")  # rattler writes an empty history: fall back to pyvenv.cfg
     from_cfg = image_identity(prefix)
-    assert from_cfg is not None and from_cfg.startswith("pyvenv:")
+    assert from_cfg is not None and from_cfg.startswith("venv:")
     with (prefix / "pyvenv.cfg").open("a") as f:
         f.write("prompt = other\n")
     assert image_identity(prefix) not in (None, from_cfg)

@@ -135,7 +135,7 @@ def apply(
         inputs = read_inputs(manifest, store, [e.name for e in selected], cache=cache)
         if saved is not None:
             check_fresh(saved, manifest, inputs)
-            plan = trusted_plan(saved, inputs)
+            plan = trusted_plan(saved, inputs, backends.wheels)
         else:
             reporter.resolving([e.name for e in selected])
             plan = build_plan(manifest, inputs, backends)

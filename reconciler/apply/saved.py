@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from reconciler.errors import StalePlanError
 from reconciler.manifest.model import Manifest
+from reconciler.plan.clashes import WheelContents, refuse_clashes
 from reconciler.plan.model import Plan
 from reconciler.plan.planner import EnvironmentInputs, requested_names
 
@@ -35,12 +36,14 @@ def check_fresh(saved: Plan, manifest: Manifest, inputs: Sequence[EnvironmentInp
             )
 
 
-def trusted_plan(saved: Plan, inputs: Sequence[EnvironmentInputs]) -> Plan:
+def trusted_plan(
+    saved: Plan, inputs: Sequence[EnvironmentInputs], wheels: WheelContents | None = None
+) -> Plan:
     """A saved plan is a file anyone could edit: hold it to the rules again, under the lock.
 
     Its pins are recomputed from the live ownership (never taken from the file), it
-    may install only what the manifest declares, and no change it allows may move a
-    managed or foreign package.
+    may install only what the manifest declares, no change it allows may move a
+    managed or foreign package, and (with ``wheels``) none may overwrite one's files.
     """
     from packaging.requirements import InvalidRequirement, Requirement
     from packaging.utils import canonicalize_name
@@ -80,6 +83,12 @@ def trusted_plan(saved: Plan, inputs: Sequence[EnvironmentInputs]) -> Plan:
         for spec in env_plan.conda_specs:
             if spec.split()[0].split("=")[0].lower() not in declared:
                 problem = f"it installs conda {spec!r}, which the manifest does not declare"
+        if not problem and wheels is not None and item.state.exists:
+            checked = refuse_clashes(
+                item.state, item.ownership, env_plan.changes, wheels, item.env.pip_settings
+            )
+            clash = next((c for c in checked if c.refused and c not in env_plan.changes), None)
+            problem = clash.reason if clash is not None else ""
         if problem:
             raise StalePlanError(
                 f"the saved plan for environment {env_plan.name!r} cannot be applied: {problem}",

@@ -24,6 +24,7 @@ from reconciler.backends.pip import PipCli, PipInstaller, PipPreview, Resolved
 from reconciler.backends.process import first_lines
 from reconciler.errors import BackendError
 from reconciler.manifest.model import PipRequest, PipSettings
+from reconciler.plan.clashes import WheelContents, refuse_clashes
 from reconciler.plan.model import Change
 from reconciler.plan.policy import OWNED, Ownership
 from reconciler.plan.requirements import (
@@ -105,8 +106,12 @@ def plan_pip_side(
     ownership: Ownership,
     installer: PipInstaller,
     settings: PipSettings,
+    wheels: WheelContents | None = None,
 ) -> PipSidePlan:
-    """Plan the pip requests of an existing environment (see module docstring)."""
+    """Plan the pip requests of an existing environment (see module docstring).
+
+    With ``wheels``, an allowed write whose wheel would overwrite a managed or
+    foreign package's file is refused (:mod:`reconciler.plan.clashes`)."""
     packages = state.packages()
     env = marker_environment(state.python_version)
     satisfied: list[str] = []
@@ -161,6 +166,8 @@ def plan_pip_side(
             # Transitive changes: say which request needs each (the chain).
             chains = _chains(state, installer, settings, to_resolve, requested, preview)
         changes += _classify(state, packages, ownership, preview.installs, requested, chains=chains)
+        if wheels is not None:
+            changes = refuse_clashes(state, ownership, changes, wheels, settings)
         return PipSidePlan(tuple(changes), tuple(satisfied), tuple(to_resolve), constraints, True)
 
     changes += _explain_refusal(

@@ -16,12 +16,18 @@ from reconciler.backends.conda import CondaSolver, RattlerSolver, SpecMatcher
 from reconciler.backends.pip import PipInstaller, check_index_order, select_installer
 from reconciler.errors import ReconcilerError
 from reconciler.manifest.model import Environment, Manifest, PipRequest, select_environments
+from reconciler.plan.clashes import LazyWheelRecords, WheelContents
 from reconciler.plan.conda_side import plan_conda_side
 from reconciler.plan.model import UNRESOLVED, Change, EnvironmentPlan, Plan
 from reconciler.plan.pip_side import plan_pip_side
 from reconciler.plan.policy import Ownership
 from reconciler.state.cache import ReadCache
-from reconciler.state.environment import InstalledState, image_identity, read_state
+from reconciler.state.environment import (
+    InstalledState,
+    image_identity,
+    migrated_identity,
+    read_state,
+)
 from reconciler.state.kernels import read_kernelspec
 from reconciler.state.store import Baseline, Owned, StateStore
 
@@ -43,11 +49,13 @@ class Backends:
 
     conda: CondaSolver
     pip: Callable[[str, Path], PipInstaller]
+    wheels: WheelContents | None = None  # the file-clash check reads wheels' RECORDs
 
     @classmethod
-    def default(cls) -> Backends:
-        """py-rattler for conda; uv (``auto``/``uv``) or the env's pip for the pip side."""
-        return cls(conda=RattlerSolver(), pip=select_installer)
+    def default(cls, cache_dir: Path | None = None) -> Backends:
+        """py-rattler for conda; uv (``auto``/``uv``) or the env's pip for the pip side;
+        wheel RECORDs from find-links or the index (cached under ``cache_dir``)."""
+        return cls(RattlerSolver(), select_installer, LazyWheelRecords(cache_dir))
 
 
 @dataclass(frozen=True)
@@ -91,7 +99,11 @@ def read_inputs(
         image_changed = False
         if baseline is not None and state.exists:
             current = image_identity(env.prefix)
-            if baseline.image and current and baseline.image != current:
+            upgraded = migrated_identity(baseline.image or "", env.prefix)
+            if upgraded is not None:  # an older form of the same identity: record the new one
+                baseline = replace(baseline, image=upgraded)
+                store.save_baseline(env.prefix, baseline)
+            elif baseline.image and current and baseline.image != current:
                 image_changed = True
                 notices.append(
                     f"the image under {env.prefix} changed since the baseline of "
@@ -256,7 +268,9 @@ def plan_environment(inputs: EnvironmentInputs, backends: Backends) -> Environme
         satisfied_specs=inputs.conda_matches,
     )
     requests = pip_requests(env)
-    pip = plan_pip_side(state, requests, inputs.ownership, installer, env.pip_settings)
+    pip = plan_pip_side(
+        state, requests, inputs.ownership, installer, env.pip_settings, backends.wheels
+    )
     changes = [*conda.changes, *pip.changes]
     kernel = _kernel_change(env)
     if kernel is not None:

@@ -29,7 +29,14 @@ from reconciler.state.conda import (
 )
 from reconciler.state.python import Distribution, find_site_packages, read_distributions
 
-__all__ = ["InstalledState", "Package", "image_identity", "read_state", "system_site_dirs"]
+__all__ = [
+    "InstalledState",
+    "Package",
+    "image_identity",
+    "migrated_identity",
+    "read_state",
+    "system_site_dirs",
+]
 
 
 @dataclass(frozen=True)
@@ -180,7 +187,10 @@ def image_identity(prefix: Path) -> str | None:
 
     The first transaction block of ``conda-meta/history`` (the image build): hand
     changes append blocks, a new image rewrites the first one. For a venv,
-    ``pyvenv.cfg`` (a recreated venv or another base interpreter is a new image).
+    ``pyvenv.cfg``'s content and modification time in whole seconds: creating a
+    venv (again) writes the file, even with identical bytes, while an image layer
+    keeps contents and mtimes across container restarts (inode numbers and ctimes
+    it does not keep; sub-second mtimes not every layer format keeps).
     """
     try:
         with (prefix / "conda-meta" / "history").open("rb") as f:
@@ -196,10 +206,31 @@ def image_identity(prefix: Path) -> str | None:
                 first.append(line.rstrip())
         return "history:" + hashlib.sha256(b"\n".join(first)).hexdigest()[:32]
     try:
+        with (prefix / "pyvenv.cfg").open("rb") as f:
+            cfg = f.read()
+            mtime = int(os.fstat(f.fileno()).st_mtime)
+    except OSError:
+        return None
+    return "venv:" + hashlib.sha256(cfg + b"\0" + str(mtime).encode()).hexdigest()[:32]
+
+
+def migrated_identity(recorded: str, prefix: Path) -> str | None:
+    """The current identity when ``recorded`` is an older form of it, else None.
+
+    Baselines before the venv rule above recorded ``pyvenv:`` + a hash of the
+    content only. When that still matches, the image is taken as unchanged and the
+    caller records the current identity in its place (once), so that a later
+    rebuild is seen.
+    """
+    if not recorded.startswith("pyvenv:"):
+        return None
+    try:
         cfg = (prefix / "pyvenv.cfg").read_bytes()
     except OSError:
         return None
-    return "pyvenv:" + hashlib.sha256(cfg).hexdigest()[:32]
+    if recorded != "pyvenv:" + hashlib.sha256(cfg).hexdigest()[:32]:
+        return None
+    return image_identity(prefix)
 
 
 def _fingerprint(

@@ -7,6 +7,8 @@ come from METADATA, never from directory names.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -17,7 +19,15 @@ from packaging.utils import canonicalize_name
 
 from reconciler.state.cache import ReadCache
 
-__all__ = ["Distribution", "find_site_packages", "read_distributions", "read_metadata_headers"]
+__all__ = [
+    "Distribution",
+    "RecordEntry",
+    "find_site_packages",
+    "parse_record",
+    "read_distributions",
+    "read_metadata_headers",
+    "read_record",
+]
 
 _PYTHON_DIR = re.compile(r"^python(\d+)\.(\d+)t?$")
 
@@ -36,6 +46,40 @@ class Distribution:
     # Found in the base interpreter's site-packages, which a venv made with
     # ``--system-site-packages`` sees but does not own (uv does not see it either).
     system_site: bool = False
+
+
+@dataclass(frozen=True)
+class RecordEntry:
+    """One row of a RECORD: the path (relative to site-packages for an installed
+    distribution, ``../../../bin/x`` outside it; in a wheel, relative to the wheel
+    root, ``<name>.data/scripts/x``), ``sha256=<urlsafe b64>`` or ``""``, and size."""
+
+    path: str
+    hash: str
+    size: int | None
+
+
+def parse_record(text: str) -> tuple[RecordEntry, ...]:
+    """The rows of a RECORD file (CSV ``path,hash,size``); empty rows are skipped."""
+    out: list[RecordEntry] = []
+    for row in csv.reader(io.StringIO(text)):
+        if not row or not row[0]:
+            continue
+        digest = row[1] if len(row) > 1 else ""
+        size = row[2] if len(row) > 2 else ""
+        out.append(RecordEntry(row[0], digest, int(size) if size.isdigit() else None))
+    return tuple(out)
+
+
+def read_record(site_packages: Path, dist: Distribution) -> tuple[RecordEntry, ...]:
+    """The RECORD of an installed ``*.dist-info`` (empty for egg-info, egg-link or none)."""
+    if not dist.directory.endswith(".dist-info"):
+        return ()
+    try:
+        with open(f"{site_packages}{os.sep}{dist.directory}{os.sep}RECORD", encoding="utf-8") as f:
+            return parse_record(f.read())
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return ()
 
 
 def find_site_packages(prefix: Path) -> tuple[Path | None, str | None]:

@@ -9,8 +9,9 @@ channel) with :class:`http.server.ThreadingHTTPServer` on an ephemeral port of
 127.0.0.1, and can hold back responses: ``delay`` seconds before each response
 whose path ends with one of ``delay_suffixes`` (by default only wheel
 downloads, so previews stay fast and installs are slow). It accepts any HTTP
-basic auth and records every request (path, ``Authorization`` header and how it
-was answered).
+basic auth, answers single ``Range`` requests with ``206`` (``ranges = False``:
+ignores them, as a server without range support) and records every request
+(path, ``Authorization`` and ``Range`` headers and how it was answered).
 
 Fault injection, per path: :meth:`StaticServer.script` answers the requests whose
 path matches a glob with a queue of scripted responses (then, optionally, one
@@ -27,6 +28,8 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import html
+import json
+import re
 import threading
 import zipfile
 from collections import deque
@@ -56,6 +59,7 @@ TRUNCATE = "truncate"
 STALL = "stall"
 #: A scripted response: an HTTP status code, :data:`TRUNCATE` or :data:`STALL`.
 Response = Union[int, str]
+_JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 
 
 def _sha256(data: bytes) -> str:
@@ -69,18 +73,23 @@ def _wheel_metadata(wheel: Path) -> bytes:
         return archive.read(name)
 
 
-def build_simple_index(wheelhouse: Path, dest: Path, *, bad_hashes: Collection[str] = ()) -> Path:
+def build_simple_index(
+    wheelhouse: Path, dest: Path, *, bad_hashes: Collection[str] = (), json_pages: bool = False
+) -> Path:
     """Write a static PEP 503 index of every wheel in ``wheelhouse`` under ``dest``.
 
     Layout: ``dest/simple/index.html``, ``dest/simple/<project>/index.html`` and
     ``dest/files/<wheel>`` plus ``dest/files/<wheel>.metadata`` (PEP 658). Serve
     ``dest``; the index URL is ``<server>/simple/``. Returns ``dest``. The links
     of the wheels named in ``bad_hashes`` carry a wrong ``#sha256=`` (the hash of
-    other bytes); their PEP 658 metadata stays correct.
+    other bytes); their PEP 658 metadata stays correct. ``json_pages`` also writes
+    each project page as PEP 691 JSON (``index.json``), served instead of the HTML
+    to a client whose ``Accept`` asks for ``application/vnd.pypi.simple.v1+json``.
     """
     files = dest / "files"
     files.mkdir(parents=True, exist_ok=True)
     projects: dict[str, list[str]] = {}
+    json_files: dict[str, list[dict[str, Any]]] = {}
     for wheel in sorted(Path(wheelhouse).glob("*.whl")):
         data = wheel.read_bytes()
         metadata = _wheel_metadata(wheel)
@@ -94,6 +103,14 @@ def build_simple_index(wheelhouse: Path, dest: Path, *, bad_hashes: Collection[s
             f'data-dist-info-metadata="{meta_hash}" data-core-metadata="{meta_hash}">'
             f"{html.escape(wheel.name)}</a><br/>"
         )
+        json_files.setdefault(project, []).append(
+            {
+                "filename": wheel.name,
+                "url": f"../../files/{wheel.name}",
+                "hashes": {"sha256": link_hash},
+                "core-metadata": {"sha256": _sha256(metadata)},
+            }
+        )
     simple = dest / "simple"
     for project, links in projects.items():
         page = simple / project
@@ -102,6 +119,13 @@ def build_simple_index(wheelhouse: Path, dest: Path, *, bad_hashes: Collection[s
             "<!DOCTYPE html><html><body>\n" + "\n".join(links) + "\n</body></html>\n",
             encoding="utf-8",
         )
+        if json_pages:
+            page_json = {
+                "meta": {"api-version": "1.1"},
+                "name": project,
+                "files": json_files[project],
+            }
+            (page / "index.json").write_text(json.dumps(page_json), encoding="utf-8")
     (simple / "index.html").write_text(
         "<!DOCTYPE html><html><body>\n"
         + "\n".join(f'<a href="{p}/">{p}</a><br/>' for p in sorted(projects))
@@ -119,6 +143,7 @@ class Request:
     path: str
     authorization: str | None
     answer: Response = 200  # the scripted response, or 200 when served as usual
+    range: str | None = None  # the Range header, if any
 
 
 class _Handler(SimpleHTTPRequestHandler):
@@ -130,7 +155,13 @@ class _Handler(SimpleHTTPRequestHandler):
     def _before(self) -> Response:
         answer = self.server.next_answer(self.path.split("?", 1)[0])
         self.server.record(
-            Request(self.command, self.path, self.headers.get("Authorization"), answer)
+            Request(
+                self.command,
+                self.path,
+                self.headers.get("Authorization"),
+                answer,
+                self.headers.get("Range"),
+            )
         )
         delay = self.server.delay
         if delay and self.path.split("?", 1)[0].endswith(self.server.delay_suffixes):
@@ -139,10 +170,59 @@ class _Handler(SimpleHTTPRequestHandler):
 
     def do_GET(self) -> None:
         answer = self._before()
-        if answer == 200:
+        if answer == 200 and self._json_page():
+            return
+        if answer == 200 and self.server.ranges and self.headers.get("Range"):
+            self._partial(self.headers["Range"])
+        elif answer == 200:
             super().do_GET()
         else:
             self._fault(answer, body=True)
+
+    def _json_page(self) -> bool:
+        """PEP 691: a directory's ``index.json`` to a client that accepts JSON."""
+        if _JSON_TYPE not in self.headers.get("Accept", ""):
+            return False
+        page = Path(self.translate_path(self.path)) / "index.json"
+        if not self.path.split("?", 1)[0].endswith("/") or not page.is_file():
+            return False
+        data = page.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", _JSON_TYPE)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        return True
+
+    def _partial(self, header: str) -> None:
+        """``Range: bytes=a-b`` / ``bytes=a-`` / ``bytes=-n`` (one range) -> 206 or 416."""
+        path = Path(self.translate_path(self.path))
+        if not path.is_file():
+            self.send_error(404)
+            return
+        data = path.read_bytes()
+        match = re.fullmatch(r"bytes=(\d*)-(\d*)", header.strip())
+        size = len(data)
+        if match is None or not (match.group(1) or match.group(2)):
+            start, end = size, size  # unsatisfiable
+        elif not match.group(1):
+            start, end = max(0, size - int(match.group(2))), size
+        else:
+            start = int(match.group(1))
+            end = min(size, int(match.group(2)) + 1) if match.group(2) else size
+        if start >= end:
+            self.send_response(416)
+            self.send_header("Content-Range", f"bytes */{size}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(206)
+        self.send_header("Content-Type", self.guess_type(str(path)))
+        self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
+        self.send_header("Content-Length", str(end - start))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        self.wfile.write(data[start:end])
 
     def do_HEAD(self) -> None:
         answer = self._before()
@@ -190,6 +270,7 @@ class _Server(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), partial(_Handler, directory=str(directory)))
         self.delay = 0.0
         self.delay_suffixes: tuple[str, ...] = (".whl",)
+        self.ranges = True
         self.stopping = threading.Event()
         self.stall_seconds = 120.0
         self._requests: list[Request] = []
@@ -263,6 +344,16 @@ class StaticServer:
     @delay_suffixes.setter
     def delay_suffixes(self, suffixes: tuple[str, ...]) -> None:
         self._server.delay_suffixes = suffixes
+
+    @property
+    def ranges(self) -> bool:
+        """Whether ``Range`` requests get ``206`` partial content (default); False: the
+        whole file with ``200``, as a server without range support answers."""
+        return self._server.ranges
+
+    @ranges.setter
+    def ranges(self, enabled: bool) -> None:
+        self._server.ranges = enabled
 
     def requests(self) -> list[Request]:
         """Every request answered so far, in order."""

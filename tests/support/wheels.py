@@ -35,7 +35,7 @@ import hashlib
 import os
 import re
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
@@ -98,13 +98,20 @@ def record_text(files: dict[str, bytes], record_path: str) -> str:
 
 
 def dist_files(
-    name: str, version: str, requires: Sequence[str] = (), *, dist_name: str | None = None
+    name: str,
+    version: str,
+    requires: Sequence[str] = (),
+    *,
+    dist_name: str | None = None,
+    module: str | None = None,
 ) -> tuple[dict[str, bytes], str]:
-    """Module and dist-info files (without RECORD) of a distribution, and its dist-info dir."""
+    """Module and dist-info files (without RECORD) of a distribution, and its dist-info dir.
+
+    ``module`` names the top-level package (default: :func:`import_name` of ``name``)."""
     dist = dist_name or name
     info = dist_info_dir(dist, version)
     files = {
-        f"{import_name(name)}/__init__.py": f'__version__ = "{version}"\n'.encode(),
+        f"{module or import_name(name)}/__init__.py": f'__version__ = "{version}"\n'.encode(),
         f"{info}/METADATA": metadata_text(dist, version, requires).encode(),
     }
     return files, info
@@ -122,15 +129,21 @@ def build_wheel(
     requires: Sequence[str] = (),
     *,
     dist_name: str | None = None,
+    module: str | None = None,
+    extra: Mapping[str, bytes] | None = None,
 ) -> Path:
     """Write a pure-Python wheel for ``name`` ``version`` into ``dest_dir`` and return its path.
 
     ``dist_name`` is the ``Name:`` written to METADATA and the (case-preserving)
-    stem of the dist-info directory; it defaults to ``name``.
+    stem of the dist-info directory; it defaults to ``name``. ``module`` names its
+    top-level package (two distributions may ship one: ``jwt`` and ``PyJWT``);
+    ``extra`` adds files by wheel path (``pkg/data.txt``,
+    ``<dist>-<v>.data/scripts/tool``), listed in RECORD.
     """
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
-    files, info = dist_files(name, version, requires, dist_name=dist_name)
+    files, info = dist_files(name, version, requires, dist_name=dist_name, module=module)
+    files.update(extra or {})
     files[f"{info}/WHEEL"] = WHEEL
     record_path = f"{info}/RECORD"
     files[record_path] = record_text(files, record_path).encode()

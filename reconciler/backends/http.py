@@ -1,0 +1,141 @@
+"""Small, bounded HTTP GETs for reading package indexes and wheel metadata.
+
+The same bounds as the installers get (:mod:`reconciler.backends.pip_args`): a
+per-read timeout of ``HTTP_READ_TIMEOUT`` seconds and ``HTTP_RETRIES`` retries
+with backoff for a 5xx answer, a reset or a timeout. Credentials in a URL
+(``https://user:token@host/simple/``) become a basic ``Authorization`` header,
+sent to that host only (as pip does for links on the index's host), and never
+appear in a message: every URL in an error is redacted.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import IO
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from reconciler.backends.pip_args import HTTP_READ_TIMEOUT, HTTP_RETRIES
+from reconciler.backends.process import redact
+from reconciler.errors import BackendError
+
+__all__ = ["HttpClient", "Response"]
+
+_BACKOFF_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class Response:
+    """A finished GET: its status, headers (lower-case names), final URL and body."""
+
+    status: int
+    headers: Mapping[str, str]
+    url: str
+    body: bytes
+
+
+class HttpClient:
+    """GETs with the network bounds and per-host credentials (see module docstring)."""
+
+    def __init__(self, *, timeout: float = HTTP_READ_TIMEOUT, retries: int = HTTP_RETRIES) -> None:
+        self.timeout = timeout
+        self.retries = retries
+        self._auth: dict[str, str] = {}
+        # Proxies from the environment as pip and uv honour them; no redirect handler
+        # surprises: urllib follows redirects and reports the final URL.
+        self._opener = urllib.request.build_opener()
+
+    def clean(self, url: str) -> str:
+        """``url`` without its credentials, which are remembered for its host."""
+        parts = urlsplit(url)
+        if parts.username is None:
+            return url
+        secret = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        token = base64.b64encode(secret.encode()).decode("ascii")
+        self._auth[parts.hostname or ""] = f"Basic {token}"
+        netloc = parts.hostname or ""
+        if parts.port is not None:
+            netloc += f":{parts.port}"
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+    def get(self, url: str, headers: Mapping[str, str] | None = None) -> Response:
+        """GET ``url`` and read the body whole; retried on 5xx, resets, timeouts and
+        truncated bodies. A 4xx answer is returned, not raised."""
+        for attempt in range(self.retries + 1):
+            try:
+                with self.open(url, headers, retry=False) as (status, got, final, stream):
+                    return Response(status, got, final, stream.read())
+            except _Transient as exc:
+                if attempt == self.retries:
+                    raise self._failed(url, exc.why) from exc
+            except (OSError, http.client.HTTPException) as exc:  # while reading the body
+                if attempt == self.retries:
+                    raise self._failed(url, str(exc)) from exc
+            time.sleep(_BACKOFF_SECONDS * 2**attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @contextmanager
+    def open(
+        self, url: str, headers: Mapping[str, str] | None = None, *, retry: bool = True
+    ) -> Iterator[tuple[int, dict[str, str], str, IO[bytes]]]:
+        """GET ``url`` and yield ``(status, headers, final url, body stream)``.
+
+        Retried on 5xx, resets and timeouts until the headers arrive; a 4xx answer
+        is yielded with its (error page) body.
+        """
+        url = self.clean(url)
+        request = urllib.request.Request(url, headers=dict(headers or {}))
+        host = urlsplit(url).hostname or ""
+        if host in self._auth:
+            request.add_unredirected_header("Authorization", self._auth[host])
+        attempts = self.retries + 1 if retry else 1
+        for attempt in range(attempts):
+            try:
+                response = self._opener.open(request, timeout=self.timeout)
+            except urllib.error.HTTPError as exc:
+                if exc.code < 500:
+                    try:
+                        yield exc.code, _lower(exc.headers), exc.geturl() or url, exc
+                    finally:
+                        exc.close()
+                    return
+                exc.close()
+                why = f"HTTP {exc.code}"
+            except (OSError, http.client.HTTPException) as exc:
+                why = str(getattr(exc, "reason", exc))
+            else:
+                try:
+                    yield response.status, _lower(response.headers), response.geturl(), response
+                finally:
+                    response.close()
+                return
+            if attempt + 1 < attempts:
+                time.sleep(_BACKOFF_SECONDS * 2**attempt)
+        if not retry:
+            raise _Transient(why)
+        raise self._failed(url, why)
+
+    def _failed(self, url: str, why: str) -> BackendError:
+        return BackendError(
+            f"cannot read {redact(url)}: {redact(why)} (after {self.retries + 1} attempts)",
+            hint="check that the package index or find-links location is reachable",
+        )
+
+
+class _Transient(Exception):
+    """One attempt failed in a way worth retrying."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+def _lower(headers: object) -> dict[str, str]:
+    items = headers.items() if hasattr(headers, "items") else []
+    return {str(k).lower(): str(v) for k, v in items}

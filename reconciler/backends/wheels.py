@@ -1,0 +1,467 @@
+"""Which wheel file an installer would install for a resolved ``name==version``, and
+the files that wheel would write (its RECORD), read without installing it.
+
+Three calls, for the plan's clash check and the lock file:
+
+* :func:`target_tags` - the wheel tags the target interpreter accepts, best first
+  (``packaging.tags`` fed by a one-time ``python -c`` probe of the interpreter,
+  cached by its real path, size and mtime).
+* :func:`locate_wheel` - the :class:`WheelFile` for ``name==version``: first the
+  find-links locations (local directories, ``file://`` URLs, HTML pages), then the
+  indexes in uv's ``first-index`` order (``index_url``, ``extra_index_urls``, or
+  PyPI without ``index_url``; see :func:`reconciler.backends.pip_args.repository_args`):
+  the first index that has the project is the only one asked for the version, so a
+  public index cannot shadow an internal one. Indexes are read through the PEP 691
+  JSON simple API when offered, PEP 503 HTML otherwise (``#sha256=`` fragments,
+  PEP 658/714 ``data-core-metadata`` / ``data-dist-info-metadata``). Among the
+  files of that version, the one whose best tag ranks highest for the target wins
+  (then the highest build tag), as pip and uv choose.
+* :func:`read_record` - the wheel's ``*.dist-info/RECORD`` rows: from a local file
+  with :mod:`zipfile`; from a URL with HTTP range requests on the zip's central
+  directory (as pip's lazy wheel does: the tail, then the RECORD member), or, when
+  the server ignores ``Range``, a full download into the cache directory (removed
+  after reading). Rows are cached by the wheel's sha256 under
+  ``<cache_dir>/records/``.
+
+:class:`WheelRecords` puts the three behind one call for the planner.
+
+Network reads use :class:`reconciler.backends.http.HttpClient` (the installers'
+timeouts and retries). Failures raise :class:`reconciler.errors.BackendError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import html.parser
+import json
+import os
+import sys
+import sysconfig
+import tempfile
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urljoin, urlsplit
+from urllib.request import url2pathname
+
+from packaging.tags import Tag, compatible_tags, cpython_tags, generic_tags, platform_tags
+from packaging.utils import (
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_wheel_filename,
+)
+from packaging.version import InvalidVersion, Version
+
+from reconciler.backends.http import HttpClient
+from reconciler.backends.lazy_zip import open_remote_zip
+from reconciler.backends.process import redact, run
+from reconciler.errors import BackendError
+from reconciler.manifest.model import PipSettings
+from reconciler.state.python import RecordEntry, parse_record
+
+__all__ = [
+    "PYPI_SIMPLE",
+    "RecordEntry",
+    "WheelFile",
+    "WheelRecords",
+    "locate_wheel",
+    "parse_record",
+    "read_record",
+    "target_tags",
+]
+
+#: The default index, used when the manifest gives no ``index_url`` (as uv and pip do).
+PYPI_SIMPLE = "https://pypi.org/simple/"
+
+_JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+_ACCEPT = f"{_JSON_TYPE}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
+
+_PROBE = (
+    "import json, sys, sysconfig; print(json.dumps({"
+    "'impl': sys.implementation.name, 'version': list(sys.version_info[:2]), "
+    "'soabi': sysconfig.get_config_var('SOABI') or '', "
+    "'platform': sysconfig.get_platform(), "
+    "'free_threaded': bool(sysconfig.get_config_var('Py_GIL_DISABLED')), "
+    "'debug': hasattr(sys, 'gettotalrefcount')}))"
+)
+
+
+@dataclass(frozen=True)
+class WheelFile:
+    """One wheel file of a resolved distribution.
+
+    ``url`` is where to read it (``file://`` for a local wheel) and may carry the
+    index's credentials: never display it; ``source`` is the find-links location
+    or index URL it came from, credentials redacted. ``sha256`` is the hash the
+    index advertised (computed for a local file), ``metadata_url`` the PEP 658
+    core-metadata file when the index offers one.
+    """
+
+    name: str  # canonical
+    version: str
+    filename: str
+    url: str
+    sha256: str | None
+    source: str
+    metadata_url: str | None = None
+
+    @property
+    def path(self) -> Path | None:
+        """The local file, for a ``file://`` wheel."""
+        parts = urlsplit(self.url)
+        return Path(url2pathname(parts.path)) if parts.scheme == "file" else None
+
+
+# --- target tags -----------------------------------------------------------------
+
+
+def target_tags(python: Path, cache_dir: Path | None = None) -> tuple[Tag, ...]:
+    """The tags ``python`` accepts, best first, as its own ``packaging.tags.sys_tags``.
+
+    The interpreter is probed once (a short ``python -c``, stdlib only) and the
+    answer cached in ``<cache_dir>/tags.json`` by its real path, size and mtime.
+    """
+    probe = _probe(python, cache_dir)
+    major, minor = (int(v) for v in probe["version"])
+    version = (major, minor)
+    if probe["platform"] == sysconfig.get_platform():
+        platforms = list(platform_tags())  # the same machine: manylinux levels included
+    else:
+        platforms = [str(probe["platform"]).replace("-", "_").replace(".", "_")]
+    if probe["impl"] == "cpython":
+        abi = f"cp{major}{minor}{'t' if probe['free_threaded'] else ''}"
+        abi += "d" if probe["debug"] else ""
+        tags = [*cpython_tags(version, [abi], platforms)]
+        interpreter = f"cp{major}{minor}"
+    else:
+        short = {"pypy": "pp"}.get(str(probe["impl"]), str(probe["impl"]))
+        interpreter = f"{short}{major}{minor}"
+        soabi = str(probe["soabi"]).replace("-", "_").replace(".", "_")
+        tags = [*generic_tags(interpreter, [soabi] if soabi else [], platforms)]
+    tags += compatible_tags(version, interpreter, platforms)
+    return tuple(dict.fromkeys(tags))
+
+
+def _probe(python: Path, cache_dir: Path | None) -> dict[str, Any]:
+    try:
+        real = os.path.realpath(python)
+        st = os.stat(real)
+    except OSError as exc:
+        raise BackendError(
+            f"cannot read the interpreter {python}: {exc.strerror or exc}",
+            hint="check that the environment's bin/python exists",
+        ) from exc
+    key = f"{real}:{st.st_size}:{st.st_mtime_ns}"
+    cache_file = cache_dir / "tags.json" if cache_dir is not None else None
+    cached: dict[str, dict[str, Any]] = {}
+    if cache_file is not None:
+        try:
+            loaded = json.loads(cache_file.read_text(encoding="utf-8"))
+            cached = loaded if isinstance(loaded, dict) else {}
+        except (OSError, ValueError):
+            cached = {}
+        hit = cached.get(key)
+        if isinstance(hit, dict) and {"impl", "version", "platform"} <= hit.keys():
+            return hit
+    probe: dict[str, Any]
+    if real == os.path.realpath(sys.executable):
+        probe = _here()
+    else:
+        done = run([python, "-I", "-c", _PROBE], timeout=30)
+        if done.returncode != 0:
+            raise BackendError(
+                f"cannot probe {python} for its wheel tags: {done.stderr.strip()[:200]}",
+                hint="check that the environment's interpreter runs",
+            )
+        probe = json.loads(done.stdout)
+    if cache_file is not None:
+        from reconciler.state.store import write_json_atomic
+
+        # Only interpreters that still exist: the file cannot grow without bound.
+        kept = {k: v for k, v in cached.items() if os.path.exists(k.rsplit(":", 2)[0])}
+        with contextlib.suppress(OSError):  # derived data
+            write_json_atomic(cache_file, {**kept, key: probe})
+    return probe
+
+
+def _here() -> dict[str, Any]:
+    """What :data:`_PROBE` prints, for the running interpreter (no process needed)."""
+    return {
+        "impl": sys.implementation.name,
+        "version": list(sys.version_info[:2]),
+        "soabi": sysconfig.get_config_var("SOABI") or "",
+        "platform": sysconfig.get_platform(),
+        "free_threaded": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+        "debug": hasattr(sys, "gettotalrefcount"),
+    }
+
+
+# --- locating ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Link:
+    filename: str
+    url: str
+    sha256: str | None
+    metadata_url: str | None
+
+
+class _Anchors(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.base: str | None = None
+        self.anchors: list[dict[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "base" and self.base is None:
+            self.base = dict(attrs).get("href")
+        elif tag == "a":
+            self.anchors.append(dict(attrs))
+
+
+def _fragment_sha256(url: str) -> tuple[str, str | None]:
+    base, _, fragment = url.partition("#")
+    name, _, value = fragment.partition("=")
+    return base, (value.lower() if name == "sha256" and value else None)
+
+
+def _html_links(page: bytes, page_url: str) -> list[_Link]:
+    parser = _Anchors()
+    parser.feed(page.decode("utf-8", errors="replace"))
+    base = urljoin(page_url, parser.base) if parser.base else page_url
+    links: list[_Link] = []
+    for attrs in parser.anchors:
+        href = attrs.get("href")
+        if not href:
+            continue
+        url, sha256 = _fragment_sha256(urljoin(base, href))
+        filename = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+        meta = attrs.get("data-core-metadata") or attrs.get("data-dist-info-metadata")
+        has_meta = meta is not None and meta.lower() != "false"
+        links.append(_Link(filename, url, sha256, f"{url}.metadata" if has_meta else None))
+    return links
+
+
+def _json_links(page: bytes, page_url: str) -> list[_Link]:
+    data = json.loads(page)
+    links: list[_Link] = []
+    for item in data.get("files", []) if isinstance(data, dict) else []:
+        if not isinstance(item, dict) or not item.get("url"):
+            continue
+        url, fragment = _fragment_sha256(urljoin(page_url, str(item["url"])))
+        hashes = item.get("hashes")
+        given = hashes.get("sha256") if isinstance(hashes, dict) else None
+        sha256 = str(given).lower() if given else fragment
+        meta = item.get("core-metadata", item.get("dist-info-metadata"))
+        links.append(
+            _Link(str(item.get("filename", "")), url, sha256, f"{url}.metadata" if meta else None)
+        )
+    return links
+
+
+def _best(links: Sequence[_Link], name: str, version: Version, tags: Sequence[Tag]) -> _Link | None:
+    rank = {tag: i for i, tag in enumerate(tags)}
+    best: tuple[int, tuple[int, str] | tuple[()], _Link] | None = None
+    for link in links:
+        try:
+            wname, wversion, build, wtags = parse_wheel_filename(link.filename)
+        except InvalidWheelFilename:
+            continue  # an sdist or another file: reconciler never builds
+        if wname != name or wversion != version:
+            continue
+        ranks = [rank[t] for t in wtags if t in rank]
+        if not ranks:
+            continue
+        key = (-min(ranks), build)
+        if best is None or key > (best[0], best[1]):
+            best = (key[0], key[1], link)
+    return best[2] if best else None
+
+
+def _find_links_location(location: str) -> tuple[Path | None, str]:
+    parts = urlsplit(location)
+    if parts.scheme == "file":
+        return Path(url2pathname(parts.path)), location
+    if parts.scheme in ("http", "https"):
+        return None, location
+    return Path(os.path.expanduser(location)), location
+
+
+def _local_links(directory: Path) -> list[_Link]:
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return []
+    return [_Link(n, (directory / n).resolve().as_uri(), None, None) for n in names]
+
+
+def locate_wheel(
+    name: str,
+    version: str,
+    settings: PipSettings,
+    tags: Sequence[Tag],
+    *,
+    client: HttpClient | None = None,
+) -> WheelFile | None:
+    """The wheel of ``name==version`` the installer would take (see module docstring),
+    or None when no location offers a compatible wheel of that version."""
+    canonical = canonicalize_name(name)
+    try:
+        wanted = Version(version)
+    except InvalidVersion:
+        return None
+    http = client or HttpClient()
+    for location in settings.find_links:
+        directory, source = _find_links_location(location)
+        if directory is not None:
+            links = _local_links(directory)
+        else:
+            response = http.get(location)
+            links = _html_links(response.body, response.url) if response.status == 200 else []
+        found = _best(links, canonical, wanted, tags)
+        if found is not None:
+            return _wheel(found, canonical, version, redact(source))
+    for index in _indexes(settings):
+        page = urljoin(index if index.endswith("/") else index + "/", f"{canonical}/")
+        response = http.get(page, {"Accept": _ACCEPT})
+        if response.status in (404, 410):
+            continue  # not on this index: the next one may have it
+        if response.status != 200:
+            raise BackendError(
+                f"cannot read {redact(page)}: HTTP {response.status}",
+                hint="check the index URL and its credentials",
+            )
+        kind = response.headers.get("content-type", "").split(";")[0].strip()
+        parse = _json_links if kind == _JSON_TYPE else _html_links
+        found = _best(parse(response.body, response.url), canonical, wanted, tags)
+        # first-index: the first index with the project decides, found or not.
+        return _wheel(found, canonical, version, redact(index)) if found else None
+    return None
+
+
+def _indexes(settings: PipSettings) -> list[str]:
+    if settings.no_index:
+        return []
+    extras = list(settings.extra_index_urls)
+    return [settings.index_url, *extras] if settings.index_url else [*extras, PYPI_SIMPLE]
+
+
+def _wheel(link: _Link, name: str, version: str, source: str) -> WheelFile:
+    sha256 = link.sha256
+    parts = urlsplit(link.url)
+    if sha256 is None and parts.scheme == "file":
+        sha256 = _file_sha256(Path(url2pathname(parts.path)))
+    return WheelFile(str(name), version, link.filename, link.url, sha256, source, link.metadata_url)
+
+
+def _file_sha256(path: Path) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+# --- RECORD -------------------------------------------------------------------------
+
+
+def read_record(
+    wheel: WheelFile, cache_dir: Path | None = None, *, client: HttpClient | None = None
+) -> tuple[RecordEntry, ...]:
+    """The RECORD rows of ``wheel`` (see module docstring), cached by sha256."""
+    cache_file = None
+    if cache_dir is not None and wheel.sha256:
+        cache_file = cache_dir / "records" / f"{wheel.sha256}.json"
+        try:
+            rows = json.loads(cache_file.read_text(encoding="utf-8"))
+            return tuple(RecordEntry(str(p), str(h), s) for p, h, s in rows)
+        except (OSError, ValueError, TypeError):
+            pass
+    local = wheel.path
+    if local is not None:
+        try:
+            with zipfile.ZipFile(local) as archive:
+                entries = _record_of(archive, wheel)
+        except (OSError, zipfile.BadZipFile) as exc:
+            raise _unreadable(wheel, str(exc)) from exc
+    else:
+        entries = _remote_record(wheel, cache_dir, client or HttpClient())
+    if cache_file is not None:
+        from reconciler.state.store import write_json_atomic
+
+        with contextlib.suppress(OSError):  # derived data
+            write_json_atomic(cache_file, [[e.path, e.hash, e.size] for e in entries])
+    return entries
+
+
+def _remote_record(
+    wheel: WheelFile, cache_dir: Path | None, http: HttpClient
+) -> tuple[RecordEntry, ...]:
+    # A server without range support sends the whole wheel: it lands in the cache dir.
+    where = cache_dir / "wheels" if cache_dir is not None else Path(tempfile.gettempdir())
+    where.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".download-", suffix=".whl", dir=where)
+    try:
+        with os.fdopen(fd, "wb") as sink:
+            opened = open_remote_zip(http, wheel.url, sink)
+        if opened is not None:
+            with zipfile.ZipFile(opened) as archive:
+                return _record_of(archive, wheel)
+        if wheel.sha256 and _file_sha256(Path(tmp)) != wheel.sha256:
+            raise _unreadable(wheel, "its sha256 differs from the one the index advertises")
+        with zipfile.ZipFile(tmp) as archive:
+            return _record_of(archive, wheel)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise _unreadable(wheel, str(exc)) from exc
+    finally:
+        os.unlink(tmp)
+
+
+def _record_of(archive: zipfile.ZipFile, wheel: WheelFile) -> tuple[RecordEntry, ...]:
+    records = [
+        n for n in archive.namelist() if n.count("/") == 1 and n.endswith(".dist-info/RECORD")
+    ]
+    if not records:
+        raise _unreadable(wheel, "it has no .dist-info/RECORD")
+    # One dist-info is the rule; with several, the one named after the distribution.
+    chosen = next(
+        (r for r in records if canonicalize_name(r.split("-", 1)[0]) == wheel.name), records[0]
+    )
+    return parse_record(archive.read(chosen).decode("utf-8", errors="replace"))
+
+
+def _unreadable(wheel: WheelFile, why: str) -> BackendError:
+    return BackendError(
+        f"cannot read the file list of {wheel.filename} from {wheel.source}: {redact(why)}",
+        hint="check the wheel on the index or in find-links; a damaged wheel cannot be installed",
+    )
+
+
+class WheelRecords:
+    """``record(python, name, version, settings)``: the RECORD of the wheel the installer
+    would install into ``python``'s environment, or None when no location has one.
+
+    Tags are computed once per interpreter; RECORDs are cached under ``cache_dir``.
+    """
+
+    def __init__(self, cache_dir: Path | None = None) -> None:
+        self.cache_dir = cache_dir
+        self._tags: dict[str, tuple[Tag, ...]] = {}
+        self._client = HttpClient()
+
+    def record(
+        self, python: Path, name: str, version: str, settings: PipSettings
+    ) -> tuple[RecordEntry, ...] | None:
+        """See the class docstring."""
+        tags = self._tags.get(str(python))
+        if tags is None:
+            tags = self._tags[str(python)] = target_tags(python, self.cache_dir)
+        wheel = locate_wheel(name, version, settings, tags, client=self._client)
+        return None if wheel is None else read_record(wheel, self.cache_dir, client=self._client)

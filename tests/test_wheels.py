@@ -1,0 +1,256 @@
+"""reconciler.backends.wheels: locating a resolved wheel and reading its RECORD.
+
+Real files and a real HTTP index on 127.0.0.1 (tests/support/servers.py), with and
+without range support.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from packaging.tags import sys_tags
+
+from reconciler.backends import wheels
+from reconciler.backends.lazy_zip import CHUNK
+from reconciler.backends.wheels import (
+    WheelFile,
+    locate_wheel,
+    parse_record,
+    read_record,
+    target_tags,
+)
+from reconciler.errors import BackendError
+from reconciler.manifest.model import PipSettings
+from tests.support.envs import make_venv
+from tests.support.servers import build_simple_index, serve
+from tests.support.wheels import build_wheel, record_hash
+
+TAGS = tuple(sys_tags())
+PLATFORM = next(t.platform for t in TAGS if t.platform != "any")
+INTERP = next(t.interpreter for t in TAGS if t.interpreter.startswith("cp"))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _retagged(wheel: Path, tag: str) -> Path:
+    """A copy of ``wheel`` whose file name carries ``tag`` (``cp311-cp311-linux_x86_64``)."""
+    name, version = wheel.name.split("-")[:2]
+    target = wheel.with_name(f"{name}-{version}-{tag}.whl")
+    shutil.copyfile(wheel, target)
+    return target
+
+
+def test_find_links_picks_the_best_tag_for_the_target(tmp_path: Path) -> None:
+    house = tmp_path / "house"
+    generic = build_wheel(house, "alpha", "1.0")
+    specific = _retagged(generic, f"{INTERP}-{INTERP}-{PLATFORM}")
+    _retagged(generic, "cp27-cp27m-win32")  # not installable here
+    build_wheel(house, "alpha", "2.0")
+
+    found = locate_wheel("Alpha", "1.0", PipSettings(find_links=(str(house),), no_index=True), TAGS)
+
+    assert found == WheelFile(
+        "alpha",
+        "1.0",
+        specific.name,
+        specific.resolve().as_uri(),
+        _sha256(specific),
+        str(house),
+    )
+    # Only the generic wheel is compatible with a target that has no platform tags here.
+    pure = tuple(t for t in TAGS if t.platform == "any")
+    found = locate_wheel("alpha", "1.0", PipSettings(find_links=(house.as_uri(),)), pure)
+    assert found is not None and found.filename == generic.name
+    assert found.path == generic.resolve()
+    assert (
+        locate_wheel("alpha", "3.0", PipSettings(find_links=(str(house),), no_index=True), TAGS)
+        is None
+    )
+
+
+@pytest.mark.parametrize("json_pages", [False, True], ids=["html", "json"])
+def test_index_gives_url_sha256_and_metadata(tmp_path: Path, json_pages: bool) -> None:
+    wheel = build_wheel(tmp_path / "house", "beta", "2.0", ["alpha>=2"])
+    root = build_simple_index(tmp_path / "house", tmp_path / "index", json_pages=json_pages)
+    with serve(root) as server:
+        index = server.url_with("user:s3cret", "simple/")
+        found = locate_wheel("beta", "2.0", PipSettings(index_url=index), TAGS)
+        requests = server.requests()
+
+    assert found is not None
+    assert found.filename == wheel.name
+    assert found.sha256 == _sha256(wheel)
+    assert found.url == f"{server.url}files/{wheel.name}"
+    assert found.metadata_url == f"{server.url}files/{wheel.name}.metadata"
+    assert found.source == f"http://***@127.0.0.1:{server.port}/simple/"
+    expected = "Basic " + base64.b64encode(b"user:s3cret").decode()
+    assert [(r.path, r.authorization) for r in requests] == [("/simple/beta/", expected)]
+    assert "s3cret" not in repr(found.source)
+
+
+def test_the_first_index_with_the_project_decides(tmp_path: Path) -> None:
+    build_wheel(tmp_path / "internal", "alpha", "1.0")
+    build_wheel(tmp_path / "public", "alpha", "1.0")
+    build_wheel(tmp_path / "public", "alpha", "2.0")
+    build_wheel(tmp_path / "public", "delta", "1.0")
+    internal = build_simple_index(tmp_path / "internal", tmp_path / "i1")
+    public = build_simple_index(tmp_path / "public", tmp_path / "i2")
+    with serve(internal) as first, serve(public) as second:
+        settings = PipSettings(
+            index_url=f"{first.url}simple/", extra_index_urls=(f"{second.url}simple/",)
+        )
+        alpha1 = locate_wheel("alpha", "1.0", settings, TAGS)
+        alpha2 = locate_wheel("alpha", "2.0", settings, TAGS)
+        delta = locate_wheel("delta", "1.0", settings, TAGS)
+
+    assert alpha1 is not None and alpha1.source == f"{first.url}simple/"
+    assert alpha2 is None  # the internal index has alpha: the public 2.0 is never taken
+    assert delta is not None and delta.source == f"{second.url}simple/"
+
+
+def test_index_errors_are_clear(tmp_path: Path) -> None:
+    build_wheel(tmp_path / "house", "alpha", "1.0")
+    root = build_simple_index(tmp_path / "house", tmp_path / "index")
+    with serve(root) as server:
+        server.script("/simple/alpha/", 500, then=500)
+        with pytest.raises(BackendError) as caught:
+            locate_wheel(
+                "alpha", "1.0", PipSettings(index_url=server.url_with("u:pw", "simple/")), TAGS
+            )
+        attempts = len(server.requests())
+    assert caught.value.message == (
+        f"cannot read http://***@127.0.0.1:{server.port}/simple/alpha/: HTTP 500 (after 3 attempts)"
+    )
+    assert attempts == 3
+
+
+def _record_rows(wheel: Path) -> list[tuple[str, str, int | None]]:
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith("RECORD"))
+        text = archive.read(name).decode()
+    return [(e.path, e.hash, e.size) for e in parse_record(text)]
+
+
+def test_record_of_a_local_wheel(tmp_path: Path) -> None:
+    build_wheel(tmp_path, "epsilon-pkg", "1.0", dist_name="Epsilon-Pkg")
+    found = locate_wheel(
+        "epsilon-pkg", "1.0", PipSettings(find_links=(str(tmp_path),), no_index=True), TAGS
+    )
+    assert found is not None
+    entries = read_record(found)
+    assert [e.path for e in entries] == [
+        "Epsilon_Pkg-1.0.dist-info/METADATA",
+        "Epsilon_Pkg-1.0.dist-info/WHEEL",
+        "epsilon_pkg/__init__.py",
+        "Epsilon_Pkg-1.0.dist-info/RECORD",
+    ]
+    assert entries[2] == wheels.RecordEntry(
+        "epsilon_pkg/__init__.py", record_hash(b'__version__ = "1.0"\n'), 20
+    )
+    assert entries[3].hash == "" and entries[3].size is None
+
+
+def _big_wheel(dest: Path) -> Path:
+    """A wheel whose central directory is larger than the first range request."""
+    wheel = build_wheel(dest, "bigpkg", "1.0")
+    with zipfile.ZipFile(wheel, "a") as archive:
+        for i in range(1500):
+            archive.writestr(f"bigpkg/data/file_{i:05d}_with_a_longish_name.txt", b"x")
+    return wheel
+
+
+@pytest.mark.parametrize("big", [False, True], ids=["small", "big"])
+def test_remote_record_is_read_with_range_requests(tmp_path: Path, big: bool) -> None:
+    wheel = (
+        _big_wheel(tmp_path / "house") if big else build_wheel(tmp_path / "house", "alpha", "1.0")
+    )
+    root = build_simple_index(tmp_path / "house", tmp_path / "index")
+    cache = tmp_path / "cache"
+    name = "bigpkg" if big else "alpha"
+    with serve(root) as server:
+        found = locate_wheel(name, "1.0", PipSettings(index_url=f"{server.url}simple/"), TAGS)
+        assert found is not None
+        entries = read_record(found, cache)
+        wheel_requests = [r for r in server.requests() if r.path.endswith(".whl")]
+        again = read_record(found, cache)
+        after = [r for r in server.requests() if r.path.endswith(".whl")]
+
+    assert [(e.path, e.hash, e.size) for e in entries] == _record_rows(wheel)
+    assert all(r.range is not None for r in wheel_requests)
+    assert wheel_requests[0].range == f"bytes=-{CHUNK}"
+    if big:
+        assert wheel.stat().st_size > CHUNK
+        assert len(wheel_requests) >= 2  # the rest of the central directory, the RECORD
+    else:
+        assert len(wheel_requests) == 1  # the tail holds everything
+    assert again == entries and after == wheel_requests  # cached by sha256
+    assert (cache / "records" / f"{_sha256(wheel)}.json").is_file()
+
+
+def test_remote_record_without_range_support_downloads_into_the_cache(tmp_path: Path) -> None:
+    wheel = build_wheel(tmp_path / "house", "alpha", "1.0")
+    root = build_simple_index(tmp_path / "house", tmp_path / "index")
+    cache = tmp_path / "cache"
+    with serve(root) as server:
+        server.ranges = False
+        found = locate_wheel("alpha", "1.0", PipSettings(index_url=f"{server.url}simple/"), TAGS)
+        assert found is not None
+        entries = read_record(found, cache)
+        wheel_requests = [r for r in server.requests() if r.path.endswith(".whl")]
+
+    assert [(e.path, e.hash, e.size) for e in entries] == _record_rows(wheel)
+    # One request: the range request answered with the whole file is the download.
+    assert len(wheel_requests) == 1
+    assert list((cache / "wheels").iterdir()) == []  # the download is removed after reading
+
+
+def test_a_wheel_whose_hash_differs_from_the_index_is_an_error(tmp_path: Path) -> None:
+    wheel = build_wheel(tmp_path / "house", "alpha", "1.0")
+    root = build_simple_index(tmp_path / "house", tmp_path / "index", bad_hashes=[wheel.name])
+    with serve(root) as server:
+        server.ranges = False
+        found = locate_wheel("alpha", "1.0", PipSettings(index_url=f"{server.url}simple/"), TAGS)
+        assert found is not None
+        with pytest.raises(BackendError) as caught:
+            read_record(found, tmp_path / "cache")
+    assert caught.value.message == (
+        f"cannot read the file list of {wheel.name} from {server.url}simple/: "
+        "its sha256 differs from the one the index advertises"
+    )
+
+
+def test_target_tags_probe_once_and_match_the_interpreter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A copied interpreter (--copies) has another real path: the probe process runs.
+    venv = tmp_path / "venv"
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", "--copies", str(venv)], check=True
+    )
+    cache = tmp_path / "cache"
+    started: list[object] = []
+    real_run = wheels.run
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        started.append(args)
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(wheels, "run", counting)
+    first = target_tags(venv / "bin" / "python", cache)
+    second = target_tags(venv / "bin" / "python", cache)
+    assert first == TAGS == second
+    assert len(started) == 1
+    # A symlinked venv python is the running interpreter: no process at all.
+    linked = make_venv(tmp_path / "linked")
+    assert target_tags(linked / "bin" / "python") == TAGS
+    assert len(started) == 1
