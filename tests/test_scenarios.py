@@ -6,6 +6,8 @@ changes it lists, then runs ``reconciler plan --json`` and compares the plan
 with the expected one. Case format::
 
     description: what it shows
+    wheels:                       # more wheels for this case only (beside the standard ones)
+      - {name: black, version: "23.1.0", requires: ["packaging>=22.0"]}
     environments:
       NAME:
         image: {kind: venv|hybrid|conda, pip: [...], conda: [...], with_pip: false}
@@ -20,20 +22,25 @@ with the expected one. Case format::
     expect:
       exit: 0
       no_subprocess: false        # assert that planning started no process
+      summary: {refused: 1}       # keys given are compared with the plan's summary
       environments:
         NAME:
           resolver_ran: true
           changes: [{action, manager, name, from, to, requested, refused,
-                     required_by, reason_contains}]   # keys given are compared
+                     required_by, reason_contains, held_back}]   # keys given are compared
 
 ``{wheelhouse}``, ``{python}`` and ``{python_version}`` in a case are replaced
-by the test wheelhouse, the test interpreter and its X.Y version.
+by the case's wheelhouse (the standard one plus its ``wheels``), the test
+interpreter and its X.Y version.
 Changes are compared as a set: the expected list must have as many entries as the plan.
+Every plan is also held to :mod:`tests.support.plan_checks` (refusals quote a
+requirement the installed version fails; transitive changes name their chain).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +53,11 @@ from reconciler.cli import main
 from reconciler.state.environment import read_state
 from reconciler.state.store import Owned, OwnedPackage, StateStore
 from tests.support.envs import conda_install_more, make_conda_prefix, make_venv, pip_install
+from tests.support.plan_checks import (
+    assert_refusals_quote_excluding_requirements,
+    assert_transitive_changes_have_required_by,
+)
+from tests.support.wheels import build_wheel
 
 CASES = sorted((Path(__file__).parent / "scenarios").glob("*.yaml"))
 
@@ -110,6 +122,11 @@ def test_scenario(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     text = path.read_text(encoding="utf-8")
+    extra_wheels = (yaml.safe_load(text) or {}).get("wheels") or []
+    if extra_wheels:
+        wheelhouse = Path(shutil.copytree(wheelhouse, tmp_path / "wheelhouse"))
+        for wheel in extra_wheels:
+            build_wheel(wheelhouse, wheel["name"], wheel["version"], wheel.get("requires", ()))
     for token, value in {
         "{wheelhouse}": str(wheelhouse),
         "{python}": sys.executable,
@@ -168,6 +185,12 @@ def test_scenario(
     out, err = capsys.readouterr()
     assert code == expect["exit"], f"exit {code}\nstdout: {out}\nstderr: {err}"
     plan = json.loads(out)
+    # Properties of every plan: a refusal blames a requirement that excludes the
+    # installed version; every transitive change names its chain.
+    assert_refusals_quote_excluding_requirements(plan)
+    assert_transitive_changes_have_required_by(plan)
+    for key, value in (expect.get("summary") or {}).items():
+        assert plan["summary"][key] == value, f"summary {key}: {plan['summary']}"
     by_name = {env["name"]: env for env in plan["environments"]}
     for name, wanted in expect["environments"].items():
         env = by_name[name]

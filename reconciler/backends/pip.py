@@ -51,6 +51,7 @@ __all__ = [
     "check_index_order",
     "isolation_env",
     "select_installer",
+    "with_requirements",
 ]
 
 PREVIEW_TIMEOUT = 600.0
@@ -95,6 +96,13 @@ class PipInstaller(Protocol):
         self, python: Path, requirements: Sequence[str], settings: PipSettings
     ) -> tuple[tuple[str, str], ...]:
         """``(parent, child)`` requirement edges of an unconstrained resolution, for chains."""
+        ...
+
+    def newest(
+        self, python: Path, requirements: Sequence[str], settings: PipSettings
+    ) -> dict[str, str]:
+        """``name -> version`` of the newest release each requirement allows (no
+        dependencies, nothing installed considered); {} when the installer cannot say."""
         ...
 
     def install(
@@ -248,6 +256,20 @@ class UvCli:
                     edges.append((canonicalize_name(parent), child))
         return tuple(edges)
 
+    def newest(
+        self, python: Path, requirements: Sequence[str], settings: PipSettings
+    ) -> dict[str, str]:
+        """``uv pip compile --no-deps``: each requirement's newest release, alone."""
+        argv: list[str | Path] = [
+            self.uv, "pip", "compile", "-", "--python", python, "--no-deps", "--no-header",
+            "--no-annotate", "--quiet", "--no-build", *repository_args(settings, uv=True),
+        ]  # fmt: skip
+        proc = _run_with_input(argv, "\n".join(requirements) + "\n")
+        if proc.returncode != 0:
+            return {}
+        pins = (line.split("==", 1) for line in proc.stdout.splitlines() if "==" in line)
+        return {canonicalize_name(n.split("[")[0].strip()): v.strip() for n, v in pins}
+
 
 def _run_with_input(argv: Sequence[str | Path], text: str) -> Completed:
     fd, name = tempfile.mkstemp(prefix="reconciler-reqs-", suffix=".txt")
@@ -329,6 +351,25 @@ class PipCli:
         """pip's report already carries ``requires_dist``; nothing more to ask."""
         return ()
 
+    def newest(
+        self, python: Path, requirements: Sequence[str], settings: PipSettings
+    ) -> dict[str, str]:
+        """``pip install --dry-run --no-deps --ignore-installed``: each one's newest release."""
+        argv: list[str | Path] = [
+            python, "-m", "pip", "install", "--dry-run", "--quiet", "--report", "-",
+            "--no-deps", "--ignore-installed", "--only-binary", ":all:",
+            *repository_args(settings, uv=False),
+        ]  # fmt: skip
+        proc = _run_pinned(argv, "--constraint", (), requirements, PREVIEW_TIMEOUT)
+        try:
+            items = json.loads(proc.stdout)["install"] if proc.returncode == 0 else []
+            return {
+                canonicalize_name(i["metadata"]["name"]): str(i["metadata"]["version"])
+                for i in items
+            }
+        except (ValueError, KeyError, TypeError):
+            return {}
+
     def install(
         self,
         python: Path,
@@ -346,6 +387,21 @@ class PipCli:
                 argv, "--constraint", constraints, requirements, INSTALL_TIMEOUT, "in-installer"
             )
             return checked_install(proc, "pip", python)
+
+
+def with_requirements(installs: Sequence[Resolved], settings: PipSettings) -> tuple[Resolved, ...]:
+    """``installs`` with each one's ``Requires-Dist`` from the repositories' metadata
+    where the installer did not report it (uv); unknown ones stay None."""
+    from reconciler.backends.metadata import requirements_of
+
+    missing = [(i.name, i.version) for i in installs if i.requires is None]
+    if not missing:
+        return tuple(installs)
+    found = requirements_of(missing, settings)
+    return tuple(
+        Resolved(i.name, i.version, found[i.name]) if i.requires is None and i.name in found else i
+        for i in installs
+    )
 
 
 def select_installer(installer: str, python: Path) -> PipInstaller:

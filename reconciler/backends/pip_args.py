@@ -57,6 +57,9 @@ def isolation_env() -> dict[str, str]:
             env[key] = value
     if not (os.environ.get("PIP_TIMEOUT") or os.environ.get("PIP_DEFAULT_TIMEOUT")):
         env["PIP_DEFAULT_TIMEOUT"] = str(HTTP_READ_TIMEOUT)
+    # pip reads no configuration file (the machine's pip.conf, PIP_CONFIG_FILE): the
+    # manifest names the repositories, as for uv, which never reads pip.conf.
+    env["PIP_CONFIG_FILE"] = os.devnull
     return env
 
 

@@ -17,8 +17,9 @@ from pathlib import Path
 from reconciler.backends.pip_args import HTTP_READ_TIMEOUT, HTTP_RETRIES
 from reconciler.backends.process import Completed, redact
 from reconciler.errors import BackendError, ReconcilerError
+from reconciler.manifest.model import PipSettings
 
-__all__ = ["checked_install", "resolution_refusal", "rolled_back_on_failure"]
+__all__ = ["checked_install", "resolution_refusal", "rolled_back_on_failure", "unavailable"]
 
 
 def _failure(proc: Completed) -> str:
@@ -26,8 +27,12 @@ def _failure(proc: Completed) -> str:
     return redact(text)
 
 
+# pip's "not found" ("No matching distribution found for x", "Could not find a version
+# that satisfies the requirement x") is data as well: :func:`unavailable` says which.
 _NO_SOLUTION = re.compile(
-    r"No solution found|ResolutionImpossible|conflicting dependencies|Cannot install", re.I
+    r"No solution found|ResolutionImpossible|conflicting dependencies|Cannot install|"
+    r"No matching distribution found|Could not find a version that satisfies",
+    re.I,
 )
 
 
@@ -196,3 +201,69 @@ def _rollback_note(name: str, removed: Sequence[str], kept: Sequence[str]) -> st
     else:
         note += "; nothing it added is left in the environment"
     return note
+
+
+# Names the installers say they could not find: uv "there is no version of x==9",
+# "x was not found in the package registry", "x==1.0 has no usable wheels"; pip
+# "satisfies the requirement x==9", "No matching distribution found for x".
+_NAMED = re.compile(
+    r"(?:there is no version of|satisfies the requirement|distribution found for)\s+"
+    r"`?(?P<req>[A-Za-z0-9][^\s`,]*)|"
+    r"(?P<name>[A-Za-z0-9][^\s`,]*)`? (?:was not found in|has no usable wheels|"
+    r"has no wheels)"
+)
+_NEWEST_SHOWN = 3
+
+
+def unavailable(
+    message: str, requirements: Sequence[str], settings: PipSettings
+) -> tuple[str, str] | None:
+    """``(sentence, hint)`` when a failed resolution is a distribution that the
+    repositories do not have as a wheel (no such project, no such version, only a
+    source distribution); None when it is something else (a real conflict).
+
+    What the repositories hold is read from their listings (a ``find_links``
+    directory, the index's project page), never from the installer's output, which
+    for pip is the whole version list.
+    """
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    from reconciler.backends.metadata import listing, sources_text
+
+    asked: dict[str, Requirement] = {}
+    named = [m.group("req") or m.group("name") for m in _NAMED.finditer(message)]
+    for text in [*requirements, *named]:
+        try:
+            req = Requirement(text.rstrip(".:;"))
+        except InvalidRequirement:
+            continue
+        asked.setdefault(canonicalize_name(req.name), req)
+    for name, req in asked.items():
+        if not re.search(rf"(?<![\w.-]){re.escape(req.name)}(?![\w-])", message, re.I):
+            continue  # a project the installer does not mention is not what failed
+        found = listing(name, settings)
+        shown = f"{req.name}{req.specifier}"
+        if found is None:
+            return (
+                f"{shown} was asked for, but no distribution named {req.name!r} is on "
+                f"{sources_text(settings)}",
+                "check the name in the manifest (a typo?) and the repositories it uses",
+            )
+        matching = [v for v in found.versions() if req.specifier.contains(v, prereleases=True)]
+        wheels = [v for v in found.versions(wheels_only=True) if v in matching]
+        if not matching:
+            newest = ", ".join(found.versions()[:_NEWEST_SHOWN]) or "none"
+            return (
+                f"{shown} was asked for, but no version of {req.name} on {found.source} "
+                f"matches it (the newest there: {newest})",
+                "change the version in the manifest to one the repository has",
+            )
+        if not wheels:
+            return (
+                f"{req.name} {matching[0]} has only a source distribution on "
+                f"{found.source} and reconciler never builds packages",
+                f"build a wheel into a wheelhouse (`pip wheel --no-deps '{req.name}=="
+                f"{matching[0]}' -w DIR`) and add that directory to `find_links` in the manifest",
+            )
+    return None

@@ -102,7 +102,7 @@ def plan_conda_side(
         found = _classify(state, ownership, solution.records, requested, {})
         if any(not c.requested for c in found):
             # Transitive changes: say which request needs each (the chain).
-            chains = _chains(solution.records, requested)
+            chains = _chains(state, solution.records, requested)
             found = _classify(state, ownership, solution.records, requested, chains)
         changes += found
         return CondaSidePlan(tuple(changes), tuple(satisfied), tuple(specs), pinned, True)
@@ -114,7 +114,7 @@ def plan_conda_side(
             f"managed packages: {first_lines(free.message)}",
             hint="check the specs and channels in the manifest",
         )
-    chains = _chains(free.records, requested)
+    chains = _chains(state, free.records, requested)
     found = _classify(state, ownership, free.records, requested, chains)
     if not any(c.refused for c in found):
         found.append(_blame(solution, state))
@@ -139,17 +139,31 @@ def _blame(solution: CondaSolution, state: InstalledState) -> Change:
 
 
 def _chains(
-    records: Sequence[SolvedRecord], requested: set[str]
+    state: InstalledState, records: Sequence[SolvedRecord], requested: set[str]
 ) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """``name -> (reason, chain)``; an installed record that would move is explained by
+    the ``depends`` that its installed build does not match."""
+    from reconciler.backends.conda import spec_matches
     from reconciler.plan.chains import RequirementGraph
 
-    graph = RequirementGraph()
+    graph = RequirementGraph(pep508=False)
     graph.request(requested)
     for record in records:
         for dep in record.depends:
             graph.require(record.name, dep.split()[0].split("[")[0].lower(), dep)
     versions = {r.name: r.version for r in records}
-    return {r.name: graph.describe(r.name, versions) for r in records}
+    out = {}
+    for record in records:
+        installed = state.conda.get(record.name)
+        excludes = None
+        if installed is not None:
+            name, version, build = installed.name, installed.version, installed.build
+
+            def excludes(spec: str, n: str = name, v: str = version, b: str = build) -> bool:
+                return not spec_matches(spec, n, v, b)
+
+        out[record.name] = graph.describe(record.name, versions, excludes)
+    return out
 
 
 def _classify(

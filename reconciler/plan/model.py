@@ -5,13 +5,58 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ACTIONS", "UNRESOLVED", "Change", "EnvironmentPlan", "Plan", "validate_plan_document"]
+__all__ = [
+    "ACTIONS",
+    "UNRESOLVED",
+    "Change",
+    "EnvironmentPlan",
+    "HeldBack",
+    "Holder",
+    "Plan",
+    "validate_plan_document",
+]
 
 #: The reason of an install into an environment that does not exist yet: the
 #: installer resolves it when the environment is created.
 UNRESOLVED = "resolved when the environment exists"
 
 ACTIONS = ("create", "install", "upgrade", "downgrade", "reinstall", "remove", "register-kernel")
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A managed or foreign package that keeps a request from its newest release."""
+
+    name: str
+    version: str  # installed
+    requirement: str  # the newest release's requirement it does not satisfy
+
+    def to_json(self) -> dict[str, str]:
+        """An item of ``held_back.by`` in ``plan.v1.schema.json``."""
+        return {"name": self.name, "version": self.version, "requirement": self.requirement}
+
+
+@dataclass(frozen=True)
+class HeldBack:
+    """A request resolved to an older release than the newest available, and why."""
+
+    newest: str
+    by: tuple[Holder, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The optional ``held_back`` of a change in ``plan.v1.schema.json``."""
+        return {"newest": self.newest, "by": [h.to_json() for h in self.by]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> HeldBack:
+        """Inverse of :meth:`to_json`."""
+        return cls(
+            str(data["newest"]),
+            tuple(
+                Holder(str(h["name"]), str(h["version"]), str(h["requirement"]))
+                for h in data.get("by", ())
+            ),
+        )
 
 
 @dataclass(frozen=True)
@@ -27,10 +72,11 @@ class Change:
     refused: bool = False
     reason: str = ""
     required_by: tuple[str, ...] = ()
+    held_back: HeldBack | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The ``changes[]`` item of ``plan.v1.schema.json``."""
-        return {
+        """The ``changes[]`` item of ``plan.v1.schema.json`` (``held_back`` only when set)."""
+        doc: dict[str, Any] = {
             "action": self.action,
             "manager": self.manager,
             "name": self.name,
@@ -41,6 +87,9 @@ class Change:
             "reason": self.reason,
             "required_by": list(self.required_by),
         }
+        if self.held_back is not None:
+            doc["held_back"] = self.held_back.to_json()
+        return doc
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Change:
@@ -55,6 +104,7 @@ class Change:
             refused=bool(data["refused"]),
             reason=str(data.get("reason", "")),
             required_by=tuple(data.get("required_by", ())),
+            held_back=HeldBack.from_json(data["held_back"]) if data.get("held_back") else None,
         )
 
 

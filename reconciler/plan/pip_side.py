@@ -14,18 +14,20 @@ a preview that installs one of them anyway is refused.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from reconciler.backends.pip import PipCli, PipInstaller, PipPreview, Resolved
+from reconciler.backends.pip import PipInstaller, PipPreview, Resolved, with_requirements
+from reconciler.backends.pip_failures import unavailable
 from reconciler.backends.process import first_lines
-from reconciler.errors import BackendError
+from reconciler.errors import BackendError, ReconcilerError
 from reconciler.manifest.model import PipRequest, PipSettings
 from reconciler.plan.clashes import WheelContents, refuse_clashes
-from reconciler.plan.model import Change
+from reconciler.plan.model import Change, HeldBack, Holder
 from reconciler.plan.policy import OWNED, Ownership
 from reconciler.plan.requirements import (
     applies,
@@ -36,6 +38,9 @@ from reconciler.plan.requirements import (
     version_or_none,
 )
 from reconciler.state.environment import InstalledState, Package
+
+if TYPE_CHECKING:
+    from reconciler.plan.chains import RequirementGraph
 
 __all__ = ["PipSidePlan", "plan_pip_side"]
 
@@ -79,25 +84,20 @@ def _describe(pkg: Package, status: str) -> str:
     return f"{pkg.name} is {what} at {pkg.version}"
 
 
-def _conda_removal(state: InstalledState, dist_name: str, status: str) -> Change | None:
-    """pip replacing a distribution that a conda package ships uninstalls that package's
-    files and leaves a stale conda record: an uninstall, which reconciler never does."""
+def _with_removal(reason: str, state: InstalledState, dist_name: str, status: str) -> str:
+    """``reason``, and when a conda package ships ``dist_name``, that pip replacing it
+    would uninstall that package's files and leave a stale conda record: one refused
+    change with both reasons (reconciler never uninstalls)."""
     conda_name = state.dist_owner.get(dist_name)
     if conda_name is None:
-        return None
+        return reason
     record = state.conda[conda_name]
-    return Change(
-        "remove",
-        "conda",
-        conda_name,
-        record.version,
-        None,
-        False,
-        True,
+    removal = (
         f"pip would replace {dist_name} {state.dists[dist_name].version}, which conda package "
-        f"{conda_name} {record.version} ({status}) ships; reconciler never uninstalls a package. "
-        "Request it on the conda side instead",
+        f"{conda_name} {record.version} ({status}) ships, and so remove conda {conda_name}; "
+        "reconciler never uninstalls a package. Request it on the conda side instead"
     )
+    return f"{reason}; {removal}" if reason else removal
 
 
 def plan_pip_side(
@@ -133,6 +133,10 @@ def plan_pip_side(
             if not ownership.may_move(pkg):
                 status = ownership.status(pkg)
                 action = _direction(dist.version, req)
+                reason = (
+                    f"requested {request.requirement} would {action} {status} "
+                    f"{pkg.name} {pkg.version}"
+                )
                 changes.append(
                     Change(
                         action=action,
@@ -142,13 +146,9 @@ def plan_pip_side(
                         to_version=str(req.specifier) or None,
                         requested=True,
                         refused=True,
-                        reason=f"requested {request.requirement} would {action} {status} "
-                        f"{pkg.name} {pkg.version}",
+                        reason=_with_removal(reason, state, request.name, status),
                     )
                 )
-                removal = _conda_removal(state, request.name, status)
-                if removal is not None:
-                    changes.append(removal)
                 continue
         pending = True
         to_resolve.append(request.requirement)
@@ -158,22 +158,67 @@ def plan_pip_side(
 
     constraints = ownership.pip_pins(state)
     python = state.prefix / "bin" / "python"
-    preview = installer.preview(python, to_resolve, constraints, settings)
-    requested: set[str] = {r.name for r in requests}
-    if preview.ok:
-        chains: dict[str, tuple[str, tuple[str, ...]]] = {}
-        if any(i.name not in requested for i in preview.installs):
-            # Transitive changes: say which request needs each (the chain).
-            chains = _chains(state, installer, settings, to_resolve, requested, preview)
-        changes += _classify(state, packages, ownership, preview.installs, requested, chains=chains)
-        if wheels is not None:
-            changes = refuse_clashes(state, ownership, changes, wheels, settings)
-        return PipSidePlan(tuple(changes), tuple(satisfied), tuple(to_resolve), constraints, True)
+    texts = {r.name: r.requirement for r in requests}
+    ask_newest = [
+        r.requirement
+        for r in requests
+        if r.requirement in to_resolve
+        and r.requirement not in satisfied
+        and not any(c.operator in ("==", "===") for c in Requirement(r.requirement).specifier)
+    ]
+    with _Background(installer.newest, python, ask_newest, settings) as newest:
+        preview = installer.preview(python, to_resolve, constraints, settings)
+        if preview.ok:
+            chains: dict[str, tuple[str, tuple[str, ...]]] = {}
+            if any(i.name not in texts for i in preview.installs):
+                # Transitive changes: say which request needs each (the chain).
+                chains = _chains(state, installer, settings, to_resolve, texts, preview)[0]
+            found = _classify(state, packages, ownership, preview.installs, texts, chains=chains)
+            found = _held_back(state, ownership, installer, settings, texts, found, newest())
+            changes += found
+            if wheels is not None:
+                changes = refuse_clashes(state, ownership, changes, wheels, settings)
+            return PipSidePlan(
+                tuple(changes), tuple(satisfied), tuple(to_resolve), constraints, True
+            )
 
+    missing = unavailable(preview.message, to_resolve, settings)
+    if missing is not None:
+        raise BackendError(f"{state.prefix}: {missing[0]}", hint=missing[1])
     changes += _explain_refusal(
-        state, packages, ownership, installer, settings, to_resolve, requested, preview
+        state, packages, ownership, installer, settings, to_resolve, texts, preview
     )
     return PipSidePlan(tuple(changes), tuple(satisfied), tuple(to_resolve), constraints, True)
+
+
+class _Background:
+    """``call(*args)`` in a thread while the block runs (previews are processes, so they
+    overlap); calling the instance returns its result. Nothing runs without arguments."""
+
+    def __init__(self, call: Callable[..., dict[str, str]], *args: Any) -> None:
+        self._call, self._args = call, args
+        self._pool: Any = None
+        self._future: Any = None
+
+    def __enter__(self) -> Callable[[], dict[str, str]]:
+        if self._args and self._args[1]:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=1)
+            self._future = self._pool.submit(self._call, *self._args)
+        return self.result
+
+    def result(self) -> dict[str, str]:
+        if self._future is None:
+            return {}
+        try:
+            return dict(self._future.result())
+        except ReconcilerError:
+            return {}  # what is newest is a nicety; the main preview reports real faults
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
 
 def _classify(
@@ -181,9 +226,9 @@ def _classify(
     packages: dict[str, Package],
     ownership: Ownership,
     installs: Sequence[Resolved],
-    requested: set[str],
+    requested: Mapping[str, str],
     *,
-    chains: dict[str, tuple[str, tuple[str, ...]]] | None = None,
+    chains: Mapping[str, tuple[str, tuple[str, ...]]] | None = None,
 ) -> list[Change]:
     changes: list[Change] = []
     for item in installs:
@@ -211,11 +256,12 @@ def _classify(
             action = "upgrade"
         pkg = packages[state.package_for_dist(item.name)]
         status = ownership.status(pkg)
-        removal = _conda_removal(state, item.name, status)
-        refused = status != OWNED or ownership.frozen or removal is not None
+        conda_ships = item.name in state.dist_owner
+        refused = status != OWNED or ownership.frozen or conda_ships
         reason = ""
         if refused:
             reason = "; ".join(p for p in (chain_reason, _describe(pkg, status)) if p)
+            reason = _with_removal(reason, state, item.name, status)
         changes.append(
             Change(
                 action,
@@ -229,9 +275,75 @@ def _classify(
                 via,
             )
         )
-        if removal is not None:
-            changes.append(removal)
     return changes
+
+
+def _graph(
+    state: InstalledState,
+    installer: PipInstaller,
+    settings: PipSettings,
+    requirements: Sequence[str],
+    requested: Mapping[str, str],
+    preview: PipPreview,
+    extra_edges: Sequence[tuple[str, str, str]] = (),
+) -> tuple[RequirementGraph, tuple[Resolved, ...]]:
+    """The requirement graph of ``preview``'s outcome, and its installs with their
+    requirements where they could be found.
+
+    It holds the installed distributions that stay, the new versions' requirements
+    (pip's report carries them; for uv they are read from the wheels' metadata),
+    markers evaluated with the extras in play (``bleach[css]`` brings in bleach's
+    ``extra == "css"`` requirements), and, only where no metadata could be read, the
+    edges of an unconstrained resolution without specifiers (``explain``).
+    """
+    from reconciler.plan.chains import RequirementGraph
+
+    env = marker_environment(state.python_version)
+    installs = with_requirements(preview.installs, settings)
+    moving = {item.name for item in installs}
+    # Installed distributions that stay keep their requirements; moving ones get
+    # the new version's.
+    requires: dict[str, tuple[str, ...]] = {
+        d.name: tuple(d.requires) for d in state.dists.values() if d.name not in moving
+    }
+    requires.update({i.name: i.requires for i in installs if i.requires is not None})
+    extras: dict[str, set[str]] = {}
+    for name, text in requested.items():
+        req = parse(text)
+        extras.setdefault(name, set()).update(req.extras if req is not None else ())
+    edges: dict[tuple[str, str], str] = {}
+    changed = True
+    while changed:  # extras propagate down the graph until nothing new is in play
+        changed = False
+        for parent, texts in requires.items():
+            for text in texts:
+                req = parse(text)
+                if req is None or not applies(req, env, extras.get(parent, ())):
+                    continue
+                child = canonicalize_name(req.name)
+                edges.setdefault((parent, child), text)
+                new = set(req.extras) - extras.setdefault(child, set())
+                if new:
+                    extras[child] |= new
+                    changed = True
+    graph = RequirementGraph()
+    graph.request(requested, requested)
+    graph.require_all((p, c, t) for (p, c), t in edges.items())
+    graph.require_all(extra_edges)
+    if any(i.requires is None for i in installs):
+        python = state.prefix / "bin" / "python"
+        graph.require_all((p, c, "") for p, c in installer.explain(python, requirements, settings))
+    return graph, installs
+
+
+def _excludes(version: str) -> Callable[[str], bool]:
+    """Does a requirement text exclude the installed ``version``?"""
+
+    def excludes(text: str) -> bool:
+        req = parse(text)
+        return req is not None and not req.specifier.contains(version, prereleases=True)
+
+    return excludes
 
 
 def _chains(
@@ -239,40 +351,80 @@ def _chains(
     installer: PipInstaller,
     settings: PipSettings,
     requirements: Sequence[str],
-    requested: set[str],
+    requested: Mapping[str, str],
     preview: PipPreview,
     extra_edges: Sequence[tuple[str, str, str]] = (),
-) -> dict[str, tuple[str, tuple[str, ...]]]:
+) -> tuple[dict[str, tuple[str, tuple[str, ...]]], RequirementGraph]:
     """``name -> (reason text, chain)`` for every distribution ``preview`` would install.
 
-    The requirement graph holds the installed distributions that stay, the new
-    versions' requirements (pip's report carries them), and, when the installer
-    could not say (uv), the edges of an unconstrained resolution (``explain``).
+    An installed distribution that would move is explained by the requirements that
+    exclude its installed version (see :meth:`RequirementGraph.describe`).
     """
-    from reconciler.plan.chains import RequirementGraph
+    graph, installs = _graph(
+        state, installer, settings, requirements, requested, preview, extra_edges
+    )
+    versions = {i.name: i.version for i in installs}
+    out = {}
+    for item in installs:
+        dist = state.dists.get(item.name)
+        excludes = _excludes(dist.version) if dist is not None else None
+        out[item.name] = graph.describe(item.name, versions, excludes)
+    return out, graph
 
-    graph = RequirementGraph()
-    graph.request(requested)
+
+def _held_back(
+    state: InstalledState,
+    ownership: Ownership,
+    installer: PipInstaller,
+    settings: PipSettings,
+    requested: Mapping[str, str],
+    changes: list[Change],
+    newest: Mapping[str, str],
+) -> list[Change]:
+    """Mark requested installs planned below the newest release the request allows, with
+    the managed or foreign packages that exclude the newer one (its requirements that
+    they do not satisfy, read from its metadata)."""
+    behind = {}
+    for change in changes:
+        latest = newest.get(change.name)
+        chosen, best = version_or_none(change.to_version or ""), version_or_none(latest or "")
+        if (
+            change.requested
+            and not change.refused
+            and change.action in ("install", "upgrade", "downgrade")
+            and chosen is not None
+            and best is not None
+            and chosen < best
+        ):
+            behind[change.name] = str(latest)
+    if not behind:
+        return changes
+    from reconciler.backends.metadata import requirements_of
+    from reconciler.plan.chains import requirement_text
+
     env = marker_environment(state.python_version)
-    moving = {item.name for item in preview.installs}
-    for dist in state.dists.values():
-        if dist.name in moving:
-            continue  # its requirements after the change are those of the new version
-        for text in dist.requires:
+    packages = state.packages()
+    metadata = requirements_of(behind.items(), settings)
+    out = []
+    for change in changes:
+        if change.name not in behind:
+            out.append(change)
+            continue
+        request = parse(requested[change.name])
+        holders = []
+        for text in metadata.get(change.name, ()):
             req = parse(text)
-            if req is not None and applies(req, env):
-                graph.require(dist.name, canonicalize_name(req.name), text)
-    for item in preview.installs:
-        for text in item.requires or ():
-            req = parse(text)
-            if req is not None and applies(req, env):
-                graph.require(item.name, canonicalize_name(req.name), text)
-    graph.require_all(extra_edges)
-    if not any(i.requires for i in preview.installs):
-        python = state.prefix / "bin" / "python"
-        graph.require_all((p, c, "") for p, c in installer.explain(python, requirements, settings))
-    versions = {i.name: i.version for i in preview.installs}
-    return {i.name: graph.describe(i.name, versions) for i in preview.installs}
+            extras = request.extras if request is not None else ()
+            if req is None or not applies(req, env, extras):
+                continue
+            dist = state.dists.get(canonicalize_name(req.name))
+            if dist is None or satisfies(req, dist):
+                continue
+            if ownership.may_move(packages[state.package_for_dist(dist.name)]):
+                continue
+            holders.append(Holder(dist.name, dist.version, requirement_text(text, dist.name)))
+        out.append(replace(change, held_back=HeldBack(behind[change.name], tuple(holders))))
+    return out
 
 
 def _explain_refusal(
@@ -282,25 +434,26 @@ def _explain_refusal(
     installer: PipInstaller,
     settings: PipSettings,
     requirements: Sequence[str],
-    requested: set[str],
+    requested: Mapping[str, str],
     pinned: PipPreview,
 ) -> list[Change]:
-    """The pinned resolve failed: find what it would have had to move, and why."""
+    """The pinned resolve failed: find what it would have had to move, and why.
+
+    The unpinned preview runs with the plan's own installer (uv unless ``installer:
+    pip``); uv's requirement texts come from the wheels' metadata (see :func:`_graph`).
+    """
     python = state.prefix / "bin" / "python"
-    if "pip" in state.dists and installer.name != "pip" and not settings.extra_index_urls:
-        # pip's --report carries every new distribution's requirements, so the chain
-        # names exact specs; uv's dry run does not. Only this (refusal) path pays for pip.
-        # Not with extra indexes: pip would merge them and explain another resolution
-        # than uv's (see reconciler.backends.pip.check_index_order).
-        installer = PipCli()
     free = installer.preview(python, requirements, (), settings)
     if not free.ok:
+        missing = unavailable(free.message, requirements, settings)
+        if missing is not None:
+            raise BackendError(f"{state.prefix}: {missing[0]}", hint=missing[1])
         raise BackendError(
             f"{state.prefix}: the requested pip packages cannot be installed together, "
             f"even ignoring managed packages: {first_lines(free.message)}",
             hint="check the versions in the manifest against the package index",
         )
-    chains = _chains(state, installer, settings, requirements, requested, free, pinned.edges)
+    chains = _chains(state, installer, settings, requirements, requested, free, pinned.edges)[0]
     changes = _classify(state, packages, ownership, free.installs, requested, chains=chains)
     if not any(c.refused for c in changes):
         # The resolver blamed the pins but an unpinned resolve moves nothing we protect.

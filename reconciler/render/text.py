@@ -7,7 +7,14 @@ from typing import Any
 from reconciler.plan.drift import Drift
 from reconciler.plan.model import Change, Plan
 
-__all__ = ["change_line", "drift_text", "plan_summary", "plan_text", "status_text"]
+__all__ = [
+    "change_line",
+    "drift_text",
+    "held_back_text",
+    "plan_summary",
+    "plan_text",
+    "status_text",
+]
 
 _ADD = {"create", "install", "register-kernel"}
 
@@ -42,7 +49,24 @@ def change_line(change: Change) -> str:
         line += f" ({', '.join(notes)})"
     if change.refused:
         line += f"\n      refused: {change.reason}"
+    if change.held_back is not None:
+        line += f"\n      held back: {held_back_text(change)}"
     return line
+
+
+def held_back_text(change: Change) -> str:
+    """``newest is 24.1.0; black 24.1.0 requires packaging>=22.0, packaging is managed
+    at 21.3`` (what keeps a request below its newest release)."""
+    held = change.held_back
+    assert held is not None
+    text = f"newest is {held.newest}"
+    if held.by:
+        text += "; " + "; ".join(
+            f"{change.name} {held.newest} requires {h.requirement}, {h.name} is installed at "
+            f"{h.version} and may not move"
+            for h in held.by
+        )
+    return text
 
 
 def plan_summary(plan: Plan) -> str:

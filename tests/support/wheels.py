@@ -86,6 +86,9 @@ def record_hash(data: bytes) -> str:
 def metadata_text(dist_name: str, version: str, requires: Sequence[str] = ()) -> str:
     """Core metadata (Metadata-Version 2.1) for a distribution."""
     lines = ["Metadata-Version: 2.1", f"Name: {dist_name}", f"Version: {version}"]
+    # An extra used in a marker must be declared, or pip ignores ``name[extra]``.
+    extras = sorted({e for r in requires for e in re.findall(r"extra\s*==\s*['\"]([^'\"]+)", r)})
+    lines += [f"Provides-Extra: {extra}" for extra in extras]
     lines += [f"Requires-Dist: {req}" for req in requires]
     return "\n".join(lines) + "\n"
 
