@@ -214,7 +214,7 @@ def image_identity(prefix: Path) -> str | None:
     return "venv:" + hashlib.sha256(cfg + b"\0" + str(mtime).encode()).hexdigest()[:32]
 
 
-def migrated_identity(recorded: str, prefix: Path) -> str | None:
+def migrated_identity(recorded: object, prefix: Path) -> str | None:
     """The current identity when ``recorded`` is an older form of it, else None.
 
     Baselines before the venv rule above recorded ``pyvenv:`` + a hash of the
@@ -222,8 +222,8 @@ def migrated_identity(recorded: str, prefix: Path) -> str | None:
     caller records the current identity in its place (once), so that a later
     rebuild is seen.
     """
-    if not recorded.startswith("pyvenv:"):
-        return None
+    if not isinstance(recorded, str) or not recorded.startswith("pyvenv:"):
+        return None  # a hand-edited baseline may hold anything here
     try:
         cfg = (prefix / "pyvenv.cfg").read_bytes()
     except OSError:
