@@ -7,9 +7,11 @@ only: changes pending (plan) or drift found (drift); 3 refused.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -191,7 +193,9 @@ def _parser() -> argparse.ArgumentParser:
 def _store(args: argparse.Namespace) -> Any:
     from reconciler.state.store import StateStore, default_state_dir
 
-    return StateStore(args.state_dir.expanduser() if args.state_dir else default_state_dir())
+    root = args.state_dir.expanduser() if args.state_dir else default_state_dir()
+    # Absolute: the paths it gives (logs in `status`) must work from any directory.
+    return StateStore(Path(os.path.abspath(root)))
 
 
 def _load(path: Path, store: Any = None, envs: Sequence[str] = ()) -> Any:
@@ -200,17 +204,20 @@ def _load(path: Path, store: Any = None, envs: Sequence[str] = ()) -> Any:
     ``envs`` (``--env NAME...``) must name environments of the manifest: an unknown
     name fails here, before anything is read or written (not even the memo).
     """
+    manifest, memo = _load_with_memo(path, store, envs)
+    if memo is not None:
+        store.save_validation_memo(memo)
+    return manifest
+
+
+def _load_with_memo(path: Path, store: Any, envs: Sequence[str]) -> tuple[Any, Any]:
+    """:func:`_load` that leaves saving the memo to the caller (a refused apply does not)."""
     from reconciler.manifest import load_manifest, select_environments
 
-    if store is None:
-        manifest = load_manifest(path)
-        select_environments(manifest, envs)
-        return manifest
-    memo = store.validation_memo()
+    memo = store.validation_memo() if store is not None else None
     manifest = load_manifest(path, memo=memo)
     select_environments(manifest, envs)
-    store.save_validation_memo(memo)
-    return manifest
+    return manifest, memo
 
 
 def _out(text: str) -> None:
@@ -232,17 +239,19 @@ def _plan(args: argparse.Namespace) -> int:
     store = _store(args)
     manifest = _load(args.manifest, store, args.env)
     inputs = read_inputs(manifest, store, args.env)
-    plan = build_plan(manifest, inputs, Backends.default(store.root / "cache"))
+    with _resolving(inputs, show=not args.quiet):
+        plan = build_plan(manifest, inputs, Backends.default(store.root / "cache"))
     if args.out:
         from reconciler.state.store import write_json_atomic
 
         write_json_atomic(args.out, plan.to_json())
+    color = not args.json and _color(sys.stdout)
     if args.json:
         _out(json.dumps(plan.to_json(), indent=2))
     elif args.quiet:
-        _out(plan_summary(plan))
+        _out(plan_summary(plan, color=color))
     else:
-        _out(plan_text(plan, verbose=args.verbose))
+        _out(plan_text(plan, verbose=args.verbose, color=color, kernels=_kernels(manifest)))
     if plan.refused:
         return EXIT_REFUSED
     if args.detailed_exitcode and plan.pending:
@@ -250,12 +259,49 @@ def _plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _color(stream: Any) -> bool:
+    from reconciler.render.text import use_color
+
+    return use_color(stream, os.environ)
+
+
+def _kernels(manifest: Any) -> dict[str, str]:
+    """Kernel name -> display name, for ``+ register kernel tools (Python 3 (tools))``."""
+    return {e.kernel.name: e.kernel.display_name for e in manifest.environments if e.kernel}
+
+
+@contextlib.contextmanager
+def _resolving(inputs: Sequence[Any], *, show: bool) -> Iterator[None]:
+    """On a terminal, ``resolving image (3 packages), tools (2 packages) ...`` on stderr
+    while the resolvers run, erased when they are done (stdout stays the plan only)."""
+    stream = sys.stderr
+    if not (show and inputs and stream.isatty()):
+        yield
+        return
+    from reconciler.plan.planner import pip_requests
+    from reconciler.render.words import plural
+
+    what = ", ".join(
+        f"{i.env.name} ({plural(len(i.env.conda) + len(pip_requests(i.env)), 'package')})"
+        for i in inputs
+    )
+    dumb = os.environ.get("TERM") == "dumb"
+    stream.write(f"resolving {what} ...{chr(10) if dumb else ''}")
+    stream.flush()
+    try:
+        yield
+    finally:
+        if not dumb:
+            stream.write("\r\x1b[2K")  # erase the line: what follows starts clean
+            stream.flush()
+
+
 def _apply(args: argparse.Namespace) -> int:
     from reconciler.apply.execute import apply
     from reconciler.apply.status import StatusReporter, status_path
     from reconciler.plan.planner import Backends
     from reconciler.render.progress import ConsoleReporter, new_log_path
-    from reconciler.render.text import plan_text
+    from reconciler.render.text import apply_summary, noop_line, plan_text
 
     store = _store(args)
     saved = None
@@ -267,8 +313,9 @@ def _apply(args: argparse.Namespace) -> int:
         raise ReconcilerError(
             "apply needs a MANIFEST or --plan FILE", hint="reconciler apply manifest.yaml"
         )
-    manifest = _load(manifest_path, store, args.env)
+    manifest, memo = _load_with_memo(manifest_path, store, args.env)
     if args.background:
+        store.save_validation_memo(memo)
         from reconciler.apply.background import start_background
 
         return start_background(store.root, _child_argv(args, manifest_path), args.wait, _out)
@@ -292,12 +339,20 @@ def _apply(args: argparse.Namespace) -> int:
             log=log_path,
         )
     except ReconcilerError as exc:
+        store.save_validation_memo(memo)
         reporter.finish("failed", {}, error=str(exc))
         raise
+    changed = any(r.status == "done" for r in result.results)
+    # A refused apply leaves the state dir as it was, except the status file, which
+    # must show this apply (the refusal), not the one before.
+    refused_only = result.refused and not changed and not result.failed
+    if not refused_only:
+        store.save_validation_memo(memo)
     reporter.finish(
-        "failed" if result.failed else "finished",
+        "failed" if result.failed else "refused" if refused_only else "finished",
         {r.name: (r.status, r.message) for r in result.results},
     )
+    log = log_path if log_path.exists() else None
     plan = result.plan
     if args.json:
         doc = plan.to_json()
@@ -309,18 +364,25 @@ def _apply(args: argparse.Namespace) -> int:
                 # Each change shares its environment's outcome: an environment is one
                 # transaction; refused changes are never executed.
                 change["result"] = "refused" if change["refused"] else outcome.status
-        doc["log"] = str(log_path) if log_path.exists() else None
+        doc["log"] = str(log) if log else None
         _out(json.dumps(doc, indent=2))
     elif not plan.pending:
-        _out(f"Nothing to do: {len(plan.environments)} environment(s) match the manifest.")
+        _out(noop_line(len(plan.environments)))
     else:
         if not args.quiet:
-            _out(plan_text(plan, verbose=args.verbose))
+            _out(
+                plan_text(
+                    plan,
+                    verbose=args.verbose,
+                    partial=args.partial,
+                    color=_color(sys.stdout),
+                    kernels=_kernels(manifest),
+                )
+            )
         for r in result.results:
             if r.status in ("failed", "refused", "skipped"):
                 _out(f"{r.name}: {r.status}" + (f": {r.message}" if r.message else ""))
-        done = sum(r.status == "done" for r in result.results)
-        _out(f"Applied {done} environment(s); log: {log_path}")
+        _out(apply_summary(result, log))
     if result.failed:
         return EXIT_ERROR
     if result.refused:
@@ -377,7 +439,8 @@ def _status(args: argparse.Namespace) -> int:
         _out(json.dumps(doc if doc is not None else {"state": "none"}, indent=2))
     else:
         _out(status_text(doc))
-    return EXIT_ERROR if doc is not None and doc.get("state") == "failed" else EXIT_OK
+    state = doc.get("state") if doc is not None else None
+    return {"failed": EXIT_ERROR, "refused": EXIT_REFUSED}.get(state or "", EXIT_OK)
 
 
 def _read_plan(path: Path) -> Any:
@@ -415,7 +478,10 @@ def _drift(args: argparse.Namespace) -> int:
     manifest = _load(args.manifest, store, args.env)
     inputs = read_inputs(manifest, store, args.env)
     drift = Drift(tuple(drift_environment(i) for i in inputs))
-    _out(json.dumps(drift.to_json(), indent=2) if args.json else drift_text(drift))
+    if args.json:
+        _out(json.dumps(drift.to_json(), indent=2))
+    else:
+        _out(drift_text(drift, quiet=args.quiet, color=_color(sys.stdout)))
     if args.detailed_exitcode and drift.found:
         return EXIT_PENDING
     return EXIT_OK

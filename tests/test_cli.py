@@ -173,7 +173,7 @@ def test_plan_refused(
     before = tree_hash(venv)
     code, out, err = run_cli(capsys, "--state-dir", state_dir, "plan", manifest)
     assert (code, err) == (3, "")
-    assert "! upgrade pip alpha 1.0 -> >=2 (requested)" in out
+    assert "! upgrade pip alpha 1.0 -> alpha>=2 (requested)\n" in out
     assert "refused: requested alpha>=2 would upgrade managed alpha 1.0" in out
     for extra in (["-q"], ["-q", "--detailed-exitcode"]):
         code, out, _ = run_cli(capsys, "--state-dir", state_dir, "plan", manifest, *extra)

@@ -38,6 +38,7 @@ from reconciler.plan.planner import (
     read_inputs,
 )
 from reconciler.plan.policy import OWNED, Ownership
+from reconciler.render.words import plural
 from reconciler.state.cache import ReadCache
 from reconciler.state.environment import InstalledState, read_state
 from reconciler.state.store import Baseline, Owned, OwnedPackage, StateStore
@@ -141,7 +142,8 @@ def apply(
             plan = build_plan(manifest, inputs, backends)
         context = _Context(manifest, store, backends, reporter, _Log(log), cache)
         result = _execute(context, plan, inputs, partial)
-        store.save_read_cache(cache)
+        if not (result.refused and not any(r.status == "done" for r in result.results)):
+            store.save_read_cache(cache)  # a refused apply leaves the state dir as it was
         return result
 
 
@@ -179,7 +181,9 @@ def _execute(
     for env_plan in plan.environments:
         if env_plan.refused:
             results[env_plan.name] = EnvironmentResult(
-                env_plan.name, "refused", f"{len(env_plan.refused)} refused change(s)"
+                env_plan.name,
+                "refused",
+                plural(len(env_plan.refused), "refused change"),
             )
         elif not env_plan.changes:
             results[env_plan.name] = EnvironmentResult(env_plan.name, "unchanged")

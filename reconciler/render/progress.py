@@ -64,6 +64,15 @@ class ConsoleReporter(Reporter):
 
 
 def new_log_path(state_dir: Path) -> Path:
-    """Where this apply's log goes (created only if something is written to it)."""
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    return state_dir / "logs" / f"apply-{stamp}-{os.getpid()}.log"
+    """Where this apply's log goes (created only if something is written to it).
+
+    Never the path of an existing log: two applies of one process in the same second
+    (a notebook) must not share one, or a refused apply would name the other's log.
+    """
+    now = time.time()
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + f"{int(now * 1000) % 1000:03d}"
+    base = state_dir / "logs" / f"apply-{stamp}-{os.getpid()}"
+    path, n = base.with_suffix(".log"), 1
+    while path.exists():
+        path, n = base.with_name(f"{base.name}-{n}.log"), n + 1
+    return path
