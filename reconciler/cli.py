@@ -7,11 +7,10 @@ only: changes pending (plan) or drift found (drift); 3 refused.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -239,7 +238,9 @@ def _plan(args: argparse.Namespace) -> int:
     store = _store(args)
     manifest = _load(args.manifest, store, args.env)
     inputs = read_inputs(manifest, store, args.env)
-    with _resolving(inputs, show=not args.quiet):
+    from reconciler.render.progress import resolving
+
+    with resolving(sys.stderr, inputs, show=not args.quiet):
         plan = build_plan(manifest, inputs, Backends.default(store.root / "cache"))
     if args.out:
         from reconciler.state.store import write_json_atomic
@@ -270,32 +271,6 @@ def _kernels(manifest: Any) -> dict[str, str]:
     return {e.kernel.name: e.kernel.display_name for e in manifest.environments if e.kernel}
 
 
-@contextlib.contextmanager
-def _resolving(inputs: Sequence[Any], *, show: bool) -> Iterator[None]:
-    """On a terminal, ``resolving image (3 packages), tools (2 packages) ...`` on stderr
-    while the resolvers run, erased when they are done (stdout stays the plan only)."""
-    stream = sys.stderr
-    if not (show and inputs and stream.isatty()):
-        yield
-        return
-    from reconciler.plan.planner import pip_requests
-    from reconciler.render.words import plural
-
-    what = ", ".join(
-        f"{i.env.name} ({plural(len(i.env.conda) + len(pip_requests(i.env)), 'package')})"
-        for i in inputs
-    )
-    dumb = os.environ.get("TERM") == "dumb"
-    stream.write(f"resolving {what} ...{chr(10) if dumb else ''}")
-    stream.flush()
-    try:
-        yield
-    finally:
-        if not dumb:
-            stream.write("\r\x1b[2K")  # erase the line: what follows starts clean
-            stream.flush()
-
-
 def _apply(args: argparse.Namespace) -> int:
     from reconciler.apply.execute import apply
     from reconciler.apply.status import StatusReporter, status_path
@@ -307,7 +282,9 @@ def _apply(args: argparse.Namespace) -> int:
     saved = None
     manifest_path = args.manifest
     if args.plan is not None:
-        saved = _read_plan(args.plan)
+        from reconciler.apply.saved import read_plan_file
+
+        saved = read_plan_file(args.plan)
         manifest_path = manifest_path or Path(saved.manifest_path)
     if manifest_path is None:
         raise ReconcilerError(
@@ -443,32 +420,6 @@ def _status(args: argparse.Namespace) -> int:
     return {"failed": EXIT_ERROR, "refused": EXIT_REFUSED}.get(state or "", EXIT_OK)
 
 
-def _read_plan(path: Path) -> Any:
-    """The plan saved by ``plan --out``; a damaged or altered file is an error naming it.
-
-    Its installer inputs (requirements, pins, specs) are what ``apply`` passes to
-    pip, uv and rattler, so they are held to the manifest's own rules: a plan file
-    cannot smuggle in an option, a URL or a shell metacharacter.
-    """
-    from reconciler.plan.model import Plan, validate_plan_document
-
-    hint = "make it again with `reconciler plan MANIFEST --out FILE`"
-    try:
-        with path.open(encoding="utf-8") as f:
-            doc = json.load(f)
-    except (OSError, ValueError) as exc:
-        raise ReconcilerError(f"cannot read the saved plan {path}: {exc}", hint=hint) from exc
-    problem = validate_plan_document(doc)
-    if problem is not None:
-        raise ReconcilerError(
-            f"{path} is not a plan saved by `reconciler plan --out`: {problem}", hint=hint
-        )
-    try:
-        return Plan.from_json(doc)
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ReconcilerError(f"cannot read the saved plan {path}: {exc}", hint=hint) from exc
-
-
 def _drift(args: argparse.Namespace) -> int:
     from reconciler.plan.drift import Drift, drift_environment
     from reconciler.plan.planner import read_inputs
@@ -489,31 +440,17 @@ def _drift(args: argparse.Namespace) -> int:
 
 def _baseline(args: argparse.Namespace) -> int:
     from reconciler.plan.planner import read_inputs
-    from reconciler.state.store import Baseline
+    from reconciler.render.words import plural
 
     store = _store(args)
     manifest = _load(args.manifest, store, args.env)
     inputs = read_inputs(manifest, store, args.env, read_baselines=args.action == "show")
-    shown: dict[str, Any] = {}
-    for item in inputs:
-        env = item.env
-        if args.action == "capture":
-            if not item.state.exists:
-                if args.env:
-                    raise ReconcilerError(
-                        f"environment {env.name!r}: {env.prefix} does not exist",
-                        hint="create it first (`reconciler apply`)",
-                    )
-                if not args.quiet and not args.json:
-                    _out(f"{env.name}: {env.prefix} does not exist yet; nothing to capture")
-                continue
-            baseline = Baseline.from_state(item.state, item.owned)
-            store.save_baseline(env.prefix, baseline)
-            if not args.quiet and not args.json:
-                _out(f"{env.name}: baseline captured, {len(baseline.packages)} managed packages")
-            shown[env.name] = baseline.to_json()
-        else:
-            recorded = store.baseline(env.prefix)
+    if args.action == "capture":
+        shown = _capture(args, store, inputs)
+    else:
+        shown = {}
+        for item in inputs:
+            env, recorded = item.env, item.baseline
             shown[env.name] = recorded.to_json() if recorded else None
             if args.json:
                 continue
@@ -521,7 +458,7 @@ def _baseline(args: argparse.Namespace) -> int:
                 _out(f"{env.name}: no baseline recorded ({env.prefix})")
                 continue
             _out(
-                f"{env.name}: {len(recorded.packages)} managed packages, captured "
+                f"{env.name}: {plural(len(recorded.packages), 'managed package')}, captured "
                 f"{recorded.captured_at} ({env.prefix})"
             )
             for p in sorted(recorded.packages.values(), key=lambda p: (p["manager"], p["name"])):
@@ -530,6 +467,56 @@ def _baseline(args: argparse.Namespace) -> int:
     if args.json:
         _out(json.dumps({"format_version": "1", "environments": shown}, indent=2))
     return EXIT_OK
+
+
+def _capture(args: argparse.Namespace, store: Any, inputs: Sequence[Any]) -> dict[str, Any]:
+    """``baseline capture``: all or nothing. An existing baseline is replaced only with
+    ``--force``; without it, the error says what replacing it would change."""
+    from reconciler.errors import StateError
+    from reconciler.render.text import baseline_replacement
+    from reconciler.render.words import plural
+    from reconciler.state.store import Baseline
+
+    captured: list[tuple[Any, Any, Any]] = []  # (env, new baseline, old baseline or None)
+    for item in inputs:
+        env = item.env
+        if not item.state.exists:
+            if args.env:
+                raise ReconcilerError(
+                    f"environment {env.name!r}: {env.prefix} does not exist",
+                    hint="create it first (`reconciler apply`)",
+                )
+            if not args.quiet and not args.json:
+                _out(f"{env.name}: {env.prefix} does not exist yet; nothing to capture")
+            continue
+        try:
+            old = store.baseline(env.prefix)
+        except StateError:
+            old = None  # unreadable: nothing to compare; capturing is how it is repaired
+        captured.append((env, Baseline.from_state(item.state, item.owned), old))
+    refusals = [
+        baseline_replacement(env.name, old, new)
+        for env, new, old in captured
+        if old is not None and any(old.changes_to(new)) and not args.force
+    ]
+    if refusals:
+        raise ReconcilerError(
+            "\n".join(refusals) + "\nnothing was captured",
+            hint="packages installed by hand since would become managed (never changed by "
+            "reconciler); `reconciler baseline capture --force` replaces the baseline",
+        )
+    shown: dict[str, Any] = {}
+    for env, new, old in captured:
+        if old is not None and not any(old.changes_to(new)):
+            new = old  # the same managed set: keep the file (and its capture time) as it is
+            verb = "baseline unchanged"
+        else:
+            store.save_baseline(env.prefix, new)
+            verb = "baseline replaced" if old is not None else "baseline captured"
+        if not args.quiet and not args.json:
+            _out(f"{env.name}: {verb}, {plural(len(new.packages), 'managed package')}")
+        shown[env.name] = new.to_json()
+    return shown
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,7 +21,7 @@ import pytest
 import reconciler
 from reconciler.cli import main
 from reconciler.state.store import StateStore
-from tests.support.envs import make_conda_prefix, make_venv, pip_install, tree_hash
+from tests.support.envs import make_conda_prefix, make_venv, pip_install, tree_hash, uv_bin
 from tests.support.manifests import REPO, run_cli, write_manifest
 
 PLAN_SCHEMA = json.loads((REPO / "schemas" / "plan.v1.schema.json").read_text(encoding="utf-8"))
@@ -316,6 +316,44 @@ def test_baseline_capture_and_show(
     assert "pip:torchy" not in packages  # shipped by conda pytorchy: one package
 
 
+def test_capture_over_a_baseline_needs_force_and_says_what_would_change(
+    tmp_path: Path, wheelhouse: Path, venv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pip_install(venv, ["beta==1.0"], wheelhouse)
+    manifest = manifest_for(tmp_path, wheelhouse, venv, [])
+    state_dir = tmp_path / "state"
+    capture = ("--state-dir", state_dir, "baseline", "capture", manifest)
+    assert run_cli(capsys, *capture) == (0, "e: baseline captured, 2 managed packages\n", "")
+    path = StateStore(state_dir).env_dir(venv) / "baseline.json"
+    first = path.read_bytes()
+    captured_at = json.loads(first)["captured_at"]
+    assert run_cli(capsys, *capture) == (0, "e: baseline unchanged, 2 managed packages\n", "")
+    assert path.read_bytes() == first
+
+    # By hand since: delta and epsilon-pkg added, alpha upgraded, beta removed.
+    pip_install(venv, ["delta==1.0", "epsilon-pkg", "alpha==2.0"], wheelhouse)
+    subprocess.run(
+        [uv_bin(), "pip", "uninstall", "-q", "--python", str(venv / "bin" / "python"), "beta"],
+        check=True,
+    )
+    code, out, err = run_cli(capsys, *capture)
+    assert (code, out) == (1, "")
+    assert err == (
+        f"error: e: a baseline was captured at {captured_at}; capturing again would make 2 "
+        "packages managed (pip delta 1.0, pip epsilon-pkg 1.0); stop managing 1 package "
+        "(pip beta 1.0); manage 1 package at another version (pip alpha 1.0 -> 2.0)\n"
+        "nothing was captured\n"
+        "  hint: packages installed by hand since would become managed (never changed by "
+        "reconciler); `reconciler baseline capture --force` replaces the baseline\n"
+    )
+    assert path.read_bytes() == first
+    code, out, err = run_cli(capsys, *capture, "--force")
+    assert (code, out, err) == (0, "e: baseline replaced, 3 managed packages\n", "")
+    replaced = json.loads(path.read_bytes())["packages"]
+    assert sorted(replaced) == ["pip:alpha", "pip:delta", "pip:epsilon-pkg"]
+    assert replaced["pip:alpha"]["version"] == "2.0"
+
+
 def test_state_dir_option_and_variable(
     tmp_path: Path,
     wheelhouse: Path,
@@ -338,7 +376,7 @@ def test_state_dir_option_and_variable(
     assert run_cli(capsys, "baseline", "capture", manifest, "--state-dir", sub_opt)[0] == 0
     assert captured(global_opt) and captured(sub_opt)
     assert run_cli(capsys, "baseline", "show", manifest, "--state-dir", sub_opt)[1].startswith(
-        "e: 1 managed packages"
+        "e: 1 managed package,"
     )
 
     empty = tmp_path / "empty"

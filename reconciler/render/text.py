@@ -18,9 +18,11 @@ from reconciler.render.words import noop_line, plural
 
 if TYPE_CHECKING:
     from reconciler.apply.execute import ApplyResult
+    from reconciler.state.store import Baseline
 
 __all__ = [
     "apply_summary",
+    "baseline_replacement",
     "change_line",
     "drift_text",
     "held_back_text",
@@ -232,6 +234,24 @@ def apply_summary(result: ApplyResult, log: Path | None) -> str:
     """``Applied 1 environment; log: ...`` (the log only when one was written)."""
     done = sum(r.status == "done" for r in result.results)
     return f"Applied {plural(done, 'environment')}" + (f"; log: {log}" if log else ".")
+
+
+def baseline_replacement(name: str, old: Baseline, new: Baseline) -> str:
+    """``e: a baseline was captured at ...; capturing again would ...``, each change named."""
+    added, dropped, moved = old.changes_to(new)
+    parts = []
+    if added:
+        parts.append(f"make {plural(len(added), 'package')} managed ({', '.join(added)})")
+    if dropped:
+        parts.append(f"stop managing {plural(len(dropped), 'package')} ({', '.join(dropped)})")
+    if moved:
+        parts.append(
+            f"manage {plural(len(moved), 'package')} at another version ({', '.join(moved)})"
+        )
+    return (
+        f"{name}: a baseline was captured at {old.captured_at}; capturing again would "
+        + "; ".join(parts)
+    )
 
 
 def _what(finding: Finding) -> str:

@@ -100,7 +100,7 @@ def setup(
     state = tmp_path / "state"
     code, out, err = cli(state, "baseline", "capture", manifest)
     assert (code, err) == (0, ""), err
-    assert out == "e: baseline captured, 1 managed packages\n"
+    assert out == "e: baseline captured, 1 managed package\n"
     return manifest, state, StateStore(state)
 
 
@@ -180,7 +180,7 @@ def test_baseline_capture_replaces_a_corrupt_baseline(
     path.write_bytes(corrupt(path.read_bytes()))
     code, out, err = cli(state, "baseline", "capture", manifest)
     assert (code, err) == (0, "")
-    assert out == "e: baseline captured, 1 managed packages\n"
+    assert out == "e: baseline captured, 1 managed package\n"
     recaptured = json.loads(path.read_bytes())
     assert recaptured["packages"] == good["packages"]
     assert recaptured["packages"]["pip:alpha"]["version"] == "1.0"
