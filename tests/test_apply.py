@@ -420,6 +420,31 @@ def test_stale_plan_is_refused_and_a_fresh_plan_applies_exactly(
     assert "pip:epsilon-pkg" in env_state(state, venv, "baseline")["packages"]
 
 
+def test_env_narrows_a_saved_plan(
+    tmp_path: Path,
+    wheelhouse: Path,
+    isolated: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    a, b = make_venv(tmp_path / "a"), make_venv(tmp_path / "b")
+    manifest = write_manifest(
+        tmp_path / "manifest.yaml",
+        {"a": {"prefix": a, "pip": ["delta"]}, "b": {"prefix": b, "pip": ["delta"]}},
+        wheelhouse=wheelhouse,
+    )
+    state = tmp_path / "state"
+    saved = tmp_path / "plan.json"
+    assert _cli(capsys, state, "plan", manifest, "--out", saved)[0] == 0
+    before = tree_hash(a)
+
+    code, out, err = _cli(capsys, state, "apply", "--plan", saved, "--env", "b")
+
+    assert (code, err) == (0, ""), out + err
+    assert run_python(b, "import delta; print(delta.__version__)", isolated) == "1.1"
+    assert tree_hash(a) == before
+    assert out.splitlines()[-1].startswith("Applied 1 environment; log: ")
+
+
 def test_owned_packages_move_while_managed_bytes_stay(
     tmp_path: Path,
     wheelhouse: Path,

@@ -127,13 +127,22 @@ def apply(
     if saved is not None:
         planned = {e.name for e in saved.environments}
         selected = [e for e in selected if e.name in planned]
+        # `--env` narrows a saved plan too: only the selected environments are checked and run.
+        chosen = {e.name for e in selected}
+        saved = replace(
+            saved, environments=tuple(e for e in saved.environments if e.name in chosen)
+        )
     locks = [EnvironmentLock(store.env_dir(e.prefix), e.name) for e in selected]
     with hold_all(locks, lock_timeout), _stop_on_sigterm():
         faults.point("after-lock")
         for env in selected:
             recover(env, store, reporter)
         cache = store.read_cache()
-        inputs = read_inputs(manifest, store, [e.name for e in selected], cache=cache)
+        inputs = (
+            read_inputs(manifest, store, [e.name for e in selected], cache=cache)
+            if selected
+            else []
+        )
         if saved is not None:
             check_fresh(saved, manifest, inputs)
             plan = trusted_plan(saved, inputs, backends.wheels)
