@@ -331,7 +331,7 @@ class Bench:
                 warm = fx.snapshot(state)
             r = self.run(
                 rec_argv,
-                lambda r: r.returncode == 0 and r.stdout.startswith("Nothing to do"),
+                lambda r: r.returncode == 0 and r.stdout.startswith("No changes"),
                 "no-op apply",
             )
             if measured:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -191,7 +192,9 @@ def _parser() -> argparse.ArgumentParser:
 def _store(args: argparse.Namespace) -> Any:
     from reconciler.state.store import StateStore, default_state_dir
 
-    return StateStore(args.state_dir.expanduser() if args.state_dir else default_state_dir())
+    root = args.state_dir.expanduser() if args.state_dir else default_state_dir()
+    # Absolute: the paths it gives (logs in `status`) must work from any directory.
+    return StateStore(Path(os.path.abspath(root)))
 
 
 def _load(path: Path, store: Any = None, envs: Sequence[str] = ()) -> Any:
@@ -200,17 +203,20 @@ def _load(path: Path, store: Any = None, envs: Sequence[str] = ()) -> Any:
     ``envs`` (``--env NAME...``) must name environments of the manifest: an unknown
     name fails here, before anything is read or written (not even the memo).
     """
+    manifest, memo = _load_with_memo(path, store, envs)
+    if memo is not None:
+        store.save_validation_memo(memo)
+    return manifest
+
+
+def _load_with_memo(path: Path, store: Any, envs: Sequence[str]) -> tuple[Any, Any]:
+    """:func:`_load` that leaves saving the memo to the caller (a refused apply does not)."""
     from reconciler.manifest import load_manifest, select_environments
 
-    if store is None:
-        manifest = load_manifest(path)
-        select_environments(manifest, envs)
-        return manifest
-    memo = store.validation_memo()
+    memo = store.validation_memo() if store is not None else None
     manifest = load_manifest(path, memo=memo)
     select_environments(manifest, envs)
-    store.save_validation_memo(memo)
-    return manifest
+    return manifest, memo
 
 
 def _out(text: str) -> None:
@@ -232,17 +238,21 @@ def _plan(args: argparse.Namespace) -> int:
     store = _store(args)
     manifest = _load(args.manifest, store, args.env)
     inputs = read_inputs(manifest, store, args.env)
-    plan = build_plan(manifest, inputs, Backends.default(store.root / "cache"))
+    from reconciler.render.progress import resolving
+
+    with resolving(sys.stderr, inputs, show=not args.quiet):
+        plan = build_plan(manifest, inputs, Backends.default(store.root / "cache"))
     if args.out:
         from reconciler.state.store import write_json_atomic
 
         write_json_atomic(args.out, plan.to_json())
+    color = not args.json and _color(sys.stdout)
     if args.json:
         _out(json.dumps(plan.to_json(), indent=2))
     elif args.quiet:
-        _out(plan_summary(plan))
+        _out(plan_summary(plan, color=color))
     else:
-        _out(plan_text(plan, verbose=args.verbose))
+        _out(plan_text(plan, verbose=args.verbose, color=color, kernels=_kernels(manifest)))
     if plan.refused:
         return EXIT_REFUSED
     if args.detailed_exitcode and plan.pending:
@@ -250,25 +260,39 @@ def _plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _color(stream: Any) -> bool:
+    from reconciler.render.text import use_color
+
+    return use_color(stream, os.environ)
+
+
+def _kernels(manifest: Any) -> dict[str, str]:
+    """Kernel name -> display name, for ``+ register kernel tools (Python 3 (tools))``."""
+    return {e.kernel.name: e.kernel.display_name for e in manifest.environments if e.kernel}
+
+
 def _apply(args: argparse.Namespace) -> int:
     from reconciler.apply.execute import apply
     from reconciler.apply.status import StatusReporter, status_path
     from reconciler.plan.planner import Backends
     from reconciler.render.progress import ConsoleReporter, new_log_path
-    from reconciler.render.text import plan_text
+    from reconciler.render.text import apply_summary, noop_line, plan_text
 
     store = _store(args)
     saved = None
     manifest_path = args.manifest
     if args.plan is not None:
-        saved = _read_plan(args.plan)
+        from reconciler.apply.saved import read_plan_file
+
+        saved = read_plan_file(args.plan)
         manifest_path = manifest_path or Path(saved.manifest_path)
     if manifest_path is None:
         raise ReconcilerError(
             "apply needs a MANIFEST or --plan FILE", hint="reconciler apply manifest.yaml"
         )
-    manifest = _load(manifest_path, store, args.env)
+    manifest, memo = _load_with_memo(manifest_path, store, args.env)
     if args.background:
+        store.save_validation_memo(memo)
         from reconciler.apply.background import start_background
 
         return start_background(store.root, _child_argv(args, manifest_path), args.wait, _out)
@@ -292,12 +316,20 @@ def _apply(args: argparse.Namespace) -> int:
             log=log_path,
         )
     except ReconcilerError as exc:
+        store.save_validation_memo(memo)
         reporter.finish("failed", {}, error=str(exc))
         raise
+    changed = any(r.status == "done" for r in result.results)
+    # A refused apply leaves the state dir as it was, except the status file, which
+    # must show this apply (the refusal), not the one before.
+    refused_only = result.refused and not changed and not result.failed
+    if not refused_only:
+        store.save_validation_memo(memo)
     reporter.finish(
-        "failed" if result.failed else "finished",
+        "failed" if result.failed else "refused" if refused_only else "finished",
         {r.name: (r.status, r.message) for r in result.results},
     )
+    log = log_path if log_path.exists() else None
     plan = result.plan
     if args.json:
         doc = plan.to_json()
@@ -309,18 +341,25 @@ def _apply(args: argparse.Namespace) -> int:
                 # Each change shares its environment's outcome: an environment is one
                 # transaction; refused changes are never executed.
                 change["result"] = "refused" if change["refused"] else outcome.status
-        doc["log"] = str(log_path) if log_path.exists() else None
+        doc["log"] = str(log) if log else None
         _out(json.dumps(doc, indent=2))
     elif not plan.pending:
-        _out(f"Nothing to do: {len(plan.environments)} environment(s) match the manifest.")
+        _out(noop_line(len(plan.environments)))
     else:
         if not args.quiet:
-            _out(plan_text(plan, verbose=args.verbose))
+            _out(
+                plan_text(
+                    plan,
+                    verbose=args.verbose,
+                    partial=args.partial,
+                    color=_color(sys.stdout),
+                    kernels=_kernels(manifest),
+                )
+            )
         for r in result.results:
             if r.status in ("failed", "refused", "skipped"):
                 _out(f"{r.name}: {r.status}" + (f": {r.message}" if r.message else ""))
-        done = sum(r.status == "done" for r in result.results)
-        _out(f"Applied {done} environment(s); log: {log_path}")
+        _out(apply_summary(result, log))
     if result.failed:
         return EXIT_ERROR
     if result.refused:
@@ -377,33 +416,8 @@ def _status(args: argparse.Namespace) -> int:
         _out(json.dumps(doc if doc is not None else {"state": "none"}, indent=2))
     else:
         _out(status_text(doc))
-    return EXIT_ERROR if doc is not None and doc.get("state") == "failed" else EXIT_OK
-
-
-def _read_plan(path: Path) -> Any:
-    """The plan saved by ``plan --out``; a damaged or altered file is an error naming it.
-
-    Its installer inputs (requirements, pins, specs) are what ``apply`` passes to
-    pip, uv and rattler, so they are held to the manifest's own rules: a plan file
-    cannot smuggle in an option, a URL or a shell metacharacter.
-    """
-    from reconciler.plan.model import Plan, validate_plan_document
-
-    hint = "make it again with `reconciler plan MANIFEST --out FILE`"
-    try:
-        with path.open(encoding="utf-8") as f:
-            doc = json.load(f)
-    except (OSError, ValueError) as exc:
-        raise ReconcilerError(f"cannot read the saved plan {path}: {exc}", hint=hint) from exc
-    problem = validate_plan_document(doc)
-    if problem is not None:
-        raise ReconcilerError(
-            f"{path} is not a plan saved by `reconciler plan --out`: {problem}", hint=hint
-        )
-    try:
-        return Plan.from_json(doc)
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ReconcilerError(f"cannot read the saved plan {path}: {exc}", hint=hint) from exc
+    state = doc.get("state") if doc is not None else None
+    return {"failed": EXIT_ERROR, "refused": EXIT_REFUSED}.get(state or "", EXIT_OK)
 
 
 def _drift(args: argparse.Namespace) -> int:
@@ -415,7 +429,10 @@ def _drift(args: argparse.Namespace) -> int:
     manifest = _load(args.manifest, store, args.env)
     inputs = read_inputs(manifest, store, args.env)
     drift = Drift(tuple(drift_environment(i) for i in inputs))
-    _out(json.dumps(drift.to_json(), indent=2) if args.json else drift_text(drift))
+    if args.json:
+        _out(json.dumps(drift.to_json(), indent=2))
+    else:
+        _out(drift_text(drift, quiet=args.quiet, color=_color(sys.stdout)))
     if args.detailed_exitcode and drift.found:
         return EXIT_PENDING
     return EXIT_OK
@@ -423,31 +440,17 @@ def _drift(args: argparse.Namespace) -> int:
 
 def _baseline(args: argparse.Namespace) -> int:
     from reconciler.plan.planner import read_inputs
-    from reconciler.state.store import Baseline
+    from reconciler.render.words import plural
 
     store = _store(args)
     manifest = _load(args.manifest, store, args.env)
     inputs = read_inputs(manifest, store, args.env, read_baselines=args.action == "show")
-    shown: dict[str, Any] = {}
-    for item in inputs:
-        env = item.env
-        if args.action == "capture":
-            if not item.state.exists:
-                if args.env:
-                    raise ReconcilerError(
-                        f"environment {env.name!r}: {env.prefix} does not exist",
-                        hint="create it first (`reconciler apply`)",
-                    )
-                if not args.quiet and not args.json:
-                    _out(f"{env.name}: {env.prefix} does not exist yet; nothing to capture")
-                continue
-            baseline = Baseline.from_state(item.state, item.owned)
-            store.save_baseline(env.prefix, baseline)
-            if not args.quiet and not args.json:
-                _out(f"{env.name}: baseline captured, {len(baseline.packages)} managed packages")
-            shown[env.name] = baseline.to_json()
-        else:
-            recorded = store.baseline(env.prefix)
+    if args.action == "capture":
+        shown = _capture(args, store, inputs)
+    else:
+        shown = {}
+        for item in inputs:
+            env, recorded = item.env, item.baseline
             shown[env.name] = recorded.to_json() if recorded else None
             if args.json:
                 continue
@@ -455,7 +458,7 @@ def _baseline(args: argparse.Namespace) -> int:
                 _out(f"{env.name}: no baseline recorded ({env.prefix})")
                 continue
             _out(
-                f"{env.name}: {len(recorded.packages)} managed packages, captured "
+                f"{env.name}: {plural(len(recorded.packages), 'managed package')}, captured "
                 f"{recorded.captured_at} ({env.prefix})"
             )
             for p in sorted(recorded.packages.values(), key=lambda p: (p["manager"], p["name"])):
@@ -464,6 +467,56 @@ def _baseline(args: argparse.Namespace) -> int:
     if args.json:
         _out(json.dumps({"format_version": "1", "environments": shown}, indent=2))
     return EXIT_OK
+
+
+def _capture(args: argparse.Namespace, store: Any, inputs: Sequence[Any]) -> dict[str, Any]:
+    """``baseline capture``: all or nothing. An existing baseline is replaced only with
+    ``--force``; without it, the error says what replacing it would change."""
+    from reconciler.errors import StateError
+    from reconciler.render.text import baseline_replacement
+    from reconciler.render.words import plural
+    from reconciler.state.store import Baseline
+
+    captured: list[tuple[Any, Any, Any]] = []  # (env, new baseline, old baseline or None)
+    for item in inputs:
+        env = item.env
+        if not item.state.exists:
+            if args.env:
+                raise ReconcilerError(
+                    f"environment {env.name!r}: {env.prefix} does not exist",
+                    hint="create it first (`reconciler apply`)",
+                )
+            if not args.quiet and not args.json:
+                _out(f"{env.name}: {env.prefix} does not exist yet; nothing to capture")
+            continue
+        try:
+            old = store.baseline(env.prefix)
+        except StateError:
+            old = None  # unreadable: nothing to compare; capturing is how it is repaired
+        captured.append((env, Baseline.from_state(item.state, item.owned), old))
+    refusals = [
+        baseline_replacement(env.name, old, new)
+        for env, new, old in captured
+        if old is not None and any(old.changes_to(new)) and not args.force
+    ]
+    if refusals:
+        raise ReconcilerError(
+            "\n".join(refusals) + "\nnothing was captured",
+            hint="packages installed by hand since would become managed (never changed by "
+            "reconciler); `reconciler baseline capture --force` replaces the baseline",
+        )
+    shown: dict[str, Any] = {}
+    for env, new, old in captured:
+        if old is not None and not any(old.changes_to(new)):
+            new = old  # the same managed set: keep the file (and its capture time) as it is
+            verb = "baseline unchanged"
+        else:
+            store.save_baseline(env.prefix, new)
+            verb = "baseline replaced" if old is not None else "baseline captured"
+        if not args.quiet and not args.json:
+            _out(f"{env.name}: {verb}, {plural(len(new.packages), 'managed package')}")
+        shown[env.name] = new.to_json()
+    return shown
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -110,7 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         count = fastpath.matches(call.state_dir, __version__, call.manifest, _selection(call))
         if count is not None:
-            sys.stdout.write(f"Nothing to do: {count} environment(s) match the manifest.\n")
+            from reconciler.render.words import noop_line
+
+            sys.stdout.write(noop_line(count) + "\n")
             return 0
     from reconciler.cli import main as full
 

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import time
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -151,7 +152,7 @@ def test_apply_adds_conda_and_pip_packages_and_all_to_two_environments(
     code, out, err = _cli(capsys, state, "apply", manifest)
 
     assert code == 0, out + err
-    assert "Applied 2 environment(s)" in out
+    assert "Applied 2 environments; log: " in out
     # Really installed: the conda record and its payload, the pip distributions.
     assert (hybrid / "conda-meta" / "condaonly-1.1-0.json").is_file()
     assert (hybrid / "share" / "condaonly" / "VERSION").read_text() == "1.1\n"
@@ -223,7 +224,7 @@ def test_second_apply_is_a_noop_that_writes_nothing(
     code, out, err = _cli(capsys, state, "apply", manifest)
 
     assert code == 0, out + err
-    assert out.splitlines() == ["Nothing to do: 2 environment(s) match the manifest."]
+    assert out.splitlines() == ["No changes: 2 environments already match the manifest."]
     assert err == ""
     assert tree_hash(hybrid, state) == before
     assert stat_files(state) == stamps  # not even rewritten with the same bytes
@@ -246,7 +247,8 @@ def test_transitive_refusal_changes_nothing(
     )
     image = tree_hash(hybrid)
 
-    # On a fresh state dir: nothing in the environment and no record of any change.
+    # On a fresh state dir: nothing in the environment, and in the state dir only the
+    # status file, which `reconciler status` shows (no lock, no caches, no log).
     code, out, err = _cli(capsys, state, "apply", refused, "--json")
     assert code == 3, out + err
     doc = json.loads(out)
@@ -254,9 +256,24 @@ def test_transitive_refusal_changes_nothing(
     assert changes["alpha"]["refused"] and changes["alpha"]["from"] == "1.0"
     assert changes["alpha"]["action"] == "upgrade" and changes["alpha"]["required_by"]
     assert doc["environments"][0]["result"]["status"] == "refused"
+    assert doc["log"] is None
     assert tree_hash(hybrid) == image
-    assert not env_state_files(state, hybrid) & {"baseline.json", "owned.json", "journal.json"}
-    assert not (state / "logs").exists() and not (state / "status.json").exists()
+    assert [p.relative_to(state).as_posix() for p in state.rglob("*")] == ["status.json"]
+    code, out, _ = _cli(capsys, state, "apply", refused)
+    assert code == 3
+    assert "log:" not in out  # no log was written, so none is named
+    assert out.splitlines()[-3:] == [
+        "  hint: hybrid: gamma needs alpha 1.0 to change: remove gamma from the "
+        "manifest, or pin a version of gamma that works with it",
+        "hybrid: refused: 1 refused change",
+        "Applied 0 environments.",
+    ]
+    assert [p.relative_to(state).as_posix() for p in state.rglob("*")] == ["status.json"]
+    assert _cli(capsys, state, "status")[1] == (
+        f"apply refused (pid {os.getpid()}, "
+        f"started {json.loads((state / 'status.json').read_text())['started_at']})\n"
+        "  hybrid: refused: 1 refused change\n"
+    )
 
     # After a successful apply, and the `plan` a user reviews: byte-identical, state included.
     fine = write_manifest(
@@ -274,13 +291,22 @@ def test_transitive_refusal_changes_nothing(
     )
     code, out, _ = _cli(capsys, state, "plan", refused)
     assert code == 3 and "alpha" in out
-    before = tree_hash(hybrid, state)
+    assert _cli(capsys, state, "status")[1].startswith("apply finished")
+    before = tree_hash(hybrid), stat_files(state)
 
     code, out, err = _cli(capsys, state, "apply", refused)
 
     assert code == 3, out + err
     assert "refused" in out and "gamma" in out
-    assert tree_hash(hybrid, state) == before
+    after = tree_hash(hybrid), stat_files(state)
+    assert after[0] == before[0]
+    assert {k: v for k, v in after[1].items() if k != "status.json"} == {
+        k: v for k, v in before[1].items() if k != "status.json"
+    }
+    # `status` shows this refused apply, not the successful one before it.
+    code, out, _ = _cli(capsys, state, "status")
+    assert (code, out.splitlines()[0].split(" (")[0]) == (3, "apply refused")
+    assert out.splitlines()[1:] == ["  hybrid: refused: 1 refused change"]
 
 
 def test_partial_applies_the_environments_without_refusals(
@@ -312,11 +338,45 @@ def test_partial_applies_the_environments_without_refusals(
 
     assert code == 3, out + err
     assert "refused: refused" in out
+    # The summary says what --partial does, not "apply would change nothing".
+    assert "Plan: 3 to install, 1 to upgrade; 1 refused (--partial applies fine only).\n" in out
+    assert "apply would change nothing" not in out
+    assert out.splitlines()[-1].startswith("Applied 1 environment; log: ")
+    assert Path(out.splitlines()[-1].split("log: ")[1]).is_file()
     assert run_python(fine, "import delta; print(delta.__version__)", isolated) == "1.1"
     assert env_state(state, fine, "owned")["packages"].keys() == {"pip:delta"}
     assert env_state(state, fine, "journal")["status"] == "done"
     assert tree_hash(refused) == images[0]
     assert not env_state_files(state, refused) & {"baseline.json", "owned.json", "journal.json"}
+
+
+def test_status_names_the_log_by_its_absolute_path(
+    tmp_path: Path,
+    wheelhouse: Path,
+    isolated: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    venv = make_venv(tmp_path / "venv")
+    manifest = write_manifest(
+        tmp_path / "manifest.yaml", {"e": {"prefix": venv, "pip": ["delta"]}}, wheelhouse=wheelhouse
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    code, out, err = run_cli(capsys, "--state-dir", "state", "apply", manifest)  # relative
+    assert code == 0, out + err
+    log = work / "state" / "logs"
+    (written,) = log.iterdir()
+    assert out.splitlines()[-1] == f"Applied 1 environment; log: {written}"
+    monkeypatch.chdir(tmp_path)  # elsewhere: the path printed still works
+    code, out, _ = run_cli(capsys, "--state-dir", work / "state", "status")
+    assert code == 0
+    assert out.splitlines()[-1] == f"  log: {written}"
+    code, out, _ = run_cli(capsys, "--state-dir", work / "state", "status", "--json")
+    document = json.loads(out)
+    assert (document["format_version"], document["log"]) == ("1", str(written))
+    assert Path(document["log"]).is_file()
 
 
 def test_stale_plan_is_refused_and_a_fresh_plan_applies_exactly(
@@ -358,6 +418,31 @@ def test_stale_plan_is_refused_and_a_fresh_plan_applies_exactly(
         "pip:delta": {"name": "delta", "manager": "pip", "version": "1.1"}
     }
     assert "pip:epsilon-pkg" in env_state(state, venv, "baseline")["packages"]
+
+
+def test_env_narrows_a_saved_plan(
+    tmp_path: Path,
+    wheelhouse: Path,
+    isolated: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    a, b = make_venv(tmp_path / "a"), make_venv(tmp_path / "b")
+    manifest = write_manifest(
+        tmp_path / "manifest.yaml",
+        {"a": {"prefix": a, "pip": ["delta"]}, "b": {"prefix": b, "pip": ["delta"]}},
+        wheelhouse=wheelhouse,
+    )
+    state = tmp_path / "state"
+    saved = tmp_path / "plan.json"
+    assert _cli(capsys, state, "plan", manifest, "--out", saved)[0] == 0
+    before = tree_hash(a)
+
+    code, out, err = _cli(capsys, state, "apply", "--plan", saved, "--env", "b")
+
+    assert (code, err) == (0, ""), out + err
+    assert run_python(b, "import delta; print(delta.__version__)", isolated) == "1.1"
+    assert tree_hash(a) == before
+    assert out.splitlines()[-1].startswith("Applied 1 environment; log: ")
 
 
 def test_owned_packages_move_while_managed_bytes_stay(
@@ -456,7 +541,7 @@ def test_new_venv_with_kernel_is_registered_for_jupyter(
     # What `python -m venv` seeded is the new environment's managed set; the rest is owned.
     assert set(env_state(state, prefix, "owned")["packages"]) == {"pip:delta", "pip:ipykernel"}
     assert "pip:pip" in env_state(state, prefix, "baseline")["packages"]
-    assert _cli(capsys, state, "apply", manifest)[1].startswith("Nothing to do")
+    assert _cli(capsys, state, "apply", manifest)[1].startswith("No changes")
 
 
 def test_system_site_packages_venv_gets_packages_and_a_kernel_without_shadowing(
@@ -508,7 +593,7 @@ def test_system_site_packages_venv_gets_packages_and_a_kernel_without_shadowing(
     spec = KernelSpecManager().get_kernel_spec("sys-site")
     assert spec.argv[0] == str(venv / "bin" / "python")
     assert Path(spec.resource_dir) == tmp_path / "xdg" / "jupyter" / "kernels" / "sys-site"
-    assert _cli(capsys, state, "apply", manifest)[1].startswith("Nothing to do")
+    assert _cli(capsys, state, "apply", manifest)[1].startswith("No changes")
 
     # A new package that requires a base package: uv cannot see the base copy and
     # would install a second, shadowing one (refused); pip (auto's choice) sees it.
@@ -614,7 +699,7 @@ def test_new_conda_env_with_conda_packages(
     }
     assert env_state(state, prefix, "journal")["status"] == "done"
     code, out, _ = _cli(capsys, state, "apply", manifest)
-    assert code == 0 and out.startswith("Nothing to do")
+    assert code == 0 and out.startswith("No changes")
 
 
 def test_an_altered_saved_plan_cannot_move_a_managed_package(
@@ -645,3 +730,72 @@ def test_an_altered_saved_plan_cannot_move_a_managed_package(
     assert code == 1, out + err
     assert "it would upgrade managed alpha 1.0" in err
     assert tree_hash(venv) == before
+
+
+# -- the environment lock --------------------------------------------------------------------
+
+_HOLDER = """
+import sys
+from pathlib import Path
+from reconciler.apply.lock import EnvironmentLock
+lock = EnvironmentLock(Path(sys.argv[1]), "e")
+lock.acquire(10)
+print("held", flush=True)
+sys.stdin.readline()
+lock.release()
+print("released", flush=True)
+"""
+
+
+def _holder(directory: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(directory)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**env, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "held\n"
+    return proc
+
+
+def test_a_lock_file_left_alone_is_removed_and_a_waiter_locks_the_new_one(
+    tmp_path: Path, isolated: dict[str, str]
+) -> None:
+    """A lock file created by an apply that wrote nothing else goes on release; a process
+    that was waiting on the removed file takes the lock on a fresh one, so the removal
+    never lets two holders in."""
+    import threading
+
+    from reconciler.apply.lock import EnvironmentLock
+    from reconciler.errors import LockError
+
+    directory = tmp_path / "state" / "envs" / "e-1"
+    first = _holder(directory, isolated)
+    waiter = EnvironmentLock(directory, "e")
+    waited = threading.Thread(target=waiter.acquire, args=(10,))
+    waited.start()
+    time.sleep(0.3)  # the waiter now has the first file open and polls it
+    assert first.stdin is not None and first.stdout is not None
+    first.stdin.write("\n")
+    first.stdin.flush()
+    assert first.stdout.readline() == "released\n"
+    first.wait(timeout=10)
+    waited.join(timeout=10)
+    assert not waited.is_alive()
+    path = directory / "lock"
+    assert waiter._fd is not None
+    assert os.stat(path).st_ino == os.fstat(waiter._fd).st_ino  # the file the path names
+    with pytest.raises(LockError, match="environment e is locked by "):
+        EnvironmentLock(directory, "e").acquire(0.3)  # held: flock excludes this one too
+    waiter.release()
+    # Released by the one that created it, with nothing beside it: no trace is left.
+    assert not (tmp_path / "state").exists()
+
+    kept = tmp_path / "kept" / "envs" / "e-2"
+    kept.mkdir(parents=True)
+    (kept / "baseline.json").write_text("{}")
+    lock = EnvironmentLock(kept, "e")
+    lock.acquire(1)
+    lock.release()
+    assert sorted(p.name for p in kept.iterdir()) == ["baseline.json", "lock"]

@@ -164,8 +164,8 @@ def test_two_applies_started_together_serialize(
         thread.join(timeout=120)
 
     assert [code for _, _, code in results] == [0, 0], results
-    installed = [r for r in results if "Applied 1 environment(s)" in r[1]]
-    noop = [r for r in results if r[1].startswith("Nothing to do")]
+    installed = [r for r in results if "Applied 1 environment; log: " in r[1]]
+    noop = [r for r in results if r[1].startswith("No changes")]
     assert len(installed) == 1 and len(noop) == 1, results
     assert noop[0][0] >= 1.0  # it waited for the other's lock, then found nothing to do
     wheels = [r.path for r in index.requests() if r.path.endswith(".whl")]

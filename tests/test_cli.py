@@ -21,7 +21,7 @@ import pytest
 import reconciler
 from reconciler.cli import main
 from reconciler.state.store import StateStore
-from tests.support.envs import make_conda_prefix, make_venv, pip_install, tree_hash
+from tests.support.envs import make_conda_prefix, make_venv, pip_install, tree_hash, uv_bin
 from tests.support.manifests import REPO, run_cli, write_manifest
 
 PLAN_SCHEMA = json.loads((REPO / "schemas" / "plan.v1.schema.json").read_text(encoding="utf-8"))
@@ -173,8 +173,14 @@ def test_plan_refused(
     before = tree_hash(venv)
     code, out, err = run_cli(capsys, "--state-dir", state_dir, "plan", manifest)
     assert (code, err) == (3, "")
-    assert "! upgrade pip alpha 1.0 -> >=2 (requested)" in out
+    assert "! upgrade pip alpha 1.0 -> alpha>=2 (requested)\n" in out
     assert "refused: requested alpha>=2 would upgrade managed alpha 1.0" in out
+    # What to do next: a hint, in text output only (JSON and -q are unchanged).
+    assert out.splitlines()[-2:] == [
+        "Plan: 1 to upgrade; 1 refused (apply would change nothing).",
+        "  hint: e: alpha is installed at 1.0 and reconciler may not change it: pin alpha==1.0 "
+        "in the manifest, or remove it",
+    ]
     for extra in (["-q"], ["-q", "--detailed-exitcode"]):
         code, out, _ = run_cli(capsys, "--state-dir", state_dir, "plan", manifest, *extra)
         assert code == 3
@@ -185,6 +191,28 @@ def test_plan_refused(
     assert (change["action"], change["name"], change["refused"]) == ("upgrade", "alpha", True)
     assert document["summary"]["refused"] == 1
     assert tree_hash(venv) == before
+
+
+def test_an_upgrade_another_package_needs_is_not_shown_as_requested(
+    tmp_path: Path, wheelhouse: Path, venv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pip_install(venv, ["beta==1.0"], wheelhouse)
+    manifest = manifest_for(tmp_path, wheelhouse, venv, ["beta>=1", "gamma"])
+    state_dir = tmp_path / "state"
+    assert run_cli(capsys, "--state-dir", state_dir, "baseline", "capture", "-q", manifest)[0] == 0
+    code, out, _ = run_cli(capsys, "--state-dir", state_dir, "plan", manifest)
+    assert code == 3
+    # beta is declared, but `beta>=1` is met by 1.0: gamma is what needs 2.0.
+    assert "  ! upgrade pip beta 1.0 -> 2.0\n      refused: gamma 1.0 requires beta>=2" in out
+    assert "beta 1.0 -> 2.0 (requested)" not in out
+    assert "  + install pip gamma 1.0 (requested)\n" in out
+    assert out.splitlines()[-1] == (
+        "  hint: e: gamma needs alpha 1.0, beta 1.0 to change: remove gamma from the manifest, "
+        "or pin a version of gamma that works with them"
+    )
+    code, document = plan_json(capsys, state_dir, manifest)
+    beta = next(c for c in document["environments"][0]["changes"] if c["name"] == "beta")
+    assert (beta["requested"], beta["required_by"]) == (True, ["gamma"])  # JSON as before
 
 
 def test_plan_out_file_matches_json(
@@ -274,6 +302,99 @@ def test_missing_prefix_needs_create(
     assert (env["exists"], env["changes"][0]["action"]) == (False, "create")
     assert not missing.exists()
 
+    kernel = {"name": "tools", "display_name": "Python 3 (tools)"}
+    manifest = write_manifest(
+        tmp_path / "m3.yaml",
+        {"e": {"prefix": missing, "create": {"venv": sys.executable}, "pip": ["alpha>=2"],
+               "kernel": kernel}},
+        wheelhouse=wheelhouse,
+    )  # fmt: skip
+    code, out, _ = run_cli(capsys, "--state-dir", tmp_path / "state", "plan", manifest)
+    assert code == 0
+    assert out.splitlines()[1:] == [
+        f"  + create venv e (python {sys.executable})",
+        "  + install pip alpha>=2 (requested)",
+        "  + install pip ipykernel (requested)",
+        "  + register kernel tools (Python 3 (tools))",
+        "Plan: 1 to create, 2 to install, 1 kernel to register.",
+    ]
+
+
+def _on_a_terminal(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run ``python -m reconciler ARGV`` with stdout and stderr on a pseudo-terminal."""
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", *argv], stdout=slave, stderr=slave, env=env
+    )
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    return proc.wait(timeout=60), b"".join(chunks).decode().replace("\r\n", "\n")
+
+
+def test_colour_and_the_resolving_line_on_a_terminal_only(
+    tmp_path: Path, wheelhouse: Path, venv: Path, isolated: dict[str, str]
+) -> None:
+    manifest = manifest_for(tmp_path, wheelhouse, venv, ["alpha>=2", "delta"])
+    env = {**subprocess_env(isolated), "TERM": "xterm"}
+    env.pop("NO_COLOR", None)
+    env.pop("FORCE_COLOR", None)
+    state = str(tmp_path / "state")
+    assert subprocess.run(
+        [sys.executable, "-m", "reconciler", "--state-dir", state, "baseline", "capture", "-q",
+         str(manifest)], env=env, check=True,
+    ).returncode == 0  # fmt: skip
+    argv = ["--state-dir", state, "plan", str(manifest)]
+
+    code, out = _on_a_terminal(argv, env)
+    assert code == 3
+    # While resolving: what, on stderr, then erased so the plan starts clean.
+    assert out.startswith("resolving e (2 packages) ...\r\x1b[2K")
+    assert "  \x1b[31m!\x1b[0m upgrade pip alpha 1.0 -> alpha>=2 (requested)\n" in out
+    assert "  \x1b[32m+\x1b[0m install pip delta 1.1 (requested)\n" in out
+    assert (
+        "\x1b[1mPlan:\x1b[0m 1 to install, 1 to upgrade\x1b[31m; 1 refused (apply would change "
+        "nothing)\x1b[0m.\n"
+    ) in out
+
+    code, out = _on_a_terminal(argv, {**env, "NO_COLOR": "1", "FORCE_COLOR": "1"})
+    assert code == 3
+    assert "\x1b[3" not in out and "\x1b[1m" not in out  # NO_COLOR wins
+    assert "  ! upgrade pip alpha 1.0 -> alpha>=2 (requested)\n" in out
+    assert out.startswith("resolving e (2 packages) ...")  # progress is not colour
+
+    plain = subprocess.run([sys.executable, "-m", "reconciler", *argv], env=env,
+                           capture_output=True, text=True)  # fmt: skip
+    assert plain.returncode == 3
+    assert "\x1b" not in plain.stdout + plain.stderr  # off a terminal: plain, no progress
+    assert plain.stderr == ""
+    forced = subprocess.run(
+        [sys.executable, "-m", "reconciler", *argv],
+        env={**env, "FORCE_COLOR": "1"},
+        capture_output=True,
+        text=True,
+    )
+    assert "  \x1b[32m+\x1b[0m install pip delta 1.1 (requested)\n" in forced.stdout
+    assert forced.stderr == ""
+    code, out = _on_a_terminal([*argv, "-q"], env)
+    assert (code, "resolving" in out) == (3, False)  # -q: the summary only
+    assert out.startswith("\x1b[1mPlan:\x1b[0m 1 to install")
+    code, out = _on_a_terminal([*argv, "--json"], env)
+    assert code == 3
+    document = out.split("\r\x1b[2K", 1)[1]  # stderr's progress line, then stdout's JSON
+    assert "\x1b" not in document
+    jsonschema.validate(json.loads(document), PLAN_SCHEMA)
+
 
 # -- baseline and the state dir -------------------------------------------------------------
 
@@ -316,6 +437,44 @@ def test_baseline_capture_and_show(
     assert "pip:torchy" not in packages  # shipped by conda pytorchy: one package
 
 
+def test_capture_over_a_baseline_needs_force_and_says_what_would_change(
+    tmp_path: Path, wheelhouse: Path, venv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pip_install(venv, ["beta==1.0"], wheelhouse)
+    manifest = manifest_for(tmp_path, wheelhouse, venv, [])
+    state_dir = tmp_path / "state"
+    capture = ("--state-dir", state_dir, "baseline", "capture", manifest)
+    assert run_cli(capsys, *capture) == (0, "e: baseline captured, 2 managed packages\n", "")
+    path = StateStore(state_dir).env_dir(venv) / "baseline.json"
+    first = path.read_bytes()
+    captured_at = json.loads(first)["captured_at"]
+    assert run_cli(capsys, *capture) == (0, "e: baseline unchanged, 2 managed packages\n", "")
+    assert path.read_bytes() == first
+
+    # By hand since: delta and epsilon-pkg added, alpha upgraded, beta removed.
+    pip_install(venv, ["delta==1.0", "epsilon-pkg", "alpha==2.0"], wheelhouse)
+    subprocess.run(
+        [uv_bin(), "pip", "uninstall", "-q", "--python", str(venv / "bin" / "python"), "beta"],
+        check=True,
+    )
+    code, out, err = run_cli(capsys, *capture)
+    assert (code, out) == (1, "")
+    assert err == (
+        f"error: e: a baseline was captured at {captured_at}; capturing again would make 2 "
+        "packages managed (pip delta 1.0, pip epsilon-pkg 1.0); stop managing 1 package "
+        "(pip beta 1.0); manage 1 package at another version (pip alpha 1.0 -> 2.0)\n"
+        "nothing was captured\n"
+        "  hint: packages installed by hand since would become managed (never changed by "
+        "reconciler); `reconciler baseline capture --force` replaces the baseline\n"
+    )
+    assert path.read_bytes() == first
+    code, out, err = run_cli(capsys, *capture, "--force")
+    assert (code, out, err) == (0, "e: baseline replaced, 3 managed packages\n", "")
+    replaced = json.loads(path.read_bytes())["packages"]
+    assert sorted(replaced) == ["pip:alpha", "pip:delta", "pip:epsilon-pkg"]
+    assert replaced["pip:alpha"]["version"] == "2.0"
+
+
 def test_state_dir_option_and_variable(
     tmp_path: Path,
     wheelhouse: Path,
@@ -338,7 +497,7 @@ def test_state_dir_option_and_variable(
     assert run_cli(capsys, "baseline", "capture", manifest, "--state-dir", sub_opt)[0] == 0
     assert captured(global_opt) and captured(sub_opt)
     assert run_cli(capsys, "baseline", "show", manifest, "--state-dir", sub_opt)[1].startswith(
-        "e: 1 managed packages"
+        "e: 1 managed package,"
     )
 
     empty = tmp_path / "empty"

@@ -163,8 +163,10 @@ def test_declared_packages_missing_or_mismatched(
     assert code == 2
     code, out, _ = run_cli(capsys, "--state-dir", state_dir, "drift", manifest)
     assert code == 0
-    assert "  error: missing pip delta expected delta, found -: declared in " in out
-    assert out.splitlines()[-1] == "Drift: 4 findings (4 errors, 0 warnings, 0 info)."
+    assert "  error: missing pip delta: declared in environments.e.pip[1], not installed\n" in out
+    assert "  error: version-mismatch pip alpha expected alpha>=2, found 1.0: declared in " in out
+    assert "expected -" not in out and "found -" not in out
+    assert out.splitlines()[-1] == "Drift: 4 findings (4 errors)."
     assert tree_hash(prefix) == before
 
 
@@ -255,6 +257,97 @@ def test_orphaned_owned_package(
     assert "info: orphaned pip delta" in out
     assert "reconciler never uninstalls" in out
     assert tree_hash(venv) == before
+
+
+def test_quiet_drift_shows_warnings_and_errors_and_a_shared_detail_once(
+    tmp_path: Path,
+    wheelhouse: Path,
+    isolated: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    venv = make_venv(tmp_path / "venv")
+    manifest = write_manifest(
+        tmp_path / "m.yaml", {"e": {"prefix": venv, "pip": ["alpha"]}}, wheelhouse=wheelhouse
+    )
+    state_dir = tmp_path / "state"
+    capture(capsys, state_dir, manifest)  # an empty venv: nothing managed
+    pip_install(venv, ["alpha==1.0", "delta==1.0", "epsilon-pkg", "torchy==1.0"], wheelhouse)
+    owned = {n: OwnedPackage(n, "pip", "1.0") for n in ("alpha", "delta", "epsilon-pkg")}
+    StateStore(state_dir).save_owned(venv, Owned({f"pip:{n}": p for n, p in owned.items()}))
+    orphaned = (
+        "  orphaned (2 above): installed by reconciler, no longer in the manifest (reconciler "
+        "never uninstalls; remove it by hand if unused)"
+    )
+
+    code, out, _ = run_cli(capsys, "--state-dir", state_dir, "drift", manifest)
+    assert code == 0
+    assert out.splitlines() == [
+        f"e ({venv}):",
+        "  warning: foreign pip torchy 1.0: installed outside reconciler and not in the manifest",
+        "  info: orphaned pip delta 1.0",
+        "  info: orphaned pip epsilon-pkg 1.0",
+        orphaned,
+        "Drift: 3 findings (1 warning, 2 info).",
+    ]
+    code, out, _ = run_cli(capsys, "--state-dir", state_dir, "drift", "-q", manifest)
+    assert code == 0
+    assert out.splitlines() == [
+        f"e ({venv}):",
+        "  warning: foreign pip torchy 1.0: installed outside reconciler and not in the manifest",
+        "Drift: 3 findings (1 warning, 2 info); info not shown (-q).",
+    ]
+
+
+def test_a_missing_environment_is_one_error_finding(
+    tmp_path: Path, wheelhouse: Path, isolated: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    new, gone = tmp_path / "new", tmp_path / "gone"
+    manifest = write_manifest(
+        tmp_path / "m.yaml",
+        {
+            "new": {"prefix": new, "create": {"venv": "/usr/bin/python3"}, "pip": ["alpha"]},
+            "gone": {"prefix": gone, "pip": ["alpha", "delta"]},
+        },
+        wheelhouse=wheelhouse,
+    )
+    state_dir = tmp_path / "state"
+    code, document = drift(capsys, state_dir, manifest)
+    assert code == 0
+    assert [e["findings"] for e in document["environments"]] == [
+        [
+            {
+                "kind": "missing",
+                "name": "new",
+                "manager": "pip",
+                "expected": None,
+                "actual": None,
+                "severity": "error",
+                "detail": f"the environment's prefix {new} does not exist; "
+                "`reconciler apply` creates it",
+            }
+        ],
+        [
+            {
+                "kind": "missing",
+                "name": "gone",
+                "manager": "pip",
+                "expected": None,
+                "actual": None,
+                "severity": "error",
+                "detail": f"the environment's prefix {gone} does not exist; fix the prefix, or "
+                'add `create: {python: "3.11"}` or `create: {venv: PYTHON}`',
+            }
+        ],
+    ]
+    assert (document["summary"]["missing"], document["summary"]["error"]) == (2, 2)
+    assert drift(capsys, state_dir, manifest, "--detailed-exitcode")[0] == 2
+    code, out, _ = run_cli(capsys, "--state-dir", state_dir, "drift", manifest)
+    assert out.splitlines()[-2:] == [
+        f"  error: missing pip gone: the environment's prefix {gone} does not exist; fix the "
+        'prefix, or add `create: {python: "3.11"}` or `create: {venv: PYTHON}`',
+        "Drift: 2 findings (2 errors).",
+    ]
+    assert not new.exists() and not gone.exists()
 
 
 def test_broken_requirement(

@@ -63,7 +63,7 @@ def test_repeated_noop_apply_skips_the_planner_and_writes_nothing(
     before = tree_hash(image, tools, state)
     result, out = _apply(env, state, manifest)
     assert result == {"code": 0, "planner": False, "yaml": False}
-    assert out.strip() == "Nothing to do: 2 environment(s) match the manifest."
+    assert out.strip() == "No changes: 2 environments already match the manifest."
     assert tree_hash(image, tools, state) == before
 
 

@@ -185,7 +185,7 @@ def test_first_start_installs_and_registers_kernels_second_is_a_noop(
     first, out = _start(script, env)
     home = Path(env["HOME"])
     assert (home / ".reconciler" / "venv" / "bin" / "reconciler").exists()
-    assert "installing reconciler" in out and "Applied 2 environment(s)" in out
+    assert "installing reconciler" in out and "Applied 2 environments; log: " in out
     assert any(p.name.startswith("delta-") for p in (image / "lib").glob("python*/site-packages/*"))
     assert (image / "conda-meta" / "condaonly-1.1-0.json").exists()
     kernel = json.loads((home / ".local/share/jupyter/kernels/dl/kernel.json").read_text())
@@ -197,7 +197,7 @@ def test_first_start_installs_and_registers_kernels_second_is_a_noop(
 
     second, out = _start(script, env)
     assert "installing reconciler" not in out
-    assert "Nothing to do" in out
+    assert "No changes" in out
     assert second < 3.0, f"second start took {second:.1f} s (first: {first:.1f} s)"
     assert _status(env)["state"] == "finished"
 
@@ -224,8 +224,8 @@ def test_two_starts_at_once_serialize(
     assert all(p.returncode == 0 for p in procs), outputs
     # Both bootstrapped one venv (serialized by flock), then applied (serialized by the lock).
     assert sum("installing reconciler" in o for o in outputs) == 1, outputs
-    applied = [o for o in outputs if "Applied 1 environment(s)" in o]
-    noop = [o for o in outputs if "Nothing to do" in o]
+    applied = [o for o in outputs if "Applied 1 environment; log: " in o]
+    noop = [o for o in outputs if "No changes" in o]
     assert len(applied) == 1 and len(noop) == 1, outputs
     logs = Path(env["HOME"]) / ".local/state/reconciler/logs"
     installs = [p for p in logs.glob("apply-*.log") if "delta" in p.read_text()]

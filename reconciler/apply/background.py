@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from reconciler.apply.status import status_path
+from reconciler.apply.status import FORMAT_VERSION, status_path
 from reconciler.backends.process import spawn_detached
 from reconciler.state.store import write_json_atomic
 
@@ -33,7 +33,7 @@ def start_background(
     write_json_atomic(
         status_path(state_dir),
         {
-            "format": 1,
+            "format_version": FORMAT_VERSION,
             "state": "running",
             "pid": proc.pid,
             "started_at": now,

@@ -38,6 +38,7 @@ from reconciler.plan.planner import (
     read_inputs,
 )
 from reconciler.plan.policy import OWNED, Ownership
+from reconciler.render.words import plural
 from reconciler.state.cache import ReadCache
 from reconciler.state.environment import InstalledState, read_state
 from reconciler.state.store import Baseline, Owned, OwnedPackage, StateStore
@@ -126,13 +127,22 @@ def apply(
     if saved is not None:
         planned = {e.name for e in saved.environments}
         selected = [e for e in selected if e.name in planned]
+        # `--env` narrows a saved plan too: only the selected environments are checked and run.
+        chosen = {e.name for e in selected}
+        saved = replace(
+            saved, environments=tuple(e for e in saved.environments if e.name in chosen)
+        )
     locks = [EnvironmentLock(store.env_dir(e.prefix), e.name) for e in selected]
     with hold_all(locks, lock_timeout), _stop_on_sigterm():
         faults.point("after-lock")
         for env in selected:
             recover(env, store, reporter)
         cache = store.read_cache()
-        inputs = read_inputs(manifest, store, [e.name for e in selected], cache=cache)
+        inputs = (
+            read_inputs(manifest, store, [e.name for e in selected], cache=cache)
+            if selected
+            else []
+        )
         if saved is not None:
             check_fresh(saved, manifest, inputs)
             plan = trusted_plan(saved, inputs, backends.wheels)
@@ -141,7 +151,8 @@ def apply(
             plan = build_plan(manifest, inputs, backends)
         context = _Context(manifest, store, backends, reporter, _Log(log), cache)
         result = _execute(context, plan, inputs, partial)
-        store.save_read_cache(cache)
+        if not (result.refused and not any(r.status == "done" for r in result.results)):
+            store.save_read_cache(cache)  # a refused apply leaves the state dir as it was
         return result
 
 
@@ -179,7 +190,9 @@ def _execute(
     for env_plan in plan.environments:
         if env_plan.refused:
             results[env_plan.name] = EnvironmentResult(
-                env_plan.name, "refused", f"{len(env_plan.refused)} refused change(s)"
+                env_plan.name,
+                "refused",
+                plural(len(env_plan.refused), "refused change"),
             )
         elif not env_plan.changes:
             results[env_plan.name] = EnvironmentResult(env_plan.name, "unchanged")

@@ -12,6 +12,12 @@ kernel however their holder dies:
   POSIX locks belong to the process: one process takes each environment's lock once.
 
 A file system that cannot lock fails closed.
+
+A lock file (and the directories above it) that an apply created is removed when
+it releases the lock and the environment's directory holds nothing else: a refused
+or no-op apply leaves no trace in the state dir. That is safe because a lock is
+only taken once the path, looked up again, still names the locked file: a waiter
+holding the unlinked file retries on the new one.
 """
 
 from __future__ import annotations
@@ -44,19 +50,48 @@ class EnvironmentLock:
         self.path = directory / "lock"
         self.label = label
         self._fd: int | None = None
+        self._created: list[Path] = []  # what this lock created: the file, then directories
+
+    def _open(self) -> int:
+        """Open (creating if needed) the lock file; remember what was created."""
+        self._created = [p for p in (self.path.parent, *self.path.parent.parents) if not p.exists()]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return os.open(self.path, os.O_RDWR)
+        self._created.insert(0, self.path)
+        return fd
+
+    def _current(self, fd: int) -> bool:
+        """Whether the path still names the file ``fd`` has locked (not removed meanwhile)."""
+        try:
+            named, locked = os.stat(self.path), os.fstat(fd)
+        except FileNotFoundError:
+            return False
+        return (named.st_dev, named.st_ino) == (locked.st_dev, locked.st_ino)
 
     def acquire(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds; LockError naming the holder when it stays busy."""
         import fcntl
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.monotonic() + timeout
+        fd = -1
         while True:
+            if fd < 0:
+                try:
+                    fd = self._open()
+                except FileNotFoundError:  # a releasing holder removed the directory
+                    continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
+                if self._current(fd):
+                    break
+                # The holder we waited for removed this file on release: lock the new one.
+                os.close(fd)
+                fd = -1
+                continue
             except OSError as exc:
                 with contextlib.suppress(OSError):
                     fcntl.flock(fd, fcntl.LOCK_UN)
@@ -87,11 +122,22 @@ class EnvironmentLock:
 
     def release(self) -> None:
         """Release the lock (closing the file releases it; an installer still running
-        keeps the ``flock`` until it exits)."""
-        if self._fd is not None:
-            INHERITED_FDS.discard(self._fd)
-            os.close(self._fd)
-            self._fd = None
+        keeps the ``flock`` until it exits).
+
+        A lock file this lock created goes again, with the directories it created,
+        when nothing else was written beside it.
+        """
+        if self._fd is None:
+            return
+        if self.path in self._created:
+            with contextlib.suppress(OSError):
+                if [p.name for p in self.path.parent.iterdir()] == ["lock"]:
+                    self.path.unlink()  # still held: a waiter re-checks the path
+                    for directory in self._created[1:]:
+                        directory.rmdir()  # stops at the first one not empty
+        INHERITED_FDS.discard(self._fd)
+        os.close(self._fd)
+        self._fd = None
 
     def __enter__(self) -> EnvironmentLock:
         return self

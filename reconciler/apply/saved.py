@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
-from reconciler.errors import StalePlanError
+from reconciler.errors import ReconcilerError, StalePlanError
 from reconciler.manifest.model import Manifest
 from reconciler.plan.clashes import WheelContents, refuse_clashes
 from reconciler.plan.model import Plan
 from reconciler.plan.planner import EnvironmentInputs, requested_names
 
-__all__ = ["check_fresh", "trusted_plan"]
+__all__ = ["check_fresh", "read_plan_file", "trusted_plan"]
 
 
 def check_fresh(saved: Plan, manifest: Manifest, inputs: Sequence[EnvironmentInputs]) -> None:
@@ -103,3 +104,31 @@ def trusted_plan(
             )
         )
     return replace(saved, environments=tuple(trusted))
+
+
+def read_plan_file(path: Path) -> Plan:
+    """The plan saved by ``plan --out``; a damaged or altered file is an error naming it.
+
+    Its installer inputs (requirements, pins, specs) are what ``apply`` passes to
+    pip, uv and rattler, so they are held to the manifest's own rules: a plan file
+    cannot smuggle in an option, a URL or a shell metacharacter.
+    """
+    import json
+
+    from reconciler.plan.model import validate_plan_document
+
+    hint = "make it again with `reconciler plan MANIFEST --out FILE`"
+    try:
+        with path.open(encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise ReconcilerError(f"cannot read the saved plan {path}: {exc}", hint=hint) from exc
+    problem = validate_plan_document(doc)
+    if problem is not None:
+        raise ReconcilerError(
+            f"{path} is not a plan saved by `reconciler plan --out`: {problem}", hint=hint
+        )
+    try:
+        return Plan.from_json(doc)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ReconcilerError(f"cannot read the saved plan {path}: {exc}", hint=hint) from exc

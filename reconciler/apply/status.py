@@ -20,7 +20,11 @@ from reconciler.backends.process import redact
 from reconciler.errors import StateError
 from reconciler.state.store import write_json_atomic
 
-__all__ = ["STATES", "StatusReporter", "read_status", "status_path"]
+__all__ = ["FORMAT_VERSION", "STATES", "StatusReporter", "read_status", "status_path"]
+
+#: ``format_version`` of the status file, as in every other JSON reconciler writes
+#: (files written before it was named so carry ``"format": 1`` and are still read).
+FORMAT_VERSION = "1"
 
 
 def status_path(state_dir: Path) -> Path:
@@ -64,7 +68,7 @@ class StatusReporter(Reporter):
         with self._lock:
             envs = {name: vars(env).copy() for name, env in self.environments.items()}
             doc = {
-                "format": 1,
+                "format_version": FORMAT_VERSION,
                 "state": self.state,
                 "pid": os.getpid(),
                 "started_at": self.started_at,
@@ -122,7 +126,11 @@ class StatusReporter(Reporter):
         self.inner.environment_finished(name, status, message)
 
     def finish(self, state: str, results: dict[str, tuple[str, str]], error: str = "") -> None:
-        """The whole apply ended (``finished`` or ``failed``); ``results`` per environment."""
+        """The whole apply ended (``finished``, ``refused`` or ``failed``); ``results`` per
+        environment. A refused apply is recorded even though nothing started: `status`
+        must show it, not the apply before it."""
+        if state == "refused":
+            self._begun = True
         self.error = redact(error)
         if self.log and not Path(self.log).exists():
             self.log = None  # nothing ran, so no log was written
@@ -145,7 +153,7 @@ def _alive(pid: int) -> bool:
 
 
 #: The states a status file may be in.
-STATES = ("running", "finished", "failed")
+STATES = ("running", "finished", "refused", "failed")
 _MAX_PID = 2**22  # Linux's pid_max ceiling; a larger number is not a process
 
 
@@ -153,8 +161,8 @@ def _problem(doc: object) -> str | None:
     """Why ``doc`` is not a status document this version wrote, or None."""
     if not isinstance(doc, dict):
         return "it is not a JSON object"
-    if doc.get("format") != 1:
-        return f"unknown format {doc.get('format')!r}"
+    if doc.get("format_version") != FORMAT_VERSION and doc.get("format") != 1:
+        return f"unknown format_version {doc.get('format_version', doc.get('format'))!r}"
     if doc.get("state") not in STATES:
         return f"unknown state {doc.get('state')!r}"
     pid = doc.get("pid")
@@ -203,6 +211,9 @@ def read_status(state_dir: Path) -> dict[str, Any] | None:
             hint="the next apply rewrites it; remove it to clear this error "
             "(`reconciler status` then says no apply has run)",
         )
+    if "format_version" not in doc:  # written before the key was renamed
+        doc["format_version"] = FORMAT_VERSION
+        doc.pop("format", None)
     if doc.get("state") == "running" and not _alive(doc["pid"]):
         doc["state"] = "failed"
         doc["error"] = f"the apply (pid {doc.get('pid')}) stopped before finishing"

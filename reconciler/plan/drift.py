@@ -166,6 +166,8 @@ def drift_environment(inputs: EnvironmentInputs) -> EnvironmentDrift:
     from reconciler.plan.planner import requested_names
 
     env, state = inputs.env, inputs.state
+    if not state.exists:
+        return EnvironmentDrift(env.name, str(env.prefix), (_missing_environment(inputs),))
     findings = _declared(inputs)
     declared = requested_names(env)
     packages = state.packages()
@@ -287,6 +289,25 @@ def drift_environment(inputs: EnvironmentInputs) -> EnvironmentDrift:
             )
         )
     return EnvironmentDrift(env.name, str(env.prefix), tuple(findings), inputs.notices)
+
+
+def _missing_environment(inputs: EnvironmentInputs) -> Finding:
+    """The whole environment is missing: one error, not a list of missing packages."""
+    env = inputs.env
+    conda = env.create.python is not None if env.create is not None else bool(env.conda)
+    if env.create is not None:
+        todo = "`reconciler apply` creates it"
+    else:
+        todo = 'fix the prefix, or add `create: {python: "3.11"}` or `create: {venv: PYTHON}`'
+    return Finding(
+        "missing",
+        env.name,
+        "conda" if conda else "pip",
+        None,
+        None,
+        "error",
+        f"the environment's prefix {env.prefix} does not exist; {todo}",
+    )
 
 
 def _needed(inputs: EnvironmentInputs, declared: set[str]) -> set[str]:

@@ -7,15 +7,17 @@ to the console.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from reconciler.apply.report import Reporter
 
-__all__ = ["ConsoleReporter", "new_log_path"]
+__all__ = ["ConsoleReporter", "new_log_path", "resolving"]
 
 
 class ConsoleReporter(Reporter):
@@ -64,6 +66,40 @@ class ConsoleReporter(Reporter):
 
 
 def new_log_path(state_dir: Path) -> Path:
-    """Where this apply's log goes (created only if something is written to it)."""
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    return state_dir / "logs" / f"apply-{stamp}-{os.getpid()}.log"
+    """Where this apply's log goes (created only if something is written to it).
+
+    Never the path of an existing log: two applies of one process in the same second
+    (a notebook) must not share one, or a refused apply would name the other's log.
+    """
+    now = time.time()
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + f"{int(now * 1000) % 1000:03d}"
+    base = state_dir / "logs" / f"apply-{stamp}-{os.getpid()}"
+    path, n = base.with_suffix(".log"), 1
+    while path.exists():
+        path, n = base.with_name(f"{base.name}-{n}.log"), n + 1
+    return path
+
+
+@contextlib.contextmanager
+def resolving(stream: TextIO, inputs: Sequence[Any], *, show: bool) -> Iterator[None]:
+    """On a terminal, ``resolving image (3 packages), tools (2 packages) ...`` on stderr
+    while the resolvers run, erased when they are done (stdout stays the plan only)."""
+    if not (show and inputs and stream.isatty()):
+        yield
+        return
+    from reconciler.plan.planner import pip_requests
+    from reconciler.render.words import plural
+
+    what = ", ".join(
+        f"{i.env.name} ({plural(len(i.env.conda) + len(pip_requests(i.env)), 'package')})"
+        for i in inputs
+    )
+    dumb = os.environ.get("TERM") == "dumb"
+    stream.write(f"resolving {what} ...{chr(10) if dumb else ''}")
+    stream.flush()
+    try:
+        yield
+    finally:
+        if not dumb:
+            stream.write("\r\x1b[2K")  # erase the line: what follows starts clean
+            stream.flush()

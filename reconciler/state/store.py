@@ -118,6 +118,24 @@ class Baseline:
             "packages": {k: dict(v) for k, v in sorted(self.packages.items())},
         }
 
+    def changes_to(self, new: Baseline) -> tuple[list[str], list[str], list[str]]:
+        """What replacing this baseline with ``new`` changes: packages that become
+        managed, stop being managed, and are managed at another version; each as
+        ``pip alpha 1.0`` (``pip alpha 1.0 -> 2.0``), sorted."""
+
+        def shown(p: Mapping[str, str]) -> str:
+            return f"{p['manager']} {p['name']} {p['version']}"
+
+        old, now = self.packages, new.packages
+        added = sorted(shown(now[k]) for k in now.keys() - old.keys())
+        dropped = sorted(shown(old[k]) for k in old.keys() - now.keys())
+        moved = sorted(
+            f"{shown(old[k])} -> {now[k]['version']}"
+            for k in old.keys() & now.keys()
+            if (old[k]["version"], old[k].get("build", "")) != (now[k]["version"], now[k]["build"])
+        )
+        return added, dropped, moved
+
     @classmethod
     def from_state(cls, state: InstalledState, owned: Owned) -> Baseline:
         """Capture from the live environment, leaving out what reconciler owns."""

@@ -100,7 +100,7 @@ def setup(
     state = tmp_path / "state"
     code, out, err = cli(state, "baseline", "capture", manifest)
     assert (code, err) == (0, ""), err
-    assert out == "e: baseline captured, 1 managed packages\n"
+    assert out == "e: baseline captured, 1 managed package\n"
     return manifest, state, StateStore(state)
 
 
@@ -180,7 +180,7 @@ def test_baseline_capture_replaces_a_corrupt_baseline(
     path.write_bytes(corrupt(path.read_bytes()))
     code, out, err = cli(state, "baseline", "capture", manifest)
     assert (code, err) == (0, "")
-    assert out == "e: baseline captured, 1 managed packages\n"
+    assert out == "e: baseline captured, 1 managed package\n"
     recaptured = json.loads(path.read_bytes())
     assert recaptured["packages"] == good["packages"]
     assert recaptured["packages"]["pip:alpha"]["version"] == "1.0"
@@ -357,6 +357,11 @@ def test_good_status_is_shown(tmp_path: Path, cli: Cli) -> None:
     code, out, err = cli(state, "status")
     assert (code, err) == (0, "")
     assert out.startswith("apply finished (pid 4242")
+    # Written before the key was renamed ("format": 1): read, shown as format_version "1".
+    code, out, err = cli(state, "status", "--json")
+    assert (code, err) == (0, "")
+    document = json.loads(out)
+    assert (document["format_version"], "format" in document) == ("1", False)
 
 
 @pytest.mark.parametrize("corrupt", [c for _, c in STATUS], ids=_ids(STATUS))
@@ -394,7 +399,8 @@ def test_apply_rewrites_a_corrupt_status_file(
     code, out, err = cli(state, "status", "--json")
     assert (code, err) == (0, "")
     document = json.loads(out)
-    assert (document["format"], document["state"]) == (1, "finished")
+    assert (document["format_version"], document["state"]) == ("1", "finished")
+    assert "format" not in document
     assert document["environments"]["e"]["status"] == "done"
 
 
