@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from reconciler.plan import clashes
+from reconciler.state.store import StateStore
 from tests.support.envs import make_conda_prefix, make_venv, pip_install
 from tests.support.manifests import SITE, run_cli, write_manifest
 from tests.support.servers import build_simple_index, serve
@@ -231,6 +232,59 @@ def test_the_noop_path_reads_no_wheel(
     assert _cli(capsys, state, "plan", manifest)[0] == 0
     assert _cli(capsys, state, "apply", manifest)[0] == 0
     assert calls == ["alpha"]  # nothing to install: no wheel located, no RECORD read
+
+
+def test_a_console_script_over_a_managed_one_is_refused(
+    tmp_path: Path, isolated: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    house = tmp_path / "house"
+    scripts = b"[console_scripts]\ntool = {}:main\n"
+    for name in ("toolone", "tooltwo"):
+        build_wheel(
+            house,
+            name,
+            "1.0",
+            extra={f"{name}-1.0.dist-info/entry_points.txt": scripts.replace(b"{}", name.encode())},
+        )
+    prefix = make_venv(tmp_path / "env")
+    pip_install(prefix, ["toolone==1.0"], house)
+    before = (prefix / "bin" / "tool").read_bytes()
+    state = tmp_path / "state"
+    manifest = write_manifest(
+        tmp_path / "m.yaml", {"main": {"prefix": prefix, "pip": ["tooltwo==1.0"]}}, wheelhouse=house
+    )
+    code, out = _cli(capsys, state, "apply", manifest)
+    assert (prefix / "bin" / "tool").read_bytes() == before
+    assert code == 3
+    assert "tooltwo 1.0 would overwrite bin/tool, which managed toolone 1.0 owns" in out
+
+
+def test_verify_after_apply_names_an_overwritten_managed_file(
+    tmp_path: Path, isolated: dict[str, str], jwt_house: Path
+) -> None:
+    """The check before installing is the rule; verify after it is the safety net: an
+    apply whose plan missed a clash (here: no wheel reader at all) fails verification."""
+    from reconciler.apply.execute import apply
+    from reconciler.manifest.loader import load_manifest
+    from reconciler.plan.planner import Backends
+
+    prefix = make_venv(tmp_path / "env")
+    pip_install(prefix, ["jwt==1.3.1"], jwt_house)
+    store = StateStore(tmp_path / "state")
+    manifest = write_manifest(
+        tmp_path / "m.yaml",
+        {"main": {"prefix": prefix, "pip": ["PyJWT==2.8.0"]}},
+        wheelhouse=jwt_house,
+    )
+    default = Backends.default()
+    blind = Backends(default.conda, default.pip, wheels=None)
+    result = apply(load_manifest(manifest), store, blind)
+    [env] = result.results
+    assert env.status == "failed"
+    assert env.message.startswith(
+        f"verification of main ({prefix}) failed: jwt/__init__.py of managed jwt 1.3.1 "
+        "was overwritten"
+    )
 
 
 def test_install_paths_map_wheel_schemes() -> None:
