@@ -42,8 +42,8 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urljoin, urlsplit
-from urllib.request import url2pathname
 
 from packaging.tags import Tag
 from packaging.utils import (
@@ -53,13 +53,14 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
-from reconciler.backends.http import HttpClient
-from reconciler.backends.lazy_zip import open_remote_zip
 from reconciler.backends.process import redact
 from reconciler.backends.wheel_tags import target_tags
 from reconciler.errors import BackendError
 from reconciler.manifest.model import PipSettings
 from reconciler.state.python import RecordEntry, parse_record
+
+if TYPE_CHECKING:  # urllib.request costs ~20 ms to import: only remote reads need it
+    from reconciler.backends.http import HttpClient
 
 __all__ = [
     "PYPI_SIMPLE",
@@ -79,6 +80,25 @@ PYPI_SIMPLE = "https://pypi.org/simple/"
 
 _JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 _ACCEPT = f"{_JSON_TYPE}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
+
+
+def _local_path(url_path: str) -> str:
+    """The file system path of a ``file://`` URL's path (POSIX)."""
+    return unquote(url_path)
+
+
+class _Lazy:
+    """An :class:`HttpClient`, made at the first request (or the one given)."""
+
+    def __init__(self, client: HttpClient | None) -> None:
+        self._client = client
+
+    def get(self) -> HttpClient:
+        if self._client is None:
+            from reconciler.backends.http import HttpClient
+
+            self._client = HttpClient()
+        return self._client
 
 
 @dataclass(frozen=True)
@@ -104,7 +124,7 @@ class WheelFile:
     def path(self) -> Path | None:
         """The local file, for a ``file://`` wheel."""
         parts = urlsplit(self.url)
-        return Path(url2pathname(parts.path)) if parts.scheme == "file" else None
+        return Path(_local_path(parts.path)) if parts.scheme == "file" else None
 
 
 # --- locating ----------------------------------------------------------------------
@@ -193,7 +213,7 @@ def _best(links: Sequence[_Link], name: str, version: Version, tags: Sequence[Ta
 def _find_links_location(location: str) -> tuple[Path | None, str]:
     parts = urlsplit(location)
     if parts.scheme == "file":
-        return Path(url2pathname(parts.path)), location
+        return Path(_local_path(parts.path)), location
     if parts.scheme in ("http", "https"):
         return None, location
     return Path(os.path.expanduser(location)), location
@@ -214,28 +234,32 @@ def locate_wheel(
     tags: Sequence[Tag],
     *,
     client: HttpClient | None = None,
+    hash_local: bool = True,
 ) -> WheelFile | None:
     """The wheel of ``name==version`` the installer would take (see module docstring),
-    or None when no location offers a compatible wheel of that version."""
+    or None when no location offers a compatible wheel of that version.
+
+    A local wheel's sha256 is computed from the file; ``hash_local=False`` leaves it
+    None (reading a large local wheel costs seconds, its RECORD milliseconds)."""
     canonical = canonicalize_name(name)
     try:
         wanted = Version(version)
     except InvalidVersion:
         return None
-    http = client or HttpClient()
+    http = _Lazy(client)
     for location in settings.find_links:
         directory, source = _find_links_location(location)
         if directory is not None:
             links = _local_links(directory)
         else:
-            response = http.get(location)
+            response = http.get().get(location)
             links = _html_links(response.body, response.url) if response.status == 200 else []
         found = _best(links, canonical, wanted, tags)
         if found is not None:
-            return _wheel(found, canonical, version, redact(source))
+            return _wheel(found, canonical, version, redact(source), hash_local)
     for index in _indexes(settings):
         page = urljoin(index if index.endswith("/") else index + "/", f"{canonical}/")
-        response = http.get(page, {"Accept": _ACCEPT})
+        response = http.get().get(page, {"Accept": _ACCEPT})
         if response.status in (404, 410):
             continue  # not on this index: the next one may have it
         if response.status != 200:
@@ -247,7 +271,7 @@ def locate_wheel(
         parse = _json_links if kind == _JSON_TYPE else _html_links
         found = _best(parse(response.body, response.url), canonical, wanted, tags)
         # first-index: the first index with the project decides, found or not.
-        return _wheel(found, canonical, version, redact(index)) if found else None
+        return _wheel(found, canonical, version, redact(index), True) if found else None
     return None
 
 
@@ -258,11 +282,11 @@ def _indexes(settings: PipSettings) -> list[str]:
     return [settings.index_url, *extras] if settings.index_url else [*extras, PYPI_SIMPLE]
 
 
-def _wheel(link: _Link, name: str, version: str, source: str) -> WheelFile:
+def _wheel(link: _Link, name: str, version: str, source: str, hash_local: bool) -> WheelFile:
     sha256 = link.sha256
     parts = urlsplit(link.url)
-    if sha256 is None and parts.scheme == "file":
-        sha256 = _file_sha256(Path(url2pathname(parts.path)))
+    if sha256 is None and parts.scheme == "file" and hash_local:
+        sha256 = _file_sha256(Path(_local_path(parts.path)))
     return WheelFile(str(name), version, link.filename, link.url, sha256, source, link.metadata_url)
 
 
@@ -317,7 +341,7 @@ def read_listing(
         except (OSError, zipfile.BadZipFile) as exc:
             raise _unreadable(wheel, str(exc)) from exc
     else:
-        listing = _remote_listing(wheel, cache_dir, client or HttpClient())
+        listing = _remote_listing(wheel, cache_dir, _Lazy(client).get())
     if cache_file is not None:
         from reconciler.state.store import write_json_atomic
 
@@ -334,6 +358,8 @@ def _remote_listing(wheel: WheelFile, cache_dir: Path | None, http: HttpClient) 
     fd, tmp = tempfile.mkstemp(prefix=".download-", suffix=".whl", dir=where)
     try:
         with os.fdopen(fd, "wb") as sink:
+            from reconciler.backends.lazy_zip import open_remote_zip
+
             opened = open_remote_zip(http, wheel.url, sink)
         if opened is not None:
             with zipfile.ZipFile(opened) as archive:
@@ -400,7 +426,14 @@ class WheelRecords:
     def __init__(self, cache_dir: Path | None = None) -> None:
         self.cache_dir = cache_dir
         self._tags: dict[str, tuple[Tag, ...]] = {}
-        self._client = HttpClient()
+        self._client = _Lazy(None)
+
+    def _http(self, settings: PipSettings) -> HttpClient | None:
+        """The shared client, unless every location is local (then none is made)."""
+        remote = not settings.no_index or any(
+            urlsplit(link).scheme in ("http", "https") for link in settings.find_links
+        )
+        return self._client.get() if remote else None
 
     def record(
         self, python: Path, name: str, version: str, settings: PipSettings
@@ -409,9 +442,11 @@ class WheelRecords:
         tags = self._tags.get(str(python))
         if tags is None:
             tags = self._tags[str(python)] = target_tags(python, self.cache_dir)
-        wheel = locate_wheel(name, version, settings, tags, client=self._client)
+        wheel = locate_wheel(
+            name, version, settings, tags, client=self._http(settings), hash_local=False
+        )
         if wheel is None:
             return None
-        listing = read_listing(wheel, self.cache_dir, client=self._client)
+        listing = read_listing(wheel, self.cache_dir, client=self._http(settings))
         data = f"{name.replace('-', '_')}-{version}.data/scripts"
         return listing.record + tuple(RecordEntry(f"{data}/{s}", "", None) for s in listing.scripts)

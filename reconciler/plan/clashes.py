@@ -168,6 +168,22 @@ def _owner_label(pkg: Package, status: str) -> str:
     return f"{status} {name} {pkg.version}"
 
 
+def _records(
+    wheels: WheelContents, python: Path, writes: Sequence[Change], settings: PipSettings
+) -> list[Sequence[RecordEntry] | None]:
+    """Each write's wheel listing; several are fetched at once (index round trips)."""
+
+    def one(change: Change) -> Sequence[RecordEntry] | None:
+        return wheels.record(python, change.name, str(change.to_version), settings)
+
+    if len(writes) == 1:
+        return [one(writes[0])]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(8, len(writes))) as pool:
+        return list(pool.map(one, writes))
+
+
 def refuse_clashes(
     state: InstalledState,
     ownership: Ownership,
@@ -188,8 +204,7 @@ def refuse_clashes(
     owners = _Owners(state, site, {c.name for c in writes})
     python = state.prefix / "bin" / "python"
     refused: dict[int, Change] = {}
-    for change in writes:
-        entries = wheels.record(python, change.name, str(change.to_version), settings)
+    for change, entries in zip(writes, _records(wheels, python, writes, settings)):
         if not entries:
             continue  # not located: the installer's own checks stay the last word
         for target, shown in install_paths(entries, site, state.python_version):
