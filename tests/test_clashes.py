@@ -124,7 +124,7 @@ def test_a_wheel_over_conda_files_in_a_hybrid_prefix(
         tmp_path / "env", channel, ["libfoo ==1.0", "pyfoo ==1.0"], hybrid=True
     )
     house = tmp_path / "house"
-    build_wheel(house, "pyfoo-fork", "1.0", module="pyfoo")  # over the conda package's dist
+    build_wheel(house, "pyfoo-fork", "1.1", module="pyfoo")  # over the conda package's dist
     build_wheel(  # over a conda file that no RECORD lists
         house,
         "foo-data",
@@ -134,7 +134,7 @@ def test_a_wheel_over_conda_files_in_a_hybrid_prefix(
     state = tmp_path / "state"
     manifest = write_manifest(
         tmp_path / "m.yaml",
-        {"main": {"prefix": prefix, "pip": ["pyfoo-fork==1.0", "foo-data==1.0"]}},
+        {"main": {"prefix": prefix, "pip": ["pyfoo-fork==1.1", "foo-data==1.0"]}},
         wheelhouse=house,
     )
     version_file = prefix / "share" / "libfoo" / "VERSION"
@@ -143,7 +143,7 @@ def test_a_wheel_over_conda_files_in_a_hybrid_prefix(
     assert code == 3
     reasons = {c["name"]: c["reason"] for c in _changes(out)}
     assert reasons == {
-        "pyfoo-fork": "pyfoo-fork 1.0 would overwrite pyfoo/__init__.py, which managed conda "
+        "pyfoo-fork": "pyfoo-fork 1.1 would overwrite pyfoo/__init__.py, which managed conda "
         "package pyfoo 1.0 owns",
         "foo-data": "foo-data 1.0 would overwrite share/libfoo/VERSION, which managed conda "
         "package libfoo 1.0 owns",
@@ -234,6 +234,24 @@ def test_the_noop_path_reads_no_wheel(
     assert calls == ["alpha"]  # nothing to install: no wheel located, no RECORD read
 
 
+def test_the_same_bytes_in_a_shared_namespace_file_are_no_clash(
+    tmp_path: Path, isolated: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Old-style namespace packages (``backports/__init__.py``) ship identical files."""
+    house = tmp_path / "house"
+    for name in ("nsone", "nstwo"):
+        build_wheel(house, name, "1.0", module="backports", extra={f"{name}.py": b""})
+    prefix = make_venv(tmp_path / "env")
+    pip_install(prefix, ["nsone==1.0"], house)
+    state = tmp_path / "state"
+    manifest = write_manifest(
+        tmp_path / "m.yaml", {"main": {"prefix": prefix, "pip": ["nstwo==1.0"]}}, wheelhouse=house
+    )
+    code, out = _cli(capsys, state, "apply", manifest)
+    assert code == 0, out
+    assert (prefix / SITE / "nstwo.py").is_file()
+
+
 def test_a_console_script_over_a_managed_one_is_refused(
     tmp_path: Path, isolated: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -300,9 +318,9 @@ def test_install_paths_map_wheel_schemes() -> None:
     ]
     site = "lib/python3.11/site-packages"
     assert clashes.install_paths(entries, site, "3.11") == (
-        (f"{site}/pkg/__init__.py", "pkg/__init__.py"),
-        ("bin/tool", "bin/tool"),
-        (f"{site}/other/m.py", "other/m.py"),
-        ("share/pkg/x", "share/pkg/x"),
-        ("include/site/python3.11/pkg/h.h", "include/site/python3.11/pkg/h.h"),
+        (f"{site}/pkg/__init__.py", "pkg/__init__.py", record_hash(b"")),
+        ("bin/tool", "bin/tool", ""),
+        (f"{site}/other/m.py", "other/m.py", ""),
+        ("share/pkg/x", "share/pkg/x", ""),
+        ("include/site/python3.11/pkg/h.h", "include/site/python3.11/pkg/h.h", ""),
     )

@@ -72,13 +72,13 @@ def test_clean_files_are_hashed_once_then_only_stat(
 ) -> None:
     prefix, state, manifest, _ = jwt_env
     hashed: list[str] = []
-    real = files._record_digest
+    real = files.record_digest
 
     def counting(path: str) -> str | None:
         hashed.append(path)
         return real(path)
 
-    monkeypatch.setattr(files, "_record_digest", counting)
+    monkeypatch.setattr(files, "record_digest", counting)
     assert _findings(capsys, state, manifest) == []
     first = len(hashed)
     assert first > 0

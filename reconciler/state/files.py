@@ -32,7 +32,14 @@ from pathlib import Path
 from reconciler.state.environment import InstalledState
 from reconciler.state.python import Distribution
 
-__all__ = ["VerifiedFiles", "changed_files", "files_stamp", "hashed_entries", "overwritten"]
+__all__ = [
+    "VerifiedFiles",
+    "changed_files",
+    "files_stamp",
+    "hashed_entries",
+    "overwritten",
+    "record_digest",
+]
 
 
 def _ignored(path: str) -> bool:
@@ -81,7 +88,8 @@ def files_stamp(state: InstalledState, dist: Distribution) -> str:
     return digest.hexdigest()[:24]
 
 
-def _record_digest(path: str) -> str | None:
+def record_digest(path: str) -> str | None:
+    """A file's hash as RECORD writes it (``sha256=<urlsafe b64>``); None if unreadable."""
     digest = hashlib.sha256()
     try:
         with open(path, "rb") as f:
@@ -118,7 +126,7 @@ def changed_files(
         if size.isdigit() and now_size != int(size):
             out.append(_shown(state, path))
             continue
-        now = _record_digest(base + path)
+        now = record_digest(base + path)
         if now is not None and now != digest:
             out.append(_shown(state, path))
     return out
