@@ -11,6 +11,7 @@ import hashlib
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -275,3 +276,29 @@ def test_listing_names_the_scripts_the_installer_generates(tmp_path: Path) -> No
         "toolpkg-1.0.data/scripts/tool",
         "toolpkg-1.0.data/scripts/gtool",
     ]
+
+
+def test_a_stalled_index_gives_up_within_its_bounds(tmp_path: Path) -> None:
+    from reconciler.backends.http import HttpClient
+    from tests.support.servers import STALL
+
+    build_wheel(tmp_path / "house", "alpha", "1.0")
+    root = build_simple_index(tmp_path / "house", tmp_path / "index")
+    with serve(root) as server:
+        server.script("/simple/alpha/", STALL, then=STALL)
+        started = time.monotonic()
+        with pytest.raises(BackendError) as caught:
+            locate_wheel(
+                "alpha",
+                "1.0",
+                PipSettings(index_url=f"{server.url}simple/"),
+                TAGS,
+                client=HttpClient(timeout=0.3),
+            )
+        elapsed = time.monotonic() - started
+        attempts = len(server.requests())
+    assert caught.value.message == (
+        f"cannot read {server.url}simple/alpha/: timed out (after 3 attempts)"
+    )
+    assert attempts == 3
+    assert elapsed < 0.3 * 3 + 0.5 + 1.0 + 2.0  # three timeouts, two backoffs, slack
