@@ -101,3 +101,37 @@ def test_clean_files_are_hashed_once_then_only_stat(
     cache.mkdir(exist_ok=True)
     (cache / "__init__.cpython-311.pyc").write_bytes(b"junk")
     assert _findings(capsys, state, manifest) == []
+
+
+def test_conda_relocated_scripts_are_not_compared(
+    tmp_path: Path,
+    isolated: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    channel: Path,
+) -> None:
+    """conda writes the prefix into a package's scripts after its RECORD was made."""
+    from tests.support.envs import make_conda_prefix
+    from tests.support.wheels import record_hash
+
+    prefix = make_conda_prefix(tmp_path / "env", channel, ["pyfoo ==1.0"], hybrid=True)
+    house = tmp_path / "house"
+    build_wheel(house, "delta", "1.0")
+    pip_install(prefix, ["delta==1.0"], house)
+    for info, script in (
+        ("pyfoo-1.0.dist-info", "pyfoo-tool"),
+        ("delta-1.0.dist-info", "delta-tool"),
+    ):
+        record = prefix / SITE / info / "RECORD"
+        row = f"../../../bin/{script},{record_hash(b'#!/opt/placeholder/bin/python')},29\n"
+        record.write_text(record.read_text() + row)
+        (prefix / "bin" / script).write_text(f"#!{prefix}/bin/python\n")
+    state = tmp_path / "state"
+    manifest = write_manifest(tmp_path / "m.yaml", {"main": {"prefix": prefix}}, channel=channel)
+    assert run_cli(capsys, "--state-dir", state, "baseline", "capture", manifest)[0] == 0
+    findings = _findings(capsys, state, manifest)
+    assert [(f["name"], f["detail"]) for f in findings] == [
+        (
+            "delta",
+            "bin/delta-tool of delta 1.0 changed: the content differs from the hash in its RECORD",
+        )
+    ]

@@ -442,7 +442,11 @@ def _overwritten(
     """Managed and foreign files that the installed wheels overwrote (their RECORD hash)."""
     from reconciler.state.files import overwritten
 
-    moved = {c.name for c in env_plan.changes if c.manager == "pip" and not c.refused}
+    moved = {
+        c.name
+        for c in env_plan.changes
+        if c.manager == "pip" and not c.refused and c.action not in ("create", "register-kernel")
+    }
     written = [after.dists[n] for n in moved if n in after.dists]
     packages = item.state.packages()
     protected = {
