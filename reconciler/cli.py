@@ -424,11 +424,14 @@ def _drift(args: argparse.Namespace) -> int:
     from reconciler.plan.drift import Drift, drift_environment
     from reconciler.plan.planner import read_inputs
     from reconciler.render.text import drift_text
+    from reconciler.state.files import VerifiedFiles
 
     store = _store(args)
     manifest = _load(args.manifest, store, args.env)
     inputs = read_inputs(manifest, store, args.env)
-    drift = Drift(tuple(drift_environment(i) for i in inputs))
+    verified = VerifiedFiles.load(store.root / "cache" / "verified-files.json")
+    drift = Drift(tuple(drift_environment(i, verified) for i in inputs))
+    verified.save()
     if args.json:
         _out(json.dumps(drift.to_json(), indent=2))
     else:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from reconciler.plan import clashes
+from reconciler.state.store import StateStore
 from tests.support.envs import make_conda_prefix, make_venv, pip_install
 from tests.support.manifests import SITE, run_cli, write_manifest
 from tests.support.servers import build_simple_index, serve
@@ -123,7 +124,7 @@ def test_a_wheel_over_conda_files_in_a_hybrid_prefix(
         tmp_path / "env", channel, ["libfoo ==1.0", "pyfoo ==1.0"], hybrid=True
     )
     house = tmp_path / "house"
-    build_wheel(house, "pyfoo-fork", "1.0", module="pyfoo")  # over the conda package's dist
+    build_wheel(house, "pyfoo-fork", "1.1", module="pyfoo")  # over the conda package's dist
     build_wheel(  # over a conda file that no RECORD lists
         house,
         "foo-data",
@@ -133,7 +134,7 @@ def test_a_wheel_over_conda_files_in_a_hybrid_prefix(
     state = tmp_path / "state"
     manifest = write_manifest(
         tmp_path / "m.yaml",
-        {"main": {"prefix": prefix, "pip": ["pyfoo-fork==1.0", "foo-data==1.0"]}},
+        {"main": {"prefix": prefix, "pip": ["pyfoo-fork==1.1", "foo-data==1.0"]}},
         wheelhouse=house,
     )
     version_file = prefix / "share" / "libfoo" / "VERSION"
@@ -142,7 +143,7 @@ def test_a_wheel_over_conda_files_in_a_hybrid_prefix(
     assert code == 3
     reasons = {c["name"]: c["reason"] for c in _changes(out)}
     assert reasons == {
-        "pyfoo-fork": "pyfoo-fork 1.0 would overwrite pyfoo/__init__.py, which managed conda "
+        "pyfoo-fork": "pyfoo-fork 1.1 would overwrite pyfoo/__init__.py, which managed conda "
         "package pyfoo 1.0 owns",
         "foo-data": "foo-data 1.0 would overwrite share/libfoo/VERSION, which managed conda "
         "package libfoo 1.0 owns",
@@ -233,6 +234,77 @@ def test_the_noop_path_reads_no_wheel(
     assert calls == ["alpha"]  # nothing to install: no wheel located, no RECORD read
 
 
+def test_the_same_bytes_in_a_shared_namespace_file_are_no_clash(
+    tmp_path: Path, isolated: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Old-style namespace packages (``backports/__init__.py``) ship identical files."""
+    house = tmp_path / "house"
+    for name in ("nsone", "nstwo"):
+        build_wheel(house, name, "1.0", module="backports", extra={f"{name}.py": b""})
+    prefix = make_venv(tmp_path / "env")
+    pip_install(prefix, ["nsone==1.0"], house)
+    state = tmp_path / "state"
+    manifest = write_manifest(
+        tmp_path / "m.yaml", {"main": {"prefix": prefix, "pip": ["nstwo==1.0"]}}, wheelhouse=house
+    )
+    code, out = _cli(capsys, state, "apply", manifest)
+    assert code == 0, out
+    assert (prefix / SITE / "nstwo.py").is_file()
+
+
+def test_a_console_script_over_a_managed_one_is_refused(
+    tmp_path: Path, isolated: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    house = tmp_path / "house"
+    scripts = b"[console_scripts]\ntool = {}:main\n"
+    for name in ("toolone", "tooltwo"):
+        build_wheel(
+            house,
+            name,
+            "1.0",
+            extra={f"{name}-1.0.dist-info/entry_points.txt": scripts.replace(b"{}", name.encode())},
+        )
+    prefix = make_venv(tmp_path / "env")
+    pip_install(prefix, ["toolone==1.0"], house)
+    before = (prefix / "bin" / "tool").read_bytes()
+    state = tmp_path / "state"
+    manifest = write_manifest(
+        tmp_path / "m.yaml", {"main": {"prefix": prefix, "pip": ["tooltwo==1.0"]}}, wheelhouse=house
+    )
+    code, out = _cli(capsys, state, "apply", manifest)
+    assert (prefix / "bin" / "tool").read_bytes() == before
+    assert code == 3
+    assert "tooltwo 1.0 would overwrite bin/tool, which managed toolone 1.0 owns" in out
+
+
+def test_verify_after_apply_names_an_overwritten_managed_file(
+    tmp_path: Path, isolated: dict[str, str], jwt_house: Path
+) -> None:
+    """The check before installing is the rule; verify after it is the safety net: an
+    apply whose plan missed a clash (here: no wheel reader at all) fails verification."""
+    from reconciler.apply.execute import apply
+    from reconciler.manifest.loader import load_manifest
+    from reconciler.plan.planner import Backends
+
+    prefix = make_venv(tmp_path / "env")
+    pip_install(prefix, ["jwt==1.3.1"], jwt_house)
+    store = StateStore(tmp_path / "state")
+    manifest = write_manifest(
+        tmp_path / "m.yaml",
+        {"main": {"prefix": prefix, "pip": ["PyJWT==2.8.0"]}},
+        wheelhouse=jwt_house,
+    )
+    default = Backends.default()
+    blind = Backends(default.conda, default.pip, wheels=None)
+    result = apply(load_manifest(manifest), store, blind)
+    [env] = result.results
+    assert env.status == "failed"
+    assert env.message.startswith(
+        f"verification of main ({prefix}) failed: jwt/__init__.py of managed jwt 1.3.1 "
+        "was overwritten"
+    )
+
+
 def test_install_paths_map_wheel_schemes() -> None:
     from reconciler.state.python import RecordEntry
 
@@ -246,9 +318,9 @@ def test_install_paths_map_wheel_schemes() -> None:
     ]
     site = "lib/python3.11/site-packages"
     assert clashes.install_paths(entries, site, "3.11") == (
-        (f"{site}/pkg/__init__.py", "pkg/__init__.py"),
-        ("bin/tool", "bin/tool"),
-        (f"{site}/other/m.py", "other/m.py"),
-        ("share/pkg/x", "share/pkg/x"),
-        ("include/site/python3.11/pkg/h.h", "include/site/python3.11/pkg/h.h"),
+        (f"{site}/pkg/__init__.py", "pkg/__init__.py", record_hash(b"")),
+        ("bin/tool", "bin/tool", ""),
+        (f"{site}/other/m.py", "other/m.py", ""),
+        ("share/pkg/x", "share/pkg/x", ""),
+        ("include/site/python3.11/pkg/h.h", "include/site/python3.11/pkg/h.h", ""),
     )

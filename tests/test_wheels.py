@@ -11,6 +11,7 @@ import hashlib
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 from packaging.tags import sys_tags
 
-from reconciler.backends import wheels
+from reconciler.backends import wheel_tags, wheels
 from reconciler.backends.lazy_zip import CHUNK
 from reconciler.backends.wheels import (
     WheelFile,
@@ -239,13 +240,13 @@ def test_target_tags_probe_once_and_match_the_interpreter(
     )
     cache = tmp_path / "cache"
     started: list[object] = []
-    real_run = wheels.run
+    real_run = wheel_tags.run
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         started.append(args)
         return real_run(*args, **kwargs)
 
-    monkeypatch.setattr(wheels, "run", counting)
+    monkeypatch.setattr(wheel_tags, "run", counting)
     first = target_tags(venv / "bin" / "python", cache)
     second = target_tags(venv / "bin" / "python", cache)
     assert first == TAGS == second
@@ -254,3 +255,50 @@ def test_target_tags_probe_once_and_match_the_interpreter(
     linked = make_venv(tmp_path / "linked")
     assert target_tags(linked / "bin" / "python") == TAGS
     assert len(started) == 1
+
+
+def test_listing_names_the_scripts_the_installer_generates(tmp_path: Path) -> None:
+    entry_points = b"[console_scripts]\ntool = toolpkg:main\n[gui_scripts]\ngtool = toolpkg:gui\n"
+    build_wheel(
+        tmp_path, "toolpkg", "1.0", extra={"toolpkg-1.0.dist-info/entry_points.txt": entry_points}
+    )
+    found = locate_wheel("toolpkg", "1.0", PipSettings(find_links=(str(tmp_path),)), TAGS)
+    assert found is not None
+    assert wheels.read_listing(found).scripts == ("tool", "gtool")
+    rows = wheels.WheelRecords().record(
+        Path(sys.executable),
+        "toolpkg",
+        "1.0",
+        PipSettings(find_links=(str(tmp_path),), no_index=True),
+    )
+    assert rows is not None
+    assert [r.path for r in rows][-2:] == [
+        "toolpkg-1.0.data/scripts/tool",
+        "toolpkg-1.0.data/scripts/gtool",
+    ]
+
+
+def test_a_stalled_index_gives_up_within_its_bounds(tmp_path: Path) -> None:
+    from reconciler.backends.http import HttpClient
+    from tests.support.servers import STALL
+
+    build_wheel(tmp_path / "house", "alpha", "1.0")
+    root = build_simple_index(tmp_path / "house", tmp_path / "index")
+    with serve(root) as server:
+        server.script("/simple/alpha/", STALL, then=STALL)
+        started = time.monotonic()
+        with pytest.raises(BackendError) as caught:
+            locate_wheel(
+                "alpha",
+                "1.0",
+                PipSettings(index_url=f"{server.url}simple/"),
+                TAGS,
+                client=HttpClient(timeout=0.3),
+            )
+        elapsed = time.monotonic() - started
+        attempts = len(server.requests())
+    assert caught.value.message == (
+        f"cannot read {server.url}simple/alpha/: timed out (after 3 attempts)"
+    )
+    assert attempts == 3
+    assert elapsed < 0.3 * 3 + 0.5 + 1.0 + 2.0  # three timeouts, two backoffs, slack

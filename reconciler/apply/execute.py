@@ -441,11 +441,38 @@ def _verify(env_plan: EnvironmentPlan, item: EnvironmentInputs, after: Installed
                 f"{change.manager} {change.name} should be {change.to_version or 'installed'}, "
                 f"found {found or 'nothing'}"
             )
+    problems += _overwritten(env_plan, item, after)
     if problems:
         raise ReconcilerError(
             f"verification of {item.env.name} ({item.env.prefix}) failed: " + "; ".join(problems),
             hint="see the apply log; `reconciler drift` shows the environment's state",
         )
+
+
+def _overwritten(
+    env_plan: EnvironmentPlan, item: EnvironmentInputs, after: InstalledState
+) -> list[str]:
+    """Managed and foreign files that the installed wheels overwrote (their RECORD hash)."""
+    from reconciler.state.files import overwritten
+
+    moved = {
+        c.name
+        for c in env_plan.changes
+        if c.manager == "pip" and not c.refused and c.action not in ("create", "register-kernel")
+    }
+    written = [after.dists[n] for n in moved if n in after.dists]
+    packages = item.state.packages()
+    protected = {
+        d.name: d
+        for d in item.state.dists.values()
+        if d.name not in moved
+        and item.ownership.status(packages[item.state.package_for_dist(d.name)]) != OWNED
+    }
+    return [
+        f"{path} of {item.ownership.status(packages[item.state.package_for_dist(d.name)])} "
+        f"{d.display_name} {d.version} was overwritten"
+        for d, path in overwritten(after, written, protected.values())
+    ]
 
 
 def _record_owned(store: StateStore, item: EnvironmentInputs, after: InstalledState) -> None:

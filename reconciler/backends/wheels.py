@@ -21,7 +21,8 @@ Three calls, for the plan's clash check and the lock file:
   directory (as pip's lazy wheel does: the tail, then the RECORD member), or, when
   the server ignores ``Range``, a full download into the cache directory (removed
   after reading). Rows are cached by the wheel's sha256 under
-  ``<cache_dir>/records/``.
+  ``<cache_dir>/records/``. :func:`read_listing` adds the scripts that its
+  ``entry_points.txt`` makes the installer generate.
 
 :class:`WheelRecords` puts the three behind one call for the planner.
 
@@ -36,18 +37,15 @@ import hashlib
 import html.parser
 import json
 import os
-import sys
-import sysconfig
 import tempfile
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urljoin, urlsplit
-from urllib.request import url2pathname
 
-from packaging.tags import Tag, compatible_tags, cpython_tags, generic_tags, platform_tags
+from packaging.tags import Tag
 from packaging.utils import (
     InvalidWheelFilename,
     canonicalize_name,
@@ -55,20 +53,24 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
-from reconciler.backends.http import HttpClient
-from reconciler.backends.lazy_zip import open_remote_zip
-from reconciler.backends.process import redact, run
+from reconciler.backends.process import redact
+from reconciler.backends.wheel_tags import target_tags
 from reconciler.errors import BackendError
 from reconciler.manifest.model import PipSettings
 from reconciler.state.python import RecordEntry, parse_record
+
+if TYPE_CHECKING:  # urllib.request costs ~20 ms to import: only remote reads need it
+    from reconciler.backends.http import HttpClient
 
 __all__ = [
     "PYPI_SIMPLE",
     "RecordEntry",
     "WheelFile",
+    "WheelListing",
     "WheelRecords",
     "locate_wheel",
     "parse_record",
+    "read_listing",
     "read_record",
     "target_tags",
 ]
@@ -79,14 +81,24 @@ PYPI_SIMPLE = "https://pypi.org/simple/"
 _JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 _ACCEPT = f"{_JSON_TYPE}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
 
-_PROBE = (
-    "import json, sys, sysconfig; print(json.dumps({"
-    "'impl': sys.implementation.name, 'version': list(sys.version_info[:2]), "
-    "'soabi': sysconfig.get_config_var('SOABI') or '', "
-    "'platform': sysconfig.get_platform(), "
-    "'free_threaded': bool(sysconfig.get_config_var('Py_GIL_DISABLED')), "
-    "'debug': hasattr(sys, 'gettotalrefcount')}))"
-)
+
+def _local_path(url_path: str) -> str:
+    """The file system path of a ``file://`` URL's path (POSIX)."""
+    return unquote(url_path)
+
+
+class _Lazy:
+    """An :class:`HttpClient`, made at the first request (or the one given)."""
+
+    def __init__(self, client: HttpClient | None) -> None:
+        self._client = client
+
+    def get(self) -> HttpClient:
+        if self._client is None:
+            from reconciler.backends.http import HttpClient
+
+            self._client = HttpClient()
+        return self._client
 
 
 @dataclass(frozen=True)
@@ -112,91 +124,7 @@ class WheelFile:
     def path(self) -> Path | None:
         """The local file, for a ``file://`` wheel."""
         parts = urlsplit(self.url)
-        return Path(url2pathname(parts.path)) if parts.scheme == "file" else None
-
-
-# --- target tags -----------------------------------------------------------------
-
-
-def target_tags(python: Path, cache_dir: Path | None = None) -> tuple[Tag, ...]:
-    """The tags ``python`` accepts, best first, as its own ``packaging.tags.sys_tags``.
-
-    The interpreter is probed once (a short ``python -c``, stdlib only) and the
-    answer cached in ``<cache_dir>/tags.json`` by its real path, size and mtime.
-    """
-    probe = _probe(python, cache_dir)
-    major, minor = (int(v) for v in probe["version"])
-    version = (major, minor)
-    if probe["platform"] == sysconfig.get_platform():
-        platforms = list(platform_tags())  # the same machine: manylinux levels included
-    else:
-        platforms = [str(probe["platform"]).replace("-", "_").replace(".", "_")]
-    if probe["impl"] == "cpython":
-        abi = f"cp{major}{minor}{'t' if probe['free_threaded'] else ''}"
-        abi += "d" if probe["debug"] else ""
-        tags = [*cpython_tags(version, [abi], platforms)]
-        interpreter = f"cp{major}{minor}"
-    else:
-        short = {"pypy": "pp"}.get(str(probe["impl"]), str(probe["impl"]))
-        interpreter = f"{short}{major}{minor}"
-        soabi = str(probe["soabi"]).replace("-", "_").replace(".", "_")
-        tags = [*generic_tags(interpreter, [soabi] if soabi else [], platforms)]
-    tags += compatible_tags(version, interpreter, platforms)
-    return tuple(dict.fromkeys(tags))
-
-
-def _probe(python: Path, cache_dir: Path | None) -> dict[str, Any]:
-    try:
-        real = os.path.realpath(python)
-        st = os.stat(real)
-    except OSError as exc:
-        raise BackendError(
-            f"cannot read the interpreter {python}: {exc.strerror or exc}",
-            hint="check that the environment's bin/python exists",
-        ) from exc
-    key = f"{real}:{st.st_size}:{st.st_mtime_ns}"
-    cache_file = cache_dir / "tags.json" if cache_dir is not None else None
-    cached: dict[str, dict[str, Any]] = {}
-    if cache_file is not None:
-        try:
-            loaded = json.loads(cache_file.read_text(encoding="utf-8"))
-            cached = loaded if isinstance(loaded, dict) else {}
-        except (OSError, ValueError):
-            cached = {}
-        hit = cached.get(key)
-        if isinstance(hit, dict) and {"impl", "version", "platform"} <= hit.keys():
-            return hit
-    probe: dict[str, Any]
-    if real == os.path.realpath(sys.executable):
-        probe = _here()
-    else:
-        done = run([python, "-I", "-c", _PROBE], timeout=30)
-        if done.returncode != 0:
-            raise BackendError(
-                f"cannot probe {python} for its wheel tags: {done.stderr.strip()[:200]}",
-                hint="check that the environment's interpreter runs",
-            )
-        probe = json.loads(done.stdout)
-    if cache_file is not None:
-        from reconciler.state.store import write_json_atomic
-
-        # Only interpreters that still exist: the file cannot grow without bound.
-        kept = {k: v for k, v in cached.items() if os.path.exists(k.rsplit(":", 2)[0])}
-        with contextlib.suppress(OSError):  # derived data
-            write_json_atomic(cache_file, {**kept, key: probe})
-    return probe
-
-
-def _here() -> dict[str, Any]:
-    """What :data:`_PROBE` prints, for the running interpreter (no process needed)."""
-    return {
-        "impl": sys.implementation.name,
-        "version": list(sys.version_info[:2]),
-        "soabi": sysconfig.get_config_var("SOABI") or "",
-        "platform": sysconfig.get_platform(),
-        "free_threaded": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
-        "debug": hasattr(sys, "gettotalrefcount"),
-    }
+        return Path(_local_path(parts.path)) if parts.scheme == "file" else None
 
 
 # --- locating ----------------------------------------------------------------------
@@ -285,7 +213,7 @@ def _best(links: Sequence[_Link], name: str, version: Version, tags: Sequence[Ta
 def _find_links_location(location: str) -> tuple[Path | None, str]:
     parts = urlsplit(location)
     if parts.scheme == "file":
-        return Path(url2pathname(parts.path)), location
+        return Path(_local_path(parts.path)), location
     if parts.scheme in ("http", "https"):
         return None, location
     return Path(os.path.expanduser(location)), location
@@ -306,28 +234,32 @@ def locate_wheel(
     tags: Sequence[Tag],
     *,
     client: HttpClient | None = None,
+    hash_local: bool = True,
 ) -> WheelFile | None:
     """The wheel of ``name==version`` the installer would take (see module docstring),
-    or None when no location offers a compatible wheel of that version."""
+    or None when no location offers a compatible wheel of that version.
+
+    A local wheel's sha256 is computed from the file; ``hash_local=False`` leaves it
+    None (reading a large local wheel costs seconds, its RECORD milliseconds)."""
     canonical = canonicalize_name(name)
     try:
         wanted = Version(version)
     except InvalidVersion:
         return None
-    http = client or HttpClient()
+    http = _Lazy(client)
     for location in settings.find_links:
         directory, source = _find_links_location(location)
         if directory is not None:
             links = _local_links(directory)
         else:
-            response = http.get(location)
+            response = http.get().get(location)
             links = _html_links(response.body, response.url) if response.status == 200 else []
         found = _best(links, canonical, wanted, tags)
         if found is not None:
-            return _wheel(found, canonical, version, redact(source))
+            return _wheel(found, canonical, version, redact(source), hash_local)
     for index in _indexes(settings):
         page = urljoin(index if index.endswith("/") else index + "/", f"{canonical}/")
-        response = http.get(page, {"Accept": _ACCEPT})
+        response = http.get().get(page, {"Accept": _ACCEPT})
         if response.status in (404, 410):
             continue  # not on this index: the next one may have it
         if response.status != 200:
@@ -339,7 +271,7 @@ def locate_wheel(
         parse = _json_links if kind == _JSON_TYPE else _html_links
         found = _best(parse(response.body, response.url), canonical, wanted, tags)
         # first-index: the first index with the project decides, found or not.
-        return _wheel(found, canonical, version, redact(index)) if found else None
+        return _wheel(found, canonical, version, redact(index), True) if found else None
     return None
 
 
@@ -350,11 +282,11 @@ def _indexes(settings: PipSettings) -> list[str]:
     return [settings.index_url, *extras] if settings.index_url else [*extras, PYPI_SIMPLE]
 
 
-def _wheel(link: _Link, name: str, version: str, source: str) -> WheelFile:
+def _wheel(link: _Link, name: str, version: str, source: str, hash_local: bool) -> WheelFile:
     sha256 = link.sha256
     parts = urlsplit(link.url)
-    if sha256 is None and parts.scheme == "file":
-        sha256 = _file_sha256(Path(url2pathname(parts.path)))
+    if sha256 is None and parts.scheme == "file" and hash_local:
+        sha256 = _file_sha256(Path(_local_path(parts.path)))
     return WheelFile(str(name), version, link.filename, link.url, sha256, source, link.metadata_url)
 
 
@@ -372,59 +304,77 @@ def _file_sha256(path: Path) -> str | None:
 # --- RECORD -------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class WheelListing:
+    """What a wheel would write: its RECORD rows, and the console and GUI scripts
+    (``entry_points.txt``) that the installer generates into ``bin/`` besides."""
+
+    record: tuple[RecordEntry, ...]
+    scripts: tuple[str, ...] = ()
+
+
 def read_record(
     wheel: WheelFile, cache_dir: Path | None = None, *, client: HttpClient | None = None
 ) -> tuple[RecordEntry, ...]:
     """The RECORD rows of ``wheel`` (see module docstring), cached by sha256."""
+    return read_listing(wheel, cache_dir, client=client).record
+
+
+def read_listing(
+    wheel: WheelFile, cache_dir: Path | None = None, *, client: HttpClient | None = None
+) -> WheelListing:
+    """RECORD rows and generated scripts of ``wheel``, read as :func:`read_record` reads."""
     cache_file = None
     if cache_dir is not None and wheel.sha256:
         cache_file = cache_dir / "records" / f"{wheel.sha256}.json"
         try:
-            rows = json.loads(cache_file.read_text(encoding="utf-8"))
-            return tuple(RecordEntry(str(p), str(h), s) for p, h, s in rows)
-        except (OSError, ValueError, TypeError):
+            data = json.loads(cache_file.read_text(encoding="utf-8"))
+            rows = tuple(RecordEntry(str(p), str(h), s) for p, h, s in data["record"])
+            return WheelListing(rows, tuple(str(x) for x in data["scripts"]))
+        except (OSError, ValueError, TypeError, KeyError):
             pass
     local = wheel.path
     if local is not None:
         try:
             with zipfile.ZipFile(local) as archive:
-                entries = _record_of(archive, wheel)
+                listing = _listing_of(archive, wheel)
         except (OSError, zipfile.BadZipFile) as exc:
             raise _unreadable(wheel, str(exc)) from exc
     else:
-        entries = _remote_record(wheel, cache_dir, client or HttpClient())
+        listing = _remote_listing(wheel, cache_dir, _Lazy(client).get())
     if cache_file is not None:
         from reconciler.state.store import write_json_atomic
 
+        rows_json = [[e.path, e.hash, e.size] for e in listing.record]
         with contextlib.suppress(OSError):  # derived data
-            write_json_atomic(cache_file, [[e.path, e.hash, e.size] for e in entries])
-    return entries
+            write_json_atomic(cache_file, {"record": rows_json, "scripts": list(listing.scripts)})
+    return listing
 
 
-def _remote_record(
-    wheel: WheelFile, cache_dir: Path | None, http: HttpClient
-) -> tuple[RecordEntry, ...]:
+def _remote_listing(wheel: WheelFile, cache_dir: Path | None, http: HttpClient) -> WheelListing:
     # A server without range support sends the whole wheel: it lands in the cache dir.
     where = cache_dir / "wheels" if cache_dir is not None else Path(tempfile.gettempdir())
     where.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".download-", suffix=".whl", dir=where)
     try:
         with os.fdopen(fd, "wb") as sink:
+            from reconciler.backends.lazy_zip import open_remote_zip
+
             opened = open_remote_zip(http, wheel.url, sink)
         if opened is not None:
             with zipfile.ZipFile(opened) as archive:
-                return _record_of(archive, wheel)
+                return _listing_of(archive, wheel)
         if wheel.sha256 and _file_sha256(Path(tmp)) != wheel.sha256:
             raise _unreadable(wheel, "its sha256 differs from the one the index advertises")
         with zipfile.ZipFile(tmp) as archive:
-            return _record_of(archive, wheel)
+            return _listing_of(archive, wheel)
     except (OSError, zipfile.BadZipFile) as exc:
         raise _unreadable(wheel, str(exc)) from exc
     finally:
         os.unlink(tmp)
 
 
-def _record_of(archive: zipfile.ZipFile, wheel: WheelFile) -> tuple[RecordEntry, ...]:
+def _listing_of(archive: zipfile.ZipFile, wheel: WheelFile) -> WheelListing:
     records = [
         n for n in archive.namelist() if n.count("/") == 1 and n.endswith(".dist-info/RECORD")
     ]
@@ -434,7 +384,27 @@ def _record_of(archive: zipfile.ZipFile, wheel: WheelFile) -> tuple[RecordEntry,
     chosen = next(
         (r for r in records if canonicalize_name(r.split("-", 1)[0]) == wheel.name), records[0]
     )
-    return parse_record(archive.read(chosen).decode("utf-8", errors="replace"))
+    record = parse_record(archive.read(chosen).decode("utf-8", errors="replace"))
+    entry_points = chosen[: -len("RECORD")] + "entry_points.txt"
+    scripts: tuple[str, ...] = ()
+    if entry_points in archive.namelist():
+        scripts = _scripts(archive.read(entry_points).decode("utf-8", errors="replace"))
+    return WheelListing(record, scripts)
+
+
+def _scripts(text: str) -> tuple[str, ...]:
+    """Names in the ``[console_scripts]`` and ``[gui_scripts]`` sections."""
+    out: list[str] = []
+    section = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1].strip()
+        elif section in ("console_scripts", "gui_scripts") and "=" in line:
+            name = line.split("=", 1)[0].strip()
+            if name and "/" not in name and name not in (".", ".."):
+                out.append(name)
+    return tuple(out)
 
 
 def _unreadable(wheel: WheelFile, why: str) -> BackendError:
@@ -445,16 +415,25 @@ def _unreadable(wheel: WheelFile, why: str) -> BackendError:
 
 
 class WheelRecords:
-    """``record(python, name, version, settings)``: the RECORD of the wheel the installer
-    would install into ``python``'s environment, or None when no location has one.
+    """``record(python, name, version, settings)``: what the wheel the installer would
+    install into ``python``'s environment writes, as RECORD rows, or None when no
+    location has that wheel. Generated scripts come as ``<name>.data/scripts/<script>``
+    rows without a hash (where a wheel's own scripts are listed).
 
-    Tags are computed once per interpreter; RECORDs are cached under ``cache_dir``.
+    Tags are computed once per interpreter; listings are cached under ``cache_dir``.
     """
 
     def __init__(self, cache_dir: Path | None = None) -> None:
         self.cache_dir = cache_dir
         self._tags: dict[str, tuple[Tag, ...]] = {}
-        self._client = HttpClient()
+        self._client = _Lazy(None)
+
+    def _http(self, settings: PipSettings) -> HttpClient | None:
+        """The shared client, unless every location is local (then none is made)."""
+        remote = not settings.no_index or any(
+            urlsplit(link).scheme in ("http", "https") for link in settings.find_links
+        )
+        return self._client.get() if remote else None
 
     def record(
         self, python: Path, name: str, version: str, settings: PipSettings
@@ -463,5 +442,11 @@ class WheelRecords:
         tags = self._tags.get(str(python))
         if tags is None:
             tags = self._tags[str(python)] = target_tags(python, self.cache_dir)
-        wheel = locate_wheel(name, version, settings, tags, client=self._client)
-        return None if wheel is None else read_record(wheel, self.cache_dir, client=self._client)
+        wheel = locate_wheel(
+            name, version, settings, tags, client=self._http(settings), hash_local=False
+        )
+        if wheel is None:
+            return None
+        listing = read_listing(wheel, self.cache_dir, client=self._http(settings))
+        data = f"{name.replace('-', '_')}-{version}.data/scripts"
+        return listing.record + tuple(RecordEntry(f"{data}/{s}", "", None) for s in listing.scripts)

@@ -6,9 +6,10 @@ breaks the owner while its version stays the same. Before anything is installed,
 each pip install, upgrade, downgrade or reinstall the plan allows is checked: its
 wheel's RECORD (located and read by :mod:`reconciler.backends.wheels`, without
 installing it) is mapped to the paths it would write in the prefix; a path that
-exists and is owned by a managed or foreign package (listed in its RECORD, or in
-its conda record's ``files``) other than the distribution itself makes the
-change refused, naming both and one path.
+exists with other content than the wheel's (the same bytes, as in a shared
+namespace ``__init__.py``, break nothing) and is owned by a managed or foreign
+package (listed in its RECORD, or in its conda record's ``files``) other than the
+distribution itself makes the change refused, naming both and one path.
 
 Cheap by construction: only paths that already exist need an owner, and the
 owners' RECORDs (then, for paths none of them lists, the conda records' ``files``)
@@ -29,6 +30,7 @@ from reconciler.manifest.model import PipSettings
 from reconciler.plan.model import Change
 from reconciler.plan.policy import OWNED, Ownership
 from reconciler.state.environment import InstalledState, Package
+from reconciler.state.files import record_digest
 from reconciler.state.python import RecordEntry, read_record
 
 __all__ = ["LazyWheelRecords", "WheelContents", "install_paths", "refuse_clashes"]
@@ -72,8 +74,8 @@ def _ignored(path: str) -> bool:
 
 def install_paths(
     entries: Sequence[RecordEntry], site: str, python_version: str | None
-) -> tuple[tuple[str, str], ...]:
-    """``(prefix-relative path, path as shown)`` of every file a wheel installs.
+) -> tuple[tuple[str, str, str], ...]:
+    """``(prefix-relative path, path as shown, RECORD hash)`` of every file a wheel installs.
 
     ``site`` is site-packages relative to the prefix. The ``<name>.data/`` scheme
     directories go where installers put them in a venv or conda prefix:
@@ -81,7 +83,7 @@ def install_paths(
     ``data`` into the prefix, ``headers`` into ``include/site/pythonX.Y/<name>``.
     Shown paths are relative to site-packages when inside it.
     """
-    out: list[tuple[str, str]] = []
+    out: list[tuple[str, str, str]] = []
     for entry in entries:
         path = entry.path
         if _ignored(path) or path.endswith("/"):
@@ -90,17 +92,17 @@ def install_paths(
         if head.endswith(".data") and rest:
             scheme, _, inner = rest.partition("/")
             if scheme in ("purelib", "platlib"):
-                out.append((os.path.normpath(f"{site}/{inner}"), inner))
+                out.append((os.path.normpath(f"{site}/{inner}"), inner, entry.hash))
             elif scheme == "scripts":
-                out.append((f"bin/{inner}", f"bin/{inner}"))
+                out.append((f"bin/{inner}", f"bin/{inner}", entry.hash))
             elif scheme == "data":
-                out.append((os.path.normpath(inner), inner))
+                out.append((os.path.normpath(inner), inner, entry.hash))
             elif scheme == "headers":
                 name = head[: -len(".data")].split("-", 1)[0]
                 where = f"include/site/python{python_version}/{name}/{inner}"
-                out.append((where, where))
+                out.append((where, where, entry.hash))
             continue
-        out.append((os.path.normpath(f"{site}/{path}"), path))
+        out.append((os.path.normpath(f"{site}/{path}"), path, entry.hash))
     return tuple(out)
 
 
@@ -168,6 +170,22 @@ def _owner_label(pkg: Package, status: str) -> str:
     return f"{status} {name} {pkg.version}"
 
 
+def _records(
+    wheels: WheelContents, python: Path, writes: Sequence[Change], settings: PipSettings
+) -> list[Sequence[RecordEntry] | None]:
+    """Each write's wheel listing; several are fetched at once (index round trips)."""
+
+    def one(change: Change) -> Sequence[RecordEntry] | None:
+        return wheels.record(python, change.name, str(change.to_version), settings)
+
+    if len(writes) == 1:
+        return [one(writes[0])]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(8, len(writes))) as pool:
+        return list(pool.map(one, writes))
+
+
 def refuse_clashes(
     state: InstalledState,
     ownership: Ownership,
@@ -188,13 +206,14 @@ def refuse_clashes(
     owners = _Owners(state, site, {c.name for c in writes})
     python = state.prefix / "bin" / "python"
     refused: dict[int, Change] = {}
-    for change in writes:
-        entries = wheels.record(python, change.name, str(change.to_version), settings)
+    for change, entries in zip(writes, _records(wheels, python, writes, settings)):
         if not entries:
             continue  # not located: the installer's own checks stay the last word
-        for target, shown in install_paths(entries, site, state.python_version):
+        for target, shown, digest in install_paths(entries, site, state.python_version):
             if not os.path.lexists(state.prefix / target):
                 continue
+            if digest and record_digest(str(state.prefix / target)) == digest:
+                continue  # the same bytes (a shared namespace __init__.py): nothing breaks
             pkg = owners.owner(target)
             if pkg is None:
                 continue

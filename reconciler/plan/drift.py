@@ -9,6 +9,8 @@ from packaging.requirements import Requirement
 
 from reconciler.plan.planner import EnvironmentInputs, pip_requests
 from reconciler.plan.requirements import applies, marker_environment, satisfies, unmet
+from reconciler.state.environment import Package
+from reconciler.state.files import VerifiedFiles
 
 __all__ = ["KINDS", "Drift", "EnvironmentDrift", "Finding", "drift_environment"]
 
@@ -161,8 +163,13 @@ def _declared(inputs: EnvironmentInputs) -> list[Finding]:
     return findings
 
 
-def drift_environment(inputs: EnvironmentInputs) -> EnvironmentDrift:
-    """All findings for one environment (see SPEC "drift --json" for the kinds)."""
+def drift_environment(
+    inputs: EnvironmentInputs, verified: VerifiedFiles | None = None
+) -> EnvironmentDrift:
+    """All findings for one environment (see SPEC "drift --json" for the kinds).
+
+    With ``verified``, a managed distribution whose files differ from the hashes in
+    its RECORD is ``managed-changed`` too (:mod:`reconciler.state.files`)."""
     from reconciler.plan.planner import requested_names
 
     env, state = inputs.env, inputs.state
@@ -225,6 +232,8 @@ def drift_environment(inputs: EnvironmentInputs) -> EnvironmentDrift:
                         f"conda package {pkg.name} {pkg.version}; its conda-meta record is stale",
                     )
                 )
+            elif verified is not None and pkg.dist is not None:
+                findings += _changed_files(pkg, want, verified.changed_files(state, pkg.dist))
         for key, pkg in sorted(packages.items()):
             dist_name = pkg.dist.name if pkg.dist else pkg.name
             if key in baseline.packages or key in inputs.owned.packages:
@@ -308,6 +317,25 @@ def _missing_environment(inputs: EnvironmentInputs) -> Finding:
         "error",
         f"the environment's prefix {env.prefix} does not exist; {todo}",
     )
+
+
+def _changed_files(pkg: Package, want: str, paths: list[str]) -> list[Finding]:
+    """One finding per package whose files differ from their RECORD hashes."""
+    if not paths or pkg.dist is None:
+        return []
+    more = f" (and {len(paths) - 3} more)" if len(paths) > 3 else ""
+    return [
+        Finding(
+            "managed-changed",
+            pkg.name,
+            pkg.manager,
+            want,
+            want,
+            "error",
+            f"{', '.join(paths[:3])}{more} of {pkg.dist.display_name} {pkg.dist.version} "
+            "changed: the content differs from the hash in its RECORD",
+        )
+    ]
 
 
 def _needed(inputs: EnvironmentInputs, declared: set[str]) -> set[str]:

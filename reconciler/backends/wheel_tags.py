@@ -1,0 +1,116 @@
+"""The wheel tags a target interpreter accepts, best first, without importing it.
+
+``packaging.tags`` computes tags for the running interpreter only. The target's
+implementation, version, ABI flags and platform come from a one-time probe
+(``python -I -c``, standard library only), cached in ``<cache_dir>/tags.json``
+by the interpreter's real path, size and mtime; the running interpreter itself
+(a venv's ``bin/python`` is usually a link to it) needs no process. On the same
+platform the platform tags are packaging's own (manylinux levels included).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import sysconfig
+from pathlib import Path
+from typing import Any
+
+from packaging.tags import Tag, compatible_tags, cpython_tags, generic_tags, platform_tags
+
+from reconciler.backends.process import run
+from reconciler.errors import BackendError
+
+__all__ = ["target_tags"]
+
+_PROBE = (
+    "import json, sys, sysconfig; print(json.dumps({"
+    "'impl': sys.implementation.name, 'version': list(sys.version_info[:2]), "
+    "'soabi': sysconfig.get_config_var('SOABI') or '', "
+    "'platform': sysconfig.get_platform(), "
+    "'free_threaded': bool(sysconfig.get_config_var('Py_GIL_DISABLED')), "
+    "'debug': hasattr(sys, 'gettotalrefcount')}))"
+)
+
+
+def target_tags(python: Path, cache_dir: Path | None = None) -> tuple[Tag, ...]:
+    """The tags ``python`` accepts, best first, as its own ``packaging.tags.sys_tags``.
+
+    The interpreter is probed once (a short ``python -c``, stdlib only) and the
+    answer cached in ``<cache_dir>/tags.json`` by its real path, size and mtime.
+    """
+    probe = _probe(python, cache_dir)
+    major, minor = (int(v) for v in probe["version"])
+    version = (major, minor)
+    if probe["platform"] == sysconfig.get_platform():
+        platforms = list(platform_tags())  # the same machine: manylinux levels included
+    else:
+        platforms = [str(probe["platform"]).replace("-", "_").replace(".", "_")]
+    if probe["impl"] == "cpython":
+        abi = f"cp{major}{minor}{'t' if probe['free_threaded'] else ''}"
+        abi += "d" if probe["debug"] else ""
+        tags = [*cpython_tags(version, [abi], platforms)]
+        interpreter = f"cp{major}{minor}"
+    else:
+        short = {"pypy": "pp"}.get(str(probe["impl"]), str(probe["impl"]))
+        interpreter = f"{short}{major}{minor}"
+        soabi = str(probe["soabi"]).replace("-", "_").replace(".", "_")
+        tags = [*generic_tags(interpreter, [soabi] if soabi else [], platforms)]
+    tags += compatible_tags(version, interpreter, platforms)
+    return tuple(dict.fromkeys(tags))
+
+
+def _probe(python: Path, cache_dir: Path | None) -> dict[str, Any]:
+    try:
+        real = os.path.realpath(python)
+        st = os.stat(real)
+    except OSError as exc:
+        raise BackendError(
+            f"cannot read the interpreter {python}: {exc.strerror or exc}",
+            hint="check that the environment's bin/python exists",
+        ) from exc
+    key = f"{real}:{st.st_size}:{st.st_mtime_ns}"
+    cache_file = cache_dir / "tags.json" if cache_dir is not None else None
+    cached: dict[str, dict[str, Any]] = {}
+    if cache_file is not None:
+        try:
+            loaded = json.loads(cache_file.read_text(encoding="utf-8"))
+            cached = loaded if isinstance(loaded, dict) else {}
+        except (OSError, ValueError):
+            cached = {}
+        hit = cached.get(key)
+        if isinstance(hit, dict) and {"impl", "version", "platform"} <= hit.keys():
+            return hit
+    probe: dict[str, Any]
+    if real == os.path.realpath(sys.executable):
+        probe = _here()
+    else:
+        done = run([python, "-I", "-c", _PROBE], timeout=30)
+        if done.returncode != 0:
+            raise BackendError(
+                f"cannot probe {python} for its wheel tags: {done.stderr.strip()[:200]}",
+                hint="check that the environment's interpreter runs",
+            )
+        probe = json.loads(done.stdout)
+    if cache_file is not None:
+        from reconciler.state.store import write_json_atomic
+
+        # Only interpreters that still exist: the file cannot grow without bound.
+        kept = {k: v for k, v in cached.items() if os.path.exists(k.rsplit(":", 2)[0])}
+        with contextlib.suppress(OSError):  # derived data
+            write_json_atomic(cache_file, {**kept, key: probe})
+    return probe
+
+
+def _here() -> dict[str, Any]:
+    """What :data:`_PROBE` prints, for the running interpreter (no process needed)."""
+    return {
+        "impl": sys.implementation.name,
+        "version": list(sys.version_info[:2]),
+        "soabi": sysconfig.get_config_var("SOABI") or "",
+        "platform": sysconfig.get_platform(),
+        "free_threaded": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+        "debug": hasattr(sys, "gettotalrefcount"),
+    }
