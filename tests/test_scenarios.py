@@ -46,6 +46,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
@@ -59,6 +60,9 @@ from tests.support.plan_checks import (
 )
 from tests.support.wheels import build_wheel
 
+PLAN_SCHEMA = json.loads(
+    (Path(__file__).parents[1] / "schemas" / "plan.v1.schema.json").read_text(encoding="utf-8")
+)
 CASES = sorted((Path(__file__).parent / "scenarios").glob("*.yaml"))
 
 
@@ -187,6 +191,7 @@ def test_scenario(
     plan = json.loads(out)
     # Properties of every plan: a refusal blames a requirement that excludes the
     # installed version; every transitive change names its chain.
+    jsonschema.validate(plan, PLAN_SCHEMA)
     assert_refusals_quote_excluding_requirements(plan)
     assert_transitive_changes_have_required_by(plan)
     for key, value in (expect.get("summary") or {}).items():

@@ -30,10 +30,16 @@ class Holder:
     name: str
     version: str  # installed
     requirement: str  # the newest release's requirement it does not satisfy
+    status: str = "managed"  # or "foreign"
 
     def to_json(self) -> dict[str, str]:
         """An item of ``held_back.by`` in ``plan.v1.schema.json``."""
-        return {"name": self.name, "version": self.version, "requirement": self.requirement}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "requirement": self.requirement,
+            "status": self.status,
+        }
 
 
 @dataclass(frozen=True)
@@ -53,7 +59,12 @@ class HeldBack:
         return cls(
             str(data["newest"]),
             tuple(
-                Holder(str(h["name"]), str(h["version"]), str(h["requirement"]))
+                Holder(
+                    str(h["name"]),
+                    str(h["version"]),
+                    str(h["requirement"]),
+                    str(h.get("status", "managed")),
+                )
                 for h in data.get("by", ())
             ),
         )

@@ -15,32 +15,27 @@ a preview that installs one of them anyway is refused.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
 
-from reconciler.backends.pip import PipInstaller, PipPreview, Resolved, with_requirements
+from reconciler.backends.pip import PipInstaller, PipPreview, Resolved
 from reconciler.backends.pip_failures import unavailable
 from reconciler.backends.process import first_lines
 from reconciler.errors import BackendError, ReconcilerError
 from reconciler.manifest.model import PipRequest, PipSettings
 from reconciler.plan.clashes import WheelContents, refuse_clashes
-from reconciler.plan.model import Change, HeldBack, Holder
+from reconciler.plan.model import Change
+from reconciler.plan.pip_reasons import chains_of, held_back
 from reconciler.plan.policy import OWNED, Ownership
 from reconciler.plan.requirements import (
-    applies,
     marker_environment,
-    parse,
     satisfies,
     unmet,
     version_or_none,
 )
 from reconciler.state.environment import InstalledState, Package
-
-if TYPE_CHECKING:
-    from reconciler.plan.chains import RequirementGraph
 
 __all__ = ["PipSidePlan", "plan_pip_side"]
 
@@ -172,9 +167,9 @@ def plan_pip_side(
             chains: dict[str, tuple[str, tuple[str, ...]]] = {}
             if any(i.name not in texts for i in preview.installs):
                 # Transitive changes: say which request needs each (the chain).
-                chains = _chains(state, installer, settings, to_resolve, texts, preview)[0]
+                chains = chains_of(state, installer, settings, to_resolve, texts, preview)
             found = _classify(state, packages, ownership, preview.installs, texts, chains=chains)
-            found = _held_back(state, ownership, installer, settings, texts, found, newest())
+            found = held_back(state, ownership, settings, texts, found, newest())
             changes += found
             if wheels is not None:
                 changes = refuse_clashes(state, ownership, changes, wheels, settings)
@@ -278,155 +273,6 @@ def _classify(
     return changes
 
 
-def _graph(
-    state: InstalledState,
-    installer: PipInstaller,
-    settings: PipSettings,
-    requirements: Sequence[str],
-    requested: Mapping[str, str],
-    preview: PipPreview,
-    extra_edges: Sequence[tuple[str, str, str]] = (),
-) -> tuple[RequirementGraph, tuple[Resolved, ...]]:
-    """The requirement graph of ``preview``'s outcome, and its installs with their
-    requirements where they could be found.
-
-    It holds the installed distributions that stay, the new versions' requirements
-    (pip's report carries them; for uv they are read from the wheels' metadata),
-    markers evaluated with the extras in play (``bleach[css]`` brings in bleach's
-    ``extra == "css"`` requirements), and, only where no metadata could be read, the
-    edges of an unconstrained resolution without specifiers (``explain``).
-    """
-    from reconciler.plan.chains import RequirementGraph
-
-    env = marker_environment(state.python_version)
-    installs = with_requirements(preview.installs, settings)
-    moving = {item.name for item in installs}
-    # Installed distributions that stay keep their requirements; moving ones get
-    # the new version's.
-    requires: dict[str, tuple[str, ...]] = {
-        d.name: tuple(d.requires) for d in state.dists.values() if d.name not in moving
-    }
-    requires.update({i.name: i.requires for i in installs if i.requires is not None})
-    extras: dict[str, set[str]] = {}
-    for name, text in requested.items():
-        req = parse(text)
-        extras.setdefault(name, set()).update(req.extras if req is not None else ())
-    edges: dict[tuple[str, str], str] = {}
-    changed = True
-    while changed:  # extras propagate down the graph until nothing new is in play
-        changed = False
-        for parent, texts in requires.items():
-            for text in texts:
-                req = parse(text)
-                if req is None or not applies(req, env, extras.get(parent, ())):
-                    continue
-                child = canonicalize_name(req.name)
-                edges.setdefault((parent, child), text)
-                new = set(req.extras) - extras.setdefault(child, set())
-                if new:
-                    extras[child] |= new
-                    changed = True
-    graph = RequirementGraph()
-    graph.request(requested, requested)
-    graph.require_all((p, c, t) for (p, c), t in edges.items())
-    graph.require_all(extra_edges)
-    if any(i.requires is None for i in installs):
-        python = state.prefix / "bin" / "python"
-        graph.require_all((p, c, "") for p, c in installer.explain(python, requirements, settings))
-    return graph, installs
-
-
-def _excludes(version: str) -> Callable[[str], bool]:
-    """Does a requirement text exclude the installed ``version``?"""
-
-    def excludes(text: str) -> bool:
-        req = parse(text)
-        return req is not None and not req.specifier.contains(version, prereleases=True)
-
-    return excludes
-
-
-def _chains(
-    state: InstalledState,
-    installer: PipInstaller,
-    settings: PipSettings,
-    requirements: Sequence[str],
-    requested: Mapping[str, str],
-    preview: PipPreview,
-    extra_edges: Sequence[tuple[str, str, str]] = (),
-) -> tuple[dict[str, tuple[str, tuple[str, ...]]], RequirementGraph]:
-    """``name -> (reason text, chain)`` for every distribution ``preview`` would install.
-
-    An installed distribution that would move is explained by the requirements that
-    exclude its installed version (see :meth:`RequirementGraph.describe`).
-    """
-    graph, installs = _graph(
-        state, installer, settings, requirements, requested, preview, extra_edges
-    )
-    versions = {i.name: i.version for i in installs}
-    out = {}
-    for item in installs:
-        dist = state.dists.get(item.name)
-        excludes = _excludes(dist.version) if dist is not None else None
-        out[item.name] = graph.describe(item.name, versions, excludes)
-    return out, graph
-
-
-def _held_back(
-    state: InstalledState,
-    ownership: Ownership,
-    installer: PipInstaller,
-    settings: PipSettings,
-    requested: Mapping[str, str],
-    changes: list[Change],
-    newest: Mapping[str, str],
-) -> list[Change]:
-    """Mark requested installs planned below the newest release the request allows, with
-    the managed or foreign packages that exclude the newer one (its requirements that
-    they do not satisfy, read from its metadata)."""
-    behind = {}
-    for change in changes:
-        latest = newest.get(change.name)
-        chosen, best = version_or_none(change.to_version or ""), version_or_none(latest or "")
-        if (
-            change.requested
-            and not change.refused
-            and change.action in ("install", "upgrade", "downgrade")
-            and chosen is not None
-            and best is not None
-            and chosen < best
-        ):
-            behind[change.name] = str(latest)
-    if not behind:
-        return changes
-    from reconciler.backends.metadata import requirements_of
-    from reconciler.plan.chains import requirement_text
-
-    env = marker_environment(state.python_version)
-    packages = state.packages()
-    metadata = requirements_of(behind.items(), settings)
-    out = []
-    for change in changes:
-        if change.name not in behind:
-            out.append(change)
-            continue
-        request = parse(requested[change.name])
-        holders = []
-        for text in metadata.get(change.name, ()):
-            req = parse(text)
-            extras = request.extras if request is not None else ()
-            if req is None or not applies(req, env, extras):
-                continue
-            dist = state.dists.get(canonicalize_name(req.name))
-            if dist is None or satisfies(req, dist):
-                continue
-            if ownership.may_move(packages[state.package_for_dist(dist.name)]):
-                continue
-            holders.append(Holder(dist.name, dist.version, requirement_text(text, dist.name)))
-        out.append(replace(change, held_back=HeldBack(behind[change.name], tuple(holders))))
-    return out
-
-
 def _explain_refusal(
     state: InstalledState,
     packages: dict[str, Package],
@@ -453,7 +299,7 @@ def _explain_refusal(
             f"even ignoring managed packages: {first_lines(free.message)}",
             hint="check the versions in the manifest against the package index",
         )
-    chains = _chains(state, installer, settings, requirements, requested, free, pinned.edges)[0]
+    chains = chains_of(state, installer, settings, requirements, requested, free, pinned.edges)
     changes = _classify(state, packages, ownership, free.installs, requested, chains=chains)
     if not any(c.refused for c in changes):
         # The resolver blamed the pins but an unpinned resolve moves nothing we protect.

@@ -106,15 +106,15 @@ def change_line(
 
 
 def held_back_text(change: Change) -> str:
-    """``newest is 24.1.0; black 24.1.0 requires packaging>=22.0, packaging is managed
+    """``newest is 24.1.0; black 24.1.0 requires packaging>=22.0; packaging is managed
     at 21.3`` (what keeps a request below its newest release)."""
     held = change.held_back
     assert held is not None
     text = f"newest is {held.newest}"
     if held.by:
         text += "; " + "; ".join(
-            f"{change.name} {held.newest} requires {h.requirement}, {h.name} is installed at "
-            f"{h.version} and may not move"
+            f"{change.name} {held.newest} requires {h.requirement}; {h.name} is {h.status} at "
+            f"{h.version}"
             for h in held.by
         )
     return text

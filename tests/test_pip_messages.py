@@ -1,0 +1,204 @@
+"""What the pip side says when a request cannot be had, and how refusals read.
+
+Real venvs, real uv and pip, a local wheelhouse and a real HTTP index on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from reconciler.manifest.model import PipSettings
+from tests.support.envs import make_venv, pip_install
+from tests.support.manifests import run_cli, write_manifest
+from tests.support.servers import build_simple_index, serve
+from tests.support.wheels import build_wheel
+
+
+def _plan(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, manifest: Path, *extra: str
+) -> tuple[int, str, str]:
+    state = tmp_path / "state"
+    assert run_cli(capsys, "--state-dir", state, "baseline", "capture", "-q", manifest)[0] == 0
+    return run_cli(capsys, "--state-dir", state, "plan", manifest, *extra)
+
+
+def _offline(wheelhouse: Path) -> dict[str, object]:
+    return {"no_index": True, "find_links": [str(wheelhouse)]}
+
+
+def _venv(tmp_path: Path, wheelhouse: Path, *, with_pip: bool = False) -> Path:
+    prefix = make_venv(tmp_path / "env", with_pip=with_pip)
+    pip_install(prefix, ["alpha==1.0"], wheelhouse)
+    return prefix
+
+
+@pytest.mark.parametrize("installer", ["uv", "pip"])
+def test_missing_version_is_one_sentence_with_the_newest_versions(
+    installer: str,
+    tmp_path: Path,
+    wheelhouse: Path,
+    isolated: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    prefix = _venv(tmp_path, wheelhouse, with_pip=installer == "pip")
+    manifest = write_manifest(
+        tmp_path / "m.yaml",
+        {"e": {"prefix": prefix, "pip": ["delta==99.0"]}},
+        defaults={"installer": installer, "pip": _offline(wheelhouse)},
+    )
+    code, out, err = _plan(capsys, tmp_path, manifest)
+    assert (code, out) == (1, "")
+    assert err == (
+        f"error: {prefix}: delta==99.0 was asked for, but no version of delta on {wheelhouse} "
+        "matches it (the newest there: 1.1, 1.0)\n"
+        "  hint: change the version in the manifest to one the repository has\n"
+    )
+
+
+def test_missing_project_names_the_repositories(
+    tmp_path: Path, wheelhouse: Path, isolated: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    prefix = _venv(tmp_path, wheelhouse)
+    manifest = write_manifest(
+        tmp_path / "m.yaml", {"e": {"prefix": prefix, "pip": ["nosuch"]}}, wheelhouse=wheelhouse
+    )
+    code, out, err = _plan(capsys, tmp_path, manifest)
+    assert (code, out) == (1, "")
+    assert err == (
+        f"error: {prefix}: nosuch was asked for, but no distribution named 'nosuch' is on "
+        f"{wheelhouse}\n"
+        "  hint: check the name in the manifest (a typo?) and the repositories it uses\n"
+    )
+
+
+def test_missing_version_on_an_index_is_redacted(
+    tmp_path: Path, wheelhouse: Path, isolated: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    prefix = _venv(tmp_path, wheelhouse)
+    with serve(build_simple_index(wheelhouse, tmp_path / "index")) as server:
+        url = server.url_with("alice:s3cret", "/simple/")
+        manifest = write_manifest(
+            tmp_path / "m.yaml",
+            {"e": {"prefix": prefix, "pip": ["delta>=5"]}},
+            defaults={"pip": {"index_url": url}},
+        )
+        code, out, err = _plan(capsys, tmp_path, manifest)
+    assert (code, out) == (1, "")
+    assert "s3cret" not in err
+    redacted = url.replace("alice:s3cret@", "***@")
+    assert err.splitlines()[0] == (
+        f"error: {prefix}: delta>=5 was asked for, but no version of delta on {redacted} "
+        "matches it (the newest there: 1.1, 1.0)"
+    )
+
+
+def test_source_only_package_says_reconciler_never_builds(
+    tmp_path: Path, wheelhouse: Path, isolated: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    prefix = _venv(tmp_path, wheelhouse)
+    house = Path(shutil.copytree(wheelhouse, tmp_path / "house"))
+    src = tmp_path / "srconly-1.0"
+    src.mkdir()
+    (src / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: srconly\nVersion: 1.0\n")
+    with tarfile.open(house / "srconly-1.0.tar.gz", "w:gz") as archive:
+        archive.add(src, arcname="srconly-1.0")
+    manifest = write_manifest(
+        tmp_path / "m.yaml", {"e": {"prefix": prefix, "pip": ["srconly"]}}, wheelhouse=house
+    )
+    code, out, err = _plan(capsys, tmp_path, manifest)
+    assert (code, out) == (1, "")
+    assert err == (
+        f"error: {prefix}: srconly 1.0 has only a source distribution on {house} and "
+        "reconciler never builds packages\n"
+        "  hint: build a wheel into a wheelhouse (`pip wheel --no-deps 'srconly==1.0' -w DIR`) "
+        "and add that directory to `find_links` in the manifest\n"
+    )
+
+
+def test_pip_reads_no_pip_conf(
+    tmp_path: Path,
+    wheelhouse: Path,
+    isolated: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pip.conf (here via PIP_CONFIG_FILE) with another find-links offering a newer
+    delta, and a bogus index, changes nothing: the manifest's repositories are the only ones."""
+    prefix = _venv(tmp_path, wheelhouse, with_pip=True)
+    bogus = tmp_path / "bogus-links"
+    build_wheel(bogus, "delta", "9.0")
+    conf = tmp_path / "pip.conf"
+    conf.write_text(
+        f"[global]\nfind-links = {bogus}\nindex-url = http://127.0.0.1:9/nothing/\n"
+        "no-index = false\n"
+    )
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(conf))
+    manifest = write_manifest(
+        tmp_path / "m.yaml",
+        {"e": {"prefix": prefix, "pip": ["delta"]}},
+        defaults={"installer": "pip", "pip": _offline(wheelhouse)},
+    )
+    code, out, err = _plan(capsys, tmp_path, manifest, "--json")
+    assert code == 0, err
+    changes = json.loads(out)["environments"][0]["changes"]
+    assert [(c["name"], c["to"]) for c in changes] == [("delta", "1.1")]
+
+
+def test_refusal_text_and_held_back_text(
+    tmp_path: Path, wheelhouse: Path, isolated: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    house = Path(shutil.copytree(wheelhouse, tmp_path / "house"))
+    for version, requires in (("22.12.0", "packaging>=20"), ("23.1.0", "packaging>=22.0")):
+        build_wheel(house, "black", version, [requires])
+    for version in ("21.3", "22.0"):
+        build_wheel(house, "packaging", version)
+    prefix = make_venv(tmp_path / "env")
+    pip_install(prefix, ["packaging==21.3", "alpha==1.0"], house)
+    manifest = write_manifest(
+        tmp_path / "m.yaml", {"e": {"prefix": prefix, "pip": ["black", "gamma"]}}, wheelhouse=house
+    )
+    code, out, _ = _plan(capsys, tmp_path, manifest)
+    assert code == 3, out
+    assert out.splitlines()[1:] == [  # in the order of uv's report
+        "  ! upgrade pip alpha 1.0 -> 2.0",
+        "      refused: gamma 1.0 requires beta>=2; beta 2.0 requires alpha>=2; "
+        "alpha is managed at 1.0",
+        "  + install pip beta 2.0 (required by gamma)",
+        "  + install pip black 23.1.0 (requested)",
+        "  + install pip gamma 1.0 (requested)",
+        "  ! upgrade pip packaging 21.3 -> 22.0",
+        "      refused: black 23.1.0 requires packaging>=22.0; packaging is managed at 21.3",
+        "Plan: 3 to install, 2 to upgrade; 2 refused (apply would change nothing).",
+    ], out
+    manifest = write_manifest(
+        tmp_path / "m.yaml", {"e": {"prefix": prefix, "pip": ["black"]}}, wheelhouse=house
+    )
+    code, out, _ = run_cli(capsys, "--state-dir", tmp_path / "state", "plan", manifest)
+    assert code == 0
+    assert out.splitlines()[1:] == [
+        "  + install pip black 22.12.0 (requested)",
+        "      held back: newest is 23.1.0; black 23.1.0 requires packaging>=22.0; "
+        "packaging is managed at 21.3",
+        "Plan: 1 to install.",
+    ]
+
+
+def test_metadata_from_an_index_uses_pep658_and_downloads_no_wheel(
+    tmp_path: Path, wheelhouse: Path
+) -> None:
+    from reconciler.backends.metadata import listing, requirements_of
+
+    with serve(build_simple_index(wheelhouse, tmp_path / "index")) as server:
+        settings = PipSettings(index_url=server.url_with("u:p", "/simple/"))
+        found = requirements_of([("gamma", "1.0"), ("beta", "2.0"), ("nosuch", "1")], settings)
+        versions = listing("delta", settings)
+        paths = [r.path for r in server.requests()]
+    assert found == {"gamma": ("beta>=2",), "beta": ("alpha>=2",)}
+    assert versions is not None and versions.versions() == ["1.1", "1.0"]
+    assert not [p for p in paths if p.endswith(".whl")]
+    assert any(p.endswith("gamma-1.0-py3-none-any.whl.metadata") for p in paths)
