@@ -107,7 +107,7 @@ def wheelhouse_for(roots: Iterable[str], dest: Path, extras: Iterable[str] = ())
     """A directory of wheels for ``roots`` and everything they need."""
     dest.mkdir(parents=True, exist_ok=True)
     for dist in closure(roots, extras):
-        if canonicalize_name(dist.metadata["Name"]) == "reconciler":
+        if canonicalize_name(dist.metadata["Name"]) == "env-reconciler":
             continue  # the checkout is built, not repackaged (it may be an editable install)
         repackage(dist, dest)
     return dest
@@ -141,4 +141,4 @@ def build_reconciler_wheel(dest: Path) -> Path:
          "--no-index", "-w", str(dest), str(REPO)],
         check=True,
     )  # fmt: skip
-    return next(dest.glob("reconciler-*.whl"))
+    return next(dest.glob("env_reconciler-*.whl"))
