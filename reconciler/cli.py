@@ -159,6 +159,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_lifecycle)
 
+    p = command("demo", "build a local demo image, its repositories and a manifest; plan it")
+    p.add_argument(
+        "dir", type=Path, nargs="?", default=Path(".demo"), help="where to build it (.demo)"
+    )
+    p.set_defaults(func=_demo)
+
     p = command("status", "the last or running apply: progress, result, log path")
     p.add_argument("--json", action="store_true", help="print the status file as JSON")
     p.set_defaults(func=_status)
@@ -364,6 +370,51 @@ def _lifecycle(args: argparse.Namespace) -> int:
     text = manifest.path.read_text(encoding="utf-8") if options.embed else ""
     script = render(text, str(args.manifest), options)
     _out(encode(script) if args.base64 else script)
+    return EXIT_OK
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the current directory when it is below it, else absolute."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from reconciler.demo.build import build_demo
+
+    root = args.dir.expanduser().resolve()
+    _out(
+        f"Building the demo under {_shown(root)}: a wheelhouse and a conda channel of tiny "
+        'packages, an "image" environment (a venv that is also a conda environment, standing '
+        "in for /opt/conda) and a manifest that adds to it ..."
+    )
+    demo = build_demo(root)
+    state = ["--state-dir", str(demo.state_dir)]
+    code = main([*state, "-q", "baseline", "capture", str(demo.manifest)])
+    if code != EXIT_OK:
+        return code
+    script = Path(sys.executable).parent / "reconciler"
+    tool = _shown(script) if script.is_file() else f"{sys.executable} -m reconciler"
+    manifest = _shown(demo.manifest)
+    _out("Captured the image's baseline: its packages are now managed.")
+    _out(f"\n$ {tool} plan {manifest}")
+    code = main([*state, "plan", str(demo.manifest)])
+    if code not in (EXIT_OK, EXIT_REFUSED):
+        return code
+    why = ": a change to a managed package is refused, so apply would change nothing"
+    _out(
+        f"(exit code {code}{why if code == EXIT_REFUSED else ''})\n\n"
+        f"Try next. The demo keeps its state in {_shown(demo.state_dir)}, not in "
+        "~/.local/state/reconciler, so point RECONCILER_STATE_DIR (or --state-dir) at it:\n"
+        f"  export RECONCILER_STATE_DIR={demo.state_dir}\n"
+        f"  {tool} plan {manifest} --json       # the same plan as JSON\n"
+        f"  {tool} drift {manifest}             # how the environments differ from it\n"
+        f"  {tool} baseline show {manifest}     # the image's managed packages\n"
+        f"Then delete 'gamma' from {manifest} and apply what is left:\n"
+        f"  {tool} apply {manifest}"
+    )
     return EXIT_OK
 
 
