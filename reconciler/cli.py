@@ -159,6 +159,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_lifecycle)
 
+    p = command("bundle", "write an offline wheelhouse of reconciler for `lifecycle --wheel DIR`")
+    p.add_argument("dir", type=Path, help="the directory to write the wheels into")
+    p.add_argument(
+        "--python-version",
+        metavar="X.Y",
+        help="the target interpreter (default: 3.12, SageMaker Distribution's, and this one)",
+    )
+    p.add_argument(
+        "--platform",
+        metavar="TAG",
+        help="the target platform tag (default: manylinux_2_28_x86_64 and the older ones)",
+    )
+    p.add_argument("--index-url", metavar="URL", help="download from this index (default: PyPI)")
+    p.add_argument(
+        "--find-links",
+        action="append",
+        default=[],
+        metavar="PATH_OR_URL",
+        help="also look for wheels here (repeatable)",
+    )
+    p.add_argument("--no-index", action="store_true", help="use only --find-links")
+    p.set_defaults(func=_bundle)
+
     p = command("demo", "build a local demo image, its repositories and a manifest; plan it")
     p.add_argument(
         "dir", type=Path, nargs="?", default=Path(".demo"), help="where to build it (.demo)"
@@ -370,6 +393,46 @@ def _lifecycle(args: argparse.Namespace) -> int:
     text = manifest.path.read_text(encoding="utf-8") if options.embed else ""
     script = render(text, str(args.manifest), options)
     _out(encode(script) if args.base64 else script)
+    return EXIT_OK
+
+
+def _bundle(args: argparse.Namespace) -> int:
+    import re
+
+    from reconciler.bundle import SAGEMAKER, Target, build_bundle
+
+    if args.python_version is not None and not re.fullmatch(r"3\.\d{1,2}", args.python_version):
+        raise ReconcilerError(
+            f"--python-version {args.python_version}: expected X.Y, e.g. 3.12",
+            hint="the minor version of the interpreter that will run reconciler",
+        )
+    if args.no_index and not args.find_links:
+        raise ReconcilerError(
+            "--no-index needs --find-links: there would be nowhere to download from",
+            hint="add --find-links DIR (a directory of wheels)",
+        )
+    if args.python_version is None and args.platform is None:
+        targets = [SAGEMAKER, Target()]
+    else:
+        version = args.python_version or SAGEMAKER.python_version
+        targets = [Target(version, args.platform or SAGEMAKER.platform)]
+    bundle = build_bundle(
+        args.dir.expanduser(),
+        targets,
+        index_url=args.index_url,
+        find_links=args.find_links,
+        no_index=args.no_index,
+    )
+    if not args.quiet:
+        _out(
+            f"Wrote {len(bundle.wheels)} wheels to {bundle.directory}: {bundle.wheel.name} and its "
+            f"dependencies for {' and '.join(t.describe() for t in bundle.targets)}."
+        )
+        _out(
+            "Copy the directory to the home volume (e.g. ~/reconciler-wheels, or through S3:\n"
+            f"  aws s3 sync {_shown(bundle.directory)} s3://BUCKET/reconciler-wheels), then:\n"
+            "  reconciler lifecycle team.yaml --wheel ~/reconciler-wheels > on-start.sh"
+        )
     return EXIT_OK
 
 
