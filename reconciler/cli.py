@@ -431,7 +431,7 @@ def _bundle(args: argparse.Namespace) -> int:
         _out(
             "Copy the directory to the home volume (e.g. ~/reconciler-wheels, or through S3:\n"
             f"  aws s3 sync {_shown(bundle.directory)} s3://BUCKET/reconciler-wheels), then:\n"
-            "  reconciler lifecycle team.yaml --wheel ~/reconciler-wheels > on-start.sh"
+            "  reconciler lifecycle team.yaml --wheel '~/reconciler-wheels' > on-start.sh"
         )
     return EXIT_OK
 
