@@ -216,7 +216,7 @@ STANDARD_PACKAGES: tuple[PackageSpec, ...] = (
 
 
 def build_channel(dest: Path) -> Path:
-    """Build and index the standard test channel in ``dest``; idempotent. Returns ``dest``."""
+    """Build and index the standard channel in ``dest``; idempotent. Returns ``dest``."""
     dest = Path(dest)
     for spec in STANDARD_PACKAGES:
         spec.build(dest)

@@ -155,7 +155,8 @@ def pip_install(
     *,
     extra_args: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[str]:
-    """Install ``requirements`` into ``prefix`` from ``wheelhouse`` only, with uv (test setup).
+    """Install ``requirements`` into ``prefix`` from ``wheelhouse`` only, with uv (setting up
+    an "image" or a test environment).
 
     Runs ``uv pip install --python <prefix>/bin/python --no-index --find-links
     <wheelhouse>``; raises ``CalledProcessError`` (with uv's output) on failure.
