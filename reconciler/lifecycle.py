@@ -130,21 +130,24 @@ from importlib import metadata as md
 dist, want = sys.argv[1:3]
 try:
     import reconciler as r
-except Exception:
-    r = None
+    error = None
+except Exception as exc:
+    r, error = None, exc
 try:
     version = md.version(dist)
 except md.PackageNotFoundError:
     version = None
 mark = getattr(r, "__distribution__", None)
-if r is not None and mark == dist and version == want == getattr(r, "__version__", None):
+if mark == dist and version == want == getattr(r, "__version__", None):
     sys.exit(0)
-if r is None:
+owners = getattr(md, "packages_distributions", dict)().get("reconciler") or []
+found = ", ".join(n + " " + md.version(n) for n in owners) or "an unknown distribution"
+if error is not None and not owners:
     print("no reconciler package")
+elif error is not None:
+    print("a reconciler package that fails to import (" + found + ": " + repr(error) + ")")
 elif mark != dist:
-    owners = getattr(md, "packages_distributions", dict)().get("reconciler") or ["?"]
-    names = ", ".join(n + " " + md.version(n) for n in owners if n != "?") or "an unknown one"
-    print("another project named reconciler (" + names + ")")
+    print("another project named reconciler (" + found + ")")
 else:
     print(dist + " " + str(version))
 sys.exit(1)
