@@ -38,7 +38,9 @@ __all__ = [
     "expand_platform",
     "repackage",
     "self_wheel",
+    "summary",
     "target_requirements",
+    "targets_for",
 ]
 
 
@@ -81,6 +83,39 @@ def expand_platform(tag: str) -> list[str]:
     return tags
 
 
+def targets_for(python_version: str | None, platform: str | None) -> list[Target]:
+    """The targets of ``bundle [--python-version X.Y] [--platform TAG]``: SageMaker's and this
+    interpreter's by default; else the one named (the other part defaulting to SageMaker's)."""
+    if python_version is not None and not re.fullmatch(r"3\.\d{1,2}", python_version):
+        raise ReconcilerError(
+            f"--python-version {python_version}: expected X.Y, e.g. 3.12",
+            hint="the minor version of the interpreter that will run reconciler",
+        )
+    if python_version is None and platform is None:
+        return [SAGEMAKER, Target()]
+    return [Target(python_version or SAGEMAKER.python_version, platform or SAGEMAKER.platform)]
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the current directory when it is below it, else absolute."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def summary(bundle: Bundle) -> str:
+    """What ``reconciler bundle`` prints: what it wrote, and where it goes next."""
+    targets = " and ".join(t.describe() for t in bundle.targets)
+    return (
+        f"Wrote {len(bundle.wheels)} wheels to {bundle.directory}: {bundle.wheel.name} and its "
+        f"dependencies for {targets}.\n"
+        "Copy the directory to the home volume (e.g. ~/reconciler-wheels, or through S3:\n"
+        f"  aws s3 sync {_shown(bundle.directory)} s3://BUCKET/reconciler-wheels), then:\n"
+        "  reconciler lifecycle team.yaml --wheel '~/reconciler-wheels' > on-start.sh"
+    )
+
+
 @dataclass(frozen=True)
 class Bundle:
     """What ``build_bundle`` wrote."""
@@ -102,6 +137,11 @@ def build_bundle(
     """Write this project's wheel and its dependencies for ``targets`` into ``directory``."""
     from reconciler.backends.process import redact, run
 
+    if no_index and not find_links:
+        raise ReconcilerError(
+            "--no-index needs --find-links: there would be nowhere to download from",
+            hint="add --find-links DIR (a directory of wheels)",
+        )
     directory = Path(directory).resolve()
     directory.mkdir(parents=True, exist_ok=True)
     wheel = self_wheel(directory)

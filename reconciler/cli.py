@@ -161,31 +161,23 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("bundle", "write an offline wheelhouse of reconciler for `lifecycle --wheel DIR`")
     p.add_argument("dir", type=Path, help="the directory to write the wheels into")
-    p.add_argument(
-        "--python-version",
-        metavar="X.Y",
-        help="the target interpreter (default: 3.12, SageMaker Distribution's, and this one)",
-    )
-    p.add_argument(
-        "--platform",
-        metavar="TAG",
-        help="the target platform tag (default: manylinux_2_28_x86_64 and the older ones)",
-    )
-    p.add_argument("--index-url", metavar="URL", help="download from this index (default: PyPI)")
-    p.add_argument(
-        "--find-links",
-        action="append",
-        default=[],
-        metavar="PATH_OR_URL",
-        help="also look for wheels here (repeatable)",
-    )
+    for flag, meta, text in (
+        (
+            "--python-version",
+            "X.Y",
+            "target interpreter (default: 3.12, SageMaker's, and this one)",
+        ),
+        ("--platform", "TAG", "target platform (default: manylinux_2_28_x86_64 and older)"),
+        ("--index-url", "URL", "download from this index (default: PyPI)"),
+    ):
+        p.add_argument(flag, metavar=meta, help=text)
+    p.add_argument("--find-links", action="append", default=[], metavar="PATH_OR_URL",
+                   help="also look for wheels here (repeatable)")  # fmt: skip
     p.add_argument("--no-index", action="store_true", help="use only --find-links")
     p.set_defaults(func=_bundle)
 
     p = command("demo", "build a local demo image, its repositories and a manifest; plan it")
-    p.add_argument(
-        "dir", type=Path, nargs="?", default=Path(".demo"), help="where to build it (.demo)"
-    )
+    p.add_argument("dir", type=Path, nargs="?", default=Path(".demo"), help="where (.demo)")
     p.set_defaults(func=_demo)
 
     p = command("status", "the last or running apply: progress, result, log path")
@@ -397,88 +389,33 @@ def _lifecycle(args: argparse.Namespace) -> int:
 
 
 def _bundle(args: argparse.Namespace) -> int:
-    import re
+    from reconciler.bundle import build_bundle, summary, targets_for
 
-    from reconciler.bundle import SAGEMAKER, Target, build_bundle
-
-    if args.python_version is not None and not re.fullmatch(r"3\.\d{1,2}", args.python_version):
-        raise ReconcilerError(
-            f"--python-version {args.python_version}: expected X.Y, e.g. 3.12",
-            hint="the minor version of the interpreter that will run reconciler",
-        )
-    if args.no_index and not args.find_links:
-        raise ReconcilerError(
-            "--no-index needs --find-links: there would be nowhere to download from",
-            hint="add --find-links DIR (a directory of wheels)",
-        )
-    if args.python_version is None and args.platform is None:
-        targets = [SAGEMAKER, Target()]
-    else:
-        version = args.python_version or SAGEMAKER.python_version
-        targets = [Target(version, args.platform or SAGEMAKER.platform)]
+    targets = targets_for(args.python_version, args.platform)
     bundle = build_bundle(
-        args.dir.expanduser(),
-        targets,
-        index_url=args.index_url,
-        find_links=args.find_links,
+        args.dir.expanduser(), targets, index_url=args.index_url, find_links=args.find_links,
         no_index=args.no_index,
-    )
+    )  # fmt: skip
     if not args.quiet:
-        _out(
-            f"Wrote {len(bundle.wheels)} wheels to {bundle.directory}: {bundle.wheel.name} and its "
-            f"dependencies for {' and '.join(t.describe() for t in bundle.targets)}."
-        )
-        _out(
-            "Copy the directory to the home volume (e.g. ~/reconciler-wheels, or through S3:\n"
-            f"  aws s3 sync {_shown(bundle.directory)} s3://BUCKET/reconciler-wheels), then:\n"
-            "  reconciler lifecycle team.yaml --wheel '~/reconciler-wheels' > on-start.sh"
-        )
+        _out(summary(bundle))
     return EXIT_OK
 
 
-def _shown(path: Path) -> str:
-    """``path`` relative to the current directory when it is below it, else absolute."""
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
 def _demo(args: argparse.Namespace) -> int:
-    from reconciler.demo.build import build_demo
+    from reconciler.demo.build import build_demo, intro, next_steps
 
     root = args.dir.expanduser().resolve()
-    _out(
-        f"Building the demo under {_shown(root)}: a wheelhouse and a conda channel of tiny "
-        'packages, an "image" environment (a venv that is also a conda environment, standing '
-        "in for /opt/conda) and a manifest that adds to it ..."
-    )
+    _out(intro(root))
     demo = build_demo(root)
     state = ["--state-dir", str(demo.state_dir)]
     code = main([*state, "-q", "baseline", "capture", str(demo.manifest)])
     if code != EXIT_OK:
         return code
-    script = Path(sys.executable).parent / "reconciler"
-    tool = _shown(script) if script.is_file() else f"{sys.executable} -m reconciler"
-    manifest = _shown(demo.manifest)
-    _out("Captured the image's baseline: its packages are now managed.")
-    _out(f"\n$ {tool} plan {manifest}")
+    _out(f"Captured the image's baseline: its packages are now managed.\n\n$ {demo.plan_command}")
     code = main([*state, "plan", str(demo.manifest)])
-    if code not in (EXIT_OK, EXIT_REFUSED):
-        return code
-    why = ": a change to a managed package is refused, so apply would change nothing"
-    _out(
-        f"(exit code {code}{why if code == EXIT_REFUSED else ''})\n\n"
-        f"Try next. The demo keeps its state in {_shown(demo.state_dir)}, not in "
-        "~/.local/state/reconciler, so point RECONCILER_STATE_DIR (or --state-dir) at it:\n"
-        f"  export RECONCILER_STATE_DIR={demo.state_dir}\n"
-        f"  {tool} plan {manifest} --json       # the same plan as JSON\n"
-        f"  {tool} drift {manifest}             # how the environments differ from it\n"
-        f"  {tool} baseline show {manifest}     # the image's managed packages\n"
-        f"Then delete 'gamma' from {manifest} and apply what is left:\n"
-        f"  {tool} apply {manifest}"
-    )
-    return EXIT_OK
+    if code in (EXIT_OK, EXIT_REFUSED):
+        _out(next_steps(demo, refused=code == EXIT_REFUSED))
+    return code if code != EXIT_REFUSED else EXIT_OK
 
 
 def _status(args: argparse.Namespace) -> int:

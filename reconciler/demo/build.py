@@ -21,7 +21,7 @@ from reconciler.demo.envs import isolated_env, make_conda_prefix, pip_install
 from reconciler.demo.wheels import build_wheelhouse
 from reconciler.errors import ReconcilerError
 
-__all__ = ["MANIFEST", "Demo", "build_demo"]
+__all__ = ["MANIFEST", "Demo", "build_demo", "intro", "next_steps", "shown", "tool"]
 
 MANIFEST = """\
 # The demo manifest (written by `reconciler demo`). The "image" environment stands
@@ -54,6 +54,51 @@ class Demo:
     state_dir: Path
     image: Path
     tools: Path
+
+    @property
+    def plan_command(self) -> str:
+        """The ``plan`` command line the demo runs, as the user would type it."""
+        return f"{tool()} plan {shown(self.manifest)}"
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the current directory when it is below it, else absolute."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def tool() -> str:
+    """How to run this reconciler: its console script beside the interpreter, else ``-m``."""
+    script = Path(sys.executable).parent / "reconciler"
+    return shown(script) if script.is_file() else f"{sys.executable} -m reconciler"
+
+
+def intro(root: Path) -> str:
+    """What the demo says before building."""
+    return (
+        f"Building the demo under {shown(root)}: a wheelhouse and a conda channel of tiny "
+        'packages, an "image" environment (a venv that is also a conda environment, standing '
+        "in for /opt/conda) and a manifest that adds to it ..."
+    )
+
+
+def next_steps(demo: Demo, *, refused: bool) -> str:
+    """What the demo says after its plan: the exit code, then what to try, with full paths."""
+    why = ": a change to a managed package is refused, so apply would change nothing"
+    run, manifest = tool(), shown(demo.manifest)
+    return (
+        f"(exit code {3 if refused else 0}{why if refused else ''})\n\n"
+        f"Try next. The demo keeps its state in {shown(demo.state_dir)}, not in "
+        "~/.local/state/reconciler, so point RECONCILER_STATE_DIR (or --state-dir) at it:\n"
+        f"  export RECONCILER_STATE_DIR={demo.state_dir}\n"
+        f"  {run} plan {manifest} --json       # the same plan as JSON\n"
+        f"  {run} drift {manifest}             # how the environments differ from it\n"
+        f"  {run} baseline show {manifest}     # the image's managed packages\n"
+        f"Then delete 'gamma' from {manifest} and apply what is left:\n"
+        f"  {run} apply {manifest}"
+    )
 
 
 def build_demo(root: Path, python: str = sys.executable) -> Demo:
