@@ -103,8 +103,8 @@ def reconciler_command() -> tuple[list[str], str]:
         try:
             from importlib.metadata import distribution
 
-            origin = Path(str(distribution("reconciler").locate_file("reconciler")))
-            direct = distribution("reconciler").read_text("direct_url.json") or ""
+            origin = Path(str(distribution("env-reconciler").locate_file("reconciler")))
+            direct = distribution("env-reconciler").read_text("direct_url.json") or ""
             if origin.resolve() == (REPO / "reconciler").resolve() or str(REPO) in direct:
                 return [str(script)], f"{script} (console script of this checkout)"
         except Exception:

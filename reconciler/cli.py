@@ -160,6 +160,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_lifecycle)
 
+    p = command("bundle", "write an offline wheelhouse of reconciler for `lifecycle --wheel DIR`")
+    p.add_argument("dir", type=Path, help="the directory to write the wheels into")
+    for flag, meta, text in (
+        (
+            "--python-version",
+            "X.Y",
+            "target interpreter (default: 3.12, SageMaker's, and this one)",
+        ),
+        ("--platform", "TAG", "target platform (default: manylinux_2_28_x86_64 and older)"),
+        ("--index-url", "URL", "download from this index (default: PyPI)"),
+    ):
+        p.add_argument(flag, metavar=meta, help=text)
+    p.add_argument("--find-links", action="append", default=[], metavar="PATH_OR_URL",
+                   help="also look for wheels here (repeatable)")  # fmt: skip
+    p.add_argument("--no-index", action="store_true", help="use only --find-links")
+    p.set_defaults(func=_bundle)
+
+    p = command("demo", "build a local demo image, its repositories and a manifest; plan it")
+    p.add_argument("dir", type=Path, nargs="?", default=Path(".demo"), help="where (.demo)")
+    p.set_defaults(func=_demo)
+
     p = command("status", "the last or running apply: progress, result, log path")
     p.add_argument("--json", action="store_true", help="print the status file as JSON")
     p.set_defaults(func=_status)
@@ -404,6 +425,36 @@ def _lifecycle(args: argparse.Namespace) -> int:
     script = render(text, str(args.manifest), options)
     _out(encode(script) if args.base64 else script)
     return EXIT_OK
+
+
+def _bundle(args: argparse.Namespace) -> int:
+    from reconciler.bundle import build_bundle, summary, targets_for
+
+    targets = targets_for(args.python_version, args.platform)
+    bundle = build_bundle(
+        args.dir.expanduser(), targets, index_url=args.index_url, find_links=args.find_links,
+        no_index=args.no_index,
+    )  # fmt: skip
+    if not args.quiet:
+        _out(summary(bundle))
+    return EXIT_OK
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from reconciler.demo.build import build_demo, intro, next_steps
+
+    root = args.dir.expanduser().resolve()
+    _out(intro(root))
+    demo = build_demo(root)
+    state = ["--state-dir", str(demo.state_dir)]
+    code = main([*state, "-q", "baseline", "capture", str(demo.manifest)])
+    if code != EXIT_OK:
+        return code
+    _out(f"Captured the image's baseline: its packages are now managed.\n\n$ {demo.plan_command}")
+    code = main([*state, "plan", str(demo.manifest)])
+    if code in (EXIT_OK, EXIT_REFUSED):
+        _out(next_steps(demo, refused=code == EXIT_REFUSED))
+    return code if code != EXIT_REFUSED else EXIT_OK
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -13,9 +13,8 @@ from __future__ import annotations
 import base64
 import shlex
 from dataclasses import dataclass
-from pathlib import Path
 
-from reconciler import __version__
+from reconciler import __distribution__, __version__
 from reconciler.errors import ReconcilerError
 
 __all__ = ["MAX_SCRIPT_CHARS", "LifecycleOptions", "encode", "render"]
@@ -32,7 +31,7 @@ class LifecycleOptions:
     embed: bool = True  # embed the manifest; else read it from ``manifest_path`` on the home volume
     manifest_path: str | None = None
     index_url: str | None = None  # install reconciler from this index instead of PyPI
-    wheel: str | None = None  # or from this wheel file / wheelhouse directory (offline)
+    wheel: str | None = None  # or offline from this wheelhouse directory (`reconciler bundle`)
     python: str = "python3"  # the interpreter that creates reconciler's own venv
     home_dir: str = "$HOME/.reconciler"
 
@@ -50,6 +49,7 @@ RECONCILER_HOME="{home_dir}"
 VENV="$RECONCILER_HOME/venv"
 BUDGET={budget}
 VERSION="{version}"
+DIST="{distribution}"
 export RECONCILER_STATE_DIR="${{RECONCILER_STATE_DIR:-$HOME/.local/state/reconciler}}"
 mkdir -p "$RECONCILER_HOME" "$RECONCILER_STATE_DIR/logs"
 LOG="$RECONCILER_STATE_DIR/logs/lifecycle-$(date -u +%Y%m%dT%H%M%SZ)-$$.log"
@@ -58,28 +58,55 @@ log() {{
   printf '%s reconciler-lifecycle: %s\\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" | tee -a "$LOG"
 }}
 
+# Is the venv's reconciler this project? Its distribution name, its version and a marker
+# only this project's package has; the PyPI project "reconciler" is another one.
+IDENTITY='{identity}'
+
+# A bootstrap failure: one line in the log and in `reconciler status` (the status file).
+fail() {{
+  log "ERROR: $*"
+  {python} -c '{status}' "$RECONCILER_STATE_DIR/status.json" "$*" "$LOG" "$$" >/dev/null 2>&1 ||
+    log "could not write $RECONCILER_STATE_DIR/status.json"
+  return 1
+}}
+
 bootstrap() {{
   # Two app starts at once must not build the venv over each other.
   if command -v flock >/dev/null 2>&1; then
     exec 9>"$RECONCILER_HOME/.bootstrap.lock"
-    flock -w 600 9 || return 1
+    flock -w 600 9 || {{
+      fail "another app start held $RECONCILER_HOME/.bootstrap.lock for 600 s"
+      return 1
+    }}
   fi
-  check="import sys, reconciler; sys.exit(reconciler.__version__ != '$VERSION')"
-  if "$VENV/bin/python" -c "$check" >/dev/null 2>&1; then
-    return 0
+  if [ -x "$VENV/bin/python" ]; then
+    if found=$("$VENV/bin/python" -I -c "$IDENTITY" "$DIST" "$VERSION" 2>&1); then
+      return 0
+    fi
+    log "$VENV holds $found, not $DIST $VERSION; reinstalling"
   fi
-  log "installing reconciler $VERSION into $VENV"
+  log "installing $DIST $VERSION into $VENV"
   rm -rf "$VENV"
-  {python} -m venv "$VENV" >>"$LOG" 2>&1 || return 1
+  {python} -m venv "$VENV" >>"$LOG" 2>&1 || {{
+    fail "could not create $VENV with {python}; see $LOG. The app starts without reconciler."
+    return 1
+  }}
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \\
-    {pip_args} >>"$LOG" 2>&1
+    {pip_args} >>"$LOG" 2>&1 || {{
+    fail "could not install $DIST $VERSION into $VENV; see $LOG. The app starts without reconciler."
+    return 1
+  }}
+  if ! found=$("$VENV/bin/python" -I -c "$IDENTITY" "$DIST" "$VERSION" 2>&1); then
+    fail "pip installed $found into $VENV, not $DIST $VERSION (this project);" \\
+      "check the index or wheelhouse the script installs from. The app starts without reconciler."
+    return 1
+  fi
 }}
 
 {manifest_block}
 
 log "start (budget $BUDGET s, log $LOG)"
 if ! bootstrap; then
-  log "ERROR: could not install reconciler into $VENV; see $LOG. The app starts without it."
   exit 0
 fi
 remaining=$((BUDGET - SECONDS))
@@ -93,6 +120,51 @@ if [ "$status" -ne 0 ]; then
 fi
 log "done in $SECONDS s; progress: $VENV/bin/reconciler status"
 exit 0
+"""
+
+# Run by the venv's python (-I: no user site, no PYTHONPATH) with DIST VERSION; exits 0
+# when the venv holds this project, else prints what it holds. No single quotes (shell).
+_IDENTITY = """\
+import sys
+from importlib import metadata as md
+dist, want = sys.argv[1:3]
+try:
+    import reconciler as r
+    error = None
+except Exception as exc:
+    r, error = None, exc
+try:
+    version = md.version(dist)
+except md.PackageNotFoundError:
+    version = None
+mark = getattr(r, "__distribution__", None)
+if mark == dist and version == want == getattr(r, "__version__", None):
+    sys.exit(0)
+owners = getattr(md, "packages_distributions", dict)().get("reconciler") or []
+found = ", ".join(n + " " + md.version(n) for n in owners) or "an unknown distribution"
+if error is not None and not owners:
+    print("no reconciler package")
+elif error is not None:
+    print("a reconciler package that fails to import (" + found + ": " + repr(error) + ")")
+elif mark != dist:
+    print("another project named reconciler (" + found + ")")
+else:
+    print(dist + " " + str(version))
+sys.exit(1)
+"""
+
+# Run by the bootstrap interpreter with PATH MESSAGE LOG PID: a failed status document, so
+# that `reconciler status` shows why reconciler is missing. No single quotes (shell).
+_STATUS = """\
+import json, os, sys, time
+path, message, log, pid = sys.argv[1:5]
+now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+doc = {"format": 1, "format_version": "1", "state": "failed", "pid": int(pid),
+       "started_at": now, "updated_at": now, "steps_total": 0, "steps_done": 0,
+       "current": [], "environments": {}, "notices": [], "log": log, "error": message}
+with open(path + ".tmp", "w", encoding="utf-8") as f:
+    json.dump(doc, f, indent=2)
+os.replace(path + ".tmp", path)
 """
 
 _EMBEDDED = """\
@@ -109,11 +181,16 @@ fi"""
 
 
 def _pip_args(options: LifecycleOptions) -> str:
-    requirement = shlex.quote(f"reconciler=={__version__}")
+    requirement = shlex.quote(f"{__distribution__}=={__version__}")
     if options.wheel:
-        source = Path(options.wheel)
-        links = source if source.suffix != ".whl" else source.parent
-        return f"--no-index --find-links {shlex.quote(str(links))} {requirement}"
+        if options.wheel.endswith(".whl"):
+            raise ReconcilerError(
+                f"--wheel {options.wheel}: a single wheel cannot install offline, because "
+                "reconciler's dependencies (jsonschema, pyyaml, ...) are not in it",
+                hint="build a wheelhouse with `reconciler bundle DIR`, put DIR on the home "
+                "volume and pass --wheel DIR (or use --index-url URL)",
+            )
+        return f"--no-index --find-links {_path_expression(options.wheel)} {requirement}"
     if options.index_url:
         return f"--index-url {shlex.quote(options.index_url)} {requirement}"
     return requirement
@@ -136,6 +213,9 @@ def render(manifest_text: str, manifest_name: str, options: LifecycleOptions) ->
         version=__version__,
         budget=options.budget,
         home_dir=options.home_dir,
+        distribution=__distribution__,
+        identity=_IDENTITY,
+        status=_STATUS,
         python=shlex.quote(options.python),
         pip_args=_pip_args(options),
         manifest_block=block,

