@@ -216,6 +216,8 @@ def remember(
     try:
         from pathlib import Path
 
-        write_json_atomic(Path(state_dir) / CACHE, {"format": FORMAT, "entries": kept})
+        write_json_atomic(
+            Path(state_dir) / CACHE, {"format": FORMAT, "entries": kept}, derived=True
+        )
     except OSError:
         return

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler.plan.drift import Drift
 from reconciler.plan.model import Change, Plan
+
+if TYPE_CHECKING:
+    from reconciler.plan.drift import Drift
 
 __all__ = ["change_line", "drift_text", "plan_summary", "plan_text", "status_text"]
 
