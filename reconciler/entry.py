@@ -128,8 +128,11 @@ def _remember(call: _Call, output: str | None = None, since_ns: int | None = Non
     from reconciler.state.python import find_site_packages
     from reconciler.state.store import StateStore
 
-    manifest = load_manifest(call.manifest, check_prefixes=False)
     store = StateStore(Path(call.state_dir))
+    # The full path just loaded it with the same memo: this is the remembered model.
+    memo = store.validation_memo()
+    manifest = load_manifest(call.manifest, memo=memo)
+    store.save_validation_memo(memo)
     prefixes, sites, files, state_files = [], [], [], []
     for env in manifest.environments:
         if call.envs and env.name not in call.envs:

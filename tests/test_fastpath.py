@@ -94,6 +94,8 @@ def test_a_hand_change_takes_the_full_path(
     pip_install(tools, ["delta==1.0"], wheelhouse)  # a foreign package appears
     result, out = _apply(env, state, manifest)
     assert result["planner"] is True and result["code"] == 0, out
+    # The manifest's model is remembered: the full path parses no YAML either.
+    assert result["yaml"] is False
     # Now met again (the foreign delta is not declared in tools): fast from here on.
     result, _ = _apply(env, state, manifest)
     assert result["planner"] is False
