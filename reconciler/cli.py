@@ -10,7 +10,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -240,8 +240,13 @@ def _load_with_memo(path: Path, store: Any, envs: Sequence[str]) -> tuple[Any, A
     return manifest, memo
 
 
+def _lines(text: str) -> str:
+    """``text`` as one or more whole lines: what :func:`_out` writes."""
+    return text if text.endswith("\n") else text + "\n"
+
+
 def _out(text: str) -> None:
-    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.write(_lines(text))
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -269,11 +274,16 @@ def _plan(args: argparse.Namespace) -> int:
         write_json_atomic(args.out, plan.to_json())
     color = not args.json and _color(sys.stdout)
     if args.json:
-        _out(json.dumps(plan.to_json(), indent=2))
+        written = _lines(json.dumps(plan.to_json(), indent=2))
     elif args.quiet:
-        _out(plan_summary(plan, color=color))
+        written = _lines(plan_summary(plan, color=color))
     else:
-        _out(plan_text(plan, verbose=args.verbose, color=color, kernels=_kernels(manifest)))
+        written = _lines(
+            plan_text(plan, verbose=args.verbose, color=color, kernels=_kernels(manifest))
+        )
+    _out(written)
+    if args.on_plan is not None:
+        args.on_plan(plan, written)  # the entry point's no-op fast path remembers it
     if plan.refused:
         return EXIT_REFUSED
     if args.detailed_exitcode and plan.pending:
@@ -573,9 +583,13 @@ def _capture(args: argparse.Namespace, store: Any, inputs: Sequence[Any]) -> dic
     return shown
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code."""
+def main(
+    argv: Sequence[str] | None = None, *, on_plan: Callable[[Any, str], None] | None = None
+) -> int:
+    """Run the CLI; returns the exit code. ``on_plan(plan, printed)`` is told what ``plan``
+    printed (see :mod:`reconciler.entry`)."""
     args = _parser().parse_args(argv)
+    args.on_plan = on_plan
     try:
         code: int = args.func(args)
         return code

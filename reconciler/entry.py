@@ -1,9 +1,11 @@
-"""The console entry point: answers ``--version`` and a repeated no-op ``apply`` cheaply.
+"""The console entry point: answers ``--version`` and a repeated no-op ``apply`` or ``plan``.
 
-Every app start runs ``reconciler apply MANIFEST``. When nothing changed since
-the manifest was last met, :mod:`reconciler.fastpath` proves it from directory
-listings and file stamps, without importing the planner (YAML, packaging,
-argparse...). Everything else goes to :func:`reconciler.cli.main`.
+Every app start runs ``reconciler apply MANIFEST`` and every pull request
+``reconciler plan MANIFEST``. When nothing changed since the manifest was last
+met, :mod:`reconciler.fastpath` proves it from directory listings and file
+stamps, without importing the planner (YAML, packaging, argparse...). A no-op
+``plan`` replays the output the full path printed for the same inputs and the
+same options. Everything else goes to :func:`reconciler.cli.main`.
 """
 
 from __future__ import annotations
@@ -11,64 +13,112 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from collections.abc import Sequence
+from typing import Any
 
 from reconciler import __version__
 
 __all__ = ["main"]
 
+#: How far back a change may have been stamped with a coarse file-system clock and
+#: still have happened while the full plan ran (Linux ticks are at most 10 ms).
+_CLOCK_SLACK_NS = 50_000_000
 
-class _Apply:
-    """A plain ``apply MANIFEST`` invocation (the only shape the fast path answers)."""
 
-    def __init__(self, state_dir: str, manifest: str, envs: list[str], quiet: bool) -> None:
+class _Call:
+    """A plain ``apply MANIFEST`` or ``plan MANIFEST`` (the only shapes the fast path answers)."""
+
+    def __init__(
+        self, command: str, state_dir: str, manifest: str, envs: list[str], flags: set[str]
+    ) -> None:
+        self.command = command
         self.state_dir = state_dir
         self.manifest = manifest
         self.envs = envs
-        self.quiet = quiet
+        self.flags = flags
+
+    @property
+    def shape(self) -> str:
+        """Which of ``plan``'s renderings the options select (as cli.py chooses it)."""
+        for flag in ("json", "quiet", "verbose"):
+            if flag in self.flags:
+                return flag
+        return "text"
 
 
-def _plain_apply(args: Sequence[str]) -> _Apply | None:
-    """Recognise ``[--state-dir D] [-q] apply MANIFEST [--env N]... [--lock-timeout S]``."""
+#: Options each command may have on the fast path; anything else takes the full path.
+_OPTIONS = {
+    "apply": {"-q": "quiet", "--quiet": "quiet"},
+    "plan": {
+        "-q": "quiet",
+        "--quiet": "quiet",
+        "-v": "verbose",
+        "--verbose": "verbose",
+        "--json": "json",
+        "--detailed-exitcode": "detailed",
+    },
+}
+
+
+def _plain_call(args: Sequence[str]) -> _Call | None:
+    """Recognise ``[--state-dir D] [-q] apply MANIFEST [--env N]... [--lock-timeout S]`` and
+    ``[--state-dir D] [-q|-v] plan MANIFEST [--env N]... [--json] [--detailed-exitcode]``."""
     state_dir = os.environ.get("RECONCILER_STATE_DIR") or os.path.expanduser(
         "~/.local/state/reconciler"
     )
     manifest: str | None = None
     envs: list[str] = []
-    quiet = command = False
+    flags: set[str] = set()
+    early: list[str] = []  # global options before the command
+    command = ""
     it = iter(args)
     for arg in it:
         if arg == "--state-dir":
             state_dir = os.path.expanduser(next(it, ""))
         elif arg.startswith("--state-dir="):
             state_dir = os.path.expanduser(arg.split("=", 1)[1])
-        elif arg in ("-q", "--quiet"):
-            quiet = True
-        elif arg == "apply" and not command:
-            command = True
+        elif not command and arg in _OPTIONS:
+            command = arg
+        elif not command and arg in ("-q", "--quiet", "-v", "--verbose"):
+            early.append(arg)
+        elif command and arg in _OPTIONS[command]:
+            flags.add(_OPTIONS[command][arg])
         elif arg == "--env" and command:
             envs.append(next(it, ""))
-        elif arg == "--lock-timeout" and command:
+        elif arg == "--lock-timeout" and command == "apply":
             next(it, "")
         elif command and manifest is None and not arg.startswith("-"):
             manifest = arg
         else:
-            return None  # anything else (--json, --plan, --partial, ...) takes the full path
+            return None  # anything else (--plan, --partial, --out, ...) takes the full path
     if not command or not manifest or not state_dir or "" in envs:
         return None
-    return _Apply(state_dir, manifest, envs, quiet)
+    for arg in early:
+        if arg not in _OPTIONS[command]:
+            return None
+        flags.add(_OPTIONS[command][arg])
+    return _Call(command, state_dir, manifest, envs, flags)
 
 
-def _selection(call: _Apply) -> list[str]:
+def _selection(call: _Call) -> list[str]:
     # Where kernelspecs are looked up is part of what the no-op decision depends on.
     context = [
         f"{k}={os.environ.get(k, '')}" for k in ("HOME", "JUPYTER_DATA_DIR", "XDG_DATA_HOME")
     ]
+    if call.command == "plan":
+        # The printed plan names the manifest as given and resolved, in this shape.
+        # The printed plan names the manifest as given and resolved, in this shape, and
+        # may be coloured for a terminal.
+        context += [f"plan={call.shape}", f"manifest={call.manifest}", f"cwd={os.getcwd()}"]
+        context += [f"tty={int(sys.stdout.isatty())}"]
+        context += [f"{k}={os.environ.get(k, '')}" for k in ("NO_COLOR", "FORCE_COLOR", "TERM")]
     return [*(f"env={e}" for e in call.envs), *context]
 
 
-def _remember(call: _Apply) -> None:
-    """After a successful apply: remember the stamp of everything the plan depended on."""
+def _remember(call: _Call, output: str | None = None, since_ns: int | None = None) -> None:
+    """After a successful apply or a no-op plan: remember the stamp of everything the plan
+    depended on (and, for a plan, what it printed)."""
     from pathlib import Path
 
     from reconciler import fastpath
@@ -78,8 +128,11 @@ def _remember(call: _Apply) -> None:
     from reconciler.state.python import find_site_packages
     from reconciler.state.store import StateStore
 
-    manifest = load_manifest(call.manifest, check_prefixes=False)
     store = StateStore(Path(call.state_dir))
+    # The full path just loaded it with the same memo: this is the remembered model.
+    memo = store.validation_memo()
+    manifest = load_manifest(call.manifest, memo=memo)
+    store.save_validation_memo(memo)
     prefixes, sites, files, state_files = [], [], [], []
     for env in manifest.environments:
         if call.envs and env.name not in call.envs:
@@ -94,8 +147,14 @@ def _remember(call: _Apply) -> None:
     inputs = fastpath.Inputs(prefixes, sites, files, state_files)
     fastpath.remember(
         call.state_dir, __version__, Path(call.manifest).read_bytes(), _selection(call), inputs,
-        len(prefixes),
+        len(prefixes), output=output, unchanged_since_ns=since_ns,
     )  # fmt: skip
+
+
+def _noop_plan(plan: Any) -> bool:
+    """A plan whose output depends only on what the stamp covers: nothing pending and no
+    resolver consulted (a preview's answer depends on the index, which is not stamped)."""
+    return not plan.pending and not any(env.resolver_ran for env in plan.environments)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -104,21 +163,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args == ["--version"]:
         sys.stdout.write(f"reconciler {__version__}\n")
         return 0
-    call = _plain_apply(args)
+    call = _plain_call(args)
     if call is not None:
         from reconciler import fastpath
 
-        count = fastpath.matches(call.state_dir, __version__, call.manifest, _selection(call))
-        if count is not None:
+        hit = fastpath.matches(call.state_dir, __version__, call.manifest, _selection(call))
+        if hit is not None and call.command == "apply":
             from reconciler.render.words import noop_line
 
-            sys.stdout.write(noop_line(count) + "\n")
+            sys.stdout.write(noop_line(hit.count) + "\n")
             return 0
+        if hit is not None and hit.output is not None:
+            sys.stdout.write(hit.output)
+            return 0  # a no-op plan: nothing pending, nothing refused
     from reconciler.cli import main as full
 
-    code = full(args)
-    if call is not None and code == 0:
-        # Derived data: never let remembering turn a success into a failure.
-        with contextlib.suppress(Exception):
+    if call is None:
+        return full(args)
+    started = time.time_ns() - _CLOCK_SLACK_NS
+    printed: list[tuple[Any, str]] = []
+    code = full(args, on_plan=lambda plan, text: printed.append((plan, text)))
+    # Derived data: never let remembering turn a success into a failure.
+    with contextlib.suppress(Exception):
+        if call.command == "apply" and code == 0:
             _remember(call)
+        elif (
+            call.command == "plan"
+            and code == 0
+            and printed
+            and _noop_plan(printed[-1][0])
+            and "\x1b[" not in printed[-1][1]  # coloured for a terminal: not for replay
+        ):
+            # The plan wrote nothing the stamp covers; a change seen since it started
+            # may not be in what it printed, so that output is not remembered.
+            _remember(call, output=printed[-1][1], since_ns=started)
     return code

@@ -8,12 +8,14 @@ input the planner read when it last found (or made) a manifest fully met:
 * the reconciler version and the manifest's bytes;
 * per environment: the names of ``conda-meta/*.json`` records and of the
   ``site-packages`` entries (a package install, removal or version change
-  renames or adds one), ``conda-meta/pinned`` and ``frozen``, ``pyvenv.cfg``;
+  renames or adds one), ``conda-meta/pinned`` and ``frozen``, ``pyvenv.cfg``,
+  and the size and mtime of ``conda-meta/history`` (the image's identity);
 * the kernelspec files the manifest registers;
 * the tool's own state files (baseline, owned, journal) by size and mtime.
 
 If the stamp computed now equals the remembered one, the plan would be the same
-empty plan: the CLI prints its one line without planning. Anything else (a
+empty plan: ``apply`` prints its one line and ``plan`` what the full path printed
+for the same options, without planning. Anything else (a
 missing or unreadable cache, another manifest, any change) falls back to the
 full planner, which is the authority. The cache is derived data.
 """
@@ -26,10 +28,12 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["CACHE", "Inputs", "matches", "remember"]
+__all__ = ["CACHE", "Hit", "Inputs", "matches", "remember"]
 
 CACHE = os.path.join("cache", "noop.json")
-FORMAT = 1
+FORMAT = 2
+#: Entries kept: an apply and a few plan renderings of a few manifests.
+KEPT = 16
 
 
 class Inputs:
@@ -55,6 +59,15 @@ class Inputs:
             "files": self.files,
             "state_files": self.state_files,
         }
+
+
+class Hit:
+    """A remembered no-op that still holds: its environment count and, for ``plan``,
+    the exact output the full path printed."""
+
+    def __init__(self, count: int, output: str | None) -> None:
+        self.count = count
+        self.output = output
 
 
 def _listing(path: str) -> list[str]:
@@ -94,6 +107,7 @@ def stamp(version: str, manifest: bytes, selection: Iterable[str], inputs: Input
         add("prefix", prefix, *_listing(os.path.join(prefix, "conda-meta")))
         for name in ("conda-meta/pinned", "conda-meta/frozen", "pyvenv.cfg"):
             add(_content(os.path.join(prefix, name)))
+        add(_meta(os.path.join(prefix, "conda-meta", "history")))
     for site in inputs.site_dirs:
         add("site", site, *_listing(site))
     for path in inputs.files:
@@ -122,8 +136,8 @@ def _load(state_dir: str) -> dict[str, Any]:
 
 def matches(
     state_dir: str, version: str, manifest_path: str, selection: Sequence[str]
-) -> int | None:
-    """The number of environments, when the manifest is known to be met by them exactly
+) -> Hit | None:
+    """A :class:`Hit` when the manifest is known to be met by the environments exactly
     as they are now; None when the full planner must decide."""
     try:
         with open(manifest_path, "rb") as f:
@@ -139,8 +153,27 @@ def matches(
         return None
     if entry.get("stamp") != stamp(version, manifest, selection, inputs):
         return None
-    count: int = entry["count"]
-    return count
+    output = entry.get("output")
+    return Hit(entry["count"], output if isinstance(output, str) else None)
+
+
+def _modified_since(inputs: Inputs, since_ns: int) -> bool:
+    """True when anything the stamp covers was modified at or after ``since_ns``."""
+    paths = [*inputs.site_dirs, *inputs.files, *inputs.state_files]
+    for prefix in inputs.prefixes:
+        paths.append(os.path.join(prefix, "conda-meta"))
+        paths += [
+            os.path.join(prefix, name)
+            for name in ("conda-meta/pinned", "conda-meta/frozen", "conda-meta/history")
+        ]
+        paths.append(os.path.join(prefix, "pyvenv.cfg"))
+    for path in paths:
+        try:
+            if os.stat(path).st_mtime_ns >= since_ns:
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def remember(
@@ -150,25 +183,41 @@ def remember(
     selection: Sequence[str],
     inputs: Inputs,
     count: int,
+    *,
+    output: str | None = None,
+    unchanged_since_ns: int | None = None,
 ) -> None:
-    """Record that the manifest is met now; best effort, and only if it changed."""
+    """Record that the manifest is met now; best effort, and only if it changed.
+
+    ``output``: what a no-op ``plan`` printed, replayed by the next one.
+    ``unchanged_since_ns``: when the run that found the manifest met started; if
+    anything the stamp covers was modified since, nothing is recorded (the run may
+    have read the environment before that change).
+    """
     from reconciler.state.store import write_json_atomic
 
+    if unchanged_since_ns is not None and _modified_since(inputs, unchanged_since_ns):
+        return
     entries = _load(state_dir)
     key = _key(manifest, selection)
-    entry = {
+    entry: dict[str, Any] = {
         "stamp": stamp(version, manifest, selection, inputs),
         "inputs": inputs.to_json(),
         "count": count,
     }
+    if output is not None:
+        entry["output"] = output
     if entries.get(key) == entry:
         return
+    entries.pop(key, None)  # re-inserted last: the most recently remembered
     entries[key] = entry
-    # Keep the file small: the most recent manifests only.
-    kept = dict(list(entries.items())[-8:])
+    # Keep the file small: the most recent entries only.
+    kept = dict(list(entries.items())[-KEPT:])
     try:
         from pathlib import Path
 
-        write_json_atomic(Path(state_dir) / CACHE, {"format": FORMAT, "entries": kept})
+        write_json_atomic(
+            Path(state_dir) / CACHE, {"format": FORMAT, "entries": kept}, derived=True
+        )
     except OSError:
         return

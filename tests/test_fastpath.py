@@ -1,14 +1,17 @@
-"""The no-op fast path of ``reconciler apply`` (reconciler/fastpath.py, reconciler/entry.py).
+"""The no-op fast path of ``reconciler apply`` and ``plan`` (reconciler/fastpath.py, entry.py).
 
-It must answer a repeated no-op without loading the planner, and must never
-answer "nothing to do" once anything the plan depends on changed.
+It must answer a repeated no-op without loading the planner, print exactly what
+the full path prints (``plan``: text, ``-q``, ``-v``, ``--json``, exit codes),
+and must never answer "nothing to do" once anything the plan depends on changed.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,18 +24,35 @@ PROBE = (
     "print(json.dumps({'code': code, 'planner': 'reconciler.plan.planner' in sys.modules, "
     "'yaml': 'yaml' in sys.modules}))"
 )
+#: The full path alone (no fast path), to compare outputs with.
+FULL = PROBE.replace("from reconciler.entry import main", "from reconciler.cli import main")
 
 
 def _apply(env: dict[str, str], state: Path, manifest: Path) -> tuple[dict[str, object], str]:
     """Run apply in a fresh interpreter; report whether the planner was imported."""
+    result, out, err = _run(env, state, "apply", manifest)
+    return result, out + err
+
+
+def _run(
+    env: dict[str, str], state: Path, *args: str | Path, probe: str = PROBE
+) -> tuple[dict[str, object], str, str]:
+    """Run reconciler in a fresh interpreter: (code and imports, stdout, stderr)."""
     proc = subprocess.run(
-        [sys.executable, "-c", PROBE, "--state-dir", str(state), "apply", str(manifest)],
+        [sys.executable, "-c", probe, "--state-dir", str(state), *map(str, args)],
         env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, check=False,
     )  # fmt: skip
-    lines = proc.stdout.strip().splitlines()
-    assert lines, proc.stderr
-    result: dict[str, object] = json.loads(lines[-1])
-    return result, "\n".join(lines[:-1]) + proc.stderr
+    out, sep, last = proc.stdout.rstrip("\n").rpartition("\n")
+    assert last.startswith("{"), proc.stdout + proc.stderr
+    result: dict[str, object] = json.loads(last)
+    return result, out + sep, proc.stderr
+
+
+def _full_plan(env: dict[str, str], state: Path, *args: str | Path) -> tuple[object, str]:
+    """What the full path prints and returns for ``plan ARGS``."""
+    result, out, err = _run(env, state, "plan", *args, probe=FULL)
+    assert result["planner"] is True and not err, err
+    return result["code"], out
 
 
 @pytest.fixture
@@ -74,6 +94,8 @@ def test_a_hand_change_takes_the_full_path(
     pip_install(tools, ["delta==1.0"], wheelhouse)  # a foreign package appears
     result, out = _apply(env, state, manifest)
     assert result["planner"] is True and result["code"] == 0, out
+    # The manifest's model is remembered: the full path parses no YAML either.
+    assert result["yaml"] is False
     # Now met again (the foreign delta is not declared in tools): fast from here on.
     result, _ = _apply(env, state, manifest)
     assert result["planner"] is False
@@ -113,10 +135,122 @@ def test_other_shapes_of_apply_always_plan(
     applied: tuple[Path, Path, Path, Path, dict[str, str]],
 ) -> None:
     _image, _tools, manifest, state, env = applied
-    for extra in (["--json"], ["--partial"], ["--env", "image", "--json"]):
-        proc = subprocess.run(
-            [sys.executable, "-c", PROBE, "--state-dir", str(state), "apply", str(manifest),
-             *extra],
-            env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        assert json.loads(proc.stdout.strip().splitlines()[-1])["planner"] is True, extra
+    out = manifest.parent / "saved-plan.json"
+    shapes = (
+        ["apply", manifest, "--json"], ["apply", manifest, "--partial"],
+        ["apply", manifest, "--env", "image", "--json"], ["-v", "apply", manifest],
+        ["plan", manifest, "--out", out], ["plan", manifest, "--env=image"],
+    )  # fmt: skip
+    for shape in shapes:
+        for _ in range(2):
+            result, _, _ = _run(env, state, *shape)
+            assert result["planner"] is True, shape
+    assert json.loads(out.read_text())["format_version"] == "1"
+
+
+PLAN_SHAPES = (
+    [], ["--json"], ["-q"], ["-v"], ["--detailed-exitcode"], ["--json", "--detailed-exitcode"],
+    ["--env", "tools"], ["--env", "image", "-q"],
+)  # fmt: skip
+
+
+def test_repeated_noop_plan_prints_what_the_full_path_prints(
+    applied: tuple[Path, Path, Path, Path, dict[str, str]],
+) -> None:
+    image, tools, manifest, state, env = applied
+    for shape in PLAN_SHAPES:
+        code, expected = _full_plan(env, state, manifest, *shape)
+        assert code == 0 and expected.strip(), shape
+        first, out, _ = _run(env, state, "plan", manifest, *shape)
+        assert (first["code"], out) == (0, expected), shape
+        before = tree_hash(image, tools, state)
+        again, out, err = _run(env, state, "plan", manifest, *shape)
+        assert again == {"code": 0, "planner": False, "yaml": False}, shape
+        assert (out, err) == (expected, ""), shape
+        assert tree_hash(image, tools, state) == before
+    # -q before the command, as argparse accepts it too.
+    code, expected = _full_plan(env, state, manifest, "-q")
+    result, out, _ = _run(env, state, "-q", "plan", manifest)
+    assert result["planner"] is False and out == expected
+    doc = json.loads(_full_plan(env, state, manifest, "--json")[1])
+    assert doc["summary"]["environments"] == 2 and doc["manifest"]["path"] == str(manifest)
+
+
+def _plan_is_fast(env: dict[str, str], state: Path, manifest: Path, *shape: str) -> bool:
+    """Plan twice (the first may remember); whether the second answered without the planner."""
+    _run(env, state, "plan", manifest, *shape)
+    result, _, _ = _run(env, state, "plan", manifest, *shape)
+    return result["planner"] is False
+
+
+def test_any_change_makes_plan_take_the_full_path(
+    applied: tuple[Path, Path, Path, Path, dict[str, str]], wheelhouse: Path
+) -> None:
+    image, tools, manifest, state, env = applied
+    shape = ("--json", "--detailed-exitcode")
+    assert _plan_is_fast(env, state, manifest, *shape)
+    _, before = _full_plan(env, state, manifest, *shape)
+
+    def after_change() -> tuple[dict[str, object], str]:
+        result, out, _ = _run(env, state, "plan", manifest, *shape)
+        assert result["planner"] is True
+        assert (result["code"], out) == _full_plan(env, state, manifest, *shape)
+        return result, out
+
+    # A foreign package appears: still nothing to do, but the state's fingerprint changed.
+    pip_install(tools, ["delta==1.0"], wheelhouse)
+    result, out = after_change()
+    assert result["code"] == 0 and out != before
+    assert _plan_is_fast(env, state, manifest, *shape)
+    # A declared package goes: pending (exit 2), and a pending plan is never replayed.
+    from tests.support.envs import uv_bin
+
+    subprocess.run(
+        [uv_bin(), "pip", "uninstall", "--python", str(tools / "bin" / "python"), "beta"],
+        env=env, check=True, capture_output=True,
+    )  # fmt: skip
+    result, out = after_change()
+    assert result["code"] == 2 and '"name": "beta"' in out
+    result, out = after_change()
+    assert result["code"] == 2
+    pip_install(tools, ["beta==1.0"], wheelhouse)
+    after_change()
+    assert _plan_is_fast(env, state, manifest, *shape)
+    # The image's history is rewritten (its identity), with the same records.
+    history = image / "conda-meta" / "history"
+    history.write_text(history.read_text().replace("image build", "another image build"))
+    after_change()
+    assert _plan_is_fast(env, state, manifest, *shape)
+    # The recorded baseline may differ (a new mtime), then the manifest's bytes.
+    baseline = next(state.glob("envs/tools-*/baseline.json"))
+    baseline.write_text(baseline.read_text())
+    after_change()
+    assert _plan_is_fast(env, state, manifest, *shape)
+    manifest.write_text(manifest.read_text() + "# a comment changes the bytes\n")
+    after_change()
+    assert _plan_is_fast(env, state, manifest, *shape)
+
+
+def test_a_change_while_the_full_plan_ran_is_not_remembered(tmp_path: Path) -> None:
+    from reconciler import fastpath
+
+    prefix = tmp_path / "env"
+    site = prefix / "lib" / "python3.11" / "site-packages"
+    site.mkdir(parents=True)
+    inputs = fastpath.Inputs([str(prefix)], [str(site)], [], [])
+    state = tmp_path / "state"
+    started = time.time_ns() - 1_000_000_000
+    (site / "alpha-1.0.dist-info").mkdir()  # after the run started
+    fastpath.remember(
+        str(state), "0", b"m", [], inputs, 1, output="x\n", unchanged_since_ns=started
+    )
+    assert not (state / fastpath.CACHE).exists()
+    manifest = tmp_path / "m.yaml"
+    manifest.write_bytes(b"m")
+    fastpath.remember(
+        str(state), "0", b"m", [], inputs, 1, output="x\n", unchanged_since_ns=time.time_ns()
+    )
+    hit = fastpath.matches(str(state), "0", str(manifest), [])
+    assert hit is not None and (hit.count, hit.output) == (1, "x\n")
+    os.rmdir(site / "alpha-1.0.dist-info")
+    assert fastpath.matches(str(state), "0", str(manifest), []) is None

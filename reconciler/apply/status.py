@@ -61,8 +61,9 @@ class StatusReporter(Reporter):
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _begun: bool = False
 
-    def _write(self) -> None:
+    def _write(self, *, final: bool = False) -> None:
         # A no-op apply writes nothing: the file appears with the first real event.
+        # Progress is rewritten at every step: only the final result is fsynced.
         if not (self._begun or self.eager):
             return
         with self._lock:
@@ -85,7 +86,7 @@ class StatusReporter(Reporter):
                 "log": self.log,
                 "error": self.error,
             }
-            write_json_atomic(self.path, doc)
+            write_json_atomic(self.path, doc, derived=not final)
 
     def begin(self, names: list[str]) -> None:
         """The apply starts with these environments."""
@@ -139,7 +140,7 @@ class StatusReporter(Reporter):
             if env.status in ("pending", "running"):
                 env.status, env.message = status, redact(message)
         self.state = state
-        self._write()
+        self._write(final=True)
 
 
 def _alive(pid: int) -> bool:

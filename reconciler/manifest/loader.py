@@ -1,27 +1,38 @@
 """Read a manifest file: bounded, safe YAML -> schema -> semantic checks -> frozen model.
 
 Every problem of one run is collected and raised together as a ManifestError,
-in document order.
+in document order. With a :class:`ValidationMemo`, a manifest whose bytes,
+location and checks are unchanged since it last loaded is rebuilt from the model
+remembered then (no YAML parser, schema or requirement parsing), as long as the
+prefix checks that read the machine still pass (:mod:`reconciler.manifest.world`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
+from reconciler import __version__
 from reconciler.errors import ManifestError, Problem
+from reconciler.manifest import model
 from reconciler.manifest.model import Manifest
-from reconciler.manifest.schema_check import SCHEMA_NAME, check_schema
-from reconciler.manifest.semantics import build_manifest
-from reconciler.manifest.yaml_nodes import read_document
+from reconciler.manifest.world import prefixes_allow
 
 __all__ = ["MAX_MANIFEST_BYTES", "ValidationMemo", "load_manifest", "schema_key"]
 
 #: A manifest larger than this is refused before it is parsed.
 MAX_MANIFEST_BYTES = 1_048_576
+#: The manifest schema (:mod:`reconciler.manifest.schema_check` checks against it).
+SCHEMA_NAME = "manifest.v1.schema.json"
+#: Models remembered (the most recent manifests).
+KEPT_MODELS = 8
+#: The modules whose code decides what a manifest loads as: a remembered model is
+#: reused only while they are unchanged (a development checkout keeps its version).
+_CHECKS = ("loader", "merge", "model", "schema_check", "semantics", "specs", "world", "yaml_nodes")
 
 
 @dataclass
@@ -31,12 +42,14 @@ class ValidationMemo:
     ``schema_valid`` holds :func:`schema_key` values of manifest bytes that passed
     the JSON Schema: those skip jsonschema (its import alone costs ~60 ms on every
     app start). ``conda_specs`` maps a conda string to its parsed (name, version,
-    plain), so py-rattler need not be imported to re-parse it. Only successes are
-    remembered; every other check runs each time.
+    plain), so py-rattler need not be imported to re-parse it. ``models`` maps a
+    :func:`_model_key` to the JSON form of the model that loaded without a problem.
+    Only successes are remembered; every check reading the machine runs each time.
     """
 
     schema_valid: set[str] = field(default_factory=set)
     conda_specs: dict[str, tuple[str, str | None, bool]] = field(default_factory=dict)
+    models: dict[str, Any] = field(default_factory=dict)
     changed: bool = False
 
 
@@ -56,12 +69,38 @@ def load_manifest(
     """
     file = os.fspath(path)
     raw = _read(file)
+    sha256 = hashlib.sha256(raw).hexdigest()
+    model_key = _model_key(sha256, file, check_prefixes) if memo is not None else ""
+    if memo is not None and model_key in memo.models:
+        remembered = _from_json(memo.models[model_key])
+        if isinstance(remembered, Manifest) and (not check_prefixes or prefixes_allow(remembered)):
+            return remembered
+    manifest = _load(file, raw, sha256, check_prefixes, memo)
+    if memo is not None:
+        try:
+            encoded = _to_json(manifest)
+        except TypeError:  # a model value this memo cannot write: load it in full each time
+            return manifest
+        if memo.models.get(model_key) != encoded:
+            memo.models.pop(model_key, None)
+            memo.models[model_key] = encoded
+            memo.changed = True
+    return manifest
+
+
+def _load(
+    file: str, raw: bytes, sha256: str, check_prefixes: bool, memo: ValidationMemo | None
+) -> Manifest:
+    # The YAML parser, jsonschema and packaging load only here.
+    from reconciler.manifest.schema_check import check_schema
+    from reconciler.manifest.semantics import build_manifest
+    from reconciler.manifest.yaml_nodes import read_document
+
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise _whole_file(file, f"the manifest is not UTF-8 text (byte {exc.start})") from None
     document = read_document(text, file)
-    sha256 = hashlib.sha256(raw).hexdigest()
     key = schema_key(sha256) if memo is not None else ""
     known_valid = memo is not None and not document.problems and key in memo.schema_valid
     if memo is not None:
@@ -92,6 +131,67 @@ def schema_key(sha256: str) -> str:
 
     schema = hashlib.sha256(schema_path(SCHEMA_NAME).read_bytes()).hexdigest()[:16]
     return f"{sha256}:{schema}"
+
+
+def _model_key(sha256: str, file: str, check_prefixes: bool) -> str:
+    """Everything besides the prefix checks that a loaded model depends on: the bytes and
+    where they are, ``~`` (``HOME``), the schema and the code of the checks."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = []
+    for name in _CHECKS:
+        try:
+            st = os.stat(os.path.join(here, f"{name}.py"))
+        except OSError:
+            continue
+        code.append(f"{st.st_size}:{st.st_mtime_ns}")
+    parts = (
+        schema_key(sha256), os.path.abspath(file), os.path.expanduser("~"), __version__,
+        str(check_prefixes), *code,
+    )  # fmt: skip
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def _to_json(value: object) -> Any:
+    """The model as JSON: ``{"@": class, field: ...}``, tuples as lists, paths tagged."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, tuple):
+        return [_to_json(v) for v in value]
+    if isinstance(value, Path):
+        return {"@": "Path", "path": str(value)}
+    if dataclasses.is_dataclass(value) and getattr(model, type(value).__name__, None) is type(
+        value
+    ):
+        out = {"@": type(value).__name__}
+        for f in dataclasses.fields(value):
+            out[f.name] = _to_json(getattr(value, f.name))
+        return out
+    raise TypeError(f"cannot remember {type(value).__name__} values")
+
+
+def _from_json(data: Any) -> Any:
+    """Inverse of :func:`_to_json`; None for anything it did not write."""
+    try:
+        return _decode(data)
+    except (TypeError, KeyError, ValueError, AttributeError):
+        return None
+
+
+def _decode(data: Any) -> Any:
+    if isinstance(data, list):
+        return tuple(_decode(v) for v in data)
+    if not isinstance(data, dict):
+        return data
+    kind = data["@"]
+    if kind == "Path":
+        return Path(data["path"])
+    cls = getattr(model, kind)
+    if kind not in model.__all__ or not isinstance(cls, type) or not dataclasses.is_dataclass(cls):
+        raise ValueError(kind)
+    names = {f.name for f in dataclasses.fields(cls)}
+    if set(data) - {"@"} != names:
+        raise ValueError(kind)  # written by a model with other fields
+    return cls(**{k: _decode(v) for k, v in data.items() if k != "@"})
 
 
 def _read(file: str) -> bytes:

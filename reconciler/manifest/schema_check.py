@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from functools import cache
 from typing import TYPE_CHECKING, Any, cast
 
+from reconciler.manifest.loader import SCHEMA_NAME
 from reconciler.manifest.yaml_nodes import Document, ManifestPath
 from reconciler.resources import load_schema
 
@@ -15,7 +16,6 @@ if TYPE_CHECKING:
 
 __all__ = ["SCHEMA_NAME", "check_schema"]
 
-SCHEMA_NAME = "manifest.v1.schema.json"
 
 #: What each pattern of the schema means, for the error message.
 _PATTERNS = {

@@ -32,6 +32,7 @@ from reconciler.manifest.specs import (
     parse_pip,
     unsafe_character,
 )
+from reconciler.manifest.world import prefix_kind, symlink_in
 from reconciler.manifest.yaml_nodes import Document, ManifestPath
 
 __all__ = ["DEFAULT_CHANNELS", "DEFAULT_INSTALLER", "build_manifest"]
@@ -155,10 +156,11 @@ def _environment(
             f"environment {name!r} is created as a venv (create.venv) "
             f"but has conda packages{origin}; a venv cannot hold conda packages",
         )
-    elif check_prefixes and os.path.lexists(prefix):
-        if not os.path.isdir(prefix):
+    elif check_prefixes and (kind := prefix_kind(prefix)) != "absent":
+        # What is read here is what world.prefixes_allow checks for a remembered model.
+        if kind == "other":
             document.report((*base, "prefix"), f"prefix {prefix} exists and is not a directory")
-        elif not os.path.isdir(os.path.join(prefix, "conda-meta")):
+        elif kind == "plain":
             if conda:
                 document.report(
                     conda_at,
@@ -341,7 +343,7 @@ def _path_value(
         normalised = os.path.normpath(expanded)
         if normalised.startswith("//"):  # POSIX keeps a leading '//'; it is '/' here
             normalised = "/" + normalised.lstrip("/")
-        link = _symlink_in(normalised) if real else None
+        link = symlink_in(normalised) if real else None
         if link is None:
             return normalised
         document.report(
@@ -350,20 +352,6 @@ def _path_value(
             f"{os.path.realpath(normalised)}; write the real path (an environment has one "
             "name: its lock, baseline and owned packages are kept under it)",
         )
-    return None
-
-
-def _symlink_in(path: str) -> str | None:
-    """The first component of the absolute ``path`` that is a symbolic link, or None."""
-    current = os.sep
-    for part in path.split(os.sep):
-        if not part:
-            continue
-        current = os.path.join(current, part)
-        if os.path.islink(current):
-            return current
-        if not os.path.lexists(current):
-            return None
     return None
 
 

@@ -12,12 +12,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from reconciler.plan.drift import Drift, Finding
 from reconciler.plan.model import Change, EnvironmentPlan, Plan
 from reconciler.render.words import noop_line, plural
 
 if TYPE_CHECKING:
     from reconciler.apply.execute import ApplyResult
+    from reconciler.plan.drift import Drift, Finding
     from reconciler.state.store import Baseline
 
 __all__ = [

@@ -61,21 +61,27 @@ class StateWriteError(StateError, OSError):
     """
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
+def write_json_atomic(path: Path, data: Any, *, derived: bool = False) -> None:
     """Write ``data`` as JSON to ``path`` so that readers see the old or the new file, whole.
 
     The old file is untouched when the write fails: a full disk never leaves half a
     state file, and the failure is a StateWriteError that says what to do.
+    ``derived`` (caches, rebuilt when damaged): compact JSON, written by the C
+    encoder in one piece, and not fsynced (a cache lost in a crash is rebuilt).
     """
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
+            if derived:
+                f.write(json.dumps(data, separators=(",", ":")))
+            else:
+                json.dump(data, f, indent=1, sort_keys=True)
             f.write("\n")
             f.flush()
-            os.fsync(f.fileno())
+            if not derived:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as exc:
         if tmp is not None:
@@ -278,7 +284,9 @@ class StateStore:
             return ValidationMemo()
         keys = data.get("schema_valid")
         specs = data.get("conda_specs")
+        models = data.get("models")
         return ValidationMemo(
+            models=dict(models) if isinstance(models, dict) else {},
             schema_valid={k for k in keys if isinstance(k, str)}
             if isinstance(keys, list)
             else set(),
@@ -293,13 +301,16 @@ class StateStore:
         """Persist ``memo`` if it changed, keeping it small; best effort."""
         if not memo.changed:
             return
+        from reconciler.manifest.loader import KEPT_MODELS
+
         data = {
             "format": FORMAT,
             "schema_valid": sorted(memo.schema_valid)[-50:],
             "conda_specs": {k: list(v) for k, v in list(memo.conda_specs.items())[-500:]},
+            "models": dict(list(memo.models.items())[-KEPT_MODELS:]),
         }
         try:
-            write_json_atomic(self.root / "cache" / "manifests.json", data)
+            write_json_atomic(self.root / "cache" / "manifests.json", data, derived=True)
         except OSError:
             return
 
@@ -320,6 +331,6 @@ class StateStore:
             return
         try:
             data = {"format": FORMAT, **cache.to_json()}
-            write_json_atomic(self.root / "cache" / "read-cache.json", data)
+            write_json_atomic(self.root / "cache" / "read-cache.json", data, derived=True)
         except OSError:
             return
