@@ -170,6 +170,29 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--detailed-exitcode", action="store_true", help="exit 2 when drift is found")
     p.set_defaults(func=_drift)
 
+    p = command("add", "install packages into an environment and write them into the manifest")
+    p.add_argument("manifest", type=Path)
+    p.add_argument("specs", nargs="+", metavar="SPEC", help="polars, 'polars>=1.31', ...")
+    p.add_argument("--env", metavar="NAME", help="the environment (see README for the default)")
+    p.add_argument("--conda", action="store_true", help="add to the conda list (default pip)")
+    p.add_argument(
+        "--no-apply", action="store_true", help="write the specs after a plan; install nothing"
+    )
+    p.add_argument("--lock-timeout", type=float, default=300.0, metavar="SECONDS")
+    p.set_defaults(func=_add)
+
+    p = command("remove", "drop packages from the manifest (nothing is uninstalled)")
+    p.add_argument("manifest", type=Path)
+    p.add_argument("names", nargs="+", metavar="NAME")
+    p.add_argument("--env", metavar="NAME")
+    p.set_defaults(func=_remove)
+
+    p = command("adopt", "write the packages installed by hand (foreign) into the manifest")
+    p.add_argument("manifest", type=Path)
+    p.add_argument("--env", metavar="NAME")
+    p.add_argument("--dry-run", action="store_true", help="print the change as a diff")
+    p.set_defaults(func=_adopt)
+
     p = command("baseline", "record or print the managed set of environments")
     p.add_argument(
         "action",
@@ -463,6 +486,110 @@ def _baseline(args: argparse.Namespace) -> int:
                 _out(f"  {p['manager']:5} {p['name']} {p['version']}{build}")
     if args.json:
         _out(json.dumps({"format_version": "1", "environments": shown}, indent=2))
+    return EXIT_OK
+
+
+def _add(args: argparse.Namespace) -> int:
+    from reconciler.apply.status import StatusReporter, status_path
+    from reconciler.edit import add, choose_environment, parse_specs
+    from reconciler.render.progress import ConsoleReporter, new_log_path
+    from reconciler.render.text import plan_text
+
+    store = _store(args)
+    manifest = _load(args.manifest, store)
+    env = choose_environment(manifest, args.env)
+    specs = parse_specs(args.specs, "conda" if args.conda else "pip")
+    log_path = new_log_path(store.root)
+    reporter = None
+    if not args.no_apply:
+        console = ConsoleReporter(sys.stdout, quiet=args.quiet)
+        reporter = StatusReporter(status_path(store.root), console, log=str(log_path))
+    try:
+        result = add(
+            manifest,
+            store,
+            specs,
+            env,
+            no_apply=args.no_apply,
+            reporter=reporter,
+            log=log_path,
+            lock_timeout=args.lock_timeout,
+        )
+    except ReconcilerError as exc:
+        if reporter is not None:
+            reporter.finish("failed", {}, error=str(exc))
+        raise
+    if reporter is not None and result.applied is not None:
+        reporter.finish(
+            "failed" if result.failed else "finished",
+            {r.name: (r.status, r.message) for r in result.applied.results},
+        )
+    if result.plan.pending and not args.quiet:
+        _out(plan_text(result.plan, verbose=args.verbose))
+    where = f"environments.{env.name}.{specs[0].side}"
+    if result.refused:
+        _out(
+            f"Not added: the plan refuses a change (above), so nothing was installed and "
+            f"{args.manifest} is unchanged.\n"
+            "  what to do: choose a version that the managed packages allow (the refusal "
+            "quotes the requirement), or add the package to an environment of its own."
+        )
+        return EXIT_REFUSED
+    if result.failed:
+        assert result.applied is not None
+        for r in result.applied.results:
+            if r.status == "failed":
+                _out(f"{r.name}: failed: {r.message}")
+        _out(f"Not added: the install failed, so {args.manifest} is unchanged; log: {log_path}")
+        return EXIT_ERROR
+    done = "" if args.no_apply else " and installed"
+    _out(f"Added to {where} in {args.manifest}{done}: {', '.join(result.written)}")
+    if result.replaced:
+        _out(f"  replaced: {', '.join(result.replaced)}")
+    for name in result.shared:
+        _out(f"  note: all.{specs[0].side} also declares {name}; both specs apply")
+    if args.no_apply:
+        _out(f"  not installed (--no-apply): `reconciler apply {args.manifest}` installs it")
+    return EXIT_OK
+
+
+def _remove(args: argparse.Namespace) -> int:
+    from reconciler.edit import choose_environment, remove
+
+    store = _store(args)
+    manifest = _load(args.manifest, store)
+    env = choose_environment(manifest, args.env)
+    result = remove(manifest, store, args.names, env)
+    _out(f"Removed from environments.{env.name} in {args.manifest}: {', '.join(result.removed)}")
+    _out("  nothing was uninstalled: reconciler never uninstalls")
+    if result.owned:
+        _out(
+            f"  `reconciler drift` now shows {', '.join(result.owned)} as orphaned "
+            "(installed by reconciler, no longer declared)"
+        )
+    return EXIT_OK
+
+
+def _adopt(args: argparse.Namespace) -> int:
+    from reconciler.edit import adopt, choose_environment
+
+    store = _store(args)
+    manifest = _load(args.manifest, store)
+    env = choose_environment(manifest, args.env)
+    result = adopt(manifest, store, env, dry_run=args.dry_run)
+    for notice in result.notices:
+        _out(f"note: {notice}")
+    if not result.adopted:
+        _out(f"Nothing to adopt: {env.name} has no package installed by hand (foreign)")
+        return EXIT_OK
+    if args.dry_run:
+        _out(result.diff)
+        _out(f"Would adopt into environments.{env.name}: {', '.join(result.adopted)} (dry run)")
+    else:
+        _out(f"Adopted into environments.{env.name} in {args.manifest}: "
+             f"{', '.join(result.adopted)}")  # fmt: skip
+    if result.dependencies:
+        _out(f"  not written, required by an adopted package: {', '.join(result.dependencies)}")
     return EXIT_OK
 
 

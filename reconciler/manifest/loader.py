@@ -18,7 +18,13 @@ from reconciler.manifest.schema_check import SCHEMA_NAME, check_schema
 from reconciler.manifest.semantics import build_manifest
 from reconciler.manifest.yaml_nodes import read_document
 
-__all__ = ["MAX_MANIFEST_BYTES", "ValidationMemo", "load_manifest", "schema_key"]
+__all__ = [
+    "MAX_MANIFEST_BYTES",
+    "ValidationMemo",
+    "load_manifest",
+    "load_manifest_text",
+    "schema_key",
+]
 
 #: A manifest larger than this is refused before it is parsed.
 MAX_MANIFEST_BYTES = 1_048_576
@@ -60,8 +66,29 @@ def load_manifest(
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise _whole_file(file, f"the manifest is not UTF-8 text (byte {exc.start})") from None
+    return _load(text, file, hashlib.sha256(raw).hexdigest(), check_prefixes, memo)
+
+
+def load_manifest_text(
+    text: str, path: Union[Path, str], *, check_prefixes: bool = True
+) -> Manifest:
+    """Validate manifest ``text`` as if it were the file at ``path`` (which is not read).
+
+    The same checks as :func:`load_manifest`, size bound included; ``sha256`` is
+    that of the UTF-8 bytes of ``text``, what writing it would put in the file.
+    This is how an edit is planned and validated before it replaces the file.
+    """
+    file = os.fspath(path)
+    raw = text.encode("utf-8")
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise _whole_file(file, f"the manifest is larger than {MAX_MANIFEST_BYTES} bytes (1 MiB)")
+    return _load(text, file, hashlib.sha256(raw).hexdigest(), check_prefixes, None)
+
+
+def _load(
+    text: str, file: str, sha256: str, check_prefixes: bool, memo: ValidationMemo | None
+) -> Manifest:
     document = read_document(text, file)
-    sha256 = hashlib.sha256(raw).hexdigest()
     key = schema_key(sha256) if memo is not None else ""
     known_valid = memo is not None and not document.problems and key in memo.schema_valid
     if memo is not None:
