@@ -195,6 +195,8 @@ def _edit_list(items: Any, edit: ListEdit) -> None:
 
     done: set[str] = set()
     style: type[str] | None = type(items[-1]) if len(items) else None
+    if items.fa.flow_style() is None:  # written as [] (ruamel keeps no style for it)
+        items.fa.set_flow_style()
     for index in reversed(range(len(items))):
         name = entry_name(edit.side, str(items[index]))
         if name in edit.drop:
