@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reconciler.errors import ReconcilerError
+from reconciler.errors import ManifestError, ReconcilerError
 from reconciler.manifest.model import Environment, Manifest
 from reconciler.manifest.writer import (
     ListEdit,
@@ -221,7 +221,17 @@ def add(
         return edit_manifest(source, [ListEdit(env.name, side, texts)])
 
     planned_text = edited({s.name: s.text for s in specs})
-    planned = load_manifest_text(planned_text, manifest.path)
+    try:
+        planned = load_manifest_text(planned_text, manifest.path)
+    except ManifestError as exc:  # its lines are the edited text's: name the paths only
+        problems = "; ".join(
+            f"{p.path}: {p.message}" if p.path else p.message for p in exc.problems
+        )
+        raise ReconcilerError(
+            f"cannot add {', '.join(s.text for s in specs)} to environments.{env.name}.{side}: "
+            f"{problems}; nothing was changed",
+            hint="give a spec compatible with the rest of the manifest",
+        ) from None
     applied = None
     if no_apply:
         plan = build_plan(planned, read_inputs(planned, store, [env.name]), Backends.default())

@@ -145,7 +145,7 @@ def test_env_is_required_when_it_cannot_be_chosen(
 ) -> None:
     from reconciler.edit import choose_environment
 
-    venv, manifest = _setup(tmp_path, wheelhouse)
+    _venv, manifest = _setup(tmp_path, wheelhouse)
     other = make_venv(tmp_path / "other")
     text = manifest.read_text(encoding="utf-8") + f"  other:\n    prefix: {other}\n"
     manifest.write_text(text, encoding="utf-8")
@@ -269,7 +269,7 @@ def test_add_conda_writes_the_conda_list(
     code, out, err = run_cli(capsys, "add", manifest, "--conda", "condaonly", "--no-apply")
     assert (code, err) == (0, ""), out
     assert manifest.read_text(encoding="utf-8").endswith(
-        f"    prefix: {prefix}\n    conda: [\"condaonly>=1.1\"]\n    pip: [delta]  # keep\n"
+        f'    prefix: {prefix}\n    conda: ["condaonly>=1.1"]\n    pip: [delta]  # keep\n'
     )
     code, out, err = run_cli(capsys, "add", manifest, "--conda", "condaonly==1.0")
     assert (code, err) == (0, ""), out
