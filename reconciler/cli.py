@@ -492,6 +492,7 @@ def _baseline(args: argparse.Namespace) -> int:
 def _add(args: argparse.Namespace) -> int:
     from reconciler.apply.status import StatusReporter, status_path
     from reconciler.edit import add, choose_environment, parse_specs
+    from reconciler.render.edits import add_text
     from reconciler.render.progress import ConsoleReporter, new_log_path
     from reconciler.render.text import plan_text
 
@@ -526,70 +527,32 @@ def _add(args: argparse.Namespace) -> int:
         )
     if result.plan.pending and not args.quiet:
         _out(plan_text(result.plan, verbose=args.verbose))
-    where = f"environments.{env.name}.{specs[0].side}"
+    _out(add_text(result, args.manifest, specs[0].side, no_apply=args.no_apply, log=log_path))
     if result.refused:
-        _out(
-            f"Not added: the plan refuses a change (above), so nothing was installed and "
-            f"{args.manifest} is unchanged.\n"
-            "  what to do: choose a version that the managed packages allow (the refusal "
-            "quotes the requirement), or add the package to an environment of its own."
-        )
         return EXIT_REFUSED
-    if result.failed:
-        assert result.applied is not None
-        for r in result.applied.results:
-            if r.status == "failed":
-                _out(f"{r.name}: failed: {r.message}")
-        _out(f"Not added: the install failed, so {args.manifest} is unchanged; log: {log_path}")
-        return EXIT_ERROR
-    done = "" if args.no_apply else " and installed"
-    _out(f"Added to {where} in {args.manifest}{done}: {', '.join(result.written)}")
-    if result.replaced:
-        _out(f"  replaced: {', '.join(result.replaced)}")
-    for name in result.shared:
-        _out(f"  note: all.{specs[0].side} also declares {name}; both specs apply")
-    if args.no_apply:
-        _out(f"  not installed (--no-apply): `reconciler apply {args.manifest}` installs it")
-    return EXIT_OK
+    return EXIT_ERROR if result.failed else EXIT_OK
 
 
 def _remove(args: argparse.Namespace) -> int:
     from reconciler.edit import choose_environment, remove
+    from reconciler.render.edits import remove_text
 
     store = _store(args)
     manifest = _load(args.manifest, store)
     env = choose_environment(manifest, args.env)
-    result = remove(manifest, store, args.names, env)
-    _out(f"Removed from environments.{env.name} in {args.manifest}: {', '.join(result.removed)}")
-    _out("  nothing was uninstalled: reconciler never uninstalls")
-    if result.owned:
-        _out(
-            f"  `reconciler drift` now shows {', '.join(result.owned)} as orphaned "
-            "(installed by reconciler, no longer declared)"
-        )
+    _out(remove_text(remove(manifest, store, args.names, env), args.manifest))
     return EXIT_OK
 
 
 def _adopt(args: argparse.Namespace) -> int:
     from reconciler.edit import adopt, choose_environment
+    from reconciler.render.edits import adopt_text
 
     store = _store(args)
     manifest = _load(args.manifest, store)
     env = choose_environment(manifest, args.env)
     result = adopt(manifest, store, env, dry_run=args.dry_run)
-    for notice in result.notices:
-        _out(f"note: {notice}")
-    if not result.adopted:
-        _out(f"Nothing to adopt: {env.name} has no package installed by hand (foreign)")
-        return EXIT_OK
-    if args.dry_run:
-        _out(result.diff)
-        _out(f"Would adopt into environments.{env.name}: {', '.join(result.adopted)} (dry run)")
-    else:
-        _out(f"Adopted into environments.{env.name} in {args.manifest}: "
-             f"{', '.join(result.adopted)}")  # fmt: skip
-    if result.dependencies:
-        _out(f"  not written, required by an adopted package: {', '.join(result.dependencies)}")
+    _out(adopt_text(result, args.manifest, dry_run=args.dry_run))
     return EXIT_OK
 
 
