@@ -10,6 +10,7 @@ FORCE_COLOR used to break, and a local wheelhouse (``no_index`` + ``find_links``
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from jupyter_client.manager import start_new_kernel
 
 from tests.support.envs import env_python, pip_install
 from tests.support.manifests import SITE
+from tests.support.wheels import WHEEL, dist_files, record_text, wheel_filename
 from tests.test_apply import make_kernel_venv
 
 MANIFEST = """\
@@ -30,6 +32,20 @@ environments:
     prefix: {prefix}
     pip: []
 """
+
+
+def _pth_wheel(dest: Path) -> Path:
+    """``pthpkg`` 1.0: its module ``pthmod`` is importable only through its ``.pth`` file."""
+    files, info = dist_files("pthpkg", "1.0")
+    files["pthpkg.pth"] = b"pthpkg_extra\n"
+    files["pthpkg_extra/pthmod.py"] = b"VALUE = 'from a .pth directory'\n"
+    files[f"{info}/WHEEL"] = WHEEL
+    files[f"{info}/RECORD"] = record_text(files, f"{info}/RECORD").encode()
+    target = dest / wheel_filename("pthpkg", "1.0")
+    with zipfile.ZipFile(target, "w") as archive:
+        for name in sorted(files):
+            archive.writestr(name, files[name])
+    return target
 
 
 def _kernel_spec(home: Path, python: Path) -> None:
@@ -61,6 +77,12 @@ def test_reconcile_add_in_a_kernel_installs_imports_and_writes_and_a_refusal_cha
     tmp_path: Path, wheelhouse: Path, isolated: dict[str, str], monkeypatch: Any
 ) -> None:
     venv = make_kernel_venv(tmp_path)
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    for wheel in wheelhouse.glob("*.whl"):
+        (wheels / wheel.name).write_bytes(wheel.read_bytes())
+    _pth_wheel(wheels)
+    wheelhouse = wheels
     # alpha 1.0 is there before reconciler first sees the environment: managed.
     pip_install(venv, ["alpha==1.0"], wheelhouse)
     manifest = tmp_path / "home-volume" / "manifest.yaml"
@@ -89,7 +111,14 @@ def test_reconcile_add_in_a_kernel_installs_imports_and_writes_and_a_refusal_cha
         added = manifest.read_text(encoding="utf-8")
         assert added == MANIFEST.format(wheelhouse=wheelhouse, prefix=venv).replace(
             "    pip: []\n", '    pip: ["delta>=1.1"]\n'
-        )
+        )  # the comment, key order and flow style kept
+
+        # A package whose module is on sys.path only through its .pth file: the
+        # magic reads new .pth files, so it imports without a restart too.
+        out, reply = kernel.run("%reconcile add pthpkg")
+        assert reply["status"] == "ok", out
+        out, reply = kernel.run("import pthmod; print(pthmod.VALUE)")
+        assert (reply["status"], out) == ("ok", "from a .pth directory\n")
 
         before = manifest.read_bytes()
         out, reply = kernel.run("%reconcile add beta==2.0")
