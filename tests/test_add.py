@@ -277,3 +277,32 @@ def test_add_conda_writes_the_conda_list(
     assert sorted(p.name for p in (prefix / "conda-meta").glob("condaonly-*.json")) == [
         "condaonly-1.0-0.json"
     ]
+
+
+def test_a_package_in_all_is_left_to_all(
+    tmp_path: Path, wheelhouse: Path, isolated: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _venv, manifest = _setup(tmp_path, wheelhouse)
+    text = manifest.read_text(encoding="utf-8").replace(
+        "\nenvironments:\n", "\nall:\n  pip: ['alpha>=1']\n\nenvironments:\n"
+    )
+    manifest.write_text(text, encoding="utf-8")
+
+    code, out, err = run_cli(capsys, "remove", manifest, "alpha")
+    assert (code, out) == (1, "")
+    assert err == (
+        "error: alpha is declared in all: (every environment), not in environments.work; "
+        f"nothing was changed\n  hint: remove it from all: in {manifest} by hand if no "
+        "environment needs it\n"
+    )
+    assert manifest.read_text(encoding="utf-8") == text
+
+    code, out, err = run_cli(capsys, "add", manifest, "--no-apply", "alpha<2")
+    assert (code, err) == (0, ""), out
+    assert out.endswith(
+        f"Added to environments.work.pip in {manifest}: alpha<2\n"
+        "  note: all.pip also declares alpha; both specs apply\n"
+        f"  not installed (--no-apply): `reconciler apply {manifest}` installs it\n"
+    )
+    after = manifest.read_text(encoding="utf-8")
+    assert "  pip: ['alpha>=1']\n" in after and '      - "alpha<2"\n' in after

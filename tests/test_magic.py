@@ -135,7 +135,11 @@ def test_reconcile_add_in_a_kernel_installs_imports_and_writes_and_a_refusal_cha
 
         out, reply = kernel.run("%reconcile drift")
         assert reply["status"] == "ok", out
-        assert out.startswith(f"nb ({venv}):") or "Drift: 0 findings" in out, out
+        assert out == f"nb ({venv}): no drift\nNo drift.\n"
+
+        out, reply = kernel.run("%reconcile status")
+        assert reply["status"] == "ok", out
+        assert out.startswith("apply finished"), out
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
@@ -165,3 +169,22 @@ def test_reconcile_says_what_to_do_when_the_kernel_is_not_in_the_manifest(
     monkeypatch.setenv("RECONCILER_MANIFEST", str(tmp_path / "absent.yaml"))
     assert reconcile("plan") == 1
     assert capsys.readouterr().out.startswith(f"reconcile: no manifest at {tmp_path}/absent.yaml")
+
+
+def test_reconcile_without_a_command_prints_its_usage(capsys: Any, monkeypatch: Any) -> None:
+    import sys
+
+    from reconciler.magic import reconcile
+
+    monkeypatch.setenv("RECONCILER_MANIFEST", "/nonexistent/m.yaml")
+    assert reconcile("") == 1
+    assert capsys.readouterr().out == (
+        "usage: %reconcile add [--conda] [--no-apply] SPEC...   install and write into the "
+        "manifest\n"
+        "       %reconcile remove NAME...                       drop from the manifest "
+        "(uninstalls nothing)\n"
+        "       %reconcile plan | drift | status\n"
+        f"acts on this kernel's environment ({sys.prefix}) in /nonexistent/m.yaml\n"
+    )
+    assert reconcile("upgrade x") == 1
+    assert capsys.readouterr().out.startswith("reconcile: unknown command 'upgrade'\nusage: ")
