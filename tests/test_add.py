@@ -306,3 +306,35 @@ def test_a_package_in_all_is_left_to_all(
     )
     after = manifest.read_text(encoding="utf-8")
     assert "  pip: ['alpha>=1']\n" in after and '      - "alpha<2"\n' in after
+
+
+def test_adopt_writes_conda_packages_to_the_conda_list(
+    tmp_path: Path,
+    channel: Path,
+    wheelhouse: Path,
+    isolated: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests.support.envs import conda_install_more
+
+    prefix = make_conda_prefix(tmp_path / "env", channel, ["libfoo ==1.0"], hybrid=True)
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(
+        f"version: 1\ndefaults:\n  channels: [{channel.resolve().as_uri()}]\n"
+        f"  pip: {{no_index: true, find_links: [{wheelhouse}]}}\n"
+        f"environments:\n  c:\n    prefix: {prefix}\n    pip: [delta]\n",
+        encoding="utf-8",
+    )
+    assert run_cli(capsys, "baseline", "capture", manifest)[0] == 0
+    # By hand: a conda package that ships a Python distribution, and a plain one.
+    conda_install_more(prefix, channel, ["pyfoo ==1.0", "condaonly"])
+
+    code, out, err = run_cli(capsys, "adopt", manifest)
+
+    assert (code, err) == (0, "")
+    assert out == f"Adopted into environments.c in {manifest}: condaonly==1.1, pyfoo==1.0\n"
+    assert manifest.read_text(encoding="utf-8").endswith(
+        f'    prefix: {prefix}\n    conda: ["condaonly==1.1", "pyfoo==1.0"]\n    pip: [delta]\n'
+    )
+    code, out, _ = run_cli(capsys, "drift", manifest)
+    assert "foreign" not in out
