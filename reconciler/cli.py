@@ -497,7 +497,7 @@ def _add(args: argparse.Namespace) -> int:
     from reconciler.render.text import plan_text
 
     store = _store(args)
-    manifest = _load(args.manifest, store)
+    manifest = _load(args.manifest, store, [args.env] if args.env else [])
     env = choose_environment(manifest, args.env)
     specs = parse_specs(args.specs, "conda" if args.conda else "pip")
     log_path = new_log_path(store.root)
@@ -538,7 +538,7 @@ def _remove(args: argparse.Namespace) -> int:
     from reconciler.render.edits import remove_text
 
     store = _store(args)
-    manifest = _load(args.manifest, store)
+    manifest = _load(args.manifest, store, [args.env] if args.env else [])
     env = choose_environment(manifest, args.env)
     _out(remove_text(remove(manifest, store, args.names, env), args.manifest))
     return EXIT_OK
@@ -549,7 +549,7 @@ def _adopt(args: argparse.Namespace) -> int:
     from reconciler.render.edits import adopt_text
 
     store = _store(args)
-    manifest = _load(args.manifest, store)
+    manifest = _load(args.manifest, store, [args.env] if args.env else [])
     env = choose_environment(manifest, args.env)
     result = adopt(manifest, store, env, dry_run=args.dry_run)
     _out(adopt_text(result, args.manifest, dry_run=args.dry_run))

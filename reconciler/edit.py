@@ -120,14 +120,11 @@ def kernel_environment(manifest: Manifest, prefix: str | None = None) -> Environ
 
 def choose_environment(manifest: Manifest, name: str | None) -> Environment:
     """``--env NAME``; without it the only environment, or the one this interpreter runs in."""
-    names = ", ".join(e.name for e in manifest.environments)
+    from reconciler.manifest.model import select_environments
+
     if name:
-        try:
-            return manifest.environment(name)
-        except KeyError:
-            raise ReconcilerError(
-                f"no environment named {name!r} in {manifest.path}", hint=f"environments: {names}"
-            ) from None
+        return select_environments(manifest, [name])[0]
+    names = ", ".join(e.name for e in manifest.environments)
     if len(manifest.environments) == 1:
         return manifest.environments[0]
     here = kernel_environment(manifest)
