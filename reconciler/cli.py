@@ -170,28 +170,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--detailed-exitcode", action="store_true", help="exit 2 when drift is found")
     p.set_defaults(func=_drift)
 
-    p = command("add", "install packages into an environment and write them into the manifest")
-    p.add_argument("manifest", type=Path)
-    p.add_argument("specs", nargs="+", metavar="SPEC", help="polars, 'polars>=1.31', ...")
-    p.add_argument("--env", metavar="NAME", help="the environment (see README for the default)")
-    p.add_argument("--conda", action="store_true", help="add to the conda list (default pip)")
-    p.add_argument(
-        "--no-apply", action="store_true", help="write the specs after a plan; install nothing"
-    )
-    p.add_argument("--lock-timeout", type=float, default=300.0, metavar="SECONDS")
-    p.set_defaults(func=_add)
+    from reconciler.edit_commands import register
 
-    p = command("remove", "drop packages from the manifest (nothing is uninstalled)")
-    p.add_argument("manifest", type=Path)
-    p.add_argument("names", nargs="+", metavar="NAME")
-    p.add_argument("--env", metavar="NAME")
-    p.set_defaults(func=_remove)
-
-    p = command("adopt", "write the packages installed by hand (foreign) into the manifest")
-    p.add_argument("manifest", type=Path)
-    p.add_argument("--env", metavar="NAME")
-    p.add_argument("--dry-run", action="store_true", help="print the change as a diff")
-    p.set_defaults(func=_adopt)
+    register(command, _edit)  # add, remove, adopt
 
     p = command("baseline", "record or print the managed set of environments")
     p.add_argument(
@@ -489,71 +470,14 @@ def _baseline(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _add(args: argparse.Namespace) -> int:
-    from reconciler.apply.status import StatusReporter, status_path
-    from reconciler.edit import add, choose_environment, parse_specs
-    from reconciler.render.edits import add_text
-    from reconciler.render.progress import ConsoleReporter, new_log_path
-    from reconciler.render.text import plan_text
+def _edit(args: argparse.Namespace) -> int:
+    """``add``, ``remove``, ``adopt`` (:mod:`reconciler.edit_commands`); prints their text."""
+    from reconciler.edit_commands import run
 
     store = _store(args)
-    manifest = _load(args.manifest, store, [args.env] if args.env else [])
-    env = choose_environment(manifest, args.env)
-    specs = parse_specs(args.specs, "conda" if args.conda else "pip")
-    log_path = new_log_path(store.root)
-    reporter = None
-    if not args.no_apply:
-        console = ConsoleReporter(sys.stdout, quiet=args.quiet)
-        reporter = StatusReporter(status_path(store.root), console, log=str(log_path))
-    try:
-        result = add(
-            manifest,
-            store,
-            specs,
-            env,
-            no_apply=args.no_apply,
-            reporter=reporter,
-            log=log_path,
-            lock_timeout=args.lock_timeout,
-        )
-    except ReconcilerError as exc:
-        if reporter is not None:
-            reporter.finish("failed", {}, error=str(exc))
-        raise
-    if reporter is not None and result.applied is not None:
-        reporter.finish(
-            "failed" if result.failed else "finished",
-            {r.name: (r.status, r.message) for r in result.applied.results},
-        )
-    if result.plan.pending and not args.quiet:
-        _out(plan_text(result.plan, verbose=args.verbose))
-    _out(add_text(result, args.manifest, specs[0].side, no_apply=args.no_apply, log=log_path))
-    if result.refused:
-        return EXIT_REFUSED
-    return EXIT_ERROR if result.failed else EXIT_OK
-
-
-def _remove(args: argparse.Namespace) -> int:
-    from reconciler.edit import choose_environment, remove
-    from reconciler.render.edits import remove_text
-
-    store = _store(args)
-    manifest = _load(args.manifest, store, [args.env] if args.env else [])
-    env = choose_environment(manifest, args.env)
-    _out(remove_text(remove(manifest, store, args.names, env), args.manifest))
-    return EXIT_OK
-
-
-def _adopt(args: argparse.Namespace) -> int:
-    from reconciler.edit import adopt, choose_environment
-    from reconciler.render.edits import adopt_text
-
-    store = _store(args)
-    manifest = _load(args.manifest, store, [args.env] if args.env else [])
-    env = choose_environment(manifest, args.env)
-    result = adopt(manifest, store, env, dry_run=args.dry_run)
-    _out(adopt_text(result, args.manifest, dry_run=args.dry_run))
-    return EXIT_OK
+    code, text = run(args, store, _load(args.manifest, store, [args.env] if args.env else []))
+    _out(text)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
