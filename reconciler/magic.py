@@ -76,7 +76,8 @@ def _kernel_env(manifest: Path, write: Callable[[str], None]) -> str | None:
 def _site_dirs() -> dict[str, set[str]]:
     """Each site directory on sys.path with its ``.pth`` files now."""
     out: dict[str, set[str]] = {}
-    for entry in [*site.getsitepackages(), site.getusersitepackages()]:
+    user = [site.getusersitepackages()] if site.ENABLE_USER_SITE else []
+    for entry in [*site.getsitepackages(), *user]:
         try:
             out[entry] = {n for n in os.listdir(entry) if n.endswith(".pth")}
         except OSError:
