@@ -192,6 +192,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--detailed-exitcode", action="store_true", help="exit 2 when drift is found")
     p.set_defaults(func=_drift)
 
+    from reconciler.edit_commands import register
+
+    register(command, _edit)  # add, remove, adopt
+
     p = command("baseline", "record or print the managed set of environments")
     p.add_argument(
         "action",
@@ -581,6 +585,16 @@ def _capture(args: argparse.Namespace, store: Any, inputs: Sequence[Any]) -> dic
             _out(f"{env.name}: {verb}, {plural(len(new.packages), 'managed package')}")
         shown[env.name] = new.to_json()
     return shown
+
+
+def _edit(args: argparse.Namespace) -> int:
+    """``add``, ``remove``, ``adopt`` (:mod:`reconciler.edit_commands`); prints their text."""
+    from reconciler.edit_commands import run
+
+    store = _store(args)
+    code, text = run(args, store, _load(args.manifest, store, [args.env] if args.env else []))
+    _out(text)
+    return code
 
 
 def main(

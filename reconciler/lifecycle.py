@@ -171,7 +171,22 @@ _EMBEDDED = """\
 MANIFEST="$RECONCILER_HOME/manifest.yaml"
 cat >"$MANIFEST.tmp" <<'{marker}'
 {text}{marker}
-mv -f "$MANIFEST.tmp" "$MANIFEST\""""
+# The home copy is the notebook's (`reconciler add`, `%reconcile add` write it): the
+# embedded manifest replaces it only when it is absent or unchanged since this
+# script last wrote it (its digest is kept in manifest.yaml.sha256).
+digest() {{ {{ sha256sum "$1" 2>/dev/null || cksum "$1"; }} | cut -d' ' -f1; }}
+home_digest=""
+[ -f "$MANIFEST" ] && home_digest=$(digest "$MANIFEST")
+if [ -z "$home_digest" ] || [ "$home_digest" = "$(cat "$MANIFEST.sha256" 2>/dev/null)" ] \\
+  || [ "$home_digest" = "$(digest "$MANIFEST.tmp")" ]; then
+  mv -f "$MANIFEST.tmp" "$MANIFEST" && digest "$MANIFEST" >"$MANIFEST.sha256"
+  log "manifest: the embedded one, written to $MANIFEST"
+else
+  mv -f "$MANIFEST.tmp" "$MANIFEST.embedded"
+  log "manifest: kept $MANIFEST, changed on the home volume since this script wrote it;" \\
+    "the embedded one is in $MANIFEST.embedded"
+fi\
+"""
 
 _BY_PATH = """MANIFEST={path}
 if [ ! -f "$MANIFEST" ]; then

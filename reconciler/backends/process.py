@@ -19,11 +19,44 @@ from reconciler.errors import BackendError
 
 POLL_SECONDS = 0.2
 
-__all__ = ["INHERITED_FDS", "Completed", "first_lines", "redact", "run", "spawn_detached"]
+__all__ = [
+    "INHERITED_FDS",
+    "UNCONTROLLED_VARIABLES",
+    "Completed",
+    "first_lines",
+    "redact",
+    "run",
+    "spawn_detached",
+]
 
 #: File descriptors every installer inherits: the environment locks' flock (see
 #: :mod:`reconciler.apply.lock`), so that a killed apply's installer keeps them.
 INHERITED_FDS: set[int] = set()
+
+#: Variables never passed to an installer. The caller's environment is not a terminal's:
+#: ipykernel sets FORCE_COLOR=1 and CLICOLOR_FORCE=1 for every child of a notebook, and
+#: with them pip colours the JSON of ``--report -`` so that it no longer parses. Verbosity
+#: and progress settings put log lines where reconciler reads a report; ``PIP_USER``,
+#: ``PIP_TARGET``, ``PIP_PREFIX``, ``PIP_ROOT`` and ``PIP_DRY_RUN`` would move (or skip)
+#: the install away from the environment that was planned. Index and network settings
+#: (``PIP_INDEX_URL``, ``UV_INDEX_URL``, timeouts...) are the user's and stay.
+UNCONTROLLED_VARIABLES = frozenset(
+    {
+        "FORCE_COLOR",
+        "CLICOLOR_FORCE",
+        "CLICOLOR",
+        "PY_COLORS",
+        "PIP_VERBOSE",
+        "PIP_QUIET",
+        "PIP_PROGRESS_BAR",
+        "PIP_USER",
+        "PIP_TARGET",
+        "PIP_PREFIX",
+        "PIP_ROOT",
+        "PIP_DRY_RUN",
+        "PIP_REPORT",
+    }
+)
 
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
 
@@ -64,7 +97,8 @@ def run(
 ) -> Completed:
     """Run ``argv`` to completion and capture its output (no shell, no stdin)."""
     args = [str(a) for a in argv]
-    merged = dict(os.environ)
+    merged = {k: v for k, v in os.environ.items() if k not in UNCONTROLLED_VARIABLES}
+    merged["NO_COLOR"] = "1"
     if env:
         merged.update(env)
     try:

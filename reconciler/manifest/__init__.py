@@ -6,6 +6,7 @@ from reconciler.manifest.loader import (
     MAX_MANIFEST_BYTES,
     ValidationMemo,
     load_manifest,
+    load_manifest_text,
     schema_key,
 )
 from reconciler.manifest.model import (
@@ -30,6 +31,7 @@ __all__ = [
     "PipSettings",
     "ValidationMemo",
     "load_manifest",
+    "load_manifest_text",
     "schema_key",
     "select_environments",
 ]

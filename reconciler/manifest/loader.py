@@ -22,7 +22,13 @@ from reconciler.manifest import model
 from reconciler.manifest.model import Manifest
 from reconciler.manifest.world import prefixes_allow
 
-__all__ = ["MAX_MANIFEST_BYTES", "ValidationMemo", "load_manifest", "schema_key"]
+__all__ = [
+    "MAX_MANIFEST_BYTES",
+    "ValidationMemo",
+    "load_manifest",
+    "load_manifest_text",
+    "schema_key",
+]
 
 #: A manifest larger than this is refused before it is parsed.
 MAX_MANIFEST_BYTES = 1_048_576
@@ -75,7 +81,7 @@ def load_manifest(
         remembered = _from_json(memo.models[model_key])
         if isinstance(remembered, Manifest) and (not check_prefixes or prefixes_allow(remembered)):
             return remembered
-    manifest = _load(file, raw, sha256, check_prefixes, memo)
+    manifest = _decode_and_load(file, raw, sha256, check_prefixes, memo)
     if memo is not None:
         try:
             encoded = _to_json(manifest)
@@ -88,18 +94,40 @@ def load_manifest(
     return manifest
 
 
-def _load(
+def _decode_and_load(
     file: str, raw: bytes, sha256: str, check_prefixes: bool, memo: ValidationMemo | None
+) -> Manifest:
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise _whole_file(file, f"the manifest is not UTF-8 text (byte {exc.start})") from None
+    return _load(text, file, sha256, check_prefixes, memo)
+
+
+def load_manifest_text(
+    text: str, path: Union[Path, str], *, check_prefixes: bool = True
+) -> Manifest:
+    """Validate manifest ``text`` as if it were the file at ``path`` (which is not read).
+
+    The same checks as :func:`load_manifest`, size bound included; ``sha256`` is
+    that of the UTF-8 bytes of ``text``, what writing it would put in the file.
+    This is how an edit is planned and validated before it replaces the file.
+    """
+    file = os.fspath(path)
+    raw = text.encode("utf-8")
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise _whole_file(file, f"the manifest is larger than {MAX_MANIFEST_BYTES} bytes (1 MiB)")
+    return _load(text, file, hashlib.sha256(raw).hexdigest(), check_prefixes, None)
+
+
+def _load(
+    text: str, file: str, sha256: str, check_prefixes: bool, memo: ValidationMemo | None
 ) -> Manifest:
     # The YAML parser, jsonschema and packaging load only here.
     from reconciler.manifest.schema_check import check_schema
     from reconciler.manifest.semantics import build_manifest
     from reconciler.manifest.yaml_nodes import read_document
 
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise _whole_file(file, f"the manifest is not UTF-8 text (byte {exc.start})") from None
     document = read_document(text, file)
     key = schema_key(sha256) if memo is not None else ""
     known_valid = memo is not None and not document.problems and key in memo.schema_valid

@@ -47,14 +47,16 @@ def format_path(path: ManifestPath) -> str:
 class Document:
     """A manifest's values, their positions (1-based) and the problems found so far.
 
-    ``marks`` maps a path to its value's position, ``key_marks`` a mapping entry's
-    path to its key's position, ``sources`` a scalar's path to its text as
+    ``marks`` maps a path to its value's position and ``ends`` to where the value
+    ends (the position just after it), ``key_marks`` a mapping entry's path to its
+    key's position, ``sources`` a scalar's path to its text as
     written. ``invalid`` holds paths already reported, so later checks skip them.
     """
 
     file: str
     data: object = None
     marks: dict[ManifestPath, tuple[int, int]] = field(default_factory=dict)
+    ends: dict[ManifestPath, tuple[int, int]] = field(default_factory=dict)
     key_marks: dict[ManifestPath, tuple[int, int]] = field(default_factory=dict)
     sources: dict[ManifestPath, str] = field(default_factory=dict)
     invalid: set[ManifestPath] = field(default_factory=set)
@@ -169,6 +171,7 @@ class _Builder:
 
     def value(self, node: yaml.Node, path: ManifestPath) -> object:
         self.document.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        self.document.ends[path] = (node.end_mark.line + 1, node.end_mark.column + 1)
         if isinstance(node, yaml.MappingNode) and node.tag == _CORE + "map":
             return self.mapping(node, path)
         if isinstance(node, yaml.SequenceNode) and node.tag == _CORE + "seq":

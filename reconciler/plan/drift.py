@@ -178,6 +178,7 @@ def drift_environment(
     findings = _declared(inputs)
     declared = requested_names(env)
     packages = state.packages()
+    needed = _needed(inputs, declared)
     baseline = None if inputs.image_changed else inputs.baseline
     if baseline is not None:
         for key, expected in sorted(baseline.packages.items()):
@@ -238,7 +239,10 @@ def drift_environment(
             dist_name = pkg.dist.name if pkg.dist else pkg.name
             if key in baseline.packages or key in inputs.owned.packages:
                 continue
-            if pkg.name in declared or dist_name in declared:
+            # What a declared package requires is accounted for by the manifest (after
+            # `adopt` writes the top-level packages installed by hand, their
+            # dependencies are not reported either).
+            if needed & {pkg.name, dist_name}:
                 continue
             findings.append(
                 Finding(
@@ -251,7 +255,6 @@ def drift_environment(
                     "installed outside reconciler and not in the manifest",
                 )
             )
-    needed = _needed(inputs, declared)
     for key, owned in sorted(inputs.owned.packages.items()):
         if owned.name not in needed and key in packages:
             findings.append(

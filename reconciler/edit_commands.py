@@ -1,0 +1,116 @@
+"""The ``add``, ``remove`` and ``adopt`` subcommands: their arguments and their text.
+
+:mod:`reconciler.cli` registers them with :func:`register` and prints what
+:func:`run` returns; an ``add``'s apply reports its progress through the same
+console reporter as ``apply``. The work is :mod:`reconciler.edit`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from reconciler.manifest.model import Environment, Manifest
+    from reconciler.state.store import StateStore
+
+__all__ = ["register", "run"]
+
+_MANIFEST = "the manifest file (YAML, version: 1); it is rewritten in place"
+_ENV = "the environment (default: the only one, or the one whose prefix is sys.prefix)"
+
+
+def register(
+    command: Callable[[str, str], argparse.ArgumentParser],
+    func: Callable[[argparse.Namespace], int],
+) -> None:
+    """Add the three subcommands; ``command(name, help)`` makes a subparser."""
+    p = command("add", "install packages into an environment and write them into the manifest")
+    p.add_argument("manifest", type=Path, help=_MANIFEST)
+    p.add_argument("specs", nargs="+", metavar="SPEC", help="polars, 'polars>=1.31', ...")
+    p.add_argument("--env", metavar="NAME", help=_ENV)
+    p.add_argument("--conda", action="store_true", help="add to the conda list (default: pip)")
+    p.add_argument(
+        "--no-apply", action="store_true", help="write the specs after a plan; install nothing"
+    )
+    p.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="how long to wait for another apply on the same environment (300)",
+    )
+    p.set_defaults(func=func, edit="add")
+
+    p = command("remove", "drop packages from the manifest (nothing is uninstalled)")
+    p.add_argument("manifest", type=Path, help=_MANIFEST)
+    p.add_argument("names", nargs="+", metavar="NAME", help="package names to drop")
+    p.add_argument("--env", metavar="NAME", help=_ENV)
+    p.set_defaults(func=func, edit="remove")
+
+    p = command("adopt", "write the packages installed by hand (foreign) into the manifest")
+    p.add_argument("manifest", type=Path, help=_MANIFEST)
+    p.add_argument("--env", metavar="NAME", help=_ENV)
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the change as a diff; write nothing"
+    )
+    p.set_defaults(func=func, edit="adopt")
+
+
+def run(args: argparse.Namespace, store: StateStore, manifest: Manifest) -> tuple[int, str]:
+    """Run ``args.edit`` on ``manifest``; returns (exit code, text to print)."""
+    from reconciler.edit import adopt, choose_environment, remove
+    from reconciler.render.edits import adopt_text, remove_text
+
+    env = choose_environment(manifest, args.env)
+    if args.edit == "remove":
+        return 0, remove_text(remove(manifest, store, args.names, env), args.manifest)
+    if args.edit == "adopt":
+        result = adopt(manifest, store, env, dry_run=args.dry_run)
+        return 0, adopt_text(result, args.manifest, dry_run=args.dry_run)
+    return _add(args, store, manifest, env)
+
+
+def _add(
+    args: argparse.Namespace, store: StateStore, manifest: Manifest, env: Environment
+) -> tuple[int, str]:
+    from reconciler.apply.status import StatusReporter, status_path
+    from reconciler.edit import add, parse_specs
+    from reconciler.errors import ReconcilerError
+    from reconciler.render.edits import add_text
+    from reconciler.render.progress import ConsoleReporter, new_log_path
+    from reconciler.render.text import plan_text
+
+    specs = parse_specs(args.specs, "conda" if args.conda else "pip")
+    log_path = new_log_path(store.root)
+    reporter = None
+    if not args.no_apply:
+        console = ConsoleReporter(sys.stdout, quiet=args.quiet)
+        reporter = StatusReporter(status_path(store.root), console, log=str(log_path))
+    try:
+        result = add(
+            manifest,
+            store,
+            specs,
+            env,
+            no_apply=args.no_apply,
+            reporter=reporter,
+            log=log_path,
+            lock_timeout=args.lock_timeout,
+        )
+    except ReconcilerError as exc:
+        if reporter is not None:
+            reporter.finish("failed", {}, error=str(exc))
+        raise
+    if reporter is not None and result.applied is not None:
+        reporter.finish(
+            "failed" if result.failed else "finished",
+            {r.name: (r.status, r.message) for r in result.applied.results},
+        )
+    text = add_text(result, args.manifest, specs[0].side, no_apply=args.no_apply, log=log_path)
+    if result.plan.pending and not args.quiet:
+        text = plan_text(result.plan, verbose=args.verbose) + "\n" + text
+    return (3 if result.refused else 1 if result.failed else 0), text
