@@ -91,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--detailed-exitcode", action="store_true", help="exit 2 when changes are pending"
     )
+    p.add_argument("--locked", action="store_true", help=_LOCKED_HELP)
     p.set_defaults(func=_plan)
 
     p = command("apply", "plan, then make the allowed additive changes (nothing if any is refused)")
@@ -123,7 +124,22 @@ def _parser() -> argparse.ArgumentParser:
         help="with --background: how long to wait before returning (0)",
     )
     p.add_argument("--detached", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--locked", action="store_true", help=_LOCKED_HELP)
     p.set_defaults(func=_apply)
+
+    p = command("lock", "write the lock file beside the manifest (team.yaml -> team.lock)")
+    p.add_argument("manifest", type=Path)
+    p.add_argument("--env", action="append", default=[], metavar="NAME")
+    upgrade = p.add_mutually_exclusive_group()
+    upgrade.add_argument("--upgrade", action="store_true", help="resolve everything afresh")
+    upgrade.add_argument(
+        "--upgrade-package",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="resolve these packages afresh, keeping the other locked versions",
+    )
+    p.set_defaults(func=_lock)
 
     p = command("lifecycle", "print a SageMaker Studio on-start lifecycle script")
     p.add_argument("manifest", type=Path, help=_MANIFEST_HELP)
@@ -157,6 +173,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PYTHON",
         help="interpreter that creates reconciler's own venv (python3)",
     )
+    p.add_argument("--locked", action="store_true", help="the script applies with --locked")
     p.set_defaults(func=_lifecycle)
 
     p = command("status", "the last or running apply: progress, result, log path")
@@ -186,6 +203,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_baseline)
     return parser
+
+
+_LOCKED_HELP = "a missing or stale lock file is an error (exit 1) instead of a fresh resolve"
 
 
 def _store(args: argparse.Namespace) -> Any:
@@ -231,7 +251,9 @@ def _plan(args: argparse.Namespace) -> int:
 
     store = _store(args)
     manifest = _load(args.manifest, store, args.env)
-    inputs = read_inputs(manifest, store, args.env)
+    from reconciler.lockfile.resolver import use_lock
+
+    inputs = use_lock(manifest, read_inputs(manifest, store, args.env), required=args.locked)
     plan = build_plan(manifest, inputs, Backends.default(store.root / "cache"))
     if args.out:
         from reconciler.state.store import write_json_atomic
@@ -290,6 +312,7 @@ def _apply(args: argparse.Namespace) -> int:
             lock_timeout=args.lock_timeout,
             reporter=reporter,
             log=log_path,
+            locked=args.locked,
         )
     except ReconcilerError as exc:
         reporter.finish("failed", {}, error=str(exc))
@@ -346,7 +369,24 @@ def _child_argv(args: argparse.Namespace, manifest: Path) -> list[str]:
         argv += ["--plan", str(args.plan.resolve())]
     if args.partial:
         argv.append("--partial")
+    if args.locked:
+        argv.append("--locked")
     return argv
+
+
+def _lock(args: argparse.Namespace) -> int:
+    from reconciler.lockfile.writer import upgrade_from_args, write_lock
+
+    store = _store(args)
+    manifest = _load(args.manifest, store)
+    upgrade = upgrade_from_args(args.upgrade, args.upgrade_package)
+    result = write_lock(manifest, store, args.env, upgrade)
+    if not args.quiet:
+        for outcome in result.outcomes:
+            detail = f" ({outcome.detail})" if outcome.detail else ""
+            _out(f"{outcome.name}: {outcome.status}{detail}")
+    _out(f"{'Wrote' if result.written else 'Unchanged:'} {result.path}")
+    return EXIT_OK
 
 
 def _lifecycle(args: argparse.Namespace) -> int:
@@ -360,9 +400,13 @@ def _lifecycle(args: argparse.Namespace) -> int:
         index_url=args.index_url,
         wheel=args.wheel,
         python=args.python,
+        locked=args.locked,
     )
     text = manifest.path.read_text(encoding="utf-8") if options.embed else ""
-    script = render(text, str(args.manifest), options)
+    from reconciler.lockfile.writer import embedded_lock
+
+    lock = embedded_lock(manifest.path, embed=options.embed, locked=options.locked)
+    script = render(text, str(args.manifest), options, lock)
     _out(encode(script) if args.base64 else script)
     return EXIT_OK
 

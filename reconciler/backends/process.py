@@ -22,7 +22,7 @@ POLL_SECONDS = 0.2
 __all__ = ["INHERITED_FDS", "Completed", "first_lines", "redact", "run", "spawn_detached"]
 
 #: File descriptors every installer inherits: the environment locks' flock (see
-#: :mod:`reconciler.apply.lock`), so that a killed apply's installer keeps them.
+#: :mod:`reconciler.apply.envlock`), so that a killed apply's installer keeps them.
 INHERITED_FDS: set[int] = set()
 
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
