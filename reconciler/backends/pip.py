@@ -187,13 +187,21 @@ class UvCli:
         settings: PipSettings,
         *,
         reinstall: Sequence[str] = (),
+        refresh: Sequence[str] | None = (),
     ) -> PipPreview:
-        """``uv pip install --dry-run --output-format json``; ``reinstall``: distributions
-        whose installed copy is ignored (``lock`` resolves the owned ones afresh)."""
+        """``uv pip install --dry-run --output-format json``.
+
+        ``reinstall``: distributions whose installed copy is ignored (``lock`` resolves
+        the owned ones afresh); ``refresh``: projects whose cached index pages are
+        revalidated (None: all), so that an upgrade sees a release made a minute ago.
+        """
+        refreshing = ["--refresh"] if refresh is None else [
+            a for name in refresh for a in ("--refresh-package", name)
+        ]  # fmt: skip
         argv: list[str | Path] = [
             self.uv, "pip", "install", "--dry-run", "--no-build", "--python", python,
             "--output-format", "json", *repository_args(settings, uv=True),
-            *(a for name in reinstall for a in ("--reinstall-package", name)),
+            *(a for name in reinstall for a in ("--reinstall-package", name)), *refreshing,
         ]  # fmt: skip
         with _no_lock_left(python):
             proc = _run_pinned(argv, "--constraints", constraints, requirements, PREVIEW_TIMEOUT)
@@ -442,7 +450,9 @@ class PipCli:
 
 
 #: uv --offline: a locked file is not in the cache (then the index is asked).
-_NOT_CACHED = re.compile(r"not found in the cache|network (?:was|is) disabled", re.I)
+_NOT_CACHED = re.compile(
+    r"(?:not|n.t) found in the cache|network (?:was|is) disabled|connectivity is disabled", re.I
+)
 
 
 def _run_locked(

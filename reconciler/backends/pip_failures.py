@@ -144,7 +144,9 @@ def checked_install(proc: Completed, name: str, python: Path) -> Completed:
 
 _HASH_MISMATCH = re.compile(r"Hash mismatch for `?(?P<what>[^`\s:]+)|THESE PACKAGES DO NOT MATCH")
 _LOCKED_MISSING = re.compile(
-    r"No solution found|was not found|No matching distribution|Could not find a version", re.I
+    r"No solution found|was not found|No matching distribution|Could not find a version|"
+    r"\b404\b",
+    re.I,
 )
 
 
@@ -158,12 +160,12 @@ def locked_failure(proc: Completed, python: Path) -> Completed:
     mismatch = _HASH_MISMATCH.search(message)
     output = f"$ {proc.display}\n{redact(proc.stdout)}\n{redact(proc.stderr)}"
     if mismatch is not None:
-        what = mismatch.group("what") or "a locked package"
+        what = mismatch.group("what") or "NAME"
         raise BackendError(
             f"the file of {what} does not match the sha256 in the lock file; nothing was "
             f"installed into {prefix}",
             hint="if it was republished on purpose, lock it again (`reconciler lock MANIFEST "
-            "--upgrade-package NAME`); otherwise check the package index",
+            f"--upgrade-package {what.split('==')[0]}`); otherwise check the package index",
             output=output,
         )
     if _LOCKED_MISSING.search(message) and _auth_failure(message) is None:

@@ -91,9 +91,12 @@ def _pip_side(
     ]
     python = state.prefix / "bin" / "python"
     uv, settings = UvCli(), env.pip_settings
-    preview = uv.preview(python, requests, [*pins, *prefer], settings, reinstall=owned)
+    refresh = None if upgrade.everything else sorted(upgrade.names)
+    preview = uv.preview(
+        python, requests, [*pins, *prefer], settings, reinstall=owned, refresh=refresh
+    )
     if not preview.ok and prefer:
-        preview = uv.preview(python, requests, pins, settings, reinstall=owned)
+        preview = uv.preview(python, requests, pins, settings, reinstall=owned, refresh=refresh)
     if not preview.ok:
         raise BackendError(
             f"cannot lock environment {env.name!r}: the pip requests cannot be installed "

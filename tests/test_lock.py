@@ -1,0 +1,349 @@
+"""The lock file (issue 11) on real venvs, a real HTTP index and real uv.
+
+Each test serves its own copy of the standard wheelhouse from a PEP 503 index on
+127.0.0.1 (:mod:`tests.support.servers`), so that it can publish a newer release,
+tamper with a file or stop the server. The "image" is a venv; an image reset is a
+pristine copy of it put back at the same path (additions gone, state dir kept).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from reconciler.resources import load_schema
+from tests.support.envs import make_venv
+from tests.support.manifests import SITE, run_cli, write_manifest
+from tests.support.servers import StaticServer, build_simple_index
+from tests.support.wheels import build_wheel, build_wheelhouse
+
+
+class Index:
+    """A served copy of the standard wheelhouse that tests can publish to."""
+
+    def __init__(self, root: Path) -> None:
+        self.wheels = build_wheelhouse(root / "wheels")
+        self.tree = root / "index"
+        build_simple_index(self.wheels, self.tree)
+        self.server = StaticServer(self.tree).start()
+
+    @property
+    def url(self) -> str:
+        return f"{self.server.url}simple/"
+
+    def publish(self, name: str, version: str, requires: tuple[str, ...] = ()) -> None:
+        build_wheel(self.wheels, name, version, requires)
+        build_simple_index(self.wheels, self.tree)
+
+    def sha256(self, filename: str) -> str:
+        return hashlib.sha256((self.wheels / filename).read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def index(
+    tmp_path: Path, isolated: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Index]:
+    """The served index, and uv's cache of this test alone (the home volume's cache): a
+    port reused by another test must not answer from that test's cached pages."""
+    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv-cache"))
+    served = Index(tmp_path / "served")
+    yield served
+    served.server.stop()
+
+
+class Image:
+    """A venv at a fixed path with a pristine copy to reset it to."""
+
+    def __init__(self, prefix: Path) -> None:
+        self.prefix = make_venv(prefix)
+        self.pristine = prefix.with_name(prefix.name + ".pristine")
+        shutil.copytree(self.prefix, self.pristine, symlinks=True)
+
+    def reset(self) -> None:
+        shutil.rmtree(self.prefix)
+        shutil.copytree(self.pristine, self.prefix, symlinks=True)
+
+    def dists(self) -> dict[str, str]:
+        """``name -> version`` of the dist-info directories installed now."""
+        out = {}
+        for info in (self.prefix / SITE).glob("*.dist-info"):
+            name, version = info.name[: -len(".dist-info")].rsplit("-", 1)
+            out[name] = version
+        return out
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Image:
+    return Image(tmp_path / "env")
+
+
+def manifest_for(path: Path, index_url: str, envs: dict[str, tuple[Path, list[str]]]) -> Path:
+    environments = {name: {"prefix": prefix, "pip": pip} for name, (prefix, pip) in envs.items()}
+    write_manifest(path, environments)
+    text = path.read_text(encoding="utf-8")
+    text = text.replace(
+        "version: 1\n", f"version: 1\ndefaults:\n  pip: {{index_url: '{index_url}'}}\n", 1
+    )
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def lock_doc(manifest: Path) -> dict[str, object]:
+    doc: dict[str, object] = json.loads(manifest.with_suffix(".lock").read_text(encoding="utf-8"))
+    return doc
+
+
+def test_lock_is_deterministic_sorted_and_keeps_no_credentials(
+    tmp_path: Path,
+    isolated: dict[str, str],
+    index: Index,
+    image: Image,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    secret_url = index.server.url_with("team:s3cret", "simple/")
+    manifest = manifest_for(tmp_path / "team.yaml", secret_url, {"base": (image.prefix, ["gamma"])})
+    code, out, err = run_cli(capsys, "lock", manifest)
+    assert (code, err) == (0, "")
+    assert out == f"base: locked (it is not in the lock file)\nWrote {tmp_path / 'team.lock'}\n"
+    first = (tmp_path / "team.lock").read_bytes()
+    assert b"s3cret" not in first and b"team:" not in first
+    doc = json.loads(first)
+    jsonschema.validate(doc, load_schema("lock.v1.schema.json"))
+    base = doc["environments"]["base"]
+    assert [w["name"] for w in base["pip"]] == ["alpha", "beta", "gamma"]
+    assert base["pip"][0] == {
+        "filename": "alpha-2.0-py3-none-any.whl",
+        "name": "alpha",
+        "sha256": index.sha256("alpha-2.0-py3-none-any.whl"),
+        "source": index.url,
+        "version": "2.0",
+    }
+    assert base["entries"]["pip"] == ["gamma"]
+    assert base["entries"]["indexes"] == [index.url]
+    assert base["conda"] == []
+    # One package a line: a version change is a one-line diff.
+    lines = first.decode().splitlines()
+    assert sum('"name": "alpha"' in line for line in lines) == 1
+    assert image.dists() == {}  # lock installs nothing
+
+    code, out, _ = run_cli(capsys, "lock", manifest)
+    assert (code, out) == (0, f"base: unchanged\nUnchanged: {tmp_path / 'team.lock'}\n")
+    (tmp_path / "team.lock").unlink()
+    assert run_cli(capsys, "lock", manifest)[0] == 0
+    assert (tmp_path / "team.lock").read_bytes() == first  # byte-identical from scratch
+
+
+def test_apply_installs_the_locked_versions_not_a_newer_release(
+    tmp_path: Path,
+    isolated: dict[str, str],
+    index: Index,
+    image: Image,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    manifest = manifest_for(tmp_path / "team.yaml", index.url, {"base": (image.prefix, ["gamma"])})
+    assert run_cli(capsys, "lock", manifest)[0] == 0
+    index.publish("alpha", "3.0")
+    index.publish("beta", "3.0", ("alpha>=3",))
+    # A cold cache: uv sees the new releases at once (the index pages were just rewritten).
+    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "cold-uv-cache"))
+
+    code, out, _ = run_cli(capsys, "plan", manifest, "--json")
+    env = json.loads(out)["environments"][0]
+    assert (code, env["lock"], env["resolver_ran"]) == (0, "team.lock", False)
+    assert {(c["name"], c["to"]) for c in env["changes"]} == {
+        ("alpha", "2.0"), ("beta", "2.0"), ("gamma", "1.0"),
+    }  # fmt: skip
+    code, out, _ = run_cli(capsys, "plan", manifest)
+    assert out.splitlines()[0] == f"base ({image.prefix}, venv) (from team.lock):"
+
+    code, out, err = run_cli(capsys, "apply", manifest)
+    assert code == 0, out + err
+    assert image.dists() == {"alpha": "2.0", "beta": "2.0", "gamma": "1.0"}
+    assert run_cli(capsys, "apply", manifest)[1].startswith("Nothing to do")
+
+    # The control: without the lock, the same manifest resolves to the new release.
+    (tmp_path / "team.lock").unlink()
+    image.reset()
+    code, out, _ = run_cli(capsys, "plan", manifest, "--json")
+    assert {(c["name"], c["to"]) for c in json.loads(out)["environments"][0]["changes"]} == {
+        ("alpha", "3.0"), ("beta", "3.0"), ("gamma", "1.0"),
+    }  # fmt: skip
+
+
+def test_restore_after_an_image_reset_needs_no_network(
+    tmp_path: Path,
+    isolated: dict[str, str],
+    index: Index,
+    image: Image,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    manifest = manifest_for(
+        tmp_path / "team.yaml", index.url, {"base": (image.prefix, ["gamma", "delta"])}
+    )
+    assert run_cli(capsys, "lock", manifest)[0] == 0
+    assert run_cli(capsys, "apply", manifest)[0] == 0  # warms uv's cache (on the home volume)
+    installed = image.dists()
+    image.reset()
+    assert image.dists() == {}
+    index.server.stop()
+    code, out, err = run_cli(capsys, "apply", manifest)
+    assert code == 0, err
+    assert (
+        image.dists()
+        == installed
+        == {"alpha": "2.0", "beta": "2.0", "delta": "1.1", "gamma": "1.0"}
+    )
+
+
+def test_stale_lock_rules_and_locked(
+    tmp_path: Path,
+    isolated: dict[str, str],
+    index: Index,
+    image: Image,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    manifest = manifest_for(
+        tmp_path / "team.yaml", index.url, {"base": (image.prefix, ["alpha<2"])}
+    )
+    code, _, err = run_cli(capsys, "plan", manifest, "--locked")
+    assert code == 1
+    assert err == (
+        "error: --locked: there is no lock file team.lock beside team.yaml; nothing was changed\n"
+        "  hint: run `reconciler lock team.yaml` and commit team.lock with it\n"
+    )
+    assert run_cli(capsys, "lock", manifest)[0] == 0
+
+    # 1. The manifest entries changed.
+    manifest_for(manifest, index.url, {"base": (image.prefix, ["alpha<2", "delta==1.0"])})
+    stale = (
+        "team.lock is stale for environment 'base': its manifest entries changed (pip +delta==1.0)"
+    )
+    code, out, _ = run_cli(capsys, "plan", manifest, "--json")
+    env = json.loads(out)["environments"][0]
+    assert env["lock"] is None and env["resolver_ran"] is True
+    assert f"{stale}; resolved afresh (`reconciler lock` updates the lock file)" in env["notices"]
+    code, _, err = run_cli(capsys, "apply", manifest, "--locked")
+    assert code == 1
+    assert err.splitlines()[0] == f"error: --locked: {stale}; nothing was changed"
+    assert image.dists() == {}
+    assert json.loads((tmp_path / "team.lock").read_text())["environments"]["base"]["entries"][
+        "pip"
+    ] == ["alpha<2"]
+    code, out, _ = run_cli(capsys, "lock", manifest)
+    assert out.splitlines()[0] == "base: locked (its manifest entries changed (pip +delta==1.0))"
+    assert run_cli(capsys, "plan", manifest, "--locked")[0] == 0
+
+    # 2. The managed set changed (no baseline yet: a package installed by hand is managed).
+    from tests.support.envs import pip_install
+
+    pip_install(image.prefix, ["pyfoo==1.0"], index.wheels)
+    code, _, err = run_cli(capsys, "plan", manifest, "--locked")
+    assert code == 1
+    assert f"the managed packages in {image.prefix} changed since it was locked" in err
+    assert run_cli(capsys, "lock", manifest)[0] == 0
+
+    # 3. The image changed under the environment.
+    cfg = image.prefix / "pyvenv.cfg"
+    cfg.write_text(cfg.read_text() + "prompt = new-image\n")
+    code, _, err = run_cli(capsys, "apply", manifest, "--locked")
+    assert code == 1
+    assert f"the image under {image.prefix} changed since it was locked" in err
+    assert image.dists() == {"pyfoo": "1.0"}
+
+
+def test_lock_rewrites_only_stale_environments_unless_upgrading(
+    tmp_path: Path, isolated: dict[str, str], index: Index, capsys: pytest.CaptureFixture[str]
+) -> None:
+    one, two = make_venv(tmp_path / "one"), make_venv(tmp_path / "two")
+    envs = {"one": (one, ["beta"]), "two": (two, ["delta"])}
+    manifest = manifest_for(tmp_path / "team.yaml", index.url, envs)
+    assert run_cli(capsys, "lock", manifest)[0] == 0
+    index.publish("alpha", "3.0")
+    index.publish("delta", "2.0")
+    envs["two"] = (two, ["delta", "gamma"])
+    manifest_for(manifest, index.url, envs)
+    code, out, _ = run_cli(capsys, "lock", manifest)
+    assert out.splitlines()[:2] == [
+        "one: unchanged",
+        "two: locked (its manifest entries changed (pip +gamma))",
+    ]
+    doc = lock_doc(manifest)["environments"]
+    versions = {n: {w["name"]: w["version"] for w in e["pip"]} for n, e in doc.items()}  # type: ignore[attr-defined]
+    # two's re-resolve keeps its locked delta 1.1 (it still fits); one is untouched.
+    assert versions == {
+        "one": {"alpha": "2.0", "beta": "2.0"},
+        "two": {"alpha": "2.0", "beta": "2.0", "delta": "1.1", "gamma": "1.0"},
+    }
+    code, out, _ = run_cli(capsys, "lock", manifest, "--upgrade-package", "alpha")
+    doc = lock_doc(manifest)["environments"]
+    versions = {n: {w["name"]: w["version"] for w in e["pip"]} for n, e in doc.items()}  # type: ignore[attr-defined]
+    assert versions["one"] == {"alpha": "3.0", "beta": "2.0"}
+    assert versions["two"]["delta"] == "1.1"
+    assert run_cli(capsys, "lock", manifest, "--upgrade")[0] == 0
+    doc = lock_doc(manifest)["environments"]
+    assert {w["name"]: w["version"] for w in doc["two"]["pip"]}["delta"] == "2.0"  # type: ignore[index]
+
+
+def test_a_hash_mismatch_installs_nothing(
+    tmp_path: Path,
+    isolated: dict[str, str],
+    index: Index,
+    image: Image,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    manifest = manifest_for(tmp_path / "team.yaml", index.url, {"base": (image.prefix, ["beta"])})
+    assert run_cli(capsys, "lock", manifest)[0] == 0
+    lock = tmp_path / "team.lock"
+    good = index.sha256("beta-2.0-py3-none-any.whl")
+    lock.write_text(lock.read_text().replace(good, "0" * 64))
+    before = sorted(p.name for p in (image.prefix / SITE).iterdir())
+    code, out, err = run_cli(capsys, "apply", manifest)
+    assert code == 1
+    failed = out.splitlines().index(
+        f"base: failed: the file of beta==2.0 does not match the sha256 in the lock file; "
+        f"nothing was installed into {image.prefix}"
+    )
+    assert out.splitlines()[failed + 1] == (
+        "  hint: if it was republished on purpose, lock it again (`reconciler lock MANIFEST "
+        "--upgrade-package beta`); otherwise check the package index"
+    )
+    assert sorted(p.name for p in (image.prefix / SITE).iterdir()) == before
+
+    # The file on the index changed under the same name (republished).
+    lock.write_text(lock.read_text().replace("0" * 64, good))
+    served = index.tree / "files" / "alpha-2.0-py3-none-any.whl"
+    served.write_bytes((index.wheels / "alpha-1.0-py3-none-any.whl").read_bytes())
+    code, out, err = run_cli(capsys, "apply", manifest)
+    assert code == 1
+    assert (
+        "base: failed: the file of alpha==2.0 does not match the sha256 in the lock file; "
+        f"nothing was installed into {image.prefix}"
+    ) in out.splitlines()
+    assert sorted(p.name for p in (image.prefix / SITE).iterdir()) == before
+
+
+def test_a_locked_file_that_is_gone_installs_nothing(
+    tmp_path: Path,
+    isolated: dict[str, str],
+    index: Index,
+    image: Image,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    manifest = manifest_for(tmp_path / "team.yaml", index.url, {"base": (image.prefix, ["beta"])})
+    assert run_cli(capsys, "lock", manifest)[0] == 0
+    (index.wheels / "beta-2.0-py3-none-any.whl").unlink()
+    (index.tree / "files" / "beta-2.0-py3-none-any.whl").unlink()
+    build_simple_index(index.wheels, index.tree)
+    code, out, _ = run_cli(capsys, "apply", manifest)
+    assert code == 1
+    first = next(line for line in out.splitlines() if line.startswith("base: failed: "))
+    assert first.startswith("base: failed: a file in the lock file can no longer be found (")
+    assert first.endswith(f"); nothing was installed into {image.prefix}")
+    assert image.dists() == {}
