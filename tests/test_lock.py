@@ -194,7 +194,8 @@ def test_restore_after_an_image_reset_needs_no_network(
     assert image.dists() == {}
     index.server.stop()
     code, out, err = run_cli(capsys, "apply", manifest)
-    assert code == 0, err
+    assert code == 0, out + err
+    assert f"base ({image.prefix}, venv) (from team.lock):" in out.splitlines()
     assert (
         image.dists()
         == installed
@@ -269,7 +270,7 @@ def test_lock_rewrites_only_stale_environments_unless_upgrading(
     index.publish("delta", "2.0")
     envs["two"] = (two, ["delta", "gamma"])
     manifest_for(manifest, index.url, envs)
-    code, out, _ = run_cli(capsys, "lock", manifest)
+    _code, out, _ = run_cli(capsys, "lock", manifest)
     assert out.splitlines()[:2] == [
         "one: unchanged",
         "two: locked (its manifest entries changed (pip +gamma))",
@@ -281,7 +282,7 @@ def test_lock_rewrites_only_stale_environments_unless_upgrading(
         "one": {"alpha": "2.0", "beta": "2.0"},
         "two": {"alpha": "2.0", "beta": "2.0", "delta": "1.1", "gamma": "1.0"},
     }
-    code, out, _ = run_cli(capsys, "lock", manifest, "--upgrade-package", "alpha")
+    assert run_cli(capsys, "lock", manifest, "--upgrade-package", "alpha")[0] == 0
     doc = lock_doc(manifest)["environments"]
     versions = {n: {w["name"]: w["version"] for w in e["pip"]} for n, e in doc.items()}  # type: ignore[attr-defined]
     assert versions["one"] == {"alpha": "3.0", "beta": "2.0"}
@@ -304,7 +305,7 @@ def test_a_hash_mismatch_installs_nothing(
     good = index.sha256("beta-2.0-py3-none-any.whl")
     lock.write_text(lock.read_text().replace(good, "0" * 64))
     before = sorted(p.name for p in (image.prefix / SITE).iterdir())
-    code, out, err = run_cli(capsys, "apply", manifest)
+    code, out, _err = run_cli(capsys, "apply", manifest)
     assert code == 1
     failed = out.splitlines().index(
         f"base: failed: the file of beta==2.0 does not match the sha256 in the lock file; "
@@ -320,7 +321,7 @@ def test_a_hash_mismatch_installs_nothing(
     lock.write_text(lock.read_text().replace("0" * 64, good))
     served = index.tree / "files" / "alpha-2.0-py3-none-any.whl"
     served.write_bytes((index.wheels / "alpha-1.0-py3-none-any.whl").read_bytes())
-    code, out, err = run_cli(capsys, "apply", manifest)
+    code, out, _ = run_cli(capsys, "apply", manifest)
     assert code == 1
     assert (
         "base: failed: the file of alpha==2.0 does not match the sha256 in the lock file; "
