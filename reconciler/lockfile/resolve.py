@@ -22,7 +22,7 @@ from reconciler.backends.process import first_lines
 from reconciler.errors import BackendError, ReconcilerError
 from reconciler.lockfile.fresh import entries_of, managed_digest
 from reconciler.lockfile.model import LockedEnvironment, LockedRecord, LockedWheel
-from reconciler.lockfile.sources import WheelLocator, target_tags
+from reconciler.lockfile.sources import locate_locked, tags_of
 from reconciler.plan.planner import EnvironmentInputs, pip_requests
 from reconciler.plan.policy import OWNED
 from reconciler.state.environment import image_identity
@@ -108,9 +108,8 @@ def _pip_side(
     additions = sorted(
         {(i.name, i.version) for i in preview.installs if i.name not in pinned},
     )
-    locator = WheelLocator(env.pip_settings)
-    tags = target_tags(state.python_version)
-    return tuple(locator.locate(name, version, tags) for name, version in additions)
+    tags = tags_of(python)
+    return tuple(locate_locked(n, v, settings, tags) for n, v in additions)
 
 
 def _conda_side(
