@@ -249,7 +249,16 @@ class RattlerSolver:
             _check_local_file(prefix, record)
         rattler = _rattler()
         exact = [_repodata_record(rattler, r) for r in records]
-        return self._link(prefix, exact, [f"{r.name} =={r.version} {r.build}" for r in records])
+        specs = [f"{r.name} =={r.version} {r.build}" for r in records]
+        try:
+            return self._link(prefix, exact, specs)
+        except BackendError as exc:
+            raise BackendError(
+                f"the locked conda packages could not be installed into {prefix} (a file is "
+                f"gone from the channel and not in rattler's cache, or differs from the lock): "
+                f"{exc.message}",
+                hint="check the channel, or lock again (`reconciler lock MANIFEST --upgrade`)",
+            ) from exc
 
     def solve_for_lock(
         self,
@@ -367,11 +376,13 @@ def _check_local_file(prefix: Path, record: LockedRecord) -> None:
         with open(unquote(urlsplit(record.url).path), "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
+    except FileNotFoundError:
+        return  # gone from the channel: rattler's package cache may still hold it
     except OSError as exc:
         raise BackendError(
-            f"the locked conda package {what} can no longer be found at {record.url}; "
+            f"cannot read the locked conda package {what} at {record.url}: {exc}; "
             f"nothing was installed into {prefix}",
-            hint="check the channel, or lock again (`reconciler lock MANIFEST --upgrade`)",
+            hint="check the channel's permissions",
         ) from exc
     if digest.hexdigest() != record.sha256:
         raise BackendError(
@@ -386,7 +397,7 @@ def _repodata_record(rattler: Any, record: LockedRecord) -> Any:
     package = rattler.PackageRecord(
         name=record.name,
         version=record.version,
-        build=record.build,
+        build=rattler.BuildString(record.build),
         build_number=record.build_number,
         subdir=record.subdir,
         noarch=record.noarch,
