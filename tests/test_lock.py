@@ -348,3 +348,24 @@ def test_a_locked_file_that_is_gone_installs_nothing(
     assert first.startswith("base: failed: a file in the lock file can no longer be found (")
     assert first.endswith(f"); nothing was installed into {image.prefix}")
     assert image.dists() == {}
+
+
+def test_a_new_lock_is_applied_even_when_the_last_apply_was_a_no_op(
+    tmp_path: Path,
+    isolated: dict[str, str],
+    index: Index,
+    image: Image,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The no-op fast path (reconciler.entry) stamps the lock file too."""
+    from reconciler.entry import main
+
+    manifest = manifest_for(tmp_path / "team.yaml", index.url, {"base": (image.prefix, ["alpha"])})
+    assert run_cli(capsys, "lock", manifest)[0] == 0
+    assert main(["apply", str(manifest)]) == 0
+    assert main(["apply", str(manifest)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("Nothing to do")
+    index.publish("alpha", "3.0")
+    assert run_cli(capsys, "lock", manifest, "--upgrade")[0] == 0
+    assert main(["apply", str(manifest)]) == 0
+    assert image.dists() == {"alpha": "3.0"}
