@@ -11,7 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import threading
 from collections.abc import Iterator
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import jsonschema
@@ -369,3 +372,39 @@ def test_a_new_lock_is_applied_even_when_the_last_apply_was_a_no_op(
     assert run_cli(capsys, "lock", manifest, "--upgrade")[0] == 0
     assert main(["apply", str(manifest)]) == 0
     assert image.dists() == {"alpha": "3.0"}
+
+
+class _ExpiringHandler(SimpleHTTPRequestHandler):
+    """Pages that expire at once, as a real index's do after their max-age (PyPI: 600 s)."""
+
+    def end_headers(self) -> None:
+        self.send_header("Cache-Control", "max-age=0, must-revalidate")
+        super().end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_restore_offline_even_when_the_cached_index_pages_have_expired(
+    tmp_path: Path,
+    isolated: dict[str, str],
+    index: Index,
+    image: Image,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", 0), partial(_ExpiringHandler, directory=str(index.tree))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/simple/"
+    manifest = manifest_for(tmp_path / "team.yaml", url, {"base": (image.prefix, ["gamma"])})
+    try:
+        assert run_cli(capsys, "lock", manifest)[0] == 0
+        assert run_cli(capsys, "apply", manifest)[0] == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    image.reset()
+    code, out, err = run_cli(capsys, "apply", manifest)
+    assert code == 0, out + err
+    assert image.dists() == {"alpha": "2.0", "beta": "2.0", "gamma": "1.0"}
