@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -408,3 +409,60 @@ def test_restore_offline_even_when_the_cached_index_pages_have_expired(
     code, out, err = run_cli(capsys, "apply", manifest)
     assert code == 0, out + err
     assert image.dists() == {"alpha": "2.0", "beta": "2.0", "gamma": "1.0"}
+
+
+def _valid_lock() -> dict[str, object]:
+    wheel = {"filename": "alpha-2.0-py3-none-any.whl", "name": "alpha", "sha256": "a" * 64,
+             "source": "https://pypi.org/simple/", "version": "2.0"}  # fmt: skip
+    record = {"build": "0", "build_number": 0, "channel": "https://conda.anaconda.org/c/",
+              "depends": ["python"], "name": "pyfoo", "noarch": "python", "sha256": "b" * 64,
+              "subdir": "noarch", "url": "https://x/noarch/pyfoo-2.0-0.tar.bz2",
+              "version": "2.0"}  # fmt: skip
+    entries = {"channels": [], "conda": [], "find_links": [], "indexes": [], "pip": ["alpha"]}
+    env = {"conda": [record], "entries": entries, "image": "pyvenv:x", "managed_sha256": "c" * 64,
+           "pip": [wheel]}  # fmt: skip
+    return {"environments": {"base": env}, "format_version": "1", "manifest": "team.yaml"}
+
+
+@pytest.mark.parametrize(
+    "path, value",
+    [
+        (("format_version",), "2"),
+        (("manifest",), 1),
+        (("environments", "base", "image"), 3),
+        (("environments", "base", "managed_sha256"), "nothex"),
+        (("environments", "base", "entries", "pip"), "alpha"),
+        (("environments", "base", "pip", 0, "name"), "--index-url=http://evil/"),
+        (("environments", "base", "pip", 0, "version"), "2.0 --hash=sha256:x"),
+        (("environments", "base", "pip", 0, "sha256"), "A" * 64),
+        (("environments", "base", "pip", 0, "filename"), "../x.whl"),
+        (("environments", "base", "conda", 0, "url"), "ftp://x/y"),
+        (("environments", "base", "conda", 0, "build_number"), -1),
+        (("environments", "base", "conda", 0, "noarch"), "yes"),
+        (("environments", "base", "conda", 0, "name"), "PyFoo"),
+        (("environments", "base", "conda", 0, "subdir"), "linux 64"),
+        (("environments", "base", "extra"), 1),
+    ],
+)
+def test_the_lock_reader_holds_the_schemas_rules(
+    tmp_path: Path, path: tuple[object, ...], value: object
+) -> None:
+    """read_lock checks by hand (no jsonschema import on every start): the same verdicts."""
+    from reconciler.errors import ReconcilerError
+    from reconciler.lockfile.fresh import read_lock
+
+    schema = load_schema("lock.v1.schema.json")
+    good = _valid_lock()
+    jsonschema.validate(good, schema)
+    (tmp_path / "good.lock").write_text(json.dumps(good))
+    assert read_lock(tmp_path / "good.lock") is not None
+    bad: Any = json.loads(json.dumps(good))
+    target = bad
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
+    (tmp_path / "bad.lock").write_text(json.dumps(bad))
+    with pytest.raises(ReconcilerError, match=r"bad\.lock is not a reconciler lock file: "):
+        read_lock(tmp_path / "bad.lock")

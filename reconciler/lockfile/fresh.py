@@ -116,15 +116,106 @@ def read_lock(path: Path) -> LockFile | None:
     return LockFile.from_json(path, doc)
 
 
+_NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+_TEXT = re.compile(r"^[A-Za-z0-9._+!-]+$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_WHEEL = re.compile(r"^[A-Za-z0-9._+!-]+\.whl$")
+_URL = re.compile(r"^(?:https?|file)://\S+$")
+_ENV = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_CONDA_NAME = re.compile(r"^[a-z0-9_.+-]+$")
+_BUILD = re.compile(r"^[A-Za-z0-9._+-]+$")
+_SUBDIR = re.compile(r"^[a-z0-9_-]+$")
+_ENTRY_KEYS = ("pip", "conda", "channels", "indexes", "find_links")
+
+
 def _schema_problem(doc: object) -> str | None:
-    import jsonschema
+    """Why ``doc`` is not a lock.v1 document, or None.
 
-    from reconciler.resources import load_schema
+    The same rules as ``schemas/lock.v1.schema.json`` (a test holds them together),
+    checked by hand: jsonschema costs ~0.2 s to import on every app start. What the
+    installers get from a lock (names, versions, hashes, URLs) is held to patterns,
+    so a lock file cannot smuggle an option into a requirements file.
+    """
+    if not isinstance(doc, dict) or set(doc) != {"format_version", "manifest", "environments"}:
+        return "(top level): needs exactly format_version, manifest and environments"
+    if doc["format_version"] != "1":
+        return 'format_version: not "1"'
+    if not isinstance(doc["manifest"], str) or not doc["manifest"]:
+        return "manifest: not a file name"
+    if not isinstance(doc["environments"], dict):
+        return "environments: not an object"
+    for name, env in doc["environments"].items():
+        problem = _environment_problem(env)
+        if not _ENV.match(str(name)):
+            problem = "not an environment name"
+        if problem is not None:
+            return f"environments/{name}: {problem}"
+    return None
 
-    validator = jsonschema.Draft202012Validator(load_schema("lock.v1.schema.json"))
-    errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
-    if not errors:
-        return None
-    first = errors[0]
-    where = "/".join(str(p) for p in first.absolute_path) or "(top level)"
-    return f"{where}: {first.message}"[:300]
+
+def _strings(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _environment_problem(env: object) -> str | None:
+    keys = {"image", "managed_sha256", "entries", "pip", "conda"}
+    if not isinstance(env, dict) or set(env) != keys:
+        return f"needs exactly {', '.join(sorted(keys))}"
+    if not isinstance(env["image"], str) or not env["image"]:
+        return "image: not a string"
+    if not isinstance(env["managed_sha256"], str) or not _SHA256.match(env["managed_sha256"]):
+        return "managed_sha256: not a sha256"
+    entries = env["entries"]
+    if not isinstance(entries, dict) or set(entries) != set(_ENTRY_KEYS):
+        return f"entries: needs exactly {', '.join(_ENTRY_KEYS)}"
+    if not all(_strings(entries[k]) for k in _ENTRY_KEYS):
+        return "entries: not lists of strings"
+    if not isinstance(env["pip"], list) or not isinstance(env["conda"], list):
+        return "pip and conda: not lists"
+    for i, wheel in enumerate(env["pip"]):
+        problem = _wheel_problem(wheel)
+        if problem is not None:
+            return f"pip/{i}: {problem}"
+    for i, record in enumerate(env["conda"]):
+        problem = _record_problem(record)
+        if problem is not None:
+            return f"conda/{i}: {problem}"
+    return None
+
+
+def _wheel_problem(wheel: object) -> str | None:
+    keys = {"name", "version", "filename", "sha256", "source"}
+    if not isinstance(wheel, dict) or set(wheel) != keys:
+        return f"needs exactly {', '.join(sorted(keys))}"
+    if not all(isinstance(wheel[k], str) for k in keys):
+        return "not strings"
+    checks = (
+        (_NAME, "name"), (_TEXT, "version"), (_WHEEL, "filename"), (_SHA256, "sha256"),
+    )  # fmt: skip
+    for pattern, key in checks:
+        if not pattern.match(wheel[key]):
+            return f"{key}: {wheel[key]!r} is not allowed"[:200]
+    return None
+
+
+def _record_problem(record: object) -> str | None:
+    keys = {"name", "version", "build", "build_number", "channel", "subdir", "url", "sha256"}
+    keys |= {"noarch", "depends"}
+    if not isinstance(record, dict) or set(record) != keys:
+        return f"needs exactly {', '.join(sorted(keys))}"
+    texts = ("name", "version", "build", "channel", "subdir", "url", "sha256")
+    if not all(isinstance(record[k], str) for k in texts) or not _strings(record["depends"]):
+        return "not strings"
+    number = record["build_number"]
+    if not isinstance(number, int) or isinstance(number, bool) or number < 0:
+        return "build_number: not a non-negative integer"
+    if record["noarch"] not in (None, "python", "generic"):
+        return "noarch: not null, python or generic"
+    checks = (
+        (_CONDA_NAME, "name"), (_TEXT, "version"), (_BUILD, "build"), (_SUBDIR, "subdir"),
+        (_URL, "url"), (_SHA256, "sha256"),
+    )  # fmt: skip
+    for pattern, key in checks:
+        if not pattern.match(record[key]):
+            return f"{key}: {record[key]!r} is not allowed"[:200]
+    return None
