@@ -302,6 +302,7 @@ def test_a_hash_mismatch_installs_nothing(
     index: Index,
     image: Image,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     manifest = manifest_for(tmp_path / "team.yaml", index.url, {"base": (image.prefix, ["beta"])})
     assert run_cli(capsys, "lock", manifest)[0] == 0
@@ -321,7 +322,9 @@ def test_a_hash_mismatch_installs_nothing(
     )
     assert sorted(p.name for p in (image.prefix / SITE).iterdir()) == before
 
-    # The file on the index changed under the same name (republished).
+    # The file on the index changed under the same name (republished), and uv's cache
+    # does not hold it (the first attempt may or may not have downloaded alpha).
+    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "cold-uv-cache"))
     lock.write_text(lock.read_text().replace("0" * 64, good))
     served = index.tree / "files" / "alpha-2.0-py3-none-any.whl"
     served.write_bytes((index.wheels / "alpha-1.0-py3-none-any.whl").read_bytes())

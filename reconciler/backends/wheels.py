@@ -70,6 +70,7 @@ __all__ = [
     "locate_wheel",
     "parse_record",
     "read_record",
+    "record_cache_file",
     "target_tags",
 ]
 
@@ -372,13 +373,18 @@ def _file_sha256(path: Path) -> str | None:
 # --- RECORD -------------------------------------------------------------------------
 
 
+def record_cache_file(cache_dir: Path, sha256: str) -> Path:
+    """Where :func:`read_record` keeps the RECORD rows of the wheel with ``sha256``."""
+    return cache_dir / "records" / f"{sha256}.json"
+
+
 def read_record(
     wheel: WheelFile, cache_dir: Path | None = None, *, client: HttpClient | None = None
 ) -> tuple[RecordEntry, ...]:
     """The RECORD rows of ``wheel`` (see module docstring), cached by sha256."""
     cache_file = None
     if cache_dir is not None and wheel.sha256:
-        cache_file = cache_dir / "records" / f"{wheel.sha256}.json"
+        cache_file = record_cache_file(cache_dir, wheel.sha256)
         try:
             rows = json.loads(cache_file.read_text(encoding="utf-8"))
             return tuple(RecordEntry(str(p), str(h), s) for p, h, s in rows)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
@@ -43,9 +44,13 @@ class Upgrade:
 
 
 def resolve_environment(
-    inputs: EnvironmentInputs, previous: LockedEnvironment | None, upgrade: Upgrade
+    inputs: EnvironmentInputs,
+    previous: LockedEnvironment | None,
+    upgrade: Upgrade,
+    cache_dir: Path | None = None,
 ) -> LockedEnvironment:
-    """The lock entry of one existing environment (see module docstring)."""
+    """The lock entry of one existing environment (see module docstring); ``cache_dir``
+    receives the locked wheels' RECORDs (see :func:`~reconciler.lockfile.sources.locate_locked`)."""
     env, state = inputs.env, inputs.state
     if not state.exists:
         raise ReconcilerError(
@@ -65,13 +70,16 @@ def resolve_environment(
         image=image,
         managed_sha256=managed_digest(state, inputs.ownership),
         entries=entries_of(env),
-        pip=_pip_side(inputs, kept, upgrade),
+        pip=_pip_side(inputs, kept, upgrade, cache_dir),
         conda=_conda_side(inputs, kept, upgrade),
     )
 
 
 def _pip_side(
-    inputs: EnvironmentInputs, previous: LockedEnvironment | None, upgrade: Upgrade
+    inputs: EnvironmentInputs,
+    previous: LockedEnvironment | None,
+    upgrade: Upgrade,
+    cache_dir: Path | None,
 ) -> tuple[LockedWheel, ...]:
     env, state, ownership = inputs.env, inputs.state, inputs.ownership
     requests = [r.requirement for r in pip_requests(env)]
@@ -109,7 +117,7 @@ def _pip_side(
         {(i.name, i.version) for i in preview.installs if i.name not in pinned},
     )
     tags = tags_of(python)
-    return tuple(locate_locked(n, v, settings, tags) for n, v in additions)
+    return tuple(locate_locked(n, v, settings, tags, cache_dir) for n, v in additions)
 
 
 def _conda_side(

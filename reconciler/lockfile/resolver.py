@@ -10,15 +10,18 @@ a notice to each whose lock does not (or, with ``required``, refuses).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler.backends.conda import SolvedRecord
 from reconciler.backends.pip import Resolved
 from reconciler.errors import ReconcilerError
 from reconciler.lockfile.fresh import read_lock, staleness
 from reconciler.lockfile.model import LockedEnvironment, LockedRecord, LockedWheel, lock_path
-from reconciler.manifest.model import Manifest
+from reconciler.manifest.model import Manifest, PipSettings
+from reconciler.plan.clashes import WheelContents, refuse_clashes
 from reconciler.plan.conda_side import CondaSidePlan
 from reconciler.plan.conda_side import _classify as classify_conda
 from reconciler.plan.pip_side import PipSidePlan
@@ -26,6 +29,9 @@ from reconciler.plan.pip_side import _classify as classify_pip
 from reconciler.plan.planner import EnvironmentInputs
 from reconciler.plan.policy import Ownership
 from reconciler.state.environment import InstalledState, image_identity
+
+if TYPE_CHECKING:
+    from reconciler.backends.wheels import RecordEntry
 
 __all__ = ["LockedResolver", "StaleLockError", "use_lock"]
 
@@ -42,9 +48,19 @@ class LockedResolver:
     lock_name: str
 
     def pip_side(
-        self, state: InstalledState, ownership: Ownership, requested: set[str]
+        self,
+        state: InstalledState,
+        ownership: Ownership,
+        requested: Mapping[str, str],
+        wheels: WheelContents | None,
+        settings: PipSettings,
     ) -> tuple[PipSidePlan, tuple[str, ...]]:
-        """The pip changes, and the requirement lines (with hashes) that install them."""
+        """The pip changes, and the requirement lines (with hashes) that install them.
+
+        ``requested``: canonical name -> requirement text of the manifest's requests.
+        The file-clash check runs as on a resolved plan, reading each locked wheel's
+        RECORD from the cache by its sha256 first (no network on a restore).
+        """
         moving = [w for w in self.locked.pip if _pip_differs(state, w)]
         satisfied = tuple(
             f"{w.name}=={w.version}" for w in self.locked.pip if not _pip_differs(state, w)
@@ -56,6 +72,9 @@ class LockedResolver:
             [Resolved(w.name, w.version) for w in moving],
             requested,
         )
+        if wheels is not None and moving:
+            contents = _LockedContents({(w.name, w.version): w for w in moving}, wheels)
+            changes = refuse_clashes(state, ownership, changes, contents, settings)
         constraints = ownership.pip_pins(state) if moving else ()
         plan = PipSidePlan(tuple(changes), satisfied, (), constraints, False)
         return plan, tuple(w.requirement_line() for w in moving)
@@ -74,6 +93,28 @@ class LockedResolver:
         changes = classify_conda(state, ownership, records, requested, {})
         pinned = ownership.conda_pins(state) if moving else ()
         return CondaSidePlan(tuple(changes), satisfied, (), pinned, False), tuple(moving)
+
+
+class _LockedContents:
+    """RECORDs of locked wheels: from the records cache by sha256 when it holds them,
+    else from the plan's own :class:`~reconciler.plan.clashes.WheelContents`."""
+
+    def __init__(self, locked: Mapping[tuple[str, str], LockedWheel], real: WheelContents) -> None:
+        self._locked = locked
+        self._real = real
+
+    def record(
+        self, python: Path, name: str, version: str, settings: PipSettings
+    ) -> Sequence[RecordEntry] | None:
+        wheel = self._locked.get((name, version))
+        cache_dir = getattr(self._real, "cache_dir", None)
+        if wheel is not None and cache_dir is not None:
+            from reconciler.backends.wheels import WheelFile, read_record, record_cache_file
+
+            if record_cache_file(cache_dir, wheel.sha256).is_file():
+                found = WheelFile(name, version, wheel.filename, "", wheel.sha256, wheel.source)
+                return read_record(found, cache_dir)
+        return self._real.record(python, name, version, settings)
 
 
 def _pip_differs(state: InstalledState, wheel: LockedWheel) -> bool:

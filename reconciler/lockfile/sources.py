@@ -30,9 +30,17 @@ def tags_of(python: Path) -> tuple[Tag, ...]:
 
 
 def locate_locked(
-    name: str, version: str, settings: PipSettings, tags: Sequence[Tag]
+    name: str,
+    version: str,
+    settings: PipSettings,
+    tags: Sequence[Tag],
+    cache_dir: Path | None = None,
 ) -> LockedWheel:
-    """The lock entry of ``name==version``; BackendError when no source offers its wheel."""
+    """The lock entry of ``name==version``; BackendError when no source offers its wheel.
+
+    With ``cache_dir`` the wheel's RECORD is read into the records cache too, so that
+    the file-clash check of a locked plan needs no network later (an offline restore).
+    """
     from reconciler.backends.wheels import locate_wheel
 
     wheel = locate_wheel(name, version, settings, tags)
@@ -55,5 +63,13 @@ def locate_locked(
                 hint="check that the package index is reachable",
             )
         sha256 = hashlib.sha256(response.body).hexdigest()
+    if cache_dir is not None:
+        import contextlib
+        from dataclasses import replace
+
+        from reconciler.backends.wheels import read_record
+
+        with contextlib.suppress(BackendError):  # derived data: the plan reads it again
+            read_record(replace(wheel, sha256=sha256), cache_dir)
     source = strip_credentials(wheel.source.replace("***@", ""))
     return LockedWheel(wheel.name, version, wheel.filename, sha256, source)

@@ -96,7 +96,7 @@ def write_lock(
             environments[env.name] = entry
             outcomes.append(LockOutcome(env.name, "unchanged"))
             continue
-        environments[env.name] = resolve_environment(item, entry, upgrade)
+        environments[env.name] = resolve_environment(item, entry, upgrade, store.root / "cache")
         changed = environments[env.name] != entry
         detail = why or ("upgraded" if wanted else "")
         outcomes.append(LockOutcome(env.name, "locked" if changed else "unchanged", detail))

@@ -272,7 +272,10 @@ def plan_environment(inputs: EnvironmentInputs, backends: Backends) -> Environme
         # A fresh lock answers both sides: no resolver runs (reconciler.lockfile).
         wanted = requested_names(env)
         conda, conda_locked = inputs.locked.conda_side(state, inputs.ownership, wanted)
-        pip, pip_locked = inputs.locked.pip_side(state, inputs.ownership, wanted)
+        texts = {r.name: r.requirement for r in pip_requests(env)}
+        pip, pip_locked = inputs.locked.pip_side(
+            state, inputs.ownership, texts, backends.wheels, env.pip_settings
+        )
     else:
         conda = plan_conda_side(
             state,
