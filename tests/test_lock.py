@@ -469,3 +469,32 @@ def test_the_lock_reader_holds_the_schemas_rules(
     (tmp_path / "bad.lock").write_text(json.dumps(bad))
     with pytest.raises(ReconcilerError, match=r"bad\.lock is not a reconciler lock file: "):
         read_lock(tmp_path / "bad.lock")
+
+
+def test_a_locked_wheel_over_a_managed_file_is_refused_from_the_cached_record(
+    tmp_path: Path, isolated: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The file-clash check runs on a locked plan too, from the RECORD that `lock` cached
+    by sha256: the wheel itself is gone from find-links, and the plan still refuses it."""
+    from tests.support.envs import pip_install
+
+    house = tmp_path / "house"
+    build_wheel(house, "jwt", "1.3.1")
+    build_wheel(house, "PyJWT", "2.8.0", module="jwt")
+    prefix = make_venv(tmp_path / "env")
+    pip_install(prefix, ["jwt==1.3.1"], house)
+    module = prefix / SITE / "jwt" / "__init__.py"
+    before = module.read_bytes()
+    manifest = write_manifest(
+        tmp_path / "team.yaml",
+        {"main": {"prefix": prefix, "pip": ["PyJWT==2.8.0"]}},
+        wheelhouse=house,
+    )
+    assert run_cli(capsys, "baseline", "capture", manifest)[0] == 0
+    assert run_cli(capsys, "lock", manifest)[0] == 0
+    (house / "pyjwt-2.8.0-py3-none-any.whl").unlink()
+    code, out, _ = run_cli(capsys, "apply", manifest)
+    assert code == 3, out
+    assert "PyJWT 2.8.0 would overwrite jwt/__init__.py, which managed jwt 1.3.1 owns" in out
+    assert f"main ({prefix}, venv) (from team.lock):" in out.splitlines()
+    assert module.read_bytes() == before
