@@ -132,13 +132,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--env", action="append", default=[], metavar="NAME")
     upgrade = p.add_mutually_exclusive_group()
     upgrade.add_argument("--upgrade", action="store_true", help="resolve everything afresh")
-    upgrade.add_argument(
-        "--upgrade-package",
-        nargs="+",
-        default=[],
-        metavar="NAME",
-        help="resolve these packages afresh, keeping the other locked versions",
-    )
+    upgrade.add_argument("--upgrade-package", nargs="+", default=[], metavar="NAME",
+                         help="resolve these afresh, keep the other locked versions")  # fmt: skip
     p.set_defaults(func=_lock)
 
     p = command("lifecycle", "print a SageMaker Studio on-start lifecycle script")
@@ -378,14 +373,9 @@ def _lock(args: argparse.Namespace) -> int:
     from reconciler.lockfile.writer import upgrade_from_args, write_lock
 
     store = _store(args)
-    manifest = _load(args.manifest, store)
+    manifest = _load(args.manifest, store, args.env)
     upgrade = upgrade_from_args(args.upgrade, args.upgrade_package)
-    result = write_lock(manifest, store, args.env, upgrade)
-    if not args.quiet:
-        for outcome in result.outcomes:
-            detail = f" ({outcome.detail})" if outcome.detail else ""
-            _out(f"{outcome.name}: {outcome.status}{detail}")
-    _out(f"{'Wrote' if result.written else 'Unchanged:'} {result.path}")
+    _out(write_lock(manifest, store, args.env, upgrade).text(quiet=args.quiet))
     return EXIT_OK
 
 

@@ -46,6 +46,14 @@ class LockResult:
     written: bool
     outcomes: tuple[LockOutcome, ...]
 
+    def text(self, *, quiet: bool = False) -> str:
+        """``name: status (why)`` a line, then ``Wrote PATH`` / ``Unchanged: PATH``."""
+        lines = [] if quiet else [
+            f"{o.name}: {o.status}" + (f" ({o.detail})" if o.detail else "") for o in self.outcomes
+        ]  # fmt: skip
+        lines.append(f"{'Wrote' if self.written else 'Unchanged:'} {self.path}")
+        return "\n".join(lines)
+
 
 def _mentions(env: LockedEnvironment | None, names: frozenset[str]) -> bool:
     if env is None:
