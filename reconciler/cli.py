@@ -128,8 +128,8 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_apply)
 
     p = command("lock", "write the lock file beside the manifest (team.yaml -> team.lock)")
-    p.add_argument("manifest", type=Path)
-    p.add_argument("--env", action="append", default=[], metavar="NAME")
+    p.add_argument("manifest", type=Path, help=_MANIFEST_HELP)
+    p.add_argument("--env", action="append", default=[], metavar="NAME", help=_ENV_HELP)
     upgrade = p.add_mutually_exclusive_group()
     upgrade.add_argument("--upgrade", action="store_true", help="resolve everything afresh")
     upgrade.add_argument("--upgrade-package", nargs="+", default=[], metavar="NAME",
