@@ -498,3 +498,38 @@ def test_a_locked_wheel_over_a_managed_file_is_refused_from_the_cached_record(
     assert "PyJWT 2.8.0 would overwrite jwt/__init__.py, which managed jwt 1.3.1 owns" in out
     assert f"main ({prefix}, venv) (from team.lock):" in out.splitlines()
     assert module.read_bytes() == before
+
+
+def test_a_saved_plan_from_the_lock_applies_only_what_the_lock_holds(
+    tmp_path: Path,
+    isolated: dict[str, str],
+    index: Index,
+    image: Image,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    manifest = manifest_for(tmp_path / "team.yaml", index.url, {"base": (image.prefix, ["beta"])})
+    assert run_cli(capsys, "lock", manifest)[0] == 0
+    saved = tmp_path / "plan.json"
+    assert run_cli(capsys, "plan", manifest, "--out", saved)[0] == 0
+    doc = json.loads(saved.read_text())
+    assert doc["environments"][0]["pip_locked"] == [
+        f"alpha==2.0 --hash=sha256:{index.sha256('alpha-2.0-py3-none-any.whl')}",
+        f"beta==2.0 --hash=sha256:{index.sha256('beta-2.0-py3-none-any.whl')}",
+    ]
+    # An edited plan file cannot add a hash-pinned line the lock never had.
+    edited = json.loads(json.dumps(doc))
+    edited["environments"][0]["pip_locked"].append(
+        f"delta==1.0 --hash=sha256:{index.sha256('delta-1.0-py3-none-any.whl')}"
+    )
+    (tmp_path / "edited.json").write_text(json.dumps(edited))
+    code, _, err = run_cli(capsys, "apply", "--plan", tmp_path / "edited.json")
+    assert code == 1
+    assert err.splitlines()[0] == (
+        "error: the saved plan for environment 'base' cannot be applied: it installs "
+        f"'delta==1.0 --hash=sha256:{index.sha256('delta-1.0-py3-none-any.whl')}', which the "
+        "lock file does not hold"
+    )
+    assert image.dists() == {}
+    code, out, err = run_cli(capsys, "apply", "--plan", saved)
+    assert code == 0, out + err
+    assert image.dists() == {"alpha": "2.0", "beta": "2.0"}

@@ -141,6 +141,10 @@ def apply(
         if saved is not None:
             check_fresh(saved, manifest, inputs)
             plan = trusted_plan(saved, inputs, backends.wheels)
+            if any(e.pip_locked or e.conda_locked for e in plan.environments) or locked:
+                from reconciler.lockfile.resolver import check_saved_locked, use_lock
+
+                check_saved_locked(plan, use_lock(manifest, inputs, required=locked))
         else:
             from reconciler.lockfile.resolver import use_lock
 

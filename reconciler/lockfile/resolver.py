@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING
 
 from reconciler.backends.conda import SolvedRecord
 from reconciler.backends.pip import Resolved
-from reconciler.errors import ReconcilerError
+from reconciler.errors import ReconcilerError, StalePlanError
 from reconciler.lockfile.fresh import read_lock, staleness
 from reconciler.lockfile.model import LockedEnvironment, LockedRecord, LockedWheel, lock_path
 from reconciler.manifest.model import Manifest, PipSettings
 from reconciler.plan.clashes import WheelContents, refuse_clashes
 from reconciler.plan.conda_side import CondaSidePlan
 from reconciler.plan.conda_side import _classify as classify_conda
+from reconciler.plan.model import Plan
 from reconciler.plan.pip_side import PipSidePlan
 from reconciler.plan.pip_side import _classify as classify_pip
 from reconciler.plan.planner import EnvironmentInputs
@@ -33,7 +34,7 @@ from reconciler.state.environment import InstalledState, image_identity
 if TYPE_CHECKING:
     from reconciler.backends.wheels import RecordEntry
 
-__all__ = ["LockedResolver", "StaleLockError", "use_lock"]
+__all__ = ["LockedResolver", "StaleLockError", "check_saved_locked", "use_lock"]
 
 
 class StaleLockError(ReconcilerError):
@@ -166,3 +167,29 @@ def use_lock(
     if required and stale:
         raise StaleLockError("--locked: " + "; ".join(stale) + "; nothing was changed", hint=hint)
     return out
+
+
+def check_saved_locked(plan: Plan, inputs: Sequence[EnvironmentInputs]) -> None:
+    """A saved plan made from the lock installs only what the lock, fresh now, holds.
+
+    A plan file anyone could edit must not add a hash-pinned line the lock never had.
+    """
+    by_name = {i.env.name: i for i in inputs}
+    for env_plan in plan.environments:
+        if not (env_plan.pip_locked or env_plan.conda_locked):
+            continue
+        item = by_name[env_plan.name]
+        problem = ""
+        if item.locked is None:
+            problem = "it was made from a lock file that does not hold any more"
+        else:
+            lines = {w.requirement_line() for w in item.locked.locked.pip}
+            extra = [line for line in env_plan.pip_locked if line not in lines]
+            extra += [r.name for r in env_plan.conda_locked if r not in item.locked.locked.conda]
+            if extra:
+                problem = f"it installs {extra[0]!r}, which the lock file does not hold"
+        if problem:
+            raise StalePlanError(
+                f"the saved plan for environment {env_plan.name!r} cannot be applied: {problem}",
+                hint="make it again with `reconciler plan --out FILE`",
+            )
