@@ -92,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--detailed-exitcode", action="store_true", help="exit 2 when changes are pending"
     )
+    p.add_argument("--locked", action="store_true", help=_LOCKED_HELP)
     p.set_defaults(func=_plan)
 
     p = command("apply", "plan, then make the allowed additive changes (nothing if any is refused)")
@@ -124,7 +125,17 @@ def _parser() -> argparse.ArgumentParser:
         help="with --background: how long to wait before returning (0)",
     )
     p.add_argument("--detached", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--locked", action="store_true", help=_LOCKED_HELP)
     p.set_defaults(func=_apply)
+
+    p = command("lock", "write the lock file beside the manifest (team.yaml -> team.lock)")
+    p.add_argument("manifest", type=Path, help=_MANIFEST_HELP)
+    p.add_argument("--env", action="append", default=[], metavar="NAME", help=_ENV_HELP)
+    upgrade = p.add_mutually_exclusive_group()
+    upgrade.add_argument("--upgrade", action="store_true", help="resolve everything afresh")
+    upgrade.add_argument("--upgrade-package", nargs="+", default=[], metavar="NAME",
+                         help="resolve these afresh, keep the other locked versions")  # fmt: skip
+    p.set_defaults(func=_lock)
 
     p = command("lifecycle", "print a SageMaker Studio on-start lifecycle script")
     p.add_argument("manifest", type=Path, help=_MANIFEST_HELP)
@@ -158,6 +169,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PYTHON",
         help="interpreter that creates reconciler's own venv (python3)",
     )
+    p.add_argument("--locked", action="store_true", help="the script applies with --locked")
     p.set_defaults(func=_lifecycle)
 
     p = command("bundle", "write an offline wheelhouse of reconciler for `lifecycle --wheel DIR`")
@@ -214,6 +226,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+_LOCKED_HELP = "a missing or stale lock file is an error (exit 1) instead of a fresh resolve"
+
+
 def _store(args: argparse.Namespace) -> Any:
     from reconciler.state.store import StateStore, default_state_dir
 
@@ -267,9 +282,10 @@ def _plan(args: argparse.Namespace) -> int:
 
     store = _store(args)
     manifest = _load(args.manifest, store, args.env)
-    inputs = read_inputs(manifest, store, args.env)
+    from reconciler.lockfile.resolver import use_lock
     from reconciler.render.progress import resolving
 
+    inputs = use_lock(manifest, read_inputs(manifest, store, args.env), required=args.locked)
     with resolving(sys.stderr, inputs, show=not args.quiet):
         plan = build_plan(manifest, inputs, Backends.default(store.root / "cache"))
     if args.out:
@@ -349,6 +365,7 @@ def _apply(args: argparse.Namespace) -> int:
             lock_timeout=args.lock_timeout,
             reporter=reporter,
             log=log_path,
+            locked=args.locked,
         )
     except ReconcilerError as exc:
         store.save_validation_memo(memo)
@@ -420,7 +437,19 @@ def _child_argv(args: argparse.Namespace, manifest: Path) -> list[str]:
         argv += ["--plan", str(args.plan.resolve())]
     if args.partial:
         argv.append("--partial")
+    if args.locked:
+        argv.append("--locked")
     return argv
+
+
+def _lock(args: argparse.Namespace) -> int:
+    from reconciler.lockfile.writer import upgrade_from_args, write_lock
+
+    store = _store(args)
+    manifest = _load(args.manifest, store, args.env)
+    upgrade = upgrade_from_args(args.upgrade, args.upgrade_package)
+    _out(write_lock(manifest, store, args.env, upgrade).text(quiet=args.quiet))
+    return EXIT_OK
 
 
 def _lifecycle(args: argparse.Namespace) -> int:
@@ -434,9 +463,13 @@ def _lifecycle(args: argparse.Namespace) -> int:
         index_url=args.index_url,
         wheel=args.wheel,
         python=args.python,
+        locked=args.locked,
     )
     text = manifest.path.read_text(encoding="utf-8") if options.embed else ""
-    script = render(text, str(args.manifest), options)
+    from reconciler.lockfile.writer import embedded_lock
+
+    lock = embedded_lock(manifest.path, embed=options.embed, locked=options.locked)
+    script = render(text, str(args.manifest), options, lock)
     _out(encode(script) if args.base64 else script)
     return EXIT_OK
 

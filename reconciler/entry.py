@@ -122,6 +122,7 @@ def _remember(call: _Call, output: str | None = None, since_ns: int | None = Non
     from pathlib import Path
 
     from reconciler import fastpath
+    from reconciler.lockfile.model import lock_path
     from reconciler.manifest import load_manifest
     from reconciler.state.environment import system_site_dirs
     from reconciler.state.kernels import kernels_dir
@@ -144,6 +145,7 @@ def _remember(call: _Call, output: str | None = None, since_ns: int | None = Non
             files.append(str(kernels_dir() / env.kernel.name / "kernel.json"))
         directory = store.env_dir(env.prefix)
         state_files += [str(directory / f) for f in ("baseline.json", "owned.json", "journal.json")]
+    state_files.append(str(lock_path(Path(call.manifest))))  # a new lock changes the plan
     inputs = fastpath.Inputs(prefixes, sites, files, state_files)
     fastpath.remember(
         call.state_dir, __version__, Path(call.manifest).read_bytes(), _selection(call), inputs,

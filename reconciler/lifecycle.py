@@ -34,6 +34,7 @@ class LifecycleOptions:
     wheel: str | None = None  # or offline from this wheelhouse directory (`reconciler bundle`)
     python: str = "python3"  # the interpreter that creates reconciler's own venv
     home_dir: str = "$HOME/.reconciler"
+    locked: bool = False  # the script passes --locked: a missing or stale lock is an error
 
 
 _TEMPLATE = """\
@@ -113,7 +114,8 @@ remaining=$((BUDGET - SECONDS))
 if [ "$remaining" -lt 5 ]; then
   remaining=5
 fi
-"$VENV/bin/reconciler" apply "$MANIFEST" --background --wait "$remaining" 2>&1 | tee -a "$LOG"
+"$VENV/bin/reconciler" apply "$MANIFEST" --background --wait "$remaining"{apply_flags} 2>&1 \\
+  | tee -a "$LOG"
 status=${{PIPESTATUS[0]}}
 if [ "$status" -ne 0 ]; then
   log "apply ended with exit code $status; the app starts anyway. Details: $LOG"
@@ -211,8 +213,24 @@ def _pip_args(options: LifecycleOptions) -> str:
     return requirement
 
 
-def render(manifest_text: str, manifest_name: str, options: LifecycleOptions) -> str:
-    """The script; ReconcilerError when it would not fit Studio's limits."""
+_EMBEDDED_LOCK = """
+cat >"$RECONCILER_HOME/manifest.lock.tmp" <<'{marker}'
+{text}{marker}
+mv -f "$RECONCILER_HOME/manifest.lock.tmp" "$RECONCILER_HOME/manifest.lock\""""
+
+
+def render(
+    manifest_text: str,
+    manifest_name: str,
+    options: LifecycleOptions,
+    lock_text: str | None = None,
+) -> str:
+    """The script; ReconcilerError when it would not fit Studio's limits.
+
+    ``lock_text`` (the lock file) is embedded beside the manifest, where ``apply``
+    looks for it (``manifest.lock``); with ``--manifest-path`` both are read from
+    the home volume instead.
+    """
     if not 10 <= options.budget <= STUDIO_LIMIT_SECONDS - 30:
         raise ReconcilerError(
             f"--budget {options.budget} is outside 10..{STUDIO_LIMIT_SECONDS - 30} s",
@@ -222,6 +240,9 @@ def render(manifest_text: str, manifest_name: str, options: LifecycleOptions) ->
         marker = _delimiter(manifest_text)
         text = manifest_text if manifest_text.endswith("\n") else manifest_text + "\n"
         block = _EMBEDDED.format(marker=marker, text=text)
+        if lock_text is not None:
+            marker = _delimiter(lock_text)
+            block += _EMBEDDED_LOCK.format(marker=marker, text=lock_text)
     else:
         block = _BY_PATH.format(path=_path_expression(options.manifest_path or "~/manifest.yaml"))
     script = _TEMPLATE.format(
@@ -234,13 +255,15 @@ def render(manifest_text: str, manifest_name: str, options: LifecycleOptions) ->
         python=shlex.quote(options.python),
         pip_args=_pip_args(options),
         manifest_block=block,
+        apply_flags=" --locked" if options.locked else "",
     )
     encoded = len(encode(script))
     if encoded > MAX_SCRIPT_CHARS:
         raise ReconcilerError(
             f"the lifecycle script for {manifest_name} would be {encoded} characters once "
             f"base64-encoded ({len(script)} as text); Studio accepts at most {MAX_SCRIPT_CHARS}",
-            hint="keep the manifest on the home volume instead: --manifest-path PATH",
+            hint="keep the manifest (and its lock file beside it) on the home volume "
+            "instead: --manifest-path PATH",
         )
     return script
 

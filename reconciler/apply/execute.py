@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import faults
+from reconciler.apply.envlock import EnvironmentLock, hold_all
 from reconciler.apply.journal import Journal
-from reconciler.apply.lock import EnvironmentLock, hold_all
 from reconciler.apply.recovery import adopt, recover
 from reconciler.apply.report import Reporter
 from reconciler.apply.saved import check_fresh, trusted_plan
@@ -120,8 +120,13 @@ def apply(
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     reporter: Reporter | None = None,
     log: Path | None = None,
+    locked: bool = False,
 ) -> ApplyResult:
-    """Plan (or take ``saved``) and execute it under the environment locks."""
+    """Plan (or take ``saved``) and execute it under the environment locks.
+
+    The lock file beside the manifest is used for each environment it holds for;
+    ``locked`` (``--locked``) makes a missing or stale lock an error before any change.
+    """
     reporter = reporter or Reporter()
     selected = list(select_environments(manifest, names))
     if saved is not None:
@@ -146,8 +151,16 @@ def apply(
         if saved is not None:
             check_fresh(saved, manifest, inputs)
             plan = trusted_plan(saved, inputs, backends.wheels)
+            if any(e.pip_locked or e.conda_locked for e in plan.environments) or locked:
+                from reconciler.lockfile.resolver import check_saved_locked, use_lock
+
+                check_saved_locked(plan, use_lock(manifest, inputs, required=locked))
         else:
-            reporter.resolving([e.name for e in selected])
+            from reconciler.lockfile.resolver import use_lock
+
+            inputs = use_lock(manifest, inputs, required=locked)
+            if any(i.locked is None for i in inputs):
+                reporter.resolving([i.env.name for i in inputs if i.locked is None])
             plan = build_plan(manifest, inputs, backends)
         context = _Context(manifest, store, backends, reporter, _Log(log), cache)
         result = _execute(context, plan, inputs, partial)
@@ -323,11 +336,14 @@ def _apply_environment(
             reporter.step(
                 env.name, next(counter), f"conda: solving and linking {_count(conda_changes)}"
             )
-            specs = [*env_plan.conda_specs]
-            specs += [f"{c.name} =={c.to_version}" for c in conda_changes if c.to_version]
-            pinned = env_plan.conda_pinned if env_plan.exists else tuple(sorted(before.conda))
-            locked = sorted(set(before.conda) - set(pinned))
-            linked = backends.conda.install(env.prefix, env.channels, specs, pinned, locked)
+            if env_plan.conda_locked:  # from the lock file: exactly these records
+                linked = backends.conda.install_locked(env.prefix, env_plan.conda_locked)
+            else:
+                specs = [*env_plan.conda_specs]
+                specs += [f"{c.name} =={c.to_version}" for c in conda_changes if c.to_version]
+                pinned = env_plan.conda_pinned if env_plan.exists else tuple(sorted(before.conda))
+                locked = sorted(set(before.conda) - set(pinned))
+                linked = backends.conda.install(env.prefix, env.channels, specs, pinned, locked)
             log.write(
                 env.name,
                 "conda linked: "
@@ -349,12 +365,17 @@ def _apply_environment(
                 for c in pip_changes
                 if c.to_version and c.reason != UNRESOLVED
             ]
-            proc = installer.install(
-                python,
-                env_plan.pip_requirements,
-                [*env_plan.pip_constraints, *exact],
-                env.pip_settings,
-            )
+            if env_plan.pip_locked:  # from the lock file: exactly these files, hash-checked
+                proc = installer.install_locked(
+                    python, env_plan.pip_locked, env_plan.pip_constraints, env.pip_settings
+                )
+            else:
+                proc = installer.install(
+                    python,
+                    env_plan.pip_requirements,
+                    [*env_plan.pip_constraints, *exact],
+                    env.pip_settings,
+                )
             log.process(env.name, proc)
         if kernel is not None and env.kernel is not None:
             entry = journal.update(entry, step="kernel")

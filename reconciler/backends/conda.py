@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from reconciler import faults
 from reconciler.backends.process import first_lines
 from reconciler.errors import BackendError
+from reconciler.lockfile.model import LockedRecord
 from reconciler.state.cache import ReadCache
 
 __all__ = [
@@ -75,6 +76,12 @@ class CondaSolver(Protocol):
         locked: Sequence[str],
     ) -> tuple[SolvedRecord, ...]:
         """Solve as :meth:`solve` and install additively; returns the records linked."""
+        ...
+
+    def install_locked(
+        self, prefix: Path, records: Sequence[LockedRecord]
+    ) -> tuple[SolvedRecord, ...]:
+        """Link exactly ``records`` (from the lock file; no solve), additively."""
         ...
 
 
@@ -221,15 +228,56 @@ class RattlerSolver:
         history block is appended as conda does, which keeps the image identity
         (the first block) intact.
         """
-        import asyncio
-
-        rattler = _rattler()
         solution, solved = self._solve(prefix, channels, specs, pinned, locked)
         if not solution.ok:
             raise BackendError(
                 f"conda solve for {prefix} no longer succeeds: {first_lines(solution.message)}",
                 hint="the channel or the environment changed since the plan; run plan again",
             )
+        return self._link(prefix, solved, specs)
+
+    def install_locked(
+        self, prefix: Path, records: Sequence[LockedRecord]
+    ) -> tuple[SolvedRecord, ...]:
+        """Link exactly the locked records plus every installed record they leave out.
+
+        rattler checks each package file against the record's sha256 (from its cache
+        when the file is there, which needs no network); a file that differs or is
+        gone fails before anything is linked.
+        """
+        for record in records:
+            _check_local_file(prefix, record)
+        rattler = _rattler()
+        exact = [_repodata_record(rattler, r) for r in records]
+        specs = [f"{r.name} =={r.version} {r.build}" for r in records]
+        try:
+            return self._link(prefix, exact, specs)
+        except BackendError as exc:
+            raise BackendError(
+                f"the locked conda packages could not be installed into {prefix} (a file is "
+                f"gone from the channel and not in rattler's cache, or differs from the lock): "
+                f"{exc.message}",
+                hint="check the channel, or lock again (`reconciler lock MANIFEST --upgrade`)",
+            ) from exc
+
+    def solve_for_lock(
+        self,
+        prefix: Path,
+        channels: Sequence[str],
+        specs: Sequence[str],
+        pinned: Sequence[str],
+        locked: Sequence[str],
+    ) -> tuple[CondaSolution, tuple[LockedRecord, ...]]:
+        """Solve as :meth:`solve`; every record of the solution as the lock file holds it."""
+        solution, solved = self._solve(prefix, channels, specs, pinned, locked)
+        return solution, tuple(_locked_record(r) for r in solved)
+
+    def _link(
+        self, prefix: Path, solved: Sequence[Any], specs: Sequence[str]
+    ) -> tuple[SolvedRecord, ...]:
+        import asyncio
+
+        rattler = _rattler()
         installed = _load_prefix_records(rattler, prefix, None) if prefix.is_dir() else []
         before = {r.name.normalized: r for r in installed}
         names = {r.name.normalized for r in solved}
@@ -295,6 +343,69 @@ class RattlerSolver:
                 hint="check the channels in the manifest are reachable",
             ) from exc
         return CondaSolution(ok=True, records=tuple(_solved(r) for r in solved)), list(solved)
+
+
+def _locked_record(record: Any) -> LockedRecord:
+    noarch = record.noarch
+    kind = "python" if noarch.python else "generic" if noarch.generic else None
+    return LockedRecord(
+        name=record.name.normalized,
+        version=str(record.version),
+        build=str(record.build),
+        build_number=int(record.build_number),
+        channel=str(record.channel or ""),
+        subdir=str(record.subdir),
+        url=str(record.url),
+        sha256=record.sha256.hex() if record.sha256 else "",
+        noarch=kind,
+        depends=tuple(record.depends),
+    )
+
+
+def _check_local_file(prefix: Path, record: LockedRecord) -> None:
+    """A ``file://`` package is checked here, before anything is linked; rattler checks
+    downloads itself."""
+    if not record.url.startswith("file://"):
+        return
+    import hashlib
+    from urllib.parse import unquote, urlsplit
+
+    what = f"{record.name}-{record.version}-{record.build}"
+    digest = hashlib.sha256()
+    try:
+        with open(unquote(urlsplit(record.url).path), "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except FileNotFoundError:
+        return  # gone from the channel: rattler's package cache may still hold it
+    except OSError as exc:
+        raise BackendError(
+            f"cannot read the locked conda package {what} at {record.url}: {exc}; "
+            f"nothing was installed into {prefix}",
+            hint="check the channel's permissions",
+        ) from exc
+    if digest.hexdigest() != record.sha256:
+        raise BackendError(
+            f"the file of conda package {what} does not match the sha256 in the lock file; "
+            f"nothing was installed into {prefix}",
+            hint="if it was republished on purpose, lock it again (`reconciler lock MANIFEST "
+            f"--upgrade-package {record.name}`); otherwise check the channel",
+        )
+
+
+def _repodata_record(rattler: Any, record: LockedRecord) -> Any:
+    package = rattler.PackageRecord(
+        name=record.name,
+        version=record.version,
+        build=rattler.BuildString(record.build),
+        build_number=record.build_number,
+        subdir=record.subdir,
+        noarch=record.noarch,
+        depends=list(record.depends),
+        sha256=bytes.fromhex(record.sha256),
+    )
+    file_name = record.url.rsplit("/", 1)[-1]
+    return rattler.RepoDataRecord(package, file_name, record.url, record.channel)
 
 
 def _channel(rattler: Any, name: str) -> Any:

@@ -35,6 +35,7 @@ from reconciler.backends.pip_args import (
 )
 from reconciler.backends.pip_failures import (
     checked_install,
+    locked_failure,
     resolution_refusal,
     rolled_back_on_failure,
 )
@@ -115,6 +116,17 @@ class PipInstaller(Protocol):
         """Install for real, with the same constraints as the preview."""
         ...
 
+    def install_locked(
+        self,
+        python: Path,
+        lines: Sequence[str],
+        constraints: Sequence[str],
+        settings: PipSettings,
+    ) -> Completed:
+        """Install exactly the locked files: ``name==version --hash=sha256:...`` lines,
+        hashes required, no dependency resolution (the lock holds the closure)."""
+        ...
+
 
 # uv explains a failed resolution in sentences: "beta>=2.0 depends on alpha>=2",
 # "all versions of gamma depend on beta>=2".
@@ -173,11 +185,23 @@ class UvCli:
         requirements: Sequence[str],
         constraints: Sequence[str],
         settings: PipSettings,
+        *,
+        reinstall: Sequence[str] = (),
+        refresh: Sequence[str] | None = (),
     ) -> PipPreview:
-        """``uv pip install --dry-run --output-format json``."""
+        """``uv pip install --dry-run --output-format json``.
+
+        ``reinstall``: distributions whose installed copy is ignored (``lock`` resolves
+        the owned ones afresh); ``refresh``: projects whose cached index pages are
+        revalidated (None: all), so that an upgrade sees a release made a minute ago.
+        """
+        refreshing = ["--refresh"] if refresh is None else [
+            a for name in refresh for a in ("--refresh-package", name)
+        ]  # fmt: skip
         argv: list[str | Path] = [
             self.uv, "pip", "install", "--dry-run", "--no-build", "--python", python,
             "--output-format", "json", *repository_args(settings, uv=True),
+            *(a for name in reinstall for a in ("--reinstall-package", name)), *refreshing,
         ]  # fmt: skip
         with _no_lock_left(python):
             proc = _run_pinned(argv, "--constraints", constraints, requirements, PREVIEW_TIMEOUT)
@@ -224,6 +248,26 @@ class UvCli:
                 argv, "--constraints", constraints, requirements, INSTALL_TIMEOUT, "in-installer"
             )
             return checked_install(proc, "uv", python)
+
+    def install_locked(
+        self,
+        python: Path,
+        lines: Sequence[str],
+        constraints: Sequence[str],
+        settings: PipSettings,
+    ) -> Completed:
+        """``uv pip install --require-hashes --no-deps -r LOCKED``: offline from uv's
+        cache first, so that a restore needs no network; the index only for files the
+        cache does not hold."""
+        argv: list[str | Path] = [
+            self.uv, "pip", "install", "--no-build", "--python", python,
+            *repository_args(settings, uv=True),
+        ]  # fmt: skip
+        with rolled_back_on_failure(python, "uv"):
+            proc = _run_locked([*argv, "--offline"], "--constraints", lines, constraints)
+            if proc.returncode != 0 and _NOT_CACHED.search(proc.stderr):
+                proc = _run_locked(argv, "--constraints", lines, constraints)
+            return checked_install(locked_failure(proc, python), "uv", python)
 
     def explain(
         self, python: Path, requirements: Sequence[str], settings: PipSettings
@@ -387,6 +431,48 @@ class PipCli:
                 argv, "--constraint", constraints, requirements, INSTALL_TIMEOUT, "in-installer"
             )
             return checked_install(proc, "pip", python)
+
+    def install_locked(
+        self,
+        python: Path,
+        lines: Sequence[str],
+        constraints: Sequence[str],
+        settings: PipSettings,
+    ) -> Completed:
+        """``python -m pip install --require-hashes --no-deps -r LOCKED``."""
+        argv: list[str | Path] = [
+            python, "-m", "pip", "install", "--only-binary", ":all:",
+            *repository_args(settings, uv=False),
+        ]  # fmt: skip
+        with rolled_back_on_failure(python, "pip"):
+            proc = _run_locked(argv, "--constraint", lines, constraints)
+            return checked_install(locked_failure(proc, python), "pip", python)
+
+
+#: uv --offline: a locked file is not in the cache (then the index is asked).
+_NOT_CACHED = re.compile(
+    r"(?:not|n.t) found in the cache|network (?:was|is) disabled|connectivity is disabled", re.I
+)
+
+
+def _run_locked(
+    argv: Sequence[str | Path], flag: str, lines: Sequence[str], constraints: Sequence[str]
+) -> Completed:
+    """Run an installer on a requirements file of locked lines, hashes required."""
+    fd, name = tempfile.mkstemp(prefix="reconciler-locked-", suffix=".txt")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write("".join(f"{line}\n" for line in lines))
+        with constraints_file(constraints) as cfile:
+            pins: list[str | Path] = [flag, cfile] if cfile is not None else []
+            return run(
+                [*argv, "--require-hashes", "--no-deps", *pins, "-r", name],
+                env=isolation_env(),
+                timeout=INSTALL_TIMEOUT,
+                fault_point="in-installer",
+            )
+    finally:
+        os.unlink(name)
 
 
 def with_requirements(installs: Sequence[Resolved], settings: PipSettings) -> tuple[Resolved, ...]:

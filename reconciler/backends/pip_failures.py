@@ -19,7 +19,13 @@ from reconciler.backends.process import Completed, redact
 from reconciler.errors import BackendError, ReconcilerError
 from reconciler.manifest.model import PipSettings
 
-__all__ = ["checked_install", "resolution_refusal", "rolled_back_on_failure", "unavailable"]
+__all__ = [
+    "checked_install",
+    "locked_failure",
+    "resolution_refusal",
+    "rolled_back_on_failure",
+    "unavailable",
+]
 
 
 def _failure(proc: Completed) -> str:
@@ -134,6 +140,43 @@ def checked_install(proc: Completed, name: str, python: Path) -> Completed:
     raise BackendError(
         text, hint=hint, output=f"$ {proc.display}\n{redact(proc.stdout)}\n{redact(proc.stderr)}"
     )
+
+
+_HASH_MISMATCH = re.compile(r"Hash mismatch for `?(?P<what>[^`\s:]+)|THESE PACKAGES DO NOT MATCH")
+_LOCKED_MISSING = re.compile(
+    r"No solution found|was not found|No matching distribution|Could not find a version|"
+    r"\b404\b",
+    re.I,
+)
+
+
+def locked_failure(proc: Completed, python: Path) -> Completed:
+    """A locked install whose file's hash differs, or whose file is gone, is one sentence
+    (nothing was installed: the installer checks every file before it installs any)."""
+    if proc.returncode == 0:
+        return proc
+    message = _failure(proc)
+    prefix = python.parent.parent
+    mismatch = _HASH_MISMATCH.search(message)
+    output = f"$ {proc.display}\n{redact(proc.stdout)}\n{redact(proc.stderr)}"
+    if mismatch is not None:
+        what = mismatch.group("what") or "NAME"
+        raise BackendError(
+            f"the file of {what} does not match the sha256 in the lock file; nothing was "
+            f"installed into {prefix}",
+            hint="if it was republished on purpose, lock it again (`reconciler lock MANIFEST "
+            f"--upgrade-package {what.split('==')[0]}`); otherwise check the package index",
+            output=output,
+        )
+    if _LOCKED_MISSING.search(message) and _auth_failure(message) is None:
+        raise BackendError(
+            f"a file in the lock file can no longer be found ({_summary(message)}); nothing "
+            f"was installed into {prefix}",
+            hint="check the package index and find_links, or lock again (`reconciler lock "
+            "MANIFEST --upgrade`)",
+            output=output,
+        )
+    return proc
 
 
 class _Snapshot:

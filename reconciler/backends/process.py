@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 #: File descriptors every installer inherits: the environment locks' flock (see
-#: :mod:`reconciler.apply.lock`), so that a killed apply's installer keeps them.
+#: :mod:`reconciler.apply.envlock`), so that a killed apply's installer keeps them.
 INHERITED_FDS: set[int] = set()
 
 #: Variables never passed to an installer. The caller's environment is not a terminal's:

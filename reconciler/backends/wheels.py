@@ -72,6 +72,7 @@ __all__ = [
     "parse_record",
     "read_listing",
     "read_record",
+    "record_cache_file",
     "target_tags",
 ]
 
@@ -304,6 +305,11 @@ def _file_sha256(path: Path) -> str | None:
 # --- RECORD -------------------------------------------------------------------------
 
 
+def record_cache_file(cache_dir: Path, sha256: str) -> Path:
+    """Where :func:`read_record` keeps the RECORD rows of the wheel with ``sha256``."""
+    return cache_dir / "records" / f"{sha256}.json"
+
+
 @dataclass(frozen=True)
 class WheelListing:
     """What a wheel would write: its RECORD rows, and the console and GUI scripts
@@ -326,7 +332,7 @@ def read_listing(
     """RECORD rows and generated scripts of ``wheel``, read as :func:`read_record` reads."""
     cache_file = None
     if cache_dir is not None and wheel.sha256:
-        cache_file = cache_dir / "records" / f"{wheel.sha256}.json"
+        cache_file = record_cache_file(cache_dir, wheel.sha256)
         try:
             data = json.loads(cache_file.read_text(encoding="utf-8"))
             rows = tuple(RecordEntry(str(p), str(h), s) for p, h, s in data["record"])

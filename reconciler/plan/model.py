@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from reconciler.lockfile.model import LockedRecord
 
 __all__ = [
     "ACTIONS",
@@ -140,6 +143,11 @@ class EnvironmentPlan:
     pip_constraints: tuple[str, ...] = ()
     conda_specs: tuple[str, ...] = ()
     conda_pinned: tuple[str, ...] = ()
+    #: From a fresh lock file: its name, and the exact files the installers get
+    #: (``name==version --hash=sha256:...`` lines; conda records).
+    lock: str = ""
+    pip_locked: tuple[str, ...] = ()
+    conda_locked: tuple[LockedRecord, ...] = ()
 
     @property
     def refused(self) -> tuple[Change, ...]:
@@ -167,6 +175,9 @@ class EnvironmentPlan:
             "pip_constraints": list(self.pip_constraints),
             "conda_specs": list(self.conda_specs),
             "conda_pinned": list(self.conda_pinned),
+            "lock": self.lock or None,
+            "pip_locked": list(self.pip_locked),
+            "conda_locked": [r.to_json() for r in self.conda_locked],
         }
 
     @classmethod
@@ -186,6 +197,9 @@ class EnvironmentPlan:
             pip_constraints=tuple(data.get("pip_constraints", ())),
             conda_specs=tuple(data.get("conda_specs", ())),
             conda_pinned=tuple(data.get("conda_pinned", ())),
+            lock=str(data.get("lock") or ""),
+            pip_locked=tuple(data.get("pip_locked", ())),
+            conda_locked=tuple(LockedRecord.from_json(r) for r in data.get("conda_locked", ())),
         )
 
 
@@ -277,6 +291,9 @@ def validate_plan_document(doc: Any) -> str | None:
         changes = env.get("changes")
         if not isinstance(changes, list):
             return f"{where}: bad 'changes'"
+        problem = _locked_problem(env)
+        if problem is not None:
+            return f"{where}: {problem}"
         pip_inputs = [*env["pip_requirements"], *env["pip_constraints"]]
         conda_inputs = list(env["conda_specs"])
         for change in changes:
@@ -311,4 +328,36 @@ def validate_plan_document(doc: Any) -> str | None:
                 parse_conda(name)
         except SpecError as exc:
             return f"{where}: {exc}"
+    return None
+
+
+_LOCKED_LINE = re.compile(
+    r"^[a-z0-9]+(?:-[a-z0-9]+)*==[A-Za-z0-9.+!_-]+ --hash=sha256:[0-9a-f]{64}$"
+)
+_RECORD_TEXT = re.compile(r"^[A-Za-z0-9._+!-]+$")
+_RECORD_URL = re.compile(r"^(?:https?|file)://[^\s]+$")
+
+
+def _locked_problem(env: dict[str, Any]) -> str | None:
+    """Why the locked installer inputs of a saved plan are not as ``plan`` writes them."""
+    lines = env.get("pip_locked", [])
+    if not isinstance(lines, list) or not all(
+        isinstance(x, str) and _LOCKED_LINE.match(x) for x in lines
+    ):
+        return "bad 'pip_locked'"
+    records = env.get("conda_locked", [])
+    if not isinstance(records, list):
+        return "bad 'conda_locked'"
+    for record in records:
+        try:
+            parsed = LockedRecord.from_json(record)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return "bad 'conda_locked'"
+        texts = (parsed.name, parsed.version, parsed.build, parsed.subdir)
+        if not all(_RECORD_TEXT.match(t) for t in texts) or not _RECORD_URL.match(parsed.url):
+            return f"bad conda_locked record {parsed.name!r}"[:300]
+        if not re.fullmatch(r"[0-9a-f]{64}", parsed.sha256):
+            return f"bad conda_locked record {parsed.name!r}"[:300]
+    if env.get("lock") is not None and not isinstance(env.get("lock"), str):
+        return "bad 'lock'"
     return None

@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from packaging.utils import canonicalize_name
 
 from reconciler.backends.conda import CondaSolver, RattlerSolver, SpecMatcher
 from reconciler.backends.pip import PipInstaller, check_index_order, select_installer
 from reconciler.errors import ReconcilerError
+from reconciler.lockfile.model import LockedRecord
 from reconciler.manifest.model import Environment, Manifest, PipRequest, select_environments
 from reconciler.plan.clashes import LazyWheelRecords, WheelContents
 from reconciler.plan.conda_side import plan_conda_side
@@ -30,6 +32,9 @@ from reconciler.state.environment import (
 )
 from reconciler.state.kernels import read_kernelspec
 from reconciler.state.store import Baseline, Owned, StateStore
+
+if TYPE_CHECKING:
+    from reconciler.lockfile.resolver import LockedResolver
 
 __all__ = [
     "Backends",
@@ -70,6 +75,8 @@ class EnvironmentInputs:
     image_changed: bool
     notices: tuple[str, ...]
     conda_matches: Mapping[str, bool]  # declared conda spec -> installed record satisfies it
+    #: Set when the lock file holds for the environment (reconciler.lockfile.resolver.use_lock).
+    locked: LockedResolver | None = None
 
 
 def read_inputs(
@@ -259,18 +266,29 @@ def plan_environment(inputs: EnvironmentInputs, backends: Backends) -> Environme
     installer = backends.pip(env.installer, state.prefix / "bin" / "python")
     # Before any resolver runs: pip with extra indexes is a dependency-confusion risk.
     check_index_order(installer.name, env.pip_settings)
-    conda = plan_conda_side(
-        state,
-        env.conda,
-        inputs.ownership,
-        backends.conda,
-        env.channels,
-        satisfied_specs=inputs.conda_matches,
-    )
-    requests = pip_requests(env)
-    pip = plan_pip_side(
-        state, requests, inputs.ownership, installer, env.pip_settings, backends.wheels
-    )
+    pip_locked: tuple[str, ...] = ()
+    conda_locked: tuple[LockedRecord, ...] = ()
+    if inputs.locked is not None:
+        # A fresh lock answers both sides: no resolver runs (reconciler.lockfile).
+        wanted = requested_names(env)
+        conda, conda_locked = inputs.locked.conda_side(state, inputs.ownership, wanted)
+        texts = {r.name: r.requirement for r in pip_requests(env)}
+        pip, pip_locked = inputs.locked.pip_side(
+            state, inputs.ownership, texts, backends.wheels, env.pip_settings
+        )
+    else:
+        conda = plan_conda_side(
+            state,
+            env.conda,
+            inputs.ownership,
+            backends.conda,
+            env.channels,
+            satisfied_specs=inputs.conda_matches,
+        )
+        requests = pip_requests(env)
+        pip = plan_pip_side(
+            state, requests, inputs.ownership, installer, env.pip_settings, backends.wheels
+        )
     changes = [*conda.changes, *pip.changes]
     kernel = _kernel_change(env)
     if kernel is not None:
@@ -298,6 +316,9 @@ def plan_environment(inputs: EnvironmentInputs, backends: Backends) -> Environme
         pip_constraints=pip.constraints,
         conda_specs=conda.specs,
         conda_pinned=conda.pinned,
+        lock=inputs.locked.lock_name if inputs.locked is not None else "",
+        pip_locked=pip_locked,
+        conda_locked=conda_locked,
     )
 
 

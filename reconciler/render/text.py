@@ -217,6 +217,8 @@ def plan_text(
     lines: list[str] = []
     for env in plan.environments:
         head = f"{env.name} ({env.prefix}, {env.kind}{'' if env.exists else ', new'})"
+        if env.lock:
+            head += f" (from {env.lock})"
         if not env.changes:
             lines.append(f"{head}: up to date")
         else:

@@ -1,4 +1,7 @@
-"""One OS file lock per environment, held for the whole apply.
+"""One OS file lock per environment (the environment lock), held for the whole apply.
+
+Not the lock *file* (`team.lock`, :mod:`reconciler.lockfile`): this is the exclusion
+between two applies on one environment.
 
 Two kernel locks on ``<state>/envs/<env>/lock``, neither ever written to the file
 (a no-op apply leaves the state dir byte-identical), both released by the
