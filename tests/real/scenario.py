@@ -39,11 +39,13 @@ class Real:
     #: site-packages entries of the image that are real copies in this clone.
     image_entries: frozenset[str] = field(default=frozenset(), repr=False)
 
-    def manifest(self, pip: Sequence[str], **options: Any) -> Path:
+    def manifest(
+        self, pip: Sequence[str], *, kernel: dict[str, str] | None = None, **options: Any
+    ) -> Path:
         """Write ``manifest.yaml``: environment ``image`` with ``pip``, offline from the cache.
 
         ``options`` go into ``defaults`` (e.g. ``installer="pip"``); ``protect``
-        is top level.
+        is top level; ``kernel`` is the environment's.
         """
         protect = options.pop("protect", None)
         defaults: dict[str, Any] = {"pip": {"no_index": True, "find_links": [str(self.wheels)]}}
@@ -51,7 +53,10 @@ class Real:
         document: dict[str, Any] = {"version": 1, "defaults": defaults}
         if protect:
             document["protect"] = list(protect)
-        document["environments"] = {"image": {"prefix": str(self.prefix), "pip": list(pip)}}
+        environment: dict[str, Any] = {"prefix": str(self.prefix), "pip": list(pip)}
+        if kernel is not None:
+            environment["kernel"] = kernel
+        document["environments"] = {"image": environment}
         path = self.root / "manifest.yaml"
         path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
         return path

@@ -109,9 +109,33 @@ def test_a_request_with_an_extra_installs_the_extra_dependencies(image: Real) ->
         "  + install pip webencodings 0.5.1 (required by bleach)",
         "Plan: 3 to install.",
     ]
-    applied = image.apply(["bleach[css]==6.1.0"])
+    applied = image.run("apply", "--plan", image.root / "plan.json")  # the saved plan, exactly
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert installed_versions(image.prefix)["tinycss2"] == "1.2.1"
+
+
+def test_a_registered_kernel_runs_the_image_and_the_addition(image: Real) -> None:
+    from jupyter_client.manager import start_new_kernel
+
+    kernel = {"name": "real-image", "display_name": "Python 3 (real image)"}
+    applied = image.apply(["tabulate==0.9.0"], kernel=kernel)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    km, kc = start_new_kernel(kernel_name="real-image", startup_timeout=60)
+    chunks: list[str] = []
+
+    def collect(msg: dict[str, Any]) -> None:
+        if msg["header"]["msg_type"] == "stream":
+            chunks.append(msg["content"]["text"])
+
+    try:
+        code = "import sys, numpy, pandas, tabulate; print(numpy.__version__, pandas.__version__)"
+        code += "; print(sys.prefix)"
+        reply = kc.execute_interactive(code, timeout=60, output_hook=collect)
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    assert reply["content"]["status"] == "ok", reply
+    assert "".join(chunks).splitlines() == ["1.26.4 2.2.2", str(image.prefix)]
 
 
 def test_direct_refusals_quote_the_request_and_apply_changes_nothing(image: Real) -> None:
