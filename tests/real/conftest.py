@@ -36,13 +36,26 @@ from tests.real.stack import (
 )
 from tests.support.envs import isolated_env
 
+_FETCHED: list[Fetched] = []
+
 
 @pytest.fixture(scope="session")
 def real_fetch() -> Fetched:
     """Fill the wheel cache (downloads only what is missing) and say what was fetched."""
     if not platform_supported():
         pytest.skip("the pinned real wheels are for CPython 3.11 on Linux x86_64")
-    return ensure_wheels(cache_dir())
+    fetched = ensure_wheels(cache_dir())
+    _FETCHED.append(fetched)
+    return fetched
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line on the wheel cache: how many files this run downloaded (0 when warm)."""
+    for fetched in _FETCHED:
+        terminalreporter.write_line(
+            f"real tier: downloaded {fetched.fetched} of {fetched.fetched + fetched.cached} "
+            f"pinned wheels into {fetched.directory}"
+        )
 
 
 @pytest.fixture(scope="session")
