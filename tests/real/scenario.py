@@ -21,9 +21,33 @@ from tests.real.properties import plan_violations
 from tests.real.stack import SITE, installed_versions
 from tests.support.envs import tree_hash
 
-__all__ = ["REPO", "Real", "assert_refused_apply_changes_nothing", "body", "held_back"]
+__all__ = [
+    "HELD_BACK",
+    "HELD_BACK_TEXT",
+    "REPO",
+    "Real",
+    "assert_refused_apply_changes_nothing",
+    "body",
+]
 
 REPO = Path(__file__).resolve().parents[2]
+
+#: black 22.12.0 is planned because black 24.4.2 needs packaging>=22.0 (managed at 21.3).
+HELD_BACK = {
+    "newest": "24.4.2",
+    "by": [
+        {
+            "name": "packaging",
+            "version": "21.3",
+            "requirement": "packaging>=22.0",
+            "status": "managed",
+        }
+    ],
+}
+HELD_BACK_TEXT = (
+    "      held back: newest is 24.4.2; black 24.4.2 requires packaging>=22.0; "
+    "packaging is managed at 21.3"
+)
 
 
 @dataclass
@@ -134,21 +158,3 @@ def assert_refused_apply_changes_nothing(real: Real, pip: list[str]) -> None:
     assert applied.returncode == 3, applied.stdout + applied.stderr
     assert installed_versions(real.prefix) == versions
     assert real.managed_hash() == before
-
-
-def held_back(document: dict[str, Any]) -> list[Any]:
-    """Every ``held_back`` value anywhere in the plan's environments (issue 9 item 5)."""
-    found: list[Any] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if "held_back" in node:
-                found.append(node["held_back"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(document["environments"])
-    return found
