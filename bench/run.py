@@ -48,6 +48,7 @@ from pathlib import Path
 import yaml
 
 from bench import fixture as fx
+from bench import real
 from bench.measure import CheckFailed, Run, Series, isolated_env, run_timed
 
 REPO = fx.REPO
@@ -950,6 +951,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench.bench_apply,
             bench.bench_scale,
             bench.bench_version,
+            real.step(bench),  # the real-wheel fixture (bench/real.py)
         ):
             _log(f"{step.__name__.removeprefix('bench_')} ...")
             step()

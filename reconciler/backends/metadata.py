@@ -191,8 +191,10 @@ def listing(name: str, settings: PipSettings) -> Listing | None:
 def _metadata_requires(text: str) -> tuple[str, ...]:
     requires = []
     for line in text.splitlines():
-        if not line.strip():
-            break  # the headers end at the first blank line; the body is the description
+        if not line:
+            break  # the headers end at the first empty line; the body is the description
+        if line[:1] in (" ", "\t"):
+            continue  # a folded continuation (a multi-line License), blank or not
         key, _, value = line.partition(":")
         if key.strip().lower() == "requires-dist":
             requires.append(value.strip())

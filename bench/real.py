@@ -1,0 +1,210 @@
+"""The real-wheel part of ``python -m bench``: the real tier's stack as a venv and a conda prefix.
+
+The fixture is the one of ``tests/real/`` (:mod:`tests.real.stack`): the 54
+pinned PyPI distributions of the managed image, installed offline from the
+tier's wheel cache (``$RECONCILER_REAL_WHEELS``, default
+``~/.cache/reconciler-tests/real-wheels``; filled once from the index), as a
+venv and as the hybrid conda prefix made from it. Both are cached under
+``bench/.cache/real/`` keyed by the pins, the builder and the interpreter.
+
+For each of the two prefixes, reconciler as a process against uv on the same
+requirements (``--no-index --find-links`` the cache):
+
+* no-op ``plan`` of 8 image packages vs ``uv pip install --dry-run`` of them;
+* ``plan`` with 4 missing packages (12 installs) vs uv's dry run of the same;
+* ``plan`` of those plus ``pytest==8.2.2``, whose pluggy>=1.5 is refused
+  (pluggy is managed at 1.0.0), vs the same plan without the refusal;
+* ``apply`` of the 4 missing packages vs ``uv pip install`` of them, each
+  round on a fresh clone of the prefix and a fresh copy of the state dir.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
+
+from bench import fixture as fx
+from bench.measure import Run
+
+if TYPE_CHECKING:
+    from bench.run import Bench
+
+__all__ = ["CACHE", "ensure_real_fixture", "step"]
+
+CACHE = fx.CACHE / "real"
+#: Image packages a manifest declares (all satisfied: the no-op plan).
+NOOP = (
+    "numpy==1.26.4", "pandas>=2.2,<2.3", "scipy", "scikit-learn", "matplotlib", "requests",
+    "ipykernel", "pyyaml",
+)  # fmt: skip
+#: Missing packages: 12 installs with their dependencies (extras included).
+MISSING = ("tabulate==0.9.0", "jsonschema==4.22.0", "bleach[css]==6.1.0", "black")
+#: A request whose dependency (pluggy>=1.5) the image's pluggy 1.0.0 refuses.
+REFUSED = "pytest==8.2.2"
+
+
+def _stamp() -> str:
+    from tests.real import stack
+
+    digest = hashlib.sha256()
+    for path in (Path(stack.__file__), Path(stack.__file__).with_name("wheels.json")):
+        digest.update(path.read_bytes())
+    digest.update(sys.version.encode())
+    return digest.hexdigest()[:16]
+
+
+def ensure_real_fixture(log: Callable[[str], object] = print) -> tuple[Path, Path, Path]:
+    """(wheel cache, venv, conda prefix): built once per stamp, read-only originals."""
+    from tests.real.stack import build_image_venv, conda_from_venv, ensure_wheels
+    from tests.support.envs import isolated_env
+
+    fetched = ensure_wheels()
+    if fetched.fetched:
+        log(f"real: downloaded {fetched.fetched} pinned wheels into {fetched.directory}")
+    root = CACHE / _stamp()
+    venv, conda = root / "venv", root / "conda"
+    if not (root / "done").is_file():
+        log("real: building the image venv and conda prefix from the cached wheels ...")
+        shutil.rmtree(CACHE, ignore_errors=True)
+        root.mkdir(parents=True)
+        build_image_venv(venv, fetched.directory, env=isolated_env(root / "uv-cache"))
+        conda_from_venv(venv, conda)
+        shutil.rmtree(root / "uv-cache", ignore_errors=True)
+        (root / "done").touch()
+    return fetched.directory, venv, conda
+
+
+def step(bench: Bench) -> Callable[[], None]:
+    """The ``bench_real`` step of :func:`bench.run.main`."""
+
+    def bench_real() -> None:
+        wheels, venv, conda = ensure_real_fixture(log=lambda m: print(m, file=sys.stderr))
+        for kind, original in (("venv", venv), ("conda", conda)):
+            _RealBench(bench, wheels, original, kind).run()
+
+    return bench_real
+
+
+class _RealBench:
+    """The four comparisons on one real prefix."""
+
+    def __init__(self, bench: Bench, wheels: Path, original: Path, kind: str) -> None:
+        self.bench, self.wheels, self.original, self.kind = bench, wheels, original, kind
+        self.work = bench.work / f"real-{kind}"
+        self.work.mkdir()
+        self.prefix = self.work / "prefix"
+        self.runs = 1 if bench.config.quick else bench.config.runs
+
+    # -- inputs --
+
+    def manifest(self, name: str, pip: tuple[str, ...]) -> Path:
+        document = {
+            "version": 1,
+            "defaults": {
+                "pip": {"no_index": True, "find_links": [str(self.wheels)]},
+                "installer": "uv",
+            },
+            "environments": {"image": {"prefix": str(self.prefix), "pip": list(pip)}},
+        }
+        path = self.work / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
+        (self.work / f"{name}.txt").write_text("\n".join(pip) + "\n")
+        return path
+
+    def uv(self, name: str, *, dry_run: bool) -> list[str]:
+        argv = [self.bench.uv, "pip", "install", "--python", str(self.prefix / "bin" / "python")]
+        argv += ["--no-index", "--find-links", str(self.wheels)]
+        return [*argv, *(["--dry-run"] if dry_run else []), "-r", str(self.work / f"{name}.txt")]
+
+    def fresh_prefix(self) -> None:
+        from tests.real.stack import clone_env
+
+        shutil.rmtree(self.prefix, ignore_errors=True)
+        clone_env(self.original, self.prefix)
+
+    def fresh_state(self) -> Path:
+        state = self.work / "state"
+        shutil.rmtree(state, ignore_errors=True)
+        shutil.copytree(self.work / "state0", state)
+        return state
+
+    def run(self) -> None:
+        b = self.bench
+        self.fresh_prefix()
+        noop = self.manifest("noop", NOOP)
+        missing = self.manifest("missing", NOOP + MISSING)
+        refused = self.manifest("refused", (*NOOP, *MISSING, REFUSED))
+        capture = b.rec(self.work / "state0", "baseline", "capture", noop)
+        b.run(capture, lambda r: r.returncode == 0, f"real {self.kind}: baseline capture")
+        state = self.fresh_state()
+        plans = {}
+        for name, manifest, code in (("noop", noop, 0), ("missing", missing, 0),
+                                     ("refused", refused, 3)):  # fmt: skip
+            plans[name] = self.compare_plan(name, b.rec(state, "plan", manifest), code)
+        label = f"real {self.kind}"
+        self.row(f"{label}: no-op plan", plans["noop"], "uv --dry-run", 1.5)
+        self.row(f"{label}: plan, 4 missing", plans["missing"], "uv --dry-run", 2.5)
+        ours, _ = plans["refused"]
+        without, _ = plans["missing"]
+        self.row(f"{label}: plan with a refusal", (ours, without), "same plan without", 1.5)
+        self.compare_apply(missing)
+
+    def compare_plan(self, name: str, argv: list[str], code: int) -> tuple[float, float]:
+        b = self.bench
+        ours = b.new_series(f"real {self.kind}: reconciler plan ({name})", argv)
+        uv_argv = self.uv(name, dry_run=True)
+        theirs = b.new_series(f"real {self.kind}: uv --dry-run ({name})", uv_argv)
+        said = "Would make no changes" if name == "noop" else " + tabulate==0.9.0"
+        for measured in b.rounds(self.runs):
+            r = b.run(argv, lambda r: r.returncode == code, f"real {self.kind}: plan {name}")
+            u = b.run(uv_argv, lambda r: r.returncode == 0 and said in r.stderr, f"uv {name}")
+            (self.prefix / ".lock").unlink(missing_ok=True)
+            if measured:
+                ours.add(r.seconds, r.maxrss_kib)
+                theirs.add(u.seconds, u.maxrss_kib)
+        return ours.median, theirs.median
+
+    def compare_apply(self, manifest: Path) -> None:
+        b = self.bench
+        argv = b.rec(self.work / "state", "apply", manifest)
+        ours = b.new_series(f"real {self.kind}: reconciler apply (4 missing)", argv)
+        uv_argv = self.uv("missing", dry_run=False)
+        theirs = b.new_series(f"real {self.kind}: uv pip install (4 missing)", uv_argv)
+
+        def installed(r: Run) -> bool:
+            added = self.prefix / _site() / "tabulate-0.9.0.dist-info"
+            return r.returncode == 0 and added.is_dir()
+
+        for measured in b.rounds(self.runs):
+            self.fresh_prefix()
+            self.fresh_state()
+            r = b.run(argv, installed, f"real {self.kind}: apply")
+            self.fresh_prefix()
+            u = b.run(uv_argv, installed, f"real {self.kind}: uv install")
+            if measured:
+                ours.add(r.seconds, r.maxrss_kib)
+                theirs.add(u.seconds, u.maxrss_kib)
+        self.row(f"real {self.kind}: apply, 4 missing", (ours.median, theirs.median),
+                 "uv pip install", 1.5)  # fmt: skip
+
+    def row(self, what: str, times: tuple[float, float], other: str, target: float) -> None:
+        from bench.run import Row, _verdict
+
+        ours, theirs = times
+        ratio = ours / theirs if theirs else float("inf")
+        self.bench.rows.append(
+            Row(what, f"{ours:.3f} s", f"{other} {theirs:.3f} s", f"{ratio:.1f}x",
+                f"<= {target}x", _verdict(ratio <= target))
+        )  # fmt: skip
+
+
+def _site() -> str:
+    from tests.real.stack import SITE
+
+    return SITE
