@@ -768,6 +768,7 @@ def test_a_lock_file_left_alone_is_removed_and_a_waiter_locks_the_new_one(
     import threading
 
     from reconciler.apply.lock import EnvironmentLock
+
     from reconciler.errors import LockError
 
     directory = tmp_path / "state" / "envs" / "e-1"
