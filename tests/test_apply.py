@@ -737,7 +737,7 @@ def test_an_altered_saved_plan_cannot_move_a_managed_package(
 _HOLDER = """
 import sys
 from pathlib import Path
-from reconciler.apply.lock import EnvironmentLock
+from reconciler.apply.envlock import EnvironmentLock
 lock = EnvironmentLock(Path(sys.argv[1]), "e")
 lock.acquire(10)
 print("held", flush=True)
@@ -767,8 +767,7 @@ def test_a_lock_file_left_alone_is_removed_and_a_waiter_locks_the_new_one(
     never lets two holders in."""
     import threading
 
-    from reconciler.apply.lock import EnvironmentLock
-
+    from reconciler.apply.envlock import EnvironmentLock
     from reconciler.errors import LockError
 
     directory = tmp_path / "state" / "envs" / "e-1"
