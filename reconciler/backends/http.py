@@ -21,11 +21,16 @@ from dataclasses import dataclass
 from typing import IO
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from reconciler import __version__
 from reconciler.backends.pip_args import HTTP_READ_TIMEOUT, HTTP_RETRIES
 from reconciler.backends.process import redact
 from reconciler.errors import BackendError
 
-__all__ = ["HttpClient", "Response"]
+__all__ = ["USER_AGENT", "HttpClient", "Response"]
+
+#: What reconciler's own reads (wheel listings, RECORDs, metadata) call themselves, so
+#: that an index's logs tell them from the installers' downloads.
+USER_AGENT = f"reconciler/{__version__}"
 
 _BACKOFF_SECONDS = 0.5
 
@@ -90,7 +95,7 @@ class HttpClient:
         is yielded with its (error page) body.
         """
         url = self.clean(url)
-        request = urllib.request.Request(url, headers=dict(headers or {}))
+        request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, **(headers or {})})
         host = urlsplit(url).hostname or ""
         if host in self._auth:
             request.add_unredirected_header("Authorization", self._auth[host])

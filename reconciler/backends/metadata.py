@@ -124,7 +124,9 @@ class _Anchors(HTMLParser):
 def _open(url: str) -> bytes:
     """GET ``url`` (basic auth from its userinfo, which urllib does not send itself)."""
     parts = urllib.parse.urlsplit(url)
-    headers = {"Accept": "text/html", "User-Agent": "reconciler"}
+    from reconciler.backends.http import USER_AGENT
+
+    headers = {"Accept": "text/html", "User-Agent": USER_AGENT}
     if parts.username is not None:
         user = urllib.parse.unquote(parts.username)
         password = urllib.parse.unquote(parts.password or "")

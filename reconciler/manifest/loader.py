@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -34,6 +36,8 @@ __all__ = [
 MAX_MANIFEST_BYTES = 1_048_576
 #: The manifest schema (:mod:`reconciler.manifest.schema_check` checks against it).
 SCHEMA_NAME = "manifest.v1.schema.json"
+#: A URL's userinfo (``https://user:secret@host``): such a model is not remembered.
+_CREDENTIALS = re.compile(r"://[^/\s\"@]*@")
 #: Models remembered (the most recent manifests).
 KEPT_MODELS = 8
 #: The modules whose code decides what a manifest loads as: a remembered model is
@@ -87,6 +91,8 @@ def load_manifest(
             encoded = _to_json(manifest)
         except TypeError:  # a model value this memo cannot write: load it in full each time
             return manifest
+        if _CREDENTIALS.search(json.dumps(encoded)):
+            return manifest  # a URL with user:password@ is never written to the state dir
         if memo.models.get(model_key) != encoded:
             memo.models.pop(model_key, None)
             memo.models[model_key] = encoded

@@ -62,8 +62,14 @@ def _delta_manifest(tmp_path: Path, image: Path, index_url: str) -> Path:
     )
 
 
-def _answers(server: StaticServer, path: str) -> list[object]:
-    return [r.answer for r in server.requests() if r.path == path]
+#: The installer's requests. reconciler reads the index too (the wheel's RECORD for the
+#: file-clash check, pages for held-back versions and chains): the faults below are the
+#: installer's unless a test says otherwise, and reconciler's reads are counted apart.
+UV = "uv/"
+
+
+def _answers(server: StaticServer, path: str, agent: str = UV) -> list[object]:
+    return [r.answer for r in server.requests() if r.path == path and r.agent.startswith(agent)]
 
 
 def _delta_files(image: Path) -> list[str]:
@@ -88,8 +94,8 @@ def test_two_500s_then_200_are_retried_and_the_apply_succeeds(
     tmp_path: Path, image: Path, index: StaticServer, isolated: dict[str, str]
 ) -> None:
     managed = Managed(image)
-    index.script(PAGE, 500)  # the preview's first request
-    index.script(WHEEL, 500, 500)  # the install's download
+    index.script(PAGE, 500, agent=UV)  # the preview's first request
+    index.script(WHEEL, 500, 500, agent=UV)  # the install's download
     manifest = _delta_manifest(tmp_path, image, f"{index.url}simple/")
 
     run = run_cli(proc_env(isolated, tmp_path), tmp_path / "state", "apply", manifest)
@@ -111,13 +117,19 @@ def test_500_forever_fails_within_the_retry_bound_and_changes_nothing(
     assert not [k for k in env if k.startswith("UV_HTTP")]
     managed, whole = Managed(image), env_hash(image)
     path = WHEEL if where == "download" else PAGE
-    index.script(path, then=500)
+    index.script(path, then=500, agent=UV)
     manifest = _delta_manifest(tmp_path, image, f"{index.url}simple/")
 
     run = run_cli(env, tmp_path / "state", "apply", manifest)
 
     assert_clean_failure(run, "500 Internal Server Error", f"retried {HTTP_RETRIES} time(s)")
-    assert _answers(index, path) == [500] * (HTTP_RETRIES + 1)
+    answers = _answers(index, path)
+    if where == "download":
+        assert answers == [500] * (HTTP_RETRIES + 1)
+    else:
+        # The preview and, beside it, the held-back lookup (`uv pip compile --no-deps`)
+        # both read the page: each within the bound.
+        assert set(answers) == {500} and len(answers) in (HTTP_RETRIES + 1, 2 * (HTTP_RETRIES + 1))
     assert run.seconds < 30, run.seconds
     _assert_untouched(image, managed, whole)
     if where == "download":  # the install failed: recorded as such
@@ -137,9 +149,9 @@ def test_truncated_download_is_retried_or_fails_with_nothing_half_installed(
 ) -> None:
     managed, whole = Managed(image), env_hash(image)
     if times == "once":
-        index.script(WHEEL, TRUNCATE)
+        index.script(WHEEL, TRUNCATE, agent=UV)
     else:
-        index.script(WHEEL, then=TRUNCATE)
+        index.script(WHEEL, then=TRUNCATE, agent=UV)
     manifest = _delta_manifest(tmp_path, image, f"{index.url}simple/")
     env = proc_env(isolated, tmp_path, UV_HTTP_RETRIES="1")  # the user's own bound
 
@@ -163,7 +175,7 @@ def test_stalled_download_fails_within_the_read_timeout(
     tmp_path: Path, image: Path, index: StaticServer, isolated: dict[str, str]
 ) -> None:
     managed, whole = Managed(image), env_hash(image)
-    index.script(WHEEL, then=STALL)  # the connection is accepted; nothing is ever sent
+    index.script(WHEEL, then=STALL, agent=UV)  # accepted; nothing is ever sent
     manifest = _delta_manifest(tmp_path, image, f"{index.url}simple/")
     env = proc_env(isolated, tmp_path, UV_HTTP_TIMEOUT="2", UV_HTTP_RETRIES="1")
 
@@ -229,7 +241,7 @@ def test_401_with_credentials_in_the_url_never_shows_the_secret(
     the password appears in no output, log, journal, plan file or status file."""
     secret = "s3cr3t-Pa55"
     managed, whole = Managed(image), env_hash(image)
-    index.script("/files/*.whl", then=401)
+    index.script("/files/*.whl", then=401, agent=UV)
     manifest = _delta_manifest(tmp_path, image, index.url_with(f"user:{secret}", "simple/"))
     state, plan_file = tmp_path / "state", tmp_path / "plan.json"
     env = proc_env(isolated, tmp_path)
@@ -260,3 +272,22 @@ def test_401_with_credentials_in_the_url_never_shows_the_secret(
         assert secret.encode() not in path.read_bytes(), path
     _assert_untouched(image, managed, whole)
     _assert_failed_journal(tmp_path, image, "401 Unauthorized")
+
+
+def test_500_forever_on_reconcilers_own_wheel_read_fails_before_anything_is_installed(
+    tmp_path: Path, image: Path, index: StaticServer, isolated: dict[str, str]
+) -> None:
+    """The file-clash check reads the wheel's RECORD before the installer runs: a fault
+    there is retried within the same bound, then one clear error; nothing is installed."""
+    managed, whole = Managed(image), env_hash(image)
+    index.script(WHEEL, then=500, agent="reconciler/")
+    manifest = _delta_manifest(tmp_path, image, f"{index.url}simple/")
+
+    run = run_cli(proc_env(isolated, tmp_path), tmp_path / "state", "apply", manifest)
+
+    assert_clean_failure(run, f"HTTP 500 (after {HTTP_RETRIES + 1} attempts)")
+    assert "delta-1.1-py3-none-any.whl" in run.output
+    assert _answers(index, WHEEL, agent="reconciler/") == [500] * (HTTP_RETRIES + 1)
+    assert _answers(index, WHEEL) == []  # the installer never started
+    _assert_untouched(image, managed, whole)
+    assert "journal" not in state_documents(tmp_path / "state", image)

@@ -144,6 +144,7 @@ class Request:
     authorization: str | None
     answer: Response = 200  # the scripted response, or 200 when served as usual
     range: str | None = None  # the Range header, if any
+    agent: str = ""  # the User-Agent header (uv/..., pip/..., reconciler/...)
 
 
 class _Handler(SimpleHTTPRequestHandler):
@@ -153,7 +154,8 @@ class _Handler(SimpleHTTPRequestHandler):
     server: _Server
 
     def _before(self) -> Response:
-        answer = self.server.next_answer(self.path.split("?", 1)[0])
+        agent = self.headers.get("User-Agent", "")
+        answer = self.server.next_answer(self.path.split("?", 1)[0], agent)
         self.server.record(
             Request(
                 self.command,
@@ -161,6 +163,7 @@ class _Handler(SimpleHTTPRequestHandler):
                 self.headers.get("Authorization"),
                 answer,
                 self.headers.get("Range"),
+                agent,
             )
         )
         delay = self.server.delay
@@ -275,20 +278,25 @@ class _Server(ThreadingHTTPServer):
         self.stall_seconds = 120.0
         self._requests: list[Request] = []
         self._lock = threading.Lock()
-        self._scripts: list[tuple[str, deque[Response], Response | None]] = []
+        self._scripts: list[tuple[str, deque[Response], Response | None, str | None]] = []
 
     def record(self, request: Request) -> None:
         with self._lock:
             self._requests.append(request)
 
-    def add_script(self, pattern: str, responses: deque[Response], then: Response | None) -> None:
+    def add_script(
+        self, pattern: str, responses: deque[Response], then: Response | None, agent: str | None
+    ) -> None:
         with self._lock:
-            self._scripts.append((pattern, responses, then))
+            self._scripts.append((pattern, responses, then, agent))
 
-    def next_answer(self, path: str) -> Response:
-        """The scripted response for ``path`` (the first matching script), else 200."""
+    def next_answer(self, path: str, agent: str = "") -> Response:
+        """The scripted response for ``path`` from ``agent`` (the first matching script),
+        else 200."""
         with self._lock:
-            for pattern, queue, then in self._scripts:
+            for pattern, queue, then, who in self._scripts:
+                if who is not None and not agent.startswith(who):
+                    continue
                 if fnmatch.fnmatchcase(path, pattern):
                     if queue:
                         return queue.popleft()
@@ -359,14 +367,22 @@ class StaticServer:
         """Every request answered so far, in order."""
         return self._server.requests()
 
-    def script(self, pattern: str, *responses: Response, then: Response | None = None) -> None:
+    def script(
+        self,
+        pattern: str,
+        *responses: Response,
+        then: Response | None = None,
+        agent: str | None = None,
+    ) -> None:
         """Answer requests whose path (no query) matches the glob ``pattern`` with
         ``responses`` in order, then with ``then`` for ever (``None``: as usual).
 
         Responses are status codes (``200`` serves the file), :data:`TRUNCATE` or
-        :data:`STALL`; the first script whose pattern matches a path applies.
+        :data:`STALL`; the first script whose pattern matches a path applies. With
+        ``agent`` (``"uv/"``, ``"reconciler/"``) only requests whose User-Agent starts
+        with it are scripted: the installer's downloads apart from reconciler's reads.
         """
-        self._server.add_script(pattern, deque(responses), then)
+        self._server.add_script(pattern, deque(responses), then, agent)
 
     @property
     def stall_seconds(self) -> float:
