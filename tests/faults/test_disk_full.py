@@ -157,6 +157,10 @@ def test_a_state_write_on_a_full_disk_is_a_clear_error(
     )  # fmt: skip
     assert first.returncode == 0, first.stderr
     baseline = next(state.glob("envs/*/baseline.json"))
+    # An older baseline (a package since removed), so that capturing again must write.
+    older = json.loads(baseline.read_bytes())
+    older["packages"]["pip:gone"] = {"name": "gone", "manager": "pip", "version": "1.0"}
+    baseline.write_text(json.dumps(older))
     good = baseline.read_bytes()
     with (small_fs / "filler").open("wb") as f:  # fill the disk to the last byte
         try:
@@ -165,7 +169,8 @@ def test_a_state_write_on_a_full_disk_is_a_clear_error(
         except OSError:
             pass
     again = subprocess.run(
-        [*run_cli_argv(), "--state-dir", str(state), "baseline", "capture", str(manifest)],
+        [*run_cli_argv(), "--state-dir", str(state), "baseline", "capture", "--force",
+         str(manifest)],
         env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert again.returncode == 1
