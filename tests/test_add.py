@@ -80,7 +80,7 @@ def test_add_installs_then_writes_keeping_comments_order_and_quotes(
         "delta-1.1.dist-info",
     ]
     code, out, _ = run_cli(capsys, "apply", manifest)
-    assert (code, out) == (0, "Nothing to do: 1 environment(s) match the manifest.\n")
+    assert (code, out) == (0, "No changes: the environment already matches the manifest.\n")
 
 
 def test_refused_add_leaves_the_manifest_byte_identical_and_installs_nothing(
@@ -187,7 +187,7 @@ def test_remove_drops_entries_installs_nothing_and_drift_shows_orphaned(
     assert manifest.read_text(encoding="utf-8") == original.replace('      - "epsilon-pkg"\n', "")
     assert tree_hash(venv) == before_tree
     code, out, _ = run_cli(capsys, "drift", manifest)
-    assert "  info: orphaned pip epsilon-pkg expected -, found 1.0: " in out
+    assert "  info: orphaned pip epsilon-pkg 1.0: installed by reconciler, no longer in " in out
 
     before = manifest.read_bytes()
     code, out, err = run_cli(capsys, "remove", manifest, "alpha")

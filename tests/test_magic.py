@@ -10,6 +10,7 @@ FORCE_COLOR used to break, and a local wheelhouse (``no_index`` + ``find_links``
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -135,7 +136,8 @@ def test_reconcile_add_in_a_kernel_installs_imports_and_writes_and_a_refusal_cha
 
         out, reply = kernel.run("%reconcile drift")
         assert reply["status"] == "ok", out
-        assert out == f"nb ({venv}): no drift\nNo drift.\n"
+        # FORCE_COLOR (ipykernel's) turns colour on; Jupyter renders the escapes.
+        assert re.sub("\x1b\\[[0-9;]*m", "", out) == f"nb ({venv}): no drift\nNo drift.\n"
 
         out, reply = kernel.run("%reconcile status")
         assert reply["status"] == "ok", out
