@@ -174,6 +174,10 @@ def test_refusal_text_and_held_back_text(
         "  ! upgrade pip packaging 21.3 -> 22.0",
         "      refused: black 23.1.0 requires packaging>=22.0; packaging is managed at 21.3",
         "Plan: 3 to install, 2 to upgrade; 2 refused (apply would change nothing).",
+        "  hint: e: gamma needs alpha 1.0 to change: remove gamma from the manifest, or pin "
+        "a version of gamma that works with it",
+        "  hint: e: black needs packaging 21.3 to change: remove black from the manifest, or "
+        "pin a version of black that works with it",
     ], out
     manifest = write_manifest(
         tmp_path / "m.yaml", {"e": {"prefix": prefix, "pip": ["black"]}}, wheelhouse=house
