@@ -8,12 +8,16 @@ Not a test: ``python -m bench.refusal_timing [--runs N]`` prints median wall tim
   refusal path used to switch to;
 * the plain ``uv pip install --dry-run`` of the same request, for scale.
 
-Everything is offline: the tests' tiny wheels in a local wheelhouse.
+Everything is offline: the tests' tiny wheels in a local wheelhouse; with
+``--real``, the real tier's venv of 54 PyPI distributions (:mod:`bench.real`):
+``plan`` of 8 image packages plus 4 missing ones (12 installs) next to the same
+plus ``pytest==8.2.2``, whose ``pluggy>=1.5`` the managed pluggy 1.0.0 refuses.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import statistics
@@ -56,7 +60,11 @@ def main() -> None:
     parser.add_argument(
         "--repo", type=Path, default=REPO, help="source tree to plan with (compare before/after)"
     )
+    parser.add_argument("--real", action="store_true", help="the real tier's venv instead")
     args = parser.parse_args()
+    if args.real:
+        _real(args)
+        return
     with tempfile.TemporaryDirectory(prefix="refusal-timing-") as tmp:
         root = Path(tmp)
         env = {**isolated_env(root / "uv-cache"), "PYTHONPATH": str(args.repo)}
@@ -82,7 +90,48 @@ def main() -> None:
             "--no-index", "--find-links", str(wheelhouse), "gamma",
         ]  # fmt: skip
         results["uv dry run"] = _median(uv, env, args.runs, 0)
-    print(f"load average {os.getloadavg()[0]:.1f}; medians of {args.runs} runs")
+    _report(results, args.runs)
+
+
+def _real(args: argparse.Namespace) -> None:
+    from bench.real import MISSING, NOOP, REFUSED, ensure_real_fixture
+    from tests.real.stack import clone_env
+
+    wheels, venv, _ = ensure_real_fixture()
+    with tempfile.TemporaryDirectory(prefix="refusal-timing-real-") as tmp:
+        root = Path(tmp)
+        env = {**isolated_env(root / "uv-cache"), "PYTHONPATH": str(args.repo)}
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        prefix = root / "prefix"
+        clone_env(venv, prefix)
+        state = str(root / "state")
+        cli = [sys.executable, "-m", "reconciler", "--state-dir", state]
+        results = {}
+        for name, pip, code in (
+            ("refused", (*NOOP, *MISSING, REFUSED), 3),
+            ("allowed", (*NOOP, *MISSING), 0),
+        ):
+            manifest = root / f"{name}.yaml"
+            manifest.write_text(
+                "version: 1\ndefaults:\n  installer: uv\n  pip: {no_index: true, find_links: "
+                f"[{json.dumps(str(wheels))}]}}\nenvironments:\n  image:\n    prefix: "
+                f"{json.dumps(str(prefix))}\n    pip: {json.dumps(list(pip))}\n"
+            )
+            if name == "refused":
+                capture = [*cli, "baseline", "capture", "-q", str(manifest)]
+                subprocess.run(capture, env=env, cwd="/", check=True)
+            results[name] = _median([*cli, "plan", "-q", str(manifest)], env, args.runs, code)
+        uv = [
+            uv_bin(), "pip", "install", "--dry-run", "--python", str(prefix / "bin" / "python"),
+            "--no-index", "--find-links", str(wheels), *NOOP, *MISSING,
+        ]  # fmt: skip
+        results["uv dry run"] = _median(uv, env, args.runs, 0)
+        (prefix / ".lock").unlink(missing_ok=True)
+    _report(results, args.runs)
+
+
+def _report(results: dict[str, tuple[float, float]], runs: int) -> None:
+    print(f"load average {os.getloadavg()[0]:.1f}; medians of {runs} runs")
     for name, (wall, cpu) in results.items():
         print(f"{name:>11}: {wall * 1000:7.0f} ms wall, {cpu * 1000:7.0f} ms CPU")
     for i, what in enumerate(("wall", "CPU")):

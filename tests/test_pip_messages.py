@@ -174,6 +174,10 @@ def test_refusal_text_and_held_back_text(
         "  ! upgrade pip packaging 21.3 -> 22.0",
         "      refused: black 23.1.0 requires packaging>=22.0; packaging is managed at 21.3",
         "Plan: 3 to install, 2 to upgrade; 2 refused (apply would change nothing).",
+        "  hint: e: gamma needs alpha 1.0 to change: remove gamma from the manifest, or pin "
+        "a version of gamma that works with it",
+        "  hint: e: black needs packaging 21.3 to change: remove black from the manifest, or "
+        "pin a version of black that works with it",
     ], out
     manifest = write_manifest(
         tmp_path / "m.yaml", {"e": {"prefix": prefix, "pip": ["black"]}}, wheelhouse=house
@@ -202,3 +206,28 @@ def test_metadata_from_an_index_uses_pep658_and_downloads_no_wheel(
     assert versions is not None and versions.versions() == ["1.1", "1.0"]
     assert not [p for p in paths if p.endswith(".whl")]
     assert any(p.endswith("gamma-1.0-py3-none-any.whl.metadata") for p in paths)
+
+
+def test_held_back_round_trips_and_a_bad_one_is_rejected() -> None:
+    from reconciler.plan.model import Change, HeldBack, Holder, Plan, validate_plan_document
+
+    held = HeldBack("23.1.0", (Holder("packaging", "21.3", "packaging>=22.0", "managed"),))
+    change = Change("install", "pip", "black", None, "22.12.0", True, held_back=held)
+    assert Change.from_json(change.to_json()) == change
+    assert "held_back" not in Change("install", "pip", "x", None, "1", True).to_json()
+    doc = {
+        "format_version": "1",
+        "manifest": {"path": "m.yaml", "sha256": "0"},
+        "environments": [
+            {
+                "name": "e", "prefix": "/p", "kind": "venv", "exists": True,
+                "fingerprint": "f", "changes": [change.to_json()], "satisfied": [],
+                "notices": [], "pip_requirements": [], "pip_constraints": [],
+                "conda_specs": [], "conda_pinned": [],
+            }
+        ],
+    }  # fmt: skip
+    assert validate_plan_document(doc) is None
+    assert Plan.from_json(doc).environments[0].changes == (change,)
+    doc["environments"][0]["changes"][0]["held_back"] = {"newest": 1, "by": []}
+    assert (validate_plan_document(doc) or "").startswith("environment 'e': bad change")

@@ -398,21 +398,10 @@ class PipCli:
     def newest(
         self, python: Path, requirements: Sequence[str], settings: PipSettings
     ) -> dict[str, str]:
-        """``pip install --dry-run --no-deps --ignore-installed``: each one's newest release."""
-        argv: list[str | Path] = [
-            python, "-m", "pip", "install", "--dry-run", "--quiet", "--report", "-",
-            "--no-deps", "--ignore-installed", "--only-binary", ":all:",
-            *repository_args(settings, uv=False),
-        ]  # fmt: skip
-        proc = _run_pinned(argv, "--constraint", (), requirements, PREVIEW_TIMEOUT)
-        try:
-            items = json.loads(proc.stdout)["install"] if proc.returncode == 0 else []
-            return {
-                canonicalize_name(i["metadata"]["name"]): str(i["metadata"]["version"])
-                for i in items
-            }
-        except (ValueError, KeyError, TypeError):
-            return {}
+        """Asked of uv (``uv pip compile --no-deps``, tens of milliseconds), not pip (a
+        second or more): one project at a time, from the same repositories, and pip
+        with several indexes is refused anyway (:func:`check_index_order`)."""
+        return UvCli().newest(python, requirements, settings)
 
     def install(
         self,

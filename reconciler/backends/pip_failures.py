@@ -246,12 +246,13 @@ def _rollback_note(name: str, removed: Sequence[str], kept: Sequence[str]) -> st
     return note
 
 
-# Names the installers say they could not find: uv "there is no version of x==9",
-# "x was not found in the package registry", "x==1.0 has no usable wheels"; pip
-# "satisfies the requirement x==9", "No matching distribution found for x".
+# What the installers say they could not find: uv "there is no version of x==9",
+# "x was not found in the package registry", "x==1.0 has no usable wheels", "only
+# x<=1.1 is available and you require x>=5"; pip "satisfies the requirement x==9",
+# "No matching distribution found for x".
 _NAMED = re.compile(
-    r"(?:there is no version of|satisfies the requirement|distribution found for)\s+"
-    r"`?(?P<req>[A-Za-z0-9][^\s`,]*)|"
+    r"(?:there is no version of|satisfies the requirement|distribution found for|"
+    r"is available and you require)\s+`?(?P<req>[A-Za-z0-9][^\s`,]*)|"
     r"(?P<name>[A-Za-z0-9][^\s`,]*)`? (?:was not found in|has no usable wheels|"
     r"has no wheels)"
 )
@@ -274,23 +275,28 @@ def unavailable(
 
     from reconciler.backends.metadata import listing, sources_text
 
-    asked: dict[str, Requirement] = {}
-    named = [m.group("req") or m.group("name") for m in _NAMED.finditer(message)]
-    for text in [*requirements, *named]:
+    requested: dict[str, Requirement] = {}
+    for text in requirements:
         try:
-            req = Requirement(text.rstrip(".:;"))
+            req = Requirement(text)
         except InvalidRequirement:
             continue
-        asked.setdefault(canonicalize_name(req.name), req)
-    for name, req in asked.items():
-        if not re.search(rf"(?<![\w.-]){re.escape(req.name)}(?![\w-])", message, re.I):
-            continue  # a project the installer does not mention is not what failed
+        requested[canonicalize_name(req.name)] = req
+    asked: dict[str, Requirement] = {}
+    for match in _NAMED.finditer(message):
+        try:
+            req = Requirement((match.group("req") or match.group("name")).rstrip(".:;"))
+        except InvalidRequirement:
+            continue
+        key = canonicalize_name(req.name)
+        asked.setdefault(key, requested.get(key, req))
+    for name, req in asked.items():  # only what the installer named: no lookups otherwise
         found = listing(name, settings)
         shown = f"{req.name}{req.specifier}"
+        shown += " was asked for" if name in requested else " is required by what was asked for"
         if found is None:
             return (
-                f"{shown} was asked for, but no distribution named {req.name!r} is on "
-                f"{sources_text(settings)}",
+                f"{shown}, but no distribution named {req.name!r} is on {sources_text(settings)}",
                 "check the name in the manifest (a typo?) and the repositories it uses",
             )
         matching = [v for v in found.versions() if req.specifier.contains(v, prereleases=True)]
@@ -298,7 +304,7 @@ def unavailable(
         if not matching:
             newest = ", ".join(found.versions()[:_NEWEST_SHOWN]) or "none"
             return (
-                f"{shown} was asked for, but no version of {req.name} on {found.source} "
+                f"{shown}, but no version of {req.name} on {found.source} "
                 f"matches it (the newest there: {newest})",
                 "change the version in the manifest to one the repository has",
             )

@@ -308,6 +308,7 @@ def validate_plan_document(doc: Any) -> str | None:
                 and isinstance(change.get("to"), (str, type(None)))
                 and isinstance(change.get("reason", ""), str)
                 and strings(change.get("required_by", []))
+                and _held_back_ok(change.get("held_back"))
             ):
                 return f"{where}: bad change {change!r}"[:300]
             pinned = change["to"] and change.get("reason") != UNRESOLVED
@@ -361,3 +362,18 @@ def _locked_problem(env: dict[str, Any]) -> str | None:
     if env.get("lock") is not None and not isinstance(env.get("lock"), str):
         return "bad 'lock'"
     return None
+
+
+def _held_back_ok(value: Any) -> bool:
+    """An absent ``held_back``, or ``{newest, by: [{name, version, requirement}]}``."""
+    if value is None:
+        return True
+    if not isinstance(value, dict) or not isinstance(value.get("newest"), str):
+        return False
+    by = value.get("by")
+    return isinstance(by, list) and all(
+        isinstance(h, dict)
+        and all(isinstance(h.get(k), str) for k in ("name", "version"))
+        and isinstance(h.get("requirement"), str)
+        for h in by
+    )

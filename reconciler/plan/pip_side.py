@@ -154,28 +154,28 @@ def plan_pip_side(
     constraints = ownership.pip_pins(state)
     python = state.prefix / "bin" / "python"
     texts = {r.name: r.requirement for r in requests}
-    ask_newest = [
-        r.requirement
-        for r in requests
-        if r.requirement in to_resolve
-        and r.requirement not in satisfied
-        and not any(c.operator in ("==", "===") for c in Requirement(r.requirement).specifier)
-    ]
-    with _Background(installer.newest, python, ask_newest, settings) as newest:
-        preview = installer.preview(python, to_resolve, constraints, settings)
-        if preview.ok:
+    preview = installer.preview(python, to_resolve, constraints, settings)
+    if preview.ok:
+        # What is newest, for the requests the preview installs (held back or not),
+        # is asked while the chains are worked out. Not before the preview: a failing
+        # index would see every request twice.
+        ask_newest = [
+            texts[i.name]
+            for i in preview.installs
+            if i.name in texts
+            and not any(c.operator in ("==", "===") for c in Requirement(texts[i.name]).specifier)
+        ]
+        with _Background(installer.newest, python, ask_newest, settings) as newest:
             chains: dict[str, tuple[str, tuple[str, ...]]] = {}
             if any(i.name not in texts for i in preview.installs):
                 # Transitive changes: say which request needs each (the chain).
                 chains = chains_of(state, installer, settings, to_resolve, texts, preview)
             found = _classify(state, packages, ownership, preview.installs, texts, chains=chains)
             found = held_back(state, ownership, settings, texts, found, newest())
-            changes += found
-            if wheels is not None:
-                changes = refuse_clashes(state, ownership, changes, wheels, settings)
-            return PipSidePlan(
-                tuple(changes), tuple(satisfied), tuple(to_resolve), constraints, True
-            )
+        changes += found
+        if wheels is not None:
+            changes = refuse_clashes(state, ownership, changes, wheels, settings)
+        return PipSidePlan(tuple(changes), tuple(satisfied), tuple(to_resolve), constraints, True)
 
     missing = unavailable(preview.message, to_resolve, settings)
     if missing is not None:
