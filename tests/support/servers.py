@@ -7,7 +7,8 @@ and a PEP 658 ``files/<wheel>.metadata`` file advertised with
 wheels). :class:`StaticServer` serves any directory (that tree, or a conda
 channel) with :class:`http.server.ThreadingHTTPServer` on an ephemeral port of
 127.0.0.1, and can hold back responses: ``delay`` seconds before each response
-whose path ends with one of ``delay_suffixes`` (by default only wheel
+whose path ends with one of ``delay_suffixes`` and that asks for the whole file
+(a ``Range`` read of a wheel's file list is not delayed; by default only wheel
 downloads, so previews stay fast and installs are slow). It accepts any HTTP
 basic auth, answers single ``Range`` requests with ``206`` (``ranges = False``:
 ignores them, as a server without range support) and records every request
@@ -164,7 +165,8 @@ class _Handler(SimpleHTTPRequestHandler):
             )
         )
         delay = self.server.delay
-        if delay and self.path.split("?", 1)[0].endswith(self.server.delay_suffixes):
+        whole = self.headers.get("Range") is None  # a range read is metadata, not a download
+        if delay and whole and self.path.split("?", 1)[0].endswith(self.server.delay_suffixes):
             self.server.stopping.wait(delay)  # cut short when the server stops
         return answer
 
