@@ -341,7 +341,7 @@ def test_sigterm_while_reading_a_wheel_listing_stops_at_once(
     root = build_simple_index(jwt_house, tmp_path / "index")
     state = tmp_path / "state"
     with serve(root) as server:
-        server.script("/files/pyjwt-2.8.0-py3-none-any.whl", "stall", then="stall")
+        server.script("/files/pyjwt-2.8.0-py3-none-any.whl", then="stall", ranges=True)
         manifest = write_manifest(
             tmp_path / "m.yaml",
             {"main": {"prefix": prefix, "pip": ["PyJWT==2.8.0"]}},

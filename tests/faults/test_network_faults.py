@@ -63,7 +63,8 @@ def _delta_manifest(tmp_path: Path, image: Path, index_url: str) -> Path:
 
 
 def _answers(server: StaticServer, path: str) -> list[object]:
-    return [r.answer for r in server.requests() if r.path == path]
+    # Whole requests: the plan's Range reads of a wheel's file list are not downloads.
+    return [r.answer for r in server.requests() if r.path == path and r.range is None]
 
 
 def _delta_files(image: Path) -> list[str]:

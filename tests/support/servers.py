@@ -154,7 +154,8 @@ class _Handler(SimpleHTTPRequestHandler):
     server: _Server
 
     def _before(self) -> Response:
-        answer = self.server.next_answer(self.path.split("?", 1)[0])
+        ranged = self.headers.get("Range") is not None
+        answer = self.server.next_answer(self.path.split("?", 1)[0], ranged)
         self.server.record(
             Request(
                 self.command,
@@ -277,20 +278,24 @@ class _Server(ThreadingHTTPServer):
         self.stall_seconds = 120.0
         self._requests: list[Request] = []
         self._lock = threading.Lock()
-        self._scripts: list[tuple[str, deque[Response], Response | None]] = []
+        self._scripts: list[tuple[str, deque[Response], Response | None, bool]] = []
 
     def record(self, request: Request) -> None:
         with self._lock:
             self._requests.append(request)
 
-    def add_script(self, pattern: str, responses: deque[Response], then: Response | None) -> None:
+    def add_script(
+        self, pattern: str, responses: deque[Response], then: Response | None, ranges: bool
+    ) -> None:
         with self._lock:
-            self._scripts.append((pattern, responses, then))
+            self._scripts.append((pattern, responses, then, ranges))
 
-    def next_answer(self, path: str) -> Response:
+    def next_answer(self, path: str, ranged: bool = False) -> Response:
         """The scripted response for ``path`` (the first matching script), else 200."""
         with self._lock:
-            for pattern, queue, then in self._scripts:
+            for pattern, queue, then, ranges in self._scripts:
+                if ranged and not ranges:
+                    continue  # a Range read; the script is for whole requests
                 if fnmatch.fnmatchcase(path, pattern):
                     if queue:
                         return queue.popleft()
@@ -361,14 +366,22 @@ class StaticServer:
         """Every request answered so far, in order."""
         return self._server.requests()
 
-    def script(self, pattern: str, *responses: Response, then: Response | None = None) -> None:
+    def script(
+        self,
+        pattern: str,
+        *responses: Response,
+        then: Response | None = None,
+        ranges: bool = False,
+    ) -> None:
         """Answer requests whose path (no query) matches the glob ``pattern`` with
         ``responses`` in order, then with ``then`` for ever (``None``: as usual).
 
         Responses are status codes (``200`` serves the file), :data:`TRUNCATE` or
-        :data:`STALL`; the first script whose pattern matches a path applies.
+        :data:`STALL`; the first script whose pattern matches a path applies. Only
+        whole-file requests are scripted unless ``ranges``: a ``Range`` read (the
+        plan reading a wheel's file list) is otherwise served as usual.
         """
-        self._server.add_script(pattern, deque(responses), then)
+        self._server.add_script(pattern, deque(responses), then, ranges)
 
     @property
     def stall_seconds(self) -> float:
