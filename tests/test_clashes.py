@@ -324,3 +324,42 @@ def test_install_paths_map_wheel_schemes() -> None:
         ("share/pkg/x", "share/pkg/x", ""),
         ("include/site/python3.11/pkg/h.h", "include/site/python3.11/pkg/h.h", ""),
     )
+
+
+def test_sigterm_while_reading_a_wheel_listing_stops_at_once(
+    tmp_path: Path, isolated: dict[str, str], jwt_house: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.support.manifests import REPO
+
+    prefix = make_venv(tmp_path / "env")
+    root = build_simple_index(jwt_house, tmp_path / "index")
+    state = tmp_path / "state"
+    with serve(root) as server:
+        server.script("/files/pyjwt-2.8.0-py3-none-any.whl", then="stall", ranges=True)
+        manifest = write_manifest(
+            tmp_path / "m.yaml",
+            {"main": {"prefix": prefix, "pip": ["PyJWT==2.8.0"]}},
+            defaults={"pip": {"index_url": f"{server.url}simple/"}},
+        )
+        env = {**isolated, "PYTHONPATH": str(REPO)}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "reconciler", "--state-dir", str(state), "apply", str(manifest)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while not any(r.path.endswith(".whl") for r in server.requests()):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        sent = time.monotonic()
+        os.kill(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert time.monotonic() - sent < 5
+    assert proc.returncode == 1, out + err
+    assert "stopped by SIGTERM while reading http://127.0.0.1:" in out + err
+    assert not list((prefix / SITE).glob("PyJWT-*"))

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import base64
 import http.client
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from reconciler import __version__
@@ -33,6 +34,8 @@ __all__ = ["USER_AGENT", "HttpClient", "Response"]
 USER_AGENT = f"reconciler/{__version__}"
 
 _BACKOFF_SECONDS = 0.5
+_POLL_SECONDS = 0.2
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,14 @@ class HttpClient:
 
     def get(self, url: str, headers: Mapping[str, str] | None = None) -> Response:
         """GET ``url`` and read the body whole; retried on 5xx, resets, timeouts and
-        truncated bodies. A 4xx answer is returned, not raised."""
+        truncated bodies. A 4xx answer is returned, not raised.
+
+        The request runs in a helper thread so that a SIGTERM stop request
+        (:mod:`reconciler.faults`) ends the wait at once instead of after the
+        timeouts: nothing has been changed while an index is read."""
+        return _interruptible(lambda: self._get(url, headers), url)
+
+    def _get(self, url: str, headers: Mapping[str, str] | None) -> Response:
         for attempt in range(self.retries + 1):
             try:
                 with self.open(url, headers, retry=False) as (status, got, final, stream):
@@ -102,7 +112,9 @@ class HttpClient:
         attempts = self.retries + 1 if retry else 1
         for attempt in range(attempts):
             try:
-                response = self._opener.open(request, timeout=self.timeout)
+                response = _interruptible(
+                    lambda: self._opener.open(request, timeout=self.timeout), url
+                )
             except urllib.error.HTTPError as exc:
                 if exc.code < 500:
                     try:
@@ -131,6 +143,34 @@ class HttpClient:
             f"cannot read {redact(url)}: {redact(why)} (after {self.retries + 1} attempts)",
             hint="check that the package index or find-links location is reachable",
         )
+
+
+def _interruptible(call: Callable[[], T], url: str) -> T:
+    """``call()`` in a helper thread; a SIGTERM stop request ends the wait at once."""
+    from reconciler import faults
+
+    box: list[tuple[bool, Any]] = []
+
+    def run() -> None:
+        try:
+            box.append((True, call()))
+        except BaseException as exc:  # handed to the waiting thread
+            box.append((False, exc))
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(_POLL_SECONDS)
+        if worker.is_alive() and faults.stop_requested():
+            raise faults.Interrupted(
+                f"stopped by SIGTERM while reading {redact(url)}; nothing was changed",
+                hint="run `reconciler apply` again to finish",
+            )
+    ok, value = box[0]
+    if not ok:
+        raise value
+    result: T = value
+    return result
 
 
 class _Transient(Exception):

@@ -280,7 +280,7 @@ def test_500_forever_on_reconcilers_own_wheel_read_fails_before_anything_is_inst
     """The file-clash check reads the wheel's RECORD before the installer runs: a fault
     there is retried within the same bound, then one clear error; nothing is installed."""
     managed, whole = Managed(image), env_hash(image)
-    index.script(WHEEL, then=500, agent="reconciler/")
+    index.script(WHEEL, then=500, agent="reconciler/", ranges=True)
     manifest = _delta_manifest(tmp_path, image, f"{index.url}simple/")
 
     run = run_cli(proc_env(isolated, tmp_path), tmp_path / "state", "apply", manifest)

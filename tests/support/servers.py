@@ -7,7 +7,8 @@ and a PEP 658 ``files/<wheel>.metadata`` file advertised with
 wheels). :class:`StaticServer` serves any directory (that tree, or a conda
 channel) with :class:`http.server.ThreadingHTTPServer` on an ephemeral port of
 127.0.0.1, and can hold back responses: ``delay`` seconds before each response
-whose path ends with one of ``delay_suffixes`` (by default only wheel
+whose path ends with one of ``delay_suffixes`` and that asks for the whole file
+(a ``Range`` read of a wheel's file list is not delayed; by default only wheel
 downloads, so previews stay fast and installs are slow). It accepts any HTTP
 basic auth, answers single ``Range`` requests with ``206`` (``ranges = False``:
 ignores them, as a server without range support) and records every request
@@ -154,8 +155,9 @@ class _Handler(SimpleHTTPRequestHandler):
     server: _Server
 
     def _before(self) -> Response:
+        ranged = self.headers.get("Range") is not None
         agent = self.headers.get("User-Agent", "")
-        answer = self.server.next_answer(self.path.split("?", 1)[0], agent)
+        answer = self.server.next_answer(self.path.split("?", 1)[0], ranged, agent)
         self.server.record(
             Request(
                 self.command,
@@ -163,11 +165,11 @@ class _Handler(SimpleHTTPRequestHandler):
                 self.headers.get("Authorization"),
                 answer,
                 self.headers.get("Range"),
-                agent,
             )
         )
         delay = self.server.delay
-        if delay and self.path.split("?", 1)[0].endswith(self.server.delay_suffixes):
+        whole = self.headers.get("Range") is None  # a range read is metadata, not a download
+        if delay and whole and self.path.split("?", 1)[0].endswith(self.server.delay_suffixes):
             self.server.stopping.wait(delay)  # cut short when the server stops
         return answer
 
@@ -278,25 +280,31 @@ class _Server(ThreadingHTTPServer):
         self.stall_seconds = 120.0
         self._requests: list[Request] = []
         self._lock = threading.Lock()
-        self._scripts: list[tuple[str, deque[Response], Response | None, str | None]] = []
+        self._scripts: list[tuple[str, deque[Response], Response | None, bool, str | None]] = []
 
     def record(self, request: Request) -> None:
         with self._lock:
             self._requests.append(request)
 
     def add_script(
-        self, pattern: str, responses: deque[Response], then: Response | None, agent: str | None
+        self,
+        pattern: str,
+        responses: deque[Response],
+        then: Response | None,
+        ranges: bool,
+        agent: str | None,
     ) -> None:
         with self._lock:
-            self._scripts.append((pattern, responses, then, agent))
+            self._scripts.append((pattern, responses, then, ranges, agent))
 
-    def next_answer(self, path: str, agent: str = "") -> Response:
-        """The scripted response for ``path`` from ``agent`` (the first matching script),
-        else 200."""
+    def next_answer(self, path: str, ranged: bool = False, agent: str = "") -> Response:
+        """The scripted response for ``path`` (the first matching script), else 200."""
         with self._lock:
-            for pattern, queue, then, who in self._scripts:
+            for pattern, queue, then, ranges, who in self._scripts:
+                if ranged and not ranges:
+                    continue  # a Range read; the script is for whole requests
                 if who is not None and not agent.startswith(who):
-                    continue
+                    continue  # another client's request
                 if fnmatch.fnmatchcase(path, pattern):
                     if queue:
                         return queue.popleft()
@@ -372,17 +380,20 @@ class StaticServer:
         pattern: str,
         *responses: Response,
         then: Response | None = None,
+        ranges: bool = False,
         agent: str | None = None,
     ) -> None:
         """Answer requests whose path (no query) matches the glob ``pattern`` with
         ``responses`` in order, then with ``then`` for ever (``None``: as usual).
 
         Responses are status codes (``200`` serves the file), :data:`TRUNCATE` or
-        :data:`STALL`; the first script whose pattern matches a path applies. With
-        ``agent`` (``"uv/"``, ``"reconciler/"``) only requests whose User-Agent starts
-        with it are scripted: the installer's downloads apart from reconciler's reads.
+        :data:`STALL`; the first script whose pattern matches a path applies. Only
+        whole-file requests are scripted unless ``ranges``: a ``Range`` read (the
+        plan reading a wheel's file list) is otherwise served as usual. With ``agent``
+        (``"uv/"``, ``"reconciler/"``) only requests whose User-Agent starts with it are
+        scripted: the installer's requests apart from reconciler's own reads.
         """
-        self._server.add_script(pattern, deque(responses), then, agent)
+        self._server.add_script(pattern, deque(responses), then, ranges, agent)
 
     @property
     def stall_seconds(self) -> float:
