@@ -170,7 +170,7 @@ def test_apply_installs_the_locked_versions_not_a_newer_release(
     code, out, err = run_cli(capsys, "apply", manifest)
     assert code == 0, out + err
     assert image.dists() == {"alpha": "2.0", "beta": "2.0", "gamma": "1.0"}
-    assert run_cli(capsys, "apply", manifest)[1].startswith("Nothing to do")
+    assert run_cli(capsys, "apply", manifest)[1].startswith("No changes: ")
 
     # The control: without the lock, the same manifest resolves to the new release.
     (tmp_path / "team.lock").unlink()
@@ -371,7 +371,7 @@ def test_a_new_lock_is_applied_even_when_the_last_apply_was_a_no_op(
     assert run_cli(capsys, "lock", manifest)[0] == 0
     assert main(["apply", str(manifest)]) == 0
     assert main(["apply", str(manifest)]) == 0
-    assert capsys.readouterr().out.splitlines()[-1].startswith("Nothing to do")
+    assert capsys.readouterr().out.splitlines()[-1].startswith("No changes: ")
     index.publish("alpha", "3.0")
     assert run_cli(capsys, "lock", manifest, "--upgrade")[0] == 0
     assert main(["apply", str(manifest)]) == 0

@@ -89,7 +89,7 @@ def test_a_studio_start_applies_the_lock(
     env["HOME"] = str(home)
     _, out = _start(script, env)
     assert f"base ({image}, conda) (from manifest.lock):" in out
-    assert "Applied 1 environment(s)" in out
+    assert "Applied 1 environment; log: " in out
     site = next((image / "lib").glob("python*/site-packages"))
     assert sorted(p.name for p in site.glob("*.dist-info") if p.name[0] in "ab") == [
         "alpha-2.0.dist-info",
