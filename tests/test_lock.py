@@ -170,7 +170,7 @@ def test_apply_installs_the_locked_versions_not_a_newer_release(
     code, out, err = run_cli(capsys, "apply", manifest)
     assert code == 0, out + err
     assert image.dists() == {"alpha": "2.0", "beta": "2.0", "gamma": "1.0"}
-    assert run_cli(capsys, "apply", manifest)[1].startswith("Nothing to do")
+    assert run_cli(capsys, "apply", manifest)[1].startswith("No changes: ")
 
     # The control: without the lock, the same manifest resolves to the new release.
     (tmp_path / "team.lock").unlink()
@@ -371,7 +371,7 @@ def test_a_new_lock_is_applied_even_when_the_last_apply_was_a_no_op(
     assert run_cli(capsys, "lock", manifest)[0] == 0
     assert main(["apply", str(manifest)]) == 0
     assert main(["apply", str(manifest)]) == 0
-    assert capsys.readouterr().out.splitlines()[-1].startswith("Nothing to do")
+    assert capsys.readouterr().out.splitlines()[-1].startswith("No changes: ")
     index.publish("alpha", "3.0")
     assert run_cli(capsys, "lock", manifest, "--upgrade")[0] == 0
     assert main(["apply", str(manifest)]) == 0
@@ -533,3 +533,30 @@ def test_a_saved_plan_from_the_lock_applies_only_what_the_lock_holds(
     code, out, err = run_cli(capsys, "apply", "--plan", saved)
     assert code == 0, out + err
     assert image.dists() == {"alpha": "2.0", "beta": "2.0"}
+
+
+def test_installer_pip_installs_the_locked_files_with_hashes(
+    tmp_path: Path, isolated: dict[str, str], index: Index, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prefix = make_venv(tmp_path / "env", with_pip=True)
+    manifest = manifest_for(tmp_path / "team.yaml", index.url, {"base": (prefix, ["gamma"])})
+    text = manifest.read_text().replace("defaults:\n", "defaults:\n  installer: pip\n", 1)
+    manifest.write_text(text)
+    code, out, err = run_cli(capsys, "lock", manifest)
+    assert code == 0, out + err + manifest.read_text()
+    index.publish("alpha", "3.0")
+    code, out, err = run_cli(capsys, "apply", manifest)
+    assert code == 0, out + err
+    assert f"base ({prefix}, venv) (from team.lock):" in out.splitlines()
+    installed = {p.name for p in (prefix / SITE).glob("*.dist-info")}
+    assert {"alpha-2.0.dist-info", "beta-2.0.dist-info", "gamma-1.0.dist-info"} <= installed
+    lock = tmp_path / "team.lock"
+    lock.write_text(lock.read_text().replace(index.sha256("gamma-1.0-py3-none-any.whl"), "1" * 64))
+    shutil.rmtree(prefix / SITE / "gamma")
+    shutil.rmtree(prefix / SITE / "gamma-1.0.dist-info")
+    code, out, _ = run_cli(capsys, "apply", manifest)
+    assert code == 1
+    assert (
+        "base: failed: the file of gamma==1.0 does not match the sha256 in the lock file; "
+        f"nothing was installed into {prefix}"
+    ) in out.splitlines(), out

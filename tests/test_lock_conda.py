@@ -104,3 +104,28 @@ def test_locked_conda_records_are_installed_exactly_and_hash_checked(
         f"the lock file; nothing was installed into {prefix}"
     ) in out.splitlines()
     assert sorted(p.name for p in (prefix / "conda-meta").iterdir()) == before
+
+
+def test_relocking_keeps_locked_conda_versions_and_drops_what_is_no_longer_needed(
+    tmp_path: Path, isolated: dict[str, str], own_channel: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prefix = make_conda_prefix(tmp_path / "env", own_channel, ["libfoo ==1.0"], hybrid=True)
+
+    def lock(conda: list[str]) -> dict[str, str]:
+        manifest = write_manifest(
+            tmp_path / "team.yaml",
+            {"base": {"prefix": prefix, "conda": conda}},
+            channel=own_channel,
+        )
+        code, out, err = run_cli(capsys, "lock", manifest)
+        assert code == 0, out + err
+        doc = json.loads((tmp_path / "team.lock").read_text(encoding="utf-8"))
+        return {r["name"]: r["version"] for r in doc["environments"]["base"]["conda"]}
+
+    assert lock(["condaonly"]) == {"condaonly": "1.1"}
+    PackageSpec("condaonly", "1.2", with_version_file=True).build(own_channel)
+    index_channel(own_channel)
+    # Stale (a new entry): re-resolved, but the locked condaonly 1.1 still fits and stays.
+    assert lock(["condaonly", "pytorchy"]) == {"condaonly": "1.1", "pytorchy": "2.0"}
+    assert lock(["pytorchy"]) == {"pytorchy": "2.0"}  # condaonly is no longer needed
+    assert lock(["pytorchy", "condaonly"]) == {"condaonly": "1.2", "pytorchy": "2.0"}

@@ -6,6 +6,7 @@ The full start runs the generated script with bash in a simulated Studio home, a
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -89,9 +90,32 @@ def test_a_studio_start_applies_the_lock(
     env["HOME"] = str(home)
     _, out = _start(script, env)
     assert f"base ({image}, conda) (from manifest.lock):" in out
-    assert "Applied 1 environment(s)" in out
+    assert "Applied 1 environment; log: " in out
     site = next((image / "lib").glob("python*/site-packages"))
     assert sorted(p.name for p in site.glob("*.dist-info") if p.name[0] in "ab") == [
         "alpha-2.0.dist-info",
         "beta-2.0.dist-info",
     ]
+
+
+def test_a_lock_too_big_to_embed_is_refused_and_read_from_the_volume_instead(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tmp_path / "team.yaml"
+    manifest.write_text(BODY.format(wheels=tmp_path, image=tmp_path), encoding="utf-8")
+    wheels = [
+        {"filename": f"pkg{i}-1.0-py3-none-any.whl", "name": f"pkg{i}", "sha256": f"{i:064x}",
+         "source": "https://pypi.org/simple/", "version": "1.0"}
+        for i in range(120)
+    ]  # fmt: skip
+    entries = {"channels": [], "conda": [], "find_links": [], "indexes": [], "pip": ["beta"]}
+    env = {"conda": [], "entries": entries, "image": "pyvenv:x", "managed_sha256": "c" * 64,
+           "pip": wheels}  # fmt: skip
+    doc = {"environments": {"base": env}, "format_version": "1", "manifest": "team.yaml"}
+    (tmp_path / "team.lock").write_text(json.dumps(doc), encoding="utf-8")
+    code, _, err = run_cli(capsys, "lifecycle", manifest)
+    assert code == 1
+    assert "characters once base64-encoded" in err and "Studio accepts at most 16384" in err
+    assert "keep the manifest (and its lock file beside it) on the home volume" in err
+    code, out, _ = run_cli(capsys, "lifecycle", manifest, "--manifest-path", "~/team.yaml")
+    assert code == 0 and "manifest.lock" not in out

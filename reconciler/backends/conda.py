@@ -267,9 +267,11 @@ class RattlerSolver:
         specs: Sequence[str],
         pinned: Sequence[str],
         locked: Sequence[str],
+        constraints: Sequence[str] = (),
     ) -> tuple[CondaSolution, tuple[LockedRecord, ...]]:
-        """Solve as :meth:`solve`; every record of the solution as the lock file holds it."""
-        solution, solved = self._solve(prefix, channels, specs, pinned, locked)
+        """Solve as :meth:`solve`, ``constraints`` limiting packages without requesting
+        them; every record of the solution as the lock file holds it."""
+        solution, solved = self._solve(prefix, channels, specs, pinned, locked, constraints)
         return solution, tuple(_locked_record(r) for r in solved)
 
     def _link(
@@ -313,6 +315,7 @@ class RattlerSolver:
         specs: Sequence[str],
         pinned: Sequence[str],
         locked: Sequence[str],
+        constraints: Sequence[str] = (),
     ) -> tuple[CondaSolution, list[Any]]:
         rattler = _rattler()
         pinned_records = _load_prefix_records(rattler, prefix, pinned) if prefix.is_dir() else []
@@ -331,6 +334,7 @@ class RattlerSolver:
                     locked_packages=locked_records,
                     virtual_packages=rattler.VirtualPackage.detect(),
                     timeout=_timedelta(SOLVE_TIMEOUT),
+                    constraints=list(constraints) or None,
                 )
             )
         except Exception as exc:  # rattler raises its own exception classes

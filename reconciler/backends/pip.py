@@ -39,6 +39,7 @@ from reconciler.backends.pip_failures import (
     resolution_refusal,
     rolled_back_on_failure,
 )
+from reconciler.backends.pip_locked import not_cached, run_locked
 from reconciler.backends.process import Completed, run
 from reconciler.errors import BackendError
 from reconciler.manifest.model import PipSettings
@@ -264,9 +265,9 @@ class UvCli:
             *repository_args(settings, uv=True),
         ]  # fmt: skip
         with rolled_back_on_failure(python, "uv"):
-            proc = _run_locked([*argv, "--offline"], "--constraints", lines, constraints)
-            if proc.returncode != 0 and _NOT_CACHED.search(proc.stderr):
-                proc = _run_locked(argv, "--constraints", lines, constraints)
+            proc = run_locked([*argv, "--offline"], "--constraints", lines, constraints)
+            if not_cached(proc):
+                proc = run_locked(argv, "--constraints", lines, constraints)
             return checked_install(locked_failure(proc, python), "uv", python)
 
     def explain(
@@ -434,34 +435,8 @@ class PipCli:
             *repository_args(settings, uv=False),
         ]  # fmt: skip
         with rolled_back_on_failure(python, "pip"):
-            proc = _run_locked(argv, "--constraint", lines, constraints)
+            proc = run_locked(argv, "--constraint", lines, constraints)
             return checked_install(locked_failure(proc, python), "pip", python)
-
-
-#: uv --offline: a locked file is not in the cache (then the index is asked).
-_NOT_CACHED = re.compile(
-    r"(?:not|n.t) found in the cache|network (?:was|is) disabled|connectivity is disabled", re.I
-)
-
-
-def _run_locked(
-    argv: Sequence[str | Path], flag: str, lines: Sequence[str], constraints: Sequence[str]
-) -> Completed:
-    """Run an installer on a requirements file of locked lines, hashes required."""
-    fd, name = tempfile.mkstemp(prefix="reconciler-locked-", suffix=".txt")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write("".join(f"{line}\n" for line in lines))
-        with constraints_file(constraints) as cfile:
-            pins: list[str | Path] = [flag, cfile] if cfile is not None else []
-            return run(
-                [*argv, "--require-hashes", "--no-deps", *pins, "-r", name],
-                env=isolation_env(),
-                timeout=INSTALL_TIMEOUT,
-                fault_point="in-installer",
-            )
-    finally:
-        os.unlink(name)
 
 
 def with_requirements(installs: Sequence[Resolved], settings: PipSettings) -> tuple[Resolved, ...]:

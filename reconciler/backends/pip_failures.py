@@ -143,6 +143,7 @@ def checked_install(proc: Completed, name: str, python: Path) -> Completed:
 
 
 _HASH_MISMATCH = re.compile(r"Hash mismatch for `?(?P<what>[^`\s:]+)|THESE PACKAGES DO NOT MATCH")
+_PIP_MISMATCHED = re.compile(r"^\s+([A-Za-z0-9._-]+==[^\s:]+)(?: from |:)", re.M)
 _LOCKED_MISSING = re.compile(
     r"No solution found|was not found|No matching distribution|Could not find a version|"
     r"\b404\b",
@@ -160,7 +161,9 @@ def locked_failure(proc: Completed, python: Path) -> Completed:
     mismatch = _HASH_MISMATCH.search(message)
     output = f"$ {proc.display}\n{redact(proc.stdout)}\n{redact(proc.stderr)}"
     if mismatch is not None:
-        what = mismatch.group("what") or "NAME"
+        # pip names the file on the line after its banner: "    x==1.0 from https://...".
+        named = mismatch.group("what") or next(iter(_PIP_MISMATCHED.findall(message)), "NAME")
+        what = str(named)
         raise BackendError(
             f"the file of {what} does not match the sha256 in the lock file; nothing was "
             f"installed into {prefix}",

@@ -136,8 +136,10 @@ def _conda_side(
     ]
     solver = RattlerSolver()
     locked = () if upgrade.everything else _kept(owned, upgrade.names)
+    # The previous lock's versions constrain (never request): a package the manifest no
+    # longer needs drops out of the lock.
     solution, records = solver.solve_for_lock(
-        state.prefix, env.channels, [*specs, *prefer], pinned, locked
+        state.prefix, env.channels, specs, pinned, locked, prefer
     )
     if not solution.ok and prefer:
         solution, records = solver.solve_for_lock(state.prefix, env.channels, specs, pinned, locked)

@@ -1,0 +1,47 @@
+"""Running an installer on locked files: a requirements file of ``name==version
+--hash=sha256:...`` lines, hashes required, no dependency resolution."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from reconciler.backends.pip_args import constraints_file, isolation_env
+from reconciler.backends.process import Completed, run
+
+__all__ = ["INSTALL_TIMEOUT", "not_cached", "run_locked"]
+
+INSTALL_TIMEOUT = 3600.0
+
+#: uv --offline: a locked file is not in the cache (then the index is asked).
+NOT_CACHED = re.compile(
+    r"(?:not|n.t) found in the cache|network (?:was|is) disabled|connectivity is disabled", re.I
+)
+
+
+def run_locked(
+    argv: Sequence[str | Path], flag: str, lines: Sequence[str], constraints: Sequence[str]
+) -> Completed:
+    """Run an installer on a requirements file of locked lines, hashes required."""
+    fd, name = tempfile.mkstemp(prefix="reconciler-locked-", suffix=".txt")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write("".join(f"{line}\n" for line in lines))
+        with constraints_file(constraints) as cfile:
+            pins: list[str | Path] = [flag, cfile] if cfile is not None else []
+            return run(
+                [*argv, "--require-hashes", "--no-deps", *pins, "-r", name],
+                env=isolation_env(),
+                timeout=INSTALL_TIMEOUT,
+                fault_point="in-installer",
+            )
+    finally:
+        os.unlink(name)
+
+
+def not_cached(proc: Completed) -> bool:
+    """True when ``uv --offline`` failed only because a file is not in its cache."""
+    return proc.returncode != 0 and NOT_CACHED.search(proc.stderr) is not None
