@@ -3,7 +3,8 @@
 Every distribution of the image is also a conda record (conda-forge names:
 ``pyjwt``, ``matplotlib-base``, ``typing_extensions``, ...) whose ``files``
 list its dist-info, so each is one package on both sides. Tests named
-``test_contract_*`` state issue 9 behaviour that other branches build.
+``test_contract_*`` are issue 9's new promises (one change for pip over conda,
+blame, file clashes, held-back versions).
 """
 
 from __future__ import annotations
