@@ -16,6 +16,7 @@ Function-scoped:
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,7 +31,6 @@ from tests.real.stack import (
     clone_env,
     conda_from_venv,
     ensure_wheels,
-    installed_versions,
     linked_trees,
     platform_supported,
 )
@@ -84,10 +84,11 @@ def _real(master: Path, wheels: Path, isolated: dict[str, str], tmp_path: Path) 
     prefix = clone_env(master, tmp_path / "image")
     env = {**isolated, "PYTHONPATH": str(REPO)}
     entries = frozenset(e.name for e in (prefix / SITE).iterdir()) - linked_trees(master)
-    real = Real(prefix, wheels, env, tmp_path, installed_versions(prefix), entries)
+    real = Real(prefix, wheels, env, tmp_path, entries)
     captured = real.run("baseline", "capture", real.manifest([]))
     assert captured.returncode == 0, captured.stderr
     yield real
+    shutil.rmtree(prefix, ignore_errors=True)  # ~25 MB of copies per test; pytest keeps 3 runs
 
 
 @pytest.fixture

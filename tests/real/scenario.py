@@ -54,8 +54,6 @@ class Real:
     wheels: Path
     env: dict[str, str]
     root: Path
-    #: Canonical name -> version of the image's distributions (at clone time).
-    image_versions: dict[str, str] = field(default_factory=dict, repr=False)
     #: site-packages entries of the image that are real copies in this clone.
     image_entries: frozenset[str] = field(default=frozenset(), repr=False)
 

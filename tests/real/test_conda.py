@@ -3,7 +3,8 @@
 Every distribution of the image is also a conda record (conda-forge names:
 ``pyjwt``, ``matplotlib-base``, ``typing_extensions``, ...) whose ``files``
 list its dist-info, so each is one package on both sides. Tests named
-``test_contract_*`` state issue 9 behaviour that other branches build.
+``test_contract_*`` are issue 9's new promises (one change for pip over conda,
+blame, file clashes, held-back versions).
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ def test_conda_transitive_refusal_names_the_chain_and_changes_nothing(conda_imag
         PLUGGY_REFUSED,
         "  + install pip pytest 8.2.2 (requested)",
         "Plan: 2 to install, 1 to upgrade; 1 refused (apply would change nothing).",
+        "  hint: image: pytest needs pluggy 1.0.0 to change: remove pytest from the manifest, "
+        "or pin a version of pytest that works with it",
     ]
     assert_refused_apply_changes_nothing(conda_image, ["pytest==8.2.2"])
 
@@ -103,7 +106,9 @@ def test_contract_a_pip_change_replacing_a_conda_package_is_one_refused_change(
     refused = [c for c in document["environments"][0]["changes"] if c["refused"]]
     assert [(c["name"], c["action"]) for c in refused] == [("pluggy", "upgrade")], refused
     assert document["summary"]["refused"] == 1
-    assert re.search(r"1 refused", text.splitlines()[-1]), text
+    assert "Plan: 2 to install, 1 to upgrade; 1 refused (apply would change nothing)." in (
+        text.splitlines()
+    ), text
 
 
 def test_contract_conda_refusal_blames_the_excluding_requirement(conda_image: Real) -> None:

@@ -1,9 +1,10 @@
 """Real-package scenarios on a venv image of 54 PyPI distributions, through the CLI process.
 
 Every plan here is also checked for the refusal/chain properties
-(:mod:`tests.support.plan_checks`). Tests named ``test_contract_*`` state issue 9
-behaviour that other branches build (blame, extras chains on pip's report,
-file clashes, held-back versions, rebuilt-venv identity).
+(:mod:`tests.support.plan_checks`). Tests named ``test_contract_*`` are issue 9's
+new promises (blame, extras chains on pip's report, file clashes, held-back
+versions, rebuilt-venv identity), written before the branches that keep them
+were merged.
 """
 
 from __future__ import annotations
@@ -54,6 +55,17 @@ DEEP_REFUSAL = (
     "      refused: pytest-cover 3.0.0 requires pytest-cov>=2.0; pytest-cov 5.0.0 requires "
     "pytest>=4.6; pytest 8.2.2 requires pluggy<2.0,>=1.5; pluggy is managed at 1.0.0"
 )
+
+
+#: Managed packages the direct-refusal test asks to move.
+MANAGED_PINS = (("pluggy", "1.0.0"), ("urllib3", "1.26.19"), ("packaging", "21.3"))
+
+
+def _pin_hint(name: str, version: str) -> str:
+    return (
+        f"  hint: image: {name} is installed at {version} and reconciler may not change it: "
+        f"pin {name}=={version} in the manifest, or remove it"
+    )
 
 
 def test_satisfied_image_packages_plan_nothing(image: Real) -> None:
@@ -151,13 +163,14 @@ def test_direct_refusals_quote_the_request_and_apply_changes_nothing(image: Real
     code, text, document = image.plan(pip)
     assert code == 3
     assert body(text) == [
-        "  ! upgrade pip pluggy 1.0.0 -> >=1.5 (requested)",
+        "  ! upgrade pip pluggy 1.0.0 -> pluggy>=1.5 (requested)",
         "      refused: requested pluggy>=1.5 would upgrade managed pluggy 1.0.0",
-        "  ! upgrade pip urllib3 1.26.19 -> >=2 (requested)",
+        "  ! upgrade pip urllib3 1.26.19 -> urllib3>=2 (requested)",
         "      refused: requested urllib3>=2 would upgrade managed urllib3 1.26.19",
-        "  ! upgrade pip packaging 21.3 -> >=22 (requested)",
+        "  ! upgrade pip packaging 21.3 -> packaging>=22 (requested)",
         "      refused: requested packaging>=22 would upgrade managed packaging 21.3",
         "Plan: 3 to upgrade; 3 refused (apply would change nothing).",
+        *(_pin_hint(name, version) for name, version in MANAGED_PINS),
     ]
     assert document["summary"]["refused"] == 3
     assert_refused_apply_changes_nothing(image, pip)
@@ -167,9 +180,10 @@ def test_a_direct_downgrade_is_refused(image: Real) -> None:
     code, text, _ = image.plan(["pluggy==0.13.1"])
     assert code == 3
     assert body(text) == [
-        "  ! downgrade pip pluggy 1.0.0 -> ==0.13.1 (requested)",
+        "  ! downgrade pip pluggy 1.0.0 -> pluggy==0.13.1 (requested)",
         "      refused: requested pluggy==0.13.1 would downgrade managed pluggy 1.0.0",
         "Plan: 1 to downgrade; 1 refused (apply would change nothing).",
+        _pin_hint("pluggy", "1.0.0"),
     ]
 
 
@@ -182,6 +196,8 @@ def test_a_transitive_refusal_names_its_chain_and_apply_changes_nothing(image: R
         "      refused: pytest 8.2.2 requires pluggy<2.0,>=1.5; pluggy is managed at 1.0.0",
         "  + install pip pytest 8.2.2 (requested)",
         "Plan: 2 to install, 1 to upgrade; 1 refused (apply would change nothing).",
+        "  hint: image: pytest needs pluggy 1.0.0 to change: remove pytest from the manifest, "
+        "or pin a version of pytest that works with it",
     ]
     assert image.changes(document)["pluggy"]["required_by"] == ["pytest"]
     assert_refused_apply_changes_nothing(image, ["pytest==8.2.2"])
@@ -200,7 +216,7 @@ def test_two_transitive_refusals_each_name_their_own_request(image: Real) -> Non
         "      refused: types-requests 2.32.0.20240602 requires urllib3>=2; "
         "urllib3 is managed at 1.26.19"
     ) in lines
-    assert lines[-1].endswith("; 2 refused (apply would change nothing).")
+    assert "Plan: 5 to install, 2 to upgrade; 2 refused (apply would change nothing)." in lines
 
 
 def test_a_deep_chain_is_quoted_link_by_link(image: Real) -> None:
@@ -294,7 +310,7 @@ def test_contract_a_rebuilt_venv_is_a_new_image(image_master: Path, image: Real)
     # a newer pluggy: a new image (new baseline), not a hand change to a managed package.
     prefix = image.root / "rebuilt"
     venv_like(image_master, prefix)
-    real = Real(prefix, image.wheels, image.env, image.root, installed_versions(prefix))
+    real = Real(prefix, image.wheels, image.env, image.root)
     manifest = real.manifest(["tabulate"])
     assert real.run("baseline", "capture", manifest).returncode == 0
     shutil.rmtree(prefix)
