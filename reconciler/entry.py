@@ -15,9 +15,13 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from reconciler import __version__
+
+# typing is not imported at run time: it costs more than the whole no-op answer.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["main"]
 
