@@ -111,7 +111,6 @@ def _selection(call: _Call) -> list[str]:
         f"{k}={os.environ.get(k, '')}" for k in ("HOME", "JUPYTER_DATA_DIR", "XDG_DATA_HOME")
     ]
     if call.command == "plan":
-        # The printed plan names the manifest as given and resolved, in this shape.
         # The printed plan names the manifest as given and resolved, in this shape, and
         # may be coloured for a terminal.
         context += [f"plan={call.shape}", f"manifest={call.manifest}", f"cwd={os.getcwd()}"]
