@@ -15,9 +15,13 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from reconciler import __version__
+
+# typing is not imported at run time: it costs more than the whole no-op answer.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["main"]
 
@@ -107,7 +111,6 @@ def _selection(call: _Call) -> list[str]:
         f"{k}={os.environ.get(k, '')}" for k in ("HOME", "JUPYTER_DATA_DIR", "XDG_DATA_HOME")
     ]
     if call.command == "plan":
-        # The printed plan names the manifest as given and resolved, in this shape.
         # The printed plan names the manifest as given and resolved, in this shape, and
         # may be coloured for a terminal.
         context += [f"plan={call.shape}", f"manifest={call.manifest}", f"cwd={os.getcwd()}"]

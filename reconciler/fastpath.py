@@ -26,7 +26,11 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Sequence
-from typing import Any
+
+# typing is not imported at run time: it costs more than the whole no-op answer.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["CACHE", "Hit", "Inputs", "matches", "remember"]
 

@@ -71,7 +71,7 @@ class Ownership:
 
     def status(self, package: Package) -> str:
         """MANAGED, OWNED or FOREIGN for an installed package."""
-        if self.is_protected(package) or package.key in self.managed:
+        if package.key in self.managed or self.is_protected(package):  # the set lookup first
             return MANAGED
         if package.key in self.owned:
             return OWNED
