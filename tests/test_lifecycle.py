@@ -290,6 +290,10 @@ def test_script_installs_this_distribution_and_refuses_a_single_wheel(
         "  hint: build a wheelhouse with `reconciler bundle DIR`, put DIR on the home volume and "
         "pass --wheel DIR (or use --index-url URL)\n"
     )
+    assert main(["lifecycle", str(manifest), "--wheel", "reconciler-wheels"]) == 1
+    assert capsys.readouterr().err.splitlines()[0] == (
+        "error: --wheel reconciler-wheels: a relative path means nothing where the script runs"
+    )
 
 
 def test_a_venv_holding_another_project_named_reconciler_is_reinstalled(
