@@ -115,7 +115,7 @@ def test_bundle_from_a_local_index_then_an_offline_studio_start(
     )  # fmt: skip
     _, out = _start(script, studio_env)
     assert f"installing env-reconciler {__version__}" in out
-    assert "ERROR" not in out and "Applied 1 environment(s)" in out
+    assert "ERROR" not in out and "Applied 1 environment; log: " in out
     assert (image / "conda-meta" / "condaonly-1.1-0.json").exists()
 
 

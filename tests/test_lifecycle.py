@@ -319,7 +319,7 @@ def test_a_venv_holding_another_project_named_reconciler_is_reinstalled(
         f"(reconciler {__version__}), not env-reconciler {__version__}; reinstalling"
     )
     assert [line.split(" ", 1)[1] for line in out.splitlines() if "holds" in line] == [reinstall]
-    assert "Applied 1 environment(s)" in out
+    assert "Applied 1 environment; log: " in out
     assert _status(env)["state"] == "finished"
 
 
