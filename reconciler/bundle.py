@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib.metadata as md
+import importlib.util
 import re
 import sys
 import zipfile
@@ -141,6 +142,11 @@ def build_bundle(
         raise ReconcilerError(
             "--no-index needs --find-links: there would be nowhere to download from",
             hint="add --find-links DIR (a directory of wheels)",
+        )
+    if importlib.util.find_spec("pip") is None:
+        raise ReconcilerError(
+            f"bundle downloads with pip, and {sys.executable} has no pip",
+            hint=f"{sys.executable} -m ensurepip, then run `reconciler bundle` again",
         )
     directory = Path(directory).resolve()
     directory.mkdir(parents=True, exist_ok=True)

@@ -81,10 +81,10 @@ bootstrap() {{
     }}
   fi
   if [ -x "$VENV/bin/python" ]; then
-    if found=$("$VENV/bin/python" -I -c "$IDENTITY" "$DIST" "$VERSION" 2>&1); then
+    if found=$("$VENV/bin/python" -I -c "$IDENTITY" "$DIST" "$VERSION" 2>/dev/null); then
       return 0
     fi
-    log "$VENV holds $found, not $DIST $VERSION; reinstalling"
+    log "$VENV holds ${{found:-a python that does not run}}, not $DIST $VERSION; reinstalling"
   fi
   log "installing $DIST $VERSION into $VENV"
   rm -rf "$VENV"
@@ -97,9 +97,10 @@ bootstrap() {{
     fail "could not install $DIST $VERSION into $VENV; see $LOG. The app starts without reconciler."
     return 1
   }}
-  if ! found=$("$VENV/bin/python" -I -c "$IDENTITY" "$DIST" "$VERSION" 2>&1); then
-    fail "pip installed $found into $VENV, not $DIST $VERSION (this project);" \\
-      "check the index or wheelhouse the script installs from. The app starts without reconciler."
+  if ! found=$("$VENV/bin/python" -I -c "$IDENTITY" "$DIST" "$VERSION" 2>/dev/null); then
+    fail "pip installed ${{found:-something that does not run}} into $VENV," \\
+      "not $DIST $VERSION (this project); check the index or wheelhouse the script installs" \\
+      "from. The app starts without reconciler."
     return 1
   fi
 }}
@@ -206,6 +207,12 @@ def _pip_args(options: LifecycleOptions) -> str:
                 "reconciler's dependencies (jsonschema, pyyaml, ...) are not in it",
                 hint="build a wheelhouse with `reconciler bundle DIR`, put DIR on the home "
                 "volume and pass --wheel DIR (or use --index-url URL)",
+            )
+        if not options.wheel.startswith(("/", "~/", "$HOME/", "https://", "http://")):
+            raise ReconcilerError(
+                f"--wheel {options.wheel}: a relative path means nothing where the script runs",
+                hint="give the bundle's path on Studio, e.g. --wheel '~/reconciler-wheels' "
+                "(quoted, so that your shell leaves the ~ alone)",
             )
         return f"--no-index --find-links {_path_expression(options.wheel)} {requirement}"
     if options.index_url:

@@ -15,6 +15,7 @@ from packaging.utils import parse_wheel_filename
 
 from reconciler import __version__
 from reconciler.bundle import SAGEMAKER, Target, expand_platform, target_requirements
+from tests.support.envs import make_venv, pip_install
 from tests.support.repackage import wheelhouse_for
 from tests.support.servers import build_simple_index, serve
 from tests.support.wheels import build_wheel
@@ -114,7 +115,7 @@ def test_bundle_from_a_local_index_then_an_offline_studio_start(
     )  # fmt: skip
     _, out = _start(script, studio_env)
     assert f"installing env-reconciler {__version__}" in out
-    assert "ERROR" not in out and "Applied 1 environment(s)" in out
+    assert "ERROR" not in out and "Applied 1 environment; log: " in out
     assert (image / "conda-meta" / "condaonly-1.1-0.json").exists()
 
 
@@ -138,6 +139,23 @@ def test_bundle_from_find_links_only_and_clear_failures(
         "manylinux_2_28_x86_64: "
     ), proc.stderr
     assert "No matching distribution found for" in first or "Could not find" in first
+
+    # Installed from the bundle (a regular install, not this editable one) into a venv
+    # without pip: it runs, and bundle says what is missing before writing anything.
+    venv = make_venv(tmp_path / "venv")
+    pip_install(venv, ["env-reconciler"], bundle, env=isolated)
+    proc = subprocess.run(
+        [str(venv / "bin" / "reconciler"), "bundle", str(tmp_path / "nopip"), "--no-index",
+         "--find-links", str(dependencies)],
+        env=isolated, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    python = venv / "bin" / "python"
+    assert (proc.returncode, proc.stderr) == (
+        1,
+        f"error: bundle downloads with pip, and {python} has no pip\n"
+        f"  hint: {python} -m ensurepip, then run `reconciler bundle` again\n",
+    )
+    assert not (tmp_path / "nopip").exists()
 
     proc = _bundle(isolated, str(tmp_path / "none"), "--no-index")
     assert (proc.returncode, proc.stderr) == (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -11,6 +12,11 @@ from pathlib import Path
 import pytest
 
 RECONCILER = str(Path(sys.executable).parent / "reconciler")
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _run(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -24,12 +30,14 @@ def test_demo_builds_plans_and_says_what_to_try_next(
 ) -> None:
     pytest.importorskip("rattler")
     env = {k: v for k, v in isolated.items() if k != "RECONCILER_STATE_DIR"}
-    began = time.monotonic()
+    began, cpu = time.monotonic(), _children_cpu()
     proc = _run(tmp_path, env, "demo")
-    elapsed = time.monotonic() - began
+    elapsed, cpu = time.monotonic() - began, _children_cpu() - cpu
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stderr == ""
-    assert elapsed < 10, f"reconciler demo took {elapsed:.1f} s"
+    # Under 10 s: ~4 s of wall time on an idle 2-core machine. The CPU time it and its
+    # installers use is the part that does not depend on what else the machine runs.
+    assert cpu < 10 and elapsed < 60, f"reconciler demo: {elapsed:.1f} s, {cpu:.1f} s of CPU"
     demo = tmp_path / ".demo"
     state = demo / "state"
     out = proc.stdout
@@ -61,7 +69,7 @@ def test_demo_builds_plans_and_says_what_to_try_next(
     manifest.write_text(manifest.read_text().replace('["beta>=1", gamma]', '["beta>=1"]'))
     applied = _run(tmp_path, env, "apply", ".demo/manifest.yaml", "--env", "image")
     assert applied.returncode == 0, applied.stdout + applied.stderr
-    assert "Applied 1 environment(s)" in applied.stdout
+    assert "Applied 1 environment; log: " in applied.stdout
     assert list((demo / "image").glob("lib/python*/site-packages/delta-1.1.dist-info"))
 
     # Again: the demo replaces its own directory.

@@ -290,6 +290,10 @@ def test_script_installs_this_distribution_and_refuses_a_single_wheel(
         "  hint: build a wheelhouse with `reconciler bundle DIR`, put DIR on the home volume and "
         "pass --wheel DIR (or use --index-url URL)\n"
     )
+    assert main(["lifecycle", str(manifest), "--wheel", "reconciler-wheels"]) == 1
+    assert capsys.readouterr().err.splitlines()[0] == (
+        "error: --wheel reconciler-wheels: a relative path means nothing where the script runs"
+    )
 
 
 def test_a_venv_holding_another_project_named_reconciler_is_reinstalled(
@@ -315,7 +319,7 @@ def test_a_venv_holding_another_project_named_reconciler_is_reinstalled(
         f"(reconciler {__version__}), not env-reconciler {__version__}; reinstalling"
     )
     assert [line.split(" ", 1)[1] for line in out.splitlines() if "holds" in line] == [reinstall]
-    assert "Applied 1 environment(s)" in out
+    assert "Applied 1 environment; log: " in out
     assert _status(env)["state"] == "finished"
 
 
