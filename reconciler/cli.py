@@ -278,12 +278,12 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _plan(args: argparse.Namespace) -> int:
     from reconciler.plan.planner import Backends, build_plan, read_inputs
+    from reconciler.render.progress import resolving
     from reconciler.render.text import plan_summary, plan_text
 
     store = _store(args)
     manifest = _load(args.manifest, store, args.env)
     from reconciler.lockfile.resolver import use_lock
-    from reconciler.render.progress import resolving
 
     inputs = use_lock(manifest, read_inputs(manifest, store, args.env), required=args.locked)
     with resolving(sys.stderr, inputs, show=not args.quiet):
@@ -608,7 +608,7 @@ def _capture(args: argparse.Namespace, store: Any, inputs: Sequence[Any]) -> dic
         )
     shown: dict[str, Any] = {}
     for env, new, old in captured:
-        if old is not None and not any(old.changes_to(new)):
+        if old is not None and not any(old.changes_to(new)) and not args.force:
             new = old  # the same managed set: keep the file (and its capture time) as it is
             verb = "baseline unchanged"
         else:

@@ -41,14 +41,12 @@ _BOLD, _RED, _GREEN = "1", "31", "32"
 
 
 def use_color(stream: TextIO, environ: Mapping[str, str]) -> bool:
-    """Colour on a terminal unless ``NO_COLOR`` is set (no-color.org); ``FORCE_COLOR``
-    (non-empty, not ``0``) turns it on off a terminal too; ``NO_COLOR`` wins, and
-    ``TERM=dumb`` is plain."""
-    if environ.get("NO_COLOR"):
-        return False
-    if environ.get("FORCE_COLOR", "") not in ("", "0"):
-        return True
-    if environ.get("TERM") == "dumb":
+    """Colour on a terminal unless ``NO_COLOR`` is set (no-color.org) or ``TERM=dumb``.
+
+    ``FORCE_COLOR`` is not honoured: ipykernel sets it for every process a notebook
+    starts, so it does not mean that the user asked, and output captured off a
+    terminal (a log, the ``%reconcile`` magic, ``| grep``) stays plain."""
+    if environ.get("NO_COLOR") or environ.get("TERM") == "dumb":
         return False
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())

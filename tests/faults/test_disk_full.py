@@ -168,7 +168,7 @@ def test_a_state_write_on_a_full_disk_is_a_clear_error(
                 f.write(b"\0" * 65536)
         except OSError:
             pass
-    again = subprocess.run(
+    again = subprocess.run(  # --force: an unchanged capture writes nothing otherwise
         [*run_cli_argv(), "--state-dir", str(state), "baseline", "capture", "--force",
          str(manifest)],
         env=env, capture_output=True, text=True, check=False,
