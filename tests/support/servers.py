@@ -165,6 +165,7 @@ class _Handler(SimpleHTTPRequestHandler):
                 self.headers.get("Authorization"),
                 answer,
                 self.headers.get("Range"),
+                agent,
             )
         )
         delay = self.server.delay
