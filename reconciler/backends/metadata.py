@@ -15,7 +15,7 @@ ends a read at once (:class:`reconciler.faults.Interrupted`).
 Pages are read and parsed as :mod:`reconciler.backends.wheels` reads them (one
 simple-API client, :class:`reconciler.backends.http.HttpClient`: credentials
 sent to their host only, never shown), and kept for :data:`CACHE_SECONDS` in
-this process.
+this process, or until :func:`forget` (each plan starts with it).
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ __all__ = [
     "DEFAULT_INDEX",
     "Listing",
     "ReleaseFile",
+    "forget",
     "listing",
     "requirements_of",
     "sources_text",
@@ -129,6 +130,12 @@ CACHE_SECONDS = 60.0
 _cache: dict[tuple[str, str], tuple[float, object]] = {}
 _cache_lock = threading.Lock()
 _client: list[HttpClient] = []
+
+
+def forget() -> None:
+    """Drop the pages read so far: the next plan in this process reads them again."""
+    with _cache_lock:
+        _cache.clear()
 
 
 def _http() -> HttpClient:
