@@ -231,3 +231,24 @@ def test_held_back_round_trips_and_a_bad_one_is_rejected() -> None:
     assert Plan.from_json(doc).environments[0].changes == (change,)
     doc["environments"][0]["changes"][0]["held_back"] = {"newest": 1, "by": []}
     assert (validate_plan_document(doc) or "").startswith("environment 'e': bad change")
+
+
+def test_metadata_reads_each_index_page_once_per_plan(tmp_path: Path, wheelhouse: Path) -> None:
+    from reconciler.backends import metadata
+
+    metadata.forget()
+    with serve(build_simple_index(wheelhouse, tmp_path / "index")) as server:
+        settings = PipSettings(index_url=server.url_with("u:p", "/simple/"))
+        first = metadata.requirements_of([("gamma", "1.0")], settings)
+        again = metadata.requirements_of([("gamma", "1.0")], settings)
+        listed = metadata.listing("gamma", settings)
+        once = [r.path for r in server.requests()]
+        metadata.forget()  # what each plan starts with
+        metadata.requirements_of([("gamma", "1.0")], settings)
+        paths = [r.path for r in server.requests()]
+        auth = {r.authorization for r in server.requests()}
+    assert first == again == {"gamma": ("beta>=2",)}
+    assert listed is not None and listed.versions() == ["1.0"]
+    assert once == ["/simple/gamma/", "/files/gamma-1.0-py3-none-any.whl.metadata"]
+    assert paths == once * 2
+    assert len(auth) == 1 and None not in auth  # the index's credentials, on its host

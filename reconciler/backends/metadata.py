@@ -9,19 +9,25 @@ file next to the wheel, so no wheel is downloaded. The sources are asked in
 the installer's order (``find_links``, then ``index_url``, then
 ``extra_index_urls``); the first that lists the project answers. Anything
 unreadable is simply unknown: the caller falls back to edges without
-specifiers. Nothing here raises for a repository fault.
+specifiers. Nothing here raises for a repository fault; a SIGTERM stop request
+ends a read at once (:class:`reconciler.faults.Interrupted`).
+
+Pages are read and parsed as :mod:`reconciler.backends.wheels` reads them (one
+simple-API client, :class:`reconciler.backends.http.HttpClient`: credentials
+sent to their host only, never shown), and kept for :data:`CACHE_SECONDS` in
+this process, or until :func:`forget` (each plan starts with it).
 """
 
 from __future__ import annotations
 
-import base64
+import threading
+import time
 import urllib.parse
-import urllib.request
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from packaging.utils import (
     InvalidSdistFilename,
@@ -32,13 +38,22 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
+from reconciler.backends.wheels import SIMPLE_ACCEPT, SIMPLE_JSON, html_links, json_links
+from reconciler.backends.wheels import Link as _Link
+from reconciler.errors import BackendError
 from reconciler.manifest.model import PipSettings
 from reconciler.plan.requirements import version_or_none
+
+if TYPE_CHECKING:
+    from reconciler.backends.http import HttpClient, Response
+
+T = TypeVar("T")
 
 __all__ = [
     "DEFAULT_INDEX",
     "Listing",
     "ReleaseFile",
+    "forget",
     "listing",
     "requirements_of",
     "sources_text",
@@ -108,37 +123,81 @@ def _parse_file(name: str, filename: str, url: str, metadata_url: str | None) ->
     return ReleaseFile(str(version), url, wheel, metadata_url)
 
 
-class _Anchors(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.links: list[tuple[str, dict[str, str | None]]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a":
-            values = dict(attrs)
-            href = values.get("href")
-            if href:
-                self.links.append((href, values))
+#: Seconds a project page or metadata file read stays valid in this process: one plan
+#: (chains, held-back versions, unavailable packages) reads each page once; a
+#: long-lived process (a kernel's ``%reconcile``) sees new releases a minute later.
+CACHE_SECONDS = 60.0
+_cache: dict[tuple[str, str], tuple[float, object]] = {}
+_cache_lock = threading.Lock()
+_client: list[HttpClient] = []
 
 
-def _open(url: str) -> bytes:
-    """GET ``url`` (basic auth from its userinfo, which urllib does not send itself)."""
-    parts = urllib.parse.urlsplit(url)
-    from reconciler.backends.http import USER_AGENT
+def forget() -> None:
+    """Drop the pages read so far: the next plan in this process reads them again."""
+    with _cache_lock:
+        _cache.clear()
 
-    headers = {"Accept": "text/html", "User-Agent": USER_AGENT}
-    if parts.username is not None:
-        user = urllib.parse.unquote(parts.username)
-        password = urllib.parse.unquote(parts.password or "")
-        token = base64.b64encode(f"{user}:{password}".encode()).decode()
-        headers["Authorization"] = f"Basic {token}"
-        netloc = parts.hostname or ""
-        if parts.port:
-            netloc += f":{parts.port}"
-        url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-    request = urllib.request.Request(url, headers=headers)
-    with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT) as response:
-        return bytes(response.read(32 * 1024 * 1024))
+
+def _http() -> HttpClient:
+    """The client of these reads: wheels.py's bounded, SIGTERM-interruptible GETs with
+    per-host credentials, with this module's shorter timeout and no retries (chains
+    are a nicety: an unreadable page is simply unknown)."""
+    with _cache_lock:
+        if not _client:
+            from reconciler.backends.http import HttpClient
+
+            _client.append(HttpClient(timeout=FETCH_TIMEOUT, retries=0))
+        return _client[0]
+
+
+def _cached(kind: str, url: str, read: Callable[[], T]) -> T:
+    now = time.monotonic()
+    with _cache_lock:
+        hit = _cache.get((kind, url))
+    if hit is not None and now - hit[0] < CACHE_SECONDS:
+        return hit[1]  # type: ignore[return-value]
+    value = read()
+    with _cache_lock:
+        _cache[(kind, url)] = (now, value)
+    return value
+
+
+def _get(url: str, accept: str) -> Response | None:
+    """GET ``url``; None for a repository fault (unknown). A SIGTERM stop request
+    (:class:`reconciler.faults.Interrupted`) is not a fault: it ends the plan."""
+    try:
+        return _http().get(url, {"Accept": accept})
+    except (BackendError, OSError, ValueError):
+        return None
+
+
+def _page_links(page: str) -> list[_Link]:
+    """The links of a simple-API project page or a find-links page (PEP 691 JSON when
+    the index offers it, PEP 503 HTML otherwise), read once per process and minute."""
+
+    def read() -> list[_Link]:
+        response = _get(page, SIMPLE_ACCEPT)
+        if response is None or response.status != 200:
+            return []
+        kind = response.headers.get("content-type", "").split(";")[0].strip()
+        try:
+            if kind == SIMPLE_JSON:
+                return json_links(response.body, response.url)
+            return html_links(response.body, response.url)
+        except ValueError:
+            return []
+
+    return _cached("page", page, read)
+
+
+def _metadata_text(url: str) -> str | None:
+    def read() -> str | None:
+        response = _get(url, "*/*")
+        if response is None or response.status != 200:
+            return None
+        return response.body.decode("utf-8", "replace")
+
+    return _cached("metadata", url, read)
 
 
 def _local_dir(source: str) -> Path | None:
@@ -149,7 +208,7 @@ def _local_dir(source: str) -> Path | None:
     return None
 
 
-def _list_source(source: str, name: str) -> list[ReleaseFile]:
+def _list_source(source: str, name: str, find_links: bool) -> list[ReleaseFile]:
     directory = _local_dir(source)
     if directory is not None:
         try:
@@ -158,21 +217,12 @@ def _list_source(source: str, name: str) -> list[ReleaseFile]:
             return []
         files = (_parse_file(name, p.name, str(p), None) for p in entries)
         return [f for f in files if f is not None]
-    page = source.rstrip("/") + f"/{name}/"
-    try:
-        text = _open(page).decode("utf-8", "replace")
-    except (OSError, ValueError):
-        return []
-    anchors = _Anchors()
-    anchors.feed(text)
+    # A find-links URL is a page of links itself (as pip reads it); an index has a
+    # page per project.
+    page = source if find_links else source.rstrip("/") + f"/{name}/"
     found = []
-    for href, attrs in anchors.links:
-        url = urllib.parse.urljoin(page, href)
-        bare = urllib.parse.urldefrag(url).url
-        filename = urllib.parse.unquote(bare.rsplit("/", 1)[-1])
-        core = attrs.get("data-core-metadata") or attrs.get("data-dist-info-metadata")
-        meta = bare + ".metadata" if core and core != "false" else None
-        parsed = _parse_file(name, filename, bare, meta)
+    for link in _page_links(page):
+        parsed = _parse_file(name, link.filename, link.url, link.metadata_url)
         if parsed is not None:
             found.append(parsed)
     return found
@@ -184,7 +234,7 @@ def listing(name: str, settings: PipSettings) -> Listing | None:
 
     name = canonicalize_name(name)
     for source in _sources(settings):
-        files = _list_source(source, name)
+        files = _list_source(source, name, source in settings.find_links)
         if files:
             return Listing(redact(source), tuple(files))
     return None
@@ -231,10 +281,7 @@ def _release_requires(name: str, version: str, settings: PipSettings) -> tuple[s
             continue
         text: str | None = None
         if release.metadata_url is not None:
-            try:
-                text = _open(release.metadata_url).decode("utf-8", "replace")
-            except (OSError, ValueError):
-                text = None
+            text = _metadata_text(release.metadata_url)
         elif "://" not in release.url:
             text = _wheel_metadata(release.url, name)
         if text is not None:

@@ -64,10 +64,15 @@ if TYPE_CHECKING:  # urllib.request costs ~20 ms to import: only remote reads ne
 
 __all__ = [
     "PYPI_SIMPLE",
+    "SIMPLE_ACCEPT",
+    "SIMPLE_JSON",
+    "Link",
     "RecordEntry",
     "WheelFile",
     "WheelListing",
     "WheelRecords",
+    "html_links",
+    "json_links",
     "locate_wheel",
     "parse_record",
     "read_listing",
@@ -79,8 +84,8 @@ __all__ = [
 #: The default index, used when the manifest gives no ``index_url`` (as uv and pip do).
 PYPI_SIMPLE = "https://pypi.org/simple/"
 
-_JSON_TYPE = "application/vnd.pypi.simple.v1+json"
-_ACCEPT = f"{_JSON_TYPE}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
+SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
+SIMPLE_ACCEPT = f"{SIMPLE_JSON}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
 
 
 def _local_path(url_path: str) -> str:
@@ -132,7 +137,10 @@ class WheelFile:
 
 
 @dataclass(frozen=True)
-class _Link:
+class Link:
+    """A file link of a simple-API page: file name, URL (no fragment), advertised sha256
+    and PEP 658 metadata URL."""
+
     filename: str
     url: str
     sha256: str | None
@@ -158,11 +166,12 @@ def _fragment_sha256(url: str) -> tuple[str, str | None]:
     return base, (value.lower() if name == "sha256" and value else None)
 
 
-def _html_links(page: bytes, page_url: str) -> list[_Link]:
+def html_links(page: bytes, page_url: str) -> list[Link]:
+    """The links of a PEP 503 HTML page (or a find-links page), ``<base>`` honoured."""
     parser = _Anchors()
     parser.feed(page.decode("utf-8", errors="replace"))
     base = urljoin(page_url, parser.base) if parser.base else page_url
-    links: list[_Link] = []
+    links: list[Link] = []
     for attrs in parser.anchors:
         href = attrs.get("href")
         if not href:
@@ -171,13 +180,14 @@ def _html_links(page: bytes, page_url: str) -> list[_Link]:
         filename = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
         meta = attrs.get("data-core-metadata") or attrs.get("data-dist-info-metadata")
         has_meta = meta is not None and meta.lower() != "false"
-        links.append(_Link(filename, url, sha256, f"{url}.metadata" if has_meta else None))
+        links.append(Link(filename, url, sha256, f"{url}.metadata" if has_meta else None))
     return links
 
 
-def _json_links(page: bytes, page_url: str) -> list[_Link]:
+def json_links(page: bytes, page_url: str) -> list[Link]:
+    """The files of a PEP 691 JSON project page (ValueError when it is not JSON)."""
     data = json.loads(page)
-    links: list[_Link] = []
+    links: list[Link] = []
     for item in data.get("files", []) if isinstance(data, dict) else []:
         if not isinstance(item, dict) or not item.get("url"):
             continue
@@ -187,14 +197,14 @@ def _json_links(page: bytes, page_url: str) -> list[_Link]:
         sha256 = str(given).lower() if given else fragment
         meta = item.get("core-metadata", item.get("dist-info-metadata"))
         links.append(
-            _Link(str(item.get("filename", "")), url, sha256, f"{url}.metadata" if meta else None)
+            Link(str(item.get("filename", "")), url, sha256, f"{url}.metadata" if meta else None)
         )
     return links
 
 
-def _best(links: Sequence[_Link], name: str, version: Version, tags: Sequence[Tag]) -> _Link | None:
+def _best(links: Sequence[Link], name: str, version: Version, tags: Sequence[Tag]) -> Link | None:
     rank = {tag: i for i, tag in enumerate(tags)}
-    best: tuple[int, tuple[int, str] | tuple[()], _Link] | None = None
+    best: tuple[int, tuple[int, str] | tuple[()], Link] | None = None
     for link in links:
         try:
             wname, wversion, build, wtags = parse_wheel_filename(link.filename)
@@ -220,12 +230,12 @@ def _find_links_location(location: str) -> tuple[Path | None, str]:
     return Path(os.path.expanduser(location)), location
 
 
-def _local_links(directory: Path) -> list[_Link]:
+def _local_links(directory: Path) -> list[Link]:
     try:
         names = sorted(os.listdir(directory))
     except OSError:
         return []
-    return [_Link(n, (directory / n).resolve().as_uri(), None, None) for n in names]
+    return [Link(n, (directory / n).resolve().as_uri(), None, None) for n in names]
 
 
 def locate_wheel(
@@ -254,13 +264,13 @@ def locate_wheel(
             links = _local_links(directory)
         else:
             response = http.get().get(location)
-            links = _html_links(response.body, response.url) if response.status == 200 else []
+            links = html_links(response.body, response.url) if response.status == 200 else []
         found = _best(links, canonical, wanted, tags)
         if found is not None:
             return _wheel(found, canonical, version, redact(source), hash_local)
     for index in _indexes(settings):
         page = urljoin(index if index.endswith("/") else index + "/", f"{canonical}/")
-        response = http.get().get(page, {"Accept": _ACCEPT})
+        response = http.get().get(page, {"Accept": SIMPLE_ACCEPT})
         if response.status in (404, 410):
             continue  # not on this index: the next one may have it
         if response.status != 200:
@@ -269,7 +279,7 @@ def locate_wheel(
                 hint="check the index URL and its credentials",
             )
         kind = response.headers.get("content-type", "").split(";")[0].strip()
-        parse = _json_links if kind == _JSON_TYPE else _html_links
+        parse = json_links if kind == SIMPLE_JSON else html_links
         found = _best(parse(response.body, response.url), canonical, wanted, tags)
         # first-index: the first index with the project decides, found or not.
         return _wheel(found, canonical, version, redact(index), True) if found else None
@@ -283,7 +293,7 @@ def _indexes(settings: PipSettings) -> list[str]:
     return [settings.index_url, *extras] if settings.index_url else [*extras, PYPI_SIMPLE]
 
 
-def _wheel(link: _Link, name: str, version: str, source: str, hash_local: bool) -> WheelFile:
+def _wheel(link: Link, name: str, version: str, source: str, hash_local: bool) -> WheelFile:
     sha256 = link.sha256
     parts = urlsplit(link.url)
     if sha256 is None and parts.scheme == "file" and hash_local:

@@ -6,6 +6,7 @@ through the small backend protocols in :class:`Backends`.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -329,6 +330,11 @@ def build_plan(manifest: Manifest, inputs: Sequence[EnvironmentInputs], backends
     processes (uv, pip) or release the GIL (rattler), so three environments take
     about as long as the slowest one.
     """
+    # Index pages an earlier plan in this process read (a kernel's %reconcile) may be
+    # stale; the module is not imported for it when no plan has read any.
+    metadata = sys.modules.get("reconciler.backends.metadata")
+    if metadata is not None:
+        metadata.forget()
     if len(inputs) <= 1:
         environments = tuple(plan_environment(i, backends) for i in inputs)
     else:

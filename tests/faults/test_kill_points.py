@@ -181,3 +181,42 @@ def test_sigterm_stops_at_a_safe_point_and_the_next_run_finishes(
     site = next((image / "lib").glob("python*/site-packages"))
     assert list(site.glob("delta-*.dist-info"))
     assert tree_hash(*managed) == before
+
+
+def test_sigterm_while_the_plan_reads_wheel_metadata_stops_at_once(
+    tmp_path: Path, wheelhouse: Path, isolated: dict[str, str]
+) -> None:
+    """The chains of a transitive install are read from the index's PEP 658 metadata
+    files while the environment is locked: a stalled read ends at the stop request (it
+    used to wait for its own 10 s timeout, per file, before the plan went on)."""
+    from tests.support.envs import make_venv
+
+    prefix = make_venv(tmp_path / "env")
+    state = tmp_path / "state"
+    with serve(build_simple_index(wheelhouse, tmp_path / "index")) as server:
+        server.script("/files/*.metadata", then="stall", agent="reconciler/")
+        manifest = tmp_path / "manifest.yaml"
+        manifest.write_text(
+            f"version: 1\ndefaults:\n  pip: {{index_url: '{server.url}simple/'}}\n"
+            f"environments:\n  main:\n    prefix: {prefix}\n    pip: [gamma]\n"
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "reconciler", "--state-dir", str(state), "apply", str(manifest)],
+            env=_env(isolated), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while not any(
+            r.path.endswith(".metadata") and r.answer == "stall" for r in server.requests()
+        ):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        sent = time.monotonic()
+        os.kill(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        stopped_in = time.monotonic() - sent
+    assert stopped_in < 5, f"took {stopped_in:.1f} s to stop"
+    assert proc.returncode == 1, out + err
+    assert "error: stopped by SIGTERM while reading http://127.0.0.1:" in err
+    assert ".metadata; nothing was changed" in err
+    site = next((prefix / "lib").glob("python*/site-packages"))
+    assert not list(site.glob("*.dist-info"))  # nothing was installed
