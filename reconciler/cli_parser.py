@@ -1,0 +1,227 @@
+"""The command line's arguments: every command, option and help text (:mod:`reconciler.cli`
+runs them)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from reconciler import __version__
+
+__all__ = ["USAGE_EXIT", "Handler", "build_parser"]
+
+#: A usage error exits 1, as any error does (2 means "changes pending").
+USAGE_EXIT = 1
+
+Handler = Callable[[argparse.Namespace], int]
+
+_LOCKED_HELP = "a missing or stale lock file is an error (exit 1) instead of a fresh resolve"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error exits 1 (2 means "changes pending" under
+    ``--detailed-exitcode``, as in Terraform)."""
+
+    def error(self, message: str) -> Any:  # argparse's signature is NoReturn
+        self.print_usage(sys.stderr)
+        self.exit(USAGE_EXIT, f"{self.prog}: error: {message}\n")
+
+
+_ENV_HELP = "only this environment of the manifest (repeatable; default: all)"
+_MANIFEST_HELP = "the manifest file (YAML, version: 1)"
+
+
+def _common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    default: Any = argparse.SUPPRESS if suppress else None
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=default,
+        metavar="DIR",
+        help="state directory (env RECONCILER_STATE_DIR; default ~/.local/state/reconciler)",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS if suppress else False,
+        help="more detail (satisfied requirements, resolver messages)",
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=argparse.SUPPRESS if suppress else False,
+        help="print only errors and the summary line",
+    )
+
+
+def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
+    """The argument parser; ``handlers`` maps each command to its function in
+    :mod:`reconciler.cli`."""
+    parser = _Parser(
+        prog="reconciler",
+        description="Apply a declarative environment manifest without breaking the managed image.",
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"reconciler {__version__}",
+        help="print the version and exit",
+    )
+    _common(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", help="what to do")
+    sub.required = True
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        _common(p, suppress=True)
+        return p
+
+    p = command("validate", "check a manifest (schema and semantics); reads no environment")
+    p.add_argument("manifest", type=Path, help=_MANIFEST_HELP)
+    p.set_defaults(func=handlers["validate"])
+
+    p = command("plan", "show what apply would do, every transitive change included")
+    p.add_argument("manifest", type=Path, help=_MANIFEST_HELP)
+    p.add_argument("--env", action="append", default=[], metavar="NAME", help=_ENV_HELP)
+    p.add_argument("--json", action="store_true", help="print plan.v1 JSON")
+    p.add_argument("--out", type=Path, metavar="FILE", help="save the plan for `apply --plan`")
+    p.add_argument(
+        "--detailed-exitcode", action="store_true", help="exit 2 when changes are pending"
+    )
+    p.add_argument("--locked", action="store_true", help=_LOCKED_HELP)
+    p.set_defaults(func=handlers["plan"])
+
+    p = command("apply", "plan, then make the allowed additive changes (nothing if any is refused)")
+    p.add_argument(
+        "manifest", type=Path, nargs="?", help=_MANIFEST_HELP + " (default with --plan: its own)"
+    )
+    p.add_argument("--env", action="append", default=[], metavar="NAME", help=_ENV_HELP)
+    p.add_argument("--plan", type=Path, metavar="FILE", help="execute a plan saved by plan --out")
+    p.add_argument("--json", action="store_true", help="print the plan with each result")
+    p.add_argument(
+        "--partial", action="store_true", help="apply the environments that have no refused change"
+    )
+    p.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="how long to wait for another apply on the same environment (300)",
+    )
+    p.add_argument(
+        "--background",
+        action="store_true",
+        help="run the apply detached (its own session); wait up to --wait seconds",
+    )
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="with --background: how long to wait before returning (0)",
+    )
+    p.add_argument("--detached", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--locked", action="store_true", help=_LOCKED_HELP)
+    p.set_defaults(func=handlers["apply"])
+
+    p = command("lock", "write the lock file beside the manifest (team.yaml -> team.lock)")
+    p.add_argument("manifest", type=Path, help=_MANIFEST_HELP)
+    p.add_argument("--env", action="append", default=[], metavar="NAME", help=_ENV_HELP)
+    upgrade = p.add_mutually_exclusive_group()
+    upgrade.add_argument("--upgrade", action="store_true", help="resolve everything afresh")
+    upgrade.add_argument("--upgrade-package", nargs="+", default=[], metavar="NAME",
+                         help="resolve these afresh, keep the other locked versions")  # fmt: skip
+    p.set_defaults(func=handlers["lock"])
+
+    p = command("lifecycle", "print a SageMaker Studio on-start lifecycle script")
+    p.add_argument("manifest", type=Path, help=_MANIFEST_HELP)
+    p.add_argument(
+        "--budget",
+        type=int,
+        default=240,
+        metavar="SECONDS",
+        help="how long the script waits for the apply before it returns (240)",
+    )
+    p.add_argument(
+        "--base64",
+        action="store_true",
+        help="print what create-studio-lifecycle-config --studio-lifecycle-config-content takes",
+    )
+    p.add_argument(
+        "--manifest-path",
+        metavar="PATH",
+        help="read the manifest from this path on the home volume instead of embedding it",
+    )
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--index-url", metavar="URL", help="install reconciler from this index")
+    source.add_argument(
+        "--wheel",
+        metavar="PATH",
+        help="install reconciler offline from this wheel or wheelhouse directory",
+    )
+    p.add_argument(
+        "--python",
+        default="python3",
+        metavar="PYTHON",
+        help="interpreter that creates reconciler's own venv (python3)",
+    )
+    p.add_argument("--locked", action="store_true", help="the script applies with --locked")
+    p.set_defaults(func=handlers["lifecycle"])
+
+    p = command("bundle", "write an offline wheelhouse of reconciler for `lifecycle --wheel DIR`")
+    p.add_argument("dir", type=Path, help="the directory to write the wheels into")
+    for flag, meta, text in (
+        (
+            "--python-version",
+            "X.Y",
+            "target interpreter (default: 3.12, SageMaker's, and this one)",
+        ),
+        ("--platform", "TAG", "target platform (default: manylinux_2_28_x86_64 and older)"),
+        ("--index-url", "URL", "download from this index (default: PyPI)"),
+    ):
+        p.add_argument(flag, metavar=meta, help=text)
+    p.add_argument("--find-links", action="append", default=[], metavar="PATH_OR_URL",
+                   help="also look for wheels here (repeatable)")  # fmt: skip
+    p.add_argument("--no-index", action="store_true", help="use only --find-links")
+    p.set_defaults(func=handlers["bundle"])
+
+    p = command("demo", "build a local demo image, its repositories and a manifest; plan it")
+    p.add_argument("dir", type=Path, nargs="?", default=Path(".demo"), help="where (.demo)")
+    p.set_defaults(func=handlers["demo"])
+
+    p = command("status", "the last or running apply: progress, result, log path")
+    p.add_argument("--json", action="store_true", help="print the status file as JSON")
+    p.set_defaults(func=handlers["status"])
+
+    p = command("drift", "report how environments differ from the manifest and the image")
+    p.add_argument("manifest", type=Path, help=_MANIFEST_HELP)
+    p.add_argument("--env", action="append", default=[], metavar="NAME", help=_ENV_HELP)
+    p.add_argument("--json", action="store_true", help="print drift.v1 JSON")
+    p.add_argument("--detailed-exitcode", action="store_true", help="exit 2 when drift is found")
+    p.set_defaults(func=handlers["drift"])
+
+    from reconciler.edit_commands import register
+
+    register(command, handlers["edit"])  # add, remove, adopt
+
+    p = command("baseline", "record or print the managed set of environments")
+    p.add_argument(
+        "action",
+        choices=("capture", "show"),
+        help="capture: record what is installed now as the managed set; show: print it",
+    )
+    p.add_argument("manifest", type=Path, help=_MANIFEST_HELP)
+    p.add_argument("--env", action="append", default=[], metavar="NAME", help=_ENV_HELP)
+    p.add_argument("--json", action="store_true", help="print the baselines as JSON")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="capture: replace an existing baseline (without it, capture says what would change)",
+    )
+    p.set_defaults(func=handlers["baseline"])
+    return parser
