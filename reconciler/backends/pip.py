@@ -304,10 +304,14 @@ class UvCli:
     def newest(
         self, python: Path, requirements: Sequence[str], settings: PipSettings
     ) -> dict[str, str]:
-        """``uv pip compile --no-deps``: each requirement's newest release, alone."""
+        """``uv pip compile --no-deps --offline``: each requirement's newest release, alone.
+
+        ``--offline``: from what the preview just fetched into uv's cache, so an index
+        sees no request twice; when the cache cannot answer, nothing is said."""
         argv: list[str | Path] = [
             self.uv, "pip", "compile", "-", "--python", python, "--no-deps", "--no-header",
-            "--no-annotate", "--quiet", "--no-build", *repository_args(settings, uv=True),
+            "--no-annotate", "--quiet", "--no-build", "--offline",
+            *repository_args(settings, uv=True),
         ]  # fmt: skip
         proc = _run_with_input(argv, "\n".join(requirements) + "\n")
         if proc.returncode != 0:
