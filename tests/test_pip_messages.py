@@ -234,7 +234,10 @@ def test_held_back_round_trips_and_a_bad_one_is_rejected() -> None:
 
 
 def test_metadata_reads_each_index_page_once_per_plan(tmp_path: Path, wheelhouse: Path) -> None:
+    from packaging.tags import sys_tags
+
     from reconciler.backends import metadata
+    from reconciler.backends.wheels import locate_wheel
 
     metadata.forget()
     with serve(build_simple_index(wheelhouse, tmp_path / "index")) as server:
@@ -242,6 +245,8 @@ def test_metadata_reads_each_index_page_once_per_plan(tmp_path: Path, wheelhouse
         first = metadata.requirements_of([("gamma", "1.0")], settings)
         again = metadata.requirements_of([("gamma", "1.0")], settings)
         listed = metadata.listing("gamma", settings)
+        # The clash check locates the wheel from the same page.
+        wheel = locate_wheel("gamma", "1.0", settings, list(sys_tags()), hash_local=False)
         once = [r.path for r in server.requests()]
         metadata.forget()  # what each plan starts with
         metadata.requirements_of([("gamma", "1.0")], settings)
@@ -249,6 +254,7 @@ def test_metadata_reads_each_index_page_once_per_plan(tmp_path: Path, wheelhouse
         auth = {r.authorization for r in server.requests()}
     assert first == again == {"gamma": ("beta>=2",)}
     assert listed is not None and listed.versions() == ["1.0"]
+    assert wheel is not None and wheel.filename == "gamma-1.0-py3-none-any.whl"
     assert once == ["/simple/gamma/", "/files/gamma-1.0-py3-none-any.whl.metadata"]
     assert paths == once * 2
     assert len(auth) == 1 and None not in auth  # the index's credentials, on its host

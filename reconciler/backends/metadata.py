@@ -14,8 +14,10 @@ ends a read at once (:class:`reconciler.faults.Interrupted`).
 
 Pages are read and parsed as :mod:`reconciler.backends.wheels` reads them (one
 simple-API client, :class:`reconciler.backends.http.HttpClient`: credentials
-sent to their host only, never shown), and kept for :data:`CACHE_SECONDS` in
-this process, or until :func:`forget` (each plan starts with it).
+sent to their host only, never shown). Project pages are shared with the clash
+check (:func:`reconciler.backends.wheels.project_page`); pages and metadata files
+are kept for :data:`CACHE_SECONDS` in this process, or until :func:`forget` (each
+plan starts with it), so one plan reads each of them once.
 """
 
 from __future__ import annotations
@@ -38,7 +40,14 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
-from reconciler.backends.wheels import SIMPLE_ACCEPT, SIMPLE_JSON, html_links, json_links
+from reconciler.backends.wheels import (
+    SIMPLE_JSON,
+    forget_pages,
+    html_links,
+    json_links,
+    project_page,
+    project_url,
+)
 from reconciler.backends.wheels import Link as _Link
 from reconciler.errors import BackendError
 from reconciler.manifest.model import PipSettings
@@ -123,9 +132,8 @@ def _parse_file(name: str, filename: str, url: str, metadata_url: str | None) ->
     return ReleaseFile(str(version), url, wheel, metadata_url)
 
 
-#: Seconds a project page or metadata file read stays valid in this process: one plan
-#: (chains, held-back versions, unavailable packages) reads each page once; a
-#: long-lived process (a kernel's ``%reconcile``) sees new releases a minute later.
+#: Seconds a metadata file read stays valid in this process (project pages: see
+#: wheels.PAGE_SECONDS); each plan starts with :func:`forget`.
 CACHE_SECONDS = 60.0
 _cache: dict[tuple[str, str], tuple[float, object]] = {}
 _cache_lock = threading.Lock()
@@ -134,6 +142,7 @@ _client: list[HttpClient] = []
 
 def forget() -> None:
     """Drop the pages read so far: the next plan in this process reads them again."""
+    forget_pages()
     with _cache_lock:
         _cache.clear()
 
@@ -173,21 +182,22 @@ def _get(url: str, accept: str) -> Response | None:
 
 def _page_links(page: str) -> list[_Link]:
     """The links of a simple-API project page or a find-links page (PEP 691 JSON when
-    the index offers it, PEP 503 HTML otherwise), read once per process and minute."""
+    the index offers it, PEP 503 HTML otherwise), read once per plan
+    (:func:`reconciler.backends.wheels.project_page`, shared with the clash check)."""
 
-    def read() -> list[_Link]:
-        response = _get(page, SIMPLE_ACCEPT)
-        if response is None or response.status != 200:
-            return []
-        kind = response.headers.get("content-type", "").split(";")[0].strip()
-        try:
-            if kind == SIMPLE_JSON:
-                return json_links(response.body, response.url)
-            return html_links(response.body, response.url)
-        except ValueError:
-            return []
-
-    return _cached("page", page, read)
+    try:
+        response = project_page(_http(), page)
+    except (BackendError, OSError, ValueError):
+        return []
+    if response.status != 200:
+        return []
+    kind = response.headers.get("content-type", "").split(";")[0].strip()
+    try:
+        if kind == SIMPLE_JSON:
+            return json_links(response.body, response.url)
+        return html_links(response.body, response.url)
+    except ValueError:
+        return []
 
 
 def _metadata_text(url: str) -> str | None:
@@ -219,7 +229,7 @@ def _list_source(source: str, name: str, find_links: bool) -> list[ReleaseFile]:
         return [f for f in files if f is not None]
     # A find-links URL is a page of links itself (as pip reads it); an index has a
     # page per project.
-    page = source if find_links else source.rstrip("/") + f"/{name}/"
+    page = source if find_links else project_url(source, name)
     found = []
     for link in _page_links(page):
         parsed = _parse_file(name, link.filename, link.url, link.metadata_url)

@@ -38,6 +38,8 @@ import html.parser
 import json
 import os
 import tempfile
+import threading
+import time
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -60,7 +62,7 @@ from reconciler.manifest.model import PipSettings
 from reconciler.state.python import RecordEntry, parse_record
 
 if TYPE_CHECKING:  # urllib.request costs ~20 ms to import: only remote reads need it
-    from reconciler.backends.http import HttpClient
+    from reconciler.backends.http import HttpClient, Response
 
 __all__ = [
     "PYPI_SIMPLE",
@@ -71,10 +73,13 @@ __all__ = [
     "WheelFile",
     "WheelListing",
     "WheelRecords",
+    "forget_pages",
     "html_links",
     "json_links",
     "locate_wheel",
     "parse_record",
+    "project_page",
+    "project_url",
     "read_listing",
     "read_record",
     "record_cache_file",
@@ -269,8 +274,8 @@ def locate_wheel(
         if found is not None:
             return _wheel(found, canonical, version, redact(source), hash_local)
     for index in _indexes(settings):
-        page = urljoin(index if index.endswith("/") else index + "/", f"{canonical}/")
-        response = http.get().get(page, {"Accept": SIMPLE_ACCEPT})
+        page = project_url(index, canonical)
+        response = project_page(http.get(), page)
         if response.status in (404, 410):
             continue  # not on this index: the next one may have it
         if response.status != 200:
@@ -284,6 +289,40 @@ def locate_wheel(
         # first-index: the first index with the project decides, found or not.
         return _wheel(found, canonical, version, redact(index), True) if found else None
     return None
+
+
+#: How long a project page read stays valid in this process (each plan forgets them).
+PAGE_SECONDS = 60.0
+_pages: dict[str, tuple[float, Response]] = {}
+_pages_lock = threading.Lock()
+
+
+def project_url(index: str, name: str) -> str:
+    """The simple-API page of project ``name`` (canonical) on ``index``."""
+    return urljoin(index if index.endswith("/") else index + "/", f"{name}/")
+
+
+def project_page(http: HttpClient, url: str) -> Response:
+    """GET a simple-API project page (PEP 691 JSON preferred), read once per process:
+    the clash check and the chains' metadata share it. Only a page or a "not here"
+    (404, 410) is kept; :func:`forget_pages` (at the start of each plan) or
+    :data:`PAGE_SECONDS` make the next read go to the index again."""
+    now = time.monotonic()
+    with _pages_lock:
+        hit = _pages.get(url)
+    if hit is not None and now - hit[0] < PAGE_SECONDS:
+        return hit[1]
+    response = http.get(url, {"Accept": SIMPLE_ACCEPT})
+    if response.status in (200, 404, 410):
+        with _pages_lock:
+            _pages[url] = (now, response)
+    return response
+
+
+def forget_pages() -> None:
+    """Drop the project pages read so far (see :func:`project_page`)."""
+    with _pages_lock:
+        _pages.clear()
 
 
 def _indexes(settings: PipSettings) -> list[str]:

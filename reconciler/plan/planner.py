@@ -331,10 +331,12 @@ def build_plan(manifest: Manifest, inputs: Sequence[EnvironmentInputs], backends
     about as long as the slowest one.
     """
     # Index pages an earlier plan in this process read (a kernel's %reconcile) may be
-    # stale; the module is not imported for it when no plan has read any.
-    metadata = sys.modules.get("reconciler.backends.metadata")
+    # stale; the modules are not imported for it when no plan has read any.
+    metadata, wheels = (sys.modules.get(f"reconciler.backends.{m}") for m in ("metadata", "wheels"))
     if metadata is not None:
-        metadata.forget()
+        metadata.forget()  # its metadata files, and the project pages
+    elif wheels is not None:
+        wheels.forget_pages()
     if len(inputs) <= 1:
         environments = tuple(plan_environment(i, backends) for i in inputs)
     else:
