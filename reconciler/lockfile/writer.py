@@ -22,7 +22,7 @@ from reconciler.lockfile.fresh import read_lock, staleness
 from reconciler.lockfile.model import LockedEnvironment, LockFile, dumps, lock_path
 from reconciler.lockfile.resolve import Upgrade, resolve_environment
 from reconciler.manifest.model import Manifest
-from reconciler.plan.planner import read_inputs, requested_names
+from reconciler.plan.planner import forget_index_reads, read_inputs, requested_names
 from reconciler.state.environment import image_identity
 from reconciler.state.store import StateStore
 
@@ -65,6 +65,7 @@ def write_lock(
     manifest: Manifest, store: StateStore, names: Sequence[str], upgrade: Upgrade
 ) -> LockResult:
     """Lock the selected environments (all when ``names`` is empty); see module docstring."""
+    forget_index_reads()  # a lock resolves afresh: no index page an earlier run read
     path = lock_path(manifest.path)
     previous = read_lock(path)
     old = dict(previous.environments) if previous is not None else {}

@@ -42,6 +42,7 @@ __all__ = [
     "EnvironmentInputs",
     "build_plan",
     "conda_matches",
+    "forget_index_reads",
     "pip_requests",
     "plan_environment",
     "read_inputs",
@@ -323,6 +324,17 @@ def plan_environment(inputs: EnvironmentInputs, backends: Backends) -> Environme
     )
 
 
+def forget_index_reads() -> None:
+    """Forget the index pages and metadata an earlier plan or lock in this process read
+    (a kernel's ``%reconcile``, in-process tests): they may be stale. The modules are
+    not imported for it when nothing has read any."""
+    metadata, wheels = (sys.modules.get(f"reconciler.backends.{m}") for m in ("metadata", "wheels"))
+    if metadata is not None:
+        metadata.forget()  # its metadata files, and the project pages
+    elif wheels is not None:
+        wheels.forget_pages()
+
+
 def build_plan(manifest: Manifest, inputs: Sequence[EnvironmentInputs], backends: Backends) -> Plan:
     """The plan for every environment in ``inputs``.
 
@@ -330,13 +342,7 @@ def build_plan(manifest: Manifest, inputs: Sequence[EnvironmentInputs], backends
     processes (uv, pip) or release the GIL (rattler), so three environments take
     about as long as the slowest one.
     """
-    # Index pages an earlier plan in this process read (a kernel's %reconcile) may be
-    # stale; the modules are not imported for it when no plan has read any.
-    metadata, wheels = (sys.modules.get(f"reconciler.backends.{m}") for m in ("metadata", "wheels"))
-    if metadata is not None:
-        metadata.forget()  # its metadata files, and the project pages
-    elif wheels is not None:
-        wheels.forget_pages()
+    forget_index_reads()
     if len(inputs) <= 1:
         environments = tuple(plan_environment(i, backends) for i in inputs)
     else:
