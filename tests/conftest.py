@@ -41,6 +41,16 @@ _USER_DIR_VARIABLES = (
 )
 
 
+@pytest.fixture(autouse=True)
+def _fresh_index_reads() -> None:
+    """Index pages an earlier test read in this process are forgotten: a later test's
+    server may get the same port (a plan and a lock forget them too, a direct
+    ``locate_wheel`` call does not)."""
+    from reconciler.plan.planner import forget_index_reads
+
+    forget_index_reads()
+
+
 @pytest.fixture(scope="session")
 def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Directory with the standard test wheels (``--find-links`` target)."""
