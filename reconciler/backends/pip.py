@@ -232,6 +232,13 @@ class UvCli:
         )
         return PipPreview(ok=True, installs=installs)
 
+    def _install_argv(self, python: Path, settings: PipSettings) -> list[str | Path]:
+        """The install command both :meth:`install` and :meth:`install_locked` extend."""
+        return [
+            self.uv, "pip", "install", "--no-build", "--python", python,
+            *repository_args(settings, uv=True),
+        ]  # fmt: skip
+
     def install(
         self,
         python: Path,
@@ -240,10 +247,7 @@ class UvCli:
         settings: PipSettings,
     ) -> Completed:
         """``uv pip install --python ENV/bin/python -c PINS REQS``."""
-        argv: list[str | Path] = [
-            self.uv, "pip", "install", "--no-build", "--python", python,
-            *repository_args(settings, uv=True),
-        ]  # fmt: skip
+        argv = self._install_argv(python, settings)
         with rolled_back_on_failure(python, "uv"):
             proc = _run_pinned(
                 argv, "--constraints", constraints, requirements, INSTALL_TIMEOUT, "in-installer"
@@ -260,10 +264,7 @@ class UvCli:
         """``uv pip install --require-hashes --no-deps -r LOCKED``: offline from uv's
         cache first, so that a restore needs no network; the index only for files the
         cache does not hold."""
-        argv: list[str | Path] = [
-            self.uv, "pip", "install", "--no-build", "--python", python,
-            *repository_args(settings, uv=True),
-        ]  # fmt: skip
+        argv = self._install_argv(python, settings)
         with rolled_back_on_failure(python, "uv"):
             proc = run_locked([*argv, "--offline"], "--constraints", lines, constraints)
             if not_cached(proc):
@@ -408,6 +409,13 @@ class PipCli:
         with several indexes is refused anyway (:func:`check_index_order`)."""
         return UvCli().newest(python, requirements, settings)
 
+    def _install_argv(self, python: Path, settings: PipSettings) -> list[str | Path]:
+        """The install command both :meth:`install` and :meth:`install_locked` extend."""
+        return [
+            python, "-m", "pip", "install", "--only-binary", ":all:",
+            *repository_args(settings, uv=False),
+        ]  # fmt: skip
+
     def install(
         self,
         python: Path,
@@ -416,10 +424,7 @@ class PipCli:
         settings: PipSettings,
     ) -> Completed:
         """``python -m pip install --only-binary :all: -c PINS REQS``."""
-        argv: list[str | Path] = [
-            python, "-m", "pip", "install", "--only-binary", ":all:",
-            *repository_args(settings, uv=False),
-        ]  # fmt: skip
+        argv = self._install_argv(python, settings)
         with rolled_back_on_failure(python, "pip"):
             proc = _run_pinned(
                 argv, "--constraint", constraints, requirements, INSTALL_TIMEOUT, "in-installer"
@@ -434,10 +439,7 @@ class PipCli:
         settings: PipSettings,
     ) -> Completed:
         """``python -m pip install --require-hashes --no-deps -r LOCKED``."""
-        argv: list[str | Path] = [
-            python, "-m", "pip", "install", "--only-binary", ":all:",
-            *repository_args(settings, uv=False),
-        ]  # fmt: skip
+        argv = self._install_argv(python, settings)
         with rolled_back_on_failure(python, "pip"):
             proc = run_locked(argv, "--constraint", lines, constraints)
             return checked_install(locked_failure(proc, python), "pip", python)
