@@ -162,7 +162,9 @@ def _apply(args: argparse.Namespace) -> int:
     log_path = new_log_path(store.root)
     reporter = StatusReporter(
         status_path(store.root),
-        ConsoleReporter(sys.stderr if args.json else sys.stdout, quiet=args.quiet),
+        ConsoleReporter(
+            sys.stderr if args.json else sys.stdout, quiet=args.quiet, stamps=not args.notebook
+        ),
         log=str(log_path),
         eager=args.detached,
     )
@@ -450,6 +452,10 @@ def main(
     args = _parser().parse_args(argv)
     args.on_plan = on_plan
     try:
+        if getattr(args, "env_prefix", None) is not None:  # the notebook shim's --env-prefix
+            from reconciler.edit_commands import env_by_prefix
+
+            env_by_prefix(args, _load(args.manifest, _store(args)))
         code: int = args.func(args)
         return code
     except ReconcilerError as exc:
