@@ -437,9 +437,19 @@ def _capture(args: argparse.Namespace, store: Any, inputs: Sequence[Any]) -> dic
 def _edit(args: argparse.Namespace) -> int:
     """``add``, ``remove``, ``adopt`` (:mod:`reconciler.edit_commands`); prints their text."""
     from reconciler.edit_commands import run
+    from reconciler.edit_lock import hold_edit_lock
 
     store = _store(args)
-    code, text = run(args, store, _load(args.manifest, store, [args.env] if args.env else []))
+
+    def waiting(holder: str) -> None:
+        sys.stderr.write(
+            f"waiting for another add, remove or adopt of {args.manifest} ({holder})\n"
+        )
+        sys.stderr.flush()
+
+    # Held from reading the manifest to writing it: a second edit plans the first's result.
+    with hold_edit_lock(store.root, args.manifest, args.lock_timeout, waiting):
+        code, text = run(args, store, _load(args.manifest, store, [args.env] if args.env else []))
     _out(text)
     return code
 

@@ -23,6 +23,16 @@ _MANIFEST = "the manifest file (YAML, version: 1); it is rewritten in place"
 _ENV = "the environment (default: the only one, or the one whose prefix is sys.prefix)"
 
 
+def _lock_timeout(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help=f"how long to wait for {what} (300)",
+    )
+
+
 def register(
     command: Callable[[str, str], argparse.ArgumentParser],
     func: Callable[[argparse.Namespace], int],
@@ -39,13 +49,7 @@ def register(
     p.add_argument(
         "--no-apply", action="store_true", help="write the specs after a plan; install nothing"
     )
-    p.add_argument(
-        "--lock-timeout",
-        type=float,
-        default=300.0,
-        metavar="SECONDS",
-        help="how long to wait for another apply on the same environment (300)",
-    )
+    _lock_timeout(p, "another apply on the environment, or another edit of the manifest")
     p.set_defaults(func=func, edit="add")
 
     p = command("remove", "drop packages from the manifest (nothing is uninstalled)")
@@ -53,6 +57,7 @@ def register(
     p.add_argument("names", nargs="+", metavar="NAME", help="package names to drop")
     p.add_argument("--env", metavar="NAME", help=_ENV)
     env_prefix_option(p)
+    _lock_timeout(p, "another add, remove or adopt of the manifest")
     p.set_defaults(func=func, edit="remove")
 
     p = command("adopt", "write the packages installed by hand (foreign) into the manifest")
@@ -62,6 +67,7 @@ def register(
     p.add_argument(
         "--dry-run", action="store_true", help="print the change as a diff; write nothing"
     )
+    _lock_timeout(p, "another add, remove or adopt of the manifest")
     p.set_defaults(func=func, edit="adopt")
 
 

@@ -111,6 +111,16 @@ log "start (budget $BUDGET s, log $LOG)"
 if ! bootstrap; then
   exit 0
 fi
+# `%load_ext reconciler` in image kernels: a stdlib-only shim in a directory of its own,
+# which an IPython startup file appends to every kernel's sys.path (never reconciler's
+# dependencies, never ahead of a kernel's own packages); rewritten only when it changed.
+if shim=$("$VENV/bin/python" -I -m reconciler.kernel_shim "$RECONCILER_HOME/kernel" \
+  "${{IPYTHONDIR:-$HOME/.ipython}}/profile_default/startup" "$VENV/bin/reconciler" \
+  "$VERSION" 2>&1); then
+  while IFS= read -r line; do log "$line"; done <<<"$shim"
+else
+  log "WARNING: the notebook shim was not installed (%load_ext reconciler in image kernels): $shim"
+fi
 remaining=$((BUDGET - SECONDS))
 if [ "$remaining" -lt 5 ]; then
   remaining=5
