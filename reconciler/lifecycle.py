@@ -5,7 +5,9 @@ base64-encoded and at most 16,384 characters, and sends its output to
 CloudWatch. The script installs reconciler into its own venv on the persistent
 home volume (never into an image environment), writes the manifest there, and
 runs ``apply --background --wait`` so that it returns within its budget while
-a slow apply goes on detached, under the environment locks.
+a slow apply goes on detached, under the environment locks. It also installs
+the notebook shim (:mod:`reconciler.kernel_shim`) so that ``%load_ext reconciler``
+works in image kernels.
 """
 
 from __future__ import annotations

@@ -6,6 +6,10 @@ environment: the manifest environment whose prefix is ``sys.prefix``. The
 manifest is ``$RECONCILER_MANIFEST``, else ``~/.reconciler/manifest.yaml``, where
 the lifecycle script keeps it. After an ``add`` the import system is told about
 the new files, so the package imports in the same kernel without a restart.
+
+This is the magic of a kernel that can import reconciler. A kernel that cannot
+(a Studio image kernel) gets the subprocess-backed one of
+:mod:`reconciler.kernel_shim`, which shares the import refresh and the usage text.
 """
 
 from __future__ import annotations

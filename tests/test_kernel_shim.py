@@ -160,6 +160,7 @@ def test_image_kernel_without_reconciler_adds_imports_and_a_refusal_changes_noth
             "Not added: the plan refuses a change (above), so nothing was installed and "
             f"{manifest} is unchanged." in out
         )
+        assert "what to do: choose a version that the managed packages allow" in out
         assert manifest.read_bytes() == before
         assert not list((venv / SITE).glob("beta-*.dist-info"))
         assert [p.name for p in (venv / SITE).glob("alpha-*.dist-info")] == ["alpha-1.0.dist-info"]
