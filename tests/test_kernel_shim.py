@@ -234,3 +234,31 @@ def test_the_shim_says_what_to_do_without_a_cli_or_a_matching_environment(
     monkeypatch.setenv("RECONCILER_MANIFEST", str(tmp_path / "absent.yaml"))
     assert reconcile("drift", cli=str(missing)) == 1
     assert capsys.readouterr().out.startswith(f"reconcile: no manifest at {tmp_path}/absent.yaml")
+
+
+def test_env_prefix_names_the_environment_by_its_prefix(
+    tmp_path: Path, isolated: dict[str, str], capsys: Any
+) -> None:
+    from tests.support.manifests import run_cli
+
+    here, there = tmp_path / "here", tmp_path / "there"
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(
+        f"version: 1\nenvironments:\n  a:\n    prefix: {here}\n  b:\n    prefix: {there}\n",
+        encoding="utf-8",
+    )
+    code, out, err = run_cli(capsys, "drift", manifest, "--env-prefix", there)
+    assert (code, err) == (0, ""), err
+    assert out.startswith(f"b ({there}"), out  # only b, chosen by its prefix
+    code, out, err = run_cli(capsys, "drift", manifest, "--env-prefix", there, "--env", "a")
+    assert (code, out) == (1, "")
+    assert err == (
+        "error: --env and --env-prefix both name the environment\n  hint: give one of them\n"
+    )
+    code, out, err = run_cli(capsys, "plan", manifest, "--env-prefix", tmp_path)
+    assert (code, out) == (1, "")
+    assert err == (
+        f"error: {tmp_path} is the prefix of no environment in {manifest} (environments: a, b)\n"
+        f"  hint: add an environment with `prefix: {tmp_path}` to the manifest, or run the "
+        "notebook on a kernel of one of these environments\n"
+    )
