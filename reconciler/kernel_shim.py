@@ -155,18 +155,24 @@ def _stream(argv: Sequence[str]) -> int:
     )
     assert proc.stdout is not None
     try:
-        for line in proc.stdout:
-            sys.stdout.write(line)
-            sys.stdout.flush()
-    except KeyboardInterrupt:  # the cell's stop button: stop it as Ctrl-C would
-        import signal
-
-        proc.send_signal(signal.SIGINT)
-        proc.wait()
-        raise
+        try:
+            _copy(proc.stdout)
+        except KeyboardInterrupt:
+            # The cell's stop button: Jupyter interrupts the kernel's process group, this
+            # command included, which stops as on Ctrl-C (an interrupted apply is safe:
+            # its journal). Show what it says while it stops, then stop the cell.
+            _copy(proc.stdout)
+            proc.wait()
+            raise
     finally:
         proc.stdout.close()
     return proc.wait()
+
+
+def _copy(stream: Any) -> None:
+    for line in stream:
+        sys.stdout.write(line)
+        sys.stdout.flush()
 
 
 def reconcile(line: str, cli: str = DEFAULT_CLI) -> int:

@@ -79,12 +79,17 @@ def install_shim(home: Path, cli: Path = CLI) -> str:
     return proc.stdout
 
 
+def image_env(tmp_path: Path) -> Path:
+    """A venv (the kernel's environment) over :func:`make_image_interpreter`."""
+    base = make_image_interpreter(tmp_path / "image-python")
+    return make_venv(tmp_path / "image-env", system_site_packages=True, python=str(base))
+
+
 def test_image_kernel_without_reconciler_adds_imports_and_a_refusal_changes_nothing(
     tmp_path: Path, wheelhouse: Path, isolated: dict[str, str], monkeypatch: Any
 ) -> None:
     home = Path(isolated["HOME"])
-    base = make_image_interpreter(tmp_path / "image-python")
-    venv = make_venv(tmp_path / "image-env", system_site_packages=True, python=str(base))
+    venv = image_env(tmp_path)
     wheels = tmp_path / "wheels"
     wheels.mkdir()
     for wheel in wheelhouse.glob("*.whl"):
@@ -262,3 +267,60 @@ def test_env_prefix_names_the_environment_by_its_prefix(
         f"  hint: add an environment with `prefix: {tmp_path}` to the manifest, or run the "
         "notebook on a kernel of one of these environments\n"
     )
+
+
+def test_interrupting_an_add_in_an_image_kernel_stops_it_and_changes_nothing(
+    tmp_path: Path, wheelhouse: Path, isolated: dict[str, str], monkeypatch: Any
+) -> None:
+    from tests.support.servers import build_simple_index, serve
+
+    home = Path(isolated["HOME"])
+    venv = image_env(tmp_path)
+    manifest = tmp_path / "manifest.yaml"
+    monkeypatch.setenv("RECONCILER_MANIFEST", str(manifest))
+    install_shim(home)
+    _kernel_spec(home, env_python(venv))
+    work = tmp_path / "work"
+    work.mkdir()
+    index = build_simple_index(wheelhouse, tmp_path / "index")
+    with serve(index, delay=120.0) as server:  # the wheel download never ends in time
+        text = (
+            f"version: 1\ndefaults:\n  pip: {{index_url: '{server.url}simple/'}}\n"
+            f"environments:\n  nb:\n    prefix: {venv}\n    pip: []\n"
+        )
+        manifest.write_text(text, encoding="utf-8")
+        km, kc = start_new_kernel(kernel_name="nb-test", startup_timeout=60, cwd=str(work))
+        try:
+            _Kernel(kc).run("%load_ext reconciler")
+            msg_id = kc.execute("%reconcile add delta")
+            chunks: list[str] = []
+            interrupted = False
+            while True:
+                msg = kc.get_iopub_msg(timeout=60)
+                if msg["parent_header"].get("msg_id") != msg_id:
+                    continue
+                kind = msg["header"]["msg_type"]
+                if kind == "stream":
+                    chunks.append(msg["content"]["text"])
+                    if not interrupted and "downloading and installing" in "".join(chunks):
+                        km.interrupt_kernel()  # the stop button, while uv downloads
+                        interrupted = True
+                elif kind == "error":
+                    chunks.append(msg["content"]["ename"] + "\n")
+                elif kind == "status" and msg["content"]["execution_state"] == "idle":
+                    break
+            reply = kc.get_shell_msg(timeout=60)
+            out = "".join(chunks)
+            assert interrupted, out
+            assert (reply["content"]["status"], reply["content"].get("ename")) == (
+                "error",
+                "KeyboardInterrupt",
+            ), out
+            assert "interrupted\n" in out, out  # the command itself stopped, and said so
+            assert manifest.read_text(encoding="utf-8") == text
+            assert not list((venv / SITE).glob("delta-*.dist-info"))
+            out, reply = _Kernel(kc).run("%reconcile status")
+            assert not out.startswith("apply running"), out  # nothing left running
+        finally:
+            kc.stop_channels()
+            km.shutdown_kernel(now=True)
