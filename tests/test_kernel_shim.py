@@ -27,6 +27,7 @@ from reconciler.kernel_shim import STARTUP_FILE
 from tests.support.envs import env_python, make_venv, pip_install
 from tests.support.manifests import SITE
 from tests.test_apply import PY
+from tests.test_lifecycle import studio_wheelhouse  # noqa: F401 (a fixture)
 from tests.test_magic import MANIFEST, _Kernel, _kernel_spec, _pth_wheel
 
 #: The test venv's own command line: reconciler in "another venv" than the kernel's.
@@ -324,3 +325,72 @@ def test_interrupting_an_add_in_an_image_kernel_stops_it_and_changes_nothing(
         finally:
             kc.stop_channels()
             km.shutdown_kernel(now=True)
+
+
+def test_on_studio_the_lifecycle_script_sets_up_the_shim_and_add_persists_across_starts(
+    tmp_path: Path,
+    isolated: dict[str, str],
+    studio_wheelhouse: Path,  # noqa: F811 (the fixture imported above)
+    monkeypatch: Any,
+    capsys: Any,
+) -> None:
+    """The whole Studio path: the script bootstraps reconciler's venv from the wheelhouse
+    and installs the shim; an image kernel runs ``%reconcile add`` with the defaults (no
+    RECONCILER_* variables); the next start keeps the changed manifest and the shim."""
+    from reconciler.cli import main
+
+    home = Path(isolated["HOME"])
+    for name in ("RECONCILER_STATE_DIR", "RECONCILER_MANIFEST", "RECONCILER_CLI"):
+        monkeypatch.delenv(name, raising=False)  # the kernel uses the script's defaults
+    venv = image_env(tmp_path)
+    embedded = tmp_path / "team.yaml"
+    embedded.write_text(
+        f"version: 1\ndefaults:\n  pip: {{no_index: true, find_links: [{studio_wheelhouse}]}}\n"
+        f"environments:\n  nb:\n    prefix: {venv}\n    pip: []\n",
+        encoding="utf-8",
+    )
+    capsys.readouterr()
+    argv = [
+        "lifecycle",
+        str(embedded),
+        "--wheel",
+        str(studio_wheelhouse),
+        "--python",
+        sys.executable,
+    ]
+    assert main(argv) == 0
+    script = tmp_path / "on-start.sh"
+    script.write_text(capsys.readouterr().out, encoding="utf-8")
+    env = dict(os.environ)
+
+    def start() -> str:
+        proc = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True,
+                              timeout=240, check=False)  # fmt: skip
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout + proc.stderr
+
+    out = start()
+    assert "kernel shim: wrote" in out and "ERROR" not in out and "WARNING" not in out, out
+    manifest = home / ".reconciler" / "manifest.yaml"
+    _kernel_spec(home, env_python(venv))
+    work = tmp_path / "work"
+    work.mkdir()
+    km, kc = start_new_kernel(kernel_name="nb-test", startup_timeout=60, cwd=str(work))
+    kernel = _Kernel(kc)
+    try:
+        out, reply = kernel.run("%load_ext reconciler")
+        assert (reply["status"], out) == ("ok", "")
+        out, reply = kernel.run("%reconcile add delta")
+        assert reply["status"] == "ok", out
+        assert f"Added to environments.nb.pip in {manifest} and installed: delta>=1.1\n" in out
+        out, reply = kernel.run("import delta; print(delta.__version__)")
+        assert (reply["status"], out) == ("ok", "1.1\n")
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+    out = start()  # the next app start keeps what the notebook added
+    assert f"manifest: kept {manifest}, changed on the home volume" in out, out
+    assert "kernel shim: up to date:" in out, out
+    assert "delta>=1.1" in manifest.read_text(encoding="utf-8")
+    assert [p.name for p in (venv / SITE).glob("delta-*.dist-info")] == ["delta-1.1.dist-info"]
