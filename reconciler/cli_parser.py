@@ -32,12 +32,12 @@ class _Parser(argparse.ArgumentParser):
 
 _ENV_HELP = "only this environment of the manifest (repeatable; default: all)"
 _MANIFEST_HELP = "the manifest file (YAML, version: 1)"
-ENV_PREFIX_HELP = "the environment whose prefix is PATH (a kernel's sys.prefix), instead of --env"
+_ENV_PREFIX_HELP = "the environment whose prefix is PATH (a kernel's sys.prefix), instead of --env"
 
 
 def env_prefix_option(parser: argparse.ArgumentParser) -> None:
     """``--env-prefix PATH``: how the notebook shim names the kernel's environment."""
-    parser.add_argument("--env-prefix", type=Path, metavar="PATH", help=ENV_PREFIX_HELP)
+    parser.add_argument("--env-prefix", type=Path, metavar="PATH", help=_ENV_PREFIX_HELP)
 
 
 def _common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
