@@ -162,7 +162,9 @@ def _apply(args: argparse.Namespace) -> int:
     log_path = new_log_path(store.root)
     reporter = StatusReporter(
         status_path(store.root),
-        ConsoleReporter(sys.stderr if args.json else sys.stdout, quiet=args.quiet),
+        ConsoleReporter(
+            sys.stderr if args.json else sys.stdout, quiet=args.quiet, stamps=not args.notebook
+        ),
         log=str(log_path),
         eager=args.detached,
     )
@@ -435,9 +437,19 @@ def _capture(args: argparse.Namespace, store: Any, inputs: Sequence[Any]) -> dic
 def _edit(args: argparse.Namespace) -> int:
     """``add``, ``remove``, ``adopt`` (:mod:`reconciler.edit_commands`); prints their text."""
     from reconciler.edit_commands import run
+    from reconciler.edit_lock import hold_edit_lock
 
     store = _store(args)
-    code, text = run(args, store, _load(args.manifest, store, [args.env] if args.env else []))
+
+    def waiting(holder: str) -> None:
+        sys.stderr.write(
+            f"waiting for another add, remove or adopt of {args.manifest} ({holder})\n"
+        )
+        sys.stderr.flush()
+
+    # Held from reading the manifest to writing it: a second edit plans the first's result.
+    with hold_edit_lock(store.root, args.manifest, args.lock_timeout, waiting):
+        code, text = run(args, store, _load(args.manifest, store, [args.env] if args.env else []))
     _out(text)
     return code
 
@@ -450,6 +462,10 @@ def main(
     args = _parser().parse_args(argv)
     args.on_plan = on_plan
     try:
+        if getattr(args, "env_prefix", None) is not None:  # the notebook shim's --env-prefix
+            from reconciler.edit_commands import env_by_prefix
+
+            env_by_prefix(args, _load(args.manifest, _store(args)))
         code: int = args.func(args)
         return code
     except ReconcilerError as exc:

@@ -11,7 +11,7 @@ from typing import Any
 
 from reconciler import __version__
 
-__all__ = ["USAGE_EXIT", "Handler", "build_parser"]
+__all__ = ["USAGE_EXIT", "Handler", "build_parser", "env_prefix_option"]
 
 #: A usage error exits 1, as any error does (2 means "changes pending").
 USAGE_EXIT = 1
@@ -32,6 +32,12 @@ class _Parser(argparse.ArgumentParser):
 
 _ENV_HELP = "only this environment of the manifest (repeatable; default: all)"
 _MANIFEST_HELP = "the manifest file (YAML, version: 1)"
+_ENV_PREFIX_HELP = "the environment whose prefix is PATH (a kernel's sys.prefix), instead of --env"
+
+
+def env_prefix_option(parser: argparse.ArgumentParser) -> None:
+    """``--env-prefix PATH``: how the notebook shim names the kernel's environment."""
+    parser.add_argument("--env-prefix", type=Path, metavar="PATH", help=_ENV_PREFIX_HELP)
 
 
 def _common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
@@ -56,6 +62,12 @@ def _common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         action="store_true",
         default=argparse.SUPPRESS if suppress else False,
         help="print only errors and the summary line",
+    )
+    parser.add_argument(
+        "--notebook",
+        action="store_true",
+        default=argparse.SUPPRESS if suppress else False,
+        help="output for a notebook cell: progress without timestamps (%%reconcile)",
     )
 
 
@@ -88,6 +100,7 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     p = command("plan", "show what apply would do, every transitive change included")
     p.add_argument("manifest", type=Path, help=_MANIFEST_HELP)
     p.add_argument("--env", action="append", default=[], metavar="NAME", help=_ENV_HELP)
+    env_prefix_option(p)
     p.add_argument("--json", action="store_true", help="print plan.v1 JSON")
     p.add_argument("--out", type=Path, metavar="FILE", help="save the plan for `apply --plan`")
     p.add_argument(
@@ -201,6 +214,7 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     p = command("drift", "report how environments differ from the manifest and the image")
     p.add_argument("manifest", type=Path, help=_MANIFEST_HELP)
     p.add_argument("--env", action="append", default=[], metavar="NAME", help=_ENV_HELP)
+    env_prefix_option(p)
     p.add_argument("--json", action="store_true", help="print drift.v1 JSON")
     p.add_argument("--detailed-exitcode", action="store_true", help="exit 2 when drift is found")
     p.set_defaults(func=handlers["drift"])

@@ -17,10 +17,20 @@ if TYPE_CHECKING:
     from reconciler.manifest.model import Environment, Manifest
     from reconciler.state.store import StateStore
 
-__all__ = ["register", "run"]
+__all__ = ["env_by_prefix", "register", "run"]
 
 _MANIFEST = "the manifest file (YAML, version: 1); it is rewritten in place"
 _ENV = "the environment (default: the only one, or the one whose prefix is sys.prefix)"
+
+
+def _lock_timeout(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help=f"how long to wait for {what} (300)",
+    )
 
 
 def register(
@@ -28,36 +38,60 @@ def register(
     func: Callable[[argparse.Namespace], int],
 ) -> None:
     """Add the three subcommands; ``command(name, help)`` makes a subparser."""
+    from reconciler.cli_parser import env_prefix_option
+
     p = command("add", "install packages into an environment and write them into the manifest")
     p.add_argument("manifest", type=Path, help=_MANIFEST)
     p.add_argument("specs", nargs="+", metavar="SPEC", help="polars, 'polars>=1.31', ...")
     p.add_argument("--env", metavar="NAME", help=_ENV)
+    env_prefix_option(p)
     p.add_argument("--conda", action="store_true", help="add to the conda list (default: pip)")
     p.add_argument(
         "--no-apply", action="store_true", help="write the specs after a plan; install nothing"
     )
-    p.add_argument(
-        "--lock-timeout",
-        type=float,
-        default=300.0,
-        metavar="SECONDS",
-        help="how long to wait for another apply on the same environment (300)",
-    )
+    _lock_timeout(p, "another apply on the environment, or another edit of the manifest")
     p.set_defaults(func=func, edit="add")
 
     p = command("remove", "drop packages from the manifest (nothing is uninstalled)")
     p.add_argument("manifest", type=Path, help=_MANIFEST)
     p.add_argument("names", nargs="+", metavar="NAME", help="package names to drop")
     p.add_argument("--env", metavar="NAME", help=_ENV)
+    env_prefix_option(p)
+    _lock_timeout(p, "another add, remove or adopt of the manifest")
     p.set_defaults(func=func, edit="remove")
 
     p = command("adopt", "write the packages installed by hand (foreign) into the manifest")
     p.add_argument("manifest", type=Path, help=_MANIFEST)
     p.add_argument("--env", metavar="NAME", help=_ENV)
+    env_prefix_option(p)
     p.add_argument(
         "--dry-run", action="store_true", help="print the change as a diff; write nothing"
     )
+    _lock_timeout(p, "another add, remove or adopt of the manifest")
     p.set_defaults(func=func, edit="adopt")
+
+
+def env_by_prefix(args: argparse.Namespace, manifest: Manifest) -> None:
+    """``--env-prefix PATH`` -> ``--env NAME``: the environment whose prefix is PATH."""
+    import os
+
+    from reconciler.edit import kernel_environment
+    from reconciler.errors import ReconcilerError
+
+    prefix = os.path.abspath(args.env_prefix)
+    if args.env:
+        raise ReconcilerError(
+            "--env and --env-prefix both name the environment", hint="give one of them"
+        )
+    env = kernel_environment(manifest, prefix)
+    if env is None:
+        names = ", ".join(e.name for e in manifest.environments)
+        raise ReconcilerError(
+            f"{prefix} is the prefix of no environment in {args.manifest} (environments: {names})",
+            hint=f"add an environment with `prefix: {prefix}` to the manifest, "
+            "or run the notebook on a kernel of one of these environments",
+        )
+    args.env = [env.name] if isinstance(args.env, list) else env.name
 
 
 def run(args: argparse.Namespace, store: StateStore, manifest: Manifest) -> tuple[int, str]:
@@ -88,7 +122,7 @@ def _add(
     log_path = new_log_path(store.root)
     reporter = None
     if not args.no_apply:
-        console = ConsoleReporter(sys.stdout, quiet=args.quiet)
+        console = ConsoleReporter(sys.stdout, quiet=args.quiet, stamps=not args.notebook)
         reporter = StatusReporter(status_path(store.root), console, log=str(log_path))
     try:
         result = add(

@@ -5,7 +5,9 @@ base64-encoded and at most 16,384 characters, and sends its output to
 CloudWatch. The script installs reconciler into its own venv on the persistent
 home volume (never into an image environment), writes the manifest there, and
 runs ``apply --background --wait`` so that it returns within its budget while
-a slow apply goes on detached, under the environment locks.
+a slow apply goes on detached, under the environment locks. It also installs
+the notebook shim (:mod:`reconciler.kernel_shim`) so that ``%load_ext reconciler``
+works in image kernels.
 """
 
 from __future__ import annotations
@@ -110,6 +112,16 @@ bootstrap() {{
 log "start (budget $BUDGET s, log $LOG)"
 if ! bootstrap; then
   exit 0
+fi
+# `%load_ext reconciler` in image kernels: a stdlib-only shim in a directory of its own,
+# which an IPython startup file appends to every kernel's sys.path (never reconciler's
+# dependencies, never ahead of a kernel's own packages); rewritten only when it changed.
+if shim=$("$VENV/bin/python" -I -m reconciler.kernel_shim "$RECONCILER_HOME/kernel" \
+  "${{IPYTHONDIR:-$HOME/.ipython}}/profile_default/startup" "$VENV/bin/reconciler" \
+  "$VERSION" 2>&1); then
+  while IFS= read -r line; do log "$line"; done <<<"$shim"
+else
+  log "WARNING: the notebook shim was not installed (%load_ext reconciler in image kernels): $shim"
 fi
 remaining=$((BUDGET - SECONDS))
 if [ "$remaining" -lt 5 ]; then

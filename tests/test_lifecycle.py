@@ -208,10 +208,20 @@ def test_first_start_installs_and_registers_kernels_second_is_a_noop(
     # Plain timestamped lines, for CloudWatch; also written to the log file.
     assert all(line[:4].isdigit() for line in out.splitlines() if "reconciler-lifecycle" in line)
     assert list((home / ".local/state/reconciler/logs").glob("lifecycle-*.log"))
+    # The notebook shim for image kernels (tests/test_kernel_shim.py runs it in a kernel).
+    shim = (
+        f"reconciler-lifecycle: kernel shim: {{}} {home}/.reconciler/kernel/reconciler and "
+        f"{home}/.ipython/profile_default/startup/50-reconciler.py (`%load_ext reconciler` in "
+        "kernels without reconciler)"
+    )
+    assert shim.format("wrote") in out
+    stub = home / ".reconciler/kernel/reconciler/__init__.py"
+    assert f"CLI = {str(home / '.reconciler/venv/bin/reconciler')!r}" in stub.read_text()
 
     second, out = _start(script, env)
     assert "installing" not in out
     assert "No changes" in out
+    assert shim.format("up to date:") in out
     assert second < 3.0, f"second start took {second:.1f} s (first: {first:.1f} s)"
     assert _status(env)["state"] == "finished"
 

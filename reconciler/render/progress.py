@@ -1,7 +1,8 @@
 """Apply progress for people: a live display on a TTY, timestamped lines otherwise.
 
 Off a TTY (a lifecycle script, CloudWatch) every event is one plain line with a
-UTC timestamp. Installer output goes to a log file under the state dir, never
+UTC timestamp; in a notebook cell (``--notebook``, the ``%reconcile`` magic) the
+same lines without it. Installer output goes to a log file under the state dir, never
 to the console.
 """
 
@@ -23,16 +24,17 @@ __all__ = ["ConsoleReporter", "new_log_path", "resolving"]
 class ConsoleReporter(Reporter):
     """Prints apply progress to ``stream``."""
 
-    def __init__(self, stream: TextIO, *, quiet: bool = False) -> None:
+    def __init__(self, stream: TextIO, *, quiet: bool = False, stamps: bool = True) -> None:
         self._stream = stream
         self._quiet = quiet
         self._tty = stream.isatty()
+        self._stamps = stamps and not self._tty  # a person reads a terminal or a notebook
         self._lock = threading.Lock()
         self._steps: dict[str, int] = {}
 
     def _line(self, text: str) -> None:
         with self._lock:
-            if self._tty:
+            if not self._stamps:
                 self._stream.write(f"{text}\n")
             else:
                 stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
