@@ -35,7 +35,7 @@ CLI = Path(sysconfig.get_path("scripts")) / "reconciler"
 
 #: What an image kernel must not see: reconciler and what it depends on.
 _HIDDEN = re.compile(
-    r"(reconciler|env_reconciler|_editable_impl_env_reconciler|_?yaml|pyyaml|jsonschema|"
+    r"(reconciler|env_reconciler|_editable_impl_.*|__editable__.*|_?yaml|pyyaml|jsonschema|"
     r"networkx|rattler|py_rattler|ruamel|uv)([-_.].*)?$",
     re.IGNORECASE,
 )
