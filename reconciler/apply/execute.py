@@ -26,6 +26,7 @@ from reconciler.apply.journal import Journal
 from reconciler.apply.recovery import adopt, recover
 from reconciler.apply.report import Reporter
 from reconciler.apply.saved import check_fresh, trusted_plan
+from reconciler.apply.verify import verify as _verify
 from reconciler.backends.process import Completed, redact
 from reconciler.errors import BackendError, ReconcilerError
 from reconciler.manifest.model import Environment, Manifest, select_environments
@@ -37,7 +38,7 @@ from reconciler.plan.planner import (
     conda_matches,
     read_inputs,
 )
-from reconciler.plan.policy import OWNED, Ownership
+from reconciler.plan.policy import Ownership
 from reconciler.render.words import plural
 from reconciler.state.cache import ReadCache
 from reconciler.state.environment import InstalledState, read_state
@@ -433,67 +434,6 @@ def _create(env: Environment, backends: Backends, log: _Log) -> None:
             )
         return
     backends.conda.install(env.prefix, env.channels, [f"python {env.create.python}.*"], (), ())
-
-
-def _verify(env_plan: EnvironmentPlan, item: EnvironmentInputs, after: InstalledState) -> None:
-    """Every planned change happened; no managed or foreign package moved."""
-    problems: list[str] = []
-    packages_after = after.packages()
-    for key, pkg in item.state.packages().items():
-        if item.ownership.status(pkg) == OWNED:
-            continue
-        now = packages_after.get(key)
-        if now is None:
-            problems.append(f"{pkg.name} {pkg.version} was removed")
-        elif (now.version, now.build) != (pkg.version, pkg.build):
-            problems.append(f"{pkg.name} moved from {pkg.version} to {now.version}")
-    for change in env_plan.changes:
-        if change.refused or change.action in ("create", "register-kernel", "remove"):
-            continue
-        if change.manager == "conda":
-            record = after.conda.get(change.name)
-            found = record.version if record else None
-        else:
-            dist = after.dists.get(change.name)
-            found = dist.version if dist else None
-        resolved = change.reason != UNRESOLVED
-        if found is None or (resolved and change.to_version and found != change.to_version):
-            problems.append(
-                f"{change.manager} {change.name} should be {change.to_version or 'installed'}, "
-                f"found {found or 'nothing'}"
-            )
-    problems += _overwritten(env_plan, item, after)
-    if problems:
-        raise ReconcilerError(
-            f"verification of {item.env.name} ({item.env.prefix}) failed: " + "; ".join(problems),
-            hint="see the apply log; `reconciler drift` shows the environment's state",
-        )
-
-
-def _overwritten(
-    env_plan: EnvironmentPlan, item: EnvironmentInputs, after: InstalledState
-) -> list[str]:
-    """Managed and foreign files that the installed wheels overwrote (their RECORD hash)."""
-    from reconciler.state.files import overwritten
-
-    moved = {
-        c.name
-        for c in env_plan.changes
-        if c.manager == "pip" and not c.refused and c.action not in ("create", "register-kernel")
-    }
-    written = [after.dists[n] for n in moved if n in after.dists]
-    packages = item.state.packages()
-    protected = {
-        d.name: d
-        for d in item.state.dists.values()
-        if d.name not in moved
-        and item.ownership.status(packages[item.state.package_for_dist(d.name)]) != OWNED
-    }
-    return [
-        f"{path} of {item.ownership.status(packages[item.state.package_for_dist(d.name)])} "
-        f"{d.display_name} {d.version} was overwritten"
-        for d, path in overwritten(after, written, protected.values())
-    ]
 
 
 def _record_owned(store: StateStore, item: EnvironmentInputs, after: InstalledState) -> None:
