@@ -163,7 +163,9 @@ def apply(
             if any(i.locked is None for i in inputs):
                 reporter.resolving([i.env.name for i in inputs if i.locked is None])
             plan = build_plan(manifest, inputs, backends)
-        context = _Context(manifest, store, backends, reporter, _Log(log), cache)
+        context = _Context(
+            manifest, store, backends, reporter, _Log(log), cache, planned_here=saved is None
+        )
         result = _execute(context, plan, inputs, partial)
         if not (result.refused and not any(r.status == "done" for r in result.results)):
             store.save_read_cache(cache)  # a refused apply leaves the state dir as it was
@@ -193,6 +195,9 @@ class _Context:
     reporter: Reporter
     log: _Log
     cache: ReadCache
+    #: The plan was made by this apply, not read from a file (``apply --plan``): its
+    #: changes can be installed as they are. A saved plan's changes only pin versions.
+    planned_here: bool = True
 
 
 def _execute(
@@ -370,6 +375,12 @@ def _apply_environment(
                 proc = installer.install_locked(
                     python, env_plan.pip_locked, env_plan.pip_constraints, env.pip_settings
                 )
+            elif context.planned_here and _exactly(env_plan, pip_changes):
+                # The preview's outcome, pinned, without resolving again: nothing else can
+                # be installed or moved (the pins of managed and foreign ones still hold).
+                proc = installer.install(
+                    python, exact, env_plan.pip_constraints, env.pip_settings, no_deps=True
+                )
             else:
                 proc = installer.install(
                     python,
@@ -402,6 +413,25 @@ def _apply_environment(
         journal.update(entry, status=status, error=exc.message)
         raise
     journal.update(entry, status="done")
+
+
+def _exactly(env_plan: EnvironmentPlan, pip_changes: Sequence[Change]) -> bool:
+    """The pip install can be the exact set the preview resolved (``--no-deps``, pinned):
+    each change has its resolved version and installs or moves it, and no conda install
+    or creation before it changes the environment the preview saw. A reinstall of the
+    same version keeps the resolving install (a pinned one would be a no-op)."""
+    return (
+        env_plan.exists
+        and not any(
+            c.manager == "conda" or c.action == "create" for c in env_plan.changes if not c.refused
+        )
+        and all(
+            c.to_version
+            and c.reason != UNRESOLVED
+            and c.action in ("install", "upgrade", "downgrade")
+            for c in pip_changes
+        )
+    )
 
 
 def _count(changes: Sequence[Change]) -> str:
