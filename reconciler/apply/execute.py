@@ -26,6 +26,7 @@ from reconciler.apply.journal import Journal
 from reconciler.apply.recovery import adopt, recover
 from reconciler.apply.report import Reporter
 from reconciler.apply.saved import check_fresh, trusted_plan
+from reconciler.apply.verify import verify as _verify
 from reconciler.backends.process import Completed, redact
 from reconciler.errors import BackendError, ReconcilerError
 from reconciler.manifest.model import Environment, Manifest, select_environments
@@ -37,7 +38,7 @@ from reconciler.plan.planner import (
     conda_matches,
     read_inputs,
 )
-from reconciler.plan.policy import OWNED, Ownership
+from reconciler.plan.policy import Ownership
 from reconciler.render.words import plural
 from reconciler.state.cache import ReadCache
 from reconciler.state.environment import InstalledState, read_state
@@ -162,7 +163,9 @@ def apply(
             if any(i.locked is None for i in inputs):
                 reporter.resolving([i.env.name for i in inputs if i.locked is None])
             plan = build_plan(manifest, inputs, backends)
-        context = _Context(manifest, store, backends, reporter, _Log(log), cache)
+        context = _Context(
+            manifest, store, backends, reporter, _Log(log), cache, planned_here=saved is None
+        )
         result = _execute(context, plan, inputs, partial)
         if not (result.refused and not any(r.status == "done" for r in result.results)):
             store.save_read_cache(cache)  # a refused apply leaves the state dir as it was
@@ -192,6 +195,9 @@ class _Context:
     reporter: Reporter
     log: _Log
     cache: ReadCache
+    #: The plan was made by this apply, not read from a file (``apply --plan``): its
+    #: changes can be installed as they are. A saved plan's changes only pin versions.
+    planned_here: bool = True
 
 
 def _execute(
@@ -369,6 +375,12 @@ def _apply_environment(
                 proc = installer.install_locked(
                     python, env_plan.pip_locked, env_plan.pip_constraints, env.pip_settings
                 )
+            elif context.planned_here and _exactly(env_plan, pip_changes):
+                # The preview's outcome, pinned, without resolving again: nothing else can
+                # be installed or moved (the pins of managed and foreign ones still hold).
+                proc = installer.install(
+                    python, exact, env_plan.pip_constraints, env.pip_settings, no_deps=True
+                )
             else:
                 proc = installer.install(
                     python,
@@ -403,6 +415,25 @@ def _apply_environment(
     journal.update(entry, status="done")
 
 
+def _exactly(env_plan: EnvironmentPlan, pip_changes: Sequence[Change]) -> bool:
+    """The pip install can be the exact set the preview resolved (``--no-deps``, pinned):
+    each change has its resolved version and installs or moves it, and no conda install
+    or creation before it changes the environment the preview saw. A reinstall of the
+    same version keeps the resolving install (a pinned one would be a no-op)."""
+    return (
+        env_plan.exists
+        and not any(
+            c.manager == "conda" or c.action == "create" for c in env_plan.changes if not c.refused
+        )
+        and all(
+            c.to_version
+            and c.reason != UNRESOLVED
+            and c.action in ("install", "upgrade", "downgrade")
+            for c in pip_changes
+        )
+    )
+
+
 def _count(changes: Sequence[Change]) -> str:
     return f"{len(changes)} package{'s' if len(changes) != 1 else ''}"
 
@@ -433,67 +464,6 @@ def _create(env: Environment, backends: Backends, log: _Log) -> None:
             )
         return
     backends.conda.install(env.prefix, env.channels, [f"python {env.create.python}.*"], (), ())
-
-
-def _verify(env_plan: EnvironmentPlan, item: EnvironmentInputs, after: InstalledState) -> None:
-    """Every planned change happened; no managed or foreign package moved."""
-    problems: list[str] = []
-    packages_after = after.packages()
-    for key, pkg in item.state.packages().items():
-        if item.ownership.status(pkg) == OWNED:
-            continue
-        now = packages_after.get(key)
-        if now is None:
-            problems.append(f"{pkg.name} {pkg.version} was removed")
-        elif (now.version, now.build) != (pkg.version, pkg.build):
-            problems.append(f"{pkg.name} moved from {pkg.version} to {now.version}")
-    for change in env_plan.changes:
-        if change.refused or change.action in ("create", "register-kernel", "remove"):
-            continue
-        if change.manager == "conda":
-            record = after.conda.get(change.name)
-            found = record.version if record else None
-        else:
-            dist = after.dists.get(change.name)
-            found = dist.version if dist else None
-        resolved = change.reason != UNRESOLVED
-        if found is None or (resolved and change.to_version and found != change.to_version):
-            problems.append(
-                f"{change.manager} {change.name} should be {change.to_version or 'installed'}, "
-                f"found {found or 'nothing'}"
-            )
-    problems += _overwritten(env_plan, item, after)
-    if problems:
-        raise ReconcilerError(
-            f"verification of {item.env.name} ({item.env.prefix}) failed: " + "; ".join(problems),
-            hint="see the apply log; `reconciler drift` shows the environment's state",
-        )
-
-
-def _overwritten(
-    env_plan: EnvironmentPlan, item: EnvironmentInputs, after: InstalledState
-) -> list[str]:
-    """Managed and foreign files that the installed wheels overwrote (their RECORD hash)."""
-    from reconciler.state.files import overwritten
-
-    moved = {
-        c.name
-        for c in env_plan.changes
-        if c.manager == "pip" and not c.refused and c.action not in ("create", "register-kernel")
-    }
-    written = [after.dists[n] for n in moved if n in after.dists]
-    packages = item.state.packages()
-    protected = {
-        d.name: d
-        for d in item.state.dists.values()
-        if d.name not in moved
-        and item.ownership.status(packages[item.state.package_for_dist(d.name)]) != OWNED
-    }
-    return [
-        f"{path} of {item.ownership.status(packages[item.state.package_for_dist(d.name)])} "
-        f"{d.display_name} {d.version} was overwritten"
-        for d, path in overwritten(after, written, protected.values())
-    ]
 
 
 def _record_owned(store: StateStore, item: EnvironmentInputs, after: InstalledState) -> None:

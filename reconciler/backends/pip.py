@@ -113,8 +113,12 @@ class PipInstaller(Protocol):
         requirements: Sequence[str],
         constraints: Sequence[str],
         settings: PipSettings,
+        *,
+        no_deps: bool = False,
     ) -> Completed:
-        """Install for real, with the same constraints as the preview."""
+        """Install for real, with the same constraints as the preview. ``no_deps``:
+        ``requirements`` are the exact ``name==version`` set a preview resolved, installed
+        as they are (no resolution again, nothing else installed)."""
         ...
 
     def install_locked(
@@ -245,9 +249,11 @@ class UvCli:
         requirements: Sequence[str],
         constraints: Sequence[str],
         settings: PipSettings,
+        *,
+        no_deps: bool = False,
     ) -> Completed:
-        """``uv pip install --python ENV/bin/python -c PINS REQS``."""
-        argv = self._install_argv(python, settings)
+        """``uv pip install --python ENV/bin/python -c PINS REQS`` (``--no-deps``)."""
+        argv = [*self._install_argv(python, settings), *(["--no-deps"] if no_deps else [])]
         with rolled_back_on_failure(python, "uv"):
             proc = _run_pinned(
                 argv, "--constraints", constraints, requirements, INSTALL_TIMEOUT, "in-installer"
@@ -422,9 +428,11 @@ class PipCli:
         requirements: Sequence[str],
         constraints: Sequence[str],
         settings: PipSettings,
+        *,
+        no_deps: bool = False,
     ) -> Completed:
-        """``python -m pip install --only-binary :all: -c PINS REQS``."""
-        argv = self._install_argv(python, settings)
+        """``python -m pip install --only-binary :all: -c PINS REQS`` (``--no-deps``)."""
+        argv = [*self._install_argv(python, settings), *(["--no-deps"] if no_deps else [])]
         with rolled_back_on_failure(python, "pip"):
             proc = _run_pinned(
                 argv, "--constraint", constraints, requirements, INSTALL_TIMEOUT, "in-installer"
