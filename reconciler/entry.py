@@ -125,7 +125,7 @@ def _remember(call: _Call, output: str | None = None, since_ns: int | None = Non
     from pathlib import Path
 
     from reconciler import fastpath
-    from reconciler.lockfile.model import lock_path
+    from reconciler.lockfile import lock_path
     from reconciler.manifest import load_manifest
     from reconciler.state.environment import system_site_dirs
     from reconciler.state.kernels import kernels_dir

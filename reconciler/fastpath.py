@@ -23,12 +23,13 @@ full planner, which is the authority. The cache is derived data.
 from __future__ import annotations
 
 import os
-import sys
+
+from reconciler.digest import sha256
 
 # typing is not imported at run time: it costs more than the whole no-op answer.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Iterable, Sequence
     from typing import Any
 
 __all__ = ["CACHE", "Hit", "Inputs", "matches", "remember"]
@@ -41,19 +42,6 @@ FORMAT = 3
 #: Entries kept: an apply and a few plan renderings of a few manifests.
 KEPT = 16
 _LISTS = ("prefixes", "site_dirs", "files", "state_files")
-
-
-def _sha256() -> Callable[[], Any]:
-    """SHA-256 from CPython's built-in module when there is one: ``hashlib`` loads OpenSSL,
-    alone ~3 ms of a ~15 ms no-op answer. The same digest either way."""
-    name = "_sha2" if sys.version_info >= (3, 12) else "_sha256"
-    try:
-        factory: Callable[[], Any] = __import__(name).sha256
-    except (ImportError, AttributeError):  # not CPython, or built without it
-        import hashlib
-
-        factory = hashlib.sha256
-    return factory
 
 
 class Inputs:
@@ -115,7 +103,7 @@ def _meta(path: str) -> str:
 
 def stamp(version: str, manifest: bytes, selection: Iterable[str], inputs: Inputs) -> str:
     """The hash of everything the no-op decision depends on."""
-    h = _sha256()()
+    h = sha256()
 
     def add(*parts: str | bytes) -> None:
         for part in parts:
@@ -139,7 +127,7 @@ def stamp(version: str, manifest: bytes, selection: Iterable[str], inputs: Input
 
 
 def _key(manifest: bytes, selection: Iterable[str]) -> str:
-    h = _sha256()()
+    h = sha256()
     h.update(manifest)
     return f"{h.hexdigest()}:{','.join(sorted(selection))}"
 
