@@ -50,6 +50,7 @@ import yaml
 from bench import fixture as fx
 from bench import real
 from bench.measure import CheckFailed, Run, Series, isolated_env, run_timed
+from reconciler.fastpath import CACHE as NOOP_STAMPS
 
 REPO = fx.REPO
 MIB = 1024 * 1024
@@ -632,7 +633,7 @@ class Bench:
         argv = self.rec(state, "plan", manifest)
         series = self.new_series(f"reconciler plan ({count} envs x 1000 dists, planner)", argv)
         fast = self.new_series(f"reconciler plan ({count} envs x 1000 dists, fast path)", argv)
-        stamps = state / "cache" / "noop.json"
+        stamps = state / NOOP_STAMPS
         for measured in self.rounds():
             # The planner itself: without the no-op stamps the fast path cannot answer.
             stamps.unlink(missing_ok=True)
