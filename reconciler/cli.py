@@ -95,9 +95,13 @@ def _plan(args: argparse.Namespace) -> int:
 
     store = _store(args)
     manifest = _load(args.manifest, store, args.env)
-    from reconciler.lockfile.resolver import use_lock
+    from reconciler.lockfile import has_lock_file
 
-    inputs = use_lock(manifest, read_inputs(manifest, store, args.env), required=args.locked)
+    inputs = read_inputs(manifest, store, args.env)
+    if args.locked or has_lock_file(manifest.path):  # without one, use_lock changes nothing
+        from reconciler.lockfile.resolver import use_lock
+
+        inputs = use_lock(manifest, inputs, required=args.locked)
     with resolving(sys.stderr, inputs, show=not args.quiet):
         plan = build_plan(manifest, inputs, Backends.default(store.root / "cache"))
     if args.out:

@@ -10,17 +10,17 @@ same options. Everything else goes to :func:`reconciler.cli.main`.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import time
-from collections.abc import Sequence
 
 from reconciler import __version__
 
-# typing is not imported at run time: it costs more than the whole no-op answer.
+# typing (and collections.abc, contextlib: they import collections and functools) are
+# not imported at run time: they cost more than the whole no-op answer.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from typing import Any
 
 __all__ = ["main"]
@@ -125,7 +125,7 @@ def _remember(call: _Call, output: str | None = None, since_ns: int | None = Non
     from pathlib import Path
 
     from reconciler import fastpath
-    from reconciler.lockfile.model import lock_path
+    from reconciler.lockfile import lock_path
     from reconciler.manifest import load_manifest
     from reconciler.state.environment import system_site_dirs
     from reconciler.state.kernels import kernels_dir
@@ -188,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.time_ns() - _CLOCK_SLACK_NS
     printed: list[tuple[Any, str]] = []
     code = full(args, on_plan=lambda plan, text: printed.append((plan, text)))
+    import contextlib  # cheap by now: the full path imported it
+
     # Derived data: never let remembering turn a success into a failure.
     with contextlib.suppress(Exception):
         if call.command == "apply" and code == 0:

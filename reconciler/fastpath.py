@@ -22,22 +22,26 @@ full planner, which is the authority. The cache is derived data.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-from collections.abc import Iterable, Sequence
+
+from reconciler.digest import sha256
 
 # typing is not imported at run time: it costs more than the whole no-op answer.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
     from typing import Any
 
 __all__ = ["CACHE", "Hit", "Inputs", "matches", "remember"]
 
-CACHE = os.path.join("cache", "noop.json")
-FORMAT = 2
+#: NUL-separated fields, not JSON: ``json`` imports ``re`` (with ``enum``), which costs
+#: more than the rest of the fast path together. NUL is the one character no path holds.
+CACHE = os.path.join("cache", "noop.stamps")
+_MAGIC = "reconciler no-op stamps"
+FORMAT = 3
 #: Entries kept: an apply and a few plan renderings of a few manifests.
 KEPT = 16
+_LISTS = ("prefixes", "site_dirs", "files", "state_files")
 
 
 class Inputs:
@@ -99,7 +103,7 @@ def _meta(path: str) -> str:
 
 def stamp(version: str, manifest: bytes, selection: Iterable[str], inputs: Inputs) -> str:
     """The hash of everything the no-op decision depends on."""
-    h = hashlib.sha256()
+    h = sha256()
 
     def add(*parts: str | bytes) -> None:
         for part in parts:
@@ -118,24 +122,69 @@ def stamp(version: str, manifest: bytes, selection: Iterable[str], inputs: Input
         add("file", path, _content(path))
     for path in inputs.state_files:
         add("state", path, _meta(path))
-    return h.hexdigest()
+    digest: str = h.hexdigest()
+    return digest
 
 
 def _key(manifest: bytes, selection: Iterable[str]) -> str:
-    digest = hashlib.sha256(manifest).hexdigest()
-    return f"{digest}:{','.join(sorted(selection))}"
+    h = sha256()
+    h.update(manifest)
+    return f"{h.hexdigest()}:{','.join(sorted(selection))}"
 
 
-def _load(state_dir: str) -> dict[str, Any]:
+def _encode(entries: dict[str, dict[str, Any]]) -> str | None:
+    """The cache file's text; None when a field holds a NUL (then nothing is remembered)."""
+    fields = [_MAGIC, str(FORMAT), str(len(entries))]
+    for key, entry in entries.items():
+        output = entry.get("output")
+        fields += [key, entry["stamp"], str(entry["count"])]
+        fields += ["1", output] if isinstance(output, str) else ["0", ""]
+        for name in _LISTS:
+            paths = entry["inputs"][name]
+            fields += [str(len(paths)), *paths]
+    if any("\0" in f for f in fields):
+        return None
+    return "\0".join(fields)
+
+
+def _decode(text: str) -> dict[str, dict[str, Any]]:
+    """The entries of the cache file's text; empty when it is not exactly what
+    :func:`_encode` writes (a damaged cache is a miss, never a guess)."""
+    fields = text.split("\0")
+    if fields[:2] != [_MAGIC, str(FORMAT)] or len(fields) < 3 or not fields[2].isdigit():
+        return {}
+    entries: dict[str, dict[str, Any]] = {}
+    at = 3
+    try:
+        for _ in range(int(fields[2])):
+            key, stamp, count, has_output, output = fields[at : at + 5]
+            at += 5
+            if not count.isdigit() or has_output not in ("0", "1"):
+                return {}
+            inputs: dict[str, list[str]] = {}
+            for name in _LISTS:
+                if not fields[at].isdigit():
+                    return {}
+                n = int(fields[at])
+                inputs[name] = fields[at + 1 : at + 1 + n]
+                if len(inputs[name]) != n:
+                    return {}
+                at += 1 + n
+            entry: dict[str, Any] = {"stamp": stamp, "inputs": inputs, "count": int(count)}
+            if has_output == "1":
+                entry["output"] = output
+            entries[key] = entry
+    except (ValueError, IndexError):
+        return {}
+    return entries if at == len(fields) else {}
+
+
+def _load(state_dir: str) -> dict[str, dict[str, Any]]:
     try:
         with open(os.path.join(state_dir, CACHE), encoding="utf-8") as f:
-            data = json.load(f)
+            return _decode(f.read())
     except (OSError, ValueError):
         return {}
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        return {}
-    entries = data.get("entries")
-    return entries if isinstance(entries, dict) else {}
 
 
 def matches(
@@ -149,16 +198,12 @@ def matches(
     except OSError:
         return None
     entry = _load(state_dir).get(_key(manifest, selection))
-    if not isinstance(entry, dict) or not isinstance(entry.get("count"), int):
+    if entry is None:
         return None
-    try:
-        inputs = Inputs(**entry["inputs"])
-    except (KeyError, TypeError):
+    inputs = Inputs(**entry["inputs"])
+    if entry["stamp"] != stamp(version, manifest, selection, inputs):
         return None
-    if entry.get("stamp") != stamp(version, manifest, selection, inputs):
-        return None
-    output = entry.get("output")
-    return Hit(entry["count"], output if isinstance(output, str) else None)
+    return Hit(entry["count"], entry.get("output"))
 
 
 def _modified_since(inputs: Inputs, since_ns: int) -> bool:
@@ -198,7 +243,7 @@ def remember(
     anything the stamp covers was modified since, nothing is recorded (the run may
     have read the environment before that change).
     """
-    from reconciler.state.store import write_json_atomic
+    import contextlib
 
     if unchanged_since_ns is not None and _modified_since(inputs, unchanged_since_ns):
         return
@@ -216,12 +261,30 @@ def remember(
     entries.pop(key, None)  # re-inserted last: the most recently remembered
     entries[key] = entry
     # Keep the file small: the most recent entries only.
-    kept = dict(list(entries.items())[-KEPT:])
-    try:
-        from pathlib import Path
+    text = _encode(dict(list(entries.items())[-KEPT:]))
+    if text is None:
+        return
+    _write_atomic(os.path.join(state_dir, CACHE), text)
+    with contextlib.suppress(OSError):
+        os.unlink(os.path.join(state_dir, "cache", "noop.json"))  # an older version's cache
 
-        write_json_atomic(
-            Path(state_dir) / CACHE, {"format": FORMAT, "entries": kept}, derived=True
-        )
+
+def _write_atomic(path: str, text: str) -> None:
+    """Best effort: readers see the old file or the new one, whole (derived data: no fsync)."""
+    import contextlib
+    import tempfile
+
+    tmp = None
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".noop.", suffix=".tmp", dir=os.path.dirname(path))
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+        tmp = None
     except OSError:
         return
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)

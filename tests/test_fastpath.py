@@ -254,3 +254,67 @@ def test_a_change_while_the_full_plan_ran_is_not_remembered(tmp_path: Path) -> N
     assert hit is not None and (hit.count, hit.output) == (1, "x\n")
     os.rmdir(site / "alpha-1.0.dist-info")
     assert fastpath.matches(str(state), "0", str(manifest), []) is None
+
+
+#: What the fast answer must not import: each costs more than the answer itself (json
+#: pulls re and enum; hashlib loads OpenSSL; typing, pathlib and dataclasses are the
+#: planner's world).
+HEAVY = (
+    "argparse", "collections", "contextlib", "dataclasses", "enum", "hashlib", "json",
+    "pathlib", "re", "typing", "reconciler.cli", "reconciler.state.store",
+)  # fmt: skip
+IMPORTS = (
+    "import sys; before = set(sys.modules); from reconciler.entry import main; "
+    "code = main(sys.argv[1:]); new = sorted(set(sys.modules) - before); "
+    "import json; print(json.dumps({'code': code, 'new': new}))"
+)
+
+
+@pytest.mark.parametrize("command", ["apply", "plan"])
+def test_the_fast_answer_imports_only_what_it_uses(
+    applied: tuple[Path, Path, Path, Path, dict[str, str]], command: str
+) -> None:
+    _image, _tools, manifest, state, env = applied
+    _run(env, state, command, manifest)  # a plan remembers its output on the first run
+    result, out, err = _run(env, state, command, manifest, probe=IMPORTS)
+    assert (result["code"], err) == (0, ""), out + err
+    assert out.rstrip().endswith("match the manifest.")
+    new = result["new"]
+    assert isinstance(new, list)
+    assert sorted(set(new) & set(HEAVY)) == []
+    assert "reconciler.fastpath" in new  # it did answer from the stamp
+
+
+def test_a_damaged_stamp_cache_is_a_miss(tmp_path: Path) -> None:
+    """A truncated or edited cache file never gives a wrong answer: the damaged entry is a
+    miss (the full plan decides), an intact one still answers."""
+    from reconciler import fastpath
+
+    prefix = tmp_path / "env"
+    site = prefix / "lib" / "python3.11" / "site-packages"
+    site.mkdir(parents=True)
+    manifest = tmp_path / "m.yaml"
+    manifest.write_bytes(b"m")
+    state = tmp_path / "state"
+    inputs = fastpath.Inputs([str(prefix)], [str(site)], [], [str(tmp_path / "baseline.json")])
+    fastpath.remember(str(state), "0", b"m", ["env=a"], inputs, 1, output="plan\ntext\n")
+    fastpath.remember(str(state), "0", b"m", ["env=b"], inputs, 2)
+    hit = fastpath.matches(str(state), "0", str(manifest), ["env=a"])
+    assert hit is not None and (hit.count, hit.output) == (1, "plan\ntext\n")
+    hit = fastpath.matches(str(state), "0", str(manifest), ["env=b"])
+    assert hit is not None and (hit.count, hit.output) == (2, None)
+    path = state / fastpath.CACHE
+    good = path.read_bytes()
+    edits = [good[:n] for n in range(len(good))]
+    edits += [good + b"\0", good.replace(b"\x001\x00", b"\x00x\x00", 1), b"\xff" + good]
+    edits += [good.replace(b"\x002\x00", b"\x003\x00", 1), good.replace(b"\x003\x00", b"\x002\x00")]
+    for damaged in edits:
+        path.write_bytes(damaged)
+        a = fastpath.matches(str(state), "0", str(manifest), ["env=a"])
+        assert a is None or (a.count, a.output) == (1, "plan\ntext\n"), damaged
+        # env=b is the last entry: every edit above damages it (or the whole file).
+        assert fastpath.matches(str(state), "0", str(manifest), ["env=b"]) is None, damaged
+    # A NUL cannot be stored: nothing is remembered rather than a wrong entry.
+    path.unlink()
+    fastpath.remember(str(state), "0", b"m", [], inputs, 1, output="a\0b")
+    assert not path.exists()

@@ -13,13 +13,15 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from reconciler import faults
 from reconciler.backends.process import first_lines
 from reconciler.errors import BackendError
-from reconciler.lockfile.model import LockedRecord
 from reconciler.state.cache import ReadCache
+
+if TYPE_CHECKING:  # built only by a solve (rattler) or a lock: a plan that needs neither skips it
+    from reconciler.lockfile.model import LockedRecord
 
 __all__ = [
     "CondaSolution",
@@ -350,6 +352,8 @@ class RattlerSolver:
 
 
 def _locked_record(record: Any) -> LockedRecord:
+    from reconciler.lockfile.model import LockedRecord
+
     noarch = record.noarch
     kind = "python" if noarch.python else "generic" if noarch.generic else None
     return LockedRecord(

@@ -33,8 +33,6 @@ timeouts and retries). Failures raise :class:`reconciler.errors.BackendError`.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import html.parser
 import json
 import os
 import tempfile
@@ -152,19 +150,6 @@ class Link:
     metadata_url: str | None
 
 
-class _Anchors(html.parser.HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.base: str | None = None
-        self.anchors: list[dict[str, str | None]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "base" and self.base is None:
-            self.base = dict(attrs).get("href")
-        elif tag == "a":
-            self.anchors.append(dict(attrs))
-
-
 def _fragment_sha256(url: str) -> tuple[str, str | None]:
     base, _, fragment = url.partition("#")
     name, _, value = fragment.partition("=")
@@ -173,7 +158,9 @@ def _fragment_sha256(url: str) -> tuple[str, str | None]:
 
 def html_links(page: bytes, page_url: str) -> list[Link]:
     """The links of a PEP 503 HTML page (or a find-links page), ``<base>`` honoured."""
-    parser = _Anchors()
+    from reconciler.backends.html_anchors import Anchors
+
+    parser = Anchors()
     parser.feed(page.decode("utf-8", errors="replace"))
     base = urljoin(page_url, parser.base) if parser.base else page_url
     links: list[Link] = []
@@ -341,6 +328,8 @@ def _wheel(link: Link, name: str, version: str, source: str, hash_local: bool) -
 
 
 def _file_sha256(path: Path) -> str | None:
+    import hashlib  # OpenSSL's: file contents (reconciler.digest is for small inputs)
+
     digest = hashlib.sha256()
     try:
         with path.open("rb") as f:

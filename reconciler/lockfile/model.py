@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reconciler.lockfile import lock_path as lock_path
+
 __all__ = [
     "FORMAT_VERSION",
     "Entries",
@@ -31,13 +33,6 @@ __all__ = [
 ]
 
 FORMAT_VERSION = "1"
-
-
-def lock_path(manifest: Path) -> Path:
-    """``team.yaml`` -> ``team.lock`` (``.yml`` too; any other name gets ``.lock`` added)."""
-    if manifest.suffix in (".yaml", ".yml"):
-        return manifest.with_suffix(".lock")
-    return manifest.with_name(manifest.name + ".lock")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ prefix checks that read the machine still pass (:mod:`reconciler.manifest.world`
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -18,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-from reconciler import __version__
+from reconciler import __version__, digest
 from reconciler.errors import ManifestError, Problem
 from reconciler.manifest import model
 from reconciler.manifest.model import Manifest
@@ -79,7 +78,7 @@ def load_manifest(
     """
     file = os.fspath(path)
     raw = _read(file)
-    sha256 = hashlib.sha256(raw).hexdigest()
+    sha256 = digest.sha256(raw).hexdigest()
     model_key = _model_key(sha256, file, check_prefixes) if memo is not None else ""
     if memo is not None and model_key in memo.models:
         remembered = _from_json(memo.models[model_key])
@@ -123,7 +122,7 @@ def load_manifest_text(
     raw = text.encode("utf-8")
     if len(raw) > MAX_MANIFEST_BYTES:
         raise _whole_file(file, f"the manifest is larger than {MAX_MANIFEST_BYTES} bytes (1 MiB)")
-    return _load(text, file, hashlib.sha256(raw).hexdigest(), check_prefixes, None)
+    return _load(text, file, digest.sha256(raw).hexdigest(), check_prefixes, None)
 
 
 def _load(
@@ -163,7 +162,7 @@ def schema_key(sha256: str) -> str:
     """Identifies "these manifest bytes passed this schema" (the schema file's own hash too)."""
     from reconciler.resources import schema_path
 
-    schema = hashlib.sha256(schema_path(SCHEMA_NAME).read_bytes()).hexdigest()[:16]
+    schema = digest.sha256(schema_path(SCHEMA_NAME).read_bytes()).hexdigest()[:16]
     return f"{sha256}:{schema}"
 
 
@@ -182,7 +181,7 @@ def _model_key(sha256: str, file: str, check_prefixes: bool) -> str:
         schema_key(sha256), os.path.abspath(file), os.path.expanduser("~"), __version__,
         str(check_prefixes), *code,
     )  # fmt: skip
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+    return digest.sha256("\0".join(parts).encode()).hexdigest()
 
 
 def _to_json(value: object) -> Any:

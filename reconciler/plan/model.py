@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler.lockfile.model import LockedRecord
+if TYPE_CHECKING:  # loaded by the two readers of saved plans: a plan made now needs none
+    from reconciler.lockfile.model import LockedRecord
 
 __all__ = [
     "ACTIONS",
@@ -199,7 +200,7 @@ class EnvironmentPlan:
             conda_pinned=tuple(data.get("conda_pinned", ())),
             lock=str(data.get("lock") or ""),
             pip_locked=tuple(data.get("pip_locked", ())),
-            conda_locked=tuple(LockedRecord.from_json(r) for r in data.get("conda_locked", ())),
+            conda_locked=_locked_records(data.get("conda_locked", ())),
         )
 
 
@@ -336,6 +337,16 @@ _LOCKED_LINE = re.compile(
     r"^[a-z0-9]+(?:-[a-z0-9]+)*==[A-Za-z0-9.+!_-]+ --hash=sha256:[0-9a-f]{64}$"
 )
 _RECORD_TEXT = re.compile(r"^[A-Za-z0-9._+!-]+$")
+
+
+def _locked_records(records: Any) -> tuple[LockedRecord, ...]:
+    if not records:
+        return ()
+    from reconciler.lockfile.model import LockedRecord
+
+    return tuple(LockedRecord.from_json(r) for r in records)
+
+
 _RECORD_URL = re.compile(r"^(?:https?|file)://[^\s]+$")
 
 
@@ -349,6 +360,8 @@ def _locked_problem(env: dict[str, Any]) -> str | None:
     records = env.get("conda_locked", [])
     if not isinstance(records, list):
         return "bad 'conda_locked'"
+    if records:
+        from reconciler.lockfile.model import LockedRecord
     for record in records:
         try:
             parsed = LockedRecord.from_json(record)

@@ -17,7 +17,6 @@ from packaging.utils import canonicalize_name
 from reconciler.backends.conda import CondaSolver, RattlerSolver, SpecMatcher
 from reconciler.backends.pip import PipInstaller, check_index_order, select_installer
 from reconciler.errors import ReconcilerError
-from reconciler.lockfile.model import LockedRecord
 from reconciler.manifest.model import Environment, Manifest, PipRequest, select_environments
 from reconciler.plan.clashes import LazyWheelRecords, WheelContents
 from reconciler.plan.conda_side import plan_conda_side
@@ -31,10 +30,10 @@ from reconciler.state.environment import (
     migrated_identity,
     read_state,
 )
-from reconciler.state.kernels import read_kernelspec
 from reconciler.state.store import Baseline, Owned, StateStore
 
 if TYPE_CHECKING:
+    from reconciler.lockfile.model import LockedRecord
     from reconciler.lockfile.resolver import LockedResolver
 
 __all__ = [
@@ -169,6 +168,8 @@ def pip_requests(env: Environment) -> tuple[PipRequest, ...]:
 def _kernel_change(env: Environment) -> Change | None:
     if env.kernel is None:
         return None
+    from reconciler.state.kernels import read_kernelspec  # only environments with a kernel
+
     spec = read_kernelspec(env.kernel.name)
     python = str(env.prefix / "bin" / "python")
     if spec.exists and spec.python == python and spec.display_name == env.kernel.display_name:

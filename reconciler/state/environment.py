@@ -12,13 +12,13 @@ as ``site.py`` orders them. Nothing reconciler does may change them.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
+from reconciler.digest import sha256
 from reconciler.state.cache import ReadCache
 from reconciler.state.conda import (
     CondaRecord,
@@ -204,14 +204,14 @@ def image_identity(prefix: Path) -> str | None:
                 break  # the second transaction starts: the first block is complete
             if line.strip():
                 first.append(line.rstrip())
-        return "history:" + hashlib.sha256(b"\n".join(first)).hexdigest()[:32]
+        return "history:" + sha256(b"\n".join(first)).hexdigest()[:32]
     try:
         with (prefix / "pyvenv.cfg").open("rb") as f:
             cfg = f.read()
             mtime = int(os.fstat(f.fileno()).st_mtime)
     except OSError:
         return None
-    return "venv:" + hashlib.sha256(cfg + b"\0" + str(mtime).encode()).hexdigest()[:32]
+    return "venv:" + sha256(cfg + b"\0" + str(mtime).encode()).hexdigest()[:32]
 
 
 def migrated_identity(recorded: object, prefix: Path) -> str | None:
@@ -228,7 +228,7 @@ def migrated_identity(recorded: object, prefix: Path) -> str | None:
         cfg = (prefix / "pyvenv.cfg").read_bytes()
     except OSError:
         return None
-    if recorded != "pyvenv:" + hashlib.sha256(cfg).hexdigest()[:32]:
+    if recorded != "pyvenv:" + sha256(cfg).hexdigest()[:32]:
         return None
     return image_identity(prefix)
 
@@ -239,7 +239,7 @@ def _fingerprint(
     pinned: tuple[str, ...],
     frozen: bool,
 ) -> str:
-    h = hashlib.sha256()
+    h = sha256()
     for filename in sorted(r.filename for r in conda.values()):
         h.update(filename.encode() + b"\0")
     h.update(b"\1")

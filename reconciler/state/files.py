@@ -25,13 +25,13 @@ from __future__ import annotations
 import base64
 import contextlib
 import csv
-import hashlib
 import io
 import json
 import os
 from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 
+from reconciler.digest import sha256
 from reconciler.state.environment import InstalledState
 from reconciler.state.python import Distribution
 
@@ -85,7 +85,7 @@ def hashed_entries(state: InstalledState, dist: Distribution) -> Iterator[tuple[
 
 def files_stamp(state: InstalledState, dist: Distribution) -> str:
     """A hash of (path, size, mtime_ns) of ``dist``'s hashed files; ``-`` for a missing one."""
-    digest = hashlib.sha256()
+    digest = sha256()
     base = f"{state.site_packages}{os.sep}"
     for path, _, _ in hashed_entries(state, dist):
         try:
@@ -98,6 +98,8 @@ def files_stamp(state: InstalledState, dist: Distribution) -> str:
 
 def record_digest(path: str) -> str | None:
     """A file's hash as RECORD writes it (``sha256=<urlsafe b64>``); None if unreadable."""
+    import hashlib  # OpenSSL's: file contents (reconciler.digest is for small inputs)
+
     digest = hashlib.sha256()
     try:
         with open(path, "rb") as f:

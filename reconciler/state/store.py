@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reconciler.digest import sha256
 from reconciler.errors import StateError
 from reconciler.state.cache import ReadCache
 from reconciler.state.environment import InstalledState, Package, image_identity
@@ -196,6 +195,8 @@ _OWNED_ASIDE = "move it aside; reconciler then treats those packages as foreign"
 
 
 def _now() -> str:
+    from datetime import datetime, timezone  # only writes stamp a time: a plan reads
+
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
 
 
@@ -207,7 +208,7 @@ class StateStore:
 
     def env_dir(self, prefix: Path) -> Path:
         """The directory holding one environment's state files."""
-        digest = hashlib.sha256(str(prefix).encode()).hexdigest()[:16]
+        digest = sha256(str(prefix).encode()).hexdigest()[:16]
         return self.root / "envs" / f"{prefix.name or 'root'}-{digest}"
 
     def _read(self, path: Path, hint: str) -> dict[str, Any] | None:
