@@ -257,10 +257,14 @@ class Bench:
 
     # -- setup --
 
-    def setup(self) -> None:
+    def setup(self, prefixes: bool = True) -> None:
+        """The children's environment; with ``prefixes``, the per-run copies of the
+        fixture's environments with captured baselines (every step but scale and start-up)."""
         home = self.work / "home"
         home.mkdir()
         self.env = isolated_env(home, self.work / "uv-cache", REPO)
+        if not prefixes:
+            return
         for name, original in self.fixture.environments.items():
             self.prefixes[name] = fx.link_copy(original, self.work / "envs" / name)
             (self.prefixes[name] / ".lock").unlink(missing_ok=True)
@@ -921,6 +925,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
+STEPS = ("noop", "plan", "apply", "scale", "version", "real")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small version (seconds)")
@@ -929,6 +936,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--profile", action="store_true", help="importtime + cProfile of each FAIL's command"
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=STEPS,
+        help="run only this section (repeatable); the scale section runs at its full size "
+        "(50 environments) unless --quick",
+    )
     args = parser.parse_args(argv)
     config = Config.from_args(args)
     if Path.cwd().resolve() != REPO.resolve():
@@ -944,15 +958,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         (work / ".keep").touch()
     bench = Bench(config, work, fixture, uv, reconciler)
     try:
-        bench.setup()
-        for step in (
+        steps = [
             bench.bench_noop,
             bench.bench_plan,
             bench.bench_apply,
             bench.bench_scale,
             bench.bench_version,
             real.step(bench),  # the real-wheel fixture (bench/real.py)
-        ):
+        ]
+        only = set(args.only or STEPS)
+        steps = [s for s in steps if s.__name__.removeprefix("bench_") in only]
+        bench.setup(prefixes=bool(only & {"noop", "plan", "apply"}))
+        for step in steps:
             _log(f"{step.__name__.removeprefix('bench_')} ...")
             step()
         lines = _header(config, uv, how, fixture)
