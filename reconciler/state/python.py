@@ -123,31 +123,62 @@ def _pyvenv_version(prefix: Path) -> tuple[int, int] | None:
 
 
 def read_metadata_headers(path: Path | str) -> tuple[str, str, tuple[str, ...]] | None:
-    """``(Name, Version, Requires-Dist)`` from a METADATA / PKG-INFO file, or None."""
-    name = version = ""
-    requires: list[str] = []
+    """``(Name, Version, Requires-Dist)`` from a METADATA / PKG-INFO file, or None.
+
+    Read as text mode would (UTF-8 with replacement, universal newlines), but with raw
+    ``os.read``: for 50,000 dist-infos the text layer costs 3x the reading. Only the
+    headers are read when they end within the first chunk (the body can be large).
+    """
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line in ("\n", "\r\n"):
-                    break  # end of headers; the body is the long description
-                if line[:1] in (" ", "\t"):
-                    continue  # folded continuation of a previous header
-                key, sep, value = line.partition(":")
-                if not sep:
-                    continue
-                key = key.lower()
-                if key == "name":
-                    name = value.strip()
-                elif key == "version":
-                    version = value.strip()
-                elif key == "requires-dist":
-                    requires.append(value.strip())
+        data = _read_bytes(path, stop=b"\n\n", stop_crlf=b"\r\n\r\n")
     except OSError:
         return None
+    text = data.decode("utf-8", "replace")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    end = 0 if text.startswith("\n") else text.find("\n\n")
+    name = version = ""
+    requires: list[str] = []
+    for line in (text if end < 0 else text[:end]).split("\n"):
+        if line[:1] in (" ", "\t"):
+            continue  # folded continuation of a previous header
+        key, sep, value = line.partition(":")
+        if not sep:
+            continue
+        key = key.lower()
+        if key == "name":
+            name = value.strip()
+        elif key == "version":
+            version = value.strip()
+        elif key == "requires-dist":
+            requires.append(value.strip())
     if not name or not version:
         return None
     return name, version, tuple(requires)
+
+
+_CHUNK = 1 << 14
+
+
+def _read_bytes(path: Path | str, stop: bytes = b"", stop_crlf: bytes = b"") -> bytes:
+    """The file's bytes; with ``stop``, only the first chunk when it holds ``stop`` (or
+    ``stop_crlf``, or a lone-CR blank line) -- what a line reader would stop at."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        data = os.read(fd, _CHUNK)
+        if stop and (stop in data or stop_crlf in data or b"\r\r" in data):
+            return data
+        if len(data) < _CHUNK:
+            rest = os.read(fd, _CHUNK)
+            if not rest:
+                return data
+            data += rest
+        parts = [data]
+        while chunk := os.read(fd, 1 << 20):
+            parts.append(chunk)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
 
 
 def _egg_info_requires(egg_info: Path) -> tuple[str, ...]:
@@ -177,11 +208,14 @@ def _egg_info_requires(egg_info: Path) -> tuple[str, ...]:
 
 
 def _read_text(path: Path | str) -> str:
+    """A small file's stripped text (UTF-8, universal newlines), "" when it is absent."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read().strip()
+        text = _read_bytes(path).decode("utf-8")
     except OSError:
         return ""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text.strip()
 
 
 def _cached_dist_info(key: str, entry: str, cache: ReadCache) -> Distribution | None:
