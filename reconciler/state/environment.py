@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Package:
     """One installed package as the user thinks of it.
 
@@ -267,11 +267,10 @@ def read_state(prefix: Path, cache: ReadCache | None = None) -> InstalledState:
     site, python_version = find_site_packages(prefix)
     dists = read_distributions(site, cache)
     details = {name: record_details(prefix, record, cache) for name, record in conda.items()}
-    # Only this prefix's own directories: a prefix nested in another one
-    # (/opt/conda/envs/x in /opt/conda) keeps its entries.
+    # Only this prefix's own conda-meta: a prefix nested in another one
+    # (/opt/conda/envs/x in /opt/conda) keeps its entries. (read_distributions
+    # replaces each site-packages directory's cache table itself.)
     cache.prune(str(prefix / "conda-meta"))
-    if site is not None:
-        cache.prune(str(site))
     dist_owner: dict[str, str] = {}
     if details:
         by_dir = {d.directory: d.name for d in dists.values()}
@@ -285,7 +284,6 @@ def read_state(prefix: Path, cache: ReadCache | None = None) -> InstalledState:
         for name, dist in read_distributions(system_dir, cache).items():
             if name not in dists:  # the venv's own copy comes first on sys.path
                 dists[name] = replace(dist, system_site=True)
-        cache.prune(str(system_dir))
     user_site: dict[str, Distribution] = {}
     if not is_venv or _includes_system_site(prefix):
         user_site = read_distributions(_user_site(python_version))
