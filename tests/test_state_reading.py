@@ -184,3 +184,29 @@ def test_a_missing_site_packages_or_a_file_in_its_place_holds_nothing(tmp_path: 
     info = write_dist_info(tmp_path / "site-packages", "alpha", "1.0")
     assert read_distributions(tmp_path / "missing", ReadCache()) == {}
     assert read_distributions(info / "METADATA", ReadCache()) == {}
+
+
+# -- baselines ------------------------------------------------------------------------------
+
+
+def test_baseline_values_are_strings_even_when_hand_edited(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state")
+    prefix = tmp_path / "env"
+    path = store.env_dir(prefix) / "baseline.json"
+    path.parent.mkdir(parents=True)
+    packages: dict[str, Any] = {
+        "pip:alpha": {"name": "alpha", "manager": "pip", "version": "1.0", "build": ""},
+        "pip:beta": {"name": "beta", "manager": "pip", "version": 2.5, "build": 0},
+    }
+    document = {"format": 1, "prefix": str(prefix), "captured_at": "t", "packages": packages}
+    path.write_text(json.dumps(document))
+    baseline = store.baseline(prefix)
+    assert baseline is not None
+    assert dict(baseline.packages) == {
+        "pip:alpha": {"name": "alpha", "manager": "pip", "version": "1.0", "build": ""},
+        "pip:beta": {"name": "beta", "manager": "pip", "version": "2.5", "build": "0"},
+    }
+    del packages["pip:beta"]
+    path.write_text(json.dumps(document))
+    again = store.baseline(prefix)
+    assert again is not None and dict(again.packages) == {"pip:alpha": packages["pip:alpha"]}
