@@ -210,3 +210,30 @@ def test_baseline_values_are_strings_even_when_hand_edited(tmp_path: Path) -> No
     path.write_text(json.dumps(document))
     again = store.baseline(prefix)
     assert again is not None and dict(again.packages) == {"pip:alpha": packages["pip:alpha"]}
+
+
+# -- the fingerprint saved plans are checked against ------------------------------------------
+
+
+def test_fingerprint_digest_is_the_one_saved_plans_hold(tmp_path: Path) -> None:
+    """Hashed in one piece now; the digest must stay what plans saved before recorded."""
+    import hashlib
+
+    from reconciler.state.environment import read_state
+
+    prefix = tmp_path / "env"
+    site = prefix / "lib" / "python3.11" / "site-packages"
+    write_dist_info(site, "Beta_Two", "2.0")
+    write_dist_info(site, "alpha", "1.0+local")
+    (prefix / "conda-meta").mkdir()
+    (prefix / "conda-meta" / "zlib-1.3-h0.json").write_text("{}")
+    (prefix / "conda-meta" / "abc-0.1-py_0.json").write_text("{}")
+    (prefix / "conda-meta" / "pinned").write_text("zlib 1.3\nabc\n")
+    h = hashlib.sha256()  # the line-by-line hashing the digest was defined by
+    for filename in ("abc-0.1-py_0.json", "zlib-1.3-h0.json"):
+        h.update(filename.encode() + b"\0")
+    h.update(b"\1")
+    h.update(b"alpha==1.0+local:alpha-1.0+local.dist-info\0")
+    h.update(b"beta-two==2.0:Beta_Two-2.0.dist-info\0")
+    h.update(b"\1" + b"zlib 1.3\nabc")
+    assert read_state(prefix).fingerprint == h.hexdigest()

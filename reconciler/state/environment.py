@@ -103,10 +103,10 @@ class InstalledState:
                 record.name, "conda", record.version, record.build, shipped.get(record.name)
             )
             out[pkg.key] = pkg
-        for dist in self.dists.values():
-            if dist.name not in self.dist_owner:
-                pkg = Package(dist.name, "pip", dist.version, "", dist)
-                out[pkg.key] = pkg
+        owner = self.dist_owner
+        for name, dist in self.dists.items():
+            if name not in owner:  # keyed by dist.name
+                out["pip:" + name] = Package(name, "pip", dist.version, "", dist)
         return out
 
     def package_for_dist(self, dist_name: str) -> str:
@@ -239,15 +239,15 @@ def _fingerprint(
     pinned: tuple[str, ...],
     frozen: bool,
 ) -> str:
-    h = hashlib.sha256()
-    for filename in sorted(r.filename for r in conda.values()):
-        h.update(filename.encode() + b"\0")
-    h.update(b"\1")
-    for dist in sorted(dists.values(), key=lambda d: d.name):
+    # One string hashed at once: the same digest as hashing each line in turn.
+    lines = [f"{filename}\0" for filename in sorted(r.filename for r in conda.values())]
+    lines.append("\1")
+    for name in sorted(dists):
+        dist = dists[name]
         where = "@system" if dist.system_site else ""
-        h.update(f"{dist.name}=={dist.version}:{dist.directory}{where}\0".encode())
-    h.update(b"\1" + "\n".join(pinned).encode() + (b"\1frozen" if frozen else b""))
-    return h.hexdigest()
+        lines.append(f"{dist.name}=={dist.version}:{dist.directory}{where}\0")
+    lines.append("\1" + "\n".join(pinned) + ("\1frozen" if frozen else ""))
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
 def read_state(prefix: Path, cache: ReadCache | None = None) -> InstalledState:
