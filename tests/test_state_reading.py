@@ -73,6 +73,13 @@ CASES = {
     "no name": b"Version: 1.0\n",
     "separator-less lines": b"garbage\nName: g\nVersion: 1\n",
     "spaces around the colon": b"Name : spaced\nName:  x \nVersion:\t5 \n",
+    "keys in any case": b"NAME: Up\nvErSiOn: 1\nREQUIRES-DIST: a\nrequires-dist: b; x == ':'\n",
+    "lookalike keys": "N\u0391ME: greek\nName: n\nVERSİON: 2\nVersion: 1\n"
+    "\u212aey: kelvin\n".encode(),
+    "many classifiers": HEAD + b"".join(b"Classifier: T :: %d\n" % i for i in range(400)) + b"\n",
+    "form feed and line separator": "Name: a\x0cVersion: 9\nVersion: 1\u2028Name: b\n".encode(),
+    "empty values": b"Name:\nVersion: 1\n",
+    "a name without a colon": b"Name foo\nName: bar\nVersion: 1\n",
 }  # fmt: skip
 
 

@@ -141,24 +141,24 @@ def read_metadata_headers(
     end = 0 if text.startswith("\n") else text.find("\n\n")
     name = version = ""
     requires: list[str] = []
-    for line in (text if end < 0 else text[:end]).split("\n"):
-        if line[:1] in (" ", "\t"):
-            continue  # folded continuation of a previous header
-        key, sep, value = line.partition(":")
-        if not sep:
-            continue
+    # Only the three headers wanted, found by one regular expression (a METADATA has
+    # dozens of Classifier lines). A folded continuation starts with a space or tab,
+    # so it never matches; ASCII case folding is what str.lower() does to these keys.
+    for key, value in re.findall(_HEADERS, text if end < 0 else text[:end], _HEADER_FLAGS):
         key = key.lower()
         if key == "name":
             name = value.strip()
         elif key == "version":
             version = value.strip()
-        elif key == "requires-dist":
+        else:
             requires.append(value.strip())
     if not name or not version:
         return None
     return name, version, tuple(requires)
 
 
+_HEADERS = r"^(name|version|requires-dist):(.*)"
+_HEADER_FLAGS = re.IGNORECASE | re.ASCII | re.MULTILINE
 _CHUNK = 1 << 14
 
 
