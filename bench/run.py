@@ -37,6 +37,7 @@ import os
 import platform
 import pstats
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -629,6 +630,7 @@ class Bench:
         series = self.new_series(f"reconciler plan ({count} envs x 1000 dists, planner)", argv)
         fast = self.new_series(f"reconciler plan ({count} envs x 1000 dists, fast path)", argv)
         stamps = state / "cache" / "noop.json"
+        cpu: dict[str, list[float]] = {"warm": [], "empty state dir": [], "fast path": []}
         for measured in self.rounds():
             # The planner itself: without the no-op stamps the fast path cannot answer.
             stamps.unlink(missing_ok=True)
@@ -640,6 +642,15 @@ class Bench:
                 series.add(r.seconds, r.maxrss_kib)
                 fast.add(f.seconds, f.maxrss_kib)
                 cold.add(c.seconds, c.maxrss_kib)
+                for key, run in (("warm", r), ("empty state dir", c), ("fast path", f)):
+                    cpu[key].append(run.cpu_seconds)
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        self.notes.append(
+            f"plan {count} envs x 1,000 dists: the child's CPU time (user + system, wait4), "
+            "medians: "
+            + ", ".join(f"{key} {statistics.median(v):.3f} s" for key, v in cpu.items())
+            + f" (wall times above; load {load} at the end of the section)"
+        )
         full = count == 50
         suffix = "" if full else " (for 50 envs)"
         self.rows.append(
