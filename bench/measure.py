@@ -59,6 +59,8 @@ class Run:
     stdout: str
     stderr: str
     maxrss_kib: int
+    #: The child's own CPU time, user + system (wait4): less sensitive to other load.
+    cpu_seconds: float = 0.0
 
     def describe(self) -> str:
         return (
@@ -91,6 +93,7 @@ def run_timed(argv: Sequence[str | Path], env: Mapping[str, str], cwd: Path | No
             out.read().decode(errors="replace"),
             err.read().decode(errors="replace"),
             usage.ru_maxrss,  # KiB on Linux
+            usage.ru_utime + usage.ru_stime,
         )
 
 

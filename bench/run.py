@@ -37,6 +37,7 @@ import os
 import platform
 import pstats
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -258,10 +259,14 @@ class Bench:
 
     # -- setup --
 
-    def setup(self) -> None:
+    def setup(self, prefixes: bool = True) -> None:
+        """The children's environment; with ``prefixes``, the per-run copies of the
+        fixture's environments with captured baselines (every step but scale and start-up)."""
         home = self.work / "home"
         home.mkdir()
         self.env = isolated_env(home, self.work / "uv-cache", REPO)
+        if not prefixes:
+            return
         for name, original in self.fixture.environments.items():
             self.prefixes[name] = fx.link_copy(original, self.work / "envs" / name)
             (self.prefixes[name] / ".lock").unlink(missing_ok=True)
@@ -626,7 +631,10 @@ class Bench:
         def ok(r: Run) -> bool:
             return r.returncode == 0 and r.stdout.rstrip().splitlines()[-1].startswith("No changes")
 
-        cold = self.run(self.rec(cold_state, "plan", manifest), ok, "cold scale plan")
+        cold_argv = self.rec(cold_state, "plan", manifest)
+        cold = self.new_series(
+            f"reconciler plan ({count} envs x 1000 dists, empty state)", cold_argv
+        )
         state = self.work / "state-scale"
         capture = self.rec(state, "baseline", "capture", manifest)
         self.run(capture, lambda r: r.returncode == 0, "scale baseline capture")
@@ -634,14 +642,27 @@ class Bench:
         series = self.new_series(f"reconciler plan ({count} envs x 1000 dists, planner)", argv)
         fast = self.new_series(f"reconciler plan ({count} envs x 1000 dists, fast path)", argv)
         stamps = state / NOOP_STAMPS
+        cpu: dict[str, list[float]] = {"warm": [], "empty state dir": [], "fast path": []}
         for measured in self.rounds():
             # The planner itself: without the no-op stamps the fast path cannot answer.
             stamps.unlink(missing_ok=True)
             r = self.run(argv, ok, "scale plan")
             f = self.run(argv, ok, "scale plan (fast path)")
+            shutil.rmtree(cold_state, ignore_errors=True)
+            c = self.run(cold_argv, ok, "scale plan on an empty state dir")
             if measured:
                 series.add(r.seconds, r.maxrss_kib)
                 fast.add(f.seconds, f.maxrss_kib)
+                cold.add(c.seconds, c.maxrss_kib)
+                for key, run in (("warm", r), ("empty state dir", c), ("fast path", f)):
+                    cpu[key].append(run.cpu_seconds)
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        self.notes.append(
+            f"plan {count} envs x 1,000 dists: the child's CPU time (user + system, wait4), "
+            "medians: "
+            + ", ".join(f"{key} {statistics.median(v):.3f} s" for key, v in cpu.items())
+            + f" (wall times above; load {load} at the end of the section)"
+        )
         full = count == 50
         suffix = "" if full else " (for 50 envs)"
         self.rows.append(
@@ -658,18 +679,18 @@ class Bench:
         self.rows.append(
             Row(
                 "  the same, empty state dir",
-                f"{cold.seconds:.3f} s",
+                f"{cold.median:.3f} s",
                 "-",
                 "-",
                 "<= 4 s" + suffix,
-                _verdict(cold.seconds <= 4.0) if full else "info",
+                _verdict(cold.median <= 4.0) if full else "info",
                 self._profile_cmd(
                     self.rec(self.work / "state-scale-profile", "plan", manifest),
                     lambda: shutil.rmtree(self.work / "state-scale-profile", ignore_errors=True),
                 ),
             )
         )
-        peak = max(series.peak_mib, cold.maxrss_kib / 1024)
+        peak = max(series.peak_mib, cold.peak_mib)
         self.rows.append(
             Row(
                 "  peak memory (child ru_maxrss)",
@@ -934,6 +955,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
+STEPS = ("noop", "plan", "apply", "scale", "version", "real")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small version (seconds)")
@@ -942,6 +966,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--profile", action="store_true", help="importtime + cProfile of each FAIL's command"
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=STEPS,
+        help="run only this section (repeatable); the scale section runs at its full size "
+        "(50 environments) unless --quick",
+    )
     args = parser.parse_args(argv)
     config = Config.from_args(args)
     if Path.cwd().resolve() != REPO.resolve():
@@ -957,15 +988,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         (work / ".keep").touch()
     bench = Bench(config, work, fixture, uv, reconciler)
     try:
-        bench.setup()
-        for step in (
+        steps = [
             bench.bench_noop,
             bench.bench_plan,
             bench.bench_apply,
             bench.bench_scale,
             bench.bench_version,
             real.step(bench),  # the real-wheel fixture (bench/real.py)
-        ):
+        ]
+        only = set(args.only or STEPS)
+        steps = [s for s in steps if s.__name__.removeprefix("bench_") in only]
+        bench.setup(prefixes=bool(only & {"noop", "plan", "apply"}))
+        for step in steps:
             _log(f"{step.__name__.removeprefix('bench_')} ...")
             step()
         lines = _header(config, uv, how, fixture)

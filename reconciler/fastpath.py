@@ -106,9 +106,11 @@ def stamp(version: str, manifest: bytes, selection: Iterable[str], inputs: Input
     h = sha256()
 
     def add(*parts: str | bytes) -> None:
-        for part in parts:
-            h.update(part if isinstance(part, bytes) else part.encode())
-            h.update(b"\0")
+        # One update per call (50 site-packages of 1,000 entries): the same digest as
+        # one update per part and separator.
+        h.update(
+            b"".join((part if isinstance(part, bytes) else part.encode()) + b"\0" for part in parts)
+        )
 
     add(version, manifest, *sorted(selection))
     for prefix in inputs.prefixes:

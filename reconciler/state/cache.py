@@ -4,8 +4,9 @@ Everything here is derived data, keyed so that a change on disk invalidates it:
 
 * conda record details (``depends``, ``channel``, shipped dist-infos) by the
   record file's (mtime_ns, size): the JSON bodies can be megabytes;
-* Python distributions by the dist-info directory's (mtime_ns): installers
-  create a new directory per install, so its METADATA never changes in place;
+* Python distributions by the dist-info directory's (mtime_ns), in one table per
+  site-packages directory: installers create a new directory per install, so its
+  METADATA never changes in place;
 * conda MatchSpec results by (spec, name-version-build): a pure function,
   remembered so the no-op path need not import py-rattler (~50 ms).
 
@@ -18,23 +19,34 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["ReadCache"]
+__all__ = ["DistEntry", "ReadCache"]
+
+
+#: One cached distribution: the dist-info directory's mtime_ns, then what
+#: :class:`reconciler.state.python.Distribution` holds besides the directory name.
+DistEntry = list[Any]  # [mtime_ns, name, display_name, version, [requires], installer, editable]
 
 
 class ReadCache:
-    """In-memory view of the cache file; ``changed`` says whether to save it."""
+    """In-memory view of the cache file; ``changed`` says whether to save it.
+
+    Distributions are kept per site-packages directory (``dists[directory][entry]``):
+    a directory's table is replaced as a whole after each listing, which forgets the
+    packages that were removed, and the file holds no repeated directory paths.
+    """
 
     def __init__(self, data: Mapping[str, Any] | None = None) -> None:
         data = data or {}
         self.records: dict[str, Any] = dict(_mapping(data.get("records")))
-        self.dists: dict[str, Any] = dict(_mapping(data.get("dists")))
+        self.dists: dict[str, dict[str, DistEntry]] = {
+            k: v for k, v in _mapping(data.get("dists")).items() if isinstance(v, dict)
+        }
         self.matches: dict[str, bool] = {
             k: v for k, v in _mapping(data.get("matches")).items() if isinstance(v, bool)
         }
         self.changed = False
         self._seen_records: set[str] = set()
-        self._seen_dists: set[str] = set()
-        self._by_dir: dict[str, set[str]] | None = None
+        self._records_by_dir: dict[str, set[str]] | None = None
 
     def get_record(self, key: str, stamp: list[int]) -> Any:
         """The cached value for ``key`` if its stamp matches, else None."""
@@ -49,18 +61,20 @@ class ReadCache:
         self.records[key] = [stamp, value]
         self.changed = True
 
-    def get_dist(self, key: str, stamp: list[int]) -> Any:
-        """The cached distribution for ``key`` if its stamp matches, else None."""
-        self._seen_dists.add(key)
-        hit = self.dists.get(key)
-        if isinstance(hit, list) and len(hit) == 2 and hit[0] == stamp:
-            return hit[1]
-        return None
+    def site_dists(self, directory: str) -> Mapping[str, DistEntry]:
+        """The cached distributions of a site-packages directory, by entry name (the
+        caller checks each entry's stamp)."""
+        return self.dists.get(directory, {})
 
-    def put_dist(self, key: str, stamp: list[int], value: Any) -> None:
-        """Remember a distribution for ``key`` at ``stamp``."""
-        self.dists[key] = [stamp, value]
-        self.changed = True
+    def set_site_dists(self, directory: str, table: dict[str, DistEntry], *, reused: int) -> None:
+        """Replace the directory's table with the entries its listing has now; ``reused``
+        of them came unchanged from :meth:`site_dists`, so an equal table is no change."""
+        old = self.dists.get(directory)
+        if old is None and not table:
+            return
+        if old is None or reused != len(table) or reused != len(old):
+            self.changed = True
+        self.dists[directory] = table
 
     def match(self, key: str) -> bool | None:
         """A remembered MatchSpec result."""
@@ -72,18 +86,17 @@ class ReadCache:
         self.changed = True
 
     def prune(self, directory: str) -> None:
-        """Forget the entries of ``directory`` (a conda-meta or site-packages directory that
-        was just listed) that this run did not see: packages that were removed."""
-        if self._by_dir is None:
-            # Indexed once per run: pruning 50 environments of 1,000 packages stays linear.
-            self._by_dir = {}
-            for table in (self.records, self.dists):
-                for key in table:
-                    self._by_dir.setdefault(os.path.dirname(key), set()).add(key)
-        for key in self._by_dir.pop(directory.rstrip("/"), set()):
-            if key not in self._seen_records and key not in self._seen_dists:
+        """Forget the conda records of ``directory`` (a conda-meta directory that was just
+        listed) that this run did not see: packages that were removed. (Site-packages
+        tables are replaced whole by :meth:`set_site_dists`.)"""
+        if self._records_by_dir is None:
+            # Indexed once per run: pruning many environments stays linear.
+            self._records_by_dir = {}
+            for key in self.records:
+                self._records_by_dir.setdefault(key.rpartition(os.sep)[0], set()).add(key)
+        for key in self._records_by_dir.pop(directory.rstrip(os.sep), set()):
+            if key not in self._seen_records:
                 self.records.pop(key, None)
-                self.dists.pop(key, None)
                 self.changed = True
 
     def to_json(self) -> dict[str, Any]:

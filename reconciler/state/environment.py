@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Package:
     """One installed package as the user thinks of it.
 
@@ -103,10 +103,10 @@ class InstalledState:
                 record.name, "conda", record.version, record.build, shipped.get(record.name)
             )
             out[pkg.key] = pkg
-        for dist in self.dists.values():
-            if dist.name not in self.dist_owner:
-                pkg = Package(dist.name, "pip", dist.version, "", dist)
-                out[pkg.key] = pkg
+        owner = self.dist_owner
+        for name, dist in self.dists.items():
+            if name not in owner:  # keyed by dist.name
+                out["pip:" + name] = Package(name, "pip", dist.version, "", dist)
         return out
 
     def package_for_dist(self, dist_name: str) -> str:
@@ -239,15 +239,15 @@ def _fingerprint(
     pinned: tuple[str, ...],
     frozen: bool,
 ) -> str:
-    h = sha256()
-    for filename in sorted(r.filename for r in conda.values()):
-        h.update(filename.encode() + b"\0")
-    h.update(b"\1")
-    for dist in sorted(dists.values(), key=lambda d: d.name):
+    # One string hashed at once: the same digest as hashing each line in turn.
+    lines = [f"{filename}\0" for filename in sorted(r.filename for r in conda.values())]
+    lines.append("\1")
+    for name in sorted(dists):
+        dist = dists[name]
         where = "@system" if dist.system_site else ""
-        h.update(f"{dist.name}=={dist.version}:{dist.directory}{where}\0".encode())
-    h.update(b"\1" + "\n".join(pinned).encode() + (b"\1frozen" if frozen else b""))
-    return h.hexdigest()
+        lines.append(f"{dist.name}=={dist.version}:{dist.directory}{where}\0")
+    lines.append("\1" + "\n".join(pinned) + ("\1frozen" if frozen else ""))
+    return sha256("".join(lines).encode()).hexdigest()
 
 
 def read_state(prefix: Path, cache: ReadCache | None = None) -> InstalledState:
@@ -267,11 +267,10 @@ def read_state(prefix: Path, cache: ReadCache | None = None) -> InstalledState:
     site, python_version = find_site_packages(prefix)
     dists = read_distributions(site, cache)
     details = {name: record_details(prefix, record, cache) for name, record in conda.items()}
-    # Only this prefix's own directories: a prefix nested in another one
-    # (/opt/conda/envs/x in /opt/conda) keeps its entries.
+    # Only this prefix's own conda-meta: a prefix nested in another one
+    # (/opt/conda/envs/x in /opt/conda) keeps its entries. (read_distributions
+    # replaces each site-packages directory's cache table itself.)
     cache.prune(str(prefix / "conda-meta"))
-    if site is not None:
-        cache.prune(str(site))
     dist_owner: dict[str, str] = {}
     if details:
         by_dir = {d.directory: d.name for d in dists.values()}
@@ -285,7 +284,6 @@ def read_state(prefix: Path, cache: ReadCache | None = None) -> InstalledState:
         for name, dist in read_distributions(system_dir, cache).items():
             if name not in dists:  # the venv's own copy comes first on sys.path
                 dists[name] = replace(dist, system_site=True)
-        cache.prune(str(system_dir))
     user_site: dict[str, Distribution] = {}
     if not is_venv or _includes_system_site(prefix):
         user_site = read_distributions(_user_site(python_version))

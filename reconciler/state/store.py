@@ -20,6 +20,7 @@ import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -187,6 +188,19 @@ class Owned:
         }
 
 
+_BASELINE_FIELDS = frozenset({"name", "manager", "version"})
+
+
+def _well_formed(packages: dict[str, Any]) -> bool:
+    """Every entry a mapping with at least name, manager and version (C-level loops)."""
+    values = packages.values()
+    return set(map(type, values)) <= {dict} and all(map(_BASELINE_FIELDS.issubset, values))
+
+
+def _only_strings(packages: dict[str, dict[str, Any]]) -> bool:
+    return set(map(type, chain.from_iterable(map(dict.values, packages.values())))) <= {str}
+
+
 _RECAPTURE = (
     "run `reconciler baseline capture` to record it again from the live environment "
     "(it replaces this file)"
@@ -213,8 +227,8 @@ class StateStore:
 
     def _read(self, path: Path, hint: str) -> dict[str, Any] | None:
         try:
-            with path.open(encoding="utf-8") as f:
-                data = json.load(f)
+            with open(path, "rb") as f:  # one read, then the C decoder: no text layer
+                data = json.loads(f.read().decode("utf-8"))
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
@@ -234,16 +248,17 @@ class StateStore:
         if data is None:
             return None
         packages = data.get("packages")
-        if not isinstance(packages, dict) or not all(
-            isinstance(v, dict) and {"name", "manager", "version"} <= v.keys()
-            for v in packages.values()
-        ):
+        if not isinstance(packages, dict) or not _well_formed(packages):
             raise StateError(f"baseline {path} is corrupt (bad 'packages')", hint=_RECAPTURE)
+        # What reconciler writes holds only strings: taken as parsed (50 baselines of
+        # 1,000 packages); anything else (a hand edit) is made strings as before.
+        if not _only_strings(packages):
+            packages = {k: {kk: str(vv) for kk, vv in v.items()} for k, v in packages.items()}
         return Baseline(
             prefix=str(data.get("prefix", prefix)),
             captured_at=str(data.get("captured_at", "")),
             image=data.get("image"),
-            packages={k: {kk: str(vv) for kk, vv in v.items()} for k, v in packages.items()},
+            packages=packages,
             replaced=data.get("replaced"),
         )
 
@@ -318,8 +333,8 @@ class StateStore:
     def read_cache(self) -> ReadCache:
         """The installed-state read cache; a damaged cache is simply rebuilt."""
         try:
-            with (self.root / "cache" / "read-cache.json").open(encoding="utf-8") as f:
-                data = json.load(f)
+            with open(self.root / "cache" / "read-cache.json", "rb") as f:
+                data = json.loads(f.read().decode("utf-8"))
         except (OSError, ValueError):
             return ReadCache()
         if not isinstance(data, dict) or data.get("format") != FORMAT:

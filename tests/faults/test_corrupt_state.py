@@ -462,8 +462,9 @@ def test_poisoned_read_cache_does_not_free_managed_packages(
     path = state / "cache" / "read-cache.json"
     cache = json.loads(path.read_bytes())
     assert cache["dists"], "the read cache holds the venv's distributions"
-    for key in cache["dists"]:
-        cache["dists"][key] = [[0], {"name": "zzz", "version": "9"}]  # stale stamps
+    for table in cache["dists"].values():  # site-packages directory -> entry -> entry
+        for entry in table:
+            table[entry] = [0, "zzz", "zzz", "9", [], "", False]  # stale stamps
     path.write_bytes(_json(cache))
     assert _plan_json(state, manifest, cli) == expected
 
