@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -302,3 +303,66 @@ def test_a_stalled_index_gives_up_within_its_bounds(tmp_path: Path) -> None:
     )
     assert attempts == 3
     assert elapsed < 0.3 * 3 + 0.5 + 1.0 + 2.0  # three timeouts, two backoffs, slack
+
+
+def test_local_directories_group_files_as_packaging_parses_them(tmp_path: Path) -> None:
+    from packaging.utils import (
+        InvalidSdistFilename,
+        InvalidWheelFilename,
+        parse_sdist_filename,
+        parse_wheel_filename,
+    )
+
+    from reconciler.backends import local_dirs
+
+    names = [
+        "Foo.Bar-1.0-py3-none-any.whl",
+        "foo_bar-2.0-1-py3-none-any.whl",
+        "foo-bar-3.0.tar.gz",
+        "foo_bar-4.0.zip",
+        "foo-bar-baz-1.0.tar.gz",  # project foo-bar-baz, not foo-bar
+        "foo_bar-x-y.whl",  # grouped under foo-bar, then refused by the full parse
+        "README.txt",
+    ]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    for name in names:
+        try:
+            if name.endswith(".whl"):
+                project = str(parse_wheel_filename(name)[0])
+            else:
+                project = str(parse_sdist_filename(name)[0])
+        except (InvalidWheelFilename, InvalidSdistFilename):
+            continue
+        assert name in local_dirs.project_files(tmp_path, project), name
+    assert local_dirs.project_files(tmp_path, "foo-bar") == (
+        "Foo.Bar-1.0-py3-none-any.whl",
+        "foo-bar-3.0.tar.gz",
+        "foo_bar-2.0-1-py3-none-any.whl",
+        "foo_bar-4.0.zip",
+        "foo_bar-x-y.whl",
+    )
+    assert local_dirs.project_files(tmp_path / "missing", "foo-bar") == ()
+
+
+def test_a_wheel_added_to_find_links_is_seen_by_the_next_lookup(tmp_path: Path) -> None:
+    house = tmp_path / "house"
+    build_wheel(house, "alpha", "1.0")
+    settings = PipSettings(find_links=(str(house),), no_index=True)
+    assert locate_wheel("alpha", "2.0", settings, TAGS) is None
+    listed = house.stat().st_mtime_ns
+
+    build_wheel(house, "alpha", "2.0")
+    # The listing is kept while the directory's mtime stays (a coarse clock may keep it
+    # within one tick: each plan starts by forgetting listings, below).
+    os.utime(house, ns=(listed, listed))
+    assert locate_wheel("alpha", "2.0", settings, TAGS) is None
+    os.utime(house, ns=(listed + 1, listed + 1))
+    found = locate_wheel("alpha", "2.0", settings, TAGS)
+    assert found is not None and found.filename == "alpha-2.0-py3-none-any.whl"
+
+    build_wheel(house, "alpha", "3.0")
+    os.utime(house, ns=(listed + 1, listed + 1))
+    wheels.forget_pages()  # what every plan starts with
+    found = locate_wheel("alpha", "3.0", settings, TAGS)
+    assert found is not None and found.filename == "alpha-3.0-py3-none-any.whl"

@@ -221,11 +221,11 @@ def _local_dir(source: str) -> Path | None:
 def _list_source(source: str, name: str, find_links: bool) -> list[ReleaseFile]:
     directory = _local_dir(source)
     if directory is not None:
-        try:
-            entries = sorted(directory.iterdir())
-        except OSError:
-            return []
-        files = (_parse_file(name, p.name, str(p), None) for p in entries)
+        from reconciler.backends.local_dirs import project_files
+
+        files = (
+            _parse_file(name, n, str(directory / n), None) for n in project_files(directory, name)
+        )
         return [f for f in files if f is not None]
     # A find-links URL is a page of links itself (as pip reads it); an index has a
     # page per project.

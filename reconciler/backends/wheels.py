@@ -222,12 +222,14 @@ def _find_links_location(location: str) -> tuple[Path | None, str]:
     return Path(os.path.expanduser(location)), location
 
 
-def _local_links(directory: Path) -> list[Link]:
-    try:
-        names = sorted(os.listdir(directory))
-    except OSError:
-        return []
-    return [Link(n, (directory / n).resolve().as_uri(), None, None) for n in names]
+def _local_links(directory: Path, name: str) -> list[Link]:
+    """Project ``name``'s files in a local directory (its listing is read once a plan)."""
+    from reconciler.backends.local_dirs import project_files
+
+    return [
+        Link(n, (directory / n).resolve().as_uri(), None, None)
+        for n in project_files(directory, name)
+    ]
 
 
 def locate_wheel(
@@ -253,7 +255,7 @@ def locate_wheel(
     for location in settings.find_links:
         directory, source = _find_links_location(location)
         if directory is not None:
-            links = _local_links(directory)
+            links = _local_links(directory, canonical)
         else:
             response = http.get().get(location)
             links = html_links(response.body, response.url) if response.status == 200 else []
@@ -307,9 +309,13 @@ def project_page(http: HttpClient, url: str) -> Response:
 
 
 def forget_pages() -> None:
-    """Drop the project pages read so far (see :func:`project_page`)."""
+    """Drop the project pages and local directory listings read so far (see
+    :func:`project_page`)."""
     with _pages_lock:
         _pages.clear()
+    from reconciler.backends.local_dirs import forget
+
+    forget()  # the local find-links listings too
 
 
 def _indexes(settings: PipSettings) -> list[str]:
