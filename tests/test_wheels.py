@@ -366,3 +366,51 @@ def test_a_wheel_added_to_find_links_is_seen_by_the_next_lookup(tmp_path: Path) 
     wheels.forget_pages()  # what every plan starts with
     found = locate_wheel("alpha", "3.0", settings, TAGS)
     assert found is not None and found.filename == "alpha-3.0-py3-none-any.whl"
+
+
+def test_a_local_wheels_record_is_kept_until_the_file_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reconciler.backends import wheel_records
+
+    house, cache = tmp_path / "house", tmp_path / "cache"
+    wheel = build_wheel(house, "alpha", "1.0", extra={"alpha/aa.txt": b"data\n"})
+    settings = PipSettings(find_links=(str(house),), no_index=True)
+    found = locate_wheel("alpha", "1.0", settings, TAGS, hash_local=False)
+    assert found is not None and found.sha256 is None  # a local wheel is not hashed
+
+    paths = [e.path for e in read_record(found, cache)]
+    assert "alpha/aa.txt" in paths
+    assert wheel_records.local_record_cache_file(cache, wheel.resolve()).is_file()
+
+    # Read again without opening the zip: the rows come from the cache.
+    def no_zip(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the cached rows were not used")
+
+    monkeypatch.setattr(wheel_records.zipfile, "ZipFile", no_zip)
+    assert [e.path for e in read_record(found, cache)] == paths
+    monkeypatch.undo()
+
+    # Overwritten in place (same inode) by a wheel of the same size, its mtime put
+    # back: only the ctime tells, and the rows are read anew.
+    stat = wheel.stat()
+    for other in ("bb", "cc", "dd", "ee", "ff", "gg", "hh", "ii", "jj", "kk"):
+        twin = build_wheel(
+            tmp_path / other, "alpha", "1.0", extra={f"alpha/{other}.txt": b"data\n"}
+        )
+        if twin.stat().st_size == stat.st_size:
+            break
+    else:
+        raise AssertionError("no rebuilt wheel of the same size")
+    with wheel.open("r+b") as f:
+        f.write(twin.read_bytes())
+    os.utime(wheel, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    now = wheel.stat()
+    assert (now.st_ino, now.st_size, now.st_mtime_ns) == (
+        stat.st_ino,
+        stat.st_size,
+        stat.st_mtime_ns,
+    )
+    changed = [e.path for e in read_record(found, cache)]
+    assert f"alpha/{other}.txt" in changed and "alpha/aa.txt" not in changed
+    assert [e.path for e in read_record(found, cache)] == changed

@@ -18,10 +18,13 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from packaging.utils import canonicalize_name
 
-__all__ = ["forget", "project_files", "project_key"]
+from reconciler.manifest.model import PipSettings
+
+__all__ = ["forget", "local_only", "project_files", "project_key"]
 
 _listings: dict[str, tuple[tuple[int, int, int], dict[str, tuple[str, ...]]]] = {}
 _lock = threading.Lock()
@@ -73,3 +76,11 @@ def forget() -> None:
     """Drop the listings read so far: the next lookup lists the directory again."""
     with _lock:
         _listings.clear()
+
+
+def local_only(settings: PipSettings) -> bool:
+    """Every location of ``settings`` is on this machine: no index, and find-links
+    that are directories or ``file://`` URLs (no network read, nothing to wait for)."""
+    return settings.no_index and all(
+        urlsplit(link).scheme not in ("http", "https") for link in settings.find_links
+    )

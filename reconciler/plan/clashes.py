@@ -173,13 +173,15 @@ def _owner_label(pkg: Package, status: str) -> str:
 def _records(
     wheels: WheelContents, python: Path, writes: Sequence[Change], settings: PipSettings
 ) -> list[Sequence[RecordEntry] | None]:
-    """Each write's wheel listing; several are fetched at once (index round trips)."""
+    """Each write's wheel listing; several are fetched at once from an index (round
+    trips), one after the other from local directories (threads would only contend)."""
+    from reconciler.backends.local_dirs import local_only
 
     def one(change: Change) -> Sequence[RecordEntry] | None:
         return wheels.record(python, change.name, str(change.to_version), settings)
 
-    if len(writes) == 1:
-        return [one(writes[0])]
+    if len(writes) == 1 or local_only(settings):
+        return [one(change) for change in writes]
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=min(8, len(writes))) as pool:
