@@ -18,13 +18,13 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from packaging.utils import canonicalize_name
 
 from reconciler.manifest.model import PipSettings
 
-__all__ = ["forget", "local_only", "project_files", "project_key"]
+__all__ = ["forget", "local_only", "newer_offered", "project_files", "project_key"]
 
 _listings: dict[str, tuple[tuple[int, int, int], dict[str, tuple[str, ...]]]] = {}
 _lock = threading.Lock()
@@ -84,3 +84,40 @@ def local_only(settings: PipSettings) -> bool:
     return settings.no_index and all(
         urlsplit(link).scheme not in ("http", "https") for link in settings.find_links
     )
+
+
+def newer_offered(name: str, version: str, settings: PipSettings) -> bool:
+    """Could a location of ``settings`` offer a release of project ``name`` (canonical)
+    newer than ``version``? False only when every location is a local directory and
+    every file of the project in them parses to a version at most ``version``; an index,
+    a find-links page or file, an unparsable version or file name all say True."""
+    from packaging.utils import (
+        InvalidSdistFilename,
+        InvalidWheelFilename,
+        parse_sdist_filename,
+        parse_wheel_filename,
+    )
+    from packaging.version import InvalidVersion, Version
+
+    if not local_only(settings):
+        return True
+    try:
+        chosen = Version(version)
+    except InvalidVersion:
+        return True
+    for location in settings.find_links:
+        parts = urlsplit(location)
+        path = unquote(parts.path) if parts.scheme == "file" else os.path.expanduser(location)
+        if not os.path.isdir(path):
+            return True
+        for filename in project_files(Path(path), name):
+            try:
+                if filename.endswith(".whl"):
+                    offered = parse_wheel_filename(filename)[1]
+                else:
+                    offered = parse_sdist_filename(filename)[1]
+            except (InvalidWheelFilename, InvalidSdistFilename):
+                return True
+            if offered > chosen:
+                return True
+    return False

@@ -15,7 +15,7 @@ a preview that installs one of them anyway is refused.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from packaging.requirements import Requirement
@@ -157,13 +157,17 @@ def plan_pip_side(
     preview = installer.preview(python, to_resolve, constraints, settings)
     if preview.ok:
         # What is newest, for the requests the preview installs (held back or not),
-        # is asked while the chains are worked out. Not before the preview: a failing
-        # index would see every request twice.
+        # is asked while the chains and the clash check are worked out. Not before the
+        # preview: a failing index would see every request twice. Not at all when the
+        # local directories that are the only locations offer nothing newer.
+        from reconciler.backends.local_dirs import newer_offered
+
         ask_newest = [
             texts[i.name]
             for i in preview.installs
             if i.name in texts
             and not any(c.operator in ("==", "===") for c in Requirement(texts[i.name]).specifier)
+            and newer_offered(i.name, i.version, settings)
         ]
         with _Background(installer.newest, python, ask_newest, settings) as newest:
             chains: dict[str, tuple[str, tuple[str, ...]]] = {}
@@ -171,10 +175,11 @@ def plan_pip_side(
                 # Transitive changes: say which request needs each (the chain).
                 chains = chains_of(state, installer, settings, to_resolve, texts, preview)
             found = _classify(state, packages, ownership, preview.installs, texts, chains=chains)
-            found = held_back(state, ownership, settings, texts, found, newest())
-        changes += found
-        if wheels is not None:
-            changes = refuse_clashes(state, ownership, changes, wheels, settings)
+            checked = found
+            if wheels is not None:
+                checked = refuse_clashes(state, ownership, found, wheels, settings)
+            held = held_back(state, ownership, settings, texts, found, newest())
+        changes += [_merged(c, h) for c, h in zip(checked, held)]
         return PipSidePlan(tuple(changes), tuple(satisfied), tuple(to_resolve), constraints, True)
 
     missing = unavailable(preview.message, to_resolve, settings)
@@ -184,6 +189,15 @@ def plan_pip_side(
         state, packages, ownership, installer, settings, to_resolve, texts, preview
     )
     return PipSidePlan(tuple(changes), tuple(satisfied), tuple(to_resolve), constraints, True)
+
+
+def _merged(checked: Change, held: Change) -> Change:
+    """One change of the clash check (``checked``) and of :func:`held_back` (``held``),
+    both made from the same classified change: held back, and refused by a clash.
+    held_back sees the change before the clash check, as it always did."""
+    if held.held_back is None:
+        return checked
+    return replace(checked, held_back=held.held_back)
 
 
 class _Background:
