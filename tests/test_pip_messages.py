@@ -6,6 +6,7 @@ Real venvs, real uv and pip, a local wheelhouse and a real HTTP index on 127.0.0
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tarfile
 from pathlib import Path
@@ -333,3 +334,37 @@ def test_newer_offered_is_false_only_for_local_directories_that_say_so(tmp_path:
     assert newer_offered("alpha", "2.0rc1", page) is True  # not a directory
     remote = PipSettings(find_links=("http://127.0.0.1:1/links/",), no_index=True)
     assert newer_offered("alpha", "2.0rc1", remote) is True
+
+
+def test_a_local_wheels_requirements_are_kept_until_the_file_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reconciler.backends import metadata
+
+    house, cache = tmp_path / "house", tmp_path / "cache"
+    wheel = build_wheel(house, "gamma", "1.0", ["beta>=2"])
+    settings = PipSettings(find_links=(str(house),), no_index=True)
+    assert metadata.requirements_of([("gamma", "1.0")], settings, cache) == {"gamma": ("beta>=2",)}
+
+    def no_zip(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the kept requirements were not used")
+
+    monkeypatch.setattr(metadata.zipfile, "ZipFile", no_zip)
+    metadata.forget()
+    assert metadata.requirements_of([("gamma", "1.0")], settings, cache) == {"gamma": ("beta>=2",)}
+    monkeypatch.undo()
+
+    # Overwritten in place by a wheel of the same size, mtime put back: read anew.
+    stat = wheel.stat()
+    for other in ("beta>=3", "beta>=4", "beta>=5", "beta>=6", "beta>=7", "beta>=8", "beta>=9"):
+        twin = build_wheel(tmp_path / other, "gamma", "1.0", [other])
+        if twin.stat().st_size == stat.st_size:
+            break
+    else:
+        raise AssertionError("no rebuilt wheel of the same size")
+    with wheel.open("r+b") as f:
+        f.write(twin.read_bytes())
+    os.utime(wheel, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (wheel.stat().st_size, wheel.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    metadata.forget()
+    assert metadata.requirements_of([("gamma", "1.0")], settings, cache) == {"gamma": (other,)}

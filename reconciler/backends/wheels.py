@@ -151,8 +151,25 @@ def json_links(page: bytes, page_url: str) -> list[Link]:
     return links
 
 
-def _best(links: Sequence[Link], name: str, version: Version, tags: Sequence[Tag]) -> Link | None:
+#: The rank of each tag of the last tag list :func:`_best` saw (~900 tags: building the
+#: map for every wheel located cost more than choosing the wheel).
+_last_ranks: list[tuple[Sequence[Tag], dict[Tag, int]]] = []
+
+
+def _ranks(tags: Sequence[Tag]) -> dict[Tag, int]:
+    last = _last_ranks[0] if _last_ranks else None
+    if last is not None and last[0] is tags:
+        return last[1]
     rank = {tag: i for i, tag in enumerate(tags)}
+    if isinstance(tags, tuple):  # kept only for an immutable list of tags
+        _last_ranks[:] = [(tags, rank)]  # one item replaced at once: safe across threads
+    return rank
+
+
+def _best(links: Sequence[Link], name: str, version: Version, tags: Sequence[Tag]) -> Link | None:
+    if not links:
+        return None
+    rank = _ranks(tags)
     best: tuple[int, tuple[int, str] | tuple[()], Link] | None = None
     for link in links:
         try:

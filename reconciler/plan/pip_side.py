@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from packaging.requirements import Requirement
@@ -153,6 +154,7 @@ def plan_pip_side(
 
     constraints = ownership.pip_pins(state)
     python = state.prefix / "bin" / "python"
+    cache_dir = getattr(wheels, "cache_dir", None)  # where wheel metadata read is kept
     texts = {r.name: r.requirement for r in requests}
     preview = installer.preview(python, to_resolve, constraints, settings)
     if preview.ok:
@@ -173,7 +175,9 @@ def plan_pip_side(
             chains: dict[str, tuple[str, tuple[str, ...]]] = {}
             if any(i.name not in texts for i in preview.installs):
                 # Transitive changes: say which request needs each (the chain).
-                chains = chains_of(state, installer, settings, to_resolve, texts, preview)
+                chains = chains_of(
+                    state, installer, settings, to_resolve, texts, preview, cache_dir=cache_dir
+                )
             found = _classify(state, packages, ownership, preview.installs, texts, chains=chains)
             checked = found
             if wheels is not None:
@@ -186,7 +190,7 @@ def plan_pip_side(
     if missing is not None:
         raise BackendError(f"{state.prefix}: {missing[0]}", hint=missing[1])
     changes += _explain_refusal(
-        state, packages, ownership, installer, settings, to_resolve, texts, preview
+        state, packages, ownership, installer, settings, to_resolve, texts, preview, cache_dir
     )
     return PipSidePlan(tuple(changes), tuple(satisfied), tuple(to_resolve), constraints, True)
 
@@ -296,6 +300,7 @@ def _explain_refusal(
     requirements: Sequence[str],
     requested: Mapping[str, str],
     pinned: PipPreview,
+    cache_dir: Path | None = None,
 ) -> list[Change]:
     """The pinned resolve failed: find what it would have had to move, and why.
 
@@ -313,7 +318,9 @@ def _explain_refusal(
             f"even ignoring managed packages: {first_lines(free.message)}",
             hint="check the versions in the manifest against the package index",
         )
-    chains = chains_of(state, installer, settings, requirements, requested, free, pinned.edges)
+    chains = chains_of(
+        state, installer, settings, requirements, requested, free, pinned.edges, cache_dir=cache_dir
+    )
     changes = _classify(state, packages, ownership, free.installs, requested, chains=chains)
     if not any(c.refused for c in changes):
         # The resolver blamed the pins but an unpinned resolve moves nothing we protect.
