@@ -414,3 +414,14 @@ def test_a_local_wheels_record_is_kept_until_the_file_changes(
     changed = [e.path for e in read_record(found, cache)]
     assert f"alpha/{other}.txt" in changed and "alpha/aa.txt" not in changed
     assert [e.path for e in read_record(found, cache)] == changed
+
+
+def test_preparing_leaves_a_fault_to_the_read_that_needs_it(tmp_path: Path) -> None:
+    records = wheels.WheelRecords(tmp_path / "cache")
+    missing = tmp_path / "env" / "bin" / "python"
+    records.prepare(missing)  # ahead of the clash check, while a preview runs: silent
+    with pytest.raises(BackendError) as caught:
+        records.record(missing, "alpha", "1.0", PipSettings(no_index=True))
+    assert caught.value.message.startswith(f"cannot read the interpreter {missing}: ")
+    records.prepare(Path(sys.executable))
+    assert records._tags[sys.executable] == target_tags(Path(sys.executable))

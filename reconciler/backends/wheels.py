@@ -27,6 +27,7 @@ timeouts and retries). Failures raise :class:`reconciler.errors.BackendError`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -328,14 +329,24 @@ class WheelRecords:
 
         return None if local_only(settings) else self._client.get()
 
-    def record(
-        self, python: Path, name: str, version: str, settings: PipSettings
-    ) -> tuple[RecordEntry, ...] | None:
-        """See the class docstring."""
+    def _target_tags(self, python: Path) -> tuple[Tag, ...]:
         with self._tags_lock:  # one probe per interpreter, not one per thread
             tags = self._tags.get(str(python))
             if tags is None:
                 tags = self._tags[str(python)] = target_tags(python, self.cache_dir)
+            return tags
+
+    def prepare(self, python: Path) -> None:
+        """Work out ``python``'s tags ahead of the first :meth:`record`; a failure is
+        left for that call to raise."""
+        with contextlib.suppress(Exception):
+            _ranks(self._target_tags(python))
+
+    def record(
+        self, python: Path, name: str, version: str, settings: PipSettings
+    ) -> tuple[RecordEntry, ...] | None:
+        """See the class docstring."""
+        tags = self._target_tags(python)
         wheel = locate_wheel(
             name, version, settings, tags, client=self._http(settings), hash_local=False
         )

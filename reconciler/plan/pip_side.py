@@ -14,6 +14,7 @@ a preview that installs one of them anyway is refused.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -156,7 +157,8 @@ def plan_pip_side(
     python = state.prefix / "bin" / "python"
     cache_dir = getattr(wheels, "cache_dir", None)  # where wheel metadata read is kept
     texts = {r.name: r.requirement for r in requests}
-    preview = installer.preview(python, to_resolve, constraints, settings)
+    with _Prepared(python, wheels):
+        preview = installer.preview(python, to_resolve, constraints, settings)
     if preview.ok:
         # What is newest, for the requests the preview installs (held back or not),
         # is asked while the chains and the clash check are worked out. Not before the
@@ -202,6 +204,33 @@ def _merged(checked: Change, held: Change) -> Change:
     if held.held_back is None:
         return checked
     return replace(checked, held_back=held.held_back)
+
+
+class _Prepared:
+    """While the block runs (the preview: a process to wait for), a thread prepares the
+    clash check, which runs after any preview that installs something: its imports and
+    the target's wheel tags. Results and errors stay those of the checks themselves."""
+
+    def __init__(self, python: Path, wheels: WheelContents | None) -> None:
+        self._prepare: Callable[[Path], None] | None = getattr(wheels, "prepare", None)
+        self._python = python
+        self._thread: Any = None
+
+    def __enter__(self) -> None:
+        if self._prepare is not None:
+            import threading
+
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        if self._prepare is not None:
+            with contextlib.suppress(Exception):  # the check itself reports its faults
+                self._prepare(self._python)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._thread is not None:
+            self._thread.join()
 
 
 class _Background:
