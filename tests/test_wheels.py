@@ -417,11 +417,21 @@ def test_a_local_wheels_record_is_kept_until_the_file_changes(
 
 
 def test_preparing_leaves_a_fault_to_the_read_that_needs_it(tmp_path: Path) -> None:
-    records = wheels.WheelRecords(tmp_path / "cache")
+    cache = tmp_path / "cache"
+    records = wheels.WheelRecords(cache)
     missing = tmp_path / "env" / "bin" / "python"
     records.prepare(missing)  # ahead of the clash check, while a preview runs: silent
     with pytest.raises(BackendError) as caught:
         records.record(missing, "alpha", "1.0", PipSettings(no_index=True))
     assert caught.value.message.startswith(f"cannot read the interpreter {missing}: ")
-    records.prepare(Path(sys.executable))
-    assert records._tags[sys.executable] == target_tags(Path(sys.executable))
+
+    # Preparing only reads the tags cache: nothing is probed or written (a refused
+    # plan leaves the state dir as it was).
+    here = Path(sys.executable)
+    records.prepare(here)
+    assert not cache.exists() and sys.executable not in records._tags
+    assert records.record(here, "alpha", "1.0", PipSettings(no_index=True)) is None
+    assert (cache / "tags.json").is_file()
+    again = wheels.WheelRecords(cache)
+    again.prepare(here)
+    assert again._tags[sys.executable] == target_tags(here)

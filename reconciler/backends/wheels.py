@@ -337,10 +337,19 @@ class WheelRecords:
             return tags
 
     def prepare(self, python: Path) -> None:
-        """Work out ``python``'s tags ahead of the first :meth:`record`; a failure is
-        left for that call to raise."""
-        with contextlib.suppress(Exception):
-            _ranks(self._target_tags(python))
+        """Work out ``python``'s tags ahead of the first :meth:`record` when the tags
+        cache holds them (no probe, nothing written: a plan that never reads a wheel
+        leaves the cache dir as it was); a failure is left for that call to raise."""
+        if self.cache_dir is None:
+            return
+        from reconciler.backends.wheel_tags import cached_tags
+
+        with contextlib.suppress(Exception), self._tags_lock:
+            if str(python) not in self._tags:
+                tags = cached_tags(python, self.cache_dir)
+                if tags is not None:
+                    self._tags[str(python)] = tags
+                    _ranks(tags)
 
     def record(
         self, python: Path, name: str, version: str, settings: PipSettings

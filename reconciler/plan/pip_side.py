@@ -191,8 +191,9 @@ def plan_pip_side(
     missing = unavailable(preview.message, to_resolve, settings)
     if missing is not None:
         raise BackendError(f"{state.prefix}: {missing[0]}", hint=missing[1])
+    # No cache_dir: a refused plan leaves the state dir as it found it.
     changes += _explain_refusal(
-        state, packages, ownership, installer, settings, to_resolve, texts, preview, cache_dir
+        state, packages, ownership, installer, settings, to_resolve, texts, preview
     )
     return PipSidePlan(tuple(changes), tuple(satisfied), tuple(to_resolve), constraints, True)
 
