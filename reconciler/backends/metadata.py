@@ -289,16 +289,17 @@ def _local_requires(path: str, name: str, cache_dir: Path | None) -> tuple[str, 
     if cache_dir is None:
         text = _wheel_metadata(path, name)
         return None if text is None else _metadata_requires(text)
-    import hashlib
     import json
     import os
+
+    from reconciler.digest import sha256
 
     try:
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
             identity = [path, name, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
             identity.append(st.st_ctime_ns)
-            key = hashlib.sha256(os.fsencode(path)).hexdigest()
+            key = sha256(os.fsencode(path)).hexdigest()
             cache_file = cache_dir / "metadata" / f"local-{key}.json"
             try:
                 data = json.loads(cache_file.read_text(encoding="utf-8"))
