@@ -3,11 +3,12 @@ version, and how requirements print inside a chain."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 
 import pytest
 
-from reconciler.plan.chains import RequirementGraph, requirement_text
+from reconciler.plan.chains import ROOT, RequirementGraph, requirement_text
 from reconciler.plan.requirements import parse
 
 
@@ -81,3 +82,49 @@ def test_requirement_text_in_chains(spec: str, shown: str) -> None:
 
 def test_conda_requirement_text_is_kept() -> None:
     assert requirement_text("libfoo >=2", "libfoo", pep508=False) == "libfoo >=2"
+
+
+def _networkx_path(edges: list[tuple[str, str]], target: str, skip_root: bool) -> list[str] | None:
+    """What the graph printed chains from before it dropped networkx (the reference)."""
+    import networkx as nx
+
+    graph = nx.DiGraph()
+    graph.add_edges_from(edges)
+    if target not in graph or ROOT not in graph:
+        return None
+    if skip_root and graph.has_edge(ROOT, target):
+        graph = nx.restricted_view(graph, [], [(ROOT, target)])
+    try:
+        return list(nx.shortest_path(graph, ROOT, target))
+    except nx.NetworkXNoPath:
+        return None
+
+
+def test_shortest_chains_are_networkx_ones_ties_included() -> None:
+    # Many equally short chains (dense random graphs over few names), so a search that
+    # broke ties differently from networkx's bidirectional BFS would print other chains.
+    rng = random.Random(13)
+    compared = 0
+    for _ in range(400):
+        names = [f"p{i}" for i in range(rng.randint(2, 12))]
+        edges: list[tuple[str, str]] = []
+        for name in rng.sample(names, rng.randint(1, len(names))):
+            edges.append((ROOT, name))
+        for _ in range(rng.randint(0, 40)):
+            a, b = rng.choice(names), rng.choice(names)
+            if a != b and (a, b) not in edges:
+                edges.append((a, b))
+        rng.shuffle(edges)
+        graph = RequirementGraph()
+        for a, b in edges:
+            if a == ROOT:
+                graph.request([b])
+            else:
+                graph.require(a, b, f"{b}>=1")
+        for target in names:
+            for skip in (False, True):
+                assert graph._path(target, skip_root_edge=skip) == _networkx_path(
+                    edges, target, skip
+                ), (edges, target, skip)
+                compared += 1
+    assert compared > 4000

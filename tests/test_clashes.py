@@ -363,3 +363,44 @@ def test_sigterm_while_reading_a_wheel_listing_stops_at_once(
     assert proc.returncode == 1, out + err
     assert "stopped by SIGTERM while reading http://127.0.0.1:" in out + err
     assert not list((prefix / SITE).glob("PyJWT-*"))
+
+
+def test_a_held_back_request_that_clashes_is_refused_and_still_held_back(
+    tmp_path: Path, isolated: dict[str, str], capsys: pytest.CaptureFixture[str], jwt_house: Path
+) -> None:
+    # The clash check and the newest-release question run side by side: both are said.
+    build_wheel(jwt_house, "PyJWT", "2.9.0", ["packaging>=22.0"], module="jwt")
+    build_wheel(jwt_house, "packaging", "21.3")
+    prefix = make_venv(tmp_path / "env")
+    pip_install(prefix, ["jwt==1.3.1", "packaging==21.3"], jwt_house)
+    state = tmp_path / "state"
+    manifest = write_manifest(
+        tmp_path / "m.yaml", {"main": {"prefix": prefix, "pip": ["PyJWT"]}}, wheelhouse=jwt_house
+    )
+    assert _cli(capsys, state, "baseline", "capture", manifest)[0] == 0
+    code, out = _cli(capsys, state, "plan", "--json", manifest)
+    assert code == 3, out
+    assert _changes(out) == [
+        {
+            "action": "install",
+            "manager": "pip",
+            "name": "pyjwt",
+            "from": None,
+            "to": "2.8.0",
+            "requested": True,
+            "refused": True,
+            "reason": JWT_REASON,
+            "required_by": [],
+            "held_back": {
+                "newest": "2.9.0",
+                "by": [
+                    {
+                        "name": "packaging",
+                        "version": "21.3",
+                        "requirement": "packaging>=22.0",
+                        "status": "managed",
+                    }
+                ],
+            },
+        }
+    ]

@@ -6,9 +6,11 @@ Real venvs, real uv and pip, a local wheelhouse and a real HTTP index on 127.0.0
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -258,3 +260,111 @@ def test_metadata_reads_each_index_page_once_per_plan(tmp_path: Path, wheelhouse
     assert once == ["/simple/gamma/", "/files/gamma-1.0-py3-none-any.whl.metadata"]
     assert paths == once * 2
     assert len(auth) == 1 and None not in auth  # the index's credentials, on its host
+
+
+def test_newest_is_asked_only_where_a_newer_release_may_be(
+    tmp_path: Path,
+    wheelhouse: Path,
+    isolated: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from reconciler.backends import pip
+
+    house = Path(shutil.copytree(wheelhouse, tmp_path / "house"))
+    for version, requires in (("22.12.0", "packaging>=20"), ("23.1.0", "packaging>=22.0")):
+        build_wheel(house, "black", version, [requires])
+    build_wheel(house, "packaging", "21.3")
+    asked: list[list[str]] = []
+    real = pip.UvCli.newest
+
+    def counting(self: pip.UvCli, python: Path, requirements: list[str], *args: Any) -> Any:
+        asked.append(list(requirements))
+        return real(self, python, requirements, *args)
+
+    monkeypatch.setattr(pip.UvCli, "newest", counting)
+    prefix = make_venv(tmp_path / "env")
+    pip_install(prefix, ["packaging==21.3"], house)
+    manifest = write_manifest(
+        tmp_path / "m.yaml", {"e": {"prefix": prefix, "pip": ["delta", "black"]}}, wheelhouse=house
+    )
+    code, out, _ = _plan(capsys, tmp_path, manifest)
+    assert code == 0, out
+    assert out.splitlines()[1:] == [
+        "  + install pip black 22.12.0 (requested)",
+        "      held back: newest is 23.1.0; black 23.1.0 requires packaging>=22.0; "
+        "packaging is managed at 21.3",
+        "  + install pip delta 1.1 (requested)",
+        "Plan: 2 to install.",
+    ]
+    assert asked == [["black"]]  # delta 1.1 is the newest file in the only location
+
+    manifest = write_manifest(
+        tmp_path / "m.yaml", {"e": {"prefix": prefix, "pip": ["delta"]}}, wheelhouse=house
+    )
+    code, out, _ = run_cli(capsys, "--state-dir", tmp_path / "state", "plan", manifest)
+    assert (code, out.splitlines()[1:]) == (
+        0,
+        ["  + install pip delta 1.1 (requested)", "Plan: 1 to install."],
+    )
+    assert asked == [["black"]]
+
+
+def test_newer_offered_is_false_only_for_local_directories_that_say_so(tmp_path: Path) -> None:
+    from reconciler.backends.local_dirs import newer_offered
+
+    house = tmp_path / "house"
+    build_wheel(house, "alpha", "1.0")
+    build_wheel(house, "alpha", "2.0rc1")
+    (house / "beta-1.0.tar.gz").write_bytes(b"")
+    (house / "beta-2.0.tar.gz").write_bytes(b"")
+    local = PipSettings(find_links=(str(house),), no_index=True)
+    assert newer_offered("alpha", "2.0rc1", local) is False
+    assert newer_offered("alpha", "1.0", local) is True  # a pre-release counts: uv may say so
+    assert newer_offered("beta", "1.0", local) is True  # an sdist counts too
+    assert newer_offered("beta", "2.0", local) is False
+    assert newer_offered("gamma", "1.0", local) is False
+    assert (
+        newer_offered("alpha", "2.0rc1", PipSettings(find_links=(house.as_uri(),), no_index=True))
+        is False
+    )
+    assert newer_offered("alpha", "not a version", local) is True
+    assert newer_offered("alpha", "2.0rc1", PipSettings(find_links=(str(house),))) is True  # PyPI
+    page = PipSettings(find_links=(str(house / "alpha-1.0-py3-none-any.whl"),), no_index=True)
+    assert newer_offered("alpha", "2.0rc1", page) is True  # not a directory
+    remote = PipSettings(find_links=("http://127.0.0.1:1/links/",), no_index=True)
+    assert newer_offered("alpha", "2.0rc1", remote) is True
+
+
+def test_a_local_wheels_requirements_are_kept_until_the_file_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reconciler.backends import metadata
+
+    house, cache = tmp_path / "house", tmp_path / "cache"
+    wheel = build_wheel(house, "gamma", "1.0", ["beta>=2"])
+    settings = PipSettings(find_links=(str(house),), no_index=True)
+    assert metadata.requirements_of([("gamma", "1.0")], settings, cache) == {"gamma": ("beta>=2",)}
+
+    def no_zip(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the kept requirements were not used")
+
+    monkeypatch.setattr(metadata.zipfile, "ZipFile", no_zip)
+    metadata.forget()
+    assert metadata.requirements_of([("gamma", "1.0")], settings, cache) == {"gamma": ("beta>=2",)}
+    monkeypatch.undo()
+
+    # Overwritten in place by a wheel of the same size, mtime put back: read anew.
+    stat = wheel.stat()
+    for other in ("beta>=3", "beta>=4", "beta>=5", "beta>=6", "beta>=7", "beta>=8", "beta>=9"):
+        twin = build_wheel(tmp_path / other, "gamma", "1.0", [other])
+        if twin.stat().st_size == stat.st_size:
+            break
+    else:
+        raise AssertionError("no rebuilt wheel of the same size")
+    with wheel.open("r+b") as f:
+        f.write(twin.read_bytes())
+    os.utime(wheel, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (wheel.stat().st_size, wheel.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    metadata.forget()
+    assert metadata.requirements_of([("gamma", "1.0")], settings, cache) == {"gamma": (other,)}

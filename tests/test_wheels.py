@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -302,3 +303,135 @@ def test_a_stalled_index_gives_up_within_its_bounds(tmp_path: Path) -> None:
     )
     assert attempts == 3
     assert elapsed < 0.3 * 3 + 0.5 + 1.0 + 2.0  # three timeouts, two backoffs, slack
+
+
+def test_local_directories_group_files_as_packaging_parses_them(tmp_path: Path) -> None:
+    from packaging.utils import (
+        InvalidSdistFilename,
+        InvalidWheelFilename,
+        parse_sdist_filename,
+        parse_wheel_filename,
+    )
+
+    from reconciler.backends import local_dirs
+
+    names = [
+        "Foo.Bar-1.0-py3-none-any.whl",
+        "foo_bar-2.0-1-py3-none-any.whl",
+        "foo-bar-3.0.tar.gz",
+        "foo_bar-4.0.zip",
+        "foo-bar-baz-1.0.tar.gz",  # project foo-bar-baz, not foo-bar
+        "foo_bar-x-y.whl",  # grouped under foo-bar, then refused by the full parse
+        "README.txt",
+    ]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    for name in names:
+        try:
+            if name.endswith(".whl"):
+                project = str(parse_wheel_filename(name)[0])
+            else:
+                project = str(parse_sdist_filename(name)[0])
+        except (InvalidWheelFilename, InvalidSdistFilename):
+            continue
+        assert name in local_dirs.project_files(tmp_path, project), name
+    assert local_dirs.project_files(tmp_path, "foo-bar") == (
+        "Foo.Bar-1.0-py3-none-any.whl",
+        "foo-bar-3.0.tar.gz",
+        "foo_bar-2.0-1-py3-none-any.whl",
+        "foo_bar-4.0.zip",
+        "foo_bar-x-y.whl",
+    )
+    assert local_dirs.project_files(tmp_path / "missing", "foo-bar") == ()
+
+
+def test_a_wheel_added_to_find_links_is_seen_by_the_next_lookup(tmp_path: Path) -> None:
+    house = tmp_path / "house"
+    build_wheel(house, "alpha", "1.0")
+    settings = PipSettings(find_links=(str(house),), no_index=True)
+    assert locate_wheel("alpha", "2.0", settings, TAGS) is None
+    listed = house.stat().st_mtime_ns
+
+    build_wheel(house, "alpha", "2.0")
+    # The listing is kept while the directory's mtime stays (a coarse clock may keep it
+    # within one tick: each plan starts by forgetting listings, below).
+    os.utime(house, ns=(listed, listed))
+    assert locate_wheel("alpha", "2.0", settings, TAGS) is None
+    os.utime(house, ns=(listed + 1, listed + 1))
+    found = locate_wheel("alpha", "2.0", settings, TAGS)
+    assert found is not None and found.filename == "alpha-2.0-py3-none-any.whl"
+
+    build_wheel(house, "alpha", "3.0")
+    os.utime(house, ns=(listed + 1, listed + 1))
+    wheels.forget_pages()  # what every plan starts with
+    found = locate_wheel("alpha", "3.0", settings, TAGS)
+    assert found is not None and found.filename == "alpha-3.0-py3-none-any.whl"
+
+
+def test_a_local_wheels_record_is_kept_until_the_file_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reconciler.backends import wheel_records
+
+    house, cache = tmp_path / "house", tmp_path / "cache"
+    wheel = build_wheel(house, "alpha", "1.0", extra={"alpha/aa.txt": b"data\n"})
+    settings = PipSettings(find_links=(str(house),), no_index=True)
+    found = locate_wheel("alpha", "1.0", settings, TAGS, hash_local=False)
+    assert found is not None and found.sha256 is None  # a local wheel is not hashed
+
+    paths = [e.path for e in read_record(found, cache)]
+    assert "alpha/aa.txt" in paths
+    assert wheel_records.local_record_cache_file(cache, wheel.resolve()).is_file()
+
+    # Read again without opening the zip: the rows come from the cache.
+    def no_zip(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the cached rows were not used")
+
+    monkeypatch.setattr(wheel_records.zipfile, "ZipFile", no_zip)
+    assert [e.path for e in read_record(found, cache)] == paths
+    monkeypatch.undo()
+
+    # Overwritten in place (same inode) by a wheel of the same size, its mtime put
+    # back: only the ctime tells, and the rows are read anew.
+    stat = wheel.stat()
+    for other in ("bb", "cc", "dd", "ee", "ff", "gg", "hh", "ii", "jj", "kk"):
+        twin = build_wheel(
+            tmp_path / other, "alpha", "1.0", extra={f"alpha/{other}.txt": b"data\n"}
+        )
+        if twin.stat().st_size == stat.st_size:
+            break
+    else:
+        raise AssertionError("no rebuilt wheel of the same size")
+    with wheel.open("r+b") as f:
+        f.write(twin.read_bytes())
+    os.utime(wheel, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    now = wheel.stat()
+    assert (now.st_ino, now.st_size, now.st_mtime_ns) == (
+        stat.st_ino,
+        stat.st_size,
+        stat.st_mtime_ns,
+    )
+    changed = [e.path for e in read_record(found, cache)]
+    assert f"alpha/{other}.txt" in changed and "alpha/aa.txt" not in changed
+    assert [e.path for e in read_record(found, cache)] == changed
+
+
+def test_preparing_leaves_a_fault_to_the_read_that_needs_it(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    records = wheels.WheelRecords(cache)
+    missing = tmp_path / "env" / "bin" / "python"
+    records.prepare(missing)  # ahead of the clash check, while a preview runs: silent
+    with pytest.raises(BackendError) as caught:
+        records.record(missing, "alpha", "1.0", PipSettings(no_index=True))
+    assert caught.value.message.startswith(f"cannot read the interpreter {missing}: ")
+
+    # Preparing only reads the tags cache: nothing is probed or written (a refused
+    # plan leaves the state dir as it was).
+    here = Path(sys.executable)
+    records.prepare(here)
+    assert not cache.exists() and sys.executable not in records._tags
+    assert records.record(here, "alpha", "1.0", PipSettings(no_index=True)) is None
+    assert (cache / "tags.json").is_file()
+    again = wheels.WheelRecords(cache)
+    again.prepare(here)
+    assert again._tags[sys.executable] == target_tags(here)

@@ -22,6 +22,7 @@ plan starts with it), so one plan reads each of them once.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import urllib.parse
@@ -221,11 +222,11 @@ def _local_dir(source: str) -> Path | None:
 def _list_source(source: str, name: str, find_links: bool) -> list[ReleaseFile]:
     directory = _local_dir(source)
     if directory is not None:
-        try:
-            entries = sorted(directory.iterdir())
-        except OSError:
-            return []
-        files = (_parse_file(name, p.name, str(p), None) for p in entries)
+        from reconciler.backends.local_dirs import project_files
+
+        files = (
+            _parse_file(name, n, str(directory / n), None) for n in project_files(directory, name)
+        )
         return [f for f in files if f is not None]
     # A find-links URL is a page of links itself (as pip reads it); an index has a
     # page per project.
@@ -266,18 +267,63 @@ def _metadata_requires(text: str) -> tuple[str, ...]:
 def _wheel_metadata(path: str, name: str) -> str | None:
     try:
         with zipfile.ZipFile(path) as archive:
-            for entry in archive.namelist():
-                top, _, leaf = entry.partition("/")
-                if leaf == "METADATA" and top.endswith(".dist-info"):
-                    stem = top[: -len(".dist-info")].rsplit("-", 1)[0]
-                    if canonicalize_name(stem) == name:
-                        return archive.read(entry).decode("utf-8", "replace")
+            return _metadata_of(archive, name)
     except (OSError, zipfile.BadZipFile, KeyError):
         return None
+
+
+def _metadata_of(archive: zipfile.ZipFile, name: str) -> str | None:
+    for entry in archive.namelist():
+        top, _, leaf = entry.partition("/")
+        if leaf == "METADATA" and top.endswith(".dist-info"):
+            stem = top[: -len(".dist-info")].rsplit("-", 1)[0]
+            if canonicalize_name(stem) == name:
+                return archive.read(entry).decode("utf-8", "replace")
     return None
 
 
-def _release_requires(name: str, version: str, settings: PipSettings) -> tuple[str, ...] | None:
+def _local_requires(path: str, name: str, cache_dir: Path | None) -> tuple[str, ...] | None:
+    """``Requires-Dist`` of the local wheel at ``path``, None when it has no readable
+    METADATA. With ``cache_dir``, kept in ``<cache_dir>/metadata/`` with the identity of
+    the open file (device, inode, size, mtime, ctime): a changed wheel is read anew."""
+    if cache_dir is None:
+        text = _wheel_metadata(path, name)
+        return None if text is None else _metadata_requires(text)
+    import json
+    import os
+
+    from reconciler.digest import sha256
+
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            identity = [path, name, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
+            identity.append(st.st_ctime_ns)
+            key = sha256(os.fsencode(path)).hexdigest()
+            cache_file = cache_dir / "metadata" / f"local-{key}.json"
+            try:
+                data = json.loads(cache_file.read_text(encoding="utf-8"))
+                if isinstance(data, dict) and data.get("identity") == identity:
+                    found = data["requires"]
+                    return None if found is None else tuple(str(r) for r in found)
+            except (OSError, ValueError, TypeError, KeyError):
+                pass
+            with zipfile.ZipFile(f) as archive:
+                text = _metadata_of(archive, name)
+    except (OSError, zipfile.BadZipFile, KeyError):
+        return None
+    requires = None if text is None else _metadata_requires(text)
+    from reconciler.state.store import write_json_atomic
+
+    body = {"identity": identity, "requires": None if requires is None else list(requires)}
+    with contextlib.suppress(OSError):  # derived data
+        write_json_atomic(cache_file, body)
+    return requires
+
+
+def _release_requires(
+    name: str, version: str, settings: PipSettings, cache_dir: Path | None = None
+) -> tuple[str, ...] | None:
     found = listing(name, settings)
     if found is None:
         return None
@@ -289,20 +335,22 @@ def _release_requires(name: str, version: str, settings: PipSettings) -> tuple[s
             wanted is None or version_or_none(release.version) != wanted
         ):
             continue
-        text: str | None = None
         if release.metadata_url is not None:
             text = _metadata_text(release.metadata_url)
+            if text is not None:
+                return _metadata_requires(text)
         elif "://" not in release.url:
-            text = _wheel_metadata(release.url, name)
-        if text is not None:
-            return _metadata_requires(text)
+            requires = _local_requires(release.url, name, cache_dir)
+            if requires is not None:
+                return requires
     return None
 
 
 def requirements_of(
-    items: Iterable[tuple[str, str]], settings: PipSettings
+    items: Iterable[tuple[str, str]], settings: PipSettings, cache_dir: Path | None = None
 ) -> dict[str, tuple[str, ...]]:
-    """``name -> Requires-Dist`` of each ``(name, version)`` whose metadata could be read.
+    """``name -> Requires-Dist`` of each ``(name, version)`` whose metadata could be read
+    (a local wheel's kept under ``cache_dir``, see :func:`_local_requires`).
 
     Projects are looked up concurrently (index round trips dominate).
     """
@@ -311,7 +359,7 @@ def requirements_of(
         return {}
 
     def one(item: tuple[str, str]) -> tuple[str, tuple[str, ...] | None]:
-        return item[0], _release_requires(item[0], item[1], settings)
+        return item[0], _release_requires(item[0], item[1], settings, cache_dir)
 
     if len(todo) == 1 or all(_local_dir(s) is not None for s in _sources(settings)):
         results = [one(item) for item in todo]

@@ -453,15 +453,18 @@ class PipCli:
             return checked_install(locked_failure(proc, python), "pip", python)
 
 
-def with_requirements(installs: Sequence[Resolved], settings: PipSettings) -> tuple[Resolved, ...]:
+def with_requirements(
+    installs: Sequence[Resolved], settings: PipSettings, cache_dir: Path | None = None
+) -> tuple[Resolved, ...]:
     """``installs`` with each one's ``Requires-Dist`` from the repositories' metadata
-    where the installer did not report it (uv); unknown ones stay None."""
+    where the installer did not report it (uv); unknown ones stay None. A local wheel's
+    is kept under ``cache_dir`` (:func:`reconciler.backends.metadata.requirements_of`)."""
     from reconciler.backends.metadata import requirements_of
 
     missing = [(i.name, i.version) for i in installs if i.requires is None]
     if not missing:
         return tuple(installs)
-    found = requirements_of(missing, settings)
+    found = requirements_of(missing, settings, cache_dir)
     return tuple(
         Resolved(i.name, i.version, found[i.name]) if i.requires is None and i.name in found else i
         for i in installs

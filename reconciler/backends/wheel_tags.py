@@ -41,7 +41,20 @@ def target_tags(python: Path, cache_dir: Path | None = None) -> tuple[Tag, ...]:
     The interpreter is probed once (a short ``python -c``, stdlib only) and the
     answer cached in ``<cache_dir>/tags.json`` by its real path, size and mtime.
     """
-    probe = _probe(python, cache_dir)
+    return _tags_of(_probe(python, cache_dir))
+
+
+def cached_tags(python: Path, cache_dir: Path) -> tuple[Tag, ...] | None:
+    """:func:`target_tags` from ``<cache_dir>/tags.json`` alone: None when it does not
+    hold ``python`` (no probe runs, nothing is written)."""
+    try:
+        hit = _cached(python, cache_dir)[2]
+    except BackendError:
+        return None
+    return None if hit is None else _tags_of(hit)
+
+
+def _tags_of(probe: dict[str, Any]) -> tuple[Tag, ...]:
     major, minor = (int(v) for v in probe["version"])
     version = (major, minor)
     if probe["platform"] == sysconfig.get_platform():
@@ -62,7 +75,10 @@ def target_tags(python: Path, cache_dir: Path | None = None) -> tuple[Tag, ...]:
     return tuple(dict.fromkeys(tags))
 
 
-def _probe(python: Path, cache_dir: Path | None) -> dict[str, Any]:
+def _cached(
+    python: Path, cache_dir: Path | None
+) -> tuple[str, dict[str, dict[str, Any]], dict[str, Any] | None]:
+    """(cache key of ``python``, the cache's entries, the entry for ``python`` or None)."""
     try:
         real = os.path.realpath(python)
         st = os.stat(real)
@@ -72,17 +88,25 @@ def _probe(python: Path, cache_dir: Path | None) -> dict[str, Any]:
             hint="check that the environment's bin/python exists",
         ) from exc
     key = f"{real}:{st.st_size}:{st.st_mtime_ns}"
-    cache_file = cache_dir / "tags.json" if cache_dir is not None else None
     cached: dict[str, dict[str, Any]] = {}
-    if cache_file is not None:
+    if cache_dir is not None:
         try:
-            loaded = json.loads(cache_file.read_text(encoding="utf-8"))
+            loaded = json.loads((cache_dir / "tags.json").read_text(encoding="utf-8"))
             cached = loaded if isinstance(loaded, dict) else {}
         except (OSError, ValueError):
             cached = {}
         hit = cached.get(key)
         if isinstance(hit, dict) and {"impl", "version", "platform"} <= hit.keys():
-            return hit
+            return key, cached, hit
+    return key, cached, None
+
+
+def _probe(python: Path, cache_dir: Path | None) -> dict[str, Any]:
+    key, cached, hit = _cached(python, cache_dir)
+    if hit is not None:
+        return hit
+    real = key.rsplit(":", 2)[0]
+    cache_file = cache_dir / "tags.json" if cache_dir is not None else None
     probe: dict[str, Any]
     if real == os.path.realpath(sys.executable):
         probe = _here()

@@ -16,13 +16,8 @@ Three calls, for the plan's clash check and the lock file:
   PEP 658/714 ``data-core-metadata`` / ``data-dist-info-metadata``). Among the
   files of that version, the one whose best tag ranks highest for the target wins
   (then the highest build tag), as pip and uv choose.
-* :func:`read_record` - the wheel's ``*.dist-info/RECORD`` rows: from a local file
-  with :mod:`zipfile`; from a URL with HTTP range requests on the zip's central
-  directory (as pip's lazy wheel does: the tail, then the RECORD member), or, when
-  the server ignores ``Range``, a full download into the cache directory (removed
-  after reading). Rows are cached by the wheel's sha256 under
-  ``<cache_dir>/records/``. :func:`read_listing` adds the scripts that its
-  ``entry_points.txt`` makes the installer generate.
+* :func:`read_record` - the wheel's ``*.dist-info/RECORD`` rows, read and cached
+  by :mod:`reconciler.backends.wheel_records` (re-exported here).
 
 :class:`WheelRecords` puts the three behind one call for the planner.
 
@@ -35,10 +30,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import threading
 import time
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +47,16 @@ from packaging.utils import (
 from packaging.version import InvalidVersion, Version
 
 from reconciler.backends.process import redact
+from reconciler.backends.wheel_records import (
+    LazyClient,
+    WheelFile,
+    WheelListing,
+    file_sha256,
+    local_path,
+    read_listing,
+    read_record,
+    record_cache_file,
+)
 from reconciler.backends.wheel_tags import target_tags
 from reconciler.errors import BackendError
 from reconciler.manifest.model import PipSettings
@@ -89,51 +92,6 @@ PYPI_SIMPLE = "https://pypi.org/simple/"
 
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
 SIMPLE_ACCEPT = f"{SIMPLE_JSON}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
-
-
-def _local_path(url_path: str) -> str:
-    """The file system path of a ``file://`` URL's path (POSIX)."""
-    return unquote(url_path)
-
-
-class _Lazy:
-    """An :class:`HttpClient`, made at the first request (or the one given)."""
-
-    def __init__(self, client: HttpClient | None) -> None:
-        self._client = client
-
-    def get(self) -> HttpClient:
-        if self._client is None:
-            from reconciler.backends.http import HttpClient
-
-            self._client = HttpClient()
-        return self._client
-
-
-@dataclass(frozen=True)
-class WheelFile:
-    """One wheel file of a resolved distribution.
-
-    ``url`` is where to read it (``file://`` for a local wheel) and may carry the
-    index's credentials: never display it; ``source`` is the find-links location
-    or index URL it came from, credentials redacted. ``sha256`` is the hash the
-    index advertised (computed for a local file), ``metadata_url`` the PEP 658
-    core-metadata file when the index offers one.
-    """
-
-    name: str  # canonical
-    version: str
-    filename: str
-    url: str
-    sha256: str | None
-    source: str
-    metadata_url: str | None = None
-
-    @property
-    def path(self) -> Path | None:
-        """The local file, for a ``file://`` wheel."""
-        parts = urlsplit(self.url)
-        return Path(_local_path(parts.path)) if parts.scheme == "file" else None
 
 
 # --- locating ----------------------------------------------------------------------
@@ -194,8 +152,25 @@ def json_links(page: bytes, page_url: str) -> list[Link]:
     return links
 
 
-def _best(links: Sequence[Link], name: str, version: Version, tags: Sequence[Tag]) -> Link | None:
+#: The rank of each tag of the last tag list :func:`_best` saw (~900 tags: building the
+#: map for every wheel located cost more than choosing the wheel).
+_last_ranks: list[tuple[Sequence[Tag], dict[Tag, int]]] = []
+
+
+def _ranks(tags: Sequence[Tag]) -> dict[Tag, int]:
+    last = _last_ranks[0] if _last_ranks else None
+    if last is not None and last[0] is tags:
+        return last[1]
     rank = {tag: i for i, tag in enumerate(tags)}
+    if isinstance(tags, tuple):  # kept only for an immutable list of tags
+        _last_ranks[:] = [(tags, rank)]  # one item replaced at once: safe across threads
+    return rank
+
+
+def _best(links: Sequence[Link], name: str, version: Version, tags: Sequence[Tag]) -> Link | None:
+    if not links:
+        return None
+    rank = _ranks(tags)
     best: tuple[int, tuple[int, str] | tuple[()], Link] | None = None
     for link in links:
         try:
@@ -216,18 +191,20 @@ def _best(links: Sequence[Link], name: str, version: Version, tags: Sequence[Tag
 def _find_links_location(location: str) -> tuple[Path | None, str]:
     parts = urlsplit(location)
     if parts.scheme == "file":
-        return Path(_local_path(parts.path)), location
+        return Path(local_path(parts.path)), location
     if parts.scheme in ("http", "https"):
         return None, location
     return Path(os.path.expanduser(location)), location
 
 
-def _local_links(directory: Path) -> list[Link]:
-    try:
-        names = sorted(os.listdir(directory))
-    except OSError:
-        return []
-    return [Link(n, (directory / n).resolve().as_uri(), None, None) for n in names]
+def _local_links(directory: Path, name: str) -> list[Link]:
+    """Project ``name``'s files in a local directory (its listing is read once a plan)."""
+    from reconciler.backends.local_dirs import project_files
+
+    return [
+        Link(n, (directory / n).resolve().as_uri(), None, None)
+        for n in project_files(directory, name)
+    ]
 
 
 def locate_wheel(
@@ -249,11 +226,11 @@ def locate_wheel(
         wanted = Version(version)
     except InvalidVersion:
         return None
-    http = _Lazy(client)
+    http = LazyClient(client)
     for location in settings.find_links:
         directory, source = _find_links_location(location)
         if directory is not None:
-            links = _local_links(directory)
+            links = _local_links(directory, canonical)
         else:
             response = http.get().get(location)
             links = html_links(response.body, response.url) if response.status == 200 else []
@@ -307,9 +284,13 @@ def project_page(http: HttpClient, url: str) -> Response:
 
 
 def forget_pages() -> None:
-    """Drop the project pages read so far (see :func:`project_page`)."""
+    """Drop the project pages and local directory listings read so far (see
+    :func:`project_page`)."""
     with _pages_lock:
         _pages.clear()
+    from reconciler.backends.local_dirs import forget
+
+    forget()  # the local find-links listings too
 
 
 def _indexes(settings: PipSettings) -> list[str]:
@@ -323,139 +304,8 @@ def _wheel(link: Link, name: str, version: str, source: str, hash_local: bool) -
     sha256 = link.sha256
     parts = urlsplit(link.url)
     if sha256 is None and parts.scheme == "file" and hash_local:
-        sha256 = _file_sha256(Path(_local_path(parts.path)))
+        sha256 = file_sha256(Path(local_path(parts.path)))
     return WheelFile(str(name), version, link.filename, link.url, sha256, source, link.metadata_url)
-
-
-def _file_sha256(path: Path) -> str | None:
-    import hashlib  # OpenSSL's: file contents (reconciler.digest is for small inputs)
-
-    digest = hashlib.sha256()
-    try:
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    except OSError:
-        return None
-    return digest.hexdigest()
-
-
-# --- RECORD -------------------------------------------------------------------------
-
-
-def record_cache_file(cache_dir: Path, sha256: str) -> Path:
-    """Where :func:`read_record` keeps the RECORD rows of the wheel with ``sha256``."""
-    return cache_dir / "records" / f"{sha256}.json"
-
-
-@dataclass(frozen=True)
-class WheelListing:
-    """What a wheel would write: its RECORD rows, and the console and GUI scripts
-    (``entry_points.txt``) that the installer generates into ``bin/`` besides."""
-
-    record: tuple[RecordEntry, ...]
-    scripts: tuple[str, ...] = ()
-
-
-def read_record(
-    wheel: WheelFile, cache_dir: Path | None = None, *, client: HttpClient | None = None
-) -> tuple[RecordEntry, ...]:
-    """The RECORD rows of ``wheel`` (see module docstring), cached by sha256."""
-    return read_listing(wheel, cache_dir, client=client).record
-
-
-def read_listing(
-    wheel: WheelFile, cache_dir: Path | None = None, *, client: HttpClient | None = None
-) -> WheelListing:
-    """RECORD rows and generated scripts of ``wheel``, read as :func:`read_record` reads."""
-    cache_file = None
-    if cache_dir is not None and wheel.sha256:
-        cache_file = record_cache_file(cache_dir, wheel.sha256)
-        try:
-            data = json.loads(cache_file.read_text(encoding="utf-8"))
-            rows = tuple(RecordEntry(str(p), str(h), s) for p, h, s in data["record"])
-            return WheelListing(rows, tuple(str(x) for x in data["scripts"]))
-        except (OSError, ValueError, TypeError, KeyError):
-            pass
-    local = wheel.path
-    if local is not None:
-        try:
-            with zipfile.ZipFile(local) as archive:
-                listing = _listing_of(archive, wheel)
-        except (OSError, zipfile.BadZipFile) as exc:
-            raise _unreadable(wheel, str(exc)) from exc
-    else:
-        listing = _remote_listing(wheel, cache_dir, _Lazy(client).get())
-    if cache_file is not None:
-        from reconciler.state.store import write_json_atomic
-
-        rows_json = [[e.path, e.hash, e.size] for e in listing.record]
-        with contextlib.suppress(OSError):  # derived data
-            write_json_atomic(cache_file, {"record": rows_json, "scripts": list(listing.scripts)})
-    return listing
-
-
-def _remote_listing(wheel: WheelFile, cache_dir: Path | None, http: HttpClient) -> WheelListing:
-    # A server without range support sends the whole wheel: it lands in the cache dir.
-    where = cache_dir / "wheels" if cache_dir is not None else Path(tempfile.gettempdir())
-    where.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".download-", suffix=".whl", dir=where)
-    try:
-        with os.fdopen(fd, "wb") as sink:
-            from reconciler.backends.lazy_zip import open_remote_zip
-
-            opened = open_remote_zip(http, wheel.url, sink)
-        if opened is not None:
-            with zipfile.ZipFile(opened) as archive:
-                return _listing_of(archive, wheel)
-        if wheel.sha256 and _file_sha256(Path(tmp)) != wheel.sha256:
-            raise _unreadable(wheel, "its sha256 differs from the one the index advertises")
-        with zipfile.ZipFile(tmp) as archive:
-            return _listing_of(archive, wheel)
-    except (OSError, zipfile.BadZipFile) as exc:
-        raise _unreadable(wheel, str(exc)) from exc
-    finally:
-        os.unlink(tmp)
-
-
-def _listing_of(archive: zipfile.ZipFile, wheel: WheelFile) -> WheelListing:
-    records = [
-        n for n in archive.namelist() if n.count("/") == 1 and n.endswith(".dist-info/RECORD")
-    ]
-    if not records:
-        raise _unreadable(wheel, "it has no .dist-info/RECORD")
-    # One dist-info is the rule; with several, the one named after the distribution.
-    chosen = next(
-        (r for r in records if canonicalize_name(r.split("-", 1)[0]) == wheel.name), records[0]
-    )
-    record = parse_record(archive.read(chosen).decode("utf-8", errors="replace"))
-    entry_points = chosen[: -len("RECORD")] + "entry_points.txt"
-    scripts: tuple[str, ...] = ()
-    if entry_points in archive.namelist():
-        scripts = _scripts(archive.read(entry_points).decode("utf-8", errors="replace"))
-    return WheelListing(record, scripts)
-
-
-def _scripts(text: str) -> tuple[str, ...]:
-    """Names in the ``[console_scripts]`` and ``[gui_scripts]`` sections."""
-    out: list[str] = []
-    section = ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line.startswith("[") and line.endswith("]"):
-            section = line[1:-1].strip()
-        elif section in ("console_scripts", "gui_scripts") and "=" in line:
-            name = line.split("=", 1)[0].strip()
-            if name and "/" not in name and name not in (".", ".."):
-                out.append(name)
-    return tuple(out)
-
-
-def _unreadable(wheel: WheelFile, why: str) -> BackendError:
-    return BackendError(
-        f"cannot read the file list of {wheel.filename} from {wheel.source}: {redact(why)}",
-        hint="check the wheel on the index or in find-links; a damaged wheel cannot be installed",
-    )
 
 
 class WheelRecords:
@@ -470,22 +320,42 @@ class WheelRecords:
     def __init__(self, cache_dir: Path | None = None) -> None:
         self.cache_dir = cache_dir
         self._tags: dict[str, tuple[Tag, ...]] = {}
-        self._client = _Lazy(None)
+        self._tags_lock = threading.Lock()  # the clash check asks from several threads
+        self._client = LazyClient(None)
 
     def _http(self, settings: PipSettings) -> HttpClient | None:
         """The shared client, unless every location is local (then none is made)."""
-        remote = not settings.no_index or any(
-            urlsplit(link).scheme in ("http", "https") for link in settings.find_links
-        )
-        return self._client.get() if remote else None
+        from reconciler.backends.local_dirs import local_only
+
+        return None if local_only(settings) else self._client.get()
+
+    def _target_tags(self, python: Path) -> tuple[Tag, ...]:
+        with self._tags_lock:  # one probe per interpreter, not one per thread
+            tags = self._tags.get(str(python))
+            if tags is None:
+                tags = self._tags[str(python)] = target_tags(python, self.cache_dir)
+            return tags
+
+    def prepare(self, python: Path) -> None:
+        """Work out ``python``'s tags ahead of the first :meth:`record` when the tags
+        cache holds them (no probe, nothing written: a plan that never reads a wheel
+        leaves the cache dir as it was); a failure is left for that call to raise."""
+        if self.cache_dir is None:
+            return
+        from reconciler.backends.wheel_tags import cached_tags
+
+        with contextlib.suppress(Exception), self._tags_lock:
+            if str(python) not in self._tags:
+                tags = cached_tags(python, self.cache_dir)
+                if tags is not None:
+                    self._tags[str(python)] = tags
+                    _ranks(tags)
 
     def record(
         self, python: Path, name: str, version: str, settings: PipSettings
     ) -> tuple[RecordEntry, ...] | None:
         """See the class docstring."""
-        tags = self._tags.get(str(python))
-        if tags is None:
-            tags = self._tags[str(python)] = target_tags(python, self.cache_dir)
+        tags = self._target_tags(python)
         wheel = locate_wheel(
             name, version, settings, tags, client=self._http(settings), hash_local=False
         )

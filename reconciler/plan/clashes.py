@@ -24,7 +24,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from reconciler.manifest.model import PipSettings
 from reconciler.plan.model import Change
@@ -32,6 +32,9 @@ from reconciler.plan.policy import OWNED, Ownership
 from reconciler.state.environment import InstalledState, Package
 from reconciler.state.files import record_digest
 from reconciler.state.python import RecordEntry, read_record
+
+if TYPE_CHECKING:
+    from reconciler.backends.wheels import WheelRecords
 
 __all__ = ["LazyWheelRecords", "WheelContents", "install_paths", "refuse_clashes"]
 
@@ -54,17 +57,25 @@ class LazyWheelRecords:
 
     def __init__(self, cache_dir: Path | None = None) -> None:
         self.cache_dir = cache_dir
-        self._real: WheelContents | None = None
+        self._real: WheelRecords | None = None
+
+    def _records(self) -> WheelRecords:
+        if self._real is None:
+            from reconciler.backends.wheels import WheelRecords
+
+            self._real = WheelRecords(self.cache_dir)
+        return self._real
+
+    def prepare(self, python: Path) -> None:
+        """Import the reader and work out ``python``'s wheel tags now (the planner calls
+        it while the resolver's preview runs, which the checks after it wait for)."""
+        self._records().prepare(python)
 
     def record(
         self, python: Path, name: str, version: str, settings: PipSettings
     ) -> Sequence[RecordEntry] | None:
         """See :class:`WheelContents`."""
-        if self._real is None:
-            from reconciler.backends.wheels import WheelRecords
-
-            self._real = WheelRecords(self.cache_dir)
-        return self._real.record(python, name, version, settings)
+        return self._records().record(python, name, version, settings)
 
 
 def _ignored(path: str) -> bool:
@@ -173,13 +184,15 @@ def _owner_label(pkg: Package, status: str) -> str:
 def _records(
     wheels: WheelContents, python: Path, writes: Sequence[Change], settings: PipSettings
 ) -> list[Sequence[RecordEntry] | None]:
-    """Each write's wheel listing; several are fetched at once (index round trips)."""
+    """Each write's wheel listing; several are fetched at once from an index (round
+    trips), one after the other from local directories (threads would only contend)."""
+    from reconciler.backends.local_dirs import local_only
 
     def one(change: Change) -> Sequence[RecordEntry] | None:
         return wheels.record(python, change.name, str(change.to_version), settings)
 
-    if len(writes) == 1:
-        return [one(writes[0])]
+    if len(writes) == 1 or local_only(settings):
+        return [one(change) for change in writes]
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=min(8, len(writes))) as pool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from packaging.utils import canonicalize_name
@@ -41,6 +42,7 @@ def _graph(
     requested: Mapping[str, str],
     preview: PipPreview,
     extra_edges: Sequence[tuple[str, str, str]] = (),
+    cache_dir: Path | None = None,
 ) -> tuple[RequirementGraph, tuple[Resolved, ...]]:
     """The requirement graph of ``preview``'s outcome, and its installs with their
     requirements where they could be found.
@@ -54,7 +56,7 @@ def _graph(
     from reconciler.plan.chains import RequirementGraph
 
     env = marker_environment(state.python_version)
-    installs = with_requirements(preview.installs, settings)
+    installs = with_requirements(preview.installs, settings, cache_dir)
     moving = {item.name for item in installs}
     # Installed distributions that stay keep their requirements; moving ones get
     # the new version's.
@@ -109,6 +111,8 @@ def chains_of(
     requested: Mapping[str, str],
     preview: PipPreview,
     extra_edges: Sequence[tuple[str, str, str]] = (),
+    *,
+    cache_dir: Path | None = None,
 ) -> dict[str, tuple[str, tuple[str, ...]]]:
     """``name -> (reason text, chain)`` for every distribution ``preview`` would install.
 
@@ -116,7 +120,7 @@ def chains_of(
     exclude its installed version (see :meth:`RequirementGraph.describe`).
     """
     graph, installs = _graph(
-        state, installer, settings, requirements, requested, preview, extra_edges
+        state, installer, settings, requirements, requested, preview, extra_edges, cache_dir
     )
     versions = {i.name: i.version for i in installs}
     out = {}

@@ -14,8 +14,10 @@ a preview that installs one of them anyway is refused.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from packaging.requirements import Requirement
@@ -153,37 +155,83 @@ def plan_pip_side(
 
     constraints = ownership.pip_pins(state)
     python = state.prefix / "bin" / "python"
+    cache_dir = getattr(wheels, "cache_dir", None)  # where wheel metadata read is kept
     texts = {r.name: r.requirement for r in requests}
-    preview = installer.preview(python, to_resolve, constraints, settings)
+    with _Prepared(python, wheels):
+        preview = installer.preview(python, to_resolve, constraints, settings)
     if preview.ok:
         # What is newest, for the requests the preview installs (held back or not),
-        # is asked while the chains are worked out. Not before the preview: a failing
-        # index would see every request twice.
+        # is asked while the chains and the clash check are worked out. Not before the
+        # preview: a failing index would see every request twice. Not at all when the
+        # local directories that are the only locations offer nothing newer.
+        from reconciler.backends.local_dirs import newer_offered
+
         ask_newest = [
             texts[i.name]
             for i in preview.installs
             if i.name in texts
             and not any(c.operator in ("==", "===") for c in Requirement(texts[i.name]).specifier)
+            and newer_offered(i.name, i.version, settings)
         ]
         with _Background(installer.newest, python, ask_newest, settings) as newest:
             chains: dict[str, tuple[str, tuple[str, ...]]] = {}
             if any(i.name not in texts for i in preview.installs):
                 # Transitive changes: say which request needs each (the chain).
-                chains = chains_of(state, installer, settings, to_resolve, texts, preview)
+                chains = chains_of(
+                    state, installer, settings, to_resolve, texts, preview, cache_dir=cache_dir
+                )
             found = _classify(state, packages, ownership, preview.installs, texts, chains=chains)
-            found = held_back(state, ownership, settings, texts, found, newest())
-        changes += found
-        if wheels is not None:
-            changes = refuse_clashes(state, ownership, changes, wheels, settings)
+            checked = found
+            if wheels is not None:
+                checked = refuse_clashes(state, ownership, found, wheels, settings)
+            held = held_back(state, ownership, settings, texts, found, newest())
+        changes += [_merged(c, h) for c, h in zip(checked, held)]
         return PipSidePlan(tuple(changes), tuple(satisfied), tuple(to_resolve), constraints, True)
 
     missing = unavailable(preview.message, to_resolve, settings)
     if missing is not None:
         raise BackendError(f"{state.prefix}: {missing[0]}", hint=missing[1])
+    # No cache_dir: a refused plan leaves the state dir as it found it.
     changes += _explain_refusal(
         state, packages, ownership, installer, settings, to_resolve, texts, preview
     )
     return PipSidePlan(tuple(changes), tuple(satisfied), tuple(to_resolve), constraints, True)
+
+
+def _merged(checked: Change, held: Change) -> Change:
+    """One change of the clash check (``checked``) and of :func:`held_back` (``held``),
+    both made from the same classified change: held back, and refused by a clash.
+    held_back sees the change before the clash check, as it always did."""
+    if held.held_back is None:
+        return checked
+    return replace(checked, held_back=held.held_back)
+
+
+class _Prepared:
+    """While the block runs (the preview: a process to wait for), a thread prepares the
+    clash check, which runs after any preview that installs something: its imports and
+    the target's wheel tags. Results and errors stay those of the checks themselves."""
+
+    def __init__(self, python: Path, wheels: WheelContents | None) -> None:
+        self._prepare: Callable[[Path], None] | None = getattr(wheels, "prepare", None)
+        self._python = python
+        self._thread: Any = None
+
+    def __enter__(self) -> None:
+        if self._prepare is not None:
+            import threading
+
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        if self._prepare is not None:
+            with contextlib.suppress(Exception):  # the check itself reports its faults
+                self._prepare(self._python)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._thread is not None:
+            self._thread.join()
 
 
 class _Background:
@@ -282,6 +330,7 @@ def _explain_refusal(
     requirements: Sequence[str],
     requested: Mapping[str, str],
     pinned: PipPreview,
+    cache_dir: Path | None = None,
 ) -> list[Change]:
     """The pinned resolve failed: find what it would have had to move, and why.
 
@@ -299,7 +348,9 @@ def _explain_refusal(
             f"even ignoring managed packages: {first_lines(free.message)}",
             hint="check the versions in the manifest against the package index",
         )
-    chains = chains_of(state, installer, settings, requirements, requested, free, pinned.edges)
+    chains = chains_of(
+        state, installer, settings, requirements, requested, free, pinned.edges, cache_dir=cache_dir
+    )
     changes = _classify(state, packages, ownership, free.installs, requested, chains=chains)
     if not any(c.refused for c in changes):
         # The resolver blamed the pins but an unpinned resolve moves nothing we protect.
