@@ -41,7 +41,10 @@ _CREDENTIALS = re.compile(r"://[^/\s\"@]*@")
 KEPT_MODELS = 8
 #: The modules whose code decides what a manifest loads as: a remembered model is
 #: reused only while they are unchanged (a development checkout keeps its version).
-_CHECKS = ("loader", "merge", "model", "schema_check", "semantics", "specs", "world", "yaml_nodes")
+_CHECKS = (
+    "loader", "merge", "model", "optional", "schema_check", "semantics", "specs", "world",
+    "yaml_nodes",
+)  # fmt: skip
 
 
 @dataclass
