@@ -33,7 +33,7 @@ UNUSED = (
 #: the modules of the other commands' handlers stay out.
 APPLY_UNUSED = (*UNUSED, "reconciler.edit", "reconciler.apply.kernels", "reconciler.lifecycle")
 #: Frozen dataclasses a plan or an apply builds and never uses (~4.5 M instructions each).
-UNUSED_CLASSES = ("class:Create", "class:Kernel")
+UNUSED_CLASSES = ("class:Create", "class:Kernel", "class:Problem")
 #: Prints the modules imported by the run, and ``class:NAME`` for each dataclass of
 #: reconciler's that it built.
 PROBE = (
