@@ -221,14 +221,23 @@ def _baseline_arguments(p: argparse.ArgumentParser) -> None:
 
 
 class _Commands(_SubParsers):
-    """The subcommands. With ``lazy``, a command's own arguments are added when argparse
-    selects it: adding every command's (each one a help formatter and translations) cost
-    more than the parse itself, and a run parses one command. The help and error texts
-    are the same either way."""
+    """The subcommands. With ``lazy``, a command's subparser is made, with its arguments,
+    when argparse selects it: making all thirteen (each a parser, its help formatters and
+    translations) cost more than the parse itself, and a run parses one command. The
+    listing in ``reconciler --help`` and the "invalid choice" error need only the names
+    and help lines, which every command has from the start: the texts are the same."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.pending: dict[str, Callable[[], None]] = {}
+        self.pending: dict[str, Callable[[], argparse.ArgumentParser]] = {}
+
+    def add_later(
+        self, name: str, help_text: str, make: Callable[[], argparse.ArgumentParser]
+    ) -> None:
+        """What ``add_parser(name, help=help_text)`` records, the parser left to ``make``."""
+        self._choices_actions.append(self._ChoicesPseudoAction(name, (), help_text))
+        self._name_parser_map[name] = None  # type: ignore[assignment]  # made by __call__
+        self.pending[name] = make
 
     def __call__(
         self,
@@ -237,9 +246,9 @@ class _Commands(_SubParsers):
         values: Any,
         option_string: str | None = None,
     ) -> None:
-        fill = self.pending.pop(values[0], None)
-        if fill is not None:
-            fill()
+        make = self.pending.pop(values[0], None)
+        if make is not None:
+            self._name_parser_map[values[0]] = make()
         super().__call__(parser, namespace, values, option_string)
 
 
@@ -265,17 +274,20 @@ def build_parser(handlers: Mapping[str, Handler], *, lazy: bool = False) -> argp
     assert isinstance(sub, _Commands)
 
     def command(name: str, help_text: str, fill: Fill) -> None:
-        p = sub.add_parser(name, help=help_text, description=help_text)
-
-        def add() -> None:
+        def fill_in(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
             _common(p, suppress=True)
             fill(p)
             p.set_defaults(func=handlers[name if name in handlers else "edit"])
+            return p
 
-        if lazy:
-            sub.pending[name] = add
-        else:
-            add()
+        if not lazy:
+            fill_in(sub.add_parser(name, help=help_text, description=help_text))
+            return
+        # As add_parser makes it: prog "reconciler NAME", the top parser's class.
+        prog = f"{sub._prog_prefix} {name}"
+        sub.add_later(
+            name, help_text, lambda: fill_in(sub._parser_class(prog=prog, description=help_text))
+        )
 
     command(
         "validate",
