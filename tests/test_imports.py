@@ -146,11 +146,13 @@ def test_the_digest_without_openssl_is_hashlibs() -> None:
 
 
 def test_the_installer_failure_messages_compile_their_patterns_when_one_fails() -> None:
-    # plan/pip_side imports the module on every plan; its ten patterns cost ~2 ms.
+    # Every plan imports these modules; their failure patterns cost ~3 ms to compile.
     probe = (
-        "import re, reconciler.backends.pip_args, reconciler.backends.process, "
-        "reconciler.manifest.model; before = len(re._cache); "
-        "import reconciler.backends.pip_failures as f; print(len(re._cache) - before)"
+        "import re, packaging.utils, reconciler.backends.pip_args, reconciler.backends.process, "
+        "reconciler.manifest.model, reconciler.state.cache, reconciler.faults; "
+        "before = len(re._cache); import reconciler.backends.pip_failures, "
+        "reconciler.backends.pip_locked, reconciler.backends.pip, reconciler.backends.conda; "
+        "print(len(re._cache) - before)"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe], env={"PYTHONPATH": str(REPO)}, capture_output=True,
