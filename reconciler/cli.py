@@ -21,7 +21,8 @@ __all__ = ["main"]
 EXIT_OK, EXIT_ERROR, EXIT_PENDING, EXIT_REFUSED = 0, 1, 2, 3
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(*, lazy: bool = False) -> argparse.ArgumentParser:
+    """The full parser; ``lazy``: only the parsed command gets its arguments (:func:`main`)."""
     from reconciler.cli_parser import build_parser
 
     return build_parser(
@@ -37,7 +38,8 @@ def _parser() -> argparse.ArgumentParser:
             "drift": _drift,
             "baseline": _baseline,
             "edit": _edit,
-        }
+        },
+        lazy=lazy,
     )
 
 
@@ -463,7 +465,7 @@ def main(
 ) -> int:
     """Run the CLI; returns the exit code. ``on_plan(plan, printed)`` is told what ``plan``
     printed (see :mod:`reconciler.entry`)."""
-    args = _parser().parse_args(argv)
+    args = _parser(lazy=True).parse_args(argv)
     args.on_plan = on_plan
     try:
         if getattr(args, "env_prefix", None) is not None:  # the notebook shim's --env-prefix

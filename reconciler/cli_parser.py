@@ -7,16 +7,23 @@ import argparse
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler import __version__
 
-__all__ = ["USAGE_EXIT", "Handler", "build_parser", "env_prefix_option"]
+__all__ = ["USAGE_EXIT", "Fill", "Handler", "build_parser", "env_prefix_option"]
 
 #: A usage error exits 1, as any error does (2 means "changes pending").
 USAGE_EXIT = 1
 
 Handler = Callable[[argparse.Namespace], int]
+#: Adds one command's own arguments to its subparser.
+Fill = Callable[[argparse.ArgumentParser], None]
+
+if TYPE_CHECKING:
+    _SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
+else:
+    _SubParsers = argparse._SubParsersAction
 
 _LOCKED_HELP = "a missing or stale lock file is an error (exit 1) instead of a fresh resolve"
 
@@ -71,33 +78,11 @@ def _common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     )
 
 
-def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
-    """The argument parser; ``handlers`` maps each command to its function in
-    :mod:`reconciler.cli`."""
-    parser = _Parser(
-        prog="reconciler",
-        description="Apply a declarative environment manifest without breaking the managed image.",
-    )
-    parser.add_argument(
-        "--version",
-        action="version",
-        version=f"reconciler {__version__}",
-        help="print the version and exit",
-    )
-    _common(parser, suppress=False)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", help="what to do")
-    sub.required = True
-
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        _common(p, suppress=True)
-        return p
-
-    p = command("validate", "check a manifest (schema and semantics); reads no environment")
+def _validate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("manifest", type=Path, help=_MANIFEST_HELP)
-    p.set_defaults(func=handlers["validate"])
 
-    p = command("plan", "show what apply would do, every transitive change included")
+
+def _plan_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("manifest", type=Path, help=_MANIFEST_HELP)
     p.add_argument("--env", action="append", default=[], metavar="NAME", help=_ENV_HELP)
     env_prefix_option(p)
@@ -107,9 +92,9 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
         "--detailed-exitcode", action="store_true", help="exit 2 when changes are pending"
     )
     p.add_argument("--locked", action="store_true", help=_LOCKED_HELP)
-    p.set_defaults(func=handlers["plan"])
 
-    p = command("apply", "plan, then make the allowed additive changes (nothing if any is refused)")
+
+def _apply_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "manifest", type=Path, nargs="?", help=_MANIFEST_HELP + " (default with --plan: its own)"
     )
@@ -140,18 +125,18 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     )
     p.add_argument("--detached", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--locked", action="store_true", help=_LOCKED_HELP)
-    p.set_defaults(func=handlers["apply"])
 
-    p = command("lock", "write the lock file beside the manifest (team.yaml -> team.lock)")
+
+def _lock_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("manifest", type=Path, help=_MANIFEST_HELP)
     p.add_argument("--env", action="append", default=[], metavar="NAME", help=_ENV_HELP)
     upgrade = p.add_mutually_exclusive_group()
     upgrade.add_argument("--upgrade", action="store_true", help="resolve everything afresh")
     upgrade.add_argument("--upgrade-package", nargs="+", default=[], metavar="NAME",
                          help="resolve these afresh, keep the other locked versions")  # fmt: skip
-    p.set_defaults(func=handlers["lock"])
 
-    p = command("lifecycle", "print a SageMaker Studio on-start lifecycle script")
+
+def _lifecycle_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("manifest", type=Path, help=_MANIFEST_HELP)
     p.add_argument(
         "--budget",
@@ -184,9 +169,9 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
         help="interpreter that creates reconciler's own venv (python3)",
     )
     p.add_argument("--locked", action="store_true", help="the script applies with --locked")
-    p.set_defaults(func=handlers["lifecycle"])
 
-    p = command("bundle", "write an offline wheelhouse of reconciler for `lifecycle --wheel DIR`")
+
+def _bundle_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", type=Path, help="the directory to write the wheels into")
     for flag, meta, text in (
         (
@@ -201,29 +186,25 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     p.add_argument("--find-links", action="append", default=[], metavar="PATH_OR_URL",
                    help="also look for wheels here (repeatable)")  # fmt: skip
     p.add_argument("--no-index", action="store_true", help="use only --find-links")
-    p.set_defaults(func=handlers["bundle"])
 
-    p = command("demo", "build a local demo image, its repositories and a manifest; plan it")
+
+def _demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", type=Path, nargs="?", default=Path(".demo"), help="where (.demo)")
-    p.set_defaults(func=handlers["demo"])
 
-    p = command("status", "the last or running apply: progress, result, log path")
+
+def _status_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the status file as JSON")
-    p.set_defaults(func=handlers["status"])
 
-    p = command("drift", "report how environments differ from the manifest and the image")
+
+def _drift_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("manifest", type=Path, help=_MANIFEST_HELP)
     p.add_argument("--env", action="append", default=[], metavar="NAME", help=_ENV_HELP)
     env_prefix_option(p)
     p.add_argument("--json", action="store_true", help="print drift.v1 JSON")
     p.add_argument("--detailed-exitcode", action="store_true", help="exit 2 when drift is found")
-    p.set_defaults(func=handlers["drift"])
 
-    from reconciler.edit_commands import register
 
-    register(command, handlers["edit"])  # add, remove, adopt
-
-    p = command("baseline", "record or print the managed set of environments")
+def _baseline_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "action",
         choices=("capture", "show"),
@@ -237,5 +218,109 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
         action="store_true",
         help="capture: replace an existing baseline (without it, capture says what would change)",
     )
-    p.set_defaults(func=handlers["baseline"])
+
+
+class _Commands(_SubParsers):
+    """The subcommands. With ``lazy``, a command's subparser is made, with its arguments,
+    when argparse selects it: making all thirteen (each a parser, its help formatters and
+    translations) cost more than the parse itself, and a run parses one command. The
+    listing in ``reconciler --help`` and the "invalid choice" error need only the names
+    and help lines, which every command has from the start: the texts are the same."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pending: dict[str, Callable[[], argparse.ArgumentParser]] = {}
+
+    def add_later(
+        self, name: str, help_text: str, make: Callable[[], argparse.ArgumentParser]
+    ) -> None:
+        """What ``add_parser(name, help=help_text)`` records, the parser left to ``make``."""
+        self._choices_actions.append(self._ChoicesPseudoAction(name, (), help_text))
+        self._name_parser_map[name] = None  # type: ignore[assignment]  # made by __call__
+        self.pending[name] = make
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        make = self.pending.pop(values[0], None)
+        if make is not None:
+            self._name_parser_map[values[0]] = make()
+        super().__call__(parser, namespace, values, option_string)
+
+
+def build_parser(handlers: Mapping[str, Handler], *, lazy: bool = False) -> argparse.ArgumentParser:
+    """The argument parser; ``handlers`` maps each command to its function in
+    :mod:`reconciler.cli` (``edit``: add, remove and adopt). With ``lazy``, only the
+    command being parsed gets its arguments (enough for one ``parse_args``)."""
+    parser = _Parser(
+        prog="reconciler",
+        description="Apply a declarative environment manifest without breaking the managed image.",
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"reconciler {__version__}",
+        help="print the version and exit",
+    )
+    _common(parser, suppress=False)
+    sub = parser.add_subparsers(
+        action=_Commands, dest="command", metavar="COMMAND", help="what to do"
+    )
+    sub.required = True
+    assert isinstance(sub, _Commands)
+
+    def command(name: str, help_text: str, fill: Fill) -> None:
+        def fill_in(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+            _common(p, suppress=True)
+            fill(p)
+            p.set_defaults(func=handlers[name if name in handlers else "edit"])
+            return p
+
+        if not lazy:
+            fill_in(sub.add_parser(name, help=help_text, description=help_text))
+            return
+        # As add_parser makes it: prog "reconciler NAME", the top parser's class.
+        prog = f"{sub._prog_prefix} {name}"
+        sub.add_later(
+            name, help_text, lambda: fill_in(sub._parser_class(prog=prog, description=help_text))
+        )
+
+    command(
+        "validate",
+        "check a manifest (schema and semantics); reads no environment",
+        _validate_arguments,
+    )
+    command("plan", "show what apply would do, every transitive change included", _plan_arguments)
+    command(
+        "apply",
+        "plan, then make the allowed additive changes (nothing if any is refused)",
+        _apply_arguments,
+    )
+    command(
+        "lock", "write the lock file beside the manifest (team.yaml -> team.lock)", _lock_arguments
+    )
+    command("lifecycle", "print a SageMaker Studio on-start lifecycle script", _lifecycle_arguments)
+    command(
+        "bundle",
+        "write an offline wheelhouse of reconciler for `lifecycle --wheel DIR`",
+        _bundle_arguments,
+    )
+    command(
+        "demo",
+        "build a local demo image, its repositories and a manifest; plan it",
+        _demo_arguments,
+    )
+    command("status", "the last or running apply: progress, result, log path", _status_arguments)
+    command(
+        "drift", "report how environments differ from the manifest and the image", _drift_arguments
+    )
+
+    from reconciler.edit_commands import register
+
+    register(command)  # add, remove, adopt
+    command("baseline", "record or print the managed set of environments", _baseline_arguments)
     return parser

@@ -33,14 +33,9 @@ def _lock_timeout(parser: argparse.ArgumentParser, what: str) -> None:
     )
 
 
-def register(
-    command: Callable[[str, str], argparse.ArgumentParser],
-    func: Callable[[argparse.Namespace], int],
-) -> None:
-    """Add the three subcommands; ``command(name, help)`` makes a subparser."""
+def _add_arguments(p: argparse.ArgumentParser) -> None:
     from reconciler.cli_parser import env_prefix_option
 
-    p = command("add", "install packages into an environment and write them into the manifest")
     p.add_argument("manifest", type=Path, help=_MANIFEST)
     p.add_argument("specs", nargs="+", metavar="SPEC", help="polars, 'polars>=1.31', ...")
     p.add_argument("--env", metavar="NAME", help=_ENV)
@@ -50,17 +45,23 @@ def register(
         "--no-apply", action="store_true", help="write the specs after a plan; install nothing"
     )
     _lock_timeout(p, "another apply on the environment, or another edit of the manifest")
-    p.set_defaults(func=func, edit="add")
+    p.set_defaults(edit="add")
 
-    p = command("remove", "drop packages from the manifest (nothing is uninstalled)")
+
+def _remove_arguments(p: argparse.ArgumentParser) -> None:
+    from reconciler.cli_parser import env_prefix_option
+
     p.add_argument("manifest", type=Path, help=_MANIFEST)
     p.add_argument("names", nargs="+", metavar="NAME", help="package names to drop")
     p.add_argument("--env", metavar="NAME", help=_ENV)
     env_prefix_option(p)
     _lock_timeout(p, "another add, remove or adopt of the manifest")
-    p.set_defaults(func=func, edit="remove")
+    p.set_defaults(edit="remove")
 
-    p = command("adopt", "write the packages installed by hand (foreign) into the manifest")
+
+def _adopt_arguments(p: argparse.ArgumentParser) -> None:
+    from reconciler.cli_parser import env_prefix_option
+
     p.add_argument("manifest", type=Path, help=_MANIFEST)
     p.add_argument("--env", metavar="NAME", help=_ENV)
     env_prefix_option(p)
@@ -68,7 +69,23 @@ def register(
         "--dry-run", action="store_true", help="print the change as a diff; write nothing"
     )
     _lock_timeout(p, "another add, remove or adopt of the manifest")
-    p.set_defaults(func=func, edit="adopt")
+    p.set_defaults(edit="adopt")
+
+
+def register(
+    command: Callable[[str, str, Callable[[argparse.ArgumentParser], None]], None],
+) -> None:
+    """Add the three subcommands; ``command(name, help, fill)`` makes a subparser whose
+    arguments ``fill`` adds (the ``edit`` handler runs them)."""
+    command(
+        "add", "install packages into an environment and write them into the manifest",
+        _add_arguments,
+    )  # fmt: skip
+    command("remove", "drop packages from the manifest (nothing is uninstalled)", _remove_arguments)
+    command(
+        "adopt", "write the packages installed by hand (foreign) into the manifest",
+        _adopt_arguments,
+    )  # fmt: skip
 
 
 def env_by_prefix(args: argparse.Namespace, manifest: Manifest) -> None:

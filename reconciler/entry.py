@@ -128,7 +128,6 @@ def _remember(call: _Call, output: str | None = None, since_ns: int | None = Non
     from reconciler.lockfile import lock_path
     from reconciler.manifest import load_manifest
     from reconciler.state.environment import system_site_dirs
-    from reconciler.state.kernels import kernels_dir
     from reconciler.state.python import find_site_packages
     from reconciler.state.store import StateStore
 
@@ -145,6 +144,8 @@ def _remember(call: _Call, output: str | None = None, since_ns: int | None = Non
         site, version = find_site_packages(env.prefix)
         sites += [str(s) for s in (site, *system_site_dirs(env.prefix, version)) if s]
         if env.kernel is not None:
+            from reconciler.state.kernels import kernels_dir  # a dataclass: only with a kernel
+
             files.append(str(kernels_dir() / env.kernel.name / "kernel.json"))
         directory = store.env_dir(env.prefix)
         state_files += [str(directory / f) for f in ("baseline.json", "owned.json", "journal.json")]

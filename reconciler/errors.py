@@ -5,7 +5,11 @@ Only :mod:`reconciler.cli` turns these into messages and exit codes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+TYPE_CHECKING = False  # typing (like dataclasses) is not imported here at run time
+if TYPE_CHECKING:
+    from typing import Any
+
+    from reconciler.manifest.problem import Problem
 
 __all__ = [
     "BackendError",
@@ -32,21 +36,6 @@ class ReconcilerError(Exception):
         if self.hint:
             return f"{self.message}\n  hint: {self.hint}"
         return self.message
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a manifest: ``file:line:col: path: message``."""
-
-    file: str
-    line: int
-    column: int
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}:{self.column}"
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
 
 
 class ManifestError(ReconcilerError):
@@ -83,3 +72,13 @@ class LockError(ReconcilerError):
 
 class StalePlanError(ReconcilerError):
     """A saved plan no longer matches the installed state."""
+
+
+def __getattr__(name: str) -> Any:
+    """``Problem``, from :mod:`reconciler.manifest.problem` on first use: a run whose
+    manifest loads without one never builds the dataclass."""
+    if name == "Problem":
+        from reconciler.manifest.problem import Problem
+
+        return Problem
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -642,6 +642,43 @@ def _parsers() -> list[Any]:
     return found
 
 
+def test_the_lazy_parser_of_a_run_says_what_the_full_one_says(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # main() adds only the parsed command's arguments (issue 13: start-up cost); help,
+    # errors and parsed values must not change.
+    import argparse
+
+    from reconciler.cli import _parser
+
+    monkeypatch.setenv("COLUMNS", "100")
+    full = _parser()
+    sub = next(a for a in full._actions if isinstance(a, argparse._SubParsersAction))
+    commands = sorted(sub.choices)
+    assert len(commands) == 13
+    failing = [["-h"], [], ["nope"], ["plan"], ["plan", "m.yaml", "--bogus"]]
+    failing += [["apply", "m.yaml", "--lock-timeout", "soon"], ["baseline", "keep", "m.yaml"]]
+    failing += [["-q", c, "--help"] for c in commands]
+    for argv in failing:
+        said = []
+        for lazy in (False, True):
+            with pytest.raises(SystemExit) as exited:
+                _parser(lazy=lazy).parse_args(argv)
+            said.append((exited.value.code, capsys.readouterr()))
+        assert said[0] == said[1], argv
+        assert said[1][1].out or said[1][1].err, argv
+    parsed = [["plan", "m.yaml", "--env", "a", "--json"], ["-v", "apply", "m.yaml", "--partial"]]
+    parsed += [["add", "m.yaml", "x>=1", "--conda"], ["remove", "m.yaml", "x"], ["adopt", "m.yaml"]]
+    parsed += [["baseline", "show", "m.yaml"], ["--state-dir", "s", "status"], ["demo"]]
+    for argv in parsed:
+        assert vars(_parser(lazy=True).parse_args(argv)) == vars(_parser().parse_args(argv))
+    lazy = _parser(lazy=True)
+    lazy.parse_args(["plan", "m.yaml"])
+    lazy_sub = next(a for a in lazy._actions if isinstance(a, argparse._SubParsersAction))
+    assert sorted(lazy_sub.pending) == [c for c in commands if c != "plan"]  # type: ignore[attr-defined]
+    assert [name for name, made in lazy_sub.choices.items() if made is not None] == ["plan"]
+
+
 def test_every_option_and_argument_has_help(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

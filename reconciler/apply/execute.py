@@ -157,9 +157,12 @@ def apply(
 
                 check_saved_locked(plan, use_lock(manifest, inputs, required=locked))
         else:
-            from reconciler.lockfile.resolver import use_lock
+            from reconciler.lockfile import has_lock_file
 
-            inputs = use_lock(manifest, inputs, required=locked)
+            if locked or has_lock_file(manifest.path):  # without one, use_lock changes nothing
+                from reconciler.lockfile.resolver import use_lock
+
+                inputs = use_lock(manifest, inputs, required=locked)
             if any(i.locked is None for i in inputs):
                 reporter.resolving([i.env.name for i in inputs if i.locked is None])
             plan = build_plan(manifest, inputs, backends)

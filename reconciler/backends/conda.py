@@ -156,7 +156,8 @@ class SpecMatcher:
         return hit
 
 
-_LOCKED = re.compile(r"([A-Za-z0-9_.+-]+)[^\n]*?is locked, but another version is required")
+#: A string, compiled by the first failed solve (``re`` keeps it), not at every import.
+_LOCKED = r"([A-Za-z0-9_.+-]+)[^\n]*?is locked, but another version is required"
 
 
 def _load_prefix_records(rattler: Any, prefix: Path, names: Sequence[str] | None) -> list[Any]:
@@ -342,7 +343,7 @@ class RattlerSolver:
         except Exception as exc:  # rattler raises its own exception classes
             message = str(exc)
             if "Cannot solve" in message or "cannot be installed" in message or "locked" in message:
-                blamed = tuple(dict.fromkeys(m.group(1) for m in _LOCKED.finditer(message)))
+                blamed = tuple(dict.fromkeys(m.group(1) for m in re.finditer(_LOCKED, message)))
                 return CondaSolution(ok=False, message=message, blamed=blamed), []
             raise BackendError(
                 f"conda solve failed: {message.splitlines()[0] if message else type(exc).__name__}",

@@ -134,8 +134,9 @@ class PipInstaller(Protocol):
 
 
 # uv explains a failed resolution in sentences: "beta>=2.0 depends on alpha>=2",
-# "all versions of gamma depend on beta>=2".
-_DEPENDS_ON = re.compile(
+# "all versions of gamma depend on beta>=2". A string: compiled by the first failed
+# resolution (``re`` keeps it), not at every import.
+_DEPENDS_ON = (
     r"(?P<parent>[A-Za-z0-9][A-Za-z0-9._-]*)[^\s,]* depends? on (?P<child>[A-Za-z0-9][^\s,]*)"
 )
 
@@ -218,7 +219,7 @@ class UvCli:
                     _req_name(m.group("child")),
                     m.group("child"),
                 )
-                for m in _DEPENDS_ON.finditer(message)
+                for m in re.finditer(_DEPENDS_ON, message)
             )
             return PipPreview(ok=False, message=message, edges=edges)
         try:

@@ -33,34 +33,35 @@ def _failure(proc: Completed) -> str:
     return redact(text)
 
 
+# The patterns are strings, compiled by the first failure that needs them (``re`` keeps
+# them): a run that fails nothing compiles none (issue 13: ~2 ms at import).
+
 # pip's "not found" ("No matching distribution found for x", "Could not find a version
 # that satisfies the requirement x") is data as well: :func:`unavailable` says which.
-_NO_SOLUTION = re.compile(
-    r"No solution found|ResolutionImpossible|conflicting dependencies|Cannot install|"
-    r"No matching distribution found|Could not find a version that satisfies",
-    re.I,
+_NO_SOLUTION = (
+    r"(?i)No solution found|ResolutionImpossible|conflicting dependencies|Cannot install|"
+    r"No matching distribution found|Could not find a version that satisfies"
 )
 
 
 # uv: "error: ...", "  cause: ..." (older: "Caused by: ..."); pip: "ERROR: ...".
-_HEADLINE = re.compile(r"^\s*(?:error|cause|caused by)\s*:\s*(?P<text>\S.*)$", re.I)
-_AUTH = re.compile(r"\b(401 Unauthorized|403 Forbidden|401 Error|403 Error)", re.I)
-_AUTH_UV_HINT = re.compile(r"lack of valid authentication credentials", re.I)
-_DISK_FULL = re.compile(r"No space left on device|os error 28|Errno 28|ENOSPC|Disk quota exceeded")
-_NETWORK = re.compile(
-    r"Request failed after|timed out|error sending request|Failed to fetch|"
+_HEADLINE = r"(?i)^\s*(?:error|cause|caused by)\s*:\s*(?P<text>\S.*)$"
+_AUTH = r"(?i)\b(401 Unauthorized|403 Forbidden|401 Error|403 Error)"
+_AUTH_UV_HINT = r"(?i)lack of valid authentication credentials"
+_DISK_FULL = r"No space left on device|os error 28|Errno 28|ENOSPC|Disk quota exceeded"
+_NETWORK = (
+    r"(?i)Request failed after|timed out|error sending request|Failed to fetch|"
     r"HTTP status (?:server|client) error|error decoding response body|Hash mismatch|"
-    r"Connection refused|end of file before message length|ReadTimeout|HTTPError",
-    re.I,
+    r"Connection refused|end of file before message length|ReadTimeout|HTTPError"
 )
 
 
 def _auth_failure(message: str) -> str | None:
     """``401 Unauthorized`` (or 403) when the index refused the credentials, else None."""
-    match = _AUTH.search(message)
+    match = re.search(_AUTH, message)
     if match is not None:
         return match.group(1)
-    return "401 Unauthorized" if _AUTH_UV_HINT.search(message) else None
+    return "401 Unauthorized" if re.search(_AUTH_UV_HINT, message) else None
 
 
 def _summary(message: str) -> str:
@@ -68,7 +69,7 @@ def _summary(message: str) -> str:
     a hash or a URL): ``Failed to download `x==1`: Hash mismatch for `x==1```."""
     parts: list[str] = []
     for line in message.splitlines():
-        match = _HEADLINE.match(line)
+        match = re.match(_HEADLINE, line)
         if match and match.group("text").strip() not in parts:
             parts.append(match.group("text").strip())
     if not parts:
@@ -102,10 +103,10 @@ def resolution_refusal(proc: Completed, what: str) -> str:
             hint="check the credentials in the index URL of the manifest; the command was: "
             f"{proc.display}",
         )
-    if _NO_SOLUTION.search(message):
+    if re.search(_NO_SOLUTION, message):
         return message
     hint = f"the command was: {proc.display}"
-    if _NETWORK.search(message):
+    if re.search(_NETWORK, message):
         hint = _network_hint(proc)
     raise BackendError(
         f"{what} failed (exit {proc.returncode}): {_summary(message)}",
@@ -122,7 +123,7 @@ def checked_install(proc: Completed, name: str, python: Path) -> Completed:
     summary = _summary(message) if message else f"exit {proc.returncode}"
     prefix = python.parent.parent
     hint = f"the command was: {proc.display}"
-    if _DISK_FULL.search(message):
+    if re.search(_DISK_FULL, message):
         text = (
             f"{name} install into {prefix} failed: the disk is full (no space left on "
             f"device): {summary}"
@@ -135,19 +136,18 @@ def checked_install(proc: Completed, name: str, python: Path) -> Completed:
         text = f"{name} install into {prefix} failed: {summary}"
         if _auth_failure(message) is not None:
             hint = "check the credentials in the index URL of the manifest; " + hint
-        elif _NETWORK.search(message):
+        elif re.search(_NETWORK, message):
             hint = _network_hint(proc)
     raise BackendError(
         text, hint=hint, output=f"$ {proc.display}\n{redact(proc.stdout)}\n{redact(proc.stderr)}"
     )
 
 
-_HASH_MISMATCH = re.compile(r"Hash mismatch for `?(?P<what>[^`\s:]+)|THESE PACKAGES DO NOT MATCH")
-_PIP_MISMATCHED = re.compile(r"^\s+([A-Za-z0-9._-]+==[^\s:]+)(?: from |:)", re.M)
-_LOCKED_MISSING = re.compile(
-    r"No solution found|was not found|No matching distribution|Could not find a version|"
-    r"\b404\b",
-    re.I,
+_HASH_MISMATCH = r"Hash mismatch for `?(?P<what>[^`\s:]+)|THESE PACKAGES DO NOT MATCH"
+_PIP_MISMATCHED = r"(?m)^\s+([A-Za-z0-9._-]+==[^\s:]+)(?: from |:)"
+_LOCKED_MISSING = (
+    r"(?i)No solution found|was not found|No matching distribution|Could not find a version|"
+    r"\b404\b"
 )
 
 
@@ -158,11 +158,11 @@ def locked_failure(proc: Completed, python: Path) -> Completed:
         return proc
     message = _failure(proc)
     prefix = python.parent.parent
-    mismatch = _HASH_MISMATCH.search(message)
+    mismatch = re.search(_HASH_MISMATCH, message)
     output = f"$ {proc.display}\n{redact(proc.stdout)}\n{redact(proc.stderr)}"
     if mismatch is not None:
         # pip names the file on the line after its banner: "    x==1.0 from https://...".
-        named = mismatch.group("what") or next(iter(_PIP_MISMATCHED.findall(message)), "NAME")
+        named = mismatch.group("what") or next(iter(re.findall(_PIP_MISMATCHED, message)), "NAME")
         what = str(named)
         raise BackendError(
             f"the file of {what} does not match the sha256 in the lock file; nothing was "
@@ -171,7 +171,7 @@ def locked_failure(proc: Completed, python: Path) -> Completed:
             f"--upgrade-package {what.split('==')[0]}`); otherwise check the package index",
             output=output,
         )
-    if _LOCKED_MISSING.search(message) and _auth_failure(message) is None:
+    if re.search(_LOCKED_MISSING, message) and _auth_failure(message) is None:
         raise BackendError(
             f"a file in the lock file can no longer be found ({_summary(message)}); nothing "
             f"was installed into {prefix}",
@@ -253,7 +253,7 @@ def _rollback_note(name: str, removed: Sequence[str], kept: Sequence[str]) -> st
 # "x was not found in the package registry", "x==1.0 has no usable wheels", "only
 # x<=1.1 is available and you require x>=5"; pip "satisfies the requirement x==9",
 # "No matching distribution found for x".
-_NAMED = re.compile(
+_NAMED = (
     r"(?:there is no version of|satisfies the requirement|distribution found for|"
     r"is available and you require)\s+`?(?P<req>[A-Za-z0-9][^\s`,]*)|"
     r"(?P<name>[A-Za-z0-9][^\s`,]*)`? (?:was not found in|has no usable wheels|"
@@ -286,7 +286,7 @@ def unavailable(
             continue
         requested[canonicalize_name(req.name)] = req
     asked: dict[str, Requirement] = {}
-    for match in _NAMED.finditer(message):
+    for match in re.finditer(_NAMED, message):
         try:
             req = Requirement((match.group("req") or match.group("name")).rstrip(".:;"))
         except InvalidRequirement:

@@ -17,8 +17,9 @@ __all__ = ["INSTALL_TIMEOUT", "not_cached", "run_locked"]
 INSTALL_TIMEOUT = 3600.0
 
 #: uv --offline: a locked file is not in the cache (then the index is asked).
-NOT_CACHED = re.compile(
-    r"(?:not|n.t) found in the cache|network (?:was|is) disabled|connectivity is disabled", re.I
+#: A string, compiled by the first failed offline install that needs it (``re`` keeps it).
+NOT_CACHED = (
+    r"(?i)(?:not|n.t) found in the cache|network (?:was|is) disabled|connectivity is disabled"
 )
 
 
@@ -44,4 +45,4 @@ def run_locked(
 
 def not_cached(proc: Completed) -> bool:
     """True when ``uv --offline`` failed only because a file is not in its cache."""
-    return proc.returncode != 0 and NOT_CACHED.search(proc.stderr) is not None
+    return proc.returncode != 0 and re.search(NOT_CACHED, proc.stderr) is not None

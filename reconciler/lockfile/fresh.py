@@ -8,11 +8,11 @@ stale for environment 'dl': ".
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
 
+from reconciler.digest import sha256
 from reconciler.errors import ReconcilerError
 from reconciler.lockfile.model import Entries, LockedEnvironment, LockFile
 from reconciler.manifest.model import Environment
@@ -57,7 +57,8 @@ def managed_digest(state: InstalledState, ownership: Ownership) -> str:
         for key, p in state.packages().items()
         if key in ownership.managed
     )
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    # CPython's own SHA-256 (reconciler.digest): the same digest without loading OpenSSL.
+    return sha256("\n".join(lines).encode()).hexdigest()
 
 
 def _changed(kind: str, old: tuple[str, ...], new: tuple[str, ...]) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from reconciler.manifest.loader import (
     MAX_MANIFEST_BYTES,
     ValidationMemo,
@@ -11,14 +13,15 @@ from reconciler.manifest.loader import (
 )
 from reconciler.manifest.model import (
     CondaRequest,
-    Create,
     Environment,
-    Kernel,
     Manifest,
     PipRequest,
     PipSettings,
     select_environments,
 )
+
+if TYPE_CHECKING:
+    from reconciler.manifest.optional import Create, Kernel
 
 __all__ = [
     "MAX_MANIFEST_BYTES",
@@ -35,3 +38,12 @@ __all__ = [
     "schema_key",
     "select_environments",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``Create`` and ``Kernel`` on first use (see :mod:`reconciler.manifest.optional`)."""
+    if name in ("Create", "Kernel"):
+        from reconciler.manifest import optional
+
+        return getattr(optional, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from reconciler import __version__, digest
-from reconciler.errors import ManifestError, Problem
+from reconciler.errors import ManifestError
 from reconciler.manifest import model
 from reconciler.manifest.model import Manifest
 from reconciler.manifest.world import prefixes_allow
@@ -41,7 +41,10 @@ _CREDENTIALS = re.compile(r"://[^/\s\"@]*@")
 KEPT_MODELS = 8
 #: The modules whose code decides what a manifest loads as: a remembered model is
 #: reused only while they are unchanged (a development checkout keeps its version).
-_CHECKS = ("loader", "merge", "model", "schema_check", "semantics", "specs", "world", "yaml_nodes")
+_CHECKS = (
+    "loader", "merge", "model", "optional", "schema_check", "semantics", "specs", "world",
+    "yaml_nodes",
+)  # fmt: skip
 
 
 @dataclass
@@ -239,6 +242,8 @@ def _read(file: str) -> bytes:
 
 
 def _whole_file(file: str, message: str) -> ManifestError:
+    from reconciler.manifest.problem import Problem
+
     return ManifestError([Problem(file, 1, 1, "", message)])
 
 

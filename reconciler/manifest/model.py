@@ -5,8 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import ReconcilerError
+
+if TYPE_CHECKING:
+    from reconciler.manifest.optional import Create, Kernel
 
 __all__ = [
     "CondaRequest",
@@ -18,6 +22,17 @@ __all__ = [
     "PipSettings",
     "select_environments",
 ]
+
+_OPTIONAL = frozenset({"Create", "Kernel"})
+
+
+def __getattr__(name: str) -> Any:
+    """``Create`` and ``Kernel``, from :mod:`reconciler.manifest.optional` on first use."""
+    if name in _OPTIONAL:
+        from reconciler.manifest import optional
+
+        return getattr(optional, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -51,22 +66,6 @@ class PipSettings:
     extra_index_urls: tuple[str, ...] = ()
     find_links: tuple[str, ...] = ()
     no_index: bool = False
-
-
-@dataclass(frozen=True)
-class Create:
-    """How to create a missing environment: a conda env (``python``) or a venv (``venv``)."""
-
-    python: str | None = None
-    venv: str | None = None
-
-
-@dataclass(frozen=True)
-class Kernel:
-    """A Jupyter kernelspec to register for the environment."""
-
-    name: str
-    display_name: str
 
 
 @dataclass(frozen=True)

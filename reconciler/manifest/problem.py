@@ -1,0 +1,27 @@
+"""One thing wrong with a manifest (importable as ``reconciler.errors.Problem``).
+
+It lives apart from :mod:`reconciler.errors`, which every run imports, because a frozen
+dataclass costs ~4.5 M instructions to create (Python 3.11) and only an invalid or
+unreadable manifest needs this one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Problem"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a manifest: ``file:line:col: path: message``."""
+
+    file: str
+    line: int
+    column: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
