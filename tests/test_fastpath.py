@@ -307,7 +307,10 @@ def test_a_damaged_stamp_cache_is_a_miss(tmp_path: Path) -> None:
     good = path.read_bytes()
     edits = [good[:n] for n in range(len(good))]
     edits += [good + b"\0", good.replace(b"\x001\x00", b"\x00x\x00", 1), b"\xff" + good]
-    edits += [good.replace(b"\x002\x00", b"\x003\x00", 1), good.replace(b"\x003\x00", b"\x002\x00")]
+    edits += [
+        good.replace(b"\x002\x00", b"\x003\x00", 1),
+        good.replace(f"\0{fastpath.FORMAT}\0".encode(), b"\x002\x00"),
+    ]
     for damaged in edits:
         path.write_bytes(damaged)
         a = fastpath.matches(str(state), "0", str(manifest), ["env=a"])
