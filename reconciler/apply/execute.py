@@ -461,8 +461,8 @@ def _create(env: Environment, backends: Backends, log: _Log) -> None:
         log.process(env.name, proc)
         if proc.returncode != 0:
             raise ReconcilerError(
-                f"creating the venv {env.prefix} with {env.create.venv} failed: "
-                f"{(proc.stderr or proc.stdout).strip().splitlines()[-1:]}",
+                f"creating the venv {env.prefix} with {env.create.venv} failed "
+                f"({proc.exit_text}): {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}",
                 hint="check that create.venv names a working Python with the venv module",
             )
         return

@@ -103,13 +103,15 @@ def resolution_refusal(proc: Completed, what: str) -> str:
             hint="check the credentials in the index URL of the manifest; the command was: "
             f"{proc.display}",
         )
-    if re.search(_NO_SOLUTION, message):
+    if re.search(_NO_SOLUTION, message) and not proc.signalled:  # a killed resolver decided nothing
         return message
     hint = f"the command was: {proc.display}"
     if re.search(_NETWORK, message):
         hint = _network_hint(proc)
     raise BackendError(
-        f"{what} failed (exit {proc.returncode}): {_summary(message)}",
+        f"{what} failed ({proc.exit_text}): {_summary(message)}"
+        if message
+        else f"{what} failed ({proc.exit_text})",
         hint=hint,
     )
 
@@ -120,7 +122,9 @@ def checked_install(proc: Completed, name: str, python: Path) -> Completed:
     if proc.returncode == 0:
         return proc
     message = _failure(proc)
-    summary = _summary(message) if message else f"exit {proc.returncode}"
+    summary = _summary(message) if message else proc.exit_text
+    if message and proc.signalled:
+        summary = f"{proc.exit_text}: {summary}"
     prefix = python.parent.parent
     hint = f"the command was: {proc.display}"
     if re.search(_DISK_FULL, message):
