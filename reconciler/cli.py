@@ -477,8 +477,8 @@ def main(
     except ReconcilerError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return exc.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
+    except KeyboardInterrupt as exc:  # an `add` says what the interrupt left
+        sys.stderr.write(f"interrupted: {exc}\n" if str(exc) else "interrupted\n")
         return 130
     except Exception as exc:  # a bug: one line, the traceback only with -v
         if getattr(args, "verbose", False):

@@ -141,6 +141,9 @@ def _add(
     if not args.no_apply:
         console = ConsoleReporter(sys.stdout, quiet=args.quiet, stamps=not args.notebook)
         reporter = StatusReporter(status_path(store.root), console, log=str(log_path))
+    from reconciler.apply.stopped import Before, stopped_text
+
+    before = Before.take(manifest.path, env.prefix, store.env_dir(env.prefix))
     try:
         result = add(
             manifest,
@@ -156,6 +159,14 @@ def _add(
         if reporter is not None:
             reporter.finish("failed", {}, error=str(exc))
         raise
+    except KeyboardInterrupt:
+        # Ctrl-C or a notebook's stop button: say what it left (cli.py prints it); if
+        # that cannot be read, the interrupt still ends the command as one.
+        try:
+            said = stopped_text(before)
+        except Exception:
+            said = ""
+        raise KeyboardInterrupt(said) from None
     if reporter is not None and result.applied is not None:
         reporter.finish(
             "failed" if result.failed else "finished",

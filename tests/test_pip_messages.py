@@ -422,3 +422,27 @@ def test_a_killed_resolver_is_an_error_not_a_refusal(tmp_path: Path) -> None:
         "uv dry run failed (killed by SIGINT (an interrupt: Ctrl-C, or a notebook's stop "
         "button)): No solution found when resolving"
     )
+
+
+@pytest.mark.parametrize(
+    "said",
+    ["Traceback (most recent call last):\n  ...\nKeyboardInterrupt",
+     "ERROR: Operation cancelled by user"],
+)  # fmt: skip
+def test_a_python_installer_that_caught_the_interrupt_says_so(tmp_path: Path, said: str) -> None:
+    """pip interrupted in its start-up (Python's own traceback) or in its work (pip's
+    message) exits 1 rather than dying of SIGINT: still an interrupt, said as one."""
+    import sys
+
+    from reconciler.backends.pip_failures import checked_install
+    from reconciler.backends.process import run
+    from reconciler.errors import BackendError
+
+    code = f"import sys; sys.stderr.write({said!r} + '\\n'); sys.exit(1)"
+    proc = run([sys.executable, "-c", code])
+    with pytest.raises(BackendError) as caught:
+        checked_install(proc, "pip", tmp_path / "env" / "bin" / "python")
+    assert caught.value.message == (
+        f"pip install into {tmp_path / 'env'} failed: interrupted (Ctrl-C, or a notebook's "
+        "stop button), exit 1"
+    )

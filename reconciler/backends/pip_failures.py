@@ -116,6 +116,11 @@ def resolution_refusal(proc: Completed, what: str) -> str:
     )
 
 
+#: How an interrupted Python installer ends: the interpreter's last line (during start-up
+#: too), or pip's own words when it catches the interrupt.
+_INTERRUPTED = re.compile(r"^KeyboardInterrupt$|^ERROR: Operation cancelled by user", re.M)
+
+
 def checked_install(proc: Completed, name: str, python: Path) -> Completed:
     """``proc`` when the install succeeded; else a :class:`BackendError` naming the cause
     (a full disk, refused credentials, the network) with what to do about it."""
@@ -125,6 +130,8 @@ def checked_install(proc: Completed, name: str, python: Path) -> Completed:
     summary = _summary(message) if message else proc.exit_text
     if message and proc.signalled:
         summary = f"{proc.exit_text}: {summary}"
+    elif _INTERRUPTED.search(message):  # pip (Python) caught the SIGINT and exited
+        summary = f"interrupted (Ctrl-C, or a notebook's stop button), {proc.exit_text}"
     prefix = python.parent.parent
     hint = f"the command was: {proc.display}"
     if re.search(_DISK_FULL, message):
