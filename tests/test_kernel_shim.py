@@ -135,18 +135,18 @@ def test_image_kernel_without_reconciler_adds_imports_and_a_refusal_changes_noth
         out, reply = kernel.run("%reconcile add delta")
         assert reply["status"] == "ok", out
         assert out == (
-            "[nb] applying (2 steps)\n"
-            "[nb 1/2] pip (pip): downloading and installing 1 package\n"
-            "[nb 2/2] verify\n"
-            "[nb] done\n"
             f"nb ({venv}, venv):\n"
             "  + install pip delta 1.1 (requested)\n"
             "  note: no baseline recorded yet: everything installed now is treated as managed "
             "(recorded at the first apply, or with `reconciler baseline capture`)\n"
             "Plan: 1 to install.\n"
+            "[nb] applying (2 steps)\n"
+            "[nb 1/2] pip (pip): downloading and installing 1 package\n"
+            "[nb 2/2] verify\n"
+            "[nb] done\n"
             f"Added to environments.nb.pip in {manifest} and installed: delta>=1.1\n"
             "reconcile: installed into this kernel; import it now, no restart needed\n"
-        )  # progress as a person reads it: no timestamps, no colour
+        )  # the plan, then progress as a person reads it: no timestamps, no colour
         out, reply = kernel.run("import delta; print(delta.__version__)")
         assert (reply["status"], out) == ("ok", "1.1\n")
         assert manifest.read_text(encoding="utf-8") == text.replace(

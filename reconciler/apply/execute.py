@@ -166,6 +166,7 @@ def apply(
             if any(i.locked is None for i in inputs):
                 reporter.resolving([i.env.name for i in inputs if i.locked is None])
             plan = build_plan(manifest, inputs, backends)
+        reporter.planned(plan)
         context = _Context(
             manifest, store, backends, reporter, _Log(log), cache, planned_here=saved is None
         )
