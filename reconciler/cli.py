@@ -467,6 +467,9 @@ def main(
     printed (see :mod:`reconciler.entry`)."""
     args = _parser(lazy=True).parse_args(argv)
     args.on_plan = on_plan
+    from reconciler import faults
+
+    faults.clear_stop()  # each command starts unstopped (the magic runs many in one kernel)
     try:
         if getattr(args, "env_prefix", None) is not None:  # the notebook shim's --env-prefix
             from reconciler.edit_commands import env_by_prefix

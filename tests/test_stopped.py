@@ -69,3 +69,51 @@ def test_interrupted_after_the_install_finished(tmp_path: Path, wheelhouse: Path
     assert stopped_text(before) == (
         f"{manifest} was written; the install into {prefix} had finished and was verified"
     )
+
+
+def test_an_interrupt_that_reaches_only_reconciler_stops_the_installer_too(
+    tmp_path: Path, wheelhouse: Path, isolated: dict[str, str]
+) -> None:
+    """Ctrl-C reaches the main thread; the install runs in another. Sent to reconciler
+    alone (not its process group), the installer does not get it: the apply is asked to
+    stop (as on SIGTERM), the installer is terminated after the grace period, and the
+    add says what that left, instead of installing on while the interrupt waits."""
+    import signal
+    import subprocess
+    import sysconfig
+    import time
+
+    from tests.support.servers import build_simple_index, serve
+
+    prefix = make_venv(tmp_path / "env")
+    manifest = tmp_path / "manifest.yaml"
+    index = build_simple_index(wheelhouse, tmp_path / "index")
+    cli = Path(sysconfig.get_path("scripts")) / "reconciler"
+    with serve(index, delay=120.0) as server:  # the wheel download never ends in time
+        text = (
+            f"version: 1\ndefaults:\n  pip: {{index_url: '{server.url}simple/'}}\n"
+            f"environments:\n  nb:\n    prefix: {prefix}\n    pip: []\n"
+        )
+        manifest.write_text(text)
+        proc = subprocess.Popen(
+            [cli, "--notebook", "add", manifest, "delta"],
+            env=isolated, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        for _ in range(1200):
+            if any(r.path.endswith(".whl") and r.range is None for r in server.requests()):
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    journal = StateStore(Path(isolated["RECONCILER_STATE_DIR"])).env_dir(prefix) / "journal.json"
+    *_, failed, said = out.splitlines()
+    assert proc.returncode == 130, out
+    assert failed.startswith("[nb] failed: stopped by SIGINT: ") and failed.endswith(
+        " was terminated after 7 s"
+    ), out
+    assert said == (
+        f"interrupted: nothing was written to {manifest}; the install into {prefix} was "
+        "stopped before it changed a package: the environment is as it was (the journal "
+        f"{journal} records it as interrupted)"
+    ), out
+    assert manifest.read_text() == text

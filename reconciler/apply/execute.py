@@ -182,6 +182,7 @@ def _stop_on_sigterm() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    faults.clear_stop()  # a stop asked of an earlier apply of this process (a kernel)
     previous = signal.signal(signal.SIGTERM, faults.request_stop)
     try:
         yield
@@ -246,8 +247,15 @@ def _execute(
 
     for generation in _generations(todo, by_name):
         with ThreadPoolExecutor(max_workers=max(1, len(generation))) as pool:
-            for result in pool.map(run, generation):
-                results[result.name] = result
+            try:
+                for result in pool.map(run, generation):
+                    results[result.name] = result
+            except KeyboardInterrupt:
+                # Ctrl-C (a notebook's stop button) reaches this thread only: the ones
+                # that change the environments stop at their next safe point, as on
+                # SIGTERM, before the interrupt goes on (the pool waits for them).
+                faults.request_stop(signal.SIGINT)
+                raise
     ordered = tuple(results[e.name] for e in plan.environments)
     return ApplyResult(plan, ordered)
 

@@ -173,7 +173,7 @@ def _wait(proc: subprocess.Popen[str], args: list[str], timeout: float | None) -
             proc.terminate()
             proc.communicate()
             raise faults.Interrupted(
-                f"stopped by SIGTERM: {redact(args[0])} was terminated after "
+                f"stopped by {faults.stop_reason()}: {redact(args[0])} was terminated after "
                 f"{faults.GRACE_SECONDS:g} s",
                 hint="run `reconciler apply` again to finish",
             )
