@@ -118,7 +118,7 @@ def resolution_refusal(proc: Completed, what: str) -> str:
 
 #: How an interrupted Python installer ends: the interpreter's last line (during start-up
 #: too), or pip's own words when it catches the interrupt.
-_INTERRUPTED = re.compile(r"^KeyboardInterrupt$|^ERROR: Operation cancelled by user", re.M)
+_INTERRUPTED = r"(?m)^KeyboardInterrupt$|^ERROR: Operation cancelled by user"
 
 
 def checked_install(proc: Completed, name: str, python: Path) -> Completed:
@@ -130,7 +130,7 @@ def checked_install(proc: Completed, name: str, python: Path) -> Completed:
     summary = _summary(message) if message else proc.exit_text
     if message and proc.signalled:
         summary = f"{proc.exit_text}: {summary}"
-    elif _INTERRUPTED.search(message):  # pip (Python) caught the SIGINT and exited
+    elif re.search(_INTERRUPTED, message):  # pip (Python) caught the SIGINT and exited
         summary = f"interrupted (Ctrl-C, or a notebook's stop button), {proc.exit_text}"
     prefix = python.parent.parent
     hint = f"the command was: {proc.display}"
