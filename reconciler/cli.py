@@ -467,6 +467,9 @@ def main(
     printed (see :mod:`reconciler.entry`)."""
     args = _parser(lazy=True).parse_args(argv)
     args.on_plan = on_plan
+    from reconciler import faults
+
+    faults.clear_stop()  # each command starts unstopped (the magic runs many in one kernel)
     try:
         if getattr(args, "env_prefix", None) is not None:  # the notebook shim's --env-prefix
             from reconciler.edit_commands import env_by_prefix
@@ -477,8 +480,8 @@ def main(
     except ReconcilerError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return exc.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
+    except KeyboardInterrupt as exc:  # an `add` says what the interrupt left
+        sys.stderr.write(f"interrupted: {exc}\n" if str(exc) else "interrupted\n")
         return 130
     except Exception as exc:  # a bug: one line, the traceback only with -v
         if getattr(args, "verbose", False):

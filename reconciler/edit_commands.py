@@ -137,10 +137,19 @@ def _add(
 
     specs = parse_specs(args.specs, "conda" if args.conda else "pip")
     log_path = new_log_path(store.root)
-    reporter = None
+    reporter = console = None
     if not args.no_apply:
-        console = ConsoleReporter(sys.stdout, quiet=args.quiet, stamps=not args.notebook)
+        console = ConsoleReporter(
+            sys.stdout,
+            quiet=args.quiet,
+            stamps=not args.notebook,
+            # What will change, before the progress of changing it.
+            plan_text=lambda plan: plan_text(plan, verbose=args.verbose) if plan.pending else "",
+        )
         reporter = StatusReporter(status_path(store.root), console, log=str(log_path))
+    from reconciler.apply.stopped import Before, stopped_text
+
+    before = Before.take(manifest.path, env.prefix, store.env_dir(env.prefix))
     try:
         result = add(
             manifest,
@@ -156,12 +165,20 @@ def _add(
         if reporter is not None:
             reporter.finish("failed", {}, error=str(exc))
         raise
+    except KeyboardInterrupt:
+        # Ctrl-C or a notebook's stop button: say what it left (cli.py prints it); if
+        # that cannot be read, the interrupt still ends the command as one.
+        try:
+            said = stopped_text(before)
+        except Exception:
+            said = ""
+        raise KeyboardInterrupt(said) from None
     if reporter is not None and result.applied is not None:
         reporter.finish(
             "failed" if result.failed else "finished",
             {r.name: (r.status, r.message) for r in result.applied.results},
         )
     text = add_text(result, args.manifest, specs[0].side, no_apply=args.no_apply, log=log_path)
-    if result.plan.pending and not args.quiet:
+    if result.plan.pending and not args.quiet and not (console and console.shown_plan):
         text = plan_text(result.plan, verbose=args.verbose) + "\n" + text
     return (3 if result.refused else 1 if result.failed else 0), text

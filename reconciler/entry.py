@@ -34,13 +34,21 @@ class _Call:
     """A plain ``apply MANIFEST`` or ``plan MANIFEST`` (the only shapes the fast path answers)."""
 
     def __init__(
-        self, command: str, state_dir: str, manifest: str, envs: list[str], flags: set[str]
+        self,
+        command: str,
+        state_dir: str,
+        manifest: str,
+        envs: list[str],
+        flags: set[str],
+        env_prefix: str | None = None,
     ) -> None:
         self.command = command
         self.state_dir = state_dir
         self.manifest = manifest
         self.envs = envs
         self.flags = flags
+        #: ``plan --env-prefix PATH`` (the notebook shim), as the full path reads it.
+        self.env_prefix = env_prefix
 
     @property
     def shape(self) -> str:
@@ -61,13 +69,15 @@ _OPTIONS = {
         "--verbose": "verbose",
         "--json": "json",
         "--detailed-exitcode": "detailed",
+        "--notebook": "notebook",
     },
 }
 
 
 def _plain_call(args: Sequence[str]) -> _Call | None:
     """Recognise ``[--state-dir D] [-q] apply MANIFEST [--env N]... [--lock-timeout S]`` and
-    ``[--state-dir D] [-q|-v] plan MANIFEST [--env N]... [--json] [--detailed-exitcode]``."""
+    ``[--state-dir D] [-q|-v] [--notebook] plan MANIFEST [--env N]... [--env-prefix P]
+    [--json] [--detailed-exitcode]`` (the notebook shim's ``%reconcile plan``)."""
     state_dir = os.environ.get("RECONCILER_STATE_DIR") or os.path.expanduser(
         "~/.local/state/reconciler"
     )
@@ -75,6 +85,7 @@ def _plain_call(args: Sequence[str]) -> _Call | None:
     envs: list[str] = []
     flags: set[str] = set()
     early: list[str] = []  # global options before the command
+    env_prefix: str | None = None
     command = ""
     it = iter(args)
     for arg in it:
@@ -84,12 +95,16 @@ def _plain_call(args: Sequence[str]) -> _Call | None:
             state_dir = os.path.expanduser(arg.split("=", 1)[1])
         elif not command and arg in _OPTIONS:
             command = arg
-        elif not command and arg in ("-q", "--quiet", "-v", "--verbose"):
+        elif not command and arg in ("-q", "--quiet", "-v", "--verbose", "--notebook"):
             early.append(arg)
         elif command and arg in _OPTIONS[command]:
             flags.add(_OPTIONS[command][arg])
         elif arg == "--env" and command:
             envs.append(next(it, ""))
+        elif arg == "--env-prefix" and command == "plan" and env_prefix is None:
+            env_prefix = next(it, "")
+            if not env_prefix:
+                return None
         elif arg == "--lock-timeout" and command == "apply":
             next(it, "")
         elif command and manifest is None and not arg.startswith("-"):
@@ -98,11 +113,15 @@ def _plain_call(args: Sequence[str]) -> _Call | None:
             return None  # anything else (--plan, --partial, --out, ...) takes the full path
     if not command or not manifest or not state_dir or "" in envs:
         return None
+    if env_prefix is not None and envs:
+        return None  # the full path's error: --env and --env-prefix both name it
     for arg in early:
         if arg not in _OPTIONS[command]:
             return None
         flags.add(_OPTIONS[command][arg])
-    return _Call(command, state_dir, manifest, envs, flags)
+    if env_prefix is not None:
+        env_prefix = os.path.abspath(env_prefix)  # as edit_commands.env_by_prefix reads it
+    return _Call(command, state_dir, manifest, envs, flags, env_prefix)
 
 
 def _selection(call: _Call) -> list[str]:
@@ -116,6 +135,11 @@ def _selection(call: _Call) -> list[str]:
         context += [f"plan={call.shape}", f"manifest={call.manifest}", f"cwd={os.getcwd()}"]
         context += [f"tty={int(sys.stdout.isatty())}"]
         context += [f"{k}={os.environ.get(k, '')}" for k in ("NO_COLOR", "FORCE_COLOR", "TERM")]
+        if "notebook" in call.flags:
+            context.append("notebook=1")
+        if call.env_prefix is not None:
+            # Which environment it names is decided again from the stamp (see _remember).
+            context.append(f"env-prefix={call.env_prefix}")
     return [*(f"env={e}" for e in call.envs), *context]
 
 
@@ -136,9 +160,22 @@ def _remember(call: _Call, output: str | None = None, since_ns: int | None = Non
     memo = store.validation_memo()
     manifest = load_manifest(call.manifest, memo=memo)
     store.save_validation_memo(memo)
+    names = call.envs
+    # What every prefix is, selected or not: one that comes to be a symbolic link makes
+    # the manifest invalid, and ``--env-prefix`` compares prefixes as files
+    # (os.path.samefile), so what each path names now decides which environment it is.
+    identities = [str(e.prefix) for e in manifest.environments]
+    if call.env_prefix is not None:
+        from reconciler.edit import kernel_environment
+
+        chosen = kernel_environment(manifest, call.env_prefix)
+        if chosen is None:
+            return  # the full path said so (an error): nothing to remember
+        names = [chosen.name]
+        identities.append(call.env_prefix)
     prefixes, sites, files, state_files = [], [], [], []
     for env in manifest.environments:
-        if call.envs and env.name not in call.envs:
+        if names and env.name not in names:
             continue
         prefixes.append(str(env.prefix))
         site, version = find_site_packages(env.prefix)
@@ -150,7 +187,7 @@ def _remember(call: _Call, output: str | None = None, since_ns: int | None = Non
         directory = store.env_dir(env.prefix)
         state_files += [str(directory / f) for f in ("baseline.json", "owned.json", "journal.json")]
     state_files.append(str(lock_path(Path(call.manifest))))  # a new lock changes the plan
-    inputs = fastpath.Inputs(prefixes, sites, files, state_files)
+    inputs = fastpath.Inputs(prefixes, sites, files, state_files, identities)
     fastpath.remember(
         call.state_dir, __version__, Path(call.manifest).read_bytes(), _selection(call), inputs,
         len(prefixes), output=output, unchanged_since_ns=since_ns,

@@ -11,7 +11,10 @@ input the planner read when it last found (or made) a manifest fully met:
   renames or adds one), ``conda-meta/pinned`` and ``frozen``, ``pyvenv.cfg``,
   and the size and mtime of ``conda-meta/history`` (the image's identity);
 * the kernelspec files the manifest registers;
-* the tool's own state files (baseline, owned, journal) by size and mtime.
+* the tool's own state files (baseline, owned, journal) by size and mtime;
+* for ``plan --env-prefix PATH``: which file PATH and each environment's prefix is
+  (device and inode, as ``os.path.samefile`` compares them), since they decide
+  which environment PATH names.
 
 If the stamp computed now equals the remembered one, the plan would be the same
 empty plan: ``apply`` prints its one line and ``plan`` what the full path printed
@@ -38,10 +41,10 @@ __all__ = ["CACHE", "Hit", "Inputs", "matches", "remember"]
 #: more than the rest of the fast path together. NUL is the one character no path holds.
 CACHE = os.path.join("cache", "noop.stamps")
 _MAGIC = "reconciler no-op stamps"
-FORMAT = 3
+FORMAT = 4
 #: Entries kept: an apply and a few plan renderings of a few manifests.
 KEPT = 16
-_LISTS = ("prefixes", "site_dirs", "files", "state_files")
+_LISTS = ("prefixes", "site_dirs", "files", "state_files", "identities")
 
 
 class Inputs:
@@ -53,11 +56,13 @@ class Inputs:
         site_dirs: Sequence[str],
         files: Sequence[str],
         state_files: Sequence[str],
+        identities: Sequence[str] = (),
     ) -> None:
         self.prefixes = list(prefixes)
         self.site_dirs = list(site_dirs)
         self.files = list(files)  # read whole (kernelspecs)
         self.state_files = list(state_files)  # size + mtime
+        self.identities = list(identities)  # which file each is (device + inode)
 
     def to_json(self) -> dict[str, list[str]]:
         """JSON-ready form."""
@@ -66,6 +71,7 @@ class Inputs:
             "site_dirs": self.site_dirs,
             "files": self.files,
             "state_files": self.state_files,
+            "identities": self.identities,
         }
 
 
@@ -101,6 +107,14 @@ def _meta(path: str) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
+def _identity(path: str) -> str:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "<missing>"
+    return f"{st.st_dev}:{st.st_ino}"
+
+
 def stamp(version: str, manifest: bytes, selection: Iterable[str], inputs: Inputs) -> str:
     """The hash of everything the no-op decision depends on."""
     h = sha256()
@@ -124,6 +138,8 @@ def stamp(version: str, manifest: bytes, selection: Iterable[str], inputs: Input
         add("file", path, _content(path))
     for path in inputs.state_files:
         add("state", path, _meta(path))
+    for path in inputs.identities:
+        add("identity", path, _identity(path))
     digest: str = h.hexdigest()
     return digest
 
@@ -218,6 +234,9 @@ def _modified_since(inputs: Inputs, since_ns: int) -> bool:
             for name in ("conda-meta/pinned", "conda-meta/frozen", "conda-meta/history")
         ]
         paths.append(os.path.join(prefix, "pyvenv.cfg"))
+    # A path that came to name another file (a symlink made, a directory replaced)
+    # changed the directory that holds it.
+    paths += [os.path.dirname(os.path.abspath(path)) for path in inputs.identities]
     for path in paths:
         try:
             if os.stat(path).st_mtime_ns >= since_ns:

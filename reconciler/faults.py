@@ -24,9 +24,11 @@ __all__ = [
     "POINTS",
     "Interrupted",
     "check_stop",
+    "clear_stop",
     "point",
     "request_stop",
     "stop_deadline_passed",
+    "stop_reason",
     "stop_requested",
 ]
 
@@ -46,6 +48,7 @@ GRACE_SECONDS = 7.0
 
 _stop = threading.Event()
 _stop_at = [0.0]
+_stop_by = ["SIGTERM"]
 
 
 class Interrupted(ReconcilerError):
@@ -64,11 +67,26 @@ def point(name: str, *, after: float = 0.0) -> None:
     timer.start()
 
 
-def request_stop(*_: object) -> None:
-    """Ask the apply to stop at the next safe point (a signal handler)."""
+def request_stop(signum: object = signal.SIGTERM, *_: object) -> None:
+    """Ask the apply to stop at the next safe point (a signal handler; SIGINT: the
+    interrupt that reached the main thread while the environments' threads work)."""
     if not _stop.is_set():
+        try:
+            _stop_by[0] = signal.Signals(signum).name  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            _stop_by[0] = "SIGTERM"
         _stop_at[0] = time.monotonic()
         _stop.set()
+
+
+def stop_reason() -> str:
+    """The signal that asked for the stop: ``SIGTERM`` or ``SIGINT``."""
+    return _stop_by[0]
+
+
+def clear_stop() -> None:
+    """Forget a stop request: a new apply in the same process (a notebook's kernel)."""
+    _stop.clear()
 
 
 def stop_requested() -> bool:
@@ -85,7 +103,7 @@ def check_stop(where: str) -> None:
     """A safe point: raise :class:`Interrupted` if a stop was requested."""
     if _stop.is_set():
         raise Interrupted(
-            f"stopped by SIGTERM {where}; the environment is consistent and the journal "
+            f"stopped by {_stop_by[0]} {where}; the environment is consistent and the journal "
             "records the apply as interrupted",
             hint="run `reconciler apply` again to finish",
         )

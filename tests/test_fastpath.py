@@ -307,7 +307,10 @@ def test_a_damaged_stamp_cache_is_a_miss(tmp_path: Path) -> None:
     good = path.read_bytes()
     edits = [good[:n] for n in range(len(good))]
     edits += [good + b"\0", good.replace(b"\x001\x00", b"\x00x\x00", 1), b"\xff" + good]
-    edits += [good.replace(b"\x002\x00", b"\x003\x00", 1), good.replace(b"\x003\x00", b"\x002\x00")]
+    edits += [
+        good.replace(b"\x002\x00", b"\x003\x00", 1),
+        good.replace(f"\0{fastpath.FORMAT}\0".encode(), b"\x002\x00"),
+    ]
     for damaged in edits:
         path.write_bytes(damaged)
         a = fastpath.matches(str(state), "0", str(manifest), ["env=a"])
@@ -318,3 +321,72 @@ def test_a_damaged_stamp_cache_is_a_miss(tmp_path: Path) -> None:
     path.unlink()
     fastpath.remember(str(state), "0", b"m", [], inputs, 1, output="a\0b")
     assert not path.exists()
+
+
+def test_the_notebook_plan_by_env_prefix_is_answered_like_the_full_path(
+    applied: tuple[Path, Path, Path, Path, dict[str, str]], wheelhouse: Path
+) -> None:
+    """``%reconcile plan`` runs ``--notebook plan MANIFEST --env-prefix sys.prefix``: the
+    second one of an unchanged setup is the fast path's, byte for byte the full path's."""
+    image, tools, manifest, state, env = applied
+    shim = ("--notebook", "plan", manifest, "--env-prefix")  # the kernel shim's order
+
+    def plan(prefix: Path, *more: str) -> tuple[dict[str, object], str, str]:
+        return _run(env, state, *shim, prefix, *more)
+
+    def full(prefix: Path, *more: str) -> tuple[object, str, str]:
+        result, out, err = _run(env, state, *shim, prefix, *more, probe=FULL)
+        assert result["planner"] is True or result["code"] == 1  # an error before planning
+        return result["code"], out, err
+
+    expected = full(tools)
+    assert expected[0] == 0 and expected[1].strip() and expected[2] == "", expected
+    first, out, err = plan(tools)
+    assert (first["code"], out, err) == expected and first["planner"] is True
+    for more in ((), ("-q",), ("--json",)):
+        plan(tools, *more)  # the first of each shape may remember
+        again, out, err = plan(tools, *more)
+        assert again == {"code": 0, "planner": False, "yaml": False}, more
+        assert (0, out, err) == full(tools, *more), more
+    # Another prefix names another environment: its own answer, never tools'.
+    result, out, _ = plan(image)
+    assert result["planner"] is True and (0, out, "") == full(image) and out != expected[1]
+    # A symlink to the prefix names the same environment; re-pointed, another one.
+    link = tools.parent / "kernel-prefix"
+    link.symlink_to(tools)
+    assert (0, *plan(link)[1:]) == full(link) and plan(link)[0]["planner"] is False
+    link.unlink()
+    link.symlink_to(image)
+    result, out, _ = plan(link)
+    assert result["planner"] is True and (0, out, "") == full(image)
+    # A change in the environment, or in the manifest, takes the full path.
+    assert plan(tools)[0]["planner"] is False
+    pip_install(tools, ["delta==1.0"], wheelhouse)
+    result, out, _ = plan(tools)
+    assert result["planner"] is True and (0, out, "") == full(tools)
+    assert plan(tools)[0]["planner"] is False
+    later = tools.parent / "later"
+    manifest.write_text(manifest.read_text() + f"  later:\n    prefix: {later}\n    pip: [beta]\n")
+    assert plan(tools)[0]["planner"] is True
+    assert plan(tools)[0]["planner"] is False
+    # Another environment's prefix comes to be a symbolic link (to this one): the manifest
+    # is invalid now, and that is the full path's error, every time.
+    later.symlink_to(tools)
+    error = (
+        f"error: {manifest}:14:13: environments.later.prefix: prefix '{later}' resolves "
+        f"through the symbolic link {later} to {tools}; write the real path (an environment "
+        "has one name: its lock, baseline and owned packages are kept under it)\n"
+        "  hint: 1 problem; fix the manifest and run `reconciler validate` again\n"
+    )
+    for _ in range(2):
+        result, out, err = plan(tools)
+        assert (result["code"], out, err) == (1, "", error) == full(tools)
+    later.unlink()  # back as it was remembered: answered fast again, as the full path does
+    result, out, err = plan(tools)
+    assert result["planner"] is False and (0, out, err) == full(tools)
+    # No environment at that prefix, or --env beside it: the full path's errors.
+    for args in ((manifest.parent,), (tools, "--env", "tools")):
+        for _ in range(2):
+            result, out, err = plan(*args)  # type: ignore[arg-type]
+            assert result["code"] == 1 and out == "" and err.startswith("error: ")
+            assert (1, out, err) == full(*args)  # type: ignore[arg-type]

@@ -135,18 +135,18 @@ def test_image_kernel_without_reconciler_adds_imports_and_a_refusal_changes_noth
         out, reply = kernel.run("%reconcile add delta")
         assert reply["status"] == "ok", out
         assert out == (
-            "[nb] applying (2 steps)\n"
-            "[nb 1/2] pip (pip): downloading and installing 1 package\n"
-            "[nb 2/2] verify\n"
-            "[nb] done\n"
             f"nb ({venv}, venv):\n"
             "  + install pip delta 1.1 (requested)\n"
             "  note: no baseline recorded yet: everything installed now is treated as managed "
             "(recorded at the first apply, or with `reconciler baseline capture`)\n"
             "Plan: 1 to install.\n"
+            "[nb] applying (2 steps)\n"
+            "[nb 1/2] pip (pip): downloading and installing 1 package\n"
+            "[nb 2/2] verify\n"
+            "[nb] done\n"
             f"Added to environments.nb.pip in {manifest} and installed: delta>=1.1\n"
             "reconcile: installed into this kernel; import it now, no restart needed\n"
-        )  # progress as a person reads it: no timestamps, no colour
+        )  # the plan, then progress as a person reads it: no timestamps, no colour
         out, reply = kernel.run("import delta; print(delta.__version__)")
         assert (reply["status"], out) == ("ok", "1.1\n")
         assert manifest.read_text(encoding="utf-8") == text.replace(
@@ -270,6 +270,22 @@ def test_env_prefix_names_the_environment_by_its_prefix(
     )
 
 
+def _installer_downloading(server: Any) -> None:
+    """Wait until the installer asks for the wheel (the server then holds it): the step line
+    is printed before the installer starts, and an interrupt before that reaches only
+    reconciler."""
+    import time
+
+    for _ in range(1200):
+        if any(
+            r.path.endswith(".whl") and r.range is None and not r.agent.startswith("reconciler/")
+            for r in server.requests()
+        ):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the installer never asked for the wheel: {server.requests()}")
+
+
 def test_interrupting_an_add_in_an_image_kernel_stops_it_and_changes_nothing(
     tmp_path: Path, wheelhouse: Path, isolated: dict[str, str], monkeypatch: Any
 ) -> None:
@@ -304,7 +320,8 @@ def test_interrupting_an_add_in_an_image_kernel_stops_it_and_changes_nothing(
                 if kind == "stream":
                     chunks.append(msg["content"]["text"])
                     if not interrupted and "downloading and installing" in "".join(chunks):
-                        km.interrupt_kernel()  # the stop button, while uv downloads
+                        _installer_downloading(server)
+                        km.interrupt_kernel()  # the stop button, while the installer downloads
                         interrupted = True
                 elif kind == "error":
                     chunks.append(msg["content"]["ename"] + "\n")
@@ -317,7 +334,26 @@ def test_interrupting_an_add_in_an_image_kernel_stops_it_and_changes_nothing(
                 "error",
                 "KeyboardInterrupt",
             ), out
-            assert "interrupted\n" in out, out  # the command itself stopped, and said so
+            # The command itself stopped, and said what it left, as it is: the installer
+            # died of the interrupt, nothing reached the manifest or the environment.
+            from reconciler.state.store import StateStore
+
+            state = StateStore(Path(os.environ["RECONCILER_STATE_DIR"]))
+            journal = state.env_dir(venv) / "journal.json"
+            failed, said, raised = out.splitlines()[-3:]
+            # pip dies of the SIGINT, or (in its start-up, or once it caught it) exits 1.
+            assert failed in (
+                f"[nb] failed: pip install into {venv} failed: killed by SIGINT (an "
+                "interrupt: Ctrl-C, or a notebook's stop button)",
+                f"[nb] failed: pip install into {venv} failed: interrupted (Ctrl-C, or a "
+                "notebook's stop button), exit 1",
+            ), out
+            assert said == (
+                f"interrupted: nothing was written to {manifest}; the install into {venv} was "
+                "stopped before it changed a package: the environment is as it was (the "
+                f"journal {journal} records it as failed)"
+            ), out
+            assert raised == "KeyboardInterrupt", out
             assert manifest.read_text(encoding="utf-8") == text
             assert not list((venv / SITE).glob("delta-*.dist-info"))
             out, reply = _Kernel(kc).run("%reconcile status")

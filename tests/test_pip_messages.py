@@ -368,3 +368,81 @@ def test_a_local_wheels_requirements_are_kept_until_the_file_changes(
     assert (wheel.stat().st_size, wheel.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
     metadata.forget()
     assert metadata.requirements_of([("gamma", "1.0")], settings, cache) == {"gamma": (other,)}
+
+
+_DIE = "import os, signal, sys; signal.signal({sig}, signal.SIG_DFL); os.kill(os.getpid(), {sig})"
+
+
+@pytest.mark.parametrize(
+    ("code", "said"),
+    [
+        ("sys.exit(1)", "exit 1"),
+        (_DIE.format(sig="signal.SIGINT"),
+         "killed by SIGINT (an interrupt: Ctrl-C, or a notebook's stop button)"),
+        ("os.kill(os.getpid(), signal.SIGKILL)", "killed by SIGKILL (out of memory, or kill -9)"),
+        (_DIE.format(sig="signal.SIGHUP"), "killed by SIGHUP"),
+    ],
+)  # fmt: skip
+def test_an_installer_that_died_of_a_signal_says_which(
+    tmp_path: Path, code: str, said: str
+) -> None:
+    """A real process that ends with no output: its exit code, or the signal it died of
+    (never ``exit -2``)."""
+    import sys
+
+    from reconciler.backends.pip_failures import checked_install, resolution_refusal
+    from reconciler.backends.process import run
+    from reconciler.errors import BackendError
+
+    proc = run([sys.executable, "-c", "import os, signal, sys; " + code])
+    assert (proc.stdout, proc.stderr) == ("", "")
+    python = tmp_path / "env" / "bin" / "python"
+    with pytest.raises(BackendError) as caught:
+        checked_install(proc, "uv", python)
+    assert caught.value.message == f"uv install into {tmp_path / 'env'} failed: {said}"
+    with pytest.raises(BackendError) as caught:
+        resolution_refusal(proc, "uv dry run")
+    assert caught.value.message == f"uv dry run failed ({said})"
+
+
+def test_a_killed_resolver_is_an_error_not_a_refusal(tmp_path: Path) -> None:
+    """What a resolver printed before it was interrupted is not its answer."""
+    import sys
+
+    from reconciler.backends.pip_failures import resolution_refusal
+    from reconciler.backends.process import run
+    from reconciler.errors import BackendError
+
+    code = "print('No solution found when resolving', file=sys.stderr, flush=True); "
+    proc = run([sys.executable, "-c", "import os, signal, sys; " + code + _DIE.format(sig=2)])
+    assert proc.returncode == -2
+    with pytest.raises(BackendError) as caught:
+        resolution_refusal(proc, "uv dry run")
+    assert caught.value.message == (
+        "uv dry run failed (killed by SIGINT (an interrupt: Ctrl-C, or a notebook's stop "
+        "button)): No solution found when resolving"
+    )
+
+
+@pytest.mark.parametrize(
+    "said",
+    ["Traceback (most recent call last):\n  ...\nKeyboardInterrupt",
+     "ERROR: Operation cancelled by user"],
+)  # fmt: skip
+def test_a_python_installer_that_caught_the_interrupt_says_so(tmp_path: Path, said: str) -> None:
+    """pip interrupted in its start-up (Python's own traceback) or in its work (pip's
+    message) exits 1 rather than dying of SIGINT: still an interrupt, said as one."""
+    import sys
+
+    from reconciler.backends.pip_failures import checked_install
+    from reconciler.backends.process import run
+    from reconciler.errors import BackendError
+
+    code = f"import sys; sys.stderr.write({said!r} + '\\n'); sys.exit(1)"
+    proc = run([sys.executable, "-c", code])
+    with pytest.raises(BackendError) as caught:
+        checked_install(proc, "pip", tmp_path / "env" / "bin" / "python")
+    assert caught.value.message == (
+        f"pip install into {tmp_path / 'env'} failed: interrupted (Ctrl-C, or a notebook's "
+        "stop button), exit 1"
+    )

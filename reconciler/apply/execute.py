@@ -166,6 +166,7 @@ def apply(
             if any(i.locked is None for i in inputs):
                 reporter.resolving([i.env.name for i in inputs if i.locked is None])
             plan = build_plan(manifest, inputs, backends)
+        reporter.planned(plan)
         context = _Context(
             manifest, store, backends, reporter, _Log(log), cache, planned_here=saved is None
         )
@@ -181,6 +182,7 @@ def _stop_on_sigterm() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    faults.clear_stop()  # a stop asked of an earlier apply of this process (a kernel)
     previous = signal.signal(signal.SIGTERM, faults.request_stop)
     try:
         yield
@@ -245,8 +247,15 @@ def _execute(
 
     for generation in _generations(todo, by_name):
         with ThreadPoolExecutor(max_workers=max(1, len(generation))) as pool:
-            for result in pool.map(run, generation):
-                results[result.name] = result
+            try:
+                for result in pool.map(run, generation):
+                    results[result.name] = result
+            except KeyboardInterrupt:
+                # Ctrl-C (a notebook's stop button) reaches this thread only: the ones
+                # that change the environments stop at their next safe point, as on
+                # SIGTERM, before the interrupt goes on (the pool waits for them).
+                faults.request_stop(signal.SIGINT)
+                raise
     ordered = tuple(results[e.name] for e in plan.environments)
     return ApplyResult(plan, ordered)
 
@@ -461,8 +470,8 @@ def _create(env: Environment, backends: Backends, log: _Log) -> None:
         log.process(env.name, proc)
         if proc.returncode != 0:
             raise ReconcilerError(
-                f"creating the venv {env.prefix} with {env.create.venv} failed: "
-                f"{(proc.stderr or proc.stdout).strip().splitlines()[-1:]}",
+                f"creating the venv {env.prefix} with {env.create.venv} failed "
+                f"({proc.exit_text}): {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}",
                 hint="check that create.venv names a working Python with the venv module",
             )
         return

@@ -5,6 +5,11 @@ Only the CLI turns these events into output (a TTY display or timestamped lines)
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from reconciler.plan.model import Plan
+
 __all__ = ["Reporter"]
 
 
@@ -16,6 +21,9 @@ class Reporter:
 
     def resolving(self, names: list[str]) -> None:
         """The environments ``names`` are being read and resolved (the plan)."""
+
+    def planned(self, plan: Plan) -> None:
+        """The plan is made and nothing is changed yet (``add`` shows it here, first)."""
 
     def environment_started(self, name: str, steps: int) -> None:
         """``name`` starts; it has ``steps`` steps."""

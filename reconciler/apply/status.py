@@ -13,12 +13,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.apply.report import Reporter
 from reconciler.backends.process import redact
 from reconciler.errors import StateError
 from reconciler.state.store import write_json_atomic
+
+if TYPE_CHECKING:
+    from reconciler.plan.model import Plan
 
 __all__ = ["FORMAT_VERSION", "STATES", "StatusReporter", "read_status", "status_path"]
 
@@ -102,6 +105,10 @@ class StatusReporter(Reporter):
     def resolving(self, names: list[str]) -> None:
         """Forward (the status file shows planning until an environment starts)."""
         self.inner.resolving(names)
+
+    def planned(self, plan: Plan) -> None:
+        """Forward."""
+        self.inner.planned(plan)
 
     def environment_started(self, name: str, steps: int) -> None:
         """Running, with ``steps`` steps."""

@@ -163,7 +163,8 @@ def _interruptible(call: Callable[[], T], url: str) -> T:
         worker.join(_POLL_SECONDS)
         if worker.is_alive() and faults.stop_requested():
             raise faults.Interrupted(
-                f"stopped by SIGTERM while reading {redact(url)}; nothing was changed",
+                f"stopped by {faults.stop_reason()} while reading {redact(url)}; nothing was "
+                "changed",
                 hint="run `reconciler apply` again to finish",
             )
     ok, value = box[0]

@@ -103,15 +103,22 @@ def resolution_refusal(proc: Completed, what: str) -> str:
             hint="check the credentials in the index URL of the manifest; the command was: "
             f"{proc.display}",
         )
-    if re.search(_NO_SOLUTION, message):
+    if re.search(_NO_SOLUTION, message) and not proc.signalled:  # a killed resolver decided nothing
         return message
     hint = f"the command was: {proc.display}"
     if re.search(_NETWORK, message):
         hint = _network_hint(proc)
     raise BackendError(
-        f"{what} failed (exit {proc.returncode}): {_summary(message)}",
+        f"{what} failed ({proc.exit_text}): {_summary(message)}"
+        if message
+        else f"{what} failed ({proc.exit_text})",
         hint=hint,
     )
+
+
+#: How an interrupted Python installer ends: the interpreter's last line (during start-up
+#: too), or pip's own words when it catches the interrupt.
+_INTERRUPTED = r"(?m)^KeyboardInterrupt$|^ERROR: Operation cancelled by user"
 
 
 def checked_install(proc: Completed, name: str, python: Path) -> Completed:
@@ -120,7 +127,11 @@ def checked_install(proc: Completed, name: str, python: Path) -> Completed:
     if proc.returncode == 0:
         return proc
     message = _failure(proc)
-    summary = _summary(message) if message else f"exit {proc.returncode}"
+    summary = _summary(message) if message else proc.exit_text
+    if message and proc.signalled:
+        summary = f"{proc.exit_text}: {summary}"
+    elif re.search(_INTERRUPTED, message):  # pip (Python) caught the SIGINT and exited
+        summary = f"interrupted (Ctrl-C, or a notebook's stop button), {proc.exit_text}"
     prefix = python.parent.parent
     hint = f"the command was: {proc.display}"
     if re.search(_DISK_FULL, message):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -23,6 +24,7 @@ __all__ = [
     "INHERITED_FDS",
     "UNCONTROLLED_VARIABLES",
     "Completed",
+    "exit_text",
     "first_lines",
     "redact",
     "run",
@@ -67,6 +69,27 @@ def first_lines(message: str) -> str:
     return " ".join(lines[:3])[:400]
 
 
+#: Why a process may have died of a signal, for the few a user meets.
+_SIGNAL_CAUSES = {
+    signal.SIGINT: "an interrupt: Ctrl-C, or a notebook's stop button",
+    signal.SIGTERM: "asked to stop",
+    signal.SIGKILL: "out of memory, or kill -9",
+}
+
+
+def exit_text(returncode: int) -> str:
+    """How a process ended, for messages: ``exit 3``, or for one that died of a signal
+    (a negative return code), which signal: ``killed by SIGINT (an interrupt: ...)``."""
+    if returncode >= 0:
+        return f"exit {returncode}"
+    try:
+        sig = signal.Signals(-returncode)
+    except ValueError:
+        return f"killed by signal {-returncode}"
+    cause = _SIGNAL_CAUSES.get(sig)
+    return f"killed by {sig.name}" + (f" ({cause})" if cause else "")
+
+
 def redact(text: str) -> str:
     """Replace ``user:secret@`` in URLs by ``***@``."""
     return _CREDENTIALS.sub(lambda m: f"{m.group('scheme')}***@", text)
@@ -80,6 +103,16 @@ class Completed:
     returncode: int
     stdout: str
     stderr: str
+
+    @property
+    def exit_text(self) -> str:
+        """How it ended: ``exit 1``, ``killed by SIGINT (...)`` (see :func:`exit_text`)."""
+        return exit_text(self.returncode)
+
+    @property
+    def signalled(self) -> bool:
+        """It died of a signal (its own output, if any, is then not why it ended)."""
+        return self.returncode < 0
 
     @property
     def display(self) -> str:
@@ -140,7 +173,7 @@ def _wait(proc: subprocess.Popen[str], args: list[str], timeout: float | None) -
             proc.terminate()
             proc.communicate()
             raise faults.Interrupted(
-                f"stopped by SIGTERM: {redact(args[0])} was terminated after "
+                f"stopped by {faults.stop_reason()}: {redact(args[0])} was terminated after "
                 f"{faults.GRACE_SECONDS:g} s",
                 hint="run `reconciler apply` again to finish",
             )

@@ -114,7 +114,8 @@ def _probe(python: Path, cache_dir: Path | None) -> dict[str, Any]:
         done = run([python, "-I", "-c", _PROBE], timeout=30)
         if done.returncode != 0:
             raise BackendError(
-                f"cannot probe {python} for its wheel tags: {done.stderr.strip()[:200]}",
+                f"cannot probe {python} for its wheel tags: "
+                f"{done.stderr.strip()[:200] or done.exit_text}",
                 hint="check that the environment's interpreter runs",
             )
         probe = json.loads(done.stdout)

@@ -12,11 +12,14 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from reconciler.apply.report import Reporter
+
+if TYPE_CHECKING:
+    from reconciler.plan.model import Plan
 
 __all__ = ["ConsoleReporter", "new_log_path", "resolving"]
 
@@ -24,9 +27,19 @@ __all__ = ["ConsoleReporter", "new_log_path", "resolving"]
 class ConsoleReporter(Reporter):
     """Prints apply progress to ``stream``."""
 
-    def __init__(self, stream: TextIO, *, quiet: bool = False, stamps: bool = True) -> None:
+    def __init__(
+        self,
+        stream: TextIO,
+        *,
+        quiet: bool = False,
+        stamps: bool = True,
+        plan_text: Callable[[Plan], str] | None = None,
+    ) -> None:
         self._stream = stream
         self._quiet = quiet
+        self._plan_text = plan_text
+        #: The plan was printed (by :meth:`planned`), before any progress line.
+        self.shown_plan = False
         self._tty = stream.isatty()
         self._stamps = stamps and not self._tty  # a person reads a terminal or a notebook
         self._lock = threading.Lock()
@@ -49,6 +62,15 @@ class ConsoleReporter(Reporter):
         """On a TTY, say what is being resolved (off a TTY a no-op apply stays one line)."""
         if self._tty and not self._quiet:
             self._line(f"resolving {', '.join(names)} ...")
+
+    def planned(self, plan: Plan) -> None:
+        """With ``plan_text``: print what it makes of the plan (a block: no timestamps)."""
+        text = self._plan_text(plan) if self._plan_text is not None and not self._quiet else ""
+        if text:
+            with self._lock:
+                self._stream.write(text if text.endswith("\n") else text + "\n")
+                self._stream.flush()
+            self.shown_plan = True
 
     def environment_started(self, name: str, steps: int) -> None:
         """Remember the step count for ``[name 2/4]`` prefixes."""
