@@ -44,10 +44,7 @@ def adopt(store: StateStore, prefix: Path, changes: Sequence[Change]) -> None:
     for change in changes:
         if change.refused or change.action not in ("install", "upgrade", "downgrade", "reinstall"):
             continue
-        key = (
-            f"conda:{change.name}" if change.manager == "conda" else
-            state.package_for_dist(change.name)
-        )  # fmt: skip
+        key = state.package_for_change(change.manager, change.name)
         pkg = packages.get(key)
         if pkg is not None and (change.reason == UNRESOLVED or change.to_version == pkg.version):
             adopted[key] = OwnedPackage(pkg.name, pkg.manager, pkg.version)

@@ -100,10 +100,7 @@ def stopped_text(before: Before) -> str:
     for change in entry.changes:
         if change.refused or change.action not in _INSTALLS:
             continue
-        key = (
-            f"conda:{change.name}" if change.manager == "conda" else
-            state.package_for_dist(change.name)
-        )  # fmt: skip
+        key = state.package_for_change(change.manager, change.name)
         pkg = packages.get(key)
         now = pkg.version if pkg is not None else None
         if now == change.to_version:

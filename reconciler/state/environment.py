@@ -114,6 +114,10 @@ class InstalledState:
         owner = self.dist_owner.get(dist_name)
         return f"conda:{owner}" if owner else f"pip:{dist_name}"
 
+    def package_for_change(self, manager: str, name: str) -> str:
+        """The package key a planned change of ``manager`` (conda or pip) ``name`` acts on."""
+        return f"conda:{name}" if manager == "conda" else self.package_for_dist(name)
+
 
 def _dist_name_from_dir(directory: str) -> str:
     """``Foo_Bar-1.0.dist-info`` -> ``foo-bar`` (only to join with already-read METADATA)."""
