@@ -18,19 +18,18 @@ path's new file, so two holders never coexist.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from reconciler.apply.envlock import holder_pid, same_file, try_lock
 from reconciler.errors import LockError
 
 __all__ = ["edit_lock_path", "hold_edit_lock"]
 
 POLL_SECONDS = 0.1
-_BUSY = {errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK}
 
 
 def edit_lock_path(state_dir: Path, manifest: Path) -> Path:
@@ -40,26 +39,10 @@ def edit_lock_path(state_dir: Path, manifest: Path) -> Path:
     return state_dir / "edits" / f"{digest}.lock"
 
 
-def _same_file(path: Path, fd: int) -> bool:
-    try:
-        named, locked = os.stat(path), os.fstat(fd)
-    except FileNotFoundError:
-        return False
-    return (named.st_dev, named.st_ino) == (locked.st_dev, locked.st_ino)
-
-
 def _holder(fd: int) -> str:
-    """``pid 123``: who holds the POSIX lock on ``fd``'s file (``F_GETLK``)."""
-    import fcntl
-    import struct
-
-    layout = "hhqqi"  # struct flock on Linux: l_type, l_whence, l_start, l_len, l_pid
-    try:
-        query = struct.pack(layout, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
-        pid = struct.unpack(layout, fcntl.fcntl(fd, fcntl.F_GETLK, query))[4]
-    except OSError:
-        pid = 0
-    return f"pid {pid}" if pid > 0 else "another process"
+    """``pid 123``: who holds the POSIX lock on ``fd``'s file."""
+    pid = holder_pid(fd)
+    return f"pid {pid}" if pid is not None and pid > 0 else "another process"
 
 
 @contextlib.contextmanager
@@ -71,8 +54,6 @@ def hold_edit_lock(
     LockError (nothing changed) when it stays busy for ``timeout`` seconds or the file
     system cannot lock.
     """
-    import fcntl
-
     path = edit_lock_path(state_dir, manifest)
     deadline = time.monotonic() + timeout
     told = False
@@ -80,35 +61,32 @@ def hold_edit_lock(
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the exclusion (per open file)
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # names the holder (F_GETLK)
+            locked = try_lock(fd)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                fcntl.flock(fd, fcntl.LOCK_UN)
-            if exc.errno not in _BUSY:
-                os.close(fd)
-                raise LockError(
-                    f"cannot lock {path}: {os.strerror(exc.errno or 0)}; nothing was changed: "
-                    f"reconciler edits {manifest} only while holding its edit lock",
-                    hint="put the state directory on a local file system "
-                    "(--state-dir or RECONCILER_STATE_DIR)",
-                ) from exc
-            holder = _holder(fd)
             os.close(fd)
-            if time.monotonic() >= deadline:
-                raise LockError(
-                    f"{manifest} is being changed by another add, remove or adopt ({holder}); "
-                    f"gave up after {timeout:g} s; nothing was changed",
-                    hint="wait for it to finish, then run this again (or raise --lock-timeout)",
-                ) from None
-            if not told:
-                waiting(holder)
-                told = True
-            time.sleep(POLL_SECONDS)
+            raise LockError(
+                f"cannot lock {path}: {os.strerror(exc.errno or 0)}; nothing was changed: "
+                f"reconciler edits {manifest} only while holding its edit lock",
+                hint="put the state directory on a local file system "
+                "(--state-dir or RECONCILER_STATE_DIR)",
+            ) from exc
+        if locked:
+            if same_file(path, fd):
+                break
+            os.close(fd)  # the holder we waited for removed this file: lock the path's new one
             continue
-        if _same_file(path, fd):
-            break
-        os.close(fd)  # the holder we waited for removed this file: lock the path's new one
+        holder = _holder(fd)
+        os.close(fd)
+        if time.monotonic() >= deadline:
+            raise LockError(
+                f"{manifest} is being changed by another add, remove or adopt ({holder}); "
+                f"gave up after {timeout:g} s; nothing was changed",
+                hint="wait for it to finish, then run this again (or raise --lock-timeout)",
+            ) from None
+        if not told:
+            waiting(holder)
+            told = True
+        time.sleep(POLL_SECONDS)
     try:
         yield
     finally:

@@ -38,9 +38,10 @@ from types import TracebackType
 from reconciler.backends.process import INHERITED_FDS
 from reconciler.errors import LockError
 
-__all__ = ["EnvironmentLock", "hold_all"]
+__all__ = ["EnvironmentLock", "hold_all", "holder_pid", "same_file", "try_lock"]
 
 POLL_SECONDS = 0.1
+_BUSY = {errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES}
 _UNSUPPORTED = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
 # struct flock on Linux: short l_type, short l_whence, off_t l_start, off_t l_len, pid_t l_pid
 _FLOCK = "hhqqi"
@@ -66,18 +67,8 @@ class EnvironmentLock:
         self._created.insert(0, self.path)
         return fd
 
-    def _current(self, fd: int) -> bool:
-        """Whether the path still names the file ``fd`` has locked (not removed meanwhile)."""
-        try:
-            named, locked = os.stat(self.path), os.fstat(fd)
-        except FileNotFoundError:
-            return False
-        return (named.st_dev, named.st_ino) == (locked.st_dev, locked.st_ino)
-
     def acquire(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds; LockError naming the holder when it stays busy."""
-        import fcntl
-
         deadline = time.monotonic() + timeout
         fd = -1
         while True:
@@ -87,19 +78,10 @@ class EnvironmentLock:
                 except FileNotFoundError:  # a releasing holder removed the directory
                     continue
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                if self._current(fd):
-                    break
-                # The holder we waited for removed this file on release: lock the new one.
-                os.close(fd)
-                fd = -1
-                continue
+                locked = try_lock(fd)
             except OSError as exc:
-                with contextlib.suppress(OSError):
-                    fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
                 if exc.errno in _UNSUPPORTED:
-                    os.close(fd)
                     raise LockError(
                         f"cannot lock {self.path}: the file system cannot lock files "
                         f"({os.strerror(exc.errno or 0)}); nothing was applied: reconciler "
@@ -107,11 +89,16 @@ class EnvironmentLock:
                         hint="put the state directory on a local file system "
                         "(--state-dir or RECONCILER_STATE_DIR)",
                     ) from exc
-                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    os.close(fd)
-                    raise LockError(
-                        f"cannot lock {self.path}: {exc.strerror}; nothing was applied"
-                    ) from exc
+                raise LockError(
+                    f"cannot lock {self.path}: {exc.strerror}; nothing was applied"
+                ) from exc
+            if locked:
+                if same_file(self.path, fd):
+                    break
+                # The holder we waited for removed this file on release: lock the new one.
+                os.close(fd)
+                fd = -1
+                continue
             if time.monotonic() >= deadline:
                 holder = _holder(fd)
                 os.close(fd)
@@ -154,14 +141,48 @@ class EnvironmentLock:
         self.release()
 
 
-def _holder(fd: int) -> str:
-    """``pid 123 (started 2026-11-25 03:58:09)``, from the kernel's view of the lock."""
+def try_lock(fd: int) -> bool:
+    """Take both locks on ``fd`` without waiting: True when held, False when another
+    holder has them; any other OSError is raised (with the ``flock`` undone)."""
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the exclusion (per open file)
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # names the holder (F_GETLK)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        if exc.errno in _BUSY:
+            return False
+        raise
+    return True
+
+
+def same_file(path: Path, fd: int) -> bool:
+    """Whether ``path`` still names the file ``fd`` has open (not removed meanwhile)."""
+    try:
+        named, locked = os.stat(path), os.fstat(fd)
+    except FileNotFoundError:
+        return False
+    return (named.st_dev, named.st_ino) == (locked.st_dev, locked.st_ino)
+
+
+def holder_pid(fd: int) -> int | None:
+    """The pid holding the POSIX lock on ``fd``'s file (``F_GETLK``; 0 when nobody
+    does), or None when the kernel cannot say."""
     import fcntl
 
     try:
         query = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
-        pid = struct.unpack(_FLOCK, fcntl.fcntl(fd, fcntl.F_GETLK, query))[4]
+        return int(struct.unpack(_FLOCK, fcntl.fcntl(fd, fcntl.F_GETLK, query))[4])
     except OSError:
+        return None
+
+
+def _holder(fd: int) -> str:
+    """``pid 123 (started 2026-11-25 03:58:09)``, from the kernel's view of the lock."""
+    pid = holder_pid(fd)
+    if pid is None:
         return "another process"
     if pid <= 0:
         # Nobody holds the POSIX lock: the flock is kept by an installer that an
