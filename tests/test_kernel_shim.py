@@ -28,7 +28,13 @@ from tests.support.envs import env_python, make_venv, pip_install
 from tests.support.manifests import SITE
 from tests.test_apply import PY
 from tests.test_lifecycle import studio_wheelhouse  # noqa: F401 (a fixture)
-from tests.test_magic import MANIFEST, _Kernel, _kernel_spec, _pth_wheel
+from tests.test_magic import (
+    MANIFEST,
+    _Kernel,
+    _kernel_spec,
+    _pth_wheel,
+    add_a_pth_package_then_a_refused_one,
+)
 
 #: The test venv's own command line: reconciler in "another venv" than the kernel's.
 CLI = Path(sysconfig.get_path("scripts")) / "reconciler"
@@ -153,23 +159,7 @@ def test_image_kernel_without_reconciler_adds_imports_and_a_refusal_changes_noth
             "    pip: []\n", '    pip: ["delta>=1.1"]\n'
         )
 
-        out, reply = kernel.run("%reconcile add pthpkg")
-        assert reply["status"] == "ok", out
-        out, reply = kernel.run("import pthmod; print(pthmod.VALUE)")
-        assert (reply["status"], out) == ("ok", "from a .pth directory\n")
-
-        before = manifest.read_bytes()
-        out, reply = kernel.run("%reconcile add beta==2.0")
-        assert reply["status"] == "ok", out
-        assert "refused: beta 2.0 requires alpha>=2; alpha is managed at 1.0" in out
-        assert (
-            "Not added: the plan refuses a change (above), so nothing was installed and "
-            f"{manifest} is unchanged." in out
-        )
-        assert "what to do: choose a version that the managed packages allow" in out
-        assert manifest.read_bytes() == before
-        assert not list((venv / SITE).glob("beta-*.dist-info"))
-        assert [p.name for p in (venv / SITE).glob("alpha-*.dist-info")] == ["alpha-1.0.dist-info"]
+        add_a_pth_package_then_a_refused_one(kernel, manifest, venv)
 
         out, reply = kernel.run("%reconcile plan")
         assert (reply["status"], out) == (

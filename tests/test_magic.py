@@ -74,6 +74,30 @@ class _Kernel:
         return "".join(chunks), reply["content"]
 
 
+def add_a_pth_package_then_a_refused_one(kernel: _Kernel, manifest: Path, venv: Path) -> None:
+    """``%reconcile add`` of a package whose module is on sys.path only through its .pth
+    file imports without a restart (new .pth files are read); a refused add then leaves the
+    manifest's bytes and the installed set as they were. The in-process magic and the image
+    kernel's shim both promise this."""
+    out, reply = kernel.run("%reconcile add pthpkg")
+    assert reply["status"] == "ok", out
+    out, reply = kernel.run("import pthmod; print(pthmod.VALUE)")
+    assert (reply["status"], out) == ("ok", "from a .pth directory\n")
+
+    before = manifest.read_bytes()
+    out, reply = kernel.run("%reconcile add beta==2.0")
+    assert reply["status"] == "ok", out
+    assert "refused: beta 2.0 requires alpha>=2; alpha is managed at 1.0" in out
+    assert (
+        "Not added: the plan refuses a change (above), so nothing was installed and "
+        f"{manifest} is unchanged." in out
+    )
+    assert "what to do: choose a version that the managed packages allow" in out
+    assert manifest.read_bytes() == before
+    assert not list((venv / SITE).glob("beta-*.dist-info"))
+    assert [p.name for p in (venv / SITE).glob("alpha-*.dist-info")] == ["alpha-1.0.dist-info"]
+
+
 def test_reconcile_add_in_a_kernel_installs_imports_and_writes_and_a_refusal_changes_nothing(
     tmp_path: Path, wheelhouse: Path, isolated: dict[str, str], monkeypatch: Any
 ) -> None:
@@ -114,25 +138,7 @@ def test_reconcile_add_in_a_kernel_installs_imports_and_writes_and_a_refusal_cha
             "    pip: []\n", '    pip: ["delta>=1.1"]\n'
         )  # the comment, key order and flow style kept
 
-        # A package whose module is on sys.path only through its .pth file: the
-        # magic reads new .pth files, so it imports without a restart too.
-        out, reply = kernel.run("%reconcile add pthpkg")
-        assert reply["status"] == "ok", out
-        out, reply = kernel.run("import pthmod; print(pthmod.VALUE)")
-        assert (reply["status"], out) == ("ok", "from a .pth directory\n")
-
-        before = manifest.read_bytes()
-        out, reply = kernel.run("%reconcile add beta==2.0")
-        assert reply["status"] == "ok", out
-        assert "refused: beta 2.0 requires alpha>=2; alpha is managed at 1.0" in out
-        assert (
-            "Not added: the plan refuses a change (above), so nothing was installed and "
-            f"{manifest} is unchanged." in out
-        )
-        assert "what to do: choose a version that the managed packages allow" in out
-        assert manifest.read_bytes() == before
-        assert not list((venv / SITE).glob("beta-*.dist-info"))
-        assert [p.name for p in (venv / SITE).glob("alpha-*.dist-info")] == ["alpha-1.0.dist-info"]
+        add_a_pth_package_then_a_refused_one(kernel, manifest, venv)
 
         out, reply = kernel.run("%reconcile drift")
         assert reply["status"] == "ok", out
