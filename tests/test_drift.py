@@ -221,31 +221,37 @@ def test_hand_changes_after_the_baseline(
     assert tree_hash(prefix) == before
 
 
+def _captured_empty_venv(
+    tmp_path: Path, wheelhouse: Path, capsys: pytest.CaptureFixture[str], declared: str
+) -> tuple[Path, Path, Path]:
+    """An empty venv whose baseline is captured (nothing managed), declaring ``declared``:
+    (venv, manifest, state dir)."""
+    venv = make_venv(tmp_path / "venv")
+    manifest = write_manifest(
+        tmp_path / "m.yaml", {"e": {"prefix": venv, "pip": [declared]}}, wheelhouse=wheelhouse
+    )
+    state_dir = tmp_path / "state"
+    capture(capsys, state_dir, manifest)
+    return venv, manifest, state_dir
+
+
+def _own(state_dir: Path, venv: Path, versions: dict[str, str]) -> None:
+    """Record the pip packages ``versions`` as installed by reconciler."""
+    owned = {f"pip:{n}": OwnedPackage(n, "pip", v) for n, v in versions.items()}
+    StateStore(state_dir).save_owned(venv, Owned(owned))
+
+
 def test_orphaned_owned_package(
     tmp_path: Path,
     wheelhouse: Path,
     isolated: dict[str, str],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    venv = make_venv(tmp_path / "venv")
-    manifest = write_manifest(
-        tmp_path / "m.yaml", {"e": {"prefix": venv, "pip": ["alpha"]}}, wheelhouse=wheelhouse
-    )
-    state_dir = tmp_path / "state"
-    capture(capsys, state_dir, manifest)  # an empty venv: nothing managed
+    venv, manifest, state_dir = _captured_empty_venv(tmp_path, wheelhouse, capsys, "alpha")
     pip_install(venv, ["alpha==1.0", "delta==1.0"], wheelhouse, env=isolated)
     # reconciler installed alpha and delta (and gamma, since uninstalled); delta is no
     # longer declared.
-    StateStore(state_dir).save_owned(
-        venv,
-        Owned(
-            {
-                "pip:alpha": OwnedPackage("alpha", "pip", "1.0"),
-                "pip:delta": OwnedPackage("delta", "pip", "1.0"),
-                "pip:gamma": OwnedPackage("gamma", "pip", "1.0"),
-            }
-        ),
-    )
+    _own(state_dir, venv, {"alpha": "1.0", "delta": "1.0", "gamma": "1.0"})
     before = tree_hash(venv)
 
     code, document = drift(capsys, state_dir, manifest, "--detailed-exitcode")
@@ -265,15 +271,9 @@ def test_quiet_drift_shows_warnings_and_errors_and_a_shared_detail_once(
     isolated: dict[str, str],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    venv = make_venv(tmp_path / "venv")
-    manifest = write_manifest(
-        tmp_path / "m.yaml", {"e": {"prefix": venv, "pip": ["alpha"]}}, wheelhouse=wheelhouse
-    )
-    state_dir = tmp_path / "state"
-    capture(capsys, state_dir, manifest)  # an empty venv: nothing managed
+    venv, manifest, state_dir = _captured_empty_venv(tmp_path, wheelhouse, capsys, "alpha")
     pip_install(venv, ["alpha==1.0", "delta==1.0", "epsilon-pkg", "torchy==1.0"], wheelhouse)
-    owned = {n: OwnedPackage(n, "pip", "1.0") for n in ("alpha", "delta", "epsilon-pkg")}
-    StateStore(state_dir).save_owned(venv, Owned({f"pip:{n}": p for n, p in owned.items()}))
+    _own(state_dir, venv, dict.fromkeys(("alpha", "delta", "epsilon-pkg"), "1.0"))
     orphaned = (
         "  orphaned (2 above): installed by reconciler, no longer in the manifest (reconciler "
         "never uninstalls; remove it by hand if unused)"
@@ -471,24 +471,11 @@ def test_an_owned_dependency_of_a_declared_package_is_not_orphaned(
     isolated: dict[str, str],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    venv = make_venv(tmp_path / "venv")
-    manifest = write_manifest(
-        tmp_path / "m.yaml", {"e": {"prefix": venv, "pip": ["gamma"]}}, wheelhouse=wheelhouse
-    )
-    state_dir = tmp_path / "state"
-    capture(capsys, state_dir, manifest)
+    venv, manifest, state_dir = _captured_empty_venv(tmp_path, wheelhouse, capsys, "gamma")
     # reconciler installed gamma, and beta and alpha because gamma needs them; and delta,
     # which nothing declared needs any more.
     pip_install(venv, ["gamma", "delta==1.0"], wheelhouse, env=isolated)
-    StateStore(state_dir).save_owned(
-        venv,
-        Owned(
-            {
-                f"pip:{n}": OwnedPackage(n, "pip", v)
-                for n, v in (("gamma", "1.0"), ("beta", "2.0"), ("alpha", "2.0"), ("delta", "1.0"))
-            }
-        ),
-    )
+    _own(state_dir, venv, {"gamma": "1.0", "beta": "2.0", "alpha": "2.0", "delta": "1.0"})
     code, document = drift(capsys, state_dir, manifest)
     assert code == 0
     assert {f for f in findings(document, "e") if f[0] == "orphaned"} == {
