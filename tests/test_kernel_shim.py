@@ -95,8 +95,18 @@ def image_env(tmp_path: Path) -> Path:
 def test_image_kernel_without_reconciler_adds_imports_and_a_refusal_changes_nothing(
     tmp_path: Path, wheelhouse: Path, isolated: dict[str, str], monkeypatch: Any
 ) -> None:
-    home = Path(isolated["HOME"])
-    venv = image_env(tmp_path)
+    monkeypatch.delenv("RECONCILER_MANIFEST", raising=False)
+    image_kernel_session(tmp_path, Path(isolated["HOME"]), image_env(tmp_path), wheelhouse)
+
+
+def image_kernel_session(
+    tmp_path: Path, home: Path, venv: Path, wheelhouse: Path, site: str = SITE
+) -> None:
+    """The shim installed as the lifecycle script does it, then a kernel on ``venv`` (whose
+    site-packages is ``site``: it has ipykernel, and neither reconciler nor its
+    dependencies): ``%load_ext reconciler``, ``%reconcile add`` with exact output, imports
+    without a restart, a refused add that changes nothing, then plan, drift and status.
+    ``RECONCILER_MANIFEST`` must be unset: the manifest is the default one in ``home``."""
     wheels = tmp_path / "wheels"
     wheels.mkdir()
     for wheel in wheelhouse.glob("*.whl"):
@@ -107,7 +117,7 @@ def test_image_kernel_without_reconciler_adds_imports_and_a_refusal_changes_noth
     manifest.parent.mkdir()
     text = MANIFEST.format(wheelhouse=wheels, prefix=venv)
     manifest.write_text(text, encoding="utf-8")
-    monkeypatch.delenv("RECONCILER_MANIFEST", raising=False)
+    assert "RECONCILER_MANIFEST" not in os.environ
     kernel_dir = home / ".reconciler" / "kernel"
     startup = home / ".ipython" / "profile_default" / "startup" / STARTUP_FILE
     assert install_shim(home) == (
@@ -159,7 +169,7 @@ def test_image_kernel_without_reconciler_adds_imports_and_a_refusal_changes_noth
             "    pip: []\n", '    pip: ["delta>=1.1"]\n'
         )
 
-        add_a_pth_package_then_a_refused_one(kernel, manifest, venv)
+        add_a_pth_package_then_a_refused_one(kernel, manifest, venv, site)
 
         out, reply = kernel.run("%reconcile plan")
         assert (reply["status"], out) == (

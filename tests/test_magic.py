@@ -74,7 +74,9 @@ class _Kernel:
         return "".join(chunks), reply["content"]
 
 
-def add_a_pth_package_then_a_refused_one(kernel: _Kernel, manifest: Path, venv: Path) -> None:
+def add_a_pth_package_then_a_refused_one(
+    kernel: _Kernel, manifest: Path, venv: Path, site: str = SITE
+) -> None:
     """``%reconcile add`` of a package whose module is on sys.path only through its .pth
     file imports without a restart (new .pth files are read); a refused add then leaves the
     manifest's bytes and the installed set as they were. The in-process magic and the image
@@ -94,8 +96,8 @@ def add_a_pth_package_then_a_refused_one(kernel: _Kernel, manifest: Path, venv: 
     )
     assert "what to do: choose a version that the managed packages allow" in out
     assert manifest.read_bytes() == before
-    assert not list((venv / SITE).glob("beta-*.dist-info"))
-    assert [p.name for p in (venv / SITE).glob("alpha-*.dist-info")] == ["alpha-1.0.dist-info"]
+    assert not list((venv / site).glob("beta-*.dist-info"))
+    assert [p.name for p in (venv / site).glob("alpha-*.dist-info")] == ["alpha-1.0.dist-info"]
 
 
 def test_reconcile_add_in_a_kernel_installs_imports_and_writes_and_a_refusal_changes_nothing(

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.real.kernel import KERNEL_PINS, KERNEL_PYTHON
 from tests.real.scenario import REPO, Real
 from tests.real.stack import (
     SITE,
@@ -45,6 +46,10 @@ def real_fetch() -> Fetched:
     if not platform_supported():
         pytest.skip("the pinned real wheels are for CPython 3.11 on Linux x86_64")
     fetched = ensure_wheels(cache_dir())
+    kernel = ensure_wheels(cache_dir(), KERNEL_PINS, python_version=KERNEL_PYTHON)
+    fetched = Fetched(
+        fetched.directory, fetched.fetched + kernel.fetched, fetched.cached + kernel.cached
+    )
     _FETCHED.append(fetched)
     return fetched
 

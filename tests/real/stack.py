@@ -2,7 +2,8 @@
 
 ``wheels.json`` (beside this file) pins every wheel the tier uses: name,
 version, exact file name, sha256 and size, for CPython 3.11 on manylinux
-x86_64. :func:`ensure_wheels` downloads the missing ones once into the cache
+x86_64 (and, under ``studio_kernel``, the Studio image's kernel for CPython 3.12:
+:mod:`tests.real.kernel`). :func:`ensure_wheels` downloads the missing ones once into the cache
 directory (:func:`cache_dir`: ``$RECONCILER_REAL_WHEELS``, default
 ``~/.cache/reconciler-tests/real-wheels``) with ``pip download --isolated
 --require-hashes --no-deps --only-binary :all:`` and checks every file's hash
@@ -184,23 +185,40 @@ def _rounds(pins: Iterable[Pin]) -> list[list[Pin]]:
 
 
 def ensure_wheels(
-    directory: Path | None = None, pins: Sequence[Pin] = PINS, index_url: str | None = None
+    directory: Path | None = None,
+    pins: Sequence[Pin] = PINS,
+    index_url: str | None = None,
+    *,
+    python_version: str | None = None,
 ) -> Fetched:
     """Make ``directory`` hold every pinned file with its hash; download only what is missing.
 
-    A cached file with the wrong size or hash is downloaded again. Raises
-    :class:`RealWheelsError` when pip fails or delivers a different file.
+    ``python_version``: the pins are for another CPython than this one (``"3.12"``:
+    pip downloads for it, manylinux x86_64). A cached file with the wrong size or hash
+    is downloaded again. Raises :class:`RealWheelsError` when pip fails or delivers a
+    different file.
     """
     directory = cache_dir() if directory is None else Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     missing = [pin for pin in pins if not _good(directory / pin.filename, pin)]
     index = index_url or os.environ.get(INDEX_VARIABLE) or DEFAULT_INDEX_URL
     for group in _rounds(missing):
-        _download(directory, group, index)
+        _download(directory, group, index, python_version)
     return Fetched(directory, len(missing), len(pins) - len(missing))
 
 
-def _download(directory: Path, pins: Sequence[Pin], index_url: str) -> None:
+def _target_args(python_version: str | None) -> list[str]:
+    """pip download's options for wheels of another CPython (``--only-binary`` is given)."""
+    if python_version is None:
+        return []
+    abi = "cp" + python_version.replace(".", "")
+    return ["--python-version", python_version, "--implementation", "cp", "--abi", abi,
+            "--platform", "manylinux2014_x86_64"]  # fmt: skip
+
+
+def _download(
+    directory: Path, pins: Sequence[Pin], index_url: str, python_version: str | None = None
+) -> None:
     with tempfile.TemporaryDirectory(prefix=".download-", dir=directory) as tmp:
         requirements = Path(tmp) / "requirements.txt"
         requirements.write_text(
@@ -210,7 +228,7 @@ def _download(directory: Path, pins: Sequence[Pin], index_url: str) -> None:
             sys.executable, "-m", "pip", "download", "--isolated", "--no-deps",
             "--only-binary", ":all:", "--require-hashes", "--index-url", index_url,
             "--timeout", "60", "--retries", "3", "--progress-bar", "off", "--quiet",
-            "--dest", tmp, "-r", str(requirements),
+            "--dest", tmp, "-r", str(requirements), *_target_args(python_version),
         ]  # fmt: skip
         result = subprocess.run(cmd, env=isolated_env(), capture_output=True, text=True)
         if result.returncode != 0:
