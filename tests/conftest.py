@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.conda import build_channel, rattler_available
+from tests.support.conda import build_channel
 from tests.support.envs import isolating_variables, leaky_variables
 from tests.support.wheels import build_wheelhouse
 
@@ -60,8 +60,6 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Directory of the standard local conda channel (use ``channel.as_uri()`` for a URL)."""
-    if not rattler_available():
-        pytest.skip("py-rattler is not installed")
     return build_channel(tmp_path_factory.mktemp("channel"))
 
 

@@ -49,7 +49,6 @@ def test_blame_keeps_the_chain_down_to_the_excluding_requirement() -> None:
 
 
 def test_conda_blame_uses_matchspecs() -> None:
-    pytest.importorskip("rattler")
     from reconciler.backends.conda import spec_matches
 
     graph = RequirementGraph(pep508=False)

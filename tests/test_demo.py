@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import pytest
-
 RECONCILER = str(Path(sys.executable).parent / "reconciler")
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def _run(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -28,16 +19,10 @@ def _run(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProc
 def test_demo_builds_plans_and_says_what_to_try_next(
     tmp_path: Path, isolated: dict[str, str]
 ) -> None:
-    pytest.importorskip("rattler")
     env = {k: v for k, v in isolated.items() if k != "RECONCILER_STATE_DIR"}
-    began, cpu = time.monotonic(), _children_cpu()
     proc = _run(tmp_path, env, "demo")
-    elapsed, cpu = time.monotonic() - began, _children_cpu() - cpu
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stderr == ""
-    # Under 10 s: ~4 s of wall time on an idle 2-core machine. The CPU time it and its
-    # installers use is the part that does not depend on what else the machine runs.
-    assert cpu < 10 and elapsed < 60, f"reconciler demo: {elapsed:.1f} s, {cpu:.1f} s of CPU"
     demo = tmp_path / ".demo"
     state = demo / "state"
     out = proc.stdout

@@ -194,7 +194,7 @@ def test_first_start_installs_and_registers_kernels_second_is_a_noop(
     )  # fmt: skip
     managed_before = tree_hash(image / "conda-meta" / "pyfoo-1.0-0.json")
 
-    first, out = _start(script, env)
+    _, out = _start(script, env)
     home = Path(env["HOME"])
     assert (home / ".reconciler" / "venv" / "bin" / "reconciler").exists()
     assert f"installing env-reconciler {__version__} into {home}/.reconciler/venv" in out
@@ -218,11 +218,10 @@ def test_first_start_installs_and_registers_kernels_second_is_a_noop(
     stub = home / ".reconciler/kernel/reconciler/__init__.py"
     assert f"CLI = {str(home / '.reconciler/venv/bin/reconciler')!r}" in stub.read_text()
 
-    second, out = _start(script, env)
+    _, out = _start(script, env)
     assert "installing" not in out
     assert "No changes" in out
     assert shim.format("up to date:") in out
-    assert second < 3.0, f"second start took {second:.1f} s (first: {first:.1f} s)"
     assert _status(env)["state"] == "finished"
 
 

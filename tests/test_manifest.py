@@ -32,8 +32,6 @@ from reconciler.resources import load_schema
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((REPO / "manifests").glob("*.yaml"))
 INVALID = sorted((REPO / "manifests" / "invalid").glob("*.yaml"))
-#: Invalid files whose problems include one only py-rattler finds (strict MatchSpec parsing).
-NEEDS_RATTLER = {"conda-unparsable.yaml", "many-problems.yaml"}
 
 
 @pytest.fixture
@@ -144,8 +142,6 @@ def expected_problems(path: Path) -> list[str]:
 
 @pytest.mark.parametrize("invalid", INVALID, ids=lambda p: p.name)
 def test_invalid_manifest(invalid: Path, home: Path, tmp_path: Path) -> None:
-    if invalid.name in NEEDS_RATTLER:
-        pytest.importorskip("rattler")
     expected = expected_problems(invalid)
     assert expected, f"{invalid.name} has no '# error: ' line"
     scratch = tmp_path / "scratch"
@@ -166,7 +162,6 @@ def test_invalid_manifest(invalid: Path, home: Path, tmp_path: Path) -> None:
 
 
 def test_every_problem_of_one_run_in_document_order(home: Path) -> None:
-    pytest.importorskip("rattler")
     path = Path("manifests/invalid/many-problems.yaml")
 
     with pytest.raises(ManifestError) as caught:
@@ -389,7 +384,6 @@ def test_pip_merge_decides_compatibility(
 def test_conda_merge_decides_compatibility(
     tmp_path: Path, first: str, second: str, compatible: bool
 ) -> None:
-    pytest.importorskip("rattler")
     path = write(
         tmp_path,
         f"version: 1\nenvironments:\n  a: {{prefix: /a, conda: [{first!r}, {second!r}]}}\n",
@@ -402,7 +396,6 @@ def test_conda_merge_decides_compatibility(
 
 
 def test_different_markers_or_builds_are_not_merged(tmp_path: Path) -> None:
-    pytest.importorskip("rattler")
     path = write(
         tmp_path,
         """\

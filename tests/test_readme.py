@@ -15,8 +15,6 @@ from reconciler.cli import _parser, main
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text(encoding="utf-8")
 INVALID = sorted((REPO / "manifests" / "invalid").glob("*.yaml"))
-#: Invalid files with a problem only py-rattler finds (strict MatchSpec parsing).
-NEEDS_RATTLER = {"conda-unparsable.yaml", "many-problems.yaml"}
 
 
 def _section(title: str) -> list[str]:
@@ -65,8 +63,6 @@ def test_home_paths_for_studio_are_quoted_against_the_local_shell() -> None:
 def test_invalid_manifest_header_is_what_validate_prints(
     invalid: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    if invalid.name in NEEDS_RATTLER:
-        pytest.importorskip("rattler")
     monkeypatch.chdir(REPO)
     given = str(invalid.relative_to(REPO))
     text = invalid.read_text(encoding="utf-8")

@@ -54,12 +54,12 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
     mountpoint = tmp_path / "fs"
     mountpoint.mkdir()
     if shutil.which("mount") is None:
-        pytest.skip("no `mount` command here: cannot make a small file system to fill")
+        pytest.fail("no `mount` command: install util-linux (the disk-full tests fill a tmpfs)")
     proc = _mount(mountpoint, SIZE)
     if proc.returncode != 0:
-        pytest.skip(
-            f"mounting a tmpfs is not permitted here ({(proc.stderr or proc.stdout).strip()}); "
-            "the disk-full tests need a small file system of their own"
+        pytest.fail(
+            f"cannot mount a tmpfs ({(proc.stderr or proc.stdout).strip()}): the disk-full "
+            "tests need a small file system of their own; run them as root"
         )
     try:
         yield mountpoint

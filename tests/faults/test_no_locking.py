@@ -91,7 +91,7 @@ def no_lock_shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``libnolock.so``: flock/fcntl locks fail with ENOLCK (checked before use)."""
     gcc = shutil.which("gcc") or shutil.which("cc")
     if gcc is None:
-        pytest.skip("no C compiler to build the ENOLCK shim")
+        pytest.fail("no C compiler to build the ENOLCK shim: install gcc (apt install gcc)")
     build = tmp_path_factory.mktemp("nolock")
     source = build / "nolock.c"
     source.write_text(SHIM, encoding="utf-8")
@@ -143,7 +143,8 @@ def test_apply_without_locks_fails_at_once_and_changes_nothing(
         run, "cannot lock", "the file system cannot lock files", "No locks available"
     )
     assert "nothing was applied" in run.stderr
-    assert run.seconds < 1.0, f"took {run.seconds:.2f} s"
+    # At once: not after the 300 s lock timeout a held lock would be waited for.
+    assert run.seconds < 60, f"took {run.seconds:.2f} s"
     assert index.requests() == []  # no resolver, no installer
     assert managed.unchanged() and env_hash(image) == whole
     assert not list((image / "conda-meta").glob("condaonly-*"))
