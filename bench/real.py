@@ -61,24 +61,25 @@ def _stamp() -> str:
 
 
 def ensure_real_fixture(log: Callable[[str], object] = print) -> tuple[Path, Path, Path]:
-    """(wheel cache, venv, conda prefix): built once per stamp, read-only originals."""
-    from tests.real.stack import build_image_venv, conda_from_venv, ensure_wheels
+    """(pinned wheels, venv, conda prefix): built once per stamp, read-only originals."""
+    from tests.real.stack import build_image_venv, conda_from_venv, ensure_wheels, exact_wheels
     from tests.support.envs import isolated_env
 
     fetched = ensure_wheels()
     if fetched.fetched:
         log(f"real: downloaded {fetched.fetched} pinned wheels into {fetched.directory}")
     root = CACHE / _stamp()
-    venv, conda = root / "venv", root / "conda"
+    wheels, venv, conda = root / "wheels", root / "venv", root / "conda"
     if not (root / "done").is_file():
         log("real: building the image venv and conda prefix from the cached wheels ...")
         shutil.rmtree(CACHE, ignore_errors=True)
         root.mkdir(parents=True)
-        build_image_venv(venv, fetched.directory, env=isolated_env(root / "uv-cache"))
+        exact_wheels(fetched.directory, wheels)  # only the pinned files: the find_links
+        build_image_venv(venv, wheels, env=isolated_env(root / "uv-cache"))
         conda_from_venv(venv, conda)
         shutil.rmtree(root / "uv-cache", ignore_errors=True)
         (root / "done").touch()
-    return fetched.directory, venv, conda
+    return wheels, venv, conda
 
 
 def step(bench: Bench) -> Callable[[], None]:

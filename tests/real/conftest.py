@@ -2,8 +2,10 @@
 
 Session-scoped (built once):
 
-* ``real_wheels``: the wheel cache (:func:`tests.real.stack.ensure_wheels`),
-  filled from the index on the first run only; the only network use of the suite.
+* ``real_wheels``: exactly the pinned wheels, as links into the wheel cache
+  (:func:`tests.real.stack.ensure_wheels`), which is filled from the index on the
+  first run only: the only network use of the suite.
+* ``kernel_wheels``: the same for the Studio kernel's cp312 wheels (:mod:`tests.real.kernel`).
 * ``image_master``: a venv of the 54 pinned image distributions, installed
   offline from the cache (never handed to a test: tests get clones).
 * ``conda_master``: the same as a hybrid venv + conda prefix.
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.real.kernel import KERNEL_PINS, KERNEL_PYTHON
+from tests.real.kernel import KERNEL_PINS, KERNEL_PYTHON, kernel_wheels_dir
 from tests.real.scenario import REPO, Real
 from tests.real.stack import (
     SITE,
@@ -32,6 +34,7 @@ from tests.real.stack import (
     clone_env,
     conda_from_venv,
     ensure_wheels,
+    exact_wheels,
     linked_trees,
     platform_supported,
 )
@@ -46,16 +49,12 @@ def real_fetch() -> Fetched:
     if not platform_supported():
         pytest.skip("the pinned real wheels are for CPython 3.11 on Linux x86_64")
     fetched = ensure_wheels(cache_dir())
-    kernel = ensure_wheels(cache_dir(), KERNEL_PINS, python_version=KERNEL_PYTHON)
-    fetched = Fetched(
-        fetched.directory, fetched.fetched + kernel.fetched, fetched.cached + kernel.cached
-    )
     _FETCHED.append(fetched)
     return fetched
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """One line on the wheel cache: how many files this run downloaded (0 when warm)."""
+    """One line per wheel cache: how many files this run downloaded (0 when warm)."""
     for fetched in _FETCHED:
         terminalreporter.write_line(
             f"real tier: downloaded {fetched.fetched} of {fetched.fetched + fetched.cached} "
@@ -64,9 +63,19 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 @pytest.fixture(scope="session")
-def real_wheels(real_fetch: Fetched) -> Path:
-    """The directory of the pinned real wheels (``find_links`` of every scenario)."""
-    return real_fetch.directory
+def real_wheels(real_fetch: Fetched, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Exactly the pinned real wheels (``find_links`` of every scenario): links into the cache."""
+    return exact_wheels(real_fetch.directory, tmp_path_factory.mktemp("real-wheels") / "pinned")
+
+
+@pytest.fixture(scope="session")
+def kernel_wheels(real_fetch: Fetched, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Exactly the Studio kernel's pinned cp312 wheels (:mod:`tests.real.kernel`), cached in a
+    directory of their own."""
+    fetched = ensure_wheels(kernel_wheels_dir(), KERNEL_PINS, python_version=KERNEL_PYTHON)
+    _FETCHED.append(fetched)
+    dest = tmp_path_factory.mktemp("kernel-wheels") / "pinned"
+    return exact_wheels(fetched.directory, dest, KERNEL_PINS)
 
 
 @pytest.fixture(scope="session")

@@ -3,9 +3,11 @@
 SageMaker Distribution 4.4.1 (``shared/data``) runs its kernels on CPython 3.12.13 with
 IPython 8.37.0 and ipykernel 7.3.0; the rest of the suite runs kernels on this venv's
 Python 3.11 and IPython 9. ``wheels.json``'s ``studio_kernel`` pins those releases and what
-they need, for CPython 3.12 (downloaded once into the tier's cache by
-:func:`tests.real.stack.ensure_wheels`); :func:`build_kernel_venv` installs them offline
-into a venv of a CPython 3.12 found on this machine (:func:`kernel_python`).
+they need, for CPython 3.12. :func:`tests.real.stack.ensure_wheels` downloads them once
+into :func:`kernel_wheels_dir`, a directory of the tier's cache of their own (the other
+scenarios' ``find_links`` must not offer these newer releases);
+:func:`build_kernel_venv` installs them offline into a venv of a CPython 3.12 found on
+this machine (:func:`kernel_python`).
 """
 
 from __future__ import annotations
@@ -17,10 +19,16 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from tests.real.stack import HERE, Pin
+from tests.real.stack import HERE, Pin, cache_dir
 from tests.support.envs import make_venv, pip_install
 
-__all__ = ["KERNEL_PINS", "KERNEL_PYTHON", "build_kernel_venv", "kernel_python"]
+__all__ = [
+    "KERNEL_PINS",
+    "KERNEL_PYTHON",
+    "build_kernel_venv",
+    "kernel_python",
+    "kernel_wheels_dir",
+]
 
 #: Environment variable naming a CPython 3.12 interpreter, where none is found by itself.
 PYTHON_VARIABLE = "RECONCILER_TEST_PYTHON312"
@@ -33,6 +41,11 @@ def _load() -> tuple[str, tuple[Pin, ...]]:
 
 #: The kernel's Python version and its pinned wheels (``wheels.json``: ``studio_kernel``).
 KERNEL_PYTHON, KERNEL_PINS = _load()
+
+
+def kernel_wheels_dir() -> Path:
+    """Where the kernel's wheels are cached: ``studio-kernel/`` in the tier's cache."""
+    return cache_dir() / "studio-kernel"
 
 
 def kernel_python() -> Path:

@@ -30,6 +30,7 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -52,6 +53,7 @@ __all__ = [
     "clone_env",
     "conda_from_venv",
     "ensure_wheels",
+    "exact_wheels",
     "installed_versions",
     "linked_trees",
     "platform_supported",
@@ -245,6 +247,22 @@ def _download(
                     f"{index_url} did not deliver {pin.filename} with sha256 {pin.sha256}"
                 )
             os.replace(got, directory / pin.filename)
+
+
+def exact_wheels(source: Path, dest: Path, pins: Sequence[Pin] = PINS) -> Path:
+    """``dest``, made afresh, holding hard links to exactly ``pins``' files in ``source``.
+
+    A scenario's ``find_links`` offers the pinned set and nothing else, whatever else the
+    cache directory has come to hold (another tier's wheels, a file left by hand).
+    """
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    for pin in pins:
+        try:
+            os.link(source / pin.filename, dest / pin.filename)
+        except OSError:  # another file system
+            shutil.copy2(source / pin.filename, dest / pin.filename)
+    return dest
 
 
 # -- environments ---------------------------------------------------------------------------

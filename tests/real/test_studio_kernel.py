@@ -23,12 +23,12 @@ pytestmark = pytest.mark.real
 
 def test_the_image_kernel_on_python_3_12_and_ipython_8_adds_and_imports(
     tmp_path: Path,
-    real_wheels: Path,
+    kernel_wheels: Path,
     wheelhouse: Path,
     isolated: dict[str, str],
     monkeypatch: Any,
 ) -> None:
-    venv = build_kernel_venv(tmp_path / "image-env", real_wheels, env=isolated)
+    venv = build_kernel_venv(tmp_path / "image-env", kernel_wheels, env=isolated)
     site = f"lib/python{KERNEL_PYTHON}/site-packages"
     probe = subprocess.run(
         [env_python(venv), "-c", "import sys, IPython, ipykernel; "
