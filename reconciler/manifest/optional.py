@@ -8,12 +8,12 @@ manifests use neither: their loads, plans and applies never build these classes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from reconciler.values import value
 
 __all__ = ["Create", "Kernel"]
 
 
-@dataclass(frozen=True)
+@value
 class Create:
     """How to create a missing environment: a conda env (``python``) or a venv (``venv``)."""
 
@@ -21,7 +21,7 @@ class Create:
     venv: str | None = None
 
 
-@dataclass(frozen=True)
+@value
 class Kernel:
     """A Jupyter kernelspec to register for the environment."""
 

@@ -7,12 +7,12 @@ unreadable manifest needs this one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from reconciler.values import value
 
 __all__ = ["Problem"]
 
 
-@dataclass(frozen=True)
+@value
 class Problem:
     """One thing wrong with a manifest: ``file:line:col: path: message``."""
 
