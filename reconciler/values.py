@@ -2,15 +2,15 @@
 
 On Python 3.11 :mod:`dataclasses` compiles every generated method of a class with its
 own ``exec`` (``__init__``, ``__repr__``, ``__eq__``, ``__hash__``, ``__setattr__``,
-``__delattr__``: ~3.8 M instructions a class at import), and importing it pulls in
-``inspect``, ``ast``, ``dis`` and ``tokenize`` (~10 ms). A plan defines some forty value
-classes on every run and instantiates about half of them. :func:`value` imports nothing
-(not even :mod:`typing`) and compiles a class's ``__init__``, ``__repr__``, ``__eq__`` and
-``__hash__`` as one source text, with one ``exec``, when the first of them is called (the
-first instance): a class a run never instantiates costs no compiling. Until then
-those methods are small stand-ins that generate the real ones and call them;
-``__setattr__``, ``__delattr__`` and the copy/pickle state methods are shared by all
-value classes.
+``__delattr__``: ~3.8 M instructions a class), and importing it pulls in ``inspect``,
+``ast``, ``dis`` and ``tokenize``. A plan defines some thirty value classes on every
+run, instantiates most of them and compares or prints few. :func:`value` imports
+nothing (not even :mod:`typing`) and defines a class for ~0.2 M instructions: its
+``__init__`` is compiled (one ``exec``) when the first instance is made, and its
+``__repr__``, ``__eq__`` and ``__hash__`` together (one more) when the first of them is
+called. Until then those methods are small stand-ins that make the real ones and call
+them. ``__setattr__``, ``__delattr__`` and the copy/pickle state methods are shared by
+all value classes.
 
 What a value class does, as a dataclass would: ``__slots__`` from the annotated
 fields, in order (the class is rebuilt with them); defaults and
@@ -66,8 +66,8 @@ class _Missing:
 
 _MISSING = _Missing()
 
-#: Value class -> what its generated methods need (defaults, setter kind, names),
-#: until the first call of one of them makes them.
+#: Value class -> what its generated methods need: the defaults, how ``__init__`` sets
+#: a field, and the names of the methods generated (each a stand-in until first called).
 _PENDING: dict[type, tuple[dict[str, object], str, tuple[str, ...]]] = {}
 
 
@@ -127,40 +127,48 @@ def _setstate(self: object, state: tuple[object, ...]) -> None:
         object.__setattr__(self, name, item)
 
 
-def _realize(cls: type) -> Any:
-    """Give value class ``cls`` its generated methods (idempotent; safe between threads)."""
-    spec = _PENDING.get(cls)
-    if spec is None:
-        return cls  # made already (the stand-ins are replaced before the entry goes)
-    defaults, setters, made = spec
+def _realize(cls: type, group: tuple[str, ...]) -> Any:
+    """Give value class ``cls`` the generated methods of ``group`` still standing in.
+
+    Idempotent: two threads may both compile a group, and either's methods will do.
+    """
+    defaults, setters, made = _PENDING[cls]
+    wanted = tuple(m for m in group if m in made and vars(cls).get(m) is _STAND_INS[m])
+    if not wanted:
+        return cls
     names = fields(cls)
     scope: dict[str, Any] = {}
-    exec(_source(names, defaults, setters, made), scope)
+    exec(_source(names, defaults, setters, wanted), scope)
     values = [object.__setattr__, _MISSING]
     values += [d.factory if isinstance(d, _Factory) else d for d in defaults.values()]
     values += [vars(cls)[n].__set__ for n in names] if setters == "slot" else []
-    for name, function in zip(made, scope["__create__"](*values)):
+    for name, function in zip(wanted, scope["__create__"](*values)):
         function.__qualname__ = f"{cls.__qualname__}.{name}"
         setattr(cls, name, function)
-    _PENDING.pop(cls, None)
     return cls
 
 
+#: What one ``exec`` makes: ``__init__`` at the first instance; the others, which many
+#: values never need, together at the first call of one of them.
+_CONSTRUCT = ("__init__",)
+_COMPARE = ("__repr__", "__eq__", "__hash__")
+
+
 def _init(self: Any, *args: Any, **kwargs: Any) -> None:
-    _realize(_owner(self)).__init__(self, *args, **kwargs)
+    _realize(_owner(self), _CONSTRUCT).__init__(self, *args, **kwargs)
 
 
 def _repr(self: object) -> str:
-    text: str = _realize(_owner(self)).__repr__(self)
+    text: str = _realize(_owner(self), _COMPARE).__repr__(self)
     return text
 
 
 def _eq(self: object, other: object) -> Any:
-    return _realize(_owner(self)).__eq__(self, other)
+    return _realize(_owner(self), _COMPARE).__eq__(self, other)
 
 
 def _hash(self: object) -> int:
-    number: int = _realize(_owner(self)).__hash__(self)
+    number: int = _realize(_owner(self), _COMPARE).__hash__(self)
     return number
 
 
