@@ -25,11 +25,11 @@ import re
 import sys
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler import __distribution__, __version__
 from reconciler.errors import ReconcilerError
+from reconciler.values import value
 
 __all__ = [
     "SAGEMAKER",
@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+@value
 class Target:
     """An interpreter and platform to download wheels for; ``None``: the running one's."""
 
@@ -117,7 +117,7 @@ def summary(bundle: Bundle) -> str:
     )
 
 
-@dataclass(frozen=True)
+@value
 class Bundle:
     """What ``build_bundle`` wrote."""
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +28,7 @@ from reconciler.manifest.writer import (
     unified_diff,
     write_manifest,
 )
+from reconciler.values import value
 
 if TYPE_CHECKING:
     from reconciler.apply.execute import ApplyResult
@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+@value
 class NewSpec:
     """One spec given to ``add``: ``bare`` when it names no version (``polars``)."""
 
@@ -61,7 +61,7 @@ class NewSpec:
     bare: bool
 
 
-@dataclass(frozen=True)
+@value
 class AddResult:
     """What ``add`` did. ``written`` is empty when the manifest was not changed."""
 
@@ -83,7 +83,7 @@ class AddResult:
         return self.applied is not None and self.applied.failed
 
 
-@dataclass(frozen=True)
+@value
 class RemoveResult:
     """Entries dropped from ``environments.<env>`` and which of them reconciler installed."""
 
@@ -92,7 +92,7 @@ class RemoveResult:
     owned: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@value
 class AdoptResult:
     """Foreign packages written (or, with ``dry_run``, shown) as ``name==version``."""
 

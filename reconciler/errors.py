@@ -76,7 +76,7 @@ class StalePlanError(ReconcilerError):
 
 def __getattr__(name: str) -> Any:
     """``Problem``, from :mod:`reconciler.manifest.problem` on first use: a run whose
-    manifest loads without one never builds the dataclass."""
+    manifest loads without one never builds the value class."""
     if name == "Problem":
         from reconciler.manifest.problem import Problem
 

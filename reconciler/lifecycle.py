@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import base64
 import shlex
-from dataclasses import dataclass
 
 from reconciler import __distribution__, __version__
 from reconciler.errors import ReconcilerError
+from reconciler.values import value
 
 __all__ = ["MAX_SCRIPT_CHARS", "LifecycleOptions", "encode", "render"]
 
@@ -25,7 +25,7 @@ MAX_SCRIPT_CHARS = 16_384
 STUDIO_LIMIT_SECONDS = 300
 
 
-@dataclass(frozen=True)
+@value
 class LifecycleOptions:
     """How the script gets reconciler and the manifest."""
 

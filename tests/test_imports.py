@@ -32,16 +32,16 @@ UNUSED = (
 #: Not imported by a pending apply either: its parser builds only the apply command, and
 #: the modules of the other commands' handlers stay out.
 APPLY_UNUSED = (*UNUSED, "reconciler.edit", "reconciler.apply.kernels", "reconciler.lifecycle")
-#: Frozen dataclasses a plan or an apply builds and never uses (~4.5 M instructions each).
+#: Value classes (``reconciler.values``) a plan or an apply would define and never use.
 UNUSED_CLASSES = ("class:Create", "class:Kernel", "class:Problem")
-#: Prints the modules imported by the run, and ``class:NAME`` for each dataclass of
-#: reconciler's that it built.
+#: Prints the modules imported by the run, and ``class:NAME`` for each value class of
+#: reconciler's that it defined.
 PROBE = (
     "import sys; before = set(sys.modules); from reconciler.entry import main; "
     "code = main(sys.argv[1:]); new = sorted(set(sys.modules) - before); "
     "new += sorted({f'class:{v.__name__}' for m in new if m.startswith('reconciler') "
     "for v in vars(sys.modules[m]).values() "
-    "if isinstance(v, type) and '__dataclass_fields__' in vars(v) and v.__module__ == m}); "
+    "if isinstance(v, type) and '__value_fields__' in vars(v) and v.__module__ == m}); "
     "import json; print(json.dumps({'code': code, 'new': new}))"
 )
 

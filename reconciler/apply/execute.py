@@ -16,7 +16,6 @@ import signal
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,7 @@ from reconciler.render.words import plural
 from reconciler.state.cache import ReadCache
 from reconciler.state.environment import InstalledState, read_state
 from reconciler.state.store import Baseline, Owned, OwnedPackage, StateStore
+from reconciler.values import replace, value
 
 __all__ = ["ApplyResult", "EnvironmentResult", "apply"]
 
@@ -50,7 +50,7 @@ DEFAULT_LOCK_TIMEOUT = 300.0
 _CACHE_LOCK = threading.Lock()  # the read cache is shared by the environment threads
 
 
-@dataclass(frozen=True)
+@value
 class EnvironmentResult:
     """How one environment ended."""
 
@@ -59,7 +59,7 @@ class EnvironmentResult:
     message: str = ""
 
 
-@dataclass(frozen=True)
+@value
 class ApplyResult:
     """The plan that was applied and what happened to each environment."""
 
@@ -190,7 +190,7 @@ def _stop_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-@dataclass(frozen=True)
+@value
 class _Context:
     """What every environment's transaction shares."""
 

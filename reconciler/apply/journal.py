@@ -11,13 +11,13 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from reconciler.errors import StateError
 from reconciler.plan.model import Change
 from reconciler.state.store import write_json_atomic
+from reconciler.values import value
 
 __all__ = ["FORMAT", "STATUSES", "Journal", "JournalEntry"]
 
@@ -26,7 +26,7 @@ FORMAT = 1
 STATUSES = ("running", "done", "failed", "interrupted")
 
 
-@dataclass(frozen=True)
+@value
 class JournalEntry:
     """What an apply of one environment set out to do, and how far it got."""
 
@@ -110,7 +110,7 @@ class Journal:
         error: str | None = None,
     ) -> JournalEntry:
         """Record progress (``step``), or the end (``status``, ``error``)."""
-        from dataclasses import replace
+        from reconciler.values import replace
 
         entry = replace(
             entry,

@@ -7,7 +7,6 @@ file may be old, and anyone could have edited it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 from reconciler.errors import ReconcilerError, StalePlanError
@@ -15,6 +14,7 @@ from reconciler.manifest.model import Manifest
 from reconciler.plan.clashes import WheelContents, refuse_clashes
 from reconciler.plan.model import Plan
 from reconciler.plan.planner import EnvironmentInputs, requested_names
+from reconciler.values import replace
 
 __all__ = ["check_fresh", "read_plan_file", "trusted_plan"]
 

@@ -11,7 +11,6 @@ import json
 import os
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +18,7 @@ from reconciler.apply.report import Reporter
 from reconciler.backends.process import redact
 from reconciler.errors import StateError
 from reconciler.state.store import write_json_atomic
+from reconciler.values import field, value
 
 if TYPE_CHECKING:
     from reconciler.plan.model import Plan
@@ -39,7 +39,7 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-@dataclass
+@value(frozen=False, slots=False)  # written out with vars()
 class _Env:
     status: str = "pending"
     steps_total: int = 0
@@ -48,7 +48,7 @@ class _Env:
     message: str = ""
 
 
-@dataclass
+@value(frozen=False)
 class StatusReporter(Reporter):
     """Keeps ``status.json`` current and forwards every event to ``inner``."""
 

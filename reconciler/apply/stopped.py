@@ -12,12 +12,12 @@ not guessed: :class:`Before` is taken before the ``add`` starts, and
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.apply.journal import Journal, JournalEntry
 from reconciler.errors import ReconcilerError
 from reconciler.state.python import find_site_packages
+from reconciler.values import value
 
 __all__ = ["Before", "stopped_text"]
 
@@ -37,7 +37,7 @@ def _listings(prefix: Path) -> tuple[tuple[str, ...], ...]:
     return tuple(out)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Before:
     """The manifest's bytes, the environment's journal entry and package listings
     before an ``add``."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -19,6 +18,7 @@ from reconciler import faults
 from reconciler.backends.process import first_lines
 from reconciler.errors import BackendError
 from reconciler.state.cache import ReadCache
+from reconciler.values import value
 
 if TYPE_CHECKING:  # built only by a solve (rattler) or a lock: a plan that needs neither skips it
     from reconciler.lockfile.model import LockedRecord
@@ -35,7 +35,7 @@ __all__ = [
 SOLVE_TIMEOUT = 300.0
 
 
-@dataclass(frozen=True)
+@value
 class SolvedRecord:
     """One record of a solution."""
 
@@ -45,7 +45,7 @@ class SolvedRecord:
     depends: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@value
 class CondaSolution:
     """A solve result, or the solver's refusal with the pinned names it blamed."""
 

@@ -18,7 +18,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import IO, Any, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -26,6 +25,7 @@ from reconciler import __version__
 from reconciler.backends.pip_args import HTTP_READ_TIMEOUT, HTTP_RETRIES
 from reconciler.backends.process import redact
 from reconciler.errors import BackendError
+from reconciler.values import value
 
 __all__ = ["USER_AGENT", "HttpClient", "Response"]
 
@@ -38,7 +38,7 @@ _POLL_SECONDS = 0.2
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
+@value
 class Response:
     """A finished GET: its status, headers (lower-case names), final URL and body."""
 

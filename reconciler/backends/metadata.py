@@ -28,7 +28,6 @@ import time
 import urllib.parse
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -53,6 +52,7 @@ from reconciler.backends.wheels import Link as _Link
 from reconciler.errors import BackendError
 from reconciler.manifest.model import PipSettings
 from reconciler.plan.requirements import version_or_none
+from reconciler.values import value
 
 if TYPE_CHECKING:
     from reconciler.backends.http import HttpClient, Response
@@ -74,7 +74,7 @@ DEFAULT_INDEX = "https://pypi.org/simple"
 FETCH_TIMEOUT = 10.0
 
 
-@dataclass(frozen=True)
+@value
 class ReleaseFile:
     """One file of a project in a repository."""
 
@@ -84,7 +84,7 @@ class ReleaseFile:
     metadata_url: str | None = None  # PEP 658, when the index advertises it
 
 
-@dataclass(frozen=True)
+@value
 class Listing:
     """A project's files in the first repository that lists it (``source`` redacted)."""
 

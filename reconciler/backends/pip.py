@@ -17,7 +17,6 @@ import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -43,6 +42,7 @@ from reconciler.backends.pip_locked import not_cached, run_locked
 from reconciler.backends.process import Completed, run
 from reconciler.errors import BackendError
 from reconciler.manifest.model import PipSettings
+from reconciler.values import value
 
 __all__ = [
     "PipCli",
@@ -60,7 +60,7 @@ PREVIEW_TIMEOUT = 600.0
 INSTALL_TIMEOUT = 3600.0
 
 
-@dataclass(frozen=True)
+@value
 class Resolved:
     """A distribution the installer would install, with its requirements when known."""
 
@@ -69,7 +69,7 @@ class Resolved:
     requires: tuple[str, ...] | None = None
 
 
-@dataclass(frozen=True)
+@value
 class PipPreview:
     """The result of a dry run: what would be installed, or the resolver's refusal."""
 

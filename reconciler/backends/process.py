@@ -12,11 +12,11 @@ import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler import faults
 from reconciler.errors import BackendError
+from reconciler.values import value
 
 POLL_SECONDS = 0.2
 
@@ -95,7 +95,7 @@ def redact(text: str) -> str:
     return _CREDENTIALS.sub(lambda m: f"{m.group('scheme')}***@", text)
 
 
-@dataclass(frozen=True)
+@value
 class Completed:
     """A finished process: its redacted command line, exit code and output."""
 

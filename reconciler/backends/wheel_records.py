@@ -21,7 +21,6 @@ import json
 import os
 import tempfile
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
@@ -31,6 +30,7 @@ from packaging.utils import canonicalize_name
 from reconciler.backends.process import redact
 from reconciler.errors import BackendError
 from reconciler.state.python import RecordEntry, parse_record
+from reconciler.values import value
 
 if TYPE_CHECKING:  # urllib.request costs ~20 ms to import: only remote reads need it
     from reconciler.backends.http import HttpClient
@@ -67,7 +67,7 @@ class LazyClient:
         return self._client
 
 
-@dataclass(frozen=True)
+@value
 class WheelFile:
     """One wheel file of a resolved distribution.
 
@@ -112,7 +112,7 @@ def record_cache_file(cache_dir: Path, sha256: str) -> Path:
     return cache_dir / "records" / f"{sha256}.json"
 
 
-@dataclass(frozen=True)
+@value
 class WheelListing:
     """What a wheel would write: its RECORD rows, and the console and GUI scripts
     (``entry_points.txt``) that the installer generates into ``bin/`` besides."""

@@ -33,7 +33,6 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urljoin, urlsplit
@@ -61,6 +60,7 @@ from reconciler.backends.wheel_tags import target_tags
 from reconciler.errors import BackendError
 from reconciler.manifest.model import PipSettings
 from reconciler.state.python import RecordEntry, parse_record
+from reconciler.values import value
 
 if TYPE_CHECKING:  # urllib.request costs ~20 ms to import: only remote reads need it
     from reconciler.backends.http import HttpClient, Response
@@ -97,7 +97,7 @@ SIMPLE_ACCEPT = f"{SIMPLE_JSON}, application/vnd.pypi.simple.v1+html;q=0.2, text
 # --- locating ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@value
 class Link:
     """A file link of a simple-API page: file name, URL (no fragment), advertised sha256
     and PEP 658 metadata URL."""

@@ -13,13 +13,13 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.demo.conda import build_channel, rattler_available
 from reconciler.demo.envs import isolated_env, make_conda_prefix, pip_install
 from reconciler.demo.wheels import build_wheelhouse
 from reconciler.errors import ReconcilerError
+from reconciler.values import value
 
 __all__ = ["MANIFEST", "Demo", "build_demo", "intro", "next_steps", "shown", "tool"]
 
@@ -45,7 +45,7 @@ environments:
 """
 
 
-@dataclass(frozen=True)
+@value
 class Demo:
     """Where the demo's parts are (all absolute)."""
 

@@ -42,10 +42,10 @@ import json
 import sys
 import tarfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.demo.wheels import WHEEL, dist_files, record_text
+from reconciler.values import value
 
 __all__ = [
     "PYTHON_VERSION",
@@ -176,7 +176,7 @@ def index_channel(channel_dir: Path) -> Path:
     return channel_dir
 
 
-@dataclass(frozen=True)
+@value
 class PackageSpec:
     """Arguments of :func:`build_conda_package` for one standard package."""
 

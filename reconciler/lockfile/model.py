@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from reconciler.lockfile import lock_path as lock_path
+from reconciler.values import field, value
 
 __all__ = [
     "FORMAT_VERSION",
@@ -35,7 +35,7 @@ __all__ = [
 FORMAT_VERSION = "1"
 
 
-@dataclass(frozen=True)
+@value
 class Entries:
     """The manifest entries of one environment that its lock was resolved from.
 
@@ -71,7 +71,7 @@ class Entries:
         )
 
 
-@dataclass(frozen=True)
+@value
 class LockedWheel:
     """One pip-side distribution: the exact wheel, where it came from, and its hash."""
 
@@ -107,7 +107,7 @@ class LockedWheel:
         )
 
 
-@dataclass(frozen=True)
+@value
 class LockedRecord:
     """One conda record: enough to link exactly this package file without a solve."""
 
@@ -154,7 +154,7 @@ class LockedRecord:
         )
 
 
-@dataclass(frozen=True)
+@value
 class LockedEnvironment:
     """One environment's overlay and what it was resolved against."""
 
@@ -186,7 +186,7 @@ class LockedEnvironment:
         )
 
 
-@dataclass(frozen=True)
+@value
 class LockFile:
     """A whole lock file: the manifest's name and each locked environment."""
 

@@ -12,7 +12,6 @@ pinned and, if that has no solution, without.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
@@ -27,11 +26,12 @@ from reconciler.lockfile.sources import locate_locked, tags_of
 from reconciler.plan.planner import EnvironmentInputs, pip_requests
 from reconciler.plan.policy import OWNED
 from reconciler.state.environment import image_identity
+from reconciler.values import value
 
 __all__ = ["Upgrade", "resolve_environment"]
 
 
-@dataclass(frozen=True)
+@value
 class Upgrade:
     """What ``lock`` may move from the previous lock: everything, or these names."""
 

@@ -11,7 +11,6 @@ a notice to each whose lock does not (or, with ``required``, refuses).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +29,7 @@ from reconciler.plan.pip_side import _classify as classify_pip
 from reconciler.plan.planner import EnvironmentInputs
 from reconciler.plan.policy import Ownership
 from reconciler.state.environment import InstalledState, image_identity
+from reconciler.values import replace, value
 
 if TYPE_CHECKING:
     from reconciler.backends.wheels import RecordEntry
@@ -41,7 +41,7 @@ class StaleLockError(ReconcilerError):
     """``--locked``: the lock file is missing or does not hold for an environment."""
 
 
-@dataclass(frozen=True)
+@value
 class LockedResolver:
     """Plans one environment from its fresh lock entry (``lock_name``: ``team.lock``)."""
 

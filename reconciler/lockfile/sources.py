@@ -65,9 +65,9 @@ def locate_locked(
         sha256 = hashlib.sha256(response.body).hexdigest()
     if cache_dir is not None:
         import contextlib
-        from dataclasses import replace
 
         from reconciler.backends.wheels import read_record
+        from reconciler.values import replace
 
         with contextlib.suppress(BackendError):  # derived data: the plan reads it again
             read_record(replace(wheel, sha256=sha256), cache_dir)

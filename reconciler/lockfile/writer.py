@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
@@ -25,11 +24,12 @@ from reconciler.manifest.model import Manifest
 from reconciler.plan.planner import forget_index_reads, read_inputs, requested_names
 from reconciler.state.environment import image_identity
 from reconciler.state.store import StateStore
+from reconciler.values import value
 
 __all__ = ["LockOutcome", "LockResult", "embedded_lock", "upgrade_from_args", "write_lock"]
 
 
-@dataclass(frozen=True)
+@value
 class LockOutcome:
     """What ``lock`` did for one environment: ``locked``, ``unchanged`` or ``skipped``."""
 
@@ -38,7 +38,7 @@ class LockOutcome:
     detail: str = ""
 
 
-@dataclass(frozen=True)
+@value
 class LockResult:
     """The lock file's path, whether its text changed, and each environment's outcome."""
 

@@ -9,11 +9,9 @@ prefix checks that read the machine still pass (:mod:`reconciler.manifest.world`
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
@@ -22,6 +20,7 @@ from reconciler.errors import ManifestError
 from reconciler.manifest import model
 from reconciler.manifest.model import Manifest
 from reconciler.manifest.world import prefixes_allow
+from reconciler.values import field, fields, is_value, value
 
 __all__ = [
     "MAX_MANIFEST_BYTES",
@@ -47,7 +46,7 @@ _CHECKS = (
 )  # fmt: skip
 
 
-@dataclass
+@value(frozen=False)
 class ValidationMemo:
     """Results of pure checks, remembered between runs by the caller (the state dir).
 
@@ -195,12 +194,10 @@ def _to_json(value: object) -> Any:
         return [_to_json(v) for v in value]
     if isinstance(value, Path):
         return {"@": "Path", "path": str(value)}
-    if dataclasses.is_dataclass(value) and getattr(model, type(value).__name__, None) is type(
-        value
-    ):
+    if is_value(value) and getattr(model, type(value).__name__, None) is type(value):
         out = {"@": type(value).__name__}
-        for f in dataclasses.fields(value):
-            out[f.name] = _to_json(getattr(value, f.name))
+        for name in fields(value):
+            out[name] = _to_json(getattr(value, name))
         return out
     raise TypeError(f"cannot remember {type(value).__name__} values")
 
@@ -222,9 +219,9 @@ def _decode(data: Any) -> Any:
     if kind == "Path":
         return Path(data["path"])
     cls = getattr(model, kind)
-    if kind not in model.__all__ or not isinstance(cls, type) or not dataclasses.is_dataclass(cls):
+    if kind not in model.__all__ or not isinstance(cls, type) or not is_value(cls):
         raise ValueError(kind)
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = set(fields(cls))
     if set(data) - {"@"} != names:
         raise ValueError(kind)  # written by a model with other fields
     return cls(**{k: _decode(v) for k, v in data.items() if k != "@"})

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
-from dataclasses import dataclass, field
 
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
@@ -20,6 +19,7 @@ from packaging.version import InvalidVersion, Version
 
 from reconciler.manifest.model import CondaRequest, PipRequest
 from reconciler.manifest.yaml_nodes import ManifestPath, format_path
+from reconciler.values import field, value
 
 __all__ = [
     "MAX_MERGED_CLAUSES",
@@ -35,7 +35,7 @@ __all__ = [
 MAX_MERGED_CLAUSES = 32
 
 
-@dataclass(frozen=True)
+@value
 class PipEntry:
     """One pip string of the manifest, parsed."""
 
@@ -44,7 +44,7 @@ class PipEntry:
     requirement: Requirement
 
 
-@dataclass(frozen=True)
+@value
 class CondaEntry:
     """One conda string of the manifest, parsed: ``plain`` when it is only a name and a version."""
 
@@ -55,7 +55,7 @@ class CondaEntry:
     plain: bool
 
 
-@dataclass(frozen=True)
+@value
 class Conflict:
     """Two strings for one package that cannot be merged, reported at ``path``."""
 
@@ -63,7 +63,7 @@ class Conflict:
     message: str
 
 
-@dataclass
+@value(frozen=False)
 class _Merged:
     name: str
     text: str

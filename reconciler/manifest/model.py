@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import ReconcilerError
+from reconciler.values import value
 
 if TYPE_CHECKING:
     from reconciler.manifest.optional import Create, Kernel
@@ -35,7 +35,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-@dataclass(frozen=True)
+@value
 class PipRequest:
     """A PEP 508 requirement for one distribution, merged across the environment and ``all:``.
 
@@ -49,7 +49,7 @@ class PipRequest:
     sources: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@value
 class CondaRequest:
     """A conda MatchSpec for one package, merged across the environment and ``all:``."""
 
@@ -58,7 +58,7 @@ class CondaRequest:
     sources: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@value
 class PipSettings:
     """Where the pip side finds distributions. ``no_index`` disables the default index."""
 
@@ -68,7 +68,7 @@ class PipSettings:
     no_index: bool = False
 
 
-@dataclass(frozen=True)
+@value
 class Environment:
     """One environment of the manifest, with ``all:`` and ``defaults`` already applied."""
 
@@ -83,7 +83,7 @@ class Environment:
     kernel: Kernel | None = None
 
 
-@dataclass(frozen=True)
+@value
 class Manifest:
     """A validated manifest. ``protect`` holds glob patterns over package names."""
 

@@ -11,7 +11,6 @@ import os
 import re
 import unicodedata
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -34,6 +33,7 @@ from reconciler.manifest.specs import (
 )
 from reconciler.manifest.world import prefix_kind, symlink_in
 from reconciler.manifest.yaml_nodes import Document, ManifestPath
+from reconciler.values import value
 
 __all__ = ["DEFAULT_CHANNELS", "DEFAULT_INSTALLER", "build_manifest"]
 
@@ -47,7 +47,7 @@ _LOCATION_METACHARACTERS = "`$|&;\\<>\"'"
 _LOOKALIKE_SCRIPTS = ("CYRILLIC", "GREEK", "ARMENIAN", "CHEROKEE")
 
 
-@dataclass(frozen=True)
+@value
 class _Shared:
     """What every environment inherits: defaults and ``all:``."""
 

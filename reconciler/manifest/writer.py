@@ -22,7 +22,6 @@ import io
 import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +29,7 @@ from reconciler.errors import ReconcilerError
 from reconciler.manifest.loader import MAX_MANIFEST_BYTES, load_manifest_text
 from reconciler.manifest.model import Manifest
 from reconciler.manifest.yaml_nodes import ManifestPath, read_document
+from reconciler.values import field, value
 
 __all__ = [
     "ListEdit",
@@ -51,7 +51,7 @@ _AFTER: dict[str, tuple[str, ...]] = {
 }
 
 
-@dataclass(frozen=True)
+@value
 class ManifestSource:
     """The manifest file as read: its bytes (to detect a concurrent edit) and text."""
 
@@ -65,7 +65,7 @@ class ManifestSource:
         return self.raw.startswith(b"\xef\xbb\xbf")
 
 
-@dataclass(frozen=True)
+@value
 class ListEdit:
     """Changes to ``environments.<env>.<side>``.
 

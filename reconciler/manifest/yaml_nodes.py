@@ -9,12 +9,12 @@ construction), duplicate and non-string keys.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Union
 
 import yaml
 
 from reconciler.errors import ManifestError, Problem
+from reconciler.values import field, value
 
 __all__ = ["Document", "ManifestPath", "format_path", "read_document"]
 
@@ -43,7 +43,7 @@ def format_path(path: ManifestPath) -> str:
     return text
 
 
-@dataclass
+@value(frozen=False)
 class Document:
     """A manifest's values, their positions (1-based) and the problems found so far.
 

@@ -10,14 +10,15 @@ an allowed one by the shortest chain alone.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+
+from reconciler.values import value
 
 __all__ = ["ROOT", "Chain", "RequirementGraph", "requirement_text"]
 
 ROOT = "<manifest>"
 
 
-@dataclass(frozen=True)
+@value
 class Chain:
     """Packages from a requested one down to the target's immediate dependent."""
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -32,6 +31,7 @@ from reconciler.plan.policy import OWNED, Ownership
 from reconciler.state.environment import InstalledState, Package
 from reconciler.state.files import record_digest
 from reconciler.state.python import RecordEntry, read_record
+from reconciler.values import replace
 
 if TYPE_CHECKING:
     from reconciler.backends.wheels import WheelRecords

@@ -9,7 +9,6 @@ chain of ``depends`` that needs it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from reconciler.backends.conda import CondaSolution, CondaSolver, SolvedRecord
 from reconciler.backends.process import first_lines
@@ -18,11 +17,12 @@ from reconciler.manifest.model import CondaRequest
 from reconciler.plan.model import Change
 from reconciler.plan.policy import OWNED, Ownership
 from reconciler.state.environment import InstalledState
+from reconciler.values import value
 
 __all__ = ["CondaSidePlan", "plan_conda_side"]
 
 
-@dataclass(frozen=True)
+@value
 class CondaSidePlan:
     """Changes, what was satisfied, and the solver inputs the executor reuses."""
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from packaging.requirements import Requirement
@@ -11,6 +10,7 @@ from reconciler.plan.planner import EnvironmentInputs, pip_requests
 from reconciler.plan.requirements import applies, marker_environment, satisfies, unmet
 from reconciler.state.environment import Package
 from reconciler.state.files import VerifiedFiles
+from reconciler.values import value
 
 __all__ = ["KINDS", "Drift", "EnvironmentDrift", "Finding", "drift_environment"]
 
@@ -25,7 +25,7 @@ KINDS = (
 )
 
 
-@dataclass(frozen=True)
+@value
 class Finding:
     """One difference."""
 
@@ -50,7 +50,7 @@ class Finding:
         }
 
 
-@dataclass(frozen=True)
+@value
 class EnvironmentDrift:
     """Findings for one environment."""
 
@@ -69,7 +69,7 @@ class EnvironmentDrift:
         }
 
 
-@dataclass(frozen=True)
+@value
 class Drift:
     """Drift of a whole manifest."""
 

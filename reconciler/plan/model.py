@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from reconciler.values import field, value
 
 if TYPE_CHECKING:  # loaded by the two readers of saved plans: a plan made now needs none
     from reconciler.lockfile.model import LockedRecord
@@ -27,7 +28,7 @@ UNRESOLVED = "resolved when the environment exists"
 ACTIONS = ("create", "install", "upgrade", "downgrade", "reinstall", "remove", "register-kernel")
 
 
-@dataclass(frozen=True)
+@value
 class Holder:
     """A managed or foreign package that keeps a request from its newest release."""
 
@@ -46,7 +47,7 @@ class Holder:
         }
 
 
-@dataclass(frozen=True)
+@value
 class HeldBack:
     """A request resolved to an older release than the newest available, and why."""
 
@@ -74,7 +75,7 @@ class HeldBack:
         )
 
 
-@dataclass(frozen=True)
+@value
 class Change:
     """One step of a plan, allowed or refused, with why."""
 
@@ -123,7 +124,7 @@ class Change:
         )
 
 
-@dataclass(frozen=True)
+@value
 class EnvironmentPlan:
     """What would happen to one environment.
 
@@ -204,7 +205,7 @@ class EnvironmentPlan:
         )
 
 
-@dataclass(frozen=True)
+@value
 class Plan:
     """The plan for a whole manifest."""
 

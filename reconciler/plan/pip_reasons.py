@@ -9,7 +9,6 @@ them. Markers are evaluated for the target environment with the extras in play.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +26,7 @@ from reconciler.plan.requirements import (
     version_or_none,
 )
 from reconciler.state.environment import InstalledState
+from reconciler.values import replace
 
 if TYPE_CHECKING:
     from reconciler.plan.chains import RequirementGraph

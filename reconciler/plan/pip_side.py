@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +37,12 @@ from reconciler.plan.requirements import (
     version_or_none,
 )
 from reconciler.state.environment import InstalledState, Package
+from reconciler.values import replace, value
 
 __all__ = ["PipSidePlan", "plan_pip_side"]
 
 
-@dataclass(frozen=True)
+@value
 class PipSidePlan:
     """Changes, what was already satisfied, and the installer inputs."""
 

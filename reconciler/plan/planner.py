@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +30,7 @@ from reconciler.state.environment import (
     read_state,
 )
 from reconciler.state.store import Baseline, Owned, StateStore
+from reconciler.values import replace, value
 
 if TYPE_CHECKING:
     from reconciler.lockfile.model import LockedRecord
@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+@value
 class Backends:
     """The resolvers a plan may consult."""
 
@@ -64,7 +64,7 @@ class Backends:
         return cls(RattlerSolver(), select_installer, LazyWheelRecords(cache_dir))
 
 
-@dataclass(frozen=True)
+@value
 class EnvironmentInputs:
     """Everything read about one environment before planning."""
 

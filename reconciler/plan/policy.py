@@ -10,10 +10,10 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from reconciler.state.environment import InstalledState, Package
 from reconciler.state.store import Baseline, Owned
+from reconciler.values import value
 
 __all__ = ["FOREIGN", "MANAGED", "OWNED", "Ownership"]
 
@@ -24,7 +24,7 @@ FOREIGN = "foreign"
 _SPEC_NAME = re.compile(r"^(?:[^:]+::)?([A-Za-z0-9_.+-]+)")
 
 
-@dataclass(frozen=True)
+@value
 class Ownership:
     """Classifies the packages of one environment."""
 

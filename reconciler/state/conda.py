@@ -13,11 +13,11 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from reconciler.state.cache import ReadCache
+from reconciler.values import value
 
 __all__ = [
     "CondaRecord",
@@ -33,7 +33,7 @@ _DIST_RECORD = re.compile(
 )
 
 
-@dataclass(frozen=True)
+@value
 class CondaRecord:
     """One installed conda package, as named by its ``conda-meta`` file."""
 
@@ -48,7 +48,7 @@ class CondaRecord:
         return f"{self.name}-{self.version}-{self.build}"
 
 
-@dataclass(frozen=True)
+@value
 class RecordDetails:
     """What the planner needs from a record's JSON body."""
 

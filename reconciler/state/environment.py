@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from reconciler.state.conda import (
     record_details,
 )
 from reconciler.state.python import Distribution, find_site_packages, read_distributions
+from reconciler.values import field, replace, value
 
 __all__ = [
     "InstalledState",
@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Package:
     """One installed package as the user thinks of it.
 
@@ -60,7 +60,7 @@ class Package:
         return f"{self.manager}:{self.name}"
 
 
-@dataclass(frozen=True)
+@value(slots=False)  # its cached_property keeps the joined packages in __dict__
 class InstalledState:
     """Everything the planner reads about one prefix."""
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
+
+from reconciler.values import value
 
 __all__ = ["KernelSpecState", "kernels_dir", "read_kernelspec"]
 
@@ -26,7 +27,7 @@ def kernels_dir() -> Path:
     return base / "jupyter" / "kernels"
 
 
-@dataclass(frozen=True)
+@value
 class KernelSpecState:
     """What is registered under a kernel name."""
 

@@ -12,12 +12,12 @@ import io
 import json
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
 from reconciler.state.cache import DistEntry, ReadCache
+from reconciler.values import value
 
 __all__ = [
     "Distribution",
@@ -32,7 +32,7 @@ __all__ = [
 _PYTHON_DIR = re.compile(r"^python(\d+)\.(\d+)t?$")
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Distribution:
     """One installed Python distribution."""
 
@@ -48,7 +48,7 @@ class Distribution:
     system_site: bool = False
 
 
-@dataclass(frozen=True)
+@value
 class RecordEntry:
     """One row of a RECORD: the path (relative to site-packages for an installed
     distribution, ``../../../bin/x`` outside it; in a wheel, relative to the wheel
@@ -144,14 +144,14 @@ def read_metadata_headers(
     # Only the three headers wanted, found by one regular expression (a METADATA has
     # dozens of Classifier lines). A folded continuation starts with a space or tab,
     # so it never matches; ASCII case folding is what str.lower() does to these keys.
-    for key, value in re.findall(_HEADERS, text if end < 0 else text[:end], _HEADER_FLAGS):
+    for key, header in re.findall(_HEADERS, text if end < 0 else text[:end], _HEADER_FLAGS):
         key = key.lower()
         if key == "name":
-            name = value.strip()
+            name = header.strip()
         elif key == "version":
-            version = value.strip()
+            version = header.strip()
         else:
-            requires.append(value.strip())
+            requires.append(header.strip())
     if not name or not version:
         return None
     return name, version, tuple(requires)

@@ -20,7 +20,6 @@ import os
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +28,7 @@ from reconciler.digest import sha256
 from reconciler.errors import StateError
 from reconciler.state.cache import ReadCache
 from reconciler.state.environment import InstalledState, Package, image_identity
+from reconciler.values import value
 
 if TYPE_CHECKING:
     from reconciler.manifest.loader import ValidationMemo
@@ -103,7 +103,7 @@ def write_json_atomic(path: Path, data: Any, *, derived: bool = False) -> None:
         raise
 
 
-@dataclass(frozen=True)
+@value
 class Baseline:
     """The managed set of one environment: every package present when it was captured."""
 
@@ -159,7 +159,7 @@ class Baseline:
         )
 
 
-@dataclass(frozen=True)
+@value
 class OwnedPackage:
     """A package reconciler installed, at the version it installed."""
 
@@ -168,7 +168,7 @@ class OwnedPackage:
     version: str
 
 
-@dataclass(frozen=True)
+@value
 class Owned:
     """Packages reconciler installed in one environment, by key."""
 
