@@ -7,13 +7,14 @@ console reporter as ``apply``. The work is :mod:`reconciler.edit`.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import argparse  # the notebook's plain plan (env_by_prefix) is read without it
+
     from reconciler.manifest.model import Environment, Manifest
     from reconciler.state.store import StateStore
 

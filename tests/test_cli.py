@@ -679,6 +679,62 @@ def test_the_lazy_parser_of_a_run_says_what_the_full_one_says(
     assert [name for name, made in lazy_sub.choices.items() if made is not None] == ["plan"]
 
 
+def test_a_plain_plan_or_apply_is_read_as_argparse_reads_it() -> None:
+    # issue 13: the plain calls (the entry point's shapes, the notebook's) are read without
+    # argparse; whatever reconciler.cli_args accepts must give argparse's values exactly.
+    from itertools import permutations
+
+    from reconciler.cli import _handlers, _parser
+    from reconciler.cli_args import plain_arguments
+
+    parser, handlers = _parser(), _handlers()
+    heads = [[], ["--state-dir", "s"], ["--state-dir=~/s"], ["-q"], ["--quiet", "-v"]]
+    heads += [["--verbose"], ["--notebook"], ["--state-dir", "s", "-q", "--notebook"]]
+    named = [["--env", "a"], ["--env=b"]]
+    own = {
+        "plan": [
+            *named,
+            ["--env-prefix", "p"],
+            ["--env-prefix=p/q"],
+            ["--json"],
+            ["--detailed-exitcode"],
+        ],
+        "apply": [
+            *named,
+            ["--lock-timeout", "5"],
+            ["--lock-timeout=2.5"],
+            ["--lock-timeout", "1e3"],
+        ],
+    }
+    common = [["-q"], ["-v"], ["--notebook"], ["--state-dir", "t"], ["--quiet"]]
+    odd = [["--bogus"], ["-qv"], ["--env"], [""], ["-5"], ["--"], ["--js"], ["--out", "f"]]
+    odd += [["--lock-timeout", "soon"], ["--env", "-x"], ["m2.yaml"], ["--env-prefix="]]
+    odd += [["--json=1"], ["--version"], ["--partial"], ["--locked"], ["-h"]]
+    accepted = 0
+    for command in ("plan", "apply"):
+        pieces = own[command] + common + odd
+        for head in heads:
+            for k in (0, 1, 2):
+                for chosen in permutations(pieces, k):
+                    for where in range(k + 1):  # the manifest among the options
+                        before = [t for p in chosen[:where] for t in p]
+                        after = [t for p in chosen[where:] for t in p]
+                        argv = [*head, command, *before, "m.yaml", *after]
+                        plain = plain_arguments(argv, handlers)
+                        if plain is not None:
+                            accepted += 1
+                            assert vars(plain) == vars(parser.parse_args(argv)), argv
+    assert accepted > 2000
+    # What the entry point's fast path and the notebook run is read without argparse.
+    for argv in (
+        ["apply", "m.yaml"], ["plan", "m.yaml"], ["--state-dir", "s", "-q", "apply", "m.yaml"],
+        ["plan", "m.yaml", "--env", "a", "--env", "b", "--json", "--detailed-exitcode"],
+        ["--notebook", "plan", "m.yaml", "--env-prefix", "/opt/conda"],
+        ["--notebook", "apply", "m.yaml", "--env", "a"], ["apply", "m.yaml", "--lock-timeout", "9"],
+    ):  # fmt: skip
+        assert plain_arguments(argv, handlers) is not None, argv
+
+
 def test_every_option_and_argument_has_help(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -27,7 +27,7 @@ from tests.support.servers import StaticServer, build_simple_index
 UNUSED = (
     "reconciler.lockfile.model", "reconciler.lockfile.resolver", "html.parser", "hashlib",
     "_hashlib", "datetime", "reconciler.state.kernels", "yaml", "jsonschema", "rattler",
-    "networkx", "urllib.request", "reconciler.manifest.optional",
+    "networkx", "urllib.request", "reconciler.manifest.optional", "argparse", "gettext",
 )  # fmt: skip
 #: Not imported by a pending apply either: its parser builds only the apply command, and
 #: the modules of the other commands' handlers stay out.
