@@ -639,7 +639,7 @@ def test_corrupt_read_cache_is_rebuilt(
     store.save_read_cache(cache)
     data = json.loads(path.read_text())
     assert data["format"] == 1
-    assert any(key.endswith("pytorchy-1.0-0.json") for key in data["records"])
+    assert "pytorchy-1.0-0.json" in data["records"][str(prefix / "conda-meta")]
 
 
 # -- a real image ---------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """reconciler.state.python at scale: METADATA headers read with raw ``os.read`` give the
 same answers as a text-mode line reader (UTF-8 with replacement, universal newlines) on
-every shape of file, and the read cache's per-directory tables follow every change."""
+every shape of file, and the read cache's per-directory tables (site-packages and
+conda-meta) follow every change."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from typing import Any
 
 import pytest
 
+import reconciler.state.conda as conda_module
 import reconciler.state.python as python_module
 from reconciler.state.cache import ReadCache
+from reconciler.state.conda import read_conda_records
 from reconciler.state.python import _CHUNK, read_distributions, read_metadata_headers
 from reconciler.state.store import StateStore
 from tests.support.manifests import write_dist_info
@@ -185,6 +188,58 @@ def test_a_cache_of_the_earlier_layout_is_read_afresh(tmp_path: Path) -> None:
     assert store.read_cache().dists == {
         str(site): {info.name: [stamp, "alpha", "alpha", "1.0", [], "", False]}
     }
+
+
+def _record(prefix: Path, nvb: str, depends: list[str]) -> Path:
+    path = prefix / "conda-meta" / f"{nvb}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"depends": depends, "channel": "local", "files": []}))
+    return path
+
+
+def test_conda_table_follows_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each conda-meta directory has its table: a changed record is read again, a removed
+    one leaves the table, and a prefix nested in another (an env under /opt/conda/envs)
+    keeps its own."""
+    outer, nested = tmp_path / "conda", tmp_path / "conda" / "envs" / "x"
+    _record(outer, "zlib-1.3-h0", [])
+    openssl = _record(outer, "openssl-3.0-h1", ["zlib"])
+    _record(nested, "zlib-1.2-h0", [])
+    store = StateStore(tmp_path / "state")
+    parsed: list[str] = []
+    original = conda_module._read_details
+    monkeypatch.setattr(conda_module, "_read_details", lambda p: parsed.append(p) or original(p))
+
+    def read(prefix: Path) -> tuple[dict[str, tuple[str, ...]], bool]:
+        cache = store.read_cache()
+        _, details = read_conda_records(prefix, cache)
+        store.save_read_cache(cache)
+        return {n: d.depends for n, d in details.items()}, cache.changed
+
+    assert read(outer) == ({"zlib": (), "openssl": ("zlib",)}, True)
+    assert read(nested) == ({"zlib": ()}, True)
+    parsed.clear()
+    assert read(outer) == ({"zlib": (), "openssl": ("zlib",)}, False)
+    assert parsed == []
+
+    openssl.write_text(json.dumps({"depends": ["zlib >=1.3"], "files": []}))  # another size
+    assert read(outer) == ({"zlib": (), "openssl": ("zlib >=1.3",)}, True)
+    assert parsed == [str(openssl)]
+    openssl.unlink()
+    assert read(outer) == ({"zlib": ()}, True)
+    tables = store.read_cache().records
+    assert {d: sorted(t) for d, t in tables.items()} == {
+        str(outer / "conda-meta"): ["zlib-1.3-h0.json"],
+        str(nested / "conda-meta"): ["zlib-1.2-h0.json"],
+    }
+    # A cache of the earlier layout (one entry per record path) is read afresh.
+    record = str(outer / "conda-meta" / "zlib-1.3-h0.json")
+    (store.root / "cache" / "read-cache.json").write_text(
+        json.dumps({"format": 1, "records": {record: [[0, 2], [["stale"], "", []]]}})
+    )
+    parsed.clear()
+    assert read(outer) == ({"zlib": ()}, True)
+    assert parsed == [record]
 
 
 def test_a_missing_site_packages_or_a_file_in_its_place_holds_nothing(tmp_path: Path) -> None:

@@ -3,7 +3,8 @@
 Everything here is derived data, keyed so that a change on disk invalidates it:
 
 * conda record details (``depends``, ``channel``, shipped dist-infos) by the
-  record file's (mtime_ns, size): the JSON bodies can be megabytes;
+  record file's (mtime_ns, size), in one table per ``conda-meta`` directory: the
+  JSON bodies can be megabytes;
 * Python distributions by the dist-info directory's (mtime_ns), in one table per
   site-packages directory: installers create a new directory per install, so its
   METADATA never changes in place;
@@ -15,11 +16,14 @@ It is stored as one JSON file under the state dir; a damaged file is rebuilt.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["DistEntry", "ReadCache"]
+__all__ = ["CondaEntry", "DistEntry", "ReadCache"]
+
+#: One cached conda record: the record file's mtime_ns and size, then what
+#: :class:`reconciler.state.conda.RecordDetails` holds.
+CondaEntry = list[Any]  # [mtime_ns, size, [depends], channel, [dists]]
 
 
 #: One cached distribution: the dist-info directory's mtime_ns, then what
@@ -30,14 +34,18 @@ DistEntry = list[Any]  # [mtime_ns, name, display_name, version, [requires], ins
 class ReadCache:
     """In-memory view of the cache file; ``changed`` says whether to save it.
 
-    Distributions are kept per site-packages directory (``dists[directory][entry]``):
-    a directory's table is replaced as a whole after each listing, which forgets the
-    packages that were removed, and the file holds no repeated directory paths.
+    Conda records and distributions are kept per directory (``records[conda-meta
+    directory][file name]``, ``dists[site-packages directory][entry]``): a directory's
+    table is replaced as a whole after each listing, which forgets the packages that were
+    removed, and the file holds no repeated directory paths.
     """
 
     def __init__(self, data: Mapping[str, Any] | None = None) -> None:
         data = data or {}
-        self.records: dict[str, Any] = dict(_mapping(data.get("records")))
+        # (A table of the older layout, one entry per record path, is not a dict: dropped.)
+        self.records: dict[str, dict[str, CondaEntry]] = {
+            k: v for k, v in _mapping(data.get("records")).items() if isinstance(v, dict)
+        }
         self.dists: dict[str, dict[str, DistEntry]] = {
             k: v for k, v in _mapping(data.get("dists")).items() if isinstance(v, dict)
         }
@@ -45,21 +53,18 @@ class ReadCache:
             k: v for k, v in _mapping(data.get("matches")).items() if isinstance(v, bool)
         }
         self.changed = False
-        self._seen_records: set[str] = set()
-        self._records_by_dir: dict[str, set[str]] | None = None
 
-    def get_record(self, key: str, stamp: list[int]) -> Any:
-        """The cached value for ``key`` if its stamp matches, else None."""
-        self._seen_records.add(key)
-        hit = self.records.get(key)
-        if isinstance(hit, list) and len(hit) == 2 and hit[0] == stamp:
-            return hit[1]
-        return None
+    def conda_records(self, directory: str) -> Mapping[str, CondaEntry]:
+        """The cached records of a ``conda-meta`` directory, by file name (the caller
+        checks each entry's stamp)."""
+        return self.records.get(directory, {})
 
-    def put_record(self, key: str, stamp: list[int], value: Any) -> None:
-        """Remember ``value`` for ``key`` at ``stamp``."""
-        self.records[key] = [stamp, value]
-        self.changed = True
+    def set_conda_records(
+        self, directory: str, table: dict[str, CondaEntry], *, reused: int
+    ) -> None:
+        """Replace the directory's table with the records its listing has now; ``reused``
+        of them came unchanged from :meth:`conda_records`."""
+        self.changed |= _replace(self.records, directory, table, reused)
 
     def site_dists(self, directory: str) -> Mapping[str, DistEntry]:
         """The cached distributions of a site-packages directory, by entry name (the
@@ -69,12 +74,7 @@ class ReadCache:
     def set_site_dists(self, directory: str, table: dict[str, DistEntry], *, reused: int) -> None:
         """Replace the directory's table with the entries its listing has now; ``reused``
         of them came unchanged from :meth:`site_dists`, so an equal table is no change."""
-        old = self.dists.get(directory)
-        if old is None and not table:
-            return
-        if old is None or reused != len(table) or reused != len(old):
-            self.changed = True
-        self.dists[directory] = table
+        self.changed |= _replace(self.dists, directory, table, reused)
 
     def match(self, key: str) -> bool | None:
         """A remembered MatchSpec result."""
@@ -85,23 +85,18 @@ class ReadCache:
         self.matches[key] = value
         self.changed = True
 
-    def prune(self, directory: str) -> None:
-        """Forget the conda records of ``directory`` (a conda-meta directory that was just
-        listed) that this run did not see: packages that were removed. (Site-packages
-        tables are replaced whole by :meth:`set_site_dists`.)"""
-        if self._records_by_dir is None:
-            # Indexed once per run: pruning many environments stays linear.
-            self._records_by_dir = {}
-            for key in self.records:
-                self._records_by_dir.setdefault(key.rpartition(os.sep)[0], set()).add(key)
-        for key in self._records_by_dir.pop(directory.rstrip(os.sep), set()):
-            if key not in self._seen_records:
-                self.records.pop(key, None)
-                self.changed = True
-
     def to_json(self) -> dict[str, Any]:
         """The cache as a JSON-ready mapping."""
         return {"records": self.records, "dists": self.dists, "matches": self.matches}
+
+
+def _replace(tables: dict[str, Any], directory: str, table: dict[str, Any], reused: int) -> bool:
+    """Put ``table`` in ``tables`` for ``directory``; whether that changed anything."""
+    old = tables.get(directory)
+    if old is None and not table:
+        return False
+    tables[directory] = table
+    return old is None or reused != len(table) or reused != len(old)
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:

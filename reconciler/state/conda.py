@@ -23,8 +23,8 @@ __all__ = [
     "CondaRecord",
     "RecordDetails",
     "read_conda_meta",
+    "read_conda_records",
     "read_pinned",
-    "record_details",
 ]
 
 # The dist-info/egg-info a conda package ships, as listed in its record's `files`.
@@ -105,22 +105,66 @@ def _details_from_json(body: Mapping[str, Any]) -> RecordDetails:
     )
 
 
-def record_details(prefix: Path, record: CondaRecord, cache: ReadCache) -> RecordDetails:
-    """Details of ``record``, parsing its JSON body only when the cache is stale."""
-    path = f"{prefix}{os.sep}conda-meta{os.sep}{record.filename}"
+_DIRECTORY_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def read_conda_records(
+    prefix: Path, cache: ReadCache
+) -> tuple[dict[str, CondaRecord], dict[str, RecordDetails]]:
+    """:func:`read_conda_meta` and each record's details, a record's JSON body parsed only
+    when its (mtime, size) is not the cached one; the directory's cache table is replaced
+    by what is listed now (removed records leave it)."""
+    meta = f"{prefix}{os.sep}conda-meta"
     try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return RecordDetails(depends=(), channel="", dists=())
-    stamp = [st.st_mtime_ns, st.st_size]
-    hit = cache.get_record(path, stamp)
-    if isinstance(hit, list) and len(hit) == 3:
-        return RecordDetails(depends=tuple(hit[0]), channel=str(hit[1]), dists=tuple(hit[2]))
+        # Records are stat'ed relative to the directory's descriptor: no walk of the
+        # whole path per file (913 records in the SageMaker image).
+        fd = os.open(meta, _DIRECTORY_FLAGS)
+    except (FileNotFoundError, NotADirectoryError):
+        return {}, {}
+    try:
+        records: dict[str, CondaRecord] = {}
+        for filename in os.listdir(fd):
+            record = split_record_filename(filename)
+            if record is not None:
+                records[record.name] = record
+        cached = cache.conda_records(meta)
+        table: dict[str, list[Any]] = {}
+        details: dict[str, RecordDetails] = {}
+        reused = 0
+        stat = os.stat
+        for name, record in records.items():
+            filename = record.filename
+            try:
+                st = stat(filename, dir_fd=fd)
+            except FileNotFoundError:
+                details[name] = RecordDetails(depends=(), channel="", dists=())
+                continue
+            hit = cached.get(filename)
+            if (
+                type(hit) is list
+                and len(hit) == 5
+                and hit[0] == st.st_mtime_ns
+                and hit[1] == st.st_size
+            ):
+                details[name] = RecordDetails(tuple(hit[2]), str(hit[3]), tuple(hit[4]))
+                table[filename] = hit
+                reused += 1
+                continue
+            found = _read_details(f"{meta}{os.sep}{filename}")
+            details[name] = found
+            table[filename] = [
+                st.st_mtime_ns, st.st_size, list(found.depends), found.channel, list(found.dists)
+            ]  # fmt: skip
+    finally:
+        os.close(fd)
+    cache.set_conda_records(meta, table, reused=reused)
+    return records, details
+
+
+def _read_details(path: str) -> RecordDetails:
     try:
         with open(path, "rb") as f:
             body = json.load(f)
     except (OSError, ValueError):
         body = {}
-    details = _details_from_json(body if isinstance(body, dict) else {})
-    cache.put_record(path, stamp, [list(details.depends), details.channel, list(details.dists)])
-    return details
+    return _details_from_json(body if isinstance(body, dict) else {})

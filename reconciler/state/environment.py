@@ -22,9 +22,8 @@ from reconciler.state.cache import ReadCache
 from reconciler.state.conda import (
     CondaRecord,
     RecordDetails,
-    read_conda_meta,
+    read_conda_records,
     read_pinned,
-    record_details,
 )
 from reconciler.state.python import Distribution, find_site_packages, read_distributions
 from reconciler.values import field, replace, value
@@ -266,15 +265,10 @@ def read_state(prefix: Path, cache: ReadCache | None = None) -> InstalledState:
             fingerprint=_fingerprint({}, {}, (), False),
         )
     cache = cache if cache is not None else ReadCache()
-    conda = read_conda_meta(prefix)
+    conda, details = read_conda_records(prefix, cache)
     is_conda = (prefix / "conda-meta").is_dir()
     site, python_version = find_site_packages(prefix)
     dists = read_distributions(site, cache)
-    details = {name: record_details(prefix, record, cache) for name, record in conda.items()}
-    # Only this prefix's own conda-meta: a prefix nested in another one
-    # (/opt/conda/envs/x in /opt/conda) keeps its entries. (read_distributions
-    # replaces each site-packages directory's cache table itself.)
-    cache.prune(str(prefix / "conda-meta"))
     dist_owner: dict[str, str] = {}
     if details:
         by_dir = {d.directory: d.name for d in dists.values()}
