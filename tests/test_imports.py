@@ -28,6 +28,7 @@ UNUSED = (
     "reconciler.lockfile.model", "reconciler.lockfile.resolver", "html.parser", "hashlib",
     "_hashlib", "datetime", "reconciler.state.kernels", "yaml", "jsonschema", "rattler",
     "networkx", "urllib.request", "reconciler.manifest.optional", "argparse", "gettext",
+    "uv",
 )  # fmt: skip
 #: Not imported by a pending apply either: its parser builds only the apply command, and
 #: the modules of the other commands' handlers stay out.
@@ -137,6 +138,16 @@ def test_a_locked_apply_imports_only_what_it_uses(
         "reconciler.lockfile.resolver",
     }
     assert sorted(set(new) & {*locked_unused, *UNUSED_CLASSES}) == []
+
+
+def test_the_uv_found_beside_the_venv_is_the_one_find_uv_bin_finds() -> None:
+    # A plan in a venv does not import the uv package (its finder loads sysconfig's data).
+    from uv import find_uv_bin
+
+    from reconciler.backends.pip import uv_in_venv
+
+    assert sys.prefix != sys.base_prefix  # the tests run in the project's venv
+    assert uv_in_venv() == find_uv_bin()
 
 
 def test_the_digest_without_openssl_is_hashlibs() -> None:

@@ -157,6 +157,20 @@ def _no_lock_left(python: Path) -> Iterator[None]:
 _FIND_UV_LOCK = threading.Lock()
 
 
+def uv_in_venv() -> str | None:
+    """``find_uv_bin()``'s answer without sysconfig, when reconciler runs in a venv on POSIX
+    (Python 3.11+), where the answer is its first candidate: the scripts directory of the
+    "venv" scheme, ``sys.prefix/bin``. (sysconfig's variables cost ~2 ms to load.) None
+    anywhere else, or when that file is missing: find_uv_bin then searches as it does."""
+    import sys
+
+    if os.name != "posix" or sys.version_info < (3, 11) or sys.prefix == sys.base_prefix:
+        return None
+    scripts = os.path.normpath(os.path.join(os.path.normpath(sys.prefix), "bin"))
+    path = os.path.join(scripts, "uv")
+    return path if os.path.isfile(path) else None
+
+
 class UvCli:
     """``uv pip`` against the target environment (``--python ENV/bin/python``)."""
 
@@ -168,6 +182,8 @@ class UvCli:
     @property
     def uv(self) -> str:
         """Path of the uv binary shipped with the ``uv`` package."""
+        if self._uv is None:
+            self._uv = uv_in_venv()
         if self._uv is None:
             from uv import find_uv_bin
 
