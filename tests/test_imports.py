@@ -30,6 +30,9 @@ UNUSED = (
     "networkx", "urllib.request", "reconciler.manifest.optional", "argparse", "gettext",
     "uv",
 )  # fmt: skip
+#: Not imported by a pending plan before its preview starts (only writes and the clash
+#: check need them; the check's reader is imported by a thread started with the preview).
+BEFORE_PREVIEW_UNUSED = ("tempfile", "shutil", "random", "reconciler.backends.wheels")
 #: Not imported by a pending apply either: its parser builds only the apply command, and
 #: the modules of the other commands' handlers stay out.
 APPLY_UNUSED = (*UNUSED, "reconciler.edit", "reconciler.apply.kernels", "reconciler.lifecycle")
@@ -46,12 +49,22 @@ PROBE = (
     "import json; print(json.dumps({'code': code, 'new': new}))"
 )
 
+#: Prints the modules imported when the first process (the preview) starts, and stops.
+BEFORE_PREVIEW = (
+    "import json, os, subprocess, sys; before = set(sys.modules)\n"
+    "def started(self, *args, **kwargs):\n"
+    "    print(json.dumps({'code': 0, 'new': sorted(set(sys.modules) - before)}), flush=True)\n"
+    "    os._exit(0)\n"
+    "subprocess.Popen.__init__ = started\n"
+    "from reconciler.entry import main; main(sys.argv[1:])"
+)
+
 
 def _run(
-    env: dict[str, str], state: Path, command: str, manifest: Path
+    env: dict[str, str], state: Path, command: str, manifest: Path, probe: str = PROBE
 ) -> tuple[int, list[str], str]:
     proc = subprocess.run(
-        [sys.executable, "-c", PROBE, "--state-dir", str(state), command, str(manifest)],
+        [sys.executable, "-c", probe, "--state-dir", str(state), command, str(manifest)],
         env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, check=False,
     )  # fmt: skip
     out, _, last = proc.stdout.rstrip("\n").rpartition("\n")
@@ -82,6 +95,9 @@ def test_a_pending_plan_imports_only_what_it_uses(
     assert "reconciler.plan.planner" in new and "packaging.requirements" in new
     assert sorted(set(new) & {*UNUSED, *UNUSED_CLASSES}) == []
     assert "class:Manifest" in new and "class:Environment" in new
+    _, before_preview, _ = _run(isolated, state, "plan", manifest, BEFORE_PREVIEW)
+    assert "reconciler.backends.process" in before_preview
+    assert sorted(set(before_preview) & set(BEFORE_PREVIEW_UNUSED)) == []
     # With a lock file beside the manifest, the lock code loads (and says it is stale).
     manifest.with_suffix(".lock").write_text("{}\n")
     code, new, out = _plan(isolated, state, manifest)
@@ -148,6 +164,28 @@ def test_the_uv_found_beside_the_venv_is_the_one_find_uv_bin_finds() -> None:
 
     assert sys.prefix != sys.base_prefix  # the tests run in the project's venv
     assert uv_in_venv() == find_uv_bin()
+
+
+def test_the_constraints_file_is_made_as_tempfile_makes_one(tmp_path: Path) -> None:
+    # Without tempfile imported (a plan: it would import shutil and random too), the file
+    # is made in the directory tempfile would choose, passing over one it cannot use.
+    probe = (
+        "import os, sys; from reconciler.backends.pip_args import constraints_file; "
+        "f = constraints_file(['alpha==1.0', 'beta==2.0']); path = f.__enter__(); "
+        "st = os.stat(path); print(path, oct(st.st_mode & 0o777), repr(path.read_text())); "
+        "f.__exit__(None, None, None); print(path.exists(), 'tempfile' in sys.modules)"
+    )
+    usable = tmp_path / "tmp"
+    usable.mkdir()
+    for tmpdir, expected in ((usable, usable), (tmp_path / "missing", Path("/tmp"))):
+        out = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+            env={"PYTHONPATH": str(REPO), "TMPDIR": str(tmpdir), "TEMP": "", "TMP": ""},
+        ).stdout.split()  # fmt: skip
+        path = Path(out[0])
+        assert path.parent == expected and path.name.startswith("reconciler-constraints-")
+        assert len(path.name) == len("reconciler-constraints-") + 8 + len(".txt")
+        assert out[1:] == ["0o600", repr("alpha==1.0\nbeta==2.0\n"), "False", "False"]
 
 
 def test_the_digest_without_openssl_is_hashlibs() -> None:

@@ -446,3 +446,31 @@ def test_a_python_installer_that_caught_the_interrupt_says_so(tmp_path: Path, sa
         f"pip install into {tmp_path / 'env'} failed: interrupted (Ctrl-C, or a notebook's "
         "stop button), exit 1"
     )
+
+
+def test_work_that_overlaps_a_process_starts_once_it_runs(tmp_path: Path) -> None:
+    """The clash check's preparation starts once the preview's process has started (issue
+    13: not before, holding up the start); once, not for later processes, never outside the
+    block, and a failing start leaves the process to finish as it would."""
+    import sys
+
+    from reconciler.backends.process import run, when_started
+
+    seen: list[tuple[int, int]] = []
+
+    def started() -> None:
+        seen.append(os.waitpid(-1, os.WNOHANG))  # (0, 0): a child runs; none is done
+
+    with when_started(started):
+        assert run([sys.executable, "-c", "import time; time.sleep(0.5)"]).returncode == 0
+        assert run([sys.executable, "-c", "pass"]).returncode == 0
+    assert seen == [(0, 0)]
+    assert run([sys.executable, "-c", "pass"]).returncode == 0
+    assert seen == [(0, 0)]
+
+    def failing() -> None:
+        raise RuntimeError("can't start new thread")
+
+    with when_started(failing):
+        proc = run([sys.executable, "-c", "print('done')"])
+    assert (proc.returncode, proc.stdout) == (0, "done\n")

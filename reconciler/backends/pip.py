@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -31,6 +30,7 @@ from reconciler.backends.pip_args import (
     constraints_file,
     isolation_env,
     repository_args,
+    temp_text_file,
 )
 from reconciler.backends.pip_failures import (
     checked_install,
@@ -345,14 +345,9 @@ class UvCli:
 
 
 def _run_with_input(argv: Sequence[str | Path], text: str) -> Completed:
-    fd, name = tempfile.mkstemp(prefix="reconciler-reqs-", suffix=".txt")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+    with temp_text_file("reconciler-reqs-", text) as name:
         args = [name if a == "-" else a for a in argv]
         return run(args, env=isolation_env(), timeout=PREVIEW_TIMEOUT)
-    finally:
-        os.unlink(name)
 
 
 def _run_pinned(

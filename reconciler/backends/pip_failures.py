@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -219,6 +218,8 @@ class _Snapshot:
                 path = directory / name
                 try:
                     if path.is_dir() and not path.is_symlink():
+                        import shutil  # only to roll back a failed install
+
                         shutil.rmtree(path)
                     else:
                         path.unlink()

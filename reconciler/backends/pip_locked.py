@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from reconciler.backends.pip_args import constraints_file, isolation_env
+from reconciler.backends.pip_args import constraints_file, isolation_env, temp_text_file
 from reconciler.backends.process import Completed, run
 
 __all__ = ["INSTALL_TIMEOUT", "not_cached", "run_locked"]
@@ -27,20 +25,18 @@ def run_locked(
     argv: Sequence[str | Path], flag: str, lines: Sequence[str], constraints: Sequence[str]
 ) -> Completed:
     """Run an installer on a requirements file of locked lines, hashes required."""
-    fd, name = tempfile.mkstemp(prefix="reconciler-locked-", suffix=".txt")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write("".join(f"{line}\n" for line in lines))
-        with constraints_file(constraints) as cfile:
-            pins: list[str | Path] = [flag, cfile] if cfile is not None else []
-            return run(
-                [*argv, "--require-hashes", "--no-deps", *pins, "-r", name],
-                env=isolation_env(),
-                timeout=INSTALL_TIMEOUT,
-                fault_point="in-installer",
-            )
-    finally:
-        os.unlink(name)
+    locked = "".join(f"{line}\n" for line in lines)
+    with (
+        temp_text_file("reconciler-locked-", locked) as name,
+        constraints_file(constraints) as cfile,
+    ):
+        pins: list[str | Path] = [flag, cfile] if cfile is not None else []
+        return run(
+            [*argv, "--require-hashes", "--no-deps", *pins, "-r", name],
+            env=isolation_env(),
+            timeout=INSTALL_TIMEOUT,
+            fault_point="in-installer",
+        )
 
 
 def not_cached(proc: Completed) -> bool:

@@ -10,8 +10,10 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from reconciler import faults
@@ -29,6 +31,7 @@ __all__ = [
     "redact",
     "run",
     "spawn_detached",
+    "when_started",
 ]
 
 #: File descriptors every installer inherits: the environment locks' flock (see
@@ -61,6 +64,22 @@ UNCONTROLLED_VARIABLES = frozenset(
 )
 
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
+
+
+_STARTED = threading.local()
+
+
+@contextmanager
+def when_started(callback: Callable[[], None]) -> Iterator[None]:
+    """Call ``callback()`` right after :func:`run` starts a process in this thread inside
+    the block (the first one): work that overlaps the process then starts after it, not
+    before. Not called when no process starts; an error it raises is ignored."""
+    previous = getattr(_STARTED, "callback", None)
+    _STARTED.callback = callback
+    try:
+        yield
+    finally:
+        _STARTED.callback = previous
 
 
 def first_lines(message: str) -> str:
@@ -155,6 +174,11 @@ def run(
             f"cannot run {redact(args[0])}: {exc.strerror or exc}",
             hint="check the file exists and is executable",
         ) from exc
+    started = getattr(_STARTED, "callback", None)
+    if started is not None:
+        _STARTED.callback = None
+        with suppress(Exception):  # an overlap is an optimisation: the process runs on
+            started()
     if fault_point:
         faults.point(fault_point)
     stdout, stderr = _wait(proc, args, timeout)

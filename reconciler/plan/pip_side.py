@@ -210,19 +210,28 @@ def _merged(checked: Change, held: Change) -> Change:
 class _Prepared:
     """While the block runs (the preview: a process to wait for), a thread prepares the
     clash check, which runs after any preview that installs something: its imports and
-    the target's wheel tags. Results and errors stay those of the checks themselves."""
+    the target's wheel tags. The thread starts once the preview's process has started,
+    not before, so that it does not hold up the start. Results and errors stay those of
+    the checks themselves (without a process started, the check prepares itself)."""
 
     def __init__(self, python: Path, wheels: WheelContents | None) -> None:
         self._prepare: Callable[[Path], None] | None = getattr(wheels, "prepare", None)
         self._python = python
         self._thread: Any = None
+        self._block: Any = None
 
     def __enter__(self) -> None:
         if self._prepare is not None:
-            import threading
+            from reconciler.backends.process import when_started
 
-            self._thread = threading.Thread(target=self._run, daemon=True)
-            self._thread.start()
+            self._block = when_started(self._start)
+            self._block.__enter__()
+
+    def _start(self) -> None:
+        import threading
+
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
 
     def _run(self) -> None:
         if self._prepare is not None:
@@ -230,6 +239,8 @@ class _Prepared:
                 self._prepare(self._python)
 
     def __exit__(self, *exc: object) -> None:
+        if self._block is not None:
+            self._block.__exit__(None, None, None)
         if self._thread is not None:
             self._thread.join()
 

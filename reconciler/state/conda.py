@@ -27,10 +27,9 @@ __all__ = [
     "read_pinned",
 ]
 
-# The dist-info/egg-info a conda package ships, as listed in its record's `files`.
-_DIST_RECORD = re.compile(
-    r"(?:^|/)site-packages/([^/]+\.(?:dist-info|egg-info))(?:/(?:RECORD|PKG-INFO))?$"
-)
+# The dist-info/egg-info a conda package ships, as listed in its record's `files`. A
+# string: compiled when a record's body is parsed (a cache miss), not at every import.
+_DIST_RECORD = r"(?:^|/)site-packages/([^/]+\.(?:dist-info|egg-info))(?:/(?:RECORD|PKG-INFO))?$"
 
 
 @value
@@ -94,8 +93,9 @@ def read_pinned(prefix: Path) -> tuple[str, ...]:
 
 def _details_from_json(body: Mapping[str, Any]) -> RecordDetails:
     dists: list[str] = []
+    search = re.compile(_DIST_RECORD).search
     for path in body.get("files") or ():
-        match = _DIST_RECORD.search(str(path))
+        match = search(str(path))
         if match and match.group(1) not in dists:
             dists.append(match.group(1))
     return RecordDetails(

@@ -17,7 +17,6 @@ import contextlib
 import errno
 import json
 import os
-import tempfile
 import time
 from collections.abc import Mapping
 from itertools import chain
@@ -70,6 +69,8 @@ def write_json_atomic(path: Path, data: Any, *, derived: bool = False) -> None:
     ``derived`` (caches, rebuilt when damaged): compact JSON, written by the C
     encoder in one piece, and not fsynced (a cache lost in a crash is rebuilt).
     """
+    import tempfile  # a write's: a plan that writes nothing does not import it (nor shutil)
+
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
