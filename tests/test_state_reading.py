@@ -232,14 +232,24 @@ def test_conda_table_follows_changes(tmp_path: Path, monkeypatch: pytest.MonkeyP
         str(outer / "conda-meta"): ["zlib-1.3-h0.json"],
         str(nested / "conda-meta"): ["zlib-1.2-h0.json"],
     }
-    # A cache of the earlier layout (one entry per record path) is read afresh.
-    record = str(outer / "conda-meta" / "zlib-1.3-h0.json")
+    # A cache of the earlier layout (one entry per record path) is taken over, its stamps
+    # checked as any entry's.
+    zlib = outer / "conda-meta" / "zlib-1.3-h0.json"
+    stamp = [zlib.stat().st_mtime_ns, zlib.stat().st_size]
+    earlier = {str(zlib): [stamp, [["kept"], "", []]]}
+    earlier[str(openssl)] = [[1, 2], [[], "", []]]  # gone since
+    earlier[str(nested / "conda-meta" / "zlib-1.2-h0.json")] = [[0, 2], [["stale"], "", []]]
     (store.root / "cache" / "read-cache.json").write_text(
-        json.dumps({"format": 1, "records": {record: [[0, 2], [["stale"], "", []]]}})
+        json.dumps({"format": 1, "records": earlier})
     )
     parsed.clear()
-    assert read(outer) == ({"zlib": ()}, True)
-    assert parsed == [record]
+    assert read(outer) == ({"zlib": ("kept",)}, True)
+    assert read(nested) == ({"zlib": ()}, True)
+    assert parsed == [str(nested / "conda-meta" / "zlib-1.2-h0.json")]
+    assert {d: sorted(t) for d, t in store.read_cache().records.items()} == {
+        str(outer / "conda-meta"): ["zlib-1.3-h0.json"],
+        str(nested / "conda-meta"): ["zlib-1.2-h0.json"],
+    }
 
 
 def test_a_missing_site_packages_or_a_file_in_its_place_holds_nothing(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ It is stored as one JSON file under the state dir; a damaged file is rebuilt.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -42,17 +43,20 @@ class ReadCache:
 
     def __init__(self, data: Mapping[str, Any] | None = None) -> None:
         data = data or {}
-        # (A table of the older layout, one entry per record path, is not a dict: dropped.)
+        records = _mapping(data.get("records"))
         self.records: dict[str, dict[str, CondaEntry]] = {
-            k: v for k, v in _mapping(data.get("records")).items() if isinstance(v, dict)
+            k: v for k, v in records.items() if isinstance(v, dict)
         }
+        converted = _earlier_records(records)
+        for directory, table in converted.items():
+            self.records.setdefault(directory, table)
         self.dists: dict[str, dict[str, DistEntry]] = {
             k: v for k, v in _mapping(data.get("dists")).items() if isinstance(v, dict)
         }
         self.matches: dict[str, bool] = {
             k: v for k, v in _mapping(data.get("matches")).items() if isinstance(v, bool)
         }
-        self.changed = False
+        self.changed = bool(converted)  # saved in this layout
 
     def conda_records(self, directory: str) -> Mapping[str, CondaEntry]:
         """The cached records of a ``conda-meta`` directory, by file name (the caller
@@ -97,6 +101,22 @@ def _replace(tables: dict[str, Any], directory: str, table: dict[str, Any], reus
         return False
     tables[directory] = table
     return old is None or reused != len(table) or reused != len(old)
+
+
+def _earlier_records(records: Mapping[str, Any]) -> dict[str, dict[str, CondaEntry]]:
+    """The entries of the earlier layout (``{record path: [[mtime_ns, size], [depends,
+    channel, dists]]}``) as per-directory tables: an upgrade does not parse every record
+    again (their stamps are checked as any entry's)."""
+    out: dict[str, dict[str, CondaEntry]] = {}
+    for path, value in records.items():
+        if not (isinstance(value, list) and len(value) == 2):
+            continue
+        stamp, details = value
+        shapes = [len(v) if isinstance(v, list) else 0 for v in (stamp, details)]
+        if shapes == [2, 3]:
+            directory, _, filename = path.rpartition(os.sep)
+            out.setdefault(directory, {})[filename] = [*stamp, *details]
+    return out
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
