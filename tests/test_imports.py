@@ -32,7 +32,7 @@ UNUSED = (
 )  # fmt: skip
 #: Not imported by a pending plan before its preview starts (only writes and the clash
 #: check need them; the check's reader is imported by a thread started with the preview).
-BEFORE_PREVIEW_UNUSED = ("tempfile", "shutil", "random", "reconciler.backends.wheels")
+BEFORE_PREVIEW_UNUSED = ("tempfile", "shutil", "random", "csv", "reconciler.backends.wheels")
 #: Not imported by a pending apply either: its parser builds only the apply command, and
 #: the modules of the other commands' handlers stay out.
 APPLY_UNUSED = (*UNUSED, "reconciler.edit", "reconciler.apply.kernels", "reconciler.lifecycle")

@@ -7,8 +7,6 @@ come from METADATA, never from directory names.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import re
@@ -61,6 +59,9 @@ class RecordEntry:
 
 def parse_record(text: str) -> tuple[RecordEntry, ...]:
     """The rows of a RECORD file (CSV ``path,hash,size``); empty rows are skipped."""
+    import csv  # with the first RECORD read: a plan's start reads none
+    import io
+
     out: list[RecordEntry] = []
     for row in csv.reader(io.StringIO(text)):
         if not row or not row[0]:
@@ -75,6 +76,8 @@ def read_record(site_packages: Path, dist: Distribution) -> tuple[RecordEntry, .
     """The RECORD of an installed ``*.dist-info`` (empty for egg-info, egg-link or none)."""
     if not dist.directory.endswith(".dist-info"):
         return ()
+    import csv  # for csv.Error (parse_record imports it)
+
     try:
         with open(f"{site_packages}{os.sep}{dist.directory}{os.sep}RECORD", encoding="utf-8") as f:
             return parse_record(f.read())
