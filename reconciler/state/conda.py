@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from reconciler.values import value
 
 __all__ = [
     "CondaRecord",
+    "Details",
     "RecordDetails",
     "read_conda_meta",
     "read_conda_records",
@@ -105,12 +106,42 @@ def _details_from_json(body: Mapping[str, Any]) -> RecordDetails:
     )
 
 
+class Details(Mapping[str, RecordDetails]):
+    """Each record's :class:`RecordDetails` by package name, made at its first use from
+    the cached entry: a plan reads only the shipped dist-infos of most records
+    (:meth:`shipped`; 913 records in the SageMaker image)."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, RecordDetails | list[Any]] = {}
+
+    def __getitem__(self, name: str) -> RecordDetails:
+        entry = self._values[name]
+        if type(entry) is list:
+            entry = self._values[name] = RecordDetails(
+                tuple(entry[2]), str(entry[3]), tuple(entry[4])
+            )
+        assert isinstance(entry, RecordDetails)
+        return entry
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return repr(dict(self.items()))
+
+    def shipped(self) -> Iterator[tuple[str, Sequence[str]]]:
+        """``(package name, dist-info directories it ships)`` of every record."""
+        for name, entry in self._values.items():
+            yield name, entry[4] if type(entry) is list else entry.dists  # type: ignore[union-attr]
+
+
 _DIRECTORY_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
-def read_conda_records(
-    prefix: Path, cache: ReadCache
-) -> tuple[dict[str, CondaRecord], dict[str, RecordDetails]]:
+def read_conda_records(prefix: Path, cache: ReadCache) -> tuple[dict[str, CondaRecord], Details]:
     """:func:`read_conda_meta` and each record's details, a record's JSON body parsed only
     when its (mtime, size) is not the cached one; the directory's cache table is replaced
     by what is listed now (removed records leave it)."""
@@ -120,7 +151,9 @@ def read_conda_records(
         # whole path per file (913 records in the SageMaker image).
         fd = os.open(meta, _DIRECTORY_FLAGS)
     except (FileNotFoundError, NotADirectoryError):
-        return {}, {}
+        return {}, Details()
+    details = Details()
+    made = details._values
     try:
         records: dict[str, CondaRecord] = {}
         for filename in os.listdir(fd):
@@ -129,7 +162,6 @@ def read_conda_records(
                 records[record.name] = record
         cached = cache.conda_records(meta)
         table: dict[str, list[Any]] = {}
-        details: dict[str, RecordDetails] = {}
         reused = 0
         stat = os.stat
         for name, record in records.items():
@@ -137,7 +169,7 @@ def read_conda_records(
             try:
                 st = stat(filename, dir_fd=fd)
             except FileNotFoundError:
-                details[name] = RecordDetails(depends=(), channel="", dists=())
+                made[name] = RecordDetails(depends=(), channel="", dists=())
                 continue
             hit = cached.get(filename)
             if (
@@ -146,12 +178,12 @@ def read_conda_records(
                 and hit[0] == st.st_mtime_ns
                 and hit[1] == st.st_size
             ):
-                details[name] = RecordDetails(tuple(hit[2]), str(hit[3]), tuple(hit[4]))
+                made[name] = hit
                 table[filename] = hit
                 reused += 1
                 continue
             found = _read_details(f"{meta}{os.sep}{filename}")
-            details[name] = found
+            made[name] = found
             table[filename] = [
                 st.st_mtime_ns, st.st_size, list(found.depends), found.channel, list(found.dists)
             ]  # fmt: skip

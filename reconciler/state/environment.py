@@ -272,8 +272,8 @@ def read_state(prefix: Path, cache: ReadCache | None = None) -> InstalledState:
     dist_owner: dict[str, str] = {}
     if details:
         by_dir = {d.directory: d.name for d in dists.values()}
-        for conda_name, detail in details.items():
-            for directory in detail.dists:
+        for conda_name, shipped in details.shipped():
+            for directory in shipped:
                 dist_name = by_dir.get(directory) or _dist_name_from_dir(directory)
                 if dist_name in dists:
                     dist_owner[dist_name] = conda_name
