@@ -474,3 +474,23 @@ def test_work_that_overlaps_a_process_starts_once_it_runs(tmp_path: Path) -> Non
     with when_started(failing):
         proc = run([sys.executable, "-c", "print('done')"])
     assert (proc.returncode, proc.stdout) == (0, "done\n")
+
+
+def test_a_constraint_pins_by_arbitrary_equality_only_what_is_not_pep_440() -> None:
+    """The constraints file's pins (``name==v``, or ``name===v`` for a conda-style version):
+    a plain release is known to be PEP 440 without packaging; the answer is packaging's."""
+    from packaging.version import InvalidVersion, Version
+
+    from reconciler.plan.policy import _pin
+
+    def pep440(text: str) -> bool:
+        try:
+            Version(text)
+        except InvalidVersion:
+            return False
+        return True
+
+    cases = ["1", "1.26.4", "01.2", "2024.06.01", "1.2.3.4.5.6", "1.2a1", "1.0+cpu", "v1.0"]
+    cases += ["", ".", "1.", ".1", "1..2", "1_2", " 1.2", "1.2 ", "1.2\n", "²", "٣.1", "9b"]
+    for version in cases:
+        assert _pin("x", version) == ("x==" if pep440(version) else "x===") + version, version
