@@ -11,8 +11,9 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
+from reconciler.cli_args import parse_arguments
 from reconciler.errors import ReconcilerError
 
 if TYPE_CHECKING:
@@ -23,38 +24,26 @@ __all__ = ["main"]
 EXIT_OK, EXIT_ERROR, EXIT_PENDING, EXIT_REFUSED = 0, 1, 2, 3
 
 
-def _handlers() -> dict[str, Callable[[argparse.Namespace], int]]:
-    return {
-        "validate": _validate,
-        "plan": _plan,
-        "apply": _apply,
-        "lock": _lock,
-        "lifecycle": _lifecycle,
-        "bundle": _bundle,
-        "demo": _demo,
-        "status": _status,
-        "drift": _drift,
-        "baseline": _baseline,
-        "edit": _edit,
-    }
-
-
 def _parser(*, lazy: bool = False) -> argparse.ArgumentParser:
     """The full parser; ``lazy``: only the parsed command gets its arguments (:func:`main`)."""
     from reconciler.cli_parser import build_parser
 
-    return build_parser(_handlers(), lazy=lazy)
-
-
-def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
-    """The parsed command line: a plain ``plan``/``apply`` without argparse (the same
-    values, :mod:`reconciler.cli_args`), anything else by the lazy parser."""
-    from reconciler.cli_args import plain_arguments
-
-    plain = plain_arguments(sys.argv[1:] if argv is None else argv, _handlers())
-    if plain is not None:
-        return cast("argparse.Namespace", plain)
-    return _parser(lazy=True).parse_args(argv)
+    return build_parser(
+        {
+            "validate": _validate,
+            "plan": _plan,
+            "apply": _apply,
+            "lock": _lock,
+            "lifecycle": _lifecycle,
+            "bundle": _bundle,
+            "demo": _demo,
+            "status": _status,
+            "drift": _drift,
+            "baseline": _baseline,
+            "edit": _edit,
+        },
+        lazy=lazy,
+    )
 
 
 def _store(args: argparse.Namespace) -> Any:
@@ -479,7 +468,7 @@ def main(
 ) -> int:
     """Run the CLI; returns the exit code. ``on_plan(plan, printed)`` is told what ``plan``
     printed (see :mod:`reconciler.entry`)."""
-    args = _arguments(argv)
+    args = parse_arguments(argv, {"plan": _plan, "apply": _apply}, lambda: _parser(lazy=True))
     args.on_plan = on_plan
     from reconciler import faults
 

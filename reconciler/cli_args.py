@@ -12,6 +12,7 @@ values that look like options and every other command keep argparse's behaviour.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 # typing is not imported at run time here (cli.py imports what it needs).
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from typing import Any
 
-__all__ = ["Arguments", "plain_arguments"]
+__all__ = ["Arguments", "parse_arguments", "plain_arguments"]
 
 #: The options every command has (reconciler.cli_parser._common), by attribute.
 _COMMON = {
@@ -74,6 +75,17 @@ class Arguments:
 
     def __repr__(self) -> str:
         return f"Arguments({self.__dict__!r})"
+
+
+def parse_arguments(
+    argv: Sequence[str] | None,
+    handlers: Mapping[str, Callable[..., int]],
+    parser: Callable[[], Any],
+) -> Any:
+    """The command line's values: :func:`plain_arguments`, else what argparse gives
+    (``parser()``: cli.py's lazy parser) for anything else."""
+    plain = plain_arguments(sys.argv[1:] if argv is None else argv, handlers)
+    return plain if plain is not None else parser().parse_args(argv)
 
 
 def plain_arguments(

@@ -684,10 +684,10 @@ def test_a_plain_plan_or_apply_is_read_as_argparse_reads_it() -> None:
     # argparse; whatever reconciler.cli_args accepts must give argparse's values exactly.
     from itertools import permutations
 
-    from reconciler.cli import _handlers, _parser
+    from reconciler import cli
     from reconciler.cli_args import plain_arguments
 
-    parser, handlers = _parser(), _handlers()
+    parser, handlers = cli._parser(), {"plan": cli._plan, "apply": cli._apply}
     heads = [[], ["--state-dir", "s"], ["--state-dir=~/s"], ["-q"], ["--quiet", "-v"]]
     heads += [["--verbose"], ["--notebook"], ["--state-dir", "s", "-q", "--notebook"]]
     named = [["--env", "a"], ["--env=b"]]

@@ -160,7 +160,7 @@ def test_the_uv_found_beside_the_venv_is_the_one_find_uv_bin_finds() -> None:
     # A plan in a venv does not import the uv package (its finder loads sysconfig's data).
     from uv import find_uv_bin
 
-    from reconciler.backends.pip import uv_in_venv
+    from reconciler.backends.pip_args import uv_in_venv
 
     assert sys.prefix != sys.base_prefix  # the tests run in the project's venv
     assert uv_in_venv() == find_uv_bin()

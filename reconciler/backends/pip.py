@@ -11,7 +11,6 @@ install, in :mod:`reconciler.backends.pip_failures`.
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 from collections.abc import Iterator, Sequence
@@ -31,6 +30,7 @@ from reconciler.backends.pip_args import (
     isolation_env,
     repository_args,
     temp_text_file,
+    uv_in_venv,
 )
 from reconciler.backends.pip_failures import (
     checked_install,
@@ -155,20 +155,6 @@ def _no_lock_left(python: Path) -> Iterator[None]:
 
 
 _FIND_UV_LOCK = threading.Lock()
-
-
-def uv_in_venv() -> str | None:
-    """``find_uv_bin()``'s answer without sysconfig, when reconciler runs in a venv on POSIX
-    (Python 3.11+), where the answer is its first candidate: the scripts directory of the
-    "venv" scheme, ``sys.prefix/bin``. (sysconfig's variables cost ~2 ms to load.) None
-    anywhere else, or when that file is missing: find_uv_bin then searches as it does."""
-    import sys
-
-    if os.name != "posix" or sys.version_info < (3, 11) or sys.prefix == sys.base_prefix:
-        return None
-    scripts = os.path.normpath(os.path.join(os.path.normpath(sys.prefix), "bin"))
-    path = os.path.join(scripts, "uv")
-    return path if os.path.isfile(path) else None
 
 
 class UvCli:

@@ -1,8 +1,9 @@
 """What every pip and uv call is given, whichever installer runs.
 
 The isolated environment with its network bounds, the repository options (in an
-order that a public index cannot subvert), and the constraints file that pins
-every managed and foreign distribution to its installed version.
+order that a public index cannot subvert), the constraints file that pins
+every managed and foreign distribution to its installed version, and where the uv
+binary is.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = [
     "isolation_env",
     "repository_args",
     "temp_text_file",
+    "uv_in_venv",
 ]
 
 #: How long uv and pip wait on the network, unless the environment already says
@@ -130,6 +132,18 @@ def _write_new(prefix: str, suffix: str, data: bytes) -> str:
                 break
             return name
     raise FileNotFoundError(f"No usable temporary directory found in {candidates}")
+
+
+def uv_in_venv() -> str | None:
+    """``find_uv_bin()``'s answer without sysconfig, when reconciler runs in a venv on POSIX
+    (Python 3.11+), where the answer is its first candidate: the scripts directory of the
+    "venv" scheme, ``sys.prefix/bin``. (sysconfig's variables cost ~2 ms to load.) None
+    anywhere else, or when that file is missing: find_uv_bin then searches as it does."""
+    if os.name != "posix" or sys.version_info < (3, 11) or sys.prefix == sys.base_prefix:
+        return None
+    scripts = os.path.normpath(os.path.join(os.path.normpath(sys.prefix), "bin"))
+    path = os.path.join(scripts, "uv")
+    return path if os.path.isfile(path) else None
 
 
 def check_index_order(installer: str, settings: PipSettings) -> None:
