@@ -30,9 +30,9 @@ UNUSED = (
     "networkx", "urllib.request", "reconciler.manifest.optional", "argparse", "gettext",
     "uv",
 )  # fmt: skip
-#: Not imported by a pending plan before its preview starts (only writes and the clash
-#: check need them; the check's reader is imported by a thread started with the preview).
-BEFORE_PREVIEW_UNUSED = ("tempfile", "shutil", "random", "csv", "reconciler.backends.wheels")
+#: Not imported by a pending plan before its preview starts (the clash check's reader is
+#: imported by a thread started with the preview).
+BEFORE_PREVIEW_UNUSED = ("csv", "reconciler.backends.wheels")
 #: Not imported by a pending apply either: its parser builds only the apply command, and
 #: the modules of the other commands' handlers stay out.
 APPLY_UNUSED = (*UNUSED, "reconciler.edit", "reconciler.apply.kernels", "reconciler.lifecycle")
@@ -164,28 +164,6 @@ def test_the_uv_found_beside_the_venv_is_the_one_find_uv_bin_finds() -> None:
 
     assert sys.prefix != sys.base_prefix  # the tests run in the project's venv
     assert uv_in_venv() == find_uv_bin()
-
-
-def test_the_constraints_file_is_made_as_tempfile_makes_one(tmp_path: Path) -> None:
-    # Without tempfile imported (a plan: it would import shutil and random too), the file
-    # is made in the directory tempfile would choose, passing over one it cannot use.
-    probe = (
-        "import os, sys; from reconciler.backends.pip_args import constraints_file; "
-        "f = constraints_file(['alpha==1.0', 'beta==2.0']); path = f.__enter__(); "
-        "st = os.stat(path); print(path, oct(st.st_mode & 0o777), repr(path.read_text())); "
-        "f.__exit__(None, None, None); print(path.exists(), 'tempfile' in sys.modules)"
-    )
-    usable = tmp_path / "tmp"
-    usable.mkdir()
-    for tmpdir, expected in ((usable, usable), (tmp_path / "missing", Path("/tmp"))):
-        out = subprocess.run(
-            [sys.executable, "-c", probe], capture_output=True, text=True, check=True,
-            env={"PYTHONPATH": str(REPO), "TMPDIR": str(tmpdir), "TEMP": "", "TMP": ""},
-        ).stdout.split()  # fmt: skip
-        path = Path(out[0])
-        assert path.parent == expected and path.name.startswith("reconciler-constraints-")
-        assert len(path.name) == len("reconciler-constraints-") + 8 + len(".txt")
-        assert out[1:] == ["0o600", repr("alpha==1.0\nbeta==2.0\n"), "False", "False"]
 
 
 def test_the_digest_without_openssl_is_hashlibs() -> None:

@@ -78,60 +78,17 @@ def constraints_file(constraints: Sequence[str]) -> Iterator[Path | None]:
 
 @contextmanager
 def temp_text_file(prefix: str, text: str) -> Iterator[Path]:
-    """A new ``PREFIX<random>.txt`` holding ``text`` (UTF-8) that only this user can read,
-    removed after: ``tempfile.mkstemp`` in the directory it chooses, without importing
-    tempfile (with shutil and random, ~2.5 ms of a pending plan) unless something already
-    did, which then makes it (``tempfile.tempdir`` included)."""
-    name = _write_new(prefix, ".txt", text.encode("utf-8"))
+    """A new ``PREFIX<random>.txt`` (``tempfile.mkstemp``: only this user can read it)
+    holding ``text`` in UTF-8, removed after."""
+    import tempfile  # with shutil and random: only once an installer runs
+
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=".txt")
     try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
         yield Path(name)
     finally:
         os.unlink(name)
-
-
-#: What tempfile's random names are made of.
-_NAME_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"
-_NEW_FILE = (
-    os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-)
-
-
-def _write_new(prefix: str, suffix: str, data: bytes) -> str:
-    loaded = sys.modules.get("tempfile")
-    if loaded is not None or os.name != "posix":
-        import tempfile
-
-        fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        return name
-    # tempfile.gettempdir()'s candidates, in its order; like it, a directory where a new
-    # file cannot be made (or written) is passed over for the next one.
-    candidates = [d for d in (os.environ.get(k) for k in ("TMPDIR", "TEMP", "TMP")) if d]
-    candidates += ["/tmp", "/var/tmp", "/usr/tmp"]
-    try:
-        candidates.append(os.getcwd())
-    except OSError:
-        candidates.append(os.curdir)
-    for directory in candidates:
-        directory = directory if directory == os.curdir else os.path.abspath(directory)
-        for _ in range(100):
-            random = "".join(_NAME_CHARS[b % len(_NAME_CHARS)] for b in os.urandom(8))
-            name = os.path.join(directory, f"{prefix}{random}{suffix}")
-            try:
-                fd = os.open(name, _NEW_FILE, 0o600)
-            except FileExistsError:
-                continue
-            except OSError:
-                break
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-            except OSError:
-                os.unlink(name)
-                break
-            return name
-    raise FileNotFoundError(f"No usable temporary directory found in {candidates}")
 
 
 def uv_in_venv() -> str | None:
