@@ -435,3 +435,65 @@ def test_preparing_leaves_a_fault_to_the_read_that_needs_it(tmp_path: Path) -> N
     again = wheels.WheelRecords(cache)
     again.prepare(here)
     assert again._tags[sys.executable] == target_tags(here)
+
+
+def test_preparing_probes_ahead_and_the_first_read_keeps_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A copied interpreter needs the probe process: prepare (while a preview runs)
+    # starts it, writes nothing; the first read keeps that answer without a second one.
+    venv = tmp_path / "venv"
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", "--copies", str(venv)], check=True
+    )
+    python = venv / "bin" / "python"
+    cache = tmp_path / "cache"
+    started: list[object] = []
+    real_run = wheel_tags.run
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        started.append(args)
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(wheel_tags, "run", counting)
+    records = wheels.WheelRecords(cache)
+    records.prepare(python)
+    assert len(started) == 1 and not cache.exists()
+    assert records.record(python, "alpha", "1.0", PipSettings(no_index=True)) is None
+    assert len(started) == 1
+    assert records._tags[str(python)] == TAGS
+    assert wheels.WheelRecords(cache)._target_tags(python) == TAGS  # from tags.json
+    assert len(started) == 1
+
+
+def test_a_probe_of_one_interpreter_holds_up_no_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # While another environment's interpreter is being probed (a process, in one
+    # thread), the running interpreter's tags are answered in another thread at once.
+    import threading
+
+    venv = tmp_path / "venv"
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", "--copies", str(venv)], check=True
+    )
+    entered, other_done = threading.Event(), threading.Event()
+    waited: list[bool] = []
+    real_run = wheel_tags.run
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        waited.append(other_done.wait(timeout=20))  # False: the other thread was held up
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(wheel_tags, "run", slow)
+    records = wheels.WheelRecords(tmp_path / "cache")
+    probing = threading.Thread(target=records._target_tags, args=(venv / "bin" / "python",))
+    probing.start()
+    assert entered.wait(timeout=20)
+    here = make_venv(tmp_path / "linked") / "bin" / "python"
+    assert records._target_tags(here) == TAGS
+    other_done.set()
+    probing.join()
+    assert waited == [True]
+    assert records._tags[str(venv / "bin" / "python")] == TAGS

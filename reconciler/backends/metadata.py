@@ -317,7 +317,7 @@ def _local_requires(path: str, name: str, cache_dir: Path | None) -> tuple[str, 
 
     body = {"identity": identity, "requires": None if requires is None else list(requires)}
     with contextlib.suppress(OSError):  # derived data
-        write_json_atomic(cache_file, body)
+        write_json_atomic(cache_file, body, derived=True)
     return requires
 
 

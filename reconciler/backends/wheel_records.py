@@ -167,7 +167,7 @@ def read_listing(
         if identity is not None:
             body["identity"] = identity
         with contextlib.suppress(OSError):  # derived data
-            write_json_atomic(cache_file, body)
+            write_json_atomic(cache_file, body, derived=True)
     return listing
 
 

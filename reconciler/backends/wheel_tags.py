@@ -23,7 +23,14 @@ from packaging.tags import Tag, compatible_tags, cpython_tags, generic_tags, pla
 from reconciler.backends.process import run
 from reconciler.errors import BackendError
 
-__all__ = ["target_tags"]
+__all__ = [
+    "cached_tags",
+    "probe_key",
+    "probe_uncached",
+    "remember_probe",
+    "tags_of_probe",
+    "target_tags",
+]
 
 _PROBE = (
     "import json, sys, sysconfig; print(json.dumps({"
@@ -90,42 +97,78 @@ def _cached(
     key = f"{real}:{st.st_size}:{st.st_mtime_ns}"
     cached: dict[str, dict[str, Any]] = {}
     if cache_dir is not None:
-        try:
-            loaded = json.loads((cache_dir / "tags.json").read_text(encoding="utf-8"))
-            cached = loaded if isinstance(loaded, dict) else {}
-        except (OSError, ValueError):
-            cached = {}
+        cached = _entries(cache_dir)
         hit = cached.get(key)
         if isinstance(hit, dict) and {"impl", "version", "platform"} <= hit.keys():
             return key, cached, hit
     return key, cached, None
 
 
+def _entries(cache_dir: Path) -> dict[str, dict[str, Any]]:
+    try:
+        loaded = json.loads((cache_dir / "tags.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
 def _probe(python: Path, cache_dir: Path | None) -> dict[str, Any]:
     key, cached, hit = _cached(python, cache_dir)
     if hit is not None:
         return hit
-    real = key.rsplit(":", 2)[0]
-    cache_file = cache_dir / "tags.json" if cache_dir is not None else None
-    probe: dict[str, Any]
-    if real == os.path.realpath(sys.executable):
-        probe = _here()
-    else:
-        done = run([python, "-I", "-c", _PROBE], timeout=30)
-        if done.returncode != 0:
-            raise BackendError(
-                f"cannot probe {python} for its wheel tags: "
-                f"{done.stderr.strip()[:200] or done.exit_text}",
-                hint="check that the environment's interpreter runs",
-            )
-        probe = json.loads(done.stdout)
-    if cache_file is not None:
-        from reconciler.state.store import write_json_atomic
+    probe = _run_probe(python, key)
+    if cache_dir is not None:
+        remember_probe(cache_dir, key, probe, cached)
+    return probe
 
-        # Only interpreters that still exist: the file cannot grow without bound.
-        kept = {k: v for k, v in cached.items() if os.path.exists(k.rsplit(":", 2)[0])}
-        with contextlib.suppress(OSError):  # derived data
-            write_json_atomic(cache_file, {**kept, key: probe})
+
+def probe_uncached(python: Path, cache_dir: Path) -> tuple[str, dict[str, Any]] | None:
+    """``(cache key, probe)`` of ``python`` when ``<cache_dir>/tags.json`` does not
+    hold it: the probe runs, nothing is written (:func:`remember_probe` writes it).
+    None when the cache holds it (then :func:`cached_tags` answers)."""
+    key, _, hit = _cached(python, cache_dir)
+    return None if hit is not None else (key, _run_probe(python, key))
+
+
+def probe_key(python: Path) -> str:
+    """The cache key of ``python`` now (its real path, size and mtime)."""
+    return _cached(python, None)[0]
+
+
+def tags_of_probe(probe: dict[str, Any]) -> tuple[Tag, ...]:
+    """The tags of a probe's answer (see :func:`probe_uncached`)."""
+    return _tags_of(probe)
+
+
+def remember_probe(
+    cache_dir: Path,
+    key: str,
+    probe: dict[str, Any],
+    cached: dict[str, dict[str, Any]] | None = None,
+) -> None:
+    """Add ``probe`` under ``key`` to ``<cache_dir>/tags.json`` (best effort)."""
+    from reconciler.state.store import write_json_atomic
+
+    if cached is None:
+        cached = _entries(cache_dir)
+    # Only interpreters that still exist: the file cannot grow without bound.
+    kept = {k: v for k, v in cached.items() if os.path.exists(k.rsplit(":", 2)[0])}
+    with contextlib.suppress(OSError):  # derived data: a lost or damaged file is probed again
+        write_json_atomic(cache_dir / "tags.json", {**kept, key: probe}, derived=True)
+
+
+def _run_probe(python: Path, key: str) -> dict[str, Any]:
+    real = key.rsplit(":", 2)[0]
+    if real == os.path.realpath(sys.executable):
+        return _here()
+    done = run([python, "-I", "-c", _PROBE], timeout=30)
+    if done.returncode != 0:
+        raise BackendError(
+            f"cannot probe {python} for its wheel tags: "
+            f"{done.stderr.strip()[:200] or done.exit_text}",
+            hint="check that the environment's interpreter runs",
+        )
+    probe: dict[str, Any] = json.loads(done.stdout)
     return probe
 
 

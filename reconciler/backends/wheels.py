@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 from packaging.tags import Tag
@@ -56,7 +56,7 @@ from reconciler.backends.wheel_records import (
     read_record,
     record_cache_file,
 )
-from reconciler.backends.wheel_tags import target_tags
+from reconciler.backends.wheel_tags import tags_of_probe, target_tags
 from reconciler.errors import BackendError
 from reconciler.manifest.model import PipSettings
 from reconciler.state.python import RecordEntry, parse_record
@@ -320,7 +320,11 @@ class WheelRecords:
     def __init__(self, cache_dir: Path | None = None) -> None:
         self.cache_dir = cache_dir
         self._tags: dict[str, tuple[Tag, ...]] = {}
-        self._tags_lock = threading.Lock()  # the clash check asks from several threads
+        #: Probes made by :meth:`prepare`, not yet in the tags cache: (key, probe, tags).
+        self._probed: dict[str, tuple[str, dict[str, Any], tuple[Tag, ...]]] = {}
+        self._tags_lock = threading.Lock()  # guards the dicts and the tags cache file
+        #: One lock per interpreter: a probe of one never holds up the others' threads.
+        self._locks: dict[str, threading.Lock] = {}
         self._client = LazyClient(None)
 
     def _http(self, settings: PipSettings) -> HttpClient | None:
@@ -329,27 +333,65 @@ class WheelRecords:
 
         return None if local_only(settings) else self._client.get()
 
+    def _lock(self, python: Path) -> threading.Lock:
+        with self._tags_lock:
+            return self._locks.setdefault(str(python), threading.Lock())
+
     def _target_tags(self, python: Path) -> tuple[Tag, ...]:
-        with self._tags_lock:  # one probe per interpreter, not one per thread
+        with self._lock(python):  # one probe per interpreter, not one per thread
             tags = self._tags.get(str(python))
-            if tags is None:
-                tags = self._tags[str(python)] = target_tags(python, self.cache_dir)
+            if tags is not None:
+                return tags
+            if self.cache_dir is None:
+                tags = target_tags(python)
+            else:
+                from reconciler.backends.wheel_tags import (
+                    cached_tags,
+                    probe_key,
+                    probe_uncached,
+                    remember_probe,
+                )
+
+                probed = self._probed.pop(str(python), None)
+                if probed is not None and probe_key(python) != probed[0]:
+                    probed = None  # replaced since it was probed: probe it again
+                if probed is None:
+                    tags = cached_tags(python, self.cache_dir)
+                    found = None if tags is not None else probe_uncached(python, self.cache_dir)
+                    if found is not None:
+                        probed = (*found, tags_of_probe(found[1]))
+                if probed is not None:
+                    key, probe, tags = probed
+                    with self._tags_lock:  # the tags cache file: one writer at a time
+                        remember_probe(self.cache_dir, key, probe)
+                if tags is None:  # the cache was damaged between two reads: probe it
+                    tags = target_tags(python)
+            self._tags[str(python)] = tags
             return tags
 
     def prepare(self, python: Path) -> None:
-        """Work out ``python``'s tags ahead of the first :meth:`record` when the tags
-        cache holds them (no probe, nothing written: a plan that never reads a wheel
-        leaves the cache dir as it was); a failure is left for that call to raise."""
+        """Work out ``python``'s tags ahead of the first :meth:`record` (the planner
+        calls it while the resolver's preview runs). From the tags cache when it holds
+        them; else the probe runs now and is kept in memory, written to the cache only
+        by that first :meth:`record` (a plan that never reads a wheel leaves the cache
+        dir as it was). A failure is left for that call to raise."""
         if self.cache_dir is None:
             return
-        from reconciler.backends.wheel_tags import cached_tags
+        from reconciler.backends.wheel_tags import cached_tags, probe_uncached
 
-        with contextlib.suppress(Exception), self._tags_lock:
-            if str(python) not in self._tags:
-                tags = cached_tags(python, self.cache_dir)
-                if tags is not None:
-                    self._tags[str(python)] = tags
-                    _ranks(tags)
+        with contextlib.suppress(Exception), self._lock(python):
+            if str(python) in self._tags or str(python) in self._probed:
+                return
+            tags = cached_tags(python, self.cache_dir)
+            if tags is not None:
+                self._tags[str(python)] = tags
+            else:
+                found = probe_uncached(python, self.cache_dir)
+                if found is None:
+                    return
+                tags = tags_of_probe(found[1])
+                self._probed[str(python)] = (*found, tags)
+            _ranks(tags)
 
     def record(
         self, python: Path, name: str, version: str, settings: PipSettings
