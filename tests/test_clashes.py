@@ -305,6 +305,74 @@ def test_verify_after_apply_names_an_overwritten_managed_file(
     )
 
 
+class _Misread:
+    """The real wheel reader, except that it reads ``jwt/__init__.py`` as another file
+    of ``jwt/`` (a plan whose reader was wrong about one file): the clash check lets
+    the install through, and verification reads the protected RECORDs ahead for the
+    ``jwt/`` rows the plan expects."""
+
+    def __init__(self) -> None:
+        self._real = clashes.LazyWheelRecords()
+        self._answers: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+
+    def record(self, python: Path, name: str, version: str, settings: Any) -> Any:
+        from reconciler.state.python import RecordEntry
+
+        rows = self._real.record(python, name, version, settings)
+        if rows is None:
+            return None
+        misread = tuple(
+            RecordEntry("jwt/_planned.py", r.hash, r.size) if r.path == "jwt/__init__.py" else r
+            for r in rows
+        )
+        self._answers[(str(python), name, version, settings)] = misread
+        return misread
+
+    def answered(self, python: Path, name: str, version: str, settings: Any) -> Any:
+        return self._answers.get((str(python), name, version, settings))
+
+
+def test_verify_after_apply_names_an_overwritten_file_read_ahead(
+    tmp_path: Path, isolated: dict[str, str], jwt_house: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The protected RECORDs read while the installer ran (jwt's: it was old enough)
+    answer for verification: it still names the overwritten file, reading none again."""
+    import time
+
+    from reconciler.apply import verify
+    from reconciler.apply.execute import apply
+    from reconciler.manifest.loader import load_manifest
+    from reconciler.plan.planner import Backends
+
+    prefix = make_venv(tmp_path / "env")
+    pip_install(prefix, ["jwt==1.3.1"], jwt_house)
+    store = StateStore(tmp_path / "state")
+    manifest = write_manifest(
+        tmp_path / "m.yaml",
+        {"main": {"prefix": prefix, "pip": ["PyJWT==2.8.0"]}},
+        wheelhouse=jwt_house,
+    )
+    time.sleep(verify.RecordScan.SLACK_NS / 1e9 + 0.02)  # jwt's RECORD can be read ahead
+    read_again: list[str] = []
+    real = verify._may_list
+
+    def counting(state: Any, dist: Any, *args: Any) -> bool:
+        read_again.append(dist.name)
+        return real(state, dist, *args)
+
+    monkeypatch.setattr(verify, "_may_list", counting)
+    default = Backends.default()
+    misread = Backends(default.conda, default.pip, wheels=_Misread())
+    result = apply(load_manifest(manifest), store, misread)
+    [env] = result.results
+    assert env.status == "failed"
+    assert env.message.startswith(
+        f"verification of main ({prefix}) failed: jwt/__init__.py of managed jwt 1.3.1 "
+        "was overwritten"
+    )
+    assert read_again == []
+
+
 def test_install_paths_map_wheel_schemes() -> None:
     from reconciler.state.python import RecordEntry
 

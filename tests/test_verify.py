@@ -129,3 +129,89 @@ def test_a_written_wheel_with_very_many_top_level_names_parses_every_record(
     written, protected = _split(installed)
     found = verify.overwritten(installed, written, protected)
     assert {(d.name, path) for d, path in found} == OVERWRITTEN
+
+
+def _settled() -> None:
+    """Wait until every file made so far is older than the read-ahead's clock slack."""
+    import time
+
+    time.sleep(verify.RecordScan.SLACK_NS / 1e9 + 0.02)
+
+
+def _counting_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    read: list[str] = []
+    real = verify._may_list
+
+    def counting(state: InstalledState, dist: Distribution, *args: object) -> bool:
+        read.append(dist.name)
+        return real(state, dist, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(verify, "_may_list", counting)
+    return read
+
+
+def test_records_read_while_installing_give_the_same_answer_unread_again(
+    installed: InstalledState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RECORDs read ahead (as while the installer runs) and unchanged since are not
+    read again after it; the overwritten files are those a full parse finds."""
+    _settled()
+    written, protected = _split(installed)
+    scan = verify.RecordScan(installed, protected, WRITTEN)
+    assert scan.begin()
+    read = _counting_reads(monkeypatch)
+    found = verify.overwritten(installed, written, protected, scan)
+    assert {(d.name, path) for d, path in found} == OVERWRITTEN
+    assert found == files.overwritten(installed, written, protected)
+    assert read == []
+
+
+def test_a_record_changed_after_it_was_read_ahead_is_read_again(
+    installed: InstalledState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bulk RECORD rewritten after the read-ahead, in place and to the same size, now
+    lists a written path with another hash: verification sees the new bytes."""
+    _settled()
+    written, protected = _split(installed)
+    scan = verify.RecordScan(installed, protected, WRITTEN)
+    assert scan.begin()
+    scan.answers(verify._row_heads(WRITTEN))  # the read-ahead is over
+    record = installed.site_packages / "bulk_0-1.0.dist-info" / "RECORD"  # type: ignore[operator]
+    text = record.read_bytes()
+    first = text.split(b"\n", 1)[0]
+    swapped = _row("shared/a.py", OLD).encode().ljust(len(first), b" ")[: len(first)]
+    assert len(swapped) == len(first) and swapped.startswith(b"shared/a.py,sha256=")
+    with record.open("r+b") as f:  # the same inode and size: only its times tell
+        f.write(swapped)
+    read = _counting_reads(monkeypatch)
+    found = verify.overwritten(installed, written, protected, scan)
+    assert ("bulk-0", "shared/a.py") in {(d.name, path) for d, path in found}
+    assert read == ["bulk-0"]
+
+
+def test_records_changed_just_before_the_read_ahead_are_read_again(
+    installed: InstalledState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Made within the clock slack of the read: their times cannot show a later change.
+    written, protected = _split(installed)
+    scan = verify.RecordScan(installed, protected, WRITTEN)
+    assert scan.begin()
+    read = _counting_reads(monkeypatch)
+    found = verify.overwritten(installed, written, protected, scan)
+    assert {(d.name, path) for d, path in found} == OVERWRITTEN
+    assert sorted(read) == sorted(d.name for d in protected)
+
+
+def test_a_write_the_read_ahead_did_not_expect_reads_every_record_again(
+    installed: InstalledState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read-ahead searched for the planned wheel's paths; the installed one wrote
+    another top-level name too (shared/): its answers cannot rule a RECORD out."""
+    _settled()
+    written, protected = _split(installed)
+    scan = verify.RecordScan(installed, protected, [p for p in WRITTEN if p != "shared/a.py"])
+    assert scan.begin()
+    read = _counting_reads(monkeypatch)
+    found = verify.overwritten(installed, written, protected, scan)
+    assert {(d.name, path) for d, path in found} == OVERWRITTEN
+    assert sorted(read) == sorted(d.name for d in protected)

@@ -25,7 +25,7 @@ from reconciler.apply.journal import Journal
 from reconciler.apply.recovery import adopt, recover
 from reconciler.apply.report import Reporter
 from reconciler.apply.saved import check_fresh, trusted_plan
-from reconciler.apply.verify import verify as _verify
+from reconciler.apply.verify import RecordScan, verify
 from reconciler.backends.process import Completed, redact
 from reconciler.errors import BackendError, ReconcilerError
 from reconciler.manifest.model import Environment, Manifest, select_environments
@@ -327,6 +327,7 @@ def _apply_environment(
             store.save_owned(env.prefix, item.owned)
             reporter.notice(f"{env.name}: the image changed; recorded a new baseline")
     faults.check_stop("before changing anything")
+    ahead = RecordScan.start(env_plan, item, backends.wheels)  # read while installers run
     journal = Journal(store.env_dir(env.prefix))
     entry = journal.begin(env_plan.changes)
     faults.point("after-journal")
@@ -412,7 +413,7 @@ def _apply_environment(
         with _CACHE_LOCK:
             after = read_state(env.prefix, context.cache)
             _remember_matches(env, after, context.cache)
-        _verify(env_plan, item, after)
+        verify(env_plan, item, after, ahead)
         faults.point("before-record")
         _record_owned(store, item, after)
     except ReconcilerError as exc:
