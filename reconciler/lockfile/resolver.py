@@ -110,7 +110,11 @@ class _LockedContents:
         wheel = self._locked.get((name, version))
         cache_dir = getattr(self._real, "cache_dir", None)
         if wheel is not None and cache_dir is not None:
-            from reconciler.backends.wheels import WheelFile, read_record, record_cache_file
+            from reconciler.backends.wheel_records import (
+                WheelFile,
+                read_record,
+                record_cache_file,
+            )
 
             if record_cache_file(cache_dir, wheel.sha256).is_file():
                 found = WheelFile(name, version, wheel.filename, "", wheel.sha256, wheel.source)
