@@ -45,6 +45,7 @@ from reconciler.manifest.model import PipSettings
 from reconciler.values import value
 
 __all__ = [
+    "SYSCONFIG_LOCK",
     "PipCli",
     "PipInstaller",
     "PipPreview",
@@ -155,6 +156,10 @@ def _no_lock_left(python: Path) -> Iterator[None]:
 
 
 _FIND_UV_LOCK = threading.Lock()
+#: sysconfig sets itself up lazily and not thread-safely (a reader can see half of its
+#: variables): its first uses while environments are planned in threads hold this lock
+#: (find_uv_bin, the wheel tags of the running interpreter).
+SYSCONFIG_LOCK = _FIND_UV_LOCK
 
 
 class UvCli:

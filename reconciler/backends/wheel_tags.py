@@ -62,11 +62,14 @@ def cached_tags(python: Path, cache_dir: Path) -> tuple[Tag, ...] | None:
 
 
 def _tags_of(probe: dict[str, Any]) -> tuple[Tag, ...]:
+    from reconciler.backends.pip import SYSCONFIG_LOCK
+
     major, minor = (int(v) for v in probe["version"])
     version = (major, minor)
-    if probe["platform"] == sysconfig.get_platform():
-        platforms = list(platform_tags())  # the same machine: manylinux levels included
-    else:
+    with SYSCONFIG_LOCK:  # packaging's platform tags read sysconfig
+        here = probe["platform"] == sysconfig.get_platform()
+        platforms = list(platform_tags()) if here else []  # manylinux levels included
+    if not here:
         platforms = [str(probe["platform"]).replace("-", "_").replace(".", "_")]
     if probe["impl"] == "cpython":
         abi = f"cp{major}{minor}{'t' if probe['free_threaded'] else ''}"
@@ -174,6 +177,13 @@ def _run_probe(python: Path, key: str) -> dict[str, Any]:
 
 def _here() -> dict[str, Any]:
     """What :data:`_PROBE` prints, for the running interpreter (no process needed)."""
+    from reconciler.backends.pip import SYSCONFIG_LOCK
+
+    with SYSCONFIG_LOCK:  # the first sysconfig.get_config_var sets sysconfig up
+        return _here_unlocked()
+
+
+def _here_unlocked() -> dict[str, Any]:
     return {
         "impl": sys.implementation.name,
         "version": list(sys.version_info[:2]),
