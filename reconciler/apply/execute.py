@@ -327,7 +327,7 @@ def _apply_environment(
             store.save_owned(env.prefix, item.owned)
             reporter.notice(f"{env.name}: the image changed; recorded a new baseline")
     faults.check_stop("before changing anything")
-    ahead = RecordScan.start(env_plan, item, backends.wheels)  # read while installers run
+    ahead: RecordScan | None = None
     journal = Journal(store.env_dir(env.prefix))
     entry = journal.begin(env_plan.changes)
     faults.point("after-journal")
@@ -379,6 +379,7 @@ def _apply_environment(
             )
             python = env.prefix / "bin" / "python"
             installer = backends.pip(env.installer, python)
+            ahead = RecordScan.start(env_plan, item, backends.wheels)  # read while it installs
             exact = [
                 f"{c.name}=={c.to_version}"
                 for c in pip_changes

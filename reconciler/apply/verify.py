@@ -16,6 +16,7 @@ certainty (quoted rows, line breaks other than ``\\n``): the answer is the same.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
@@ -193,6 +194,10 @@ class RecordScan:
         return True
 
     def _run(self) -> None:
+        with contextlib.suppress(Exception):  # a RECORD not read ahead is read after
+            self._read_ahead()
+
+    def _read_ahead(self) -> None:
         finder = _finder(self.heads)
         newest = time.time_ns() - self.SLACK_NS
         for dist in self._protected:
