@@ -156,10 +156,7 @@ def _no_lock_left(python: Path) -> Iterator[None]:
 
 
 _FIND_UV_LOCK = threading.Lock()
-#: sysconfig sets itself up lazily and not thread-safely (a reader can see half of its
-#: variables): its first uses while environments are planned in threads hold this lock
-#: (find_uv_bin, the wheel tags of the running interpreter).
-SYSCONFIG_LOCK = _FIND_UV_LOCK
+SYSCONFIG_LOCK = _FIND_UV_LOCK  #: sysconfig's lazy set-up is not thread-safe: first uses hold it
 
 
 class UvCli:
