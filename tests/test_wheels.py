@@ -231,14 +231,20 @@ def test_a_wheel_whose_hash_differs_from_the_index_is_an_error(tmp_path: Path) -
     )
 
 
+def _copied_venv(venv: Path) -> Path:
+    """A venv whose interpreter is a copy (``--copies``): another real path than this
+    interpreter's, so its tags are probed by running it."""
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", "--copies", str(venv)], check=True
+    )
+    return venv
+
+
 def test_target_tags_probe_once_and_match_the_interpreter(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A copied interpreter (--copies) has another real path: the probe process runs.
-    venv = tmp_path / "venv"
-    subprocess.run(
-        [sys.executable, "-m", "venv", "--without-pip", "--copies", str(venv)], check=True
-    )
+    venv = _copied_venv(tmp_path / "venv")
     cache = tmp_path / "cache"
     started: list[object] = []
     real_run = wheel_tags.run
@@ -442,10 +448,7 @@ def test_preparing_probes_ahead_and_the_first_read_keeps_it(
 ) -> None:
     # A copied interpreter needs the probe process: prepare (while a preview runs)
     # starts it, writes nothing; the first read keeps that answer without a second one.
-    venv = tmp_path / "venv"
-    subprocess.run(
-        [sys.executable, "-m", "venv", "--without-pip", "--copies", str(venv)], check=True
-    )
+    venv = _copied_venv(tmp_path / "venv")
     python = venv / "bin" / "python"
     cache = tmp_path / "cache"
     started: list[object] = []
@@ -473,10 +476,7 @@ def test_a_probe_of_one_interpreter_holds_up_no_other(
     # thread), the running interpreter's tags are answered in another thread at once.
     import threading
 
-    venv = tmp_path / "venv"
-    subprocess.run(
-        [sys.executable, "-m", "venv", "--without-pip", "--copies", str(venv)], check=True
-    )
+    venv = _copied_venv(tmp_path / "venv")
     entered, other_done = threading.Event(), threading.Event()
     waited: list[bool] = []
     real_run = wheel_tags.run
