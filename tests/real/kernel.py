@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import subprocess
 from collections.abc import Mapping
@@ -53,7 +54,8 @@ def kernel_python() -> Path:
     or one on PATH that runs (pyenv's shim on PATH fails unless that version is active)."""
     name = f"python{KERNEL_PYTHON}"
     candidates = [os.environ.get(PYTHON_VARIABLE, "")]
-    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    # The account's own home: tests run with an isolated HOME.
+    root = Path(os.environ.get("PYENV_ROOT") or Path(pwd.getpwuid(os.getuid()).pw_dir) / ".pyenv")
     candidates += [str(p) for p in sorted(root.glob(f"versions/{KERNEL_PYTHON}.*/bin/{name}"))]
     candidates.append(shutil.which(name) or "")
     for candidate in filter(None, candidates):
