@@ -27,7 +27,7 @@ def _changed_notice(prefix: Path) -> str:
     return f"the image under {prefix} changed since the baseline of "
 
 
-def _next_second() -> None:
+def next_second() -> None:
     """Sleep past the current whole second (the identity keeps whole-second mtimes)."""
     time.sleep(1.05 - time.time() % 1)
 
@@ -68,7 +68,7 @@ def test_a_recreated_venv_is_an_image_change(
     flags = ("--clear",) if how == "clear" else ()
     prefix, state, manifest = _setup(tmp_path, wheelhouse, capsys, *flags)
     cfg = (prefix / "pyvenv.cfg").read_bytes()
-    _next_second()
+    next_second()
     if how == "rm-rf":
         shutil.rmtree(prefix)
     _venv(prefix, *flags)
@@ -93,7 +93,7 @@ def test_a_restarted_container_keeps_the_image(
 ) -> None:
     prefix, state, manifest = _setup(tmp_path, wheelhouse, capsys)
     before = image_identity(prefix)
-    _next_second()
+    next_second()
     # A fresh extraction of the same layer: new inodes and ctimes, same bytes and mtimes.
     moved = tmp_path / "layer-copy"
     shutil.copytree(prefix, moved, symlinks=True, copy_function=shutil.copy2)
@@ -126,7 +126,7 @@ def test_an_old_content_only_identity_is_migrated_not_read_as_a_change(
     assert not any(n.startswith(_changed_notice(prefix)) for n in env.get("notices", []))
     assert json.loads(path.read_text())["image"] == image_identity(prefix) != legacy
 
-    _next_second()
+    next_second()
     shutil.rmtree(prefix)
     _venv(prefix)
     _, out, _ = run_cli(capsys, "--state-dir", state, "plan", "--json", manifest)

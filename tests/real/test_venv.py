@@ -27,6 +27,7 @@ from tests.real.scenario import (
 )
 from tests.real.stack import SITE, installed_versions, venv_like
 from tests.support.envs import pip_install
+from tests.test_identity import next_second
 
 pytestmark = pytest.mark.real
 
@@ -313,6 +314,7 @@ def test_contract_a_rebuilt_venv_is_a_new_image(image_master: Path, image: Real)
     real = Real(prefix, image.wheels, image.env, image.root)
     manifest = real.manifest(["tabulate"])
     assert real.run("baseline", "capture", manifest).returncode == 0
+    next_second()  # a rebuild is a later build: the identity keeps whole-second mtimes
     shutil.rmtree(prefix)
     venv_like(image_master, prefix)
     pip_install(prefix, ["pluggy==1.5.0"], image.wheels, image.env)
