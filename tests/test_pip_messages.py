@@ -18,7 +18,7 @@ from reconciler.manifest.model import PipSettings
 from tests.support.envs import make_venv, pip_install
 from tests.support.manifests import run_cli, write_manifest
 from tests.support.servers import build_simple_index, serve
-from tests.support.wheels import build_wheel
+from tests.support.wheels import build_wheel, overwrite_in_place
 
 
 def _plan(
@@ -355,17 +355,11 @@ def test_a_local_wheels_requirements_are_kept_until_the_file_changes(
     monkeypatch.undo()
 
     # Overwritten in place by a wheel of the same size, mtime put back: read anew.
-    stat = wheel.stat()
-    for other in ("beta>=3", "beta>=4", "beta>=5", "beta>=6", "beta>=7", "beta>=8", "beta>=9"):
-        twin = build_wheel(tmp_path / other, "gamma", "1.0", [other])
-        if twin.stat().st_size == stat.st_size:
-            break
-    else:
-        raise AssertionError("no rebuilt wheel of the same size")
-    with wheel.open("r+b") as f:
-        f.write(twin.read_bytes())
-    os.utime(wheel, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    assert (wheel.stat().st_size, wheel.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    other = overwrite_in_place(
+        wheel,
+        [f"beta>={n}" for n in range(3, 10)],
+        lambda spec: build_wheel(tmp_path / spec, "gamma", "1.0", [spec]),
+    )
     metadata.forget()
     assert metadata.requirements_of([("gamma", "1.0")], settings, cache) == {"gamma": (other,)}
 

@@ -33,7 +33,7 @@ from reconciler.errors import BackendError
 from reconciler.manifest.model import PipSettings
 from tests.support.envs import make_venv
 from tests.support.servers import build_simple_index, serve
-from tests.support.wheels import build_wheel, record_hash
+from tests.support.wheels import build_wheel, overwrite_in_place, record_hash
 
 TAGS = tuple(sys_tags())
 PLATFORM = next(t.platform for t in TAGS if t.platform != "any")
@@ -240,12 +240,8 @@ def _copied_venv(venv: Path) -> Path:
     return venv
 
 
-def test_target_tags_probe_once_and_match_the_interpreter(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A copied interpreter (--copies) has another real path: the probe process runs.
-    venv = _copied_venv(tmp_path / "venv")
-    cache = tmp_path / "cache"
+def _counting_probes(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The arguments of every tag probe process started from now on (the probes run)."""
     started: list[object] = []
     real_run = wheel_tags.run
 
@@ -254,6 +250,16 @@ def test_target_tags_probe_once_and_match_the_interpreter(
         return real_run(*args, **kwargs)
 
     monkeypatch.setattr(wheel_tags, "run", counting)
+    return started
+
+
+def test_target_tags_probe_once_and_match_the_interpreter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A copied interpreter (--copies) has another real path: the probe process runs.
+    venv = _copied_venv(tmp_path / "venv")
+    cache = tmp_path / "cache"
+    started = _counting_probes(monkeypatch)
     first = target_tags(venv / "bin" / "python", cache)
     second = target_tags(venv / "bin" / "python", cache)
     assert first == TAGS == second
@@ -399,23 +405,12 @@ def test_a_local_wheels_record_is_kept_until_the_file_changes(
 
     # Overwritten in place (same inode) by a wheel of the same size, its mtime put
     # back: only the ctime tells, and the rows are read anew.
-    stat = wheel.stat()
-    for other in ("bb", "cc", "dd", "ee", "ff", "gg", "hh", "ii", "jj", "kk"):
-        twin = build_wheel(
-            tmp_path / other, "alpha", "1.0", extra={f"alpha/{other}.txt": b"data\n"}
-        )
-        if twin.stat().st_size == stat.st_size:
-            break
-    else:
-        raise AssertionError("no rebuilt wheel of the same size")
-    with wheel.open("r+b") as f:
-        f.write(twin.read_bytes())
-    os.utime(wheel, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    now = wheel.stat()
-    assert (now.st_ino, now.st_size, now.st_mtime_ns) == (
-        stat.st_ino,
-        stat.st_size,
-        stat.st_mtime_ns,
+    other = overwrite_in_place(
+        wheel,
+        ("bb", "cc", "dd", "ee", "ff", "gg", "hh", "ii", "jj", "kk"),
+        lambda name: build_wheel(
+            tmp_path / name, "alpha", "1.0", extra={f"alpha/{name}.txt": b"data\n"}
+        ),
     )
     changed = [e.path for e in read_record(found, cache)]
     assert f"alpha/{other}.txt" in changed and "alpha/aa.txt" not in changed
@@ -451,14 +446,7 @@ def test_preparing_probes_ahead_and_the_first_read_keeps_it(
     venv = _copied_venv(tmp_path / "venv")
     python = venv / "bin" / "python"
     cache = tmp_path / "cache"
-    started: list[object] = []
-    real_run = wheel_tags.run
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        started.append(args)
-        return real_run(*args, **kwargs)
-
-    monkeypatch.setattr(wheel_tags, "run", counting)
+    started = _counting_probes(monkeypatch)
     records = wheels.WheelRecords(cache)
     records.prepare(python)
     assert len(started) == 1 and not cache.exists()
