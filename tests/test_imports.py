@@ -77,16 +77,22 @@ def _plan(env: dict[str, str], state: Path, manifest: Path) -> tuple[int, list[s
     return _run(env, state, "plan", manifest)
 
 
-def test_a_pending_plan_imports_only_what_it_uses(
-    tmp_path: Path, wheelhouse: Path, isolated: dict[str, str]
-) -> None:
+def _pending(tmp_path: Path, wheelhouse: Path, isolated: dict[str, str]) -> tuple[Path, Path, Path]:
+    """A venv holding alpha 1.0 whose manifest asks for alpha and beta (one to install):
+    (prefix, manifest, state dir)."""
     prefix = make_venv(tmp_path / "venv")
     pip_install(prefix, ["alpha==1.0"], wheelhouse, env=isolated)
     manifest = write_manifest(
         tmp_path / "manifest.yaml", {"e": {"prefix": prefix, "pip": ["alpha", "beta"]}},
         wheelhouse=wheelhouse,
     )  # fmt: skip
-    state = tmp_path / "state"
+    return prefix, manifest, tmp_path / "state"
+
+
+def test_a_pending_plan_imports_only_what_it_uses(
+    tmp_path: Path, wheelhouse: Path, isolated: dict[str, str]
+) -> None:
+    _, manifest, state = _pending(tmp_path, wheelhouse, isolated)
     code, first, out = _plan(isolated, state, manifest)
     assert code == 0 and "+ install pip beta 1.0" in out, out
     assert "yaml" in first  # the first load parses the YAML (and remembers the model)
@@ -107,13 +113,7 @@ def test_a_pending_plan_imports_only_what_it_uses(
 def test_a_pending_apply_imports_only_what_it_uses(
     tmp_path: Path, wheelhouse: Path, isolated: dict[str, str]
 ) -> None:
-    prefix = make_venv(tmp_path / "venv")
-    pip_install(prefix, ["alpha==1.0"], wheelhouse, env=isolated)
-    manifest = write_manifest(
-        tmp_path / "manifest.yaml", {"e": {"prefix": prefix, "pip": ["alpha", "beta"]}},
-        wheelhouse=wheelhouse,
-    )  # fmt: skip
-    state = tmp_path / "state"
+    prefix, manifest, state = _pending(tmp_path, wheelhouse, isolated)
     code, _, out = _plan(isolated, state, manifest)  # remembers the loaded manifest
     assert code == 0 and "+ install pip beta 1.0" in out, out
     code, new, out = _run(isolated, state, "apply", manifest)

@@ -131,6 +131,17 @@ def test_a_written_wheel_with_very_many_top_level_names_parses_every_record(
     assert {(d.name, path) for d, path in found} == OVERWRITTEN
 
 
+def _read_ahead(
+    state: InstalledState,
+) -> tuple[list[Distribution], list[Distribution], verify.RecordScan]:
+    """:func:`_split`, and a read-ahead of the protected RECORDs for :data:`WRITTEN`
+    started (as while the installer runs)."""
+    written, protected = _split(state)
+    scan = verify.RecordScan(state, protected, WRITTEN)
+    assert scan.begin()
+    return written, protected, scan
+
+
 def _settled() -> None:
     """Wait until every file made so far is older than the read-ahead's clock slack."""
     import time
@@ -156,9 +167,7 @@ def test_records_read_while_installing_give_the_same_answer_unread_again(
     """RECORDs read ahead (as while the installer runs) and unchanged since are not
     read again after it; the overwritten files are those a full parse finds."""
     _settled()
-    written, protected = _split(installed)
-    scan = verify.RecordScan(installed, protected, WRITTEN)
-    assert scan.begin()
+    written, protected, scan = _read_ahead(installed)
     read = _counting_reads(monkeypatch)
     found = verify.overwritten(installed, written, protected, scan)
     assert {(d.name, path) for d, path in found} == OVERWRITTEN
@@ -172,9 +181,7 @@ def test_a_record_changed_after_it_was_read_ahead_is_read_again(
     """A bulk RECORD rewritten after the read-ahead, in place and to the same size, now
     lists a written path with another hash: verification sees the new bytes."""
     _settled()
-    written, protected = _split(installed)
-    scan = verify.RecordScan(installed, protected, WRITTEN)
-    assert scan.begin()
+    written, protected, scan = _read_ahead(installed)
     scan.answers(verify._row_heads(WRITTEN))  # the read-ahead is over
     record = installed.site_packages / "bulk_0-1.0.dist-info" / "RECORD"  # type: ignore[operator]
     text = record.read_bytes()
@@ -193,9 +200,7 @@ def test_records_changed_just_before_the_read_ahead_are_read_again(
     installed: InstalledState, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Made within the clock slack of the read: their times cannot show a later change.
-    written, protected = _split(installed)
-    scan = verify.RecordScan(installed, protected, WRITTEN)
-    assert scan.begin()
+    written, protected, scan = _read_ahead(installed)
     read = _counting_reads(monkeypatch)
     found = verify.overwritten(installed, written, protected, scan)
     assert {(d.name, path) for d, path in found} == OVERWRITTEN
