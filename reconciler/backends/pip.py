@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +24,7 @@ from reconciler.backends.pip_args import HTTP_CONNECT_TIMEOUT as HTTP_CONNECT_TI
 from reconciler.backends.pip_args import HTTP_READ_TIMEOUT as HTTP_READ_TIMEOUT
 from reconciler.backends.pip_args import HTTP_RETRIES as HTTP_RETRIES
 from reconciler.backends.pip_args import (
+    SYSCONFIG_LOCK,
     check_index_order,
     constraints_file,
     isolation_env,
@@ -45,7 +45,6 @@ from reconciler.manifest.model import PipSettings
 from reconciler.values import value
 
 __all__ = [
-    "SYSCONFIG_LOCK",
     "PipCli",
     "PipInstaller",
     "PipPreview",
@@ -155,10 +154,6 @@ def _no_lock_left(python: Path) -> Iterator[None]:
             lock.unlink(missing_ok=True)
 
 
-_FIND_UV_LOCK = threading.Lock()
-SYSCONFIG_LOCK = _FIND_UV_LOCK  #: sysconfig's lazy set-up is not thread-safe: first uses hold it
-
-
 class UvCli:
     """``uv pip`` against the target environment (``--python ENV/bin/python``)."""
 
@@ -178,7 +173,7 @@ class UvCli:
             try:
                 # find_uv_bin initialises sysconfig, which is not thread-safe: the
                 # environments are planned in parallel threads.
-                with _FIND_UV_LOCK:
+                with SYSCONFIG_LOCK:
                     self._uv = str(find_uv_bin())
             except Exception as exc:  # uv raises its own UvNotFound
                 raise BackendError(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +22,7 @@ __all__ = [
     "HTTP_CONNECT_TIMEOUT",
     "HTTP_READ_TIMEOUT",
     "HTTP_RETRIES",
+    "SYSCONFIG_LOCK",
     "check_index_order",
     "constraints_file",
     "isolation_env",
@@ -89,6 +91,11 @@ def temp_text_file(prefix: str, text: str) -> Iterator[Path]:
         yield Path(name)
     finally:
         os.unlink(name)
+
+
+#: Held by the first uses of sysconfig (``find_uv_bin``, the wheel tags of the running
+#: interpreter): its lazy set-up is not thread-safe, and environments plan in threads.
+SYSCONFIG_LOCK = threading.Lock()
 
 
 def uv_in_venv() -> str | None:

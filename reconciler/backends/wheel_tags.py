@@ -20,6 +20,7 @@ from typing import Any
 
 from packaging.tags import Tag, compatible_tags, cpython_tags, generic_tags, platform_tags
 
+from reconciler.backends.pip_args import SYSCONFIG_LOCK
 from reconciler.backends.process import run
 from reconciler.errors import BackendError
 
@@ -48,7 +49,7 @@ def target_tags(python: Path, cache_dir: Path | None = None) -> tuple[Tag, ...]:
     The interpreter is probed once (a short ``python -c``, stdlib only) and the
     answer cached in ``<cache_dir>/tags.json`` by its real path, size and mtime.
     """
-    return _tags_of(_probe(python, cache_dir))
+    return tags_of_probe(_probe(python, cache_dir))
 
 
 def cached_tags(python: Path, cache_dir: Path) -> tuple[Tag, ...] | None:
@@ -58,12 +59,11 @@ def cached_tags(python: Path, cache_dir: Path) -> tuple[Tag, ...] | None:
         hit = _cached(python, cache_dir)[2]
     except BackendError:
         return None
-    return None if hit is None else _tags_of(hit)
+    return None if hit is None else tags_of_probe(hit)
 
 
-def _tags_of(probe: dict[str, Any]) -> tuple[Tag, ...]:
-    from reconciler.backends.pip import SYSCONFIG_LOCK
-
+def tags_of_probe(probe: dict[str, Any]) -> tuple[Tag, ...]:
+    """The tags of a probe's answer (see :func:`probe_uncached`)."""
     major, minor = (int(v) for v in probe["version"])
     version = (major, minor)
     with SYSCONFIG_LOCK:  # packaging's platform tags read sysconfig
@@ -138,11 +138,6 @@ def probe_key(python: Path) -> str:
     return _cached(python, None)[0]
 
 
-def tags_of_probe(probe: dict[str, Any]) -> tuple[Tag, ...]:
-    """The tags of a probe's answer (see :func:`probe_uncached`)."""
-    return _tags_of(probe)
-
-
 def remember_probe(
     cache_dir: Path,
     key: str,
@@ -177,8 +172,6 @@ def _run_probe(python: Path, key: str) -> dict[str, Any]:
 
 def _here() -> dict[str, Any]:
     """What :data:`_PROBE` prints, for the running interpreter (no process needed)."""
-    from reconciler.backends.pip import SYSCONFIG_LOCK
-
     with SYSCONFIG_LOCK:  # the first sysconfig.get_config_var sets sysconfig up
         return _here_unlocked()
 
