@@ -56,7 +56,14 @@ from reconciler.backends.wheel_records import (
     read_record,
     record_cache_file,
 )
-from reconciler.backends.wheel_tags import tags_of_probe, target_tags
+from reconciler.backends.wheel_tags import (
+    cached_tags,
+    probe_key,
+    probe_uncached,
+    remember_probe,
+    tags_of_probe,
+    target_tags,
+)
 from reconciler.errors import BackendError
 from reconciler.manifest.model import PipSettings
 from reconciler.state.python import RecordEntry, parse_record
@@ -347,21 +354,11 @@ class WheelRecords:
             if self.cache_dir is None:
                 tags = target_tags(python)
             else:
-                from reconciler.backends.wheel_tags import (
-                    cached_tags,
-                    probe_key,
-                    probe_uncached,
-                    remember_probe,
-                )
-
                 probed = self._probed.pop(str(python), None)
                 if probed is not None and probe_key(python) != probed[0]:
                     probed = None  # replaced since it was probed: probe it again
                 if probed is None:
-                    tags = cached_tags(python, self.cache_dir)
-                    found = None if tags is not None else probe_uncached(python, self.cache_dir)
-                    if found is not None:
-                        probed = (*found, tags_of_probe(found[1]))
+                    tags, probed = self._cached_or_probed(python, self.cache_dir)
                 if probed is not None:
                     key, probe, tags = probed
                     with self._tags_lock:  # the tags cache file: one writer at a time
@@ -371,6 +368,19 @@ class WheelRecords:
             self._tags[str(python)] = tags
             return tags
 
+    @staticmethod
+    def _cached_or_probed(
+        python: Path, cache_dir: Path
+    ) -> tuple[tuple[Tag, ...] | None, tuple[str, dict[str, Any], tuple[Tag, ...]] | None]:
+        """From the tags cache: ``(tags, None)``; else the probe, run now and not
+        written: ``(None, (key, probe, tags))``; ``(None, None)`` when the cache came to
+        hold the interpreter between the two reads."""
+        tags = cached_tags(python, cache_dir)
+        if tags is not None:
+            return tags, None
+        found = probe_uncached(python, cache_dir)
+        return None, None if found is None else (*found, tags_of_probe(found[1]))
+
     def prepare(self, python: Path) -> None:
         """Work out ``python``'s tags ahead of the first :meth:`record` (the planner
         calls it while the resolver's preview runs). From the tags cache when it holds
@@ -379,20 +389,17 @@ class WheelRecords:
         dir as it was). A failure is left for that call to raise."""
         if self.cache_dir is None:
             return
-        from reconciler.backends.wheel_tags import cached_tags, probe_uncached
-
         with contextlib.suppress(Exception), self._lock(python):
             if str(python) in self._tags or str(python) in self._probed:
                 return
-            tags = cached_tags(python, self.cache_dir)
-            if tags is not None:
+            tags, probed = self._cached_or_probed(python, self.cache_dir)
+            if probed is not None:
+                self._probed[str(python)] = probed
+                tags = probed[2]
+            elif tags is not None:
                 self._tags[str(python)] = tags
             else:
-                found = probe_uncached(python, self.cache_dir)
-                if found is None:
-                    return
-                tags = tags_of_probe(found[1])
-                self._probed[str(python)] = (*found, tags)
+                return
             _ranks(tags)
 
     def record(
