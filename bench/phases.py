@@ -31,6 +31,7 @@ PHASES: tuple[tuple[str, str, str], ...] = (
     ("reconciler.apply.execute", "read_state", "  read_state (after install)"),
     ("reconciler.state.environment", "read_distributions", "    read_distributions"),
     ("reconciler.state.environment", "read_conda_meta", "    read_conda_meta"),
+    ("reconciler.state.environment", "read_conda_records", "    read_conda_records"),
     ("reconciler.state.cache", "ReadCache.prune", "    ReadCache.prune"),
     ("reconciler.plan.planner", "build_plan", "build_plan"),
     ("reconciler.apply.execute", "build_plan", "build_plan"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,13 +69,16 @@ def split_record_filename(filename: str) -> CondaRecord | None:
 
 def read_conda_meta(prefix: Path) -> dict[str, CondaRecord]:
     """Installed conda records by package name; empty when ``prefix`` is not a conda env."""
-    meta = prefix / "conda-meta"
     try:
-        names = os.listdir(meta)
+        return _records(os.listdir(prefix / "conda-meta"))
     except (FileNotFoundError, NotADirectoryError):
         return {}
+
+
+def _records(filenames: Iterable[str]) -> dict[str, CondaRecord]:
+    """The records named by a ``conda-meta`` listing, by package name."""
     records: dict[str, CondaRecord] = {}
-    for filename in names:
+    for filename in filenames:
         record = split_record_filename(filename)
         if record is not None:
             records[record.name] = record
@@ -155,11 +158,7 @@ def read_conda_records(prefix: Path, cache: ReadCache) -> tuple[dict[str, CondaR
     details = Details()
     made = details._values
     try:
-        records: dict[str, CondaRecord] = {}
-        for filename in os.listdir(fd):
-            record = split_record_filename(filename)
-            if record is not None:
-                records[record.name] = record
+        records = _records(os.listdir(fd))
         cached = cache.conda_records(meta)
         table: dict[str, list[Any]] = {}
         reused = 0
