@@ -457,6 +457,47 @@ def test_preparing_probes_ahead_and_the_first_read_keeps_it(
     assert len(started) == 1
 
 
+def test_environments_planned_at_once_share_one_reader_and_one_probe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The planner prepares each environment in its own thread at once: they must share
+    # one WheelRecords, or the probe one thread prepared is lost and runs again (an
+    # apply of three environments probed the image's interpreter twice).
+    import threading
+
+    from reconciler.plan.clashes import LazyWheelRecords
+
+    venv = _copied_venv(tmp_path / "venv")
+    python = venv / "bin" / "python"
+    started = _counting_probes(monkeypatch)
+    real_init = wheels.WheelRecords.__init__
+
+    def slow_init(self: wheels.WheelRecords, *args: Any) -> None:
+        time.sleep(0.1)  # widen the window between "none made yet" and "made"
+        real_init(self, *args)
+
+    monkeypatch.setattr(wheels.WheelRecords, "__init__", slow_init)
+    lazy = LazyWheelRecords(tmp_path / "cache")
+    gate = threading.Barrier(3)
+
+    def prepare(target: Path) -> None:
+        gate.wait()
+        if target != python:
+            time.sleep(0.02)  # the copied interpreter's thread comes first
+        lazy.prepare(target)
+
+    threads = [
+        threading.Thread(target=prepare, args=(target,))
+        for target in (python, Path(sys.executable), Path(sys.executable))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert lazy.record(python, "alpha", "1.0", PipSettings(no_index=True)) is None
+    assert len(started) == 1
+
+
 def test_a_probe_of_one_interpreter_holds_up_no_other(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -53,18 +54,23 @@ class WheelContents(Protocol):
 
 class LazyWheelRecords:
     """:class:`reconciler.backends.wheels.WheelRecords`, imported at its first use: it
-    pulls in urllib, zipfile and html.parser, which a no-op run never needs."""
+    pulls in urllib, zipfile and html.parser, which a no-op run never needs.
+
+    One reader for all threads: environments are planned concurrently, and a probe
+    one of them prepares must be found by its own later :meth:`record`."""
 
     def __init__(self, cache_dir: Path | None = None) -> None:
         self.cache_dir = cache_dir
         self._real: WheelRecords | None = None
+        self._lock = threading.Lock()
 
     def _records(self) -> WheelRecords:
-        if self._real is None:
-            from reconciler.backends.wheels import WheelRecords
+        with self._lock:
+            if self._real is None:
+                from reconciler.backends.wheels import WheelRecords
 
-            self._real = WheelRecords(self.cache_dir)
-        return self._real
+                self._real = WheelRecords(self.cache_dir)
+            return self._real
 
     def prepare(self, python: Path) -> None:
         """Import the reader and work out ``python``'s wheel tags now (the planner calls
