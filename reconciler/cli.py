@@ -102,13 +102,17 @@ def _plan(args: argparse.Namespace) -> int:
     manifest = _load(args.manifest, store, args.env)
     from reconciler.lockfile import has_lock_file
 
-    inputs = read_inputs(manifest, store, args.env)
-    if args.locked or has_lock_file(manifest.path):  # without one, use_lock changes nothing
-        from reconciler.lockfile.resolver import use_lock
+    cache = store.read_cache()
+    try:
+        inputs = read_inputs(manifest, store, args.env, cache=cache)
+        if args.locked or has_lock_file(manifest.path):  # without one, use_lock changes nothing
+            from reconciler.lockfile.resolver import use_lock
 
-        inputs = use_lock(manifest, inputs, required=args.locked)
-    with resolving(sys.stderr, inputs, show=not args.quiet):
-        plan = build_plan(manifest, inputs, Backends.default(store.root / "cache"))
+            inputs = use_lock(manifest, inputs, required=args.locked)
+        with resolving(sys.stderr, inputs, show=not args.quiet):
+            plan = build_plan(manifest, inputs, Backends.default(store.root / "cache"))
+    finally:
+        store.save_read_cache(cache)  # with the requirement answers the plan added
     if args.out:
         from reconciler.state.store import write_json_atomic
 

@@ -273,10 +273,10 @@ def remove(
     manifest: Manifest, store: StateStore, names: Sequence[str], env: Environment
 ) -> RemoveResult:
     """Drop the entries for ``names`` from the environment's own lists; installs nothing."""
-    from packaging.utils import canonicalize_name
+    from reconciler.names import canonical_name
 
     source = read_source(manifest.path)
-    wanted = {n: str(canonicalize_name(n)) for n in names}
+    wanted = {n: str(canonical_name(n)) for n in names}
     edits: list[ListEdit] = []
     found: set[str] = set()
     for side in ("pip", "conda"):
@@ -363,8 +363,7 @@ def _pin(name: str, version: str) -> str:
 
 def _required_by_others(state: InstalledState, foreign: set[tuple[str, str]]) -> set[str]:
     """Names of foreign packages that another foreign package requires (pip or conda)."""
-    from packaging.utils import canonicalize_name
-
+    from reconciler.names import canonical_name
     from reconciler.plan.requirements import applies, marker_environment, parse
 
     env = marker_environment(state.python_version)
@@ -377,7 +376,7 @@ def _required_by_others(state: InstalledState, foreign: set[tuple[str, str]]) ->
         for text in pkg.dist.requires if pkg.dist is not None else ():
             req = parse(text)
             if req is not None and applies(req, env):
-                dep = str(canonicalize_name(req.name))
+                dep = str(canonical_name(req.name))
                 dep = state.dist_owner.get(dep, dep)
                 if dep != name:
                     required.add(dep)

@@ -30,12 +30,21 @@ UNUSED = (
     "networkx", "urllib.request", "reconciler.manifest.optional", "argparse", "gettext",
     "uv",
 )  # fmt: skip
-#: Not imported by a pending plan before its preview starts (the clash check's reader is
-#: imported by a thread started with the preview).
-BEFORE_PREVIEW_UNUSED = ("csv", "reconciler.backends.wheels")
+#: Not imported by a repeated pending plan (a warm read cache holds its requirement
+#: answers: nothing is parsed) or apply.
+PARSER = ("packaging.requirements", "packaging.markers", "packaging._parser")
+#: Not imported by a repeated pending plan before its preview starts (the clash check's
+#: reader, and the wheel tags with it, are imported by a thread started with the preview).
+BEFORE_PREVIEW_UNUSED = ("csv", "reconciler.backends.wheels", "packaging.tags", *PARSER)
 #: Not imported by a pending apply either: its parser builds only the apply command, and
 #: the modules of the other commands' handlers stay out.
-APPLY_UNUSED = (*UNUSED, "reconciler.edit", "reconciler.apply.kernels", "reconciler.lifecycle")
+APPLY_UNUSED = (
+    *UNUSED,
+    *PARSER,
+    "reconciler.edit",
+    "reconciler.apply.kernels",
+    "reconciler.lifecycle",
+)
 #: Value classes (``reconciler.values``) a plan or an apply would define and never use.
 UNUSED_CLASSES = ("class:Create", "class:Kernel", "class:Problem")
 #: Prints the modules imported by the run, and ``class:NAME`` for each value class of
@@ -96,10 +105,11 @@ def test_a_pending_plan_imports_only_what_it_uses(
     code, first, out = _plan(isolated, state, manifest)
     assert code == 0 and "+ install pip beta 1.0" in out, out
     assert "yaml" in first  # the first load parses the YAML (and remembers the model)
+    assert "packaging.requirements" in first  # and the requirements (remembering them)
     code, new, again = _plan(isolated, state, manifest)
     assert (code, again) == (0, out)
-    assert "reconciler.plan.planner" in new and "packaging.requirements" in new
-    assert sorted(set(new) & {*UNUSED, *UNUSED_CLASSES}) == []
+    assert "reconciler.plan.planner" in new and "reconciler.plan.requirements" in new
+    assert sorted(set(new) & {*UNUSED, *PARSER, *UNUSED_CLASSES}) == []
     assert "class:Manifest" in new and "class:Environment" in new
     _, before_preview, _ = _run(isolated, state, "plan", manifest, BEFORE_PREVIEW)
     assert "reconciler.backends.process" in before_preview

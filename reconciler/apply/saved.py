@@ -47,7 +47,8 @@ def trusted_plan(
     managed or foreign package, and (with ``wheels``) none may overwrite one's files.
     """
     from packaging.requirements import InvalidRequirement, Requirement
-    from packaging.utils import canonicalize_name
+
+    from reconciler.names import canonical_name
 
     by_name = {i.env.name: i for i in inputs}
     trusted = []
@@ -76,7 +77,7 @@ def trusted_plan(
                 problem = f"it would {change.action} {status} {pkg.name} {pkg.version}"
         for text in env_plan.pip_requirements:
             try:
-                name: str = canonicalize_name(Requirement(text).name)
+                name: str = canonical_name(Requirement(text).name)
             except InvalidRequirement:
                 name = text
             if name not in declared:

@@ -20,9 +20,8 @@ import threading
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from packaging.utils import canonicalize_name
-
 from reconciler.manifest.model import PipSettings
+from reconciler.names import canonical_name
 
 __all__ = ["forget", "local_only", "newer_offered", "project_files", "project_key"]
 
@@ -35,14 +34,14 @@ def project_key(filename: str) -> str | None:
     (``parse_wheel_filename`` / ``parse_sdist_filename``), or None when it is neither
     a wheel nor an sdist name. A file that fails the full parse is still grouped."""
     if filename.endswith(".whl"):
-        return canonicalize_name(filename.split("-", 1)[0])
+        return canonical_name(filename.split("-", 1)[0])
     if filename.endswith(".tar.gz"):
         stem = filename[: -len(".tar.gz")]
     elif filename.endswith(".zip"):
         stem = filename[: -len(".zip")]
     else:
         return None
-    return canonicalize_name(stem.rpartition("-")[0])
+    return canonical_name(stem.rpartition("-")[0])
 
 
 def project_files(directory: Path, name: str) -> tuple[str, ...]:

@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, TypeVar
 from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
-    canonicalize_name,
     parse_sdist_filename,
     parse_wheel_filename,
 )
@@ -51,6 +50,7 @@ from reconciler.backends.wheels import (
 from reconciler.backends.wheels import Link as _Link
 from reconciler.errors import BackendError
 from reconciler.manifest.model import PipSettings
+from reconciler.names import canonical_name
 from reconciler.plan.requirements import version_or_none
 from reconciler.values import value
 
@@ -128,7 +128,7 @@ def _parse_file(name: str, filename: str, url: str, metadata_url: str | None) ->
             wheel = False
     except (InvalidWheelFilename, InvalidSdistFilename):
         return None
-    if canonicalize_name(project) != name:
+    if canonical_name(project) != name:
         return None
     return ReleaseFile(str(version), url, wheel, metadata_url)
 
@@ -243,7 +243,7 @@ def listing(name: str, settings: PipSettings) -> Listing | None:
     """The files of project ``name`` in the first source that lists it, or None."""
     from reconciler.backends.process import redact
 
-    name = canonicalize_name(name)
+    name = canonical_name(name)
     for source in _sources(settings):
         files = _list_source(source, name, source in settings.find_links)
         if files:
@@ -277,7 +277,7 @@ def _metadata_of(archive: zipfile.ZipFile, name: str) -> str | None:
         top, _, leaf = entry.partition("/")
         if leaf == "METADATA" and top.endswith(".dist-info"):
             stem = top[: -len(".dist-info")].rsplit("-", 1)[0]
-            if canonicalize_name(stem) == name:
+            if canonical_name(stem) == name:
                 return archive.read(entry).decode("utf-8", "replace")
     return None
 
@@ -354,7 +354,7 @@ def requirements_of(
 
     Projects are looked up concurrently (index round trips dominate).
     """
-    todo: Sequence[tuple[str, str]] = [(canonicalize_name(n), v) for n, v in items]
+    todo: Sequence[tuple[str, str]] = [(canonical_name(n), v) for n, v in items]
     if not todo:
         return {}
 

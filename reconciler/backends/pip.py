@@ -17,8 +17,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
-from packaging.utils import canonicalize_name
-
 # The network bounds stay importable from here, where they were first defined.
 from reconciler.backends.pip_args import HTTP_CONNECT_TIMEOUT as HTTP_CONNECT_TIMEOUT
 from reconciler.backends.pip_args import HTTP_READ_TIMEOUT as HTTP_READ_TIMEOUT
@@ -42,6 +40,7 @@ from reconciler.backends.pip_locked import not_cached, run_locked
 from reconciler.backends.process import Completed, run
 from reconciler.errors import BackendError
 from reconciler.manifest.model import PipSettings
+from reconciler.names import canonical_name
 from reconciler.values import value
 
 __all__ = [
@@ -214,7 +213,7 @@ class UvCli:
             message = resolution_refusal(proc, "uv dry run")
             edges = tuple(
                 (
-                    canonicalize_name(m.group("parent")),
+                    canonical_name(m.group("parent")),
                     _req_name(m.group("child")),
                     m.group("child"),
                 )
@@ -230,7 +229,7 @@ class UvCli:
                 hint="use `installer: pip` in the manifest, or a uv version this release supports",
             ) from exc
         installs = tuple(
-            Resolved(canonicalize_name(c["name"]), str(c["version"]))
+            Resolved(canonical_name(c["name"]), str(c["version"]))
             for c in changes
             if c.get("action") in ("installed", "reinstalled")
         )
@@ -305,7 +304,7 @@ class UvCli:
             for parent in comment.split(","):
                 parent = parent.strip()
                 if parent and not parent.startswith("-"):
-                    edges.append((canonicalize_name(parent), child))
+                    edges.append((canonical_name(parent), child))
         return tuple(edges)
 
     def newest(
@@ -324,7 +323,7 @@ class UvCli:
         if proc.returncode != 0:
             return {}
         pins = (line.split("==", 1) for line in proc.stdout.splitlines() if "==" in line)
-        return {canonicalize_name(n.split("[")[0].strip()): v.strip() for n, v in pins}
+        return {canonical_name(n.split("[")[0].strip()): v.strip() for n, v in pins}
 
 
 def _run_with_input(argv: Sequence[str | Path], text: str) -> Completed:
@@ -355,7 +354,7 @@ def _run_pinned(
 
 def _req_name(spec: str) -> str:
     match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", spec)
-    return canonicalize_name(match.group(0)) if match else ""
+    return canonical_name(match.group(0)) if match else ""
 
 
 class PipCli:
@@ -388,7 +387,7 @@ class PipCli:
             ) from exc
         installs = tuple(
             Resolved(
-                canonicalize_name(item["metadata"]["name"]),
+                canonical_name(item["metadata"]["name"]),
                 str(item["metadata"]["version"]),
                 tuple(item["metadata"].get("requires_dist") or ()),
             )

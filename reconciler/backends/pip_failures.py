@@ -286,9 +286,9 @@ def unavailable(
     for pip is the whole version list.
     """
     from packaging.requirements import InvalidRequirement, Requirement
-    from packaging.utils import canonicalize_name
 
     from reconciler.backends.metadata import listing, sources_text
+    from reconciler.names import canonical_name
 
     requested: dict[str, Requirement] = {}
     for text in requirements:
@@ -296,14 +296,14 @@ def unavailable(
             req = Requirement(text)
         except InvalidRequirement:
             continue
-        requested[canonicalize_name(req.name)] = req
+        requested[canonical_name(req.name)] = req
     asked: dict[str, Requirement] = {}
     for match in re.finditer(_NAMED, message):
         try:
             req = Requirement((match.group("req") or match.group("name")).rstrip(".:;"))
         except InvalidRequirement:
             continue
-        key = canonicalize_name(req.name)
+        key = canonical_name(req.name)
         asked.setdefault(key, requested.get(key, req))
     for name, req in asked.items():  # only what the installer named: no lookups otherwise
         found = listing(name, settings)

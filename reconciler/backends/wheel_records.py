@@ -25,10 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from packaging.utils import canonicalize_name
-
 from reconciler.backends.process import redact
 from reconciler.errors import BackendError
+from reconciler.names import canonical_name
 from reconciler.state.python import RecordEntry, parse_record
 from reconciler.values import value
 
@@ -224,7 +223,7 @@ def _listing_of(archive: zipfile.ZipFile, wheel: WheelFile) -> WheelListing:
         raise _unreadable(wheel, "it has no .dist-info/RECORD")
     # One dist-info is the rule; with several, the one named after the distribution.
     chosen = next(
-        (r for r in records if canonicalize_name(r.split("-", 1)[0]) == wheel.name), records[0]
+        (r for r in records if canonical_name(r.split("-", 1)[0]) == wheel.name), records[0]
     )
     record = parse_record(archive.read(chosen).decode("utf-8", errors="replace"))
     entry_points = chosen[: -len("RECORD")] + "entry_points.txt"

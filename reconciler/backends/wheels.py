@@ -40,7 +40,6 @@ from urllib.parse import unquote, urljoin, urlsplit
 from packaging.tags import Tag
 from packaging.utils import (
     InvalidWheelFilename,
-    canonicalize_name,
     parse_wheel_filename,
 )
 from packaging.version import InvalidVersion, Version
@@ -66,6 +65,7 @@ from reconciler.backends.wheel_tags import (
 )
 from reconciler.errors import BackendError
 from reconciler.manifest.model import PipSettings
+from reconciler.names import canonical_name
 from reconciler.state.python import RecordEntry, parse_record
 from reconciler.values import value
 
@@ -228,7 +228,7 @@ def locate_wheel(
 
     A local wheel's sha256 is computed from the file; ``hash_local=False`` leaves it
     None (reading a large local wheel costs seconds, its RECORD milliseconds)."""
-    canonical = canonicalize_name(name)
+    canonical = canonical_name(name)
     try:
         wanted = Version(version)
     except InvalidVersion:

@@ -39,7 +39,7 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from packaging.utils import canonicalize_name
+from reconciler.names import canonical_name
 
 __all__ = [
     "STANDARD_WHEELS",
@@ -87,7 +87,7 @@ def escape_dist_name(name: str) -> str:
 
 def import_name(name: str) -> str:
     """Module name a hand-made distribution provides: its normalised name with underscores."""
-    return str(canonicalize_name(name)).replace("-", "_")
+    return str(canonical_name(name)).replace("-", "_")
 
 
 def dist_info_dir(dist_name: str, version: str) -> str:

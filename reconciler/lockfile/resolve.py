@@ -14,8 +14,6 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
-from packaging.utils import canonicalize_name
-
 from reconciler.backends.conda import RattlerSolver
 from reconciler.backends.pip import UvCli
 from reconciler.backends.process import first_lines
@@ -23,6 +21,7 @@ from reconciler.errors import BackendError, ReconcilerError
 from reconciler.lockfile.fresh import entries_of, managed_digest
 from reconciler.lockfile.model import LockedEnvironment, LockedRecord, LockedWheel
 from reconciler.lockfile.sources import locate_locked, tags_of
+from reconciler.names import canonical_name
 from reconciler.plan.planner import EnvironmentInputs, pip_requests
 from reconciler.plan.policy import OWNED
 from reconciler.state.environment import image_identity
@@ -40,7 +39,7 @@ class Upgrade:
 
     def keeps(self, name: str) -> bool:
         """True when the previous lock's version of ``name`` is preferred."""
-        return not self.everything and canonicalize_name(name) not in self.names
+        return not self.everything and canonical_name(name) not in self.names
 
 
 def resolve_environment(
@@ -112,7 +111,7 @@ def _pip_side(
             hint=f"run `reconciler plan MANIFEST --env {env.name}` to see which managed "
             "package stands in the way",
         )
-    pinned = {canonicalize_name(p.split("==")[0]) for p in pins}
+    pinned = {canonical_name(p.split("==")[0]) for p in pins}
     additions = sorted(
         {(i.name, i.version) for i in preview.installs if i.name not in pinned},
     )

@@ -14,13 +14,12 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from packaging.utils import canonicalize_name
-
 from reconciler.errors import ReconcilerError
 from reconciler.lockfile.fresh import read_lock, staleness
 from reconciler.lockfile.model import LockedEnvironment, LockFile, dumps, lock_path
 from reconciler.lockfile.resolve import Upgrade, resolve_environment
 from reconciler.manifest.model import Manifest
+from reconciler.names import canonical_name
 from reconciler.plan.planner import forget_index_reads, read_inputs, requested_names
 from reconciler.state.environment import image_identity
 from reconciler.state.store import StateStore
@@ -136,7 +135,7 @@ def _write_if_changed(path: Path, text: str) -> bool:
 
 def upgrade_from_args(everything: bool, packages: Sequence[str]) -> Upgrade:
     """``--upgrade`` / ``--upgrade-package NAME...`` as an :class:`Upgrade`."""
-    return Upgrade(everything, frozenset(canonicalize_name(p) for p in packages))
+    return Upgrade(everything, frozenset(canonical_name(p) for p in packages))
 
 
 def embedded_lock(manifest: Path, *, embed: bool, locked: bool) -> str | None:

@@ -14,11 +14,11 @@ from contextlib import suppress
 
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
-from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from reconciler.manifest.model import CondaRequest, PipRequest
 from reconciler.manifest.yaml_nodes import ManifestPath, format_path
+from reconciler.names import canonical_name
 from reconciler.values import field, value
 
 __all__ = [
@@ -82,7 +82,7 @@ def merge_pip(entries: Iterable[PipEntry]) -> tuple[tuple[PipRequest, ...], list
     for entry in entries:
         requirement = entry.requirement
         marker = str(requirement.marker) if requirement.marker is not None else None
-        name = canonicalize_name(requirement.name)
+        name = canonical_name(requirement.name)
         current = merged.get(name)
         if current is None:
             merged[name] = _Merged(

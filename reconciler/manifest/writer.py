@@ -101,9 +101,9 @@ def entry_name(side: Side, text: str) -> str:
     from reconciler.manifest.specs import parse_conda, parse_pip
 
     if side == "pip":
-        from packaging.utils import canonicalize_name
+        from reconciler.names import canonical_name
 
-        return str(canonicalize_name(parse_pip(text).name))
+        return str(canonical_name(parse_pip(text).name))
     return parse_conda(text)[0]
 
 

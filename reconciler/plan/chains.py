@@ -42,7 +42,7 @@ def requirement_text(spec: str, child: str, *, pep508: bool = True) -> str:
     if req is None:
         return spec
     extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
-    text = f"{req.name}{extras}{req.specifier}"
+    text = f"{req.name}{extras}{req.spec}"
     return f"{text} (if {req.marker})" if req.marker is not None else text
 
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from packaging.requirements import Requirement
-
 from reconciler.plan.planner import EnvironmentInputs, pip_requests
-from reconciler.plan.requirements import applies, marker_environment, satisfies, unmet
+from reconciler.plan.requirements import (
+    applies,
+    marker_environment,
+    parse_request,
+    satisfies,
+    unmet,
+)
 from reconciler.state.environment import Package
 from reconciler.state.files import VerifiedFiles
 from reconciler.values import value
@@ -133,7 +137,7 @@ def _declared(inputs: EnvironmentInputs) -> list[Finding]:
     marker_env = marker_environment(state.python_version)
     for request in pip_requests(env):
         dist = state.dists.get(request.name)
-        req = Requirement(request.requirement)
+        req = parse_request(request.requirement)
         if not applies(req, marker_env):
             continue  # its marker excludes this environment: plan installs nothing either
         if dist is None:
@@ -344,8 +348,7 @@ def _changed_files(pkg: Package, want: str, paths: list[str]) -> list[Finding]:
 def _needed(inputs: EnvironmentInputs, declared: set[str]) -> set[str]:
     """The declared packages and everything they require, transitively (pip
     ``Requires-Dist`` and conda ``depends``): an owned dependency is not an orphan."""
-    from packaging.utils import canonicalize_name
-
+    from reconciler.names import canonical_name
     from reconciler.plan.requirements import applies, parse
 
     state = inputs.state
@@ -364,7 +367,7 @@ def _needed(inputs: EnvironmentInputs, declared: set[str]) -> set[str]:
         for text in dist.requires if dist is not None else ():
             req = parse(text)
             if req is not None and applies(req, env):
-                stack.append(canonicalize_name(req.name))
+                stack.append(canonical_name(req.name))
         details = state.details.get(name)
         for dep in details.depends if details is not None else ():
             stack.append(dep.split()[0].lower())
@@ -372,10 +375,9 @@ def _needed(inputs: EnvironmentInputs, declared: set[str]) -> set[str]:
 
 
 def _installed_version(inputs: EnvironmentInputs, requirement: str) -> str | None:
-    from packaging.utils import canonicalize_name
-
+    from reconciler.names import canonical_name
     from reconciler.plan.requirements import parse
 
     req = parse(requirement)
-    dist = inputs.state.dists.get(canonicalize_name(req.name)) if req else None
+    dist = inputs.state.dists.get(canonical_name(req.name)) if req else None
     return dist.version if dist else None

@@ -12,14 +12,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from packaging.utils import canonicalize_name
-
 from reconciler.backends.pip import PipInstaller, PipPreview, Resolved, with_requirements
 from reconciler.manifest.model import PipSettings
+from reconciler.names import canonical_name
 from reconciler.plan.model import Change, HeldBack, Holder
 from reconciler.plan.policy import Ownership
 from reconciler.plan.requirements import (
     applies,
+    contains,
     marker_environment,
     parse,
     satisfies,
@@ -77,7 +77,7 @@ def _graph(
                 req = parse(text)
                 if req is None or not applies(req, env, extras.get(parent, ())):
                     continue
-                child = canonicalize_name(req.name)
+                child = canonical_name(req.name)
                 edges.setdefault((parent, child), text)
                 new = set(req.extras) - extras.setdefault(child, set())
                 if new:
@@ -98,7 +98,7 @@ def _excludes(version: str) -> Callable[[str], bool]:
 
     def excludes(text: str) -> bool:
         req = parse(text)
-        return req is not None and not req.specifier.contains(version, prereleases=True)
+        return req is not None and not contains(req.spec, version)
 
     return excludes
 
@@ -175,7 +175,7 @@ def held_back(
             extras = request.extras if request is not None else ()
             if req is None or not applies(req, env, extras):
                 continue
-            dist = state.dists.get(canonicalize_name(req.name))
+            dist = state.dists.get(canonical_name(req.name))
             if dist is None or satisfies(req, dist):
                 continue
             pkg = packages[state.package_for_dist(dist.name)]

@@ -19,8 +19,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from packaging.requirements import Requirement
-
 from reconciler.backends.pip import PipInstaller, PipPreview, Resolved
 from reconciler.backends.pip_failures import unavailable
 from reconciler.backends.process import first_lines
@@ -31,7 +29,9 @@ from reconciler.plan.model import Change
 from reconciler.plan.pip_reasons import chains_of, held_back
 from reconciler.plan.policy import OWNED, Ownership
 from reconciler.plan.requirements import (
+    ParsedRequirement,
     marker_environment,
+    parse_request,
     satisfies,
     unmet,
     version_or_none,
@@ -53,7 +53,7 @@ class PipSidePlan:
     resolver_ran: bool
 
 
-def _direction(installed: str, req: Requirement) -> str:
+def _direction(installed: str, req: ParsedRequirement) -> str:
     """upgrade or downgrade: the side of the installed version that the first clause it
     fails points to (``<2`` over 2.0 is a downgrade, ``>=2`` over 1.0 an upgrade)."""
     have = version_or_none(installed)
@@ -117,11 +117,11 @@ def plan_pip_side(
     roots: list[tuple[str, frozenset[str]]] = []
     pending = False
     for request in requests:
-        req = Requirement(request.requirement)
+        req = parse_request(request.requirement)
         dist = state.dists.get(request.name)
         if satisfies(req, dist):
             satisfied.append(request.requirement)
-            roots.append((request.name, frozenset(req.extras)))
+            roots.append((request.name, req.extras))
             if dist is not None and not dist.system_site:
                 to_resolve.append(request.requirement)
             continue
@@ -140,7 +140,7 @@ def plan_pip_side(
                         manager="pip",
                         name=request.name,
                         from_version=dist.version,
-                        to_version=str(req.specifier) or None,
+                        to_version=req.spec or None,
                         requested=True,
                         refused=True,
                         reason=_with_removal(reason, state, request.name, status),
@@ -170,7 +170,7 @@ def plan_pip_side(
             texts[i.name]
             for i in preview.installs
             if i.name in texts
-            and not any(c.operator in ("==", "===") for c in Requirement(texts[i.name]).specifier)
+            and not parse_request(texts[i.name]).pins_exactly()
             and newer_offered(i.name, i.version, settings)
         ]
         with _Background(installer.newest, python, ask_newest, settings) as newest:

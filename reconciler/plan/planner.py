@@ -11,17 +11,17 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from packaging.utils import canonicalize_name
-
 from reconciler.backends.conda import CondaSolver, RattlerSolver, SpecMatcher
 from reconciler.backends.pip import PipInstaller, check_index_order, select_installer
 from reconciler.errors import ReconcilerError
 from reconciler.manifest.model import Environment, Manifest, PipRequest, select_environments
+from reconciler.names import canonical_name
 from reconciler.plan.clashes import LazyWheelRecords, WheelContents
 from reconciler.plan.conda_side import plan_conda_side
 from reconciler.plan.model import UNRESOLVED, Change, EnvironmentPlan, Plan
 from reconciler.plan.pip_side import plan_pip_side
 from reconciler.plan.policy import Ownership
+from reconciler.plan.requirements import use_tables
 from reconciler.state.cache import ReadCache
 from reconciler.state.environment import (
     InstalledState,
@@ -97,6 +97,7 @@ def read_inputs(
     selected = select_environments(manifest, names)
     owns_cache = cache is None
     cache = store.read_cache() if cache is None else cache
+    use_tables(cache)  # requirement answers are read from and added to it
     matcher = SpecMatcher(cache)
     out: list[EnvironmentInputs] = []
     for env in selected:
@@ -191,9 +192,9 @@ def _kernel_change(env: Environment) -> Change | None:
 
 def _specifier(requirement: str) -> str | None:
     """``alpha>=2`` -> ``>=2``: the version part shown for a not-yet-resolved install."""
-    from packaging.requirements import Requirement
+    from reconciler.plan.requirements import parse_request
 
-    return str(Requirement(requirement).specifier) or None
+    return parse_request(requirement).spec or None
 
 
 def _new_environment(
@@ -360,4 +361,4 @@ def build_plan(manifest: Manifest, inputs: Sequence[EnvironmentInputs], backends
 
 def requested_names(env: Environment) -> set[str]:
     """Canonical names of everything the environment declares."""
-    return {canonicalize_name(r.name) for r in pip_requests(env)} | {r.name for r in env.conda}
+    return {canonical_name(r.name) for r in pip_requests(env)} | {r.name for r in env.conda}

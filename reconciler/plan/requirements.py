@@ -2,30 +2,145 @@
 
 Markers are evaluated for the *target* environment's Python version (read from
 its ``lib/pythonX.Y``), not the interpreter running reconciler.
+
+Every answer here is a pure function of its text: a requirement's parse, whether a
+version is in a specifier, whether a marker holds in an environment. They are kept
+in the read cache's requirement tables (:class:`reconciler.state.cache.RequirementTables`,
+bound by the planner with :func:`use_tables`), so a warm plan neither parses a
+requirement nor imports ``packaging``'s parser and markers (~25 ms of imports, and a
+real stack's ~600 parses). What is not in the tables is answered by ``packaging``
+itself, exactly as before, and added.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
-from packaging.markers import default_environment
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from reconciler.digest import sha256
+from reconciler.names import canonical_name
+from reconciler.state.cache import ReadCache, RequirementTables
 from reconciler.state.python import Distribution
+from reconciler.values import value
 
-__all__ = ["applies", "marker_environment", "parse", "satisfies", "unmet", "version_or_none"]
+if TYPE_CHECKING:
+    from packaging.specifiers import SpecifierSet
+
+__all__ = [
+    "MarkerEnvironment",
+    "ParsedRequirement",
+    "applies",
+    "contains",
+    "marker_environment",
+    "parse",
+    "parse_request",
+    "satisfies",
+    "unmet",
+    "use_tables",
+    "version_or_none",
+]
+
+_tables = RequirementTables()  # in this process only, until a read cache is bound
 
 
-@lru_cache(maxsize=4096)
-def parse(text: str) -> Requirement | None:
+def use_tables(cache: ReadCache) -> None:
+    """Answer from, and add to, ``cache``'s requirement tables from now on (saved
+    with the cache). The answers are pure, so any cache's tables serve any plan."""
+    global _tables
+    _tables = cache.requirements
+
+
+@value
+class ParsedRequirement:
+    """What a PEP 508 requirement says, as ``packaging.requirements.Requirement`` renders
+    it: ``specifier`` and ``marker`` are its ``str()`` forms ("" and None when absent)."""
+
+    name: str  # as written
+    extras: frozenset[str]
+    spec: str
+    marker: str | None
+    url: str | None
+
+    @property
+    def key(self) -> str:
+        """The canonical project name."""
+        return canonical_name(self.name)
+
+    @property
+    def specifier(self) -> SpecifierSet:
+        """The specifier as packaging's ``SpecifierSet`` (its clauses, operators)."""
+        return _specifier_set(self.spec)
+
+    def pins_exactly(self) -> bool:
+        """Has it an ``==`` or ``===`` clause?"""
+        return any(clause.startswith("==") for clause in self.spec.split(","))
+
+
+@lru_cache(maxsize=8192)
+def parse(text: str) -> ParsedRequirement | None:
     """A parsed requirement, or None for one packaging cannot read (legacy metadata)."""
-    try:
-        return Requirement(text)
-    except InvalidRequirement:
+    tables = _tables
+    row = tables.parsed.get(text, _MISSING)
+    if row is None:
         return None
+    if row is not _MISSING and _is_row(row):
+        name, extras, spec, marker, url = row
+        return ParsedRequirement(name, frozenset(extras), spec, marker, url)
+    from packaging.requirements import InvalidRequirement
+
+    try:
+        found: ParsedRequirement | None = _by_packaging(text)
+    except InvalidRequirement:
+        found = None
+    tables.parsed[text] = (
+        None
+        if found is None
+        else [found.name, sorted(found.extras), found.spec, found.marker, found.url]
+    )
+    tables.added()
+    return found
+
+
+def parse_request(text: str) -> ParsedRequirement:
+    """:func:`parse` of a text that must be PEP 508 (a manifest's request, checked when
+    the manifest was read): packaging's ``InvalidRequirement`` when it is not."""
+    return parse(text) or _by_packaging(text)
+
+
+_MISSING: Any = object()
+
+
+def _is_row(row: Any) -> bool:
+    return (
+        isinstance(row, list)
+        and len(row) == 5
+        and isinstance(row[0], str)
+        and isinstance(row[1], list)
+        and all(isinstance(e, str) for e in row[1])
+        and isinstance(row[2], str)
+        and all(v is None or isinstance(v, str) for v in row[3:])
+    )
+
+
+def _by_packaging(text: str) -> ParsedRequirement:
+    """packaging's parse of ``text`` (its ``InvalidRequirement`` when not PEP 508)."""
+    from packaging.requirements import Requirement
+
+    req = Requirement(text)
+    marker = str(req.marker) if req.marker is not None else None
+    return ParsedRequirement(req.name, frozenset(req.extras), str(req.specifier), marker, req.url)
+
+
+@lru_cache(maxsize=1024)
+def _specifier_set(spec: str) -> SpecifierSet:
+    from packaging.specifiers import SpecifierSet
+
+    return SpecifierSet(spec)
 
 
 @lru_cache(maxsize=8192)
@@ -37,8 +152,50 @@ def version_or_none(text: str) -> Version | None:
         return None
 
 
-def marker_environment(python_version: str | None) -> dict[str, str]:
+@value
+class MarkerEnvironment:
+    """The marker environment of a target whose Python is ``python_version`` (X.Y).
+
+    ``key`` names it in the tables: the ``packaging`` version and everything
+    ``packaging.markers.default_environment`` reads (the running interpreter's
+    version and implementation, ``os.name``, ``sys.platform``, ``os.uname()``), with
+    the target's Python version. :meth:`values` is the environment itself."""
+
+    key: str
+    python_version: str | None
+
+    def values(self) -> dict[str, str]:
+        """The marker variables (computed by ``packaging`` when first asked)."""
+        return _environment_values(self.python_version)
+
+
+def marker_environment(python_version: str | None) -> MarkerEnvironment:
     """The marker environment of a target whose Python is ``X.Y``."""
+    return MarkerEnvironment(_environment_key(python_version), python_version)
+
+
+@lru_cache(maxsize=16)
+def _environment_key(python_version: str | None) -> str:
+    import packaging
+
+    implementation = sys.implementation
+    fields = (
+        packaging.__version__,
+        sys.version,
+        implementation.name,
+        tuple(implementation.version),
+        os.name,
+        sys.platform,
+        tuple(os.uname()),
+        python_version or "",
+    )
+    return sha256(repr(fields).encode()).hexdigest()[:32]
+
+
+@lru_cache(maxsize=16)
+def _environment_values(python_version: str | None) -> dict[str, str]:
+    from packaging.markers import default_environment
+
     env = {k: str(v) for k, v in default_environment().items()}
     if python_version:
         env["python_version"] = python_version
@@ -47,26 +204,56 @@ def marker_environment(python_version: str | None) -> dict[str, str]:
     return env
 
 
-def applies(req: Requirement, env: Mapping[str, str], extras: Iterable[str] = ()) -> bool:
+def applies(req: ParsedRequirement, env: MarkerEnvironment, extras: Iterable[str] = ()) -> bool:
     """Does ``req``'s marker hold in ``env`` for the given extras (or none)?"""
     if req.marker is None:
         return True
-    return any(req.marker.evaluate({**env, "extra": extra}) for extra in ("", *extras))
+    return any(_holds(req.marker, env, extra) for extra in ("", *extras))
 
 
-def satisfies(req: Requirement, dist: Distribution | None) -> bool:
+def _holds(marker: str, env: MarkerEnvironment, extra: str) -> bool:
+    tables = _tables
+    key = f"{env.key}\0{marker}\0{extra}"
+    hit = tables.markers.get(key)
+    if hit is None:
+        hit = bool(_marker(marker).evaluate({**env.values(), "extra": extra}))
+        tables.markers[key] = hit
+        tables.added()
+    return hit
+
+
+@lru_cache(maxsize=1024)
+def _marker(text: str) -> Any:
+    from packaging.markers import Marker
+
+    return Marker(text)
+
+
+def contains(spec: str, version: str) -> bool:
+    """Is ``version`` in the specifier ``spec`` (pre-releases allowed: they are installed)?"""
+    tables = _tables
+    key = f"{spec}\0{version}"
+    hit = tables.contains.get(key)
+    if hit is None:
+        hit = bool(_specifier_set(spec).contains(version, prereleases=True))
+        tables.contains[key] = hit
+        tables.added()
+    return hit
+
+
+def satisfies(req: ParsedRequirement, dist: Distribution | None) -> bool:
     """Is ``req`` met by the installed ``dist`` (pre-releases allowed: they are installed)?"""
     if dist is None:
         return False
-    if not req.specifier:
+    if not req.spec:
         return True
-    return req.specifier.contains(dist.version, prereleases=True)
+    return contains(req.spec, dist.version)
 
 
 def unmet(
     roots: Iterable[tuple[str, frozenset[str]]],
     dists: Mapping[str, Distribution],
-    env: Mapping[str, str],
+    env: MarkerEnvironment,
 ) -> list[tuple[str, str]]:
     """``(parent, requirement)`` pairs not met in the closure of ``roots`` (name, extras).
 
@@ -87,9 +274,9 @@ def unmet(
             req = parse(text)
             if req is None or not applies(req, env, extras):
                 continue
-            child = canonicalize_name(req.name)
+            child = req.key
             if not satisfies(req, dists.get(child)):
                 missing.append((name, text))
             else:
-                stack.append((child, frozenset(req.extras)))
+                stack.append((child, req.extras))
     return missing

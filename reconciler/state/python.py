@@ -12,8 +12,7 @@ import os
 import re
 from pathlib import Path
 
-from packaging.utils import canonicalize_name
-
+from reconciler.names import canonical_name
 from reconciler.state.cache import DistEntry, ReadCache
 from reconciler.values import value
 
@@ -311,7 +310,7 @@ def _dist_info(fd: int, entry: str) -> Distribution | None:
         return None
     name, version, requires = headers
     return Distribution(
-        name=canonicalize_name(name),
+        name=canonical_name(name),
         display_name=name,
         version=version,
         requires=requires,
@@ -343,7 +342,7 @@ def _egg_info(path: Path, entry: str) -> Distribution | None:
     if path.is_dir():
         requires = requires or _egg_info_requires(path)
     return Distribution(
-        name=canonicalize_name(name),
+        name=canonical_name(name),
         display_name=name,
         version=version,
         requires=requires,
