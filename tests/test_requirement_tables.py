@@ -97,7 +97,7 @@ def test_specifier_and_marker_answers_are_packaging_s(
     fresh_tables: ReadCache, tmp_path: Path
 ) -> None:
     env = marker_environment("3.10")
-    values = {**default_environment(), "python_version": "3.10"}
+    values = {**{k: str(v) for k, v in default_environment().items()}, "python_version": "3.10"}
     values["python_full_version"] = "3.10.0"
 
     def answers() -> list[object]:
