@@ -58,10 +58,13 @@ PROBE = (
     "import json; print(json.dumps({'code': code, 'new': new}))"
 )
 
-#: Prints the modules imported when the first process (the preview) starts, and stops.
+#: Prints the modules imported when the first process (the preview, or what is newest
+#: asked beside it) starts, and stops.
 BEFORE_PREVIEW = (
-    "import json, os, subprocess, sys; before = set(sys.modules)\n"
+    "import json, os, subprocess, sys, threading; before = set(sys.modules)\n"
+    "first = threading.Lock()\n"
     "def started(self, *args, **kwargs):\n"
+    "    first.acquire()  # a process started beside it waits for the exit\n"
     "    print(json.dumps({'code': 0, 'new': sorted(set(sys.modules) - before)}), flush=True)\n"
     "    os._exit(0)\n"
     "subprocess.Popen.__init__ = started\n"

@@ -297,21 +297,75 @@ def test_newest_is_asked_only_where_a_newer_release_may_be(
         "  + install pip delta 1.1 (requested)",
         "Plan: 2 to install.",
     ]
-    assert asked == [["black"]]  # delta 1.1 is the newest file in the only location
+    # Local directories only: asked once, while the preview runs, for each request that
+    # two versions are offered of (delta 1.0 and 1.1, black 22.12.0 and 23.1.0); the
+    # answer serves black, the one request planned below a newer release.
+    assert asked == [["delta", "black"]]
 
     manifest = write_manifest(
-        tmp_path / "m.yaml", {"e": {"prefix": prefix, "pip": ["delta"]}}, wheelhouse=house
+        tmp_path / "m.yaml", {"e": {"prefix": prefix, "pip": ["gamma"]}}, wheelhouse=house
     )
     code, out, _ = run_cli(capsys, "--state-dir", tmp_path / "state", "plan", manifest)
     assert (code, out.splitlines()[1:]) == (
         0,
-        ["  + install pip delta 1.1 (requested)", "Plan: 1 to install."],
+        [
+            "  + install pip alpha 2.0 (required by beta <- gamma)",
+            "  + install pip beta 2.0 (required by gamma)",
+            "  + install pip gamma 1.0 (requested)",
+            "Plan: 3 to install.",
+        ],
     )
-    assert asked == [["black"]]
+    assert asked == [["delta", "black"]]  # gamma 1.0 is the only gamma offered
+
+
+def test_an_early_newest_that_cannot_answer_is_asked_again_exactly(
+    tmp_path: Path,
+    wheelhouse: Path,
+    isolated: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # zeta>=5 is met by the installed zeta 5.0, which the only location does not offer
+    # (1.0 and 2.0): asked with the preview, it fails the whole early question; black's
+    # newest is then asked alone after the preview, and the plan says what it said.
+    from reconciler.backends import pip
+
+    house = Path(shutil.copytree(wheelhouse, tmp_path / "house"))
+    for version, requires in (("22.12.0", "packaging>=20"), ("23.1.0", "packaging>=22.0")):
+        build_wheel(house, "black", version, [requires])
+    build_wheel(house, "packaging", "21.3")
+    build_wheel(tmp_path / "elsewhere", "zeta", "5.0")
+    for version in ("1.0", "2.0"):
+        build_wheel(house, "zeta", version)
+    asked: list[tuple[list[str], dict[str, str]]] = []
+    real = pip.UvCli.newest
+
+    def counting(self: pip.UvCli, python: Path, requirements: list[str], *args: Any) -> Any:
+        answer = real(self, python, requirements, *args)
+        asked.append((list(requirements), answer))
+        return answer
+
+    monkeypatch.setattr(pip.UvCli, "newest", counting)
+    prefix = make_venv(tmp_path / "env")
+    pip_install(prefix, ["packaging==21.3"], house)
+    pip_install(prefix, ["zeta==5.0"], tmp_path / "elsewhere")
+    manifest = write_manifest(
+        tmp_path / "m.yaml", {"e": {"prefix": prefix, "pip": ["zeta>=5", "black"]}},
+        wheelhouse=house,
+    )  # fmt: skip
+    code, out, _ = _plan(capsys, tmp_path, manifest)
+    assert code == 0, out
+    assert out.splitlines()[1:] == [
+        "  + install pip black 22.12.0 (requested)",
+        "      held back: newest is 23.1.0; black 23.1.0 requires packaging>=22.0; "
+        "packaging is managed at 21.3",
+        "Plan: 1 to install.",
+    ]
+    assert asked == [(["zeta>=5", "black"], {}), (["black"], {"black": "23.1.0"})]
 
 
 def test_newer_offered_is_false_only_for_local_directories_that_say_so(tmp_path: Path) -> None:
-    from reconciler.backends.local_dirs import newer_offered
+    from reconciler.backends.local_dirs import may_offer_several, newer_offered
 
     house = tmp_path / "house"
     build_wheel(house, "alpha", "1.0")
@@ -334,6 +388,16 @@ def test_newer_offered_is_false_only_for_local_directories_that_say_so(tmp_path:
     assert newer_offered("alpha", "2.0rc1", page) is True  # not a directory
     remote = PipSettings(find_links=("http://127.0.0.1:1/links/",), no_index=True)
     assert newer_offered("alpha", "2.0rc1", remote) is True
+    # Before the preview: could two releases be offered (file names, read as written)?
+    build_wheel(house, "gamma", "1.0")
+    assert [may_offer_several(n, local) for n in ("alpha", "beta", "gamma", "zeta")] == [
+        True,
+        True,
+        False,
+        False,
+    ]
+    assert may_offer_several("gamma", PipSettings(find_links=(str(house),))) is True  # PyPI
+    assert may_offer_several("gamma", page) is True
 
 
 def test_a_local_wheels_requirements_are_kept_until_the_file_changes(

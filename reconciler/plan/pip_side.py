@@ -157,13 +157,17 @@ def plan_pip_side(
     python = state.prefix / "bin" / "python"
     cache_dir = getattr(wheels, "cache_dir", None)  # where wheel metadata read is kept
     texts = {r.name: r.requirement for r in requests}
-    with _Prepared(python, wheels):
+    early = _newest_with_the_preview(texts, to_resolve, settings)
+    ahead = _Background(installer.newest, python, early, settings)
+    with _Prepared(python, wheels), ahead as newest_early:
         preview = installer.preview(python, to_resolve, constraints, settings)
     if preview.ok:
         # What is newest, for the requests the preview installs (held back or not),
         # is asked while the chains and the clash check are worked out. Not before the
         # preview: a failing index would see every request twice. Not at all when the
-        # local directories that are the only locations offer nothing newer.
+        # local directories that are the only locations offer nothing newer (then it
+        # may have been asked with the preview: that answer serves when it names
+        # every request asked now).
         from reconciler.backends.local_dirs import newer_offered
 
         ask_newest = [
@@ -173,6 +177,13 @@ def plan_pip_side(
             and not parse_request(texts[i.name]).pins_exactly()
             and newer_offered(i.name, i.version, settings)
         ]
+        asked = {parse_request(t).key for t in ask_newest}
+        answered = newest_early() if asked else {}
+        if asked <= answered.keys():
+            answered = {k: v for k, v in answered.items() if k in asked}
+            ask_newest = []
+        else:
+            answered = {}  # asked again below, exactly as without the early answer
         with _Background(installer.newest, python, ask_newest, settings) as newest:
             chains: dict[str, tuple[str, tuple[str, ...]]] = {}
             if any(i.name not in texts for i in preview.installs):
@@ -184,7 +195,7 @@ def plan_pip_side(
             checked = found
             if wheels is not None:
                 checked = refuse_clashes(state, ownership, found, wheels, settings)
-            held = held_back(state, ownership, settings, texts, found, newest())
+            held = held_back(state, ownership, settings, texts, found, newest() or answered)
         changes += [_merged(c, h) for c, h in zip(checked, held)]
         return PipSidePlan(tuple(changes), tuple(satisfied), tuple(to_resolve), constraints, True)
 
@@ -196,6 +207,28 @@ def plan_pip_side(
         state, packages, ownership, installer, settings, to_resolve, texts, preview
     )
     return PipSidePlan(tuple(changes), tuple(satisfied), tuple(to_resolve), constraints, True)
+
+
+def _newest_with_the_preview(
+    texts: Mapping[str, str], to_resolve: Sequence[str], settings: PipSettings
+) -> list[str]:
+    """The requests whose newest release is asked while the preview runs: with local
+    directories as the only locations (no index to see a request twice), each request
+    to resolve that is not pinned exactly and could be held back, which needs at least
+    two versions offered. ``installer.newest``
+    answers each request alone (``--no-deps``), so asking more changes no answer."""
+    from reconciler.backends.local_dirs import local_only, may_offer_several
+
+    if not local_only(settings):
+        return []
+    resolving = set(to_resolve)
+    return [
+        text
+        for name, text in texts.items()
+        if text in resolving
+        and not parse_request(text).pins_exactly()
+        and may_offer_several(name, settings)
+    ]
 
 
 def _merged(checked: Change, held: Change) -> Change:
