@@ -8,6 +8,7 @@ that Python children write and use ``.pyc`` files as on a user's machine.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import subprocess
@@ -16,6 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 _LEAKY_PREFIXES = ("PIP_", "UV_", "CONDA_", "RATTLER_", "XDG_", "JUPYTER", "RECONCILER_")
 _LEAKY_NAMES = (
@@ -95,6 +97,43 @@ def run_timed(argv: Sequence[str | Path], env: Mapping[str, str], cwd: Path | No
             usage.ru_maxrss,  # KiB on Linux
             usage.ru_utime + usage.ru_stime,
         )
+
+
+def run_together(
+    argvs: Sequence[Sequence[str | Path]], env: Mapping[str, str], cwd: Path | None = None
+) -> tuple[float, list[Run]]:
+    """Start every ``argv`` at once (no shell) and wait for all: the wall time until the
+    last one ended, and each one's :class:`Run` (its own time is from the common start)."""
+    with contextlib.ExitStack() as stack:
+        files = [
+            (
+                stack.enter_context(tempfile.TemporaryFile()),
+                stack.enter_context(tempfile.TemporaryFile()),
+            )
+            for _ in argvs
+        ]
+        commands = [tuple(str(a) for a in argv) for argv in argvs]
+        start = time.perf_counter()
+        procs = [
+            subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=dict(env), cwd=cwd
+            )
+            for args, (out, err) in zip(commands, files)
+        ]
+        ended: dict[int, tuple[float, int, Any]] = {}
+        while len(ended) < len(procs):
+            pid, status, usage = os.wait4(-1, 0)
+            ended[pid] = (time.perf_counter() - start, status, usage)
+        runs = []
+        for args, proc, (out, err) in zip(commands, procs, files):
+            seconds, status, usage = ended[proc.pid]
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            out.seek(0)
+            err.seek(0)
+            stdout, stderr = (f.read().decode(errors="replace") for f in (out, err))
+            cpu = usage.ru_utime + usage.ru_stime
+            runs.append(Run(args, seconds, proc.returncode, stdout, stderr, usage.ru_maxrss, cpu))
+        return max(r.seconds for r in runs), runs
 
 
 @dataclass

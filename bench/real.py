@@ -102,6 +102,7 @@ class _RealBench:
         self.work.mkdir()
         self.prefix = self.work / "prefix"
         self.runs = 1 if bench.config.quick else bench.config.runs
+        self.dry_missing = 0.0  # uv's dry run of the missing packages (the apply's floor)
 
     # -- inputs --
 
@@ -149,16 +150,20 @@ class _RealBench:
         capture = b.rec(self.work / "state0", "baseline", "capture", noop)
         b.run(capture, lambda r: r.returncode == 0, f"real {self.kind}: baseline capture")
         state = self.fresh_state()
-        plans = {}
+        plans: dict[str, tuple[float, float]] = {}
         for name, manifest, code in (("noop", noop, 0), ("missing", missing, 0),
                                      ("refused", refused, 3)):  # fmt: skip
             plans[name] = self.compare_plan(name, b.rec(state, "plan", manifest), code)
         label = f"real {self.kind}"
         self.row(f"{label}: no-op plan", plans["noop"], "uv --dry-run", 1.5)
         self.row(f"{label}: plan, 4 missing", plans["missing"], "uv --dry-run", 2.5)
+        start = b.python_start()
+        dry = plans["missing"][1]
+        b.floor_row("python + the dry run", start + dry, dry, 2.5)
         ours, _ = plans["refused"]
         without, _ = plans["missing"]
         self.row(f"{label}: plan with a refusal", (ours, without), "same plan without", 1.5)
+        self.dry_missing = plans["missing"][1]
         self.compare_apply(missing)
 
     def compare_plan(self, name: str, argv: list[str], code: int) -> tuple[float, float]:
@@ -198,6 +203,9 @@ class _RealBench:
                 theirs.add(u.seconds, u.maxrss_kib)
         self.row(f"real {self.kind}: apply, 4 missing", (ours.median, theirs.median),
                  "uv pip install", 1.5)  # fmt: skip
+        # A safe apply previews before it installs: a dry run, then the install.
+        floor = b.python_start() + self.dry_missing + theirs.median
+        b.floor_row("python + the dry run + the install", floor, theirs.median, 1.5)
 
     def row(self, what: str, times: tuple[float, float], other: str, target: float) -> None:
         from bench.run import Row, _verdict

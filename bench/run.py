@@ -50,7 +50,7 @@ import yaml
 
 from bench import fixture as fx
 from bench import real
-from bench.measure import CheckFailed, Run, Series, isolated_env, run_timed
+from bench.measure import CheckFailed, Run, Series, isolated_env, run_timed, run_together
 from reconciler.fastpath import CACHE as NOOP_STAMPS
 
 REPO = fx.REPO
@@ -175,6 +175,7 @@ class Bench:
     prefixes: dict[str, Path] = field(default_factory=dict)
     listings: dict[str, tuple[set[str], set[str]]] = field(default_factory=dict)
     _has_pip: dict[Path, bool] = field(default_factory=dict)
+    _start: Series | None = None
 
     # -- commands --
 
@@ -213,6 +214,25 @@ class Bench:
         if not check(result):
             raise CheckFailed(f"{what}: unexpected result\n{result.describe()}")
         return result
+
+    def python_start(self) -> float:
+        """The median start of ``python -c pass`` (measured once): what any Python front end
+        pays before it can run uv at all, for the floors beside the targets."""
+        if self._start is None:
+            argv = [sys.executable, "-c", "pass"]
+            self._start = self.new_series("python -c pass (for the floors)", argv)
+            for measured in self.rounds(self.config.version_runs):
+                p = self.run(argv, lambda r: r.returncode == 0, "python -c pass")
+                if measured:
+                    self._start.add(p.seconds, p.maxrss_kib)
+        return self._start.median
+
+    def floor_row(self, what: str, floor: float, other: float, target: float) -> None:
+        """An info row: the least a command can take that starts Python and runs the uv
+        processes it must (``floor`` seconds), as a ratio to the competitor's ``other``."""
+        ratio = f"{floor / other:.2f}x"
+        row = Row(f"  floor: {what}", "", f"{floor:.3f} s", ratio, f"(target {target}x)", "info")
+        self.rows.append(row)
 
     def new_series(self, label: str, command: Sequence[str]) -> Series:
         series = Series(label, self._short(" ".join(command)))
@@ -454,6 +474,9 @@ class Bench:
                 self._profile_cmd(rec_argv, None),
             )
         )
+        self.floor_row(
+            "python start + the dry run", self.python_start() + uv.median, uv.median, 2.5
+        )
         self.bench_noop_plan(state)
         self.bench_imports(rec_argv)
 
@@ -553,6 +576,8 @@ class Bench:
             for n, p in self.prefixes.items()
         }
         uv_seq = Series("uv 5 new: 3 sequential installs")
+        dry_together = Series("uv 5 new: 3 dry runs at once")
+        installs_together = Series("uv 5 new: 3 installs at once")
         for measured in self.rounds():
             state = self.fresh_state("state-apply")
             r = self.run(
@@ -574,10 +599,13 @@ class Bench:
                 if measured:
                     uv_each[name].add(u.seconds, u.maxrss_kib)
             self.restore_all()
+            dry, installs = self.together()
             if measured:
                 rec.add(r.seconds, r.maxrss_kib)
                 uv_seq.add(total)
-        self.series.append(uv_seq)
+                dry_together.add(dry)
+                installs_together.add(installs)
+        self.series += [uv_seq, dry_together, installs_together]
         slowest_name, slowest = max(uv_each.items(), key=lambda kv: kv[1].median)
         ratio = rec.median / uv_seq.median
         self.rows.append(
@@ -605,6 +633,30 @@ class Bench:
                 "info",
             )
         )
+        floor = self.python_start() + dry_together.median + installs_together.median
+        self.floor_row("python + 3 dry runs, 3 installs at once", floor, uv_seq.median, 1.5)
+
+    def together(self) -> tuple[float, float]:
+        """A safe apply's uv work with nothing else: the three environments' dry runs
+        at once, then their installs at once (wall seconds of each); then restored."""
+        reqs = {n: self._reqs("missing", n) for n in self.prefixes}
+        dry, runs = run_together(
+            [self.uv_install(p, reqs[n], dry_run=True) for n, p in self.prefixes.items()],
+            self.env, self.work,
+        )  # fmt: skip
+        if any(r.returncode != 0 for r in runs):
+            raise CheckFailed("uv dry runs at once:\n" + "\n".join(r.describe() for r in runs))
+        for prefix in self.prefixes.values():
+            self.clean_lock(prefix)
+        installs, runs = run_together(
+            [self.uv_install(p, reqs[n]) for n, p in self.prefixes.items()], self.env, self.work
+        )
+        if any(r.returncode != 0 for r in runs) or not all(
+            map(self.has_new_packages, self.prefixes.values())
+        ):
+            raise CheckFailed("uv installs at once:\n" + "\n".join(r.describe() for r in runs))
+        self.restore_all()
+        return dry, installs
 
     # -- 4. scale --
 
