@@ -15,6 +15,7 @@ a preview that installs one of them anyway is refused.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -157,9 +158,11 @@ def plan_pip_side(
     python = state.prefix / "bin" / "python"
     cache_dir = getattr(wheels, "cache_dir", None)  # where wheel metadata read is kept
     texts = {r.name: r.requirement for r in requests}
-    early = _newest_with_the_preview(texts, to_resolve, settings)
-    ahead = _Background(installer.newest, python, early, settings)
-    with _Prepared(python, wheels), ahead as newest_early:
+    early = _EarlyNewest(installer, python, texts, to_resolve, settings)
+    prepare = getattr(wheels, "prepare", None)
+    with _BesidePreview(
+        None if prepare is None else functools.partial(prepare, python), early.job()
+    ):
         preview = installer.preview(python, to_resolve, constraints, settings)
     if preview.ok:
         # What is newest, for the requests the preview installs (held back or not),
@@ -178,7 +181,7 @@ def plan_pip_side(
             and newer_offered(i.name, i.version, settings)
         ]
         asked = {parse_request(t).key for t in ask_newest}
-        answered = newest_early() if asked else {}
+        answered = early.answer if asked else {}
         if asked <= answered.keys():
             answered = {k: v for k, v in answered.items() if k in asked}
             ask_newest = []
@@ -240,21 +243,21 @@ def _merged(checked: Change, held: Change) -> Change:
     return replace(checked, held_back=held.held_back)
 
 
-class _Prepared:
-    """While the block runs (the preview: a process to wait for), a thread prepares the
-    clash check, which runs after any preview that installs something: its imports and
-    the target's wheel tags. The thread starts once the preview's process has started,
-    not before, so that it does not hold up the start. Results and errors stay those of
-    the checks themselves (without a process started, the check prepares itself)."""
+class _BesidePreview:
+    """While the block runs (the preview: a process to wait for), each job runs in a
+    thread of its own: preparing the clash check (its imports and the target's wheel
+    tags), and what :class:`_EarlyNewest` asks. The threads start once the preview's
+    process has started, not before, so that they do not hold up the start. Results and
+    errors stay those of the checks themselves (without a process started, nothing runs
+    beside it, and each check does its own work after it)."""
 
-    def __init__(self, python: Path, wheels: WheelContents | None) -> None:
-        self._prepare: Callable[[Path], None] | None = getattr(wheels, "prepare", None)
-        self._python = python
-        self._thread: Any = None
+    def __init__(self, *jobs: Callable[[], None] | None) -> None:
+        self._jobs = [job for job in jobs if job is not None]
+        self._threads: list[Any] = []
         self._block: Any = None
 
     def __enter__(self) -> None:
-        if self._prepare is not None:
+        if self._jobs:
             from reconciler.backends.process import when_started
 
             self._block = when_started(self._start)
@@ -263,19 +266,50 @@ class _Prepared:
     def _start(self) -> None:
         import threading
 
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        if self._prepare is not None:
-            with contextlib.suppress(Exception):  # the check itself reports its faults
-                self._prepare(self._python)
+        for job in self._jobs:
+            thread = threading.Thread(target=_quietly, args=(job,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def __exit__(self, *exc: object) -> None:
         if self._block is not None:
             self._block.__exit__(None, None, None)
-        if self._thread is not None:
-            self._thread.join()
+        for thread in self._threads:
+            thread.join()
+
+
+def _quietly(job: Callable[[], None]) -> None:
+    with contextlib.suppress(Exception):  # the checks after the preview report faults
+        job()
+
+
+class _EarlyNewest:
+    """What is newest, asked beside the preview when local directories are the only
+    locations (see :func:`_newest_with_the_preview`): ``answer`` after the block, {}
+    when nothing was asked or the question failed."""
+
+    def __init__(
+        self,
+        installer: PipInstaller,
+        python: Path,
+        texts: Mapping[str, str],
+        to_resolve: Sequence[str],
+        settings: PipSettings,
+    ) -> None:
+        self._installer, self._python, self._settings = installer, python, settings
+        self._texts, self._to_resolve = texts, to_resolve
+        self.answer: dict[str, str] = {}
+
+    def job(self) -> Callable[[], None] | None:
+        """The job to run beside the preview, or None when there can be none."""
+        from reconciler.backends.local_dirs import local_only
+
+        return self._run if local_only(self._settings) else None
+
+    def _run(self) -> None:
+        early = _newest_with_the_preview(self._texts, self._to_resolve, self._settings)
+        if early:
+            self.answer = dict(self._installer.newest(self._python, early, self._settings))
 
 
 class _Background:
