@@ -27,7 +27,7 @@ from reconciler.plan.requirements import (
     parse_request,
     use_tables,
 )
-from reconciler.state.cache import ReadCache
+from reconciler.state.cache import ReadCache, RequirementTables
 from reconciler.state.store import StateStore
 from tests.support.manifests import REPO
 
@@ -59,14 +59,16 @@ def _forget() -> None:
 
 def _as_packaging(text: str) -> tuple[object, ...]:
     req = Requirement(text)
+    written = [str(c) for c in req.specifier]  # a fresh requirement's order: as written
     marker = str(req.marker) if req.marker is not None else None
-    return (req.name, frozenset(req.extras), str(req.specifier), marker, req.url)
+    return (req.name, frozenset(req.extras), str(req.specifier), marker, req.url, written)
 
 
 def _fields(text: str) -> tuple[object, ...]:
     found = parse(text)
     assert found is not None, text
-    return (found.name, found.extras, found.spec, found.marker, found.url)
+    written = [str(c) for c in found.specifier]
+    return (found.name, found.extras, found.spec, found.marker, found.url, written)
 
 
 def _saved_and_read_back(cache: ReadCache, tmp_path: Path) -> ReadCache:
@@ -134,13 +136,8 @@ def test_a_damaged_row_is_parsed_again_and_invalid_requests_raise(fresh_tables: 
     fresh_tables.requirements.parsed["numpy>=1.26,<2"] = ["numpy", "not a list", "", None, None]
     fresh_tables.requirements.parsed["scipy"] = None  # says "cannot parse": a lie
     assert _fields("numpy>=1.26,<2") == _as_packaging("numpy>=1.26,<2")
-    assert fresh_tables.requirements.parsed["numpy>=1.26,<2"] == [
-        "numpy",
-        [],
-        "<2,>=1.26",
-        None,
-        None,
-    ]
+    row = ["numpy", [], "<2,>=1.26", None, None, ">=1.26,<2"]  # clauses sorted, then as written
+    assert fresh_tables.requirements.parsed["numpy>=1.26,<2"] == row
     assert parse("scipy") is None  # parse trusts the row; a request is checked by packaging
     assert parse_request("scipy").name == "scipy"
     with pytest.raises(InvalidRequirement):
@@ -155,11 +152,16 @@ def test_tables_of_another_packaging_version_are_dropped(
     store.save_read_cache(fresh_tables)
     path = tmp_path / "state" / "cache" / "read-cache.json"
     data = json.loads(path.read_text(encoding="utf-8"))
-    assert data["requirements"]["packaging"] == packaging.__version__
-    assert data["requirements"]["parsed"] == {"numpy>=1": ["numpy", [], ">=1", None, None]}
-    data["requirements"]["packaging"] = "0.1"
+    made_by = data["requirements"]["packaging"]
+    assert made_by == f"{packaging.__version__} (format {RequirementTables.FORMAT})"
+    assert data["requirements"]["parsed"] == {"numpy>=1": ["numpy", [], ">=1", None, None, ">=1"]}
+    for other in ("0.1", packaging.__version__, f"{packaging.__version__} (format 1)"):
+        data["requirements"]["packaging"] = other
+        path.write_text(json.dumps(data), encoding="utf-8")
+        assert store.read_cache().requirements.parsed == {}, other
+    data["requirements"]["packaging"] = made_by
     path.write_text(json.dumps(data), encoding="utf-8")
-    assert store.read_cache().requirements.parsed == {}
+    assert store.read_cache().requirements.parsed == data["requirements"]["parsed"]
 
 
 def test_the_tables_start_afresh_past_their_limit(

@@ -29,6 +29,7 @@ from reconciler.state.python import Distribution
 from reconciler.values import value
 
 if TYPE_CHECKING:
+    from packaging.markers import Marker
     from packaging.specifiers import SpecifierSet
 
 __all__ = [
@@ -58,13 +59,16 @@ def use_tables(cache: ReadCache) -> None:
 @value
 class ParsedRequirement:
     """What a PEP 508 requirement says, as ``packaging.requirements.Requirement`` renders
-    it: ``specifier`` and ``marker`` are its ``str()`` forms ("" and None when absent)."""
+    it: ``spec`` and ``marker`` are the ``str()`` forms of its specifier (clauses
+    sorted) and marker ("" and None when absent); ``written`` its clauses in the order
+    written, which is the order packaging iterates a fresh requirement's specifier in."""
 
     name: str  # as written
     extras: frozenset[str]
     spec: str
     marker: str | None
     url: str | None
+    written: str
 
     @property
     def key(self) -> str:
@@ -73,12 +77,18 @@ class ParsedRequirement:
 
     @property
     def specifier(self) -> SpecifierSet:
-        """The specifier as packaging's ``SpecifierSet`` (its clauses, operators)."""
-        return _specifier_set(self.spec)
+        """A new ``SpecifierSet`` of the clauses in the order written (its ``str()``
+        sorts them in place: this one is nobody else's)."""
+        from packaging.specifiers import SpecifierSet
+
+        return SpecifierSet(self.written)
 
     def pins_exactly(self) -> bool:
         """Has it an ``==`` or ``===`` clause?"""
         return any(clause.startswith("==") for clause in self.spec.split(","))
+
+
+_MISSING: Any = object()
 
 
 @lru_cache(maxsize=8192)
@@ -89,19 +99,15 @@ def parse(text: str) -> ParsedRequirement | None:
     if row is None:
         return None
     if row is not _MISSING and _is_row(row):
-        name, extras, spec, marker, url = row
-        return ParsedRequirement(name, frozenset(extras), spec, marker, url)
+        name, extras, spec, marker, url, written = row
+        return ParsedRequirement(name, frozenset(extras), spec, marker, url, written)
     from packaging.requirements import InvalidRequirement
 
     try:
         found: ParsedRequirement | None = _by_packaging(text)
     except InvalidRequirement:
         found = None
-    tables.parsed[text] = (
-        None
-        if found is None
-        else [found.name, sorted(found.extras), found.spec, found.marker, found.url]
-    )
+    tables.parsed[text] = None if found is None else _row(found)
     tables.added()
     return found
 
@@ -112,18 +118,21 @@ def parse_request(text: str) -> ParsedRequirement:
     return parse(text) or _by_packaging(text)
 
 
-_MISSING: Any = object()
+def _row(found: ParsedRequirement) -> list[Any]:
+    """The table row of ``found``: ``[name, [extras], spec, marker, url, written]``."""
+    return [found.name, sorted(found.extras), found.spec, found.marker, found.url, found.written]
 
 
 def _is_row(row: Any) -> bool:
     return (
         isinstance(row, list)
-        and len(row) == 5
+        and len(row) == 6
         and isinstance(row[0], str)
         and isinstance(row[1], list)
         and all(isinstance(e, str) for e in row[1])
         and isinstance(row[2], str)
-        and all(v is None or isinstance(v, str) for v in row[3:])
+        and all(v is None or isinstance(v, str) for v in row[3:5])
+        and isinstance(row[5], str)
     )
 
 
@@ -132,8 +141,10 @@ def _by_packaging(text: str) -> ParsedRequirement:
     from packaging.requirements import Requirement
 
     req = Requirement(text)
+    written = ",".join(str(clause) for clause in req.specifier)  # before str() sorts them
     marker = str(req.marker) if req.marker is not None else None
-    return ParsedRequirement(req.name, frozenset(req.extras), str(req.specifier), marker, req.url)
+    spec = str(req.specifier)
+    return ParsedRequirement(req.name, frozenset(req.extras), spec, marker, req.url, written)
 
 
 @lru_cache(maxsize=1024)
@@ -156,10 +167,10 @@ def version_or_none(text: str) -> Version | None:
 class MarkerEnvironment:
     """The marker environment of a target whose Python is ``python_version`` (X.Y).
 
-    ``key`` names it in the tables: the ``packaging`` version and everything
-    ``packaging.markers.default_environment`` reads (the running interpreter's
-    version and implementation, ``os.name``, ``sys.platform``, ``os.uname()``), with
-    the target's Python version. :meth:`values` is the environment itself."""
+    ``key`` names it in the tables: everything ``packaging.markers.default_environment``
+    reads (the running interpreter's version and implementation, ``os.name``,
+    ``sys.platform``, ``os.uname()``), with the target's Python version. :meth:`values`
+    is the environment itself."""
 
     key: str
     python_version: str | None
@@ -176,11 +187,10 @@ def marker_environment(python_version: str | None) -> MarkerEnvironment:
 
 @lru_cache(maxsize=16)
 def _environment_key(python_version: str | None) -> str:
-    import packaging
-
+    # The tables are dropped whole under another packaging (RequirementTables), so
+    # its version is not part of the key. os.uname: POSIX, as reconciler is.
     implementation = sys.implementation
     fields = (
-        packaging.__version__,
         sys.version,
         implementation.name,
         tuple(implementation.version),
@@ -223,7 +233,7 @@ def _holds(marker: str, env: MarkerEnvironment, extra: str) -> bool:
 
 
 @lru_cache(maxsize=1024)
-def _marker(text: str) -> Any:
+def _marker(text: str) -> Marker:
     from packaging.markers import Marker
 
     return Marker(text)

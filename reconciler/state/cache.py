@@ -113,24 +113,28 @@ class ReadCache:
 class RequirementTables:
     """The requirement answers of :mod:`reconciler.plan.requirements`, by exact input:
 
-    * ``parsed``: requirement text -> ``[name, [extras], specifier, marker, url]``
-      (``packaging``'s own renderings; marker and url may be None), or None for a
-      text packaging cannot parse;
+    * ``parsed``: requirement text -> ``[name, [extras], specifier, marker, url,
+      clauses as written]`` (``packaging``'s own renderings; marker and url may be
+      None), or None for a text packaging cannot parse;
     * ``contains``: ``specifier NUL version`` -> whether the version is in it
       (pre-releases allowed);
     * ``markers``: ``environment key NUL marker NUL extra`` -> whether it holds.
 
     Entries are only ever added (the answers cannot change); the tables are dropped
-    whole when ``packaging``'s version is another than the one that made them, and
-    when they grow past :data:`LIMIT` entries (started afresh, not pruned).
+    whole when they were made by another ``packaging`` version or another
+    :data:`FORMAT` (the way reconciler asks: pre-releases allowed, the target's
+    Python version in the marker environment; bumped when that changes), and when
+    they grow past :data:`LIMIT` entries (started afresh, not pruned). Like the rest
+    of the state dir (owner-only files), the cache is trusted input.
     """
 
+    FORMAT = 2
     LIMIT = 200_000
 
     def __init__(self, data: Mapping[str, Any] | None = None) -> None:
         import packaging  # the package's __init__ only: its version, nothing else
 
-        self.version = str(packaging.__version__)
+        self.version = f"{packaging.__version__} (format {self.FORMAT})"
         data = data if data and data.get("packaging") == self.version else {}
         #: Checked where read (:func:`reconciler.plan.requirements.parse`): a damaged
         #: row is parsed again, without a pass over every row at each load.
@@ -151,11 +155,11 @@ class RequirementTables:
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {
+        return {  # copies: a thread of a long-lived process (a kernel) may be adding
             "packaging": self.version,
-            "parsed": self.parsed,
-            "contains": self.contains,
-            "markers": self.markers,
+            "parsed": dict(self.parsed),
+            "contains": dict(self.contains),
+            "markers": dict(self.markers),
         }
 
 
