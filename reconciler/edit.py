@@ -276,7 +276,7 @@ def remove(
     from reconciler.names import canonical_name
 
     source = read_source(manifest.path)
-    wanted = {n: str(canonical_name(n)) for n in names}
+    wanted = {n: canonical_name(n) for n in names}
     edits: list[ListEdit] = []
     found: set[str] = set()
     for side in ("pip", "conda"):
@@ -363,7 +363,6 @@ def _pin(name: str, version: str) -> str:
 
 def _required_by_others(state: InstalledState, foreign: set[tuple[str, str]]) -> set[str]:
     """Names of foreign packages that another foreign package requires (pip or conda)."""
-    from reconciler.names import canonical_name
     from reconciler.plan.requirements import applies, marker_environment, parse
 
     env = marker_environment(state.python_version)
@@ -376,7 +375,7 @@ def _required_by_others(state: InstalledState, foreign: set[tuple[str, str]]) ->
         for text in pkg.dist.requires if pkg.dist is not None else ():
             req = parse(text)
             if req is not None and applies(req, env):
-                dep = str(canonical_name(req.name))
+                dep = req.key
                 dep = state.dist_owner.get(dep, dep)
                 if dep != name:
                     required.add(dep)

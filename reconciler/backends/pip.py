@@ -312,8 +312,9 @@ class UvCli:
     ) -> dict[str, str]:
         """``uv pip compile --no-deps --offline``: each requirement's newest release, alone.
 
-        ``--offline``: from what the preview just fetched into uv's cache, so an index
-        sees no request twice; when the cache cannot answer, nothing is said."""
+        ``--offline``: from what the preview fetched into uv's cache (the planner asks
+        after it, or beside it when local directories are the only locations), so an
+        index sees no request twice; when it cannot answer, nothing is said."""
         argv: list[str | Path] = [
             self.uv, "pip", "compile", "-", "--python", python, "--no-deps", "--no-header",
             "--no-annotate", "--quiet", "--no-build", "--offline",

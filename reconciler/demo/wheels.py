@@ -87,7 +87,7 @@ def escape_dist_name(name: str) -> str:
 
 def import_name(name: str) -> str:
     """Module name a hand-made distribution provides: its normalised name with underscores."""
-    return str(canonical_name(name)).replace("-", "_")
+    return canonical_name(name).replace("-", "_")
 
 
 def dist_info_dir(dist_name: str, version: str) -> str:

@@ -103,7 +103,7 @@ def entry_name(side: Side, text: str) -> str:
     if side == "pip":
         from reconciler.names import canonical_name
 
-        return str(canonical_name(parse_pip(text).name))
+        return canonical_name(parse_pip(text).name)
     return parse_conda(text)[0]
 
 

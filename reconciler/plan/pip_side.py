@@ -180,13 +180,9 @@ def plan_pip_side(
             and not parse_request(texts[i.name]).pins_exactly()
             and newer_offered(i.name, i.version, settings)
         ]
-        asked = {parse_request(t).key for t in ask_newest}
-        answered = early.answer if asked else {}
-        if asked <= answered.keys():
-            answered = {k: v for k, v in answered.items() if k in asked}
+        served = early.serves(ask_newest)
+        if served is not None:
             ask_newest = []
-        else:
-            answered = {}  # asked again below, exactly as without the early answer
         with _Background(installer.newest, python, ask_newest, settings) as newest:
             chains: dict[str, tuple[str, tuple[str, ...]]] = {}
             if any(i.name not in texts for i in preview.installs):
@@ -198,7 +194,8 @@ def plan_pip_side(
             checked = found
             if wheels is not None:
                 checked = refuse_clashes(state, ownership, found, wheels, settings)
-            held = held_back(state, ownership, settings, texts, found, newest() or answered)
+            newest_of = newest() if served is None else served
+            held = held_back(state, ownership, settings, texts, found, newest_of)
         changes += [_merged(c, h) for c, h in zip(checked, held)]
         return PipSidePlan(tuple(changes), tuple(satisfied), tuple(to_resolve), constraints, True)
 
@@ -210,28 +207,6 @@ def plan_pip_side(
         state, packages, ownership, installer, settings, to_resolve, texts, preview
     )
     return PipSidePlan(tuple(changes), tuple(satisfied), tuple(to_resolve), constraints, True)
-
-
-def _newest_with_the_preview(
-    texts: Mapping[str, str], to_resolve: Sequence[str], settings: PipSettings
-) -> list[str]:
-    """The requests whose newest release is asked while the preview runs: with local
-    directories as the only locations (no index to see a request twice), each request
-    to resolve that is not pinned exactly and could be held back, which needs at least
-    two versions offered. ``installer.newest``
-    answers each request alone (``--no-deps``), so asking more changes no answer."""
-    from reconciler.backends.local_dirs import local_only, may_offer_several
-
-    if not local_only(settings):
-        return []
-    resolving = set(to_resolve)
-    return [
-        text
-        for name, text in texts.items()
-        if text in resolving
-        and not parse_request(text).pins_exactly()
-        and may_offer_several(name, settings)
-    ]
 
 
 def _merged(checked: Change, held: Change) -> Change:
@@ -285,8 +260,11 @@ def _quietly(job: Callable[[], None]) -> None:
 
 class _EarlyNewest:
     """What is newest, asked beside the preview when local directories are the only
-    locations (see :func:`_newest_with_the_preview`): ``answer`` after the block, {}
-    when nothing was asked or the question failed."""
+    locations (no index can see a request twice): for each request to resolve that is
+    not pinned exactly and could be held back, which needs two versions offered.
+    ``installer.newest`` answers each request alone (``uv pip compile --no-deps``), so
+    asking more changes no request's answer; one it cannot answer fails the whole
+    question, which then serves nothing (:meth:`serves`)."""
 
     def __init__(
         self,
@@ -298,7 +276,7 @@ class _EarlyNewest:
     ) -> None:
         self._installer, self._python, self._settings = installer, python, settings
         self._texts, self._to_resolve = texts, to_resolve
-        self.answer: dict[str, str] = {}
+        self._answer: dict[str, str] = {}
 
     def job(self) -> Callable[[], None] | None:
         """The job to run beside the preview, or None when there can be none."""
@@ -307,9 +285,27 @@ class _EarlyNewest:
         return self._run if local_only(self._settings) else None
 
     def _run(self) -> None:
-        early = _newest_with_the_preview(self._texts, self._to_resolve, self._settings)
-        if early:
-            self.answer = dict(self._installer.newest(self._python, early, self._settings))
+        from reconciler.backends.local_dirs import may_offer_several
+
+        resolving = set(self._to_resolve)
+        asked = [
+            text
+            for name, text in self._texts.items()
+            if text in resolving
+            and not parse_request(text).pins_exactly()
+            and may_offer_several(name, self._settings)
+        ]
+        if asked:
+            self._answer = dict(self._installer.newest(self._python, asked, self._settings))
+
+    def serves(self, ask_newest: Sequence[str]) -> dict[str, str] | None:
+        """After the block: the answer for the requests ``ask_newest`` (what
+        ``installer.newest`` would say of them) when it names every one, else None
+        (they are asked after the preview, as without this)."""
+        asked = {parse_request(text).key for text in ask_newest}
+        if not asked or not asked <= self._answer.keys():
+            return None
+        return {k: v for k, v in self._answer.items() if k in asked}
 
 
 class _Background:
