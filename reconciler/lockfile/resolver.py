@@ -109,17 +109,22 @@ class _LockedContents:
     ) -> Sequence[RecordEntry] | None:
         wheel = self._locked.get((name, version))
         cache_dir = getattr(self._real, "cache_dir", None)
-        if wheel is not None and cache_dir is not None:
-            from reconciler.backends.wheel_records import (
-                WheelFile,
-                read_record,
-                record_cache_file,
-            )
+        if wheel is not None and cache_dir is not None and self.local(name, version):
+            from reconciler.backends.wheel_records import WheelFile, read_record
 
-            if record_cache_file(cache_dir, wheel.sha256).is_file():
-                found = WheelFile(name, version, wheel.filename, "", wheel.sha256, wheel.source)
-                return read_record(found, cache_dir)
+            found = WheelFile(name, version, wheel.filename, "", wheel.sha256, wheel.source)
+            return read_record(found, cache_dir)
         return self._real.record(python, name, version, settings)
+
+    def local(self, name: str, version: str) -> bool:
+        """Is the locked wheel's RECORD in the records cache (read without the network)?"""
+        wheel = self._locked.get((name, version))
+        cache_dir = getattr(self._real, "cache_dir", None)
+        if wheel is None or cache_dir is None:
+            return False
+        from reconciler.backends.wheel_records import record_cache_file
+
+        return record_cache_file(cache_dir, wheel.sha256).is_file()
 
 
 def _pip_differs(state: InstalledState, wheel: LockedWheel) -> bool:

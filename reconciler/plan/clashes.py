@@ -197,13 +197,19 @@ def _records(
     wheels: WheelContents, python: Path, writes: Sequence[Change], settings: PipSettings
 ) -> list[Sequence[RecordEntry] | None]:
     """Each write's wheel listing; several are fetched at once from an index (round
-    trips), one after the other from local directories (threads would only contend)."""
+    trips), one after the other from local directories or when ``wheels`` says each is
+    read locally (a locked wheel's cached RECORD): threads would only contend."""
     from reconciler.backends.local_dirs import local_only
 
     def one(change: Change) -> Sequence[RecordEntry] | None:
         return wheels.record(python, change.name, str(change.to_version), settings)
 
-    if len(writes) == 1 or local_only(settings):
+    local = getattr(wheels, "local", None)
+    if (
+        len(writes) == 1
+        or local_only(settings)
+        or (local is not None and all(local(c.name, str(c.to_version)) for c in writes))
+    ):
         return [one(change) for change in writes]
     from concurrent.futures import ThreadPoolExecutor
 
