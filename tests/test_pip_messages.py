@@ -262,6 +262,32 @@ def test_metadata_reads_each_index_page_once_per_plan(tmp_path: Path, wheelhouse
     assert len(auth) == 1 and None not in auth  # the index's credentials, on its host
 
 
+def _black_house(tmp_path: Path, wheelhouse: Path) -> Path:
+    """The wheelhouse with black 22.12.0 (packaging>=20) and 23.1.0 (packaging>=22.0), and
+    packaging 21.3: a venv holding packaging 21.3 gets black held back at 22.12.0."""
+    house = Path(shutil.copytree(wheelhouse, tmp_path / "house"))
+    for version, requires in (("22.12.0", "packaging>=20"), ("23.1.0", "packaging>=22.0")):
+        build_wheel(house, "black", version, [requires])
+    build_wheel(house, "packaging", "21.3")
+    return house
+
+
+def _newest_asked(monkeypatch: pytest.MonkeyPatch) -> list[tuple[list[str], dict[str, str]]]:
+    """Each question uv's newest lookup is asked from now on, with its answer."""
+    from reconciler.backends import pip
+
+    asked: list[tuple[list[str], dict[str, str]]] = []
+    real = pip.UvCli.newest
+
+    def recording(self: pip.UvCli, python: Path, requirements: list[str], *args: Any) -> Any:
+        answer = real(self, python, requirements, *args)
+        asked.append((list(requirements), answer))
+        return answer
+
+    monkeypatch.setattr(pip.UvCli, "newest", recording)
+    return asked
+
+
 def test_newest_is_asked_only_where_a_newer_release_may_be(
     tmp_path: Path,
     wheelhouse: Path,
@@ -269,20 +295,8 @@ def test_newest_is_asked_only_where_a_newer_release_may_be(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from reconciler.backends import pip
-
-    house = Path(shutil.copytree(wheelhouse, tmp_path / "house"))
-    for version, requires in (("22.12.0", "packaging>=20"), ("23.1.0", "packaging>=22.0")):
-        build_wheel(house, "black", version, [requires])
-    build_wheel(house, "packaging", "21.3")
-    asked: list[list[str]] = []
-    real = pip.UvCli.newest
-
-    def counting(self: pip.UvCli, python: Path, requirements: list[str], *args: Any) -> Any:
-        asked.append(list(requirements))
-        return real(self, python, requirements, *args)
-
-    monkeypatch.setattr(pip.UvCli, "newest", counting)
+    house = _black_house(tmp_path, wheelhouse)
+    asked = _newest_asked(monkeypatch)
     prefix = make_venv(tmp_path / "env")
     pip_install(prefix, ["packaging==21.3"], house)
     manifest = write_manifest(
@@ -300,7 +314,7 @@ def test_newest_is_asked_only_where_a_newer_release_may_be(
     # Local directories only: asked once, while the preview runs, for each request that
     # two versions are offered of (delta 1.0 and 1.1, black 22.12.0 and 23.1.0); the
     # answer serves black, the one request planned below a newer release.
-    assert asked == [["delta", "black"]]
+    assert [q for q, _ in asked] == [["delta", "black"]]
 
     manifest = write_manifest(
         tmp_path / "m.yaml", {"e": {"prefix": prefix, "pip": ["gamma"]}}, wheelhouse=house
@@ -315,7 +329,7 @@ def test_newest_is_asked_only_where_a_newer_release_may_be(
             "Plan: 3 to install.",
         ],
     )
-    assert asked == [["delta", "black"]]  # gamma 1.0 is the only gamma offered
+    assert [q for q, _ in asked] == [["delta", "black"]]  # gamma 1.0 is the only gamma offered
 
 
 def test_an_early_newest_that_cannot_answer_is_asked_again_exactly(
@@ -328,24 +342,11 @@ def test_an_early_newest_that_cannot_answer_is_asked_again_exactly(
     # zeta>=5 is met by the installed zeta 5.0, which the only location does not offer
     # (1.0 and 2.0): asked with the preview, it fails the whole early question; black's
     # newest is then asked alone after the preview, and the plan says what it said.
-    from reconciler.backends import pip
-
-    house = Path(shutil.copytree(wheelhouse, tmp_path / "house"))
-    for version, requires in (("22.12.0", "packaging>=20"), ("23.1.0", "packaging>=22.0")):
-        build_wheel(house, "black", version, [requires])
-    build_wheel(house, "packaging", "21.3")
+    house = _black_house(tmp_path, wheelhouse)
     build_wheel(tmp_path / "elsewhere", "zeta", "5.0")
     for version in ("1.0", "2.0"):
         build_wheel(house, "zeta", version)
-    asked: list[tuple[list[str], dict[str, str]]] = []
-    real = pip.UvCli.newest
-
-    def counting(self: pip.UvCli, python: Path, requirements: list[str], *args: Any) -> Any:
-        answer = real(self, python, requirements, *args)
-        asked.append((list(requirements), answer))
-        return answer
-
-    monkeypatch.setattr(pip.UvCli, "newest", counting)
+    asked = _newest_asked(monkeypatch)
     prefix = make_venv(tmp_path / "env")
     pip_install(prefix, ["packaging==21.3"], house)
     pip_install(prefix, ["zeta==5.0"], tmp_path / "elsewhere")
