@@ -15,7 +15,6 @@ import contextlib
 import signal
 import threading
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from reconciler.apply.journal import Journal
 from reconciler.apply.recovery import adopt, recover
 from reconciler.apply.report import Reporter
 from reconciler.apply.saved import check_fresh, trusted_plan
+from reconciler.apply.schedule import generations, in_threads
 from reconciler.apply.verify import RecordScan, verify
 from reconciler.backends.process import Completed, redact
 from reconciler.errors import BackendError, ReconcilerError
@@ -245,50 +245,11 @@ def _execute(
         reporter.environment_finished(env_plan.name, "done", "")
         return EnvironmentResult(env_plan.name, "done")
 
-    for generation in _generations(todo, by_name):
-        with ThreadPoolExecutor(max_workers=max(1, len(generation))) as pool:
-            try:
-                for result in pool.map(run, generation):
-                    results[result.name] = result
-            except KeyboardInterrupt:
-                # Ctrl-C (a notebook's stop button) reaches this thread only: the ones
-                # that change the environments stop at their next safe point, as on
-                # SIGTERM, before the interrupt goes on (the pool waits for them).
-                faults.request_stop(signal.SIGINT)
-                raise
+    for generation in generations(todo, by_name):
+        for result in in_threads(run, generation):
+            results[result.name] = result
     ordered = tuple(results[e.name] for e in plan.environments)
     return ApplyResult(plan, ordered)
-
-
-def _generations(
-    todo: Sequence[EnvironmentPlan], by_name: dict[str, EnvironmentInputs]
-) -> list[list[EnvironmentPlan]]:
-    """Environments that do not depend on each other run together.
-
-    B depends on A when B's prefix lies inside A's (``/opt/conda/envs/x`` in
-    ``/opt/conda``) or B is created from an interpreter inside A.
-    """
-    edges = []
-    for a in todo:
-        for b in todo:
-            if a is b:
-                continue
-            a_prefix = Path(a.prefix)
-            b_env = by_name[b.name].env
-            uses = [Path(b.prefix)]
-            if b_env.create is not None and b_env.create.venv:
-                uses.append(Path(b_env.create.venv))
-            if any(p != a_prefix and a_prefix in p.parents for p in uses):
-                edges.append((a.name, b.name))
-    if not edges:
-        return [list(todo)]  # all independent: no graph needed (networkx costs ~0.1 s to import)
-    import networkx as nx
-
-    graph = nx.DiGraph()
-    graph.add_nodes_from(p.name for p in todo)
-    graph.add_edges_from(edges)
-    plans = {p.name: p for p in todo}
-    return [[plans[n] for n in sorted(gen)] for gen in nx.topological_generations(graph)]
 
 
 def _apply_environment(
