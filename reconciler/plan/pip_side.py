@@ -314,28 +314,26 @@ class _Background:
 
     def __init__(self, call: Callable[..., dict[str, str]], *args: Any) -> None:
         self._call, self._args = call, args
-        self._pool: Any = None
-        self._future: Any = None
+        self._running: Any = None
 
     def __enter__(self) -> Callable[[], dict[str, str]]:
         if self._args and self._args[1]:
-            from concurrent.futures import ThreadPoolExecutor
+            from reconciler.threads import InThread
 
-            self._pool = ThreadPoolExecutor(max_workers=1)
-            self._future = self._pool.submit(self._call, *self._args)
+            self._running = InThread(self._call, *self._args)
         return self.result
 
     def result(self) -> dict[str, str]:
-        if self._future is None:
+        if self._running is None:
             return {}
         try:
-            return dict(self._future.result())
+            return dict(self._running.result())
         except ReconcilerError:
             return {}  # what is newest is a nicety; the main preview reports real faults
 
     def __exit__(self, *exc: object) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
+        if self._running is not None:
+            self._running.wait()
 
 
 def _classify(

@@ -348,10 +348,10 @@ def build_plan(manifest: Manifest, inputs: Sequence[EnvironmentInputs], backends
     if len(inputs) <= 1:
         environments = tuple(plan_environment(i, backends) for i in inputs)
     else:
-        from concurrent.futures import ThreadPoolExecutor
+        from reconciler.threads import each_in_thread
 
-        with ThreadPoolExecutor(max_workers=min(8, len(inputs))) as pool:
-            environments = tuple(pool.map(lambda i: plan_environment(i, backends), inputs))
+        planned = each_in_thread(lambda i: plan_environment(i, backends), inputs, at_most=8)
+        environments = tuple(planned)
     return Plan(
         manifest_path=str(manifest.path),
         manifest_sha256=manifest.sha256,
