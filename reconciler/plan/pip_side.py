@@ -239,18 +239,15 @@ class _BesidePreview:
             self._block.__enter__()
 
     def _start(self) -> None:
-        import threading
+        from reconciler.threads import InThread
 
-        for job in self._jobs:
-            thread = threading.Thread(target=_quietly, args=(job,), daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self._threads = [InThread(_quietly, job) for job in self._jobs]
 
     def __exit__(self, *exc: object) -> None:
         if self._block is not None:
             self._block.__exit__(None, None, None)
         for thread in self._threads:
-            thread.join()
+            thread.wait()
 
 
 def _quietly(job: Callable[[], None]) -> None:
