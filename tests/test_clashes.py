@@ -43,19 +43,26 @@ def _changes(out: str) -> list[dict[str, Any]]:
     return [c for e in json.loads(out)["environments"] for c in e["changes"]]
 
 
-def test_a_wheel_over_a_managed_package_is_refused_and_nothing_is_written(
-    tmp_path: Path, isolated: dict[str, str], capsys: pytest.CaptureFixture[str], jwt_house: Path
-) -> None:
+def _jwt_image(tmp_path: Path, jwt_house: Path) -> tuple[Path, Path]:
+    """A venv whose managed jwt 1.3.1 owns ``jwt/__init__.py``, and a manifest asking for
+    PyJWT 2.8.0 (whose wheel writes that file) from the wheelhouse: (prefix, manifest)."""
     prefix = make_venv(tmp_path / "env")
     pip_install(prefix, ["jwt==1.3.1"], jwt_house)
-    module = prefix / SITE / "jwt" / "__init__.py"
-    before = module.read_bytes()
-    state = tmp_path / "state"
     manifest = write_manifest(
         tmp_path / "m.yaml",
         {"main": {"prefix": prefix, "pip": ["PyJWT==2.8.0"]}},
         wheelhouse=jwt_house,
     )
+    return prefix, manifest
+
+
+def test_a_wheel_over_a_managed_package_is_refused_and_nothing_is_written(
+    tmp_path: Path, isolated: dict[str, str], capsys: pytest.CaptureFixture[str], jwt_house: Path
+) -> None:
+    prefix, manifest = _jwt_image(tmp_path, jwt_house)
+    module = prefix / SITE / "jwt" / "__init__.py"
+    before = module.read_bytes()
+    state = tmp_path / "state"
     assert _cli(capsys, state, "baseline", "capture", manifest)[0] == 0
 
     # Without the check, uv installs PyJWT over jwt's module and verify passes (exit 0).
@@ -182,14 +189,8 @@ def test_the_wheel_on_an_index_is_read_with_range_requests(
 def test_an_altered_saved_plan_cannot_overwrite_a_managed_file(
     tmp_path: Path, isolated: dict[str, str], capsys: pytest.CaptureFixture[str], jwt_house: Path
 ) -> None:
-    prefix = make_venv(tmp_path / "env")
-    pip_install(prefix, ["jwt==1.3.1"], jwt_house)
+    prefix, manifest = _jwt_image(tmp_path, jwt_house)
     state = tmp_path / "state"
-    manifest = write_manifest(
-        tmp_path / "m.yaml",
-        {"main": {"prefix": prefix, "pip": ["PyJWT==2.8.0"]}},
-        wheelhouse=jwt_house,
-    )
     saved = tmp_path / "plan.json"
     assert _cli(capsys, state, "plan", "--out", saved, manifest)[0] == 3
     document = json.loads(saved.read_text())
@@ -286,14 +287,8 @@ def test_verify_after_apply_names_an_overwritten_managed_file(
     from reconciler.manifest.loader import load_manifest
     from reconciler.plan.planner import Backends
 
-    prefix = make_venv(tmp_path / "env")
-    pip_install(prefix, ["jwt==1.3.1"], jwt_house)
+    prefix, manifest = _jwt_image(tmp_path, jwt_house)
     store = StateStore(tmp_path / "state")
-    manifest = write_manifest(
-        tmp_path / "m.yaml",
-        {"main": {"prefix": prefix, "pip": ["PyJWT==2.8.0"]}},
-        wheelhouse=jwt_house,
-    )
     default = Backends.default()
     blind = Backends(default.conda, default.pip, wheels=None)
     result = apply(load_manifest(manifest), store, blind)
@@ -344,14 +339,8 @@ def test_verify_after_apply_names_an_overwritten_file_read_ahead(
     from reconciler.manifest.loader import load_manifest
     from reconciler.plan.planner import Backends
 
-    prefix = make_venv(tmp_path / "env")
-    pip_install(prefix, ["jwt==1.3.1"], jwt_house)
+    prefix, manifest = _jwt_image(tmp_path, jwt_house)
     store = StateStore(tmp_path / "state")
-    manifest = write_manifest(
-        tmp_path / "m.yaml",
-        {"main": {"prefix": prefix, "pip": ["PyJWT==2.8.0"]}},
-        wheelhouse=jwt_house,
-    )
     time.sleep(verify.RecordScan.SLACK_NS / 1e9 + 0.02)  # jwt's RECORD can be read ahead
     read_again: list[str] = []
     real = verify._may_list

@@ -262,14 +262,17 @@ def test_metadata_reads_each_index_page_once_per_plan(tmp_path: Path, wheelhouse
     assert len(auth) == 1 and None not in auth  # the index's credentials, on its host
 
 
-def _black_house(tmp_path: Path, wheelhouse: Path) -> Path:
+def _black_house(tmp_path: Path, wheelhouse: Path) -> tuple[Path, Path]:
     """The wheelhouse with black 22.12.0 (packaging>=20) and 23.1.0 (packaging>=22.0), and
-    packaging 21.3: a venv holding packaging 21.3 gets black held back at 22.12.0."""
+    packaging 21.3, and a venv holding packaging 21.3, where black is held back at
+    22.12.0: (wheelhouse, prefix)."""
     house = Path(shutil.copytree(wheelhouse, tmp_path / "house"))
     for version, requires in (("22.12.0", "packaging>=20"), ("23.1.0", "packaging>=22.0")):
         build_wheel(house, "black", version, [requires])
     build_wheel(house, "packaging", "21.3")
-    return house
+    prefix = make_venv(tmp_path / "env")
+    pip_install(prefix, ["packaging==21.3"], house)
+    return house, prefix
 
 
 def _newest_asked(monkeypatch: pytest.MonkeyPatch) -> list[tuple[list[str], dict[str, str]]]:
@@ -295,10 +298,8 @@ def test_newest_is_asked_only_where_a_newer_release_may_be(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    house = _black_house(tmp_path, wheelhouse)
+    house, prefix = _black_house(tmp_path, wheelhouse)
     asked = _newest_asked(monkeypatch)
-    prefix = make_venv(tmp_path / "env")
-    pip_install(prefix, ["packaging==21.3"], house)
     manifest = write_manifest(
         tmp_path / "m.yaml", {"e": {"prefix": prefix, "pip": ["delta", "black"]}}, wheelhouse=house
     )
@@ -342,13 +343,11 @@ def test_an_early_newest_that_cannot_answer_is_asked_again_exactly(
     # zeta>=5 is met by the installed zeta 5.0, which the only location does not offer
     # (1.0 and 2.0): asked with the preview, it fails the whole early question; black's
     # newest is then asked alone after the preview, and the plan says what it said.
-    house = _black_house(tmp_path, wheelhouse)
+    house, prefix = _black_house(tmp_path, wheelhouse)
     build_wheel(tmp_path / "elsewhere", "zeta", "5.0")
     for version in ("1.0", "2.0"):
         build_wheel(house, "zeta", version)
     asked = _newest_asked(monkeypatch)
-    prefix = make_venv(tmp_path / "env")
-    pip_install(prefix, ["packaging==21.3"], house)
     pip_install(prefix, ["zeta==5.0"], tmp_path / "elsewhere")
     manifest = write_manifest(
         tmp_path / "m.yaml", {"e": {"prefix": prefix, "pip": ["zeta>=5", "black"]}},
