@@ -104,13 +104,11 @@ def newer_offered(name: str, version: str, settings: PipSettings) -> bool:
     a find-links page or file, an unparsable version or file name all say True."""
     from packaging.version import InvalidVersion, Version
 
-    if not local_only(settings):
-        return True
     try:
         chosen = Version(version)
     except InvalidVersion:
         return True
-    offered = offered_versions(name, settings)
+    offered = offered_versions(name, settings)  # None for any location not a directory
     return offered is None or any(v > chosen for v in offered)
 
 

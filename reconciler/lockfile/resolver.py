@@ -103,28 +103,27 @@ class _LockedContents:
     def __init__(self, locked: Mapping[tuple[str, str], LockedWheel], real: WheelContents) -> None:
         self._locked = locked
         self._real = real
+        self._cache_dir: Path | None = getattr(real, "cache_dir", None)
 
     def record(
         self, python: Path, name: str, version: str, settings: PipSettings
     ) -> Sequence[RecordEntry] | None:
-        wheel = self._locked.get((name, version))
-        cache_dir = getattr(self._real, "cache_dir", None)
-        if wheel is not None and cache_dir is not None and self.local(name, version):
+        if self.local(name, version):
             from reconciler.backends.wheel_records import WheelFile, read_record
 
+            wheel = self._locked[(name, version)]
             found = WheelFile(name, version, wheel.filename, "", wheel.sha256, wheel.source)
-            return read_record(found, cache_dir)
+            return read_record(found, self._cache_dir)
         return self._real.record(python, name, version, settings)
 
     def local(self, name: str, version: str) -> bool:
         """Is the locked wheel's RECORD in the records cache (read without the network)?"""
         wheel = self._locked.get((name, version))
-        cache_dir = getattr(self._real, "cache_dir", None)
-        if wheel is None or cache_dir is None:
+        if wheel is None or self._cache_dir is None:
             return False
         from reconciler.backends.wheel_records import record_cache_file
 
-        return record_cache_file(cache_dir, wheel.sha256).is_file()
+        return record_cache_file(self._cache_dir, wheel.sha256).is_file()
 
 
 def _pip_differs(state: InstalledState, wheel: LockedWheel) -> bool:
