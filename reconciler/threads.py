@@ -47,29 +47,24 @@ def each_in_thread(
             position[0] = index + 1
             return index
 
-    def work(done: threading.Event) -> None:
-        try:
-            while (index := take()) is not None:
-                try:
-                    outcomes[index] = (True, call(items[index]))
-                except BaseException as exc:  # raised in the caller's thread below
-                    outcomes[index] = (False, exc)
-        finally:
-            done.set()
+    def work() -> None:
+        while (index := take()) is not None:
+            try:
+                outcomes[index] = (True, call(items[index]))
+            except BaseException as exc:  # raised in the caller's thread below
+                outcomes[index] = (False, exc)
 
-    started: list[threading.Event] = []
+    started: list[InThread[None]] = []
     try:
         for _ in range(min(len(items), at_most or len(items))):
-            done = threading.Event()
-            threading.Thread(target=work, args=(done,)).start()
-            started.append(done)  # the workers started take every item between them
-        for done in started:
-            done.wait()
+            started.append(InThread(work))  # the workers started take every item between them
+        for worker in started:
+            worker.wait()
     except KeyboardInterrupt:
         if on_interrupt is not None:
             on_interrupt()
-        for done in started:
-            done.wait()
+        for worker in started:
+            worker.wait()
         raise
     results: list[R] = []
     for outcome in outcomes:
