@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 _LEAKY_PREFIXES = ("PIP_", "UV_", "CONDA_", "RATTLER_", "XDG_", "JUPYTER", "RECONCILER_")
 _LEAKY_NAMES = (
@@ -85,18 +85,26 @@ def run_timed(argv: Sequence[str | Path], env: Mapping[str, str], cwd: Path | No
         )
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        return Run(
-            args,
-            seconds,
-            proc.returncode,
-            out.read().decode(errors="replace"),
-            err.read().decode(errors="replace"),
-            usage.ru_maxrss,  # KiB on Linux
-            usage.ru_utime + usage.ru_stime,
-        )
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped: Popen must not wait
+        return _ended(args, seconds, status, usage, out, err)
+
+
+def _ended(
+    args: tuple[str, ...], seconds: float, status: int, usage: Any, out: IO[bytes], err: IO[bytes]
+) -> Run:
+    """The :class:`Run` of a child reaped with ``wait4`` (its status and rusage), whose
+    output went to the files ``out`` and ``err``."""
+    out.seek(0)
+    err.seek(0)
+    return Run(
+        args,
+        seconds,
+        os.waitstatus_to_exitcode(status),
+        out.read().decode(errors="replace"),
+        err.read().decode(errors="replace"),
+        usage.ru_maxrss,  # KiB on Linux
+        usage.ru_utime + usage.ru_stime,
+    )
 
 
 def run_together(
@@ -124,15 +132,12 @@ def run_together(
         while len(ended) < len(procs):
             pid, status, usage = os.wait4(-1, 0)
             ended[pid] = (time.perf_counter() - start, status, usage)
-        runs = []
-        for args, proc, (out, err) in zip(commands, procs, files):
-            seconds, status, usage = ended[proc.pid]
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            out.seek(0)
-            err.seek(0)
-            stdout, stderr = (f.read().decode(errors="replace") for f in (out, err))
-            cpu = usage.ru_utime + usage.ru_stime
-            runs.append(Run(args, seconds, proc.returncode, stdout, stderr, usage.ru_maxrss, cpu))
+        for proc in procs:
+            proc.returncode = os.waitstatus_to_exitcode(ended[proc.pid][1])  # reaped
+        runs = [
+            _ended(args, *ended[proc.pid], out, err)
+            for args, proc, (out, err) in zip(commands, procs, files)
+        ]
         return max(r.seconds for r in runs), runs
 
 
