@@ -303,12 +303,10 @@ def test_verify_after_apply_names_an_overwritten_managed_file(
 class _Misread:
     """The real wheel reader, except that it reads ``jwt/__init__.py`` as another file
     of ``jwt/`` (a plan whose reader was wrong about one file): the clash check lets
-    the install through, and verification reads the protected RECORDs ahead for the
-    ``jwt/`` rows the plan expects."""
+    the install through, and only verification can find the overwritten file."""
 
     def __init__(self) -> None:
         self._real = clashes.LazyWheelRecords()
-        self._answers: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 
     def record(self, python: Path, name: str, version: str, settings: Any) -> Any:
         from reconciler.state.python import RecordEntry
@@ -316,40 +314,37 @@ class _Misread:
         rows = self._real.record(python, name, version, settings)
         if rows is None:
             return None
-        misread = tuple(
+        return tuple(
             RecordEntry("jwt/_planned.py", r.hash, r.size) if r.path == "jwt/__init__.py" else r
             for r in rows
         )
-        self._answers[(str(python), name, version, settings)] = misread
-        return misread
-
-    def answered(self, python: Path, name: str, version: str, settings: Any) -> Any:
-        return self._answers.get((str(python), name, version, settings))
 
 
 def test_verify_after_apply_names_an_overwritten_file_read_ahead(
     tmp_path: Path, isolated: dict[str, str], jwt_house: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The protected RECORDs read while the installer ran (jwt's: it was old enough)
-    answer for verification: it still names the overwritten file, reading none again."""
+    """The protected RECORDs' row heads read while the installer ran (jwt's: it was old
+    enough) answer for verification: it still names the overwritten file, and reads no
+    RECORD's heads itself."""
+    import threading
     import time
 
-    from reconciler.apply import verify
+    from reconciler.apply import record_heads
     from reconciler.apply.execute import apply
     from reconciler.manifest.loader import load_manifest
     from reconciler.plan.planner import Backends
 
     prefix, manifest = _jwt_image(tmp_path, jwt_house)
     store = StateStore(tmp_path / "state")
-    time.sleep(verify.RecordScan.SLACK_NS / 1e9 + 0.02)  # jwt's RECORD can be read ahead
-    read_again: list[str] = []
-    real = verify._may_list
+    time.sleep(record_heads.SLACK_NS / 1e9 + 0.02)  # jwt's RECORD can be kept
+    readers: list[str] = []
+    real = record_heads.heads_of
 
-    def counting(state: Any, dist: Any, *args: Any) -> bool:
-        read_again.append(dist.name)
-        return real(state, dist, *args)
+    def counting(data: bytes) -> Any:
+        readers.append(threading.current_thread().name)
+        return real(data)
 
-    monkeypatch.setattr(verify, "_may_list", counting)
+    monkeypatch.setattr(record_heads, "heads_of", counting)
     default = Backends.default()
     misread = Backends(default.conda, default.pip, wheels=_Misread())
     result = apply(load_manifest(manifest), store, misread)
@@ -359,7 +354,7 @@ def test_verify_after_apply_names_an_overwritten_file_read_ahead(
         f"verification of main ({prefix}) failed: jwt/__init__.py of managed jwt 1.3.1 "
         "was overwritten"
     )
-    assert read_again == []
+    assert readers and set(readers) == {"record-scan"}
 
 
 def test_install_paths_map_wheel_schemes() -> None:

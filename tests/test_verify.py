@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from reconciler.apply import verify
+from reconciler.apply import record_heads, verify
+from reconciler.apply.record_heads import RecordHeads
 from reconciler.state import files
 from reconciler.state.environment import InstalledState, read_state
 from reconciler.state.python import Distribution
@@ -122,67 +126,107 @@ def test_only_records_that_may_list_a_written_path_are_parsed(
     assert sorted(parsed) == sorted({n for n, _ in OVERWRITTEN} | near_misses)
 
 
-def test_a_written_wheel_with_very_many_top_level_names_parses_every_record(
+def test_a_written_path_whose_head_a_row_may_not_end_with_parses_every_record(
     installed: InstalledState, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(verify, "_MAX_HEADS", 2)
-    written, protected = _split(installed)
-    found = verify.overwritten(installed, written, protected)
-    assert {(d.name, path) for d, path in found} == OVERWRITTEN
-
-
-def _read_ahead(
-    state: InstalledState,
-) -> tuple[list[Distribution], list[Distribution], verify.RecordScan]:
-    """:func:`_split`, and a read-ahead of the protected RECORDs for :data:`WRITTEN`
-    started (as while the installer runs)."""
+    """A written path with a comma in its first directory: a row listing it is quoted,
+    and row heads cannot rule a RECORD out. Every protected one is parsed; the answer
+    is the same."""
+    site = installed.site_packages
+    assert site is not None
+    odd = "odd,dir/x.py"
+    (site / "odd,dir").mkdir()
+    (site / odd).write_bytes(NEW)
+    record = "\n".join(_row(p, NEW) for p in WRITTEN) + f'\n"{odd}",{_hash(NEW)},{len(NEW)}\n'
+    _dist(site, "newpkg", record)
+    state = read_state(site.parent.parent.parent)
+    parsed = _counting_parses(monkeypatch)
     written, protected = _split(state)
-    scan = verify.RecordScan(state, protected, WRITTEN)
-    assert scan.begin()
-    return written, protected, scan
+    found = verify.overwritten(state, written, protected)
+    assert {(d.name, path) for d, path in found} == OVERWRITTEN
+    assert sorted(parsed) == sorted(d.name for d in protected)
+
+
+def _counting_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    parsed: list[str] = []
+    real = verify.changed_files
+
+    def counting(*args: object, **kwargs: object) -> list[str]:
+        parsed.append(args[1].name)  # type: ignore[attr-defined]
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(verify, "changed_files", counting)
+    return parsed
 
 
 def _settled() -> None:
-    """Wait until every file made so far is older than the read-ahead's clock slack."""
+    """Wait until every file made so far is older than the clock slack of a read."""
     import time
 
-    time.sleep(verify.RecordScan.SLACK_NS / 1e9 + 0.02)
+    time.sleep(record_heads.SLACK_NS / 1e9 + 0.02)
 
 
-def _counting_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    read: list[str] = []
-    real = verify._may_list
-
-    def counting(state: InstalledState, dist: Distribution, *args: object) -> bool:
-        read.append(dist.name)
-        return real(state, dist, *args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(verify, "_may_list", counting)
-    return read
+def _kept(
+    state: InstalledState, path: Path | None
+) -> tuple[list[Distribution], list[Distribution], RecordHeads]:
+    """:func:`_split`, and the protected RECORDs' heads read (as while the installer runs)."""
+    written, protected = _split(state)
+    heads = RecordHeads(path)
+    heads.warm(str(state.site_packages), [d.directory for d in protected])
+    return written, protected, heads
 
 
-def test_records_read_while_installing_give_the_same_answer_unread_again(
-    installed: InstalledState, monkeypatch: pytest.MonkeyPatch
+def test_records_whose_heads_are_kept_are_not_read_again(
+    installed: InstalledState, tmp_path: Path
 ) -> None:
-    """RECORDs read ahead (as while the installer runs) and unchanged since are not
-    read again after it; the overwritten files are those a full parse finds."""
+    """Heads read ahead (while the installer runs), or by an earlier apply and kept in
+    the state dir, answer for any written paths while each RECORD's stat holds; the
+    overwritten files are those a full parse finds."""
     _settled()
-    written, protected, scan = _read_ahead(installed)
-    read = _counting_reads(monkeypatch)
-    found = verify.overwritten(installed, written, protected, scan)
-    assert {(d.name, path) for d, path in found} == OVERWRITTEN
+    kept = tmp_path / "record-heads.json"
+    written, protected, heads = _kept(installed, kept)
+    assert heads.reads == len(protected)
+    found = verify.overwritten(installed, written, protected, heads)
     assert found == files.overwritten(installed, written, protected)
-    assert read == []
+    assert {(d.name, path) for d, path in found} == OVERWRITTEN
+    assert heads.reads == len(protected)
+    heads.save()
+    later = RecordHeads(kept)
+    assert verify.overwritten(installed, written, protected, later) == found
+    assert later.reads == 0
 
 
-def test_a_record_changed_after_it_was_read_ahead_is_read_again(
-    installed: InstalledState, monkeypatch: pytest.MonkeyPatch
+def test_heads_kept_hold_for_the_same_files_mounted_anew(
+    installed: InstalledState, tmp_path: Path
 ) -> None:
-    """A bulk RECORD rewritten after the read-ahead, in place and to the same size, now
-    lists a written path with another hash: verification sees the new bytes."""
+    """A restarted app's image: the same RECORDs (size and mtime) as other inodes with
+    new ctimes. What was kept still answers."""
+    import shutil
+
     _settled()
-    written, protected, scan = _read_ahead(installed)
-    scan.answers(verify._row_heads(WRITTEN))  # the read-ahead is over
+    kept = tmp_path / "record-heads.json"
+    written, protected, heads = _kept(installed, kept)
+    heads.save()
+    site = installed.site_packages
+    assert site is not None
+    for dist in protected:
+        record = site / dist.directory / "RECORD"
+        shutil.copy2(record, tmp_path / "copy")
+        (tmp_path / "copy").replace(record)
+    later = RecordHeads(kept)
+    assert verify.overwritten(installed, written, protected, later) == files.overwritten(
+        installed, written, protected
+    )
+    assert later.reads == 0
+
+
+def test_a_record_changed_after_its_heads_were_kept_is_read_again(
+    installed: InstalledState,
+) -> None:
+    """A bulk RECORD rewritten in place, to the same size, now lists a written path with
+    another hash: verification sees the new bytes."""
+    _settled()
+    written, protected, heads = _kept(installed, None)
     record = installed.site_packages / "bulk_0-1.0.dist-info" / "RECORD"  # type: ignore[operator]
     text = record.read_bytes()
     first = text.split(b"\n", 1)[0]
@@ -190,33 +234,110 @@ def test_a_record_changed_after_it_was_read_ahead_is_read_again(
     assert len(swapped) == len(first) and swapped.startswith(b"shared/a.py,sha256=")
     with record.open("r+b") as f:  # the same inode and size: only its times tell
         f.write(swapped)
-    read = _counting_reads(monkeypatch)
-    found = verify.overwritten(installed, written, protected, scan)
+    before = heads.reads
+    found = verify.overwritten(installed, written, protected, heads)
     assert ("bulk-0", "shared/a.py") in {(d.name, path) for d, path in found}
-    assert read == ["bulk-0"]
+    assert heads.reads == before + 1
 
 
-def test_records_changed_just_before_the_read_ahead_are_read_again(
-    installed: InstalledState, monkeypatch: pytest.MonkeyPatch
+def test_records_changed_just_before_they_were_read_are_not_kept(
+    installed: InstalledState, tmp_path: Path
 ) -> None:
     # Made within the clock slack of the read: their times cannot show a later change.
-    written, protected, scan = _read_ahead(installed)
-    read = _counting_reads(monkeypatch)
-    found = verify.overwritten(installed, written, protected, scan)
+    kept = tmp_path / "record-heads.json"
+    written, protected, heads = _kept(installed, kept)
+    found = verify.overwritten(installed, written, protected, heads)
     assert {(d.name, path) for d, path in found} == OVERWRITTEN
-    assert sorted(read) == sorted(d.name for d in protected)
+    assert heads.reads == 2 * len(protected)
+    heads.save()
+    assert not kept.exists()
 
 
-def test_a_write_the_read_ahead_did_not_expect_reads_every_record_again(
-    installed: InstalledState, monkeypatch: pytest.MonkeyPatch
+def test_a_damaged_heads_file_is_read_as_none_kept(
+    installed: InstalledState, tmp_path: Path
 ) -> None:
-    """The read-ahead searched for the planned wheel's paths; the installed one wrote
-    another top-level name too (shared/): its answers cannot rule a RECORD out."""
     _settled()
-    written, protected = _split(installed)
-    scan = verify.RecordScan(installed, protected, [p for p in WRITTEN if p != "shared/a.py"])
-    assert scan.begin()
-    read = _counting_reads(monkeypatch)
-    found = verify.overwritten(installed, written, protected, scan)
-    assert {(d.name, path) for d, path in found} == OVERWRITTEN
-    assert sorted(read) == sorted(d.name for d in protected)
+    kept = tmp_path / "record-heads.json"
+    written, protected, heads = _kept(installed, kept)
+    heads.save()
+    data = json.loads(kept.read_text())
+    site = str(installed.site_packages)
+    for entry in data["sites"][site].values():
+        entry[2] = ["\u0100/"] if entry[2] is None else 7  # not what save writes
+    kept.write_text(json.dumps(data))
+    later = RecordHeads(kept)
+    assert verify.overwritten(installed, written, protected, later) == files.overwritten(
+        installed, written, protected
+    )
+    assert later.reads == len(protected)
+    kept.write_text("{not json")
+    again = RecordHeads(kept)
+    assert verify.overwritten(installed, written, protected, again) == files.overwritten(
+        installed, written, protected
+    )
+
+
+def test_only_the_records_asked_about_are_kept_for_their_site_packages(
+    installed: InstalledState, tmp_path: Path
+) -> None:
+    """A RECORD no longer asked about (removed, or now owned) leaves the file; another
+    site-packages' RECORDs stay."""
+    _settled()
+    kept = tmp_path / "record-heads.json"
+    site = str(installed.site_packages)
+    _, protected, heads = _kept(installed, kept)
+    heads.save()
+    data = json.loads(kept.read_text())
+    data["sites"]["/elsewhere/site-packages"] = {"x-1.0.dist-info": [1, 2, None]}
+    kept.write_text(json.dumps(data))
+    later = RecordHeads(kept)
+    later.warm(site, [d.directory for d in protected[1:]])
+    later.save()
+    saved = json.loads(kept.read_text())["sites"]
+    assert sorted(saved[site]) == sorted(d.directory for d in protected[1:])
+    assert saved["/elsewhere/site-packages"] == {"x-1.0.dist-info": [1, 2, None]}
+
+
+# -- row heads: what a line-start search of each row finds --------------------------------
+
+
+def _head(row: bytes) -> bytes | None:
+    """A row's head, read plainly: see reconciler.apply.record_heads."""
+    path = row.split(b",", 1)[0]
+    if b"," not in row and not (b"/" in row and not row.startswith(b"../")):
+        return None
+    if row.startswith(b"../"):
+        return path + b"," if b"," in row else None
+    first, slash, _ = path.partition(b"/")
+    return first + b"/" if slash else path + b","
+
+
+_ROW_TEXT = st.text(alphabet='ab./,_-\n\r"\x0c\u00e9\u2028', max_size=60)
+_PATH = st.text(alphabet="ab./_-,\u00e9", min_size=1, max_size=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_ROW_TEXT, st.lists(_PATH, max_size=4))
+def test_row_heads_answer_what_a_line_start_search_answers(text: str, paths: list[str]) -> None:
+    data = text.encode()
+    found = record_heads.heads_of(data)
+    rows = data.split(b"\n")
+    unsure = (
+        any(c in data for c in (b'"', b"\x0c")) or "\u2028" in text
+        or data.count(b"\r") != data.count(b"\r\n")
+    )  # fmt: skip
+    assert (found is None) == unsure
+    if found is None:
+        return
+    assert found == {h for h in map(_head, rows) if h is not None}
+    for head in record_heads.row_heads(paths):
+        if record_heads.simple_head(head):
+            assert (head in found) == any(row.startswith(head) for row in rows)
+
+
+def test_row_heads_pass_over_rows_in_any_order() -> None:
+    rows = [f"{'ab'[i % 2]}{i % 7}/m{i}.py,sha256=x,1" for i in range(2000)] + ["top.py,,"]
+    data = ("\n".join(rows) + "\n").encode()
+    assert record_heads.heads_of(data) == {f"{c}{n}/".encode() for c in "ab" for n in range(7)} | {
+        b"top.py,"
+    }

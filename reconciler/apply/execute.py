@@ -21,6 +21,7 @@ from typing import Any
 from reconciler import faults
 from reconciler.apply.envlock import EnvironmentLock, hold_all
 from reconciler.apply.journal import Journal
+from reconciler.apply.record_heads import RecordHeads
 from reconciler.apply.recovery import adopt, recover
 from reconciler.apply.report import Reporter
 from reconciler.apply.saved import check_fresh, trusted_plan
@@ -167,12 +168,14 @@ def apply(
                 reporter.resolving([i.env.name for i in inputs if i.locked is None])
             plan = build_plan(manifest, inputs, backends)
         reporter.planned(plan)
+        heads = RecordHeads(store.root / "cache" / "record-heads.json")
         context = _Context(
-            manifest, store, backends, reporter, _Log(log), cache, planned_here=saved is None
+            manifest, store, backends, reporter, _Log(log), cache, heads, saved is None
         )
         result = _execute(context, plan, inputs, partial)
         if not (result.refused and not any(r.status == "done" for r in result.results)):
             store.save_read_cache(cache)  # a refused apply leaves the state dir as it was
+            heads.save()
         return result
 
 
@@ -200,6 +203,8 @@ class _Context:
     reporter: Reporter
     log: _Log
     cache: ReadCache
+    #: The row heads of installed RECORDs, for verification (kept in the state dir).
+    heads: RecordHeads
     #: The plan was made by this apply, not read from a file (``apply --plan``): its
     #: changes can be installed as they are. A saved plan's changes only pin versions.
     planned_here: bool = True
@@ -340,7 +345,7 @@ def _apply_environment(
             )
             python = env.prefix / "bin" / "python"
             installer = backends.pip(env.installer, python)
-            ahead = RecordScan.start(env_plan, item, backends.wheels)  # read while it installs
+            ahead = RecordScan.start(env_plan, item, context.heads)  # read while it installs
             exact = [
                 f"{c.name}=={c.to_version}"
                 for c in pip_changes
@@ -375,7 +380,7 @@ def _apply_environment(
         with _CACHE_LOCK:
             after = read_state(env.prefix, context.cache)
             _remember_matches(env, after, context.cache)
-        verify(env_plan, item, after, ahead)
+        verify(env_plan, item, after, context.heads, ahead)
         faults.point("before-record")
         _record_owned(store, item, after)
     except ReconcilerError as exc:

@@ -333,8 +333,6 @@ class WheelRecords:
         #: One lock per interpreter: a probe of one never holds up the others' threads.
         self._locks: dict[str, threading.Lock] = {}
         self._client = LazyClient(None)
-        #: What :meth:`record` answered, by (interpreter, name, version, settings).
-        self._answered: dict[tuple[str, str, str, PipSettings], tuple[RecordEntry, ...]] = {}
 
     def _http(self, settings: PipSettings) -> HttpClient | None:
         """The shared client, unless every location is local (then none is made)."""
@@ -415,12 +413,4 @@ class WheelRecords:
         listing = read_listing(wheel, self.cache_dir, client=self._http(settings))
         data = f"{name.replace('-', '_')}-{version}.data/scripts"
         rows = listing.record + tuple(RecordEntry(f"{data}/{s}", "", None) for s in listing.scripts)
-        self._answered[(str(python), name, version, settings)] = rows
         return rows
-
-    def answered(
-        self, python: Path, name: str, version: str, settings: PipSettings
-    ) -> tuple[RecordEntry, ...] | None:
-        """What :meth:`record` answered for these arguments in this process, or None
-        (nothing is read: the apply's verification predicts from it what it will read)."""
-        return self._answered.get((str(python), name, version, settings))
