@@ -1,3 +1,3 @@
-from reconciler.entry import main
+from reconciler.entry import run
 
-raise SystemExit(main())
+run()

@@ -582,11 +582,11 @@ def test_console_script_subprocess(tmp_path: Path, isolated: dict[str, str]) -> 
     text = (REPO / "pyproject.toml").read_text(encoding="utf-8")
     section = text.split("[project.scripts]", 1)[1].split("\n[", 1)[0]
     scripts = dict(re.findall(r'^([\w.-]+)\s*=\s*"([^"]+)"', section, re.MULTILINE))
-    assert scripts == {"reconciler": "reconciler.entry:main"}
+    assert scripts == {"reconciler": "reconciler.entry:run"}
     entry = importlib.metadata.EntryPoint("reconciler", scripts["reconciler"], "console_scripts")
-    from reconciler.entry import main as entry_main
+    from reconciler.entry import run as entry_run
 
-    assert entry.load() is entry_main
+    assert entry.load() is entry_run
 
     # The wrapper installers generate for a console_scripts entry point.
     module, attr = scripts["reconciler"].split(":")
@@ -611,6 +611,56 @@ def test_console_script_subprocess(tmp_path: Path, isolated: dict[str, str]) -> 
     usage = subprocess.run([str(script)], env=env, capture_output=True, text=True)
     assert usage.returncode == 1  # a usage error; 2 is "changes pending"
     assert usage.stderr.startswith("usage: reconciler ")
+
+
+#: Runs reconciler.entry.run with main replaced by the code given as argv[1].
+_RUN = (
+    "import sys\n"
+    "from reconciler import entry\n"
+    "def main():\n"
+    "    exec(sys.argv[1], globals())\n"
+    "    return 3\n"
+    "entry.main = main\n"
+    "entry.run()\n"
+)
+
+
+def _run_entry(body: str, isolated: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", _RUN, body], env=subprocess_env(isolated), capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_the_console_script_exits_with_main_s_code_its_output_and_exit_handlers(
+    isolated: dict[str, str],
+) -> None:
+    """The interpreter is not torn down, but nothing teardown would do is lost: the
+    buffered output arrives whole, the exit handlers run (and what they print)."""
+    body = (
+        "import atexit; sys.stdout.write('x' * 200_000); sys.stderr.write('err')\n"
+        "atexit.register(lambda: print('handler ran'))"
+    )
+    done = _run_entry(body, isolated)
+    assert done.returncode == 3
+    assert done.stdout == "x" * 200_000 + "handler ran\n"
+    assert done.stderr == "err"
+
+
+def test_the_console_script_waits_for_a_thread_still_running(
+    tmp_path: Path, isolated: dict[str, str]
+) -> None:
+    marker = tmp_path / "written"
+    body = (
+        "import threading, time\n"
+        "def late():\n"
+        "    time.sleep(0.3)\n"
+        f"    open({str(marker)!r}, 'w').write('done')\n"
+        "threading.Thread(target=late).start()"
+    )
+    done = _run_entry(body, isolated)
+    assert done.returncode == 3, done.stderr
+    assert marker.read_text() == "done"
 
 
 def test_usage_errors_exit_1_not_the_pending_code(capsys: pytest.CaptureFixture[str]) -> None:
