@@ -293,12 +293,13 @@ def remember(
 def _write_atomic(path: str, text: str) -> None:
     """Best effort: readers see the old file or the new one, whole (derived data: no fsync)."""
     import contextlib
-    import tempfile
+
+    from reconciler.tempfiles import mkstemp
 
     tmp = None
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".noop.", suffix=".tmp", dir=os.path.dirname(path))
+        fd, tmp = mkstemp(".noop.", ".tmp", os.path.dirname(path))
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)

@@ -34,8 +34,13 @@ UNUSED = (
 #: answers: nothing is parsed) or apply.
 PARSER = ("packaging.requirements", "packaging.markers", "packaging._parser")
 #: Not imported by a repeated pending plan before its preview starts (the clash check's
-#: reader, and the wheel tags with it, are imported by a thread started with the preview).
-BEFORE_PREVIEW_UNUSED = ("csv", "reconciler.backends.wheels", "packaging.tags", *PARSER)
+#: reader, and the wheel tags with it, are imported by a thread started with the preview;
+#: the installed versions pinned are in PEP 440's usual form; the constraints file is
+#: made without tempfile, and with it shutil).
+BEFORE_PREVIEW_UNUSED = (
+    "csv", "reconciler.backends.wheels", "packaging.tags", "packaging.version", "tempfile",
+    "shutil", *PARSER,
+)  # fmt: skip
 #: Not imported by a pending apply either: its parser builds only the apply command, and
 #: the modules of the other commands' handlers stay out.
 APPLY_UNUSED = (

@@ -14,9 +14,12 @@ from pathlib import Path
 
 import packaging
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
+from packaging.version import Version
 
 from reconciler.plan import requirements
 from reconciler.plan.requirements import (
@@ -190,3 +193,19 @@ def test_the_environment_key_names_everything_the_markers_read() -> None:
         marker_environment(None).values()["python_version"]
         == default_environment()["python_version"]
     )
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet="0123456789.abrcpostdev+!-_", max_size=16))
+def test_a_plain_version_is_one_packaging_reads(text: str) -> None:
+    """plain_version says a version is PEP 440 without packaging: only of versions that
+    packaging reads (an ``==`` pin of it is then valid)."""
+    if requirements.plain_version(text):
+        Version(text)
+
+
+def test_plain_versions_of_an_image() -> None:
+    for text in ("1.26.4", "0.64b0", "2.9.0.post0", "3.0rc1.dev2", "2024.1", "10"):
+        assert requirements.plain_version(text)
+    for text in ("1.0+cpu", "1!2.0", "1.0-1", "1.0.RC1", "v1.0", "1.0_post1", "", "1..0"):
+        assert not requirements.plain_version(text)

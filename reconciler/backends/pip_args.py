@@ -80,11 +80,11 @@ def constraints_file(constraints: Sequence[str]) -> Iterator[Path | None]:
 
 @contextmanager
 def temp_text_file(prefix: str, text: str) -> Iterator[Path]:
-    """A new ``PREFIX<random>.txt`` (``tempfile.mkstemp``: only this user can read it)
-    holding ``text`` in UTF-8, removed after."""
-    import tempfile  # with shutil and random: only once an installer runs
+    """A new ``PREFIX<random>.txt`` in the temporary directory (only this user can read
+    it: :func:`reconciler.tempfiles.mkstemp`) holding ``text`` in UTF-8, removed after."""
+    from reconciler.tempfiles import mkstemp
 
-    fd, name = tempfile.mkstemp(prefix=prefix, suffix=".txt")
+    fd, name = mkstemp(prefix, ".txt")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)

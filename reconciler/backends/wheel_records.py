@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -193,6 +192,8 @@ def _cached(cache_file: Path, identity: list[object] | None) -> WheelListing | N
 
 
 def _remote_listing(wheel: WheelFile, cache_dir: Path | None, http: HttpClient) -> WheelListing:
+    import tempfile  # a remote wheel's: local ones never get here
+
     # A server without range support sends the whole wheel: it lands in the cache dir.
     where = cache_dir / "wheels" if cache_dir is not None else Path(tempfile.gettempdir())
     where.mkdir(parents=True, exist_ok=True)

@@ -102,10 +102,10 @@ class Ownership:
 
 def _pin(name: str, version: str) -> str:
     # A version that is not PEP 440 (conda-style) can only be pinned by arbitrary equality.
-    # Most installed versions are plain releases (1.26.4: PEP 440 by its grammar), known
-    # without parsing each of the image's 620 with packaging.
-    if version.isascii() and all(part.isdigit() for part in version.split(".")):
-        return f"{name}=={version}"
-    from reconciler.plan.requirements import version_or_none
+    # Most installed versions are in PEP 440's normal form (1.26.4, 0.64b0: valid by its
+    # grammar), known without parsing each of the image's 620 with packaging.
+    from reconciler.plan.requirements import plain_version, version_or_none
 
-    return f"{name}=={version}" if version_or_none(version) is not None else f"{name}==={version}"
+    if plain_version(version) or version_or_none(version) is not None:
+        return f"{name}=={version}"
+    return f"{name}==={version}"

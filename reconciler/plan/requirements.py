@@ -15,12 +15,11 @@ itself, exactly as before, and added.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
-
-from packaging.version import InvalidVersion, Version
 
 from reconciler.digest import sha256
 from reconciler.names import canonical_name
@@ -31,6 +30,7 @@ from reconciler.values import value
 if TYPE_CHECKING:
     from packaging.markers import Marker
     from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
 
 __all__ = [
     "MarkerEnvironment",
@@ -40,6 +40,7 @@ __all__ = [
     "marker_environment",
     "parse",
     "parse_request",
+    "plain_version",
     "satisfies",
     "unmet",
     "use_tables",
@@ -154,9 +155,24 @@ def _specifier_set(spec: str) -> SpecifierSet:
     return SpecifierSet(spec)
 
 
+#: Versions in PEP 440's usual form with no epoch or local part (1.26.4, 0.64b0,
+#: 2.9.0.post0, 3.0rc1.dev2): valid by the grammar's own rules.
+_PLAIN = re.compile(r"[0-9]+(?:\.[0-9]+)*(?:(?:a|b|rc)[0-9]+)?(?:\.post[0-9]+)?(?:\.dev[0-9]+)?")
+
+
+def plain_version(text: str) -> bool:
+    """Whether ``text`` is surely PEP 440, known without parsing it (True only of the
+    usual form: False says nothing)."""
+    return _PLAIN.fullmatch(text) is not None
+
+
 @lru_cache(maxsize=8192)
 def version_or_none(text: str) -> Version | None:
     """``Version(text)`` or None when it is not PEP 440."""
+    # packaging.version compiles its grammar at import (~2 ms): a plan that compares no
+    # version (the pins of installed ones are known valid by plain_version) needs none.
+    from packaging.version import InvalidVersion, Version
+
     try:
         return Version(text)
     except InvalidVersion:

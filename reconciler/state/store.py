@@ -27,6 +27,7 @@ from reconciler.digest import sha256
 from reconciler.errors import StateError
 from reconciler.state.cache import ReadCache
 from reconciler.state.environment import InstalledState, Package, image_identity
+from reconciler.tempfiles import mkstemp
 from reconciler.values import value
 
 if TYPE_CHECKING:
@@ -69,12 +70,10 @@ def write_json_atomic(path: Path, data: Any, *, derived: bool = False) -> None:
     ``derived`` (caches, rebuilt when damaged): compact JSON, written by the C
     encoder in one piece, and not fsynced (a cache lost in a crash is rebuilt).
     """
-    import tempfile  # a write's: a plan that writes nothing does not import it (nor shutil)
-
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = mkstemp(f".{path.name}.", ".tmp", str(path.parent))
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             if derived:
                 f.write(json.dumps(data, separators=(",", ":")))

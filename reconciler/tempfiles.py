@@ -1,0 +1,51 @@
+"""New private files, as ``tempfile.mkstemp`` makes them, without importing :mod:`tempfile`.
+
+:mod:`tempfile` imports :mod:`shutil` (and with it ``bz2``, ``lzma`` and ``zlib``) and
+:mod:`random`: ~4 ms of imports before a plan's first installer process starts (its
+constraints file), and again for each state file an apply writes. On POSIX a file is
+made here as mkstemp makes it: ``O_CREAT | O_EXCL | O_NOFOLLOW``, mode 0600, a random
+name, another name when one exists. The default directory is the first of ``TMPDIR``,
+``TEMP`` and ``TMP`` set, else ``/tmp``; when a file cannot be made there,
+``tempfile.mkstemp`` itself decides (its search of writable directories), as it does
+on other systems.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["mkstemp"]
+
+_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+_FLAGS |= getattr(os, "O_CLOEXEC", 0)
+#: How many names are tried before giving up (mkstemp's TMP_MAX is 10,000: a random
+#: 48-bit name taken ten times running means something else is wrong).
+_ATTEMPTS = 10
+
+
+def mkstemp(prefix: str, suffix: str, directory: str | None = None) -> tuple[int, str]:
+    """``(open file descriptor, absolute path)`` of a new file only this user can read;
+    ``directory`` None: the temporary directory. Raises OSError as mkstemp does."""
+    if os.name == "posix":
+        where = directory if directory is not None else _default_directory()
+        for _ in range(_ATTEMPTS):
+            path = os.path.abspath(os.path.join(where, f"{prefix}{os.urandom(6).hex()}{suffix}"))
+            try:
+                return os.open(path, _FLAGS, 0o600), path
+            except FileExistsError:
+                continue
+            except OSError:
+                if directory is not None:
+                    raise
+                break  # an unwritable TMPDIR: mkstemp searches on
+    import tempfile
+
+    return tempfile.mkstemp(suffix=suffix, prefix=prefix, dir=directory)
+
+
+def _default_directory() -> str:
+    for name in ("TMPDIR", "TEMP", "TMP"):
+        value = os.environ.get(name)
+        if value:
+            return value
+    return "/tmp"

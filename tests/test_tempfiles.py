@@ -1,0 +1,58 @@
+"""New private files without tempfile (reconciler.tempfiles): what mkstemp guarantees."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler import tempfiles
+
+
+def test_a_new_file_is_private_absolute_and_named_as_asked(tmp_path: Path) -> None:
+    fd, path = tempfiles.mkstemp("reconciler-constraints-", ".txt", str(tmp_path))
+    os.close(fd)
+    made = Path(path)
+    assert made.is_absolute() and made.parent == tmp_path
+    assert made.name.startswith("reconciler-constraints-") and made.name.endswith(".txt")
+    assert stat.S_IMODE(made.stat().st_mode) == 0o600
+    other_fd, other = tempfiles.mkstemp("reconciler-constraints-", ".txt", str(tmp_path))
+    os.close(other_fd)
+    assert other != path
+
+
+def test_a_name_taken_is_never_opened(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    names: Iterator[bytes] = iter([b"\0" * 6, b"\0" * 6, b"\1" * 6])
+    monkeypatch.setattr(os, "urandom", lambda n: next(names))
+    first_fd, first = tempfiles.mkstemp("x-", ".tmp", str(tmp_path))
+    os.write(first_fd, b"first")
+    os.close(first_fd)
+    second_fd, second = tempfiles.mkstemp("x-", ".tmp", str(tmp_path))
+    os.close(second_fd)
+    assert second != first and Path(first).read_bytes() == b"first"
+
+
+def test_the_temporary_directory_is_tmpdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    fd, path = tempfiles.mkstemp("x-", ".txt")
+    os.close(fd)
+    assert Path(path).parent == tmp_path
+
+
+def test_an_unusable_tmpdir_leaves_the_choice_to_tempfile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "missing"
+    monkeypatch.setenv("TMPDIR", str(missing))
+    fd, path = tempfiles.mkstemp("x-", ".txt")
+    os.close(fd)
+    assert Path(path).is_file() and Path(path).parent != missing
+    os.unlink(path)
+
+
+def test_a_directory_asked_for_that_cannot_hold_it_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        tempfiles.mkstemp("x-", ".txt", str(tmp_path / "missing"))
