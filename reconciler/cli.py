@@ -100,6 +100,8 @@ def _plan(args: argparse.Namespace) -> int:
 
     store = _store(args)
     manifest = _load(args.manifest, store, args.env)
+    if args.on_manifest is not None:
+        args.on_manifest(manifest)
     from reconciler.lockfile import has_lock_file
 
     cache = store.read_cache()
@@ -167,6 +169,8 @@ def _apply(args: argparse.Namespace) -> int:
             "apply needs a MANIFEST or --plan FILE", hint="reconciler apply manifest.yaml"
         )
     manifest, memo = _load_with_memo(manifest_path, store, args.env)
+    if args.on_manifest is not None:
+        args.on_manifest(manifest)
     if args.background:
         store.save_validation_memo(memo)
         from reconciler.apply.background import start_background
@@ -468,12 +472,17 @@ def _edit(args: argparse.Namespace) -> int:
 
 
 def main(
-    argv: Sequence[str] | None = None, *, on_plan: Callable[[Any, str], None] | None = None
+    argv: Sequence[str] | None = None,
+    *,
+    on_plan: Callable[[Any, str], None] | None = None,
+    on_manifest: Callable[[Any], None] | None = None,
 ) -> int:
     """Run the CLI; returns the exit code. ``on_plan(plan, printed)`` is told what ``plan``
-    printed (see :mod:`reconciler.entry`)."""
+    printed, ``on_manifest(manifest)`` the manifest ``plan`` or ``apply`` loaded (see
+    :mod:`reconciler.entry`)."""
     args = parse_arguments(argv, {"plan": _plan, "apply": _apply}, lambda: _parser(lazy=True))
     args.on_plan = on_plan
+    args.on_manifest = on_manifest
     from reconciler import faults
 
     faults.clear_stop()  # each command starts unstopped (the magic runs many in one kernel)

@@ -143,23 +143,21 @@ def _selection(call: _Call) -> list[str]:
     return [*(f"env={e}" for e in call.envs), *context]
 
 
-def _remember(call: _Call, output: str | None = None, since_ns: int | None = None) -> None:
+def _remember(
+    call: _Call, manifest: Any, output: str | None = None, since_ns: int | None = None
+) -> None:
     """After a successful apply or a no-op plan: remember the stamp of everything the plan
-    depended on (and, for a plan, what it printed)."""
+    depended on (and, for a plan, what it printed). ``manifest``: the model the full
+    path loaded (and checked the prefixes of)."""
     from pathlib import Path
 
     from reconciler import fastpath
     from reconciler.lockfile import lock_path
-    from reconciler.manifest import load_manifest
     from reconciler.state.environment import system_site_dirs
     from reconciler.state.python import find_site_packages
     from reconciler.state.store import StateStore
 
     store = StateStore(Path(call.state_dir))
-    # The full path just loaded it with the same memo: this is the remembered model.
-    memo = store.validation_memo()
-    manifest = load_manifest(call.manifest, memo=memo)
-    store.save_validation_memo(memo)
     names = call.envs
     # What every prefix is, selected or not: one that comes to be a symbolic link makes
     # the manifest invalid, and ``--env-prefix`` compares prefixes as files
@@ -225,23 +223,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return full(args)
     started = time.time_ns() - _CLOCK_SLACK_NS
     printed: list[tuple[Any, str]] = []
-    code = full(args, on_plan=lambda plan, text: printed.append((plan, text)))
+    loaded: list[Any] = []
+    code = full(
+        args, on_plan=lambda plan, text: printed.append((plan, text)), on_manifest=loaded.append
+    )
     import contextlib  # cheap by now: the full path imported it
 
     # Derived data: never let remembering turn a success into a failure.
     with contextlib.suppress(Exception):
-        if call.command == "apply" and code == 0:
-            _remember(call)
+        if call.command == "apply" and code == 0 and loaded:
+            _remember(call, loaded[-1])
         elif (
             call.command == "plan"
             and code == 0
             and printed
+            and loaded
             and _noop_plan(printed[-1][0])
             and "\x1b[" not in printed[-1][1]  # coloured for a terminal: not for replay
         ):
             # The plan wrote nothing the stamp covers; a change seen since it started
             # may not be in what it printed, so that output is not remembered.
-            _remember(call, output=printed[-1][1], since_ns=started)
+            _remember(call, loaded[-1], output=printed[-1][1], since_ns=started)
     return code
 
 

@@ -76,7 +76,12 @@ class InstalledState:
     pinned: tuple[str, ...] = ()
     frozen: bool = False
     is_venv: bool = False
-    fingerprint: str = ""
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """A digest of what was installed, for a saved plan's freshness check (computed
+        when asked: an apply's state re-read after the install is never asked)."""
+        return _fingerprint(self.conda, self.dists, self.pinned, self.frozen)
 
     @property
     def is_conda(self) -> bool:
@@ -262,7 +267,6 @@ def read_state(prefix: Path, cache: ReadCache | None = None) -> InstalledState:
             kind="venv",
             python_version=None,
             site_packages=None,
-            fingerprint=_fingerprint({}, {}, (), False),
         )
     cache = cache if cache is not None else ReadCache()
     conda, details = read_conda_records(prefix, cache)
@@ -301,5 +305,4 @@ def read_state(prefix: Path, cache: ReadCache | None = None) -> InstalledState:
         pinned=pinned,
         frozen=frozen,
         is_venv=is_venv,
-        fingerprint=_fingerprint(conda, dists, pinned, frozen),
     )
