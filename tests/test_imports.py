@@ -41,6 +41,13 @@ BEFORE_PREVIEW_UNUSED = (
     "csv", "reconciler.backends.wheels", "packaging.tags", "packaging.version", "tempfile",
     "shutil", *PARSER,
 )  # fmt: skip
+#: Not imported by a repeated pending plan at all: the wheel tags are kept with the
+#: interpreter's probe (packaging.tags imports logging and platform), the wheel file
+#: names are read without packaging.utils, and the RECORD of a wheel read before is
+#: cached (no zipfile, and with it shutil).
+WARM_PLAN_UNUSED = (
+    "packaging.tags", "packaging.utils", "logging", "platform", "zipfile", "shutil", "tempfile",
+)  # fmt: skip
 #: Not imported by a pending apply either: its parser builds only the apply command, and
 #: the modules of the other commands' handlers stay out.
 APPLY_UNUSED = (
@@ -117,7 +124,8 @@ def test_a_pending_plan_imports_only_what_it_uses(
     code, new, again = _plan(isolated, state, manifest)
     assert (code, again) == (0, out)
     assert "reconciler.plan.planner" in new and "reconciler.plan.requirements" in new
-    assert sorted(set(new) & {*UNUSED, *PARSER, *UNUSED_CLASSES}) == []
+    assert sorted(set(new) & {*UNUSED, *PARSER, *UNUSED_CLASSES, *WARM_PLAN_UNUSED}) == []
+    assert "reconciler.backends.wheels" in new  # the clash check read beta's wheel
     assert "class:Manifest" in new and "class:Environment" in new
     _, before_preview, _ = _run(isolated, state, "plan", manifest, BEFORE_PREVIEW)
     assert "reconciler.backends.process" in before_preview

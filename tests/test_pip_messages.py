@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import tarfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -248,7 +249,9 @@ def test_metadata_reads_each_index_page_once_per_plan(tmp_path: Path, wheelhouse
         again = metadata.requirements_of([("gamma", "1.0")], settings)
         listed = metadata.listing("gamma", settings)
         # The clash check locates the wheel from the same page.
-        wheel = locate_wheel("gamma", "1.0", settings, list(sys_tags()), hash_local=False)
+        wheel = locate_wheel(
+            "gamma", "1.0", settings, [str(t) for t in sys_tags()], hash_local=False
+        )
         once = [r.path for r in server.requests()]
         metadata.forget()  # what each plan starts with
         metadata.requirements_of([("gamma", "1.0")], settings)
@@ -413,7 +416,7 @@ def test_a_local_wheels_requirements_are_kept_until_the_file_changes(
     def no_zip(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the kept requirements were not used")
 
-    monkeypatch.setattr(metadata.zipfile, "ZipFile", no_zip)
+    monkeypatch.setattr(zipfile, "ZipFile", no_zip)
     metadata.forget()
     assert metadata.requirements_of([("gamma", "1.0")], settings, cache) == {"gamma": ("beta>=2",)}
     monkeypatch.undo()

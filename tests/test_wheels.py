@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -35,9 +36,10 @@ from tests.support.envs import make_venv
 from tests.support.servers import build_simple_index, serve
 from tests.support.wheels import build_wheel, overwrite_in_place, record_hash
 
-TAGS = tuple(sys_tags())
-PLATFORM = next(t.platform for t in TAGS if t.platform != "any")
-INTERP = next(t.interpreter for t in TAGS if t.interpreter.startswith("cp"))
+SYS_TAGS = tuple(sys_tags())
+TAGS = tuple(str(t) for t in SYS_TAGS)  # as reconciler names tags: interpreter-abi-platform
+PLATFORM = next(t.platform for t in SYS_TAGS if t.platform != "any")
+INTERP = next(t.interpreter for t in SYS_TAGS if t.interpreter.startswith("cp"))
 
 
 def _sha256(path: Path) -> str:
@@ -70,7 +72,7 @@ def test_find_links_picks_the_best_tag_for_the_target(tmp_path: Path) -> None:
         str(house),
     )
     # Only the generic wheel is compatible with a target that has no platform tags here.
-    pure = tuple(t for t in TAGS if t.platform == "any")
+    pure = tuple(t for t in TAGS if t.endswith("-any"))
     found = locate_wheel("alpha", "1.0", PipSettings(find_links=(house.as_uri(),)), pure)
     assert found is not None and found.filename == generic.name
     assert found.path == generic.resolve()
@@ -399,7 +401,7 @@ def test_a_local_wheels_record_is_kept_until_the_file_changes(
     def no_zip(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the cached rows were not used")
 
-    monkeypatch.setattr(wheel_records.zipfile, "ZipFile", no_zip)
+    monkeypatch.setattr(zipfile, "ZipFile", no_zip)
     assert [e.path for e in read_record(found, cache)] == paths
     monkeypatch.undo()
 
@@ -455,6 +457,39 @@ def test_preparing_probes_ahead_and_the_first_read_keeps_it(
     assert records._tags[str(python)] == TAGS
     assert wheels.WheelRecords(cache)._target_tags(python) == TAGS  # from tags.json
     assert len(started) == 1
+
+
+def test_the_tags_computed_are_kept_beside_the_probe(tmp_path: Path) -> None:
+    """tags.json keeps the tags with the probe: a later run reads them without
+    packaging.tags (and logging and platform with it); tags kept for another packaging,
+    interpreter or C library, or an entry of an earlier version without them, are
+    computed again, the same, and kept."""
+    cache = tmp_path / "cache"
+    here = Path(sys.executable)
+    assert target_tags(here, cache) == TAGS
+    code = (
+        "import sys; from pathlib import Path; from reconciler.backends import wheel_tags; "
+        f"tags = wheel_tags.cached_tags(Path({sys.executable!r}), Path({str(cache)!r})); "
+        "print(len(tags), 'packaging.tags' in sys.modules, 'logging' in sys.modules)"
+    )
+    fresh = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+    )  # fmt: skip
+    assert fresh.stdout.split() == [str(len(TAGS)), "False", "False"]
+
+    entries = json.loads((cache / "tags.json").read_text())
+    [entry] = entries.values()
+    assert entry["tags"]["tags"] == list(TAGS)
+    entry["tags"]["for"] = "another packaging;another interpreter;glibc 1.0;linux-x86_64"
+    (cache / "tags.json").write_text(json.dumps(entries))
+    assert wheel_tags.cached_tags(here, cache) is None
+    assert target_tags(here, cache) == TAGS
+    del entry["tags"]
+    (cache / "tags.json").write_text(json.dumps(entries))
+    records = wheels.WheelRecords(cache)
+    assert records.record(here, "alpha", "1.0", PipSettings(no_index=True)) is None
+    assert wheel_tags.cached_tags(here, cache) == TAGS
 
 
 def test_environments_planned_at_once_share_one_reader_and_one_probe(

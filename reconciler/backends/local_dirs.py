@@ -116,9 +116,8 @@ def offered_versions(name: str, settings: PipSettings) -> frozenset[Version] | N
     """The versions of project ``name`` (canonical) that the locations of ``settings``
     offer, when every location is a local directory and every file of the project in
     them parses; None otherwise (anything may be offered)."""
-    from packaging.utils import (
-        InvalidSdistFilename,
-        InvalidWheelFilename,
+    from reconciler.backends.wheel_filenames import (
+        InvalidFilename,
         parse_sdist_filename,
         parse_wheel_filename,
     )
@@ -133,7 +132,7 @@ def offered_versions(name: str, settings: PipSettings) -> frozenset[Version] | N
                 found.add(parse_wheel_filename(filename)[1])
             else:
                 found.add(parse_sdist_filename(filename)[1])
-        except (InvalidWheelFilename, InvalidSdistFilename):
+        except InvalidFilename:
             return None
     return frozenset(found)
 

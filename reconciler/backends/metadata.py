@@ -26,19 +26,17 @@ import contextlib
 import threading
 import time
 import urllib.parse
-import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import IO, TYPE_CHECKING, TypeVar
 
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
+from packaging.version import Version
+
+from reconciler.backends.wheel_filenames import (
+    InvalidFilename,
     parse_sdist_filename,
     parse_wheel_filename,
 )
-from packaging.version import Version
-
 from reconciler.backends.wheels import (
     SIMPLE_JSON,
     forget_pages,
@@ -55,6 +53,8 @@ from reconciler.plan.requirements import version_or_none
 from reconciler.values import value
 
 if TYPE_CHECKING:
+    from zipfile import ZipFile
+
     from reconciler.backends.http import HttpClient, Response
 
 T = TypeVar("T")
@@ -126,7 +126,7 @@ def _parse_file(name: str, filename: str, url: str, metadata_url: str | None) ->
         else:
             project, version = parse_sdist_filename(filename)
             wheel = False
-    except (InvalidWheelFilename, InvalidSdistFilename):
+    except InvalidFilename:
         return None
     if canonical_name(project) != name:
         return None
@@ -265,14 +265,21 @@ def _metadata_requires(text: str) -> tuple[str, ...]:
 
 
 def _wheel_metadata(path: str, name: str) -> str | None:
+    return _read_metadata(path, name)[1]
+
+
+def _read_metadata(source: str | IO[bytes], name: str) -> tuple[bool, str | None]:
+    """``(readable, METADATA of project name)`` of a wheel (a path or an open file)."""
+    import zipfile  # a wheel not read before (with shutil, bz2 and lzma)
+
     try:
-        with zipfile.ZipFile(path) as archive:
-            return _metadata_of(archive, name)
+        with zipfile.ZipFile(source) as archive:
+            return True, _metadata_of(archive, name)
     except (OSError, zipfile.BadZipFile, KeyError):
-        return None
+        return False, None
 
 
-def _metadata_of(archive: zipfile.ZipFile, name: str) -> str | None:
+def _metadata_of(archive: ZipFile, name: str) -> str | None:
     for entry in archive.namelist():
         top, _, leaf = entry.partition("/")
         if leaf == "METADATA" and top.endswith(".dist-info"):
@@ -308,9 +315,10 @@ def _local_requires(path: str, name: str, cache_dir: Path | None) -> tuple[str, 
                     return None if found is None else tuple(str(r) for r in found)
             except (OSError, ValueError, TypeError, KeyError):
                 pass
-            with zipfile.ZipFile(f) as archive:
-                text = _metadata_of(archive, name)
-    except (OSError, zipfile.BadZipFile, KeyError):
+            readable, text = _read_metadata(f, name)
+            if not readable:
+                return None
+    except OSError:
         return None
     requires = None if text is None else _metadata_requires(text)
     from reconciler.state.store import write_json_atomic

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
@@ -31,6 +30,8 @@ from reconciler.state.python import RecordEntry, parse_record
 from reconciler.values import value
 
 if TYPE_CHECKING:  # urllib.request costs ~20 ms to import: only remote reads need it
+    from zipfile import ZipFile
+
     from reconciler.backends.http import HttpClient
 
 __all__ = [
@@ -153,9 +154,14 @@ def read_listing(
                     cached = _cached(cache_file, identity)
                     if cached is not None:
                         return cached
-                with zipfile.ZipFile(f) as archive:
-                    listing = _listing_of(archive, wheel)
-        except (OSError, zipfile.BadZipFile) as exc:
+                import zipfile  # a wheel not read before (with shutil, bz2 and lzma)
+
+                try:
+                    with zipfile.ZipFile(f) as archive:
+                        listing = _listing_of(archive, wheel)
+                except zipfile.BadZipFile as exc:
+                    raise _unreadable(wheel, str(exc)) from exc
+        except OSError as exc:
             raise _unreadable(wheel, str(exc)) from exc
     if cache_file is not None:
         from reconciler.state.store import write_json_atomic
@@ -193,6 +199,7 @@ def _cached(cache_file: Path, identity: list[object] | None) -> WheelListing | N
 
 def _remote_listing(wheel: WheelFile, cache_dir: Path | None, http: HttpClient) -> WheelListing:
     import tempfile  # a remote wheel's: local ones never get here
+    import zipfile
 
     # A server without range support sends the whole wheel: it lands in the cache dir.
     where = cache_dir / "wheels" if cache_dir is not None else Path(tempfile.gettempdir())
@@ -216,7 +223,7 @@ def _remote_listing(wheel: WheelFile, cache_dir: Path | None, http: HttpClient) 
         os.unlink(tmp)
 
 
-def _listing_of(archive: zipfile.ZipFile, wheel: WheelFile) -> WheelListing:
+def _listing_of(archive: ZipFile, wheel: WheelFile) -> WheelListing:
     records = [
         n for n in archive.namelist() if n.count("/") == 1 and n.endswith(".dist-info/RECORD")
     ]

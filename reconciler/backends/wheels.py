@@ -37,14 +37,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urljoin, urlsplit
 
-from packaging.tags import Tag
-from packaging.utils import (
-    InvalidWheelFilename,
-    parse_wheel_filename,
-)
 from packaging.version import InvalidVersion, Version
 
 from reconciler.backends.process import redact
+from reconciler.backends.wheel_filenames import InvalidFilename, parse_wheel_filename
 from reconciler.backends.wheel_records import (
     LazyClient,
     WheelFile,
@@ -60,8 +56,8 @@ from reconciler.backends.wheel_tags import (
     probe_key,
     probe_uncached,
     remember_probe,
-    tags_of_probe,
     target_tags,
+    with_tags,
 )
 from reconciler.errors import BackendError
 from reconciler.manifest.model import PipSettings
@@ -161,10 +157,10 @@ def json_links(page: bytes, page_url: str) -> list[Link]:
 
 #: The rank of each tag of the last tag list :func:`_best` saw (~900 tags: building the
 #: map for every wheel located cost more than choosing the wheel).
-_last_ranks: list[tuple[Sequence[Tag], dict[Tag, int]]] = []
+_last_ranks: list[tuple[Sequence[str], dict[str, int]]] = []
 
 
-def _ranks(tags: Sequence[Tag]) -> dict[Tag, int]:
+def _ranks(tags: Sequence[str]) -> dict[str, int]:
     last = _last_ranks[0] if _last_ranks else None
     if last is not None and last[0] is tags:
         return last[1]
@@ -174,7 +170,7 @@ def _ranks(tags: Sequence[Tag]) -> dict[Tag, int]:
     return rank
 
 
-def _best(links: Sequence[Link], name: str, version: Version, tags: Sequence[Tag]) -> Link | None:
+def _best(links: Sequence[Link], name: str, version: Version, tags: Sequence[str]) -> Link | None:
     if not links:
         return None
     rank = _ranks(tags)
@@ -182,7 +178,7 @@ def _best(links: Sequence[Link], name: str, version: Version, tags: Sequence[Tag
     for link in links:
         try:
             wname, wversion, build, wtags = parse_wheel_filename(link.filename)
-        except InvalidWheelFilename:
+        except InvalidFilename:
             continue  # an sdist or another file: reconciler never builds
         if wname != name or wversion != version:
             continue
@@ -218,7 +214,7 @@ def locate_wheel(
     name: str,
     version: str,
     settings: PipSettings,
-    tags: Sequence[Tag],
+    tags: Sequence[str],
     *,
     client: HttpClient | None = None,
     hash_local: bool = True,
@@ -326,9 +322,9 @@ class WheelRecords:
 
     def __init__(self, cache_dir: Path | None = None) -> None:
         self.cache_dir = cache_dir
-        self._tags: dict[str, tuple[Tag, ...]] = {}
+        self._tags: dict[str, tuple[str, ...]] = {}
         #: Probes made by :meth:`prepare`, not yet in the tags cache: (key, probe, tags).
-        self._probed: dict[str, tuple[str, dict[str, Any], tuple[Tag, ...]]] = {}
+        self._probed: dict[str, tuple[str, dict[str, Any], tuple[str, ...]]] = {}
         self._tags_lock = threading.Lock()  # guards the dicts and the tags cache file
         #: One lock per interpreter: a probe of one never holds up the others' threads.
         self._locks: dict[str, threading.Lock] = {}
@@ -344,7 +340,7 @@ class WheelRecords:
         with self._tags_lock:
             return self._locks.setdefault(str(python), threading.Lock())
 
-    def _target_tags(self, python: Path) -> tuple[Tag, ...]:
+    def _target_tags(self, python: Path) -> tuple[str, ...]:
         with self._lock(python):  # one probe per interpreter, not one per thread
             tags = self._tags.get(str(python))
             if tags is not None:
@@ -369,7 +365,7 @@ class WheelRecords:
     @staticmethod
     def _cached_or_probed(
         python: Path, cache_dir: Path
-    ) -> tuple[tuple[Tag, ...] | None, tuple[str, dict[str, Any], tuple[Tag, ...]] | None]:
+    ) -> tuple[tuple[str, ...] | None, tuple[str, dict[str, Any], tuple[str, ...]] | None]:
         """From the tags cache: ``(tags, None)``; else the probe, run now and not
         written: ``(None, (key, probe, tags))``; ``(None, None)`` when the cache came to
         hold the interpreter between the two reads."""
@@ -377,7 +373,7 @@ class WheelRecords:
         if tags is not None:
             return tags, None
         found = probe_uncached(python, cache_dir)
-        return None, None if found is None else (*found, tags_of_probe(found[1]))
+        return None, None if found is None else (found[0], *with_tags(found[1]))
 
     def prepare(self, python: Path) -> None:
         """Work out ``python``'s tags ahead of the first :meth:`record` (the planner

@@ -12,8 +12,6 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from packaging.tags import Tag
-
 from reconciler.errors import BackendError
 from reconciler.lockfile.fresh import strip_credentials
 from reconciler.lockfile.model import LockedWheel
@@ -22,7 +20,7 @@ from reconciler.manifest.model import PipSettings
 __all__ = ["locate_locked", "tags_of"]
 
 
-def tags_of(python: Path) -> tuple[Tag, ...]:
+def tags_of(python: Path) -> tuple[str, ...]:
     """The wheel tags the environment's interpreter accepts, best first."""
     from reconciler.backends.wheels import target_tags
 
@@ -33,7 +31,7 @@ def locate_locked(
     name: str,
     version: str,
     settings: PipSettings,
-    tags: Sequence[Tag],
+    tags: Sequence[str],
     cache_dir: Path | None = None,
 ) -> LockedWheel:
     """The lock entry of ``name==version``; BackendError when no source offers its wheel.

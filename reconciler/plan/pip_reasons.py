@@ -138,10 +138,12 @@ def held_back(
     requested: Mapping[str, str],
     changes: list[Change],
     newest: Mapping[str, str],
+    cache_dir: Path | None = None,
 ) -> list[Change]:
     """Mark requested installs planned below the newest release the request allows, with
     the managed or foreign packages that exclude the newer one (its requirements that
-    they do not satisfy, read from its metadata)."""
+    they do not satisfy, read from its metadata: a local wheel's kept under
+    ``cache_dir``)."""
     behind = {}
     for change in changes:
         latest = newest.get(change.name)
@@ -162,7 +164,7 @@ def held_back(
 
     env = marker_environment(state.python_version)
     packages = state.packages()
-    metadata = requirements_of(behind.items(), settings)
+    metadata = requirements_of(behind.items(), settings, cache_dir)
     out = []
     for change in changes:
         if change.name not in behind:

@@ -195,7 +195,10 @@ def plan_pip_side(
             if wheels is not None:
                 checked = refuse_clashes(state, ownership, found, wheels, settings)
             newest_of = newest() if served is None else served
-            held = held_back(state, ownership, settings, texts, found, newest_of)
+            held = held_back(
+                state, ownership, settings, texts, found, newest_of,
+                cache_dir=getattr(wheels, "cache_dir", None),
+            )  # fmt: skip
         changes += [_merged(c, h) for c, h in zip(checked, held)]
         return PipSidePlan(tuple(changes), tuple(satisfied), tuple(to_resolve), constraints, True)
 
