@@ -119,7 +119,9 @@ def plain_arguments(
                 try:
                     own["lock_timeout"] = float(value)
                 except ValueError:
-                    return None  # argparse's "invalid float value"
+                    return None  # argparse says it is not a number of seconds
+                if not (0 <= own["lock_timeout"] < float("inf")):
+                    return None  # nor this
             continue
         if eq:
             return None

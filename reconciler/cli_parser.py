@@ -42,6 +42,17 @@ _MANIFEST_HELP = "the manifest file (YAML, version: 1)"
 _ENV_PREFIX_HELP = "the environment whose prefix is PATH (a kernel's sys.prefix), instead of --env"
 
 
+def seconds(text: str) -> float:
+    """``--lock-timeout``'s value: a number of seconds, 0 or more (not nan or inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds: {text!r}") from None
+    if not (0 <= value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, not {text!r}")
+    return value
+
+
 def env_prefix_option(parser: argparse.ArgumentParser) -> None:
     """``--env-prefix PATH``: how the notebook shim names the kernel's environment."""
     parser.add_argument("--env-prefix", type=Path, metavar="PATH", help=_ENV_PREFIX_HELP)
@@ -106,7 +117,7 @@ def _apply_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--lock-timeout",
-        type=float,
+        type=seconds,
         default=300.0,
         metavar="SECONDS",
         help="how long to wait for another apply on the same environment (300)",

@@ -25,9 +25,11 @@ _ENV = "the environment (default: the only one, or the one whose prefix is sys.p
 
 
 def _lock_timeout(parser: argparse.ArgumentParser, what: str) -> None:
+    from reconciler.cli_parser import seconds
+
     parser.add_argument(
         "--lock-timeout",
-        type=float,
+        type=seconds,
         default=300.0,
         metavar="SECONDS",
         help=f"how long to wait for {what} (300)",

@@ -669,7 +669,18 @@ def test_usage_errors_exit_1_not_the_pending_code(capsys: pytest.CaptureFixture[
         ("plan",): "the following arguments are required: manifest",
         ("plan", "m.yaml", "--no-such-option"): "unrecognized arguments: --no-such-option",
         ("baseline", "keep", "m.yaml"): "argument action: invalid choice: 'keep'",
-        ("apply", "m.yaml", "--lock-timeout", "soon"): "argument --lock-timeout: invalid float",
+        ("apply", "m.yaml", "--lock-timeout", "soon"): (
+            "argument --lock-timeout: invalid number of seconds: 'soon'"
+        ),
+        ("apply", "m.yaml", "--lock-timeout", "-1"): (
+            "argument --lock-timeout: must be 0 or more seconds, not '-1'"
+        ),
+        ("apply", "m.yaml", "--lock-timeout=nan"): (
+            "argument --lock-timeout: must be 0 or more seconds, not 'nan'"
+        ),
+        ("add", "m.yaml", "x", "--lock-timeout", "inf"): (
+            "argument --lock-timeout: must be 0 or more seconds, not 'inf'"
+        ),
         ("frobnicate",): "argument COMMAND: invalid choice: 'frobnicate'",
     }
     for argv, message in cases.items():
@@ -759,6 +770,7 @@ def test_a_plain_plan_or_apply_is_read_as_argparse_reads_it() -> None:
     common = [["-q"], ["-v"], ["--notebook"], ["--state-dir", "t"], ["--quiet"]]
     odd = [["--bogus"], ["-qv"], ["--env"], [""], ["-5"], ["--"], ["--js"], ["--out", "f"]]
     odd += [["--lock-timeout", "soon"], ["--env", "-x"], ["m2.yaml"], ["--env-prefix="]]
+    odd += [["--lock-timeout=-1"], ["--lock-timeout", "nan"], ["--lock-timeout", "inf"]]
     odd += [["--json=1"], ["--version"], ["--partial"], ["--locked"], ["-h"]]
     accepted = 0
     for command in ("plan", "apply"):
