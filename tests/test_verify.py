@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -196,28 +197,30 @@ def test_records_whose_heads_are_kept_are_not_read_again(
     assert later.reads == 0
 
 
-def test_heads_kept_hold_for_the_same_files_mounted_anew(
+def test_a_record_replaced_under_its_old_size_and_mtime_is_read_again(
     installed: InstalledState, tmp_path: Path
 ) -> None:
-    """A restarted app's image: the same RECORDs (size and mtime) as other inodes with
-    new ctimes. What was kept still answers."""
-    import shutil
-
+    """Other bytes of the same size, the mtime set back (``cp -p``, ``rsync -t``) and
+    renamed into place: only the ctime tells, and the RECORD is read again."""
     _settled()
     kept = tmp_path / "record-heads.json"
     written, protected, heads = _kept(installed, kept)
     heads.save()
-    site = installed.site_packages
-    assert site is not None
-    for dist in protected:
-        record = site / dist.directory / "RECORD"
-        shutil.copy2(record, tmp_path / "copy")
-        (tmp_path / "copy").replace(record)
+    record = installed.site_packages / "bulk_0-1.0.dist-info" / "RECORD"  # type: ignore[operator]
+    text = record.read_bytes()
+    first = text.split(b"\n", 1)[0]
+    swapped = _row("shared/a.py", OLD).encode().ljust(len(first), b" ")[: len(first)]
+    replacement = tmp_path / "RECORD"
+    replacement.write_bytes(swapped + text[len(first) :])
+    st = record.stat()
+    os.utime(replacement, ns=(st.st_atime_ns, st.st_mtime_ns))
+    replacement.replace(record)
+    assert (record.stat().st_size, record.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
     later = RecordHeads(kept)
-    assert verify.overwritten(installed, written, protected, later) == files.overwritten(
-        installed, written, protected
-    )
-    assert later.reads == 0
+    found = verify.overwritten(installed, written, protected, later)
+    assert ("bulk-0", "shared/a.py") in {(d.name, path) for d, path in found}
+    assert found == files.overwritten(installed, written, protected)
+    assert later.reads == 1
 
 
 def test_a_record_changed_after_its_heads_were_kept_is_read_again(
@@ -263,7 +266,7 @@ def test_a_damaged_heads_file_is_read_as_none_kept(
     data = json.loads(kept.read_text())
     site = str(installed.site_packages)
     for entry in data["sites"][site].values():
-        entry[2] = ["\u0100/"] if entry[2] is None else 7  # not what save writes
+        entry[3] = ["\u0100/"] if entry[3] is None else 7  # not what save writes
     kept.write_text(json.dumps(data))
     later = RecordHeads(kept)
     assert verify.overwritten(installed, written, protected, later) == files.overwritten(
@@ -288,14 +291,14 @@ def test_only_the_records_asked_about_are_kept_for_their_site_packages(
     _, protected, heads = _kept(installed, kept)
     heads.save()
     data = json.loads(kept.read_text())
-    data["sites"]["/elsewhere/site-packages"] = {"x-1.0.dist-info": [1, 2, None]}
+    data["sites"]["/elsewhere/site-packages"] = {"x-1.0.dist-info": [1, 2, 3, None]}
     kept.write_text(json.dumps(data))
     later = RecordHeads(kept)
     later.warm(site, [d.directory for d in protected[1:]])
     later.save()
     saved = json.loads(kept.read_text())["sites"]
     assert sorted(saved[site]) == sorted(d.directory for d in protected[1:])
-    assert saved["/elsewhere/site-packages"] == {"x-1.0.dist-info": [1, 2, None]}
+    assert saved["/elsewhere/site-packages"] == {"x-1.0.dist-info": [1, 2, 3, None]}
 
 
 # -- row heads: what a line-start search of each row finds --------------------------------

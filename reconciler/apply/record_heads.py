@@ -9,13 +9,15 @@ outside site-packages, the whole path and the comma (``six.py,``,
 has that path's head, so the set of a RECORD's heads answers the question for any
 wheel. An image's RECORDs are tens of megabytes and hardly change: their heads are
 kept in the state dir's cache (``record-heads.json``), and a RECORD is read again
-only when its size or mtime is not the one kept: the trust of the read cache's
-distributions and of ``drift``'s verified files. Not the inode, device or ctime: a
-restarted Studio app mounts the same image files anew, and its first apply would
-read every RECORD again.
+when its size, mtime or ctime is not the one kept. The ctime is what no tool can
+set back (``cp -p``, ``rsync -t`` and ``os.utime`` restore an mtime, and set the
+ctime to now): other bytes of the same size under a restored mtime are read again.
+Not the device or inode, which a restarted Studio app's new mount of the same image
+files may change; a host that unpacked the image anew gives them new ctimes, and
+that app's first apply reads every RECORD again, as every apply did before.
 
 A set is kept only when the file's mtime and ctime were older than the read by
-:data:`SLACK_NS`: a write made since would have given it a newer mtime (the
+:data:`SLACK_NS`: a write made since would have given it a newer ctime (the
 kernel's file clock lags the wall clock by less than a tick), so the bytes read are
 the bytes there while the stamp holds. A RECORD whose rows the line-start reading
 cannot split with certainty (quoted rows; line breaks other than ``\\n`` and
@@ -53,7 +55,7 @@ _RUN = re.compile(rb"(\.\./[^,\n]*,|(?!\.\./)[^/,\n]*[/,])[^\n]*(?:\n\1[^\n]*)*"
 
 #: Entries kept in the cache file at most (an image has about a thousand).
 LIMIT = 100_000
-FORMAT = 1  # entries: [size, mtime_ns, heads or None]
+FORMAT = 2  # entries: [size, mtime_ns, ctime_ns, heads or None]
 
 
 def row_heads(paths: Iterable[str]) -> frozenset[bytes]:
@@ -105,7 +107,7 @@ def heads_of(data: bytes) -> frozenset[bytes] | None:
 
 
 def _stamp(st: os.stat_result) -> list[int]:
-    return [st.st_size, st.st_mtime_ns]
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
 class RecordHeads:
@@ -137,9 +139,9 @@ class RecordHeads:
         with self._lock:
             table = self._asked.setdefault(site, {})
             entry = table.get(directory) or self._tables().get(site, {}).get(directory)
-            if _valid(entry) and entry[:2] == now:
+            if _valid(entry) and entry[:3] == now:
                 try:
-                    heads = _decode(entry[2])
+                    heads = _decode(entry[3])
                 except UnicodeEncodeError:  # not what save wrote: read the file again
                     pass
                 else:
@@ -209,11 +211,11 @@ def _load(path: Path | None) -> dict[str, dict[str, list[Any]]]:
 def _valid(entry: object) -> TypeGuard[list[Any]]:
     return (
         isinstance(entry, list)
-        and len(entry) == 3
-        and all(isinstance(n, int) for n in entry[:2])
+        and len(entry) == 4
+        and all(isinstance(n, int) for n in entry[:3])
         and (
-            entry[2] is None
-            or (isinstance(entry[2], list) and all(isinstance(h, str) for h in entry[2]))
+            entry[3] is None
+            or (isinstance(entry[3], list) and all(isinstance(h, str) for h in entry[3]))
         )
     )
 
