@@ -492,6 +492,28 @@ def test_the_tags_computed_are_kept_beside_the_probe(tmp_path: Path) -> None:
     assert wheel_tags.cached_tags(here, cache) == TAGS
 
 
+def test_tags_are_not_kept_where_a_manylinux_module_decides(tmp_path: Path) -> None:
+    """A PEP 600 ``_manylinux`` module on the path overrides packaging's manylinux
+    checks: the tags follow it, and none are kept (it can change at any run)."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "_manylinux.py").write_text("def manylinux_compatible(*args):\n    return False\n")
+    cache = tmp_path / "cache"
+    code = (
+        "import sys; from pathlib import Path; from packaging.tags import sys_tags; "
+        "from reconciler.backends.wheel_tags import target_tags; "
+        f"tags = target_tags(Path(sys.executable), Path({str(cache)!r})); "
+        "print(tags == tuple(str(t) for t in sys_tags()), any('manylinux' in t for t in tags))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+        env={**os.environ, "PYTHONPATH": f"{lib}{os.pathsep}{Path(__file__).parents[1]}"},
+    )  # fmt: skip
+    assert done.stdout.split() == ["True", "False"]
+    [entry] = json.loads((cache / "tags.json").read_text()).values()
+    assert "tags" not in entry
+
+
 def test_environments_planned_at_once_share_one_reader_and_one_probe(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -9,10 +9,11 @@ platform the platform tags are packaging's own (manylinux levels included).
 
 Tags are ``interpreter-abi-platform`` strings (``str()`` of packaging's ``Tag``).
 The list computed from a probe is kept beside it in ``tags.json``, with what else it
-depends on (packaging's version; the running interpreter, its C library and
-platform, which packaging reads for the manylinux and musllinux levels): a plan with
-the tags cached imports neither ``packaging.tags`` nor, through it, ``logging`` and
-``platform`` (~20 ms of CPU while the preview runs, and ~1,000 tags built).
+depends on (packaging's version; the running interpreter, its glibc, platform and
+system release, which packaging reads for the manylinux and macOS levels): a plan
+with the tags cached imports neither ``packaging.tags`` nor, through it, ``logging``
+and ``platform`` (~20 ms of CPU while the preview runs, and ~1,000 tags built).
+Where packaging reads more (a PEP 600 ``_manylinux`` module, musl), nothing is kept.
 """
 
 from __future__ import annotations
@@ -84,12 +85,16 @@ def tags_of_probe(probe: dict[str, Any]) -> tuple[str, ...]:
 
 def with_tags(probe: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
     """``probe`` with its tags kept in it (what :func:`remember_probe` writes), and the
-    tags: those kept when they were computed as they would be now, else computed."""
+    tags: those kept when they were computed as they would be now, else computed (and
+    kept only where everything packaging reads for them is known here)."""
     tags = _stored(probe)
     if tags is not None:
         return probe, tags
     tags = _computed(probe)
-    return {**probe, "tags": {"for": _computed_for(), "tags": list(tags)}}, tags
+    computed_for = _computed_for()
+    if computed_for is None:
+        return {k: v for k, v in probe.items() if k != "tags"}, tags
+    return {**probe, "tags": {"for": computed_for, "tags": list(tags)}}, tags
 
 
 def _stored(probe: dict[str, Any]) -> tuple[str, ...] | None:
@@ -102,12 +107,19 @@ def _stored(probe: dict[str, Any]) -> tuple[str, ...] | None:
     return tuple(tags)
 
 
-def _computed_for() -> str:
+def _computed_for() -> str | None:
     """What a probe's tags depend on besides the probe: packaging's version, and the
-    running interpreter (its binary, C library and platform) whose platform tags
-    packaging takes when the target's platform is the same."""
+    running interpreter (its binary, C library and platform, the system's release)
+    whose platform tags packaging takes when the target's platform is the same. None
+    where packaging reads more than that: a ``_manylinux`` module overriding the
+    manylinux checks (PEP 600), or a Linux C library other than glibc (musl's version
+    is read from the dynamic loader): there the tags are computed at each run."""
+    import importlib.util
+
     import packaging  # its __init__ only
 
+    if importlib.util.find_spec("_manylinux") is not None:
+        return None
     try:
         real = os.path.realpath(sys.executable)
         st = os.stat(real)
@@ -118,9 +130,13 @@ def _computed_for() -> str:
         libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
     except (ValueError, OSError, AttributeError):
         libc = ""
+    if sys.platform.startswith("linux") and not libc.startswith("glibc"):
+        return None
+    system = os.uname() if hasattr(os, "uname") else None
+    release = f"{system.release}:{system.machine}" if system is not None else "?"
     with SYSCONFIG_LOCK:
         platform = sysconfig.get_platform()
-    return f"{packaging.__version__};{binary};{libc};{platform}"
+    return f"{packaging.__version__};{binary};{libc};{release};{platform}"
 
 
 def _computed(probe: dict[str, Any]) -> tuple[str, ...]:
