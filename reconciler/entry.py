@@ -186,9 +186,14 @@ def _remember(
         state_files += [str(directory / f) for f in ("baseline.json", "owned.json", "journal.json")]
     state_files.append(str(lock_path(Path(call.manifest))))  # a new lock changes the plan
     inputs = fastpath.Inputs(prefixes, sites, files, state_files, identities)
+    raw = Path(call.manifest).read_bytes()
+    from reconciler.digest import sha256
+
+    if sha256(raw).hexdigest() != manifest.sha256:
+        return  # edited since the full path read it: what it met is not what is there now
     fastpath.remember(
-        call.state_dir, __version__, Path(call.manifest).read_bytes(), _selection(call), inputs,
-        len(prefixes), output=output, unchanged_since_ns=since_ns,
+        call.state_dir, __version__, raw, _selection(call), inputs, len(prefixes),
+        output=output, unchanged_since_ns=since_ns,
     )  # fmt: skip
 
 

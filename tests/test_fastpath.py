@@ -138,6 +138,31 @@ def test_an_edited_manifest_or_state_takes_the_full_path(
     assert result["planner"] is True
 
 
+#: :data:`PROBE`, with the manifest (the last argument) edited once the full path is
+#: done, before the entry point remembers what it met.
+EDITED_WHILE_IT_RAN = PROBE.replace(
+    "from reconciler.entry import main;",
+    "from pathlib import Path; import reconciler.cli as cli; real = cli.main; "
+    "edit = lambda p: p.write_text(p.read_text() + '# edited while it ran\\n'); "
+    "cli.main = lambda *a, **k: (real(*a, **k), edit(Path(sys.argv[-1])))[0]; "
+    "from reconciler.entry import main;",
+)
+
+
+def test_a_manifest_edited_while_an_apply_ran_is_not_remembered_as_met(
+    applied: tuple[Path, Path, Path, Path, dict[str, str]],
+) -> None:
+    """What the apply met is the manifest it read: other bytes there at its end (an
+    edit, a pull) take the full path next time."""
+    _image, _tools, manifest, state, env = applied
+    manifest.write_text(manifest.read_text() + "# a comment changes the bytes\n")
+    result, _, err = _run(env, state, "apply", manifest, probe=EDITED_WHILE_IT_RAN)
+    assert result["planner"] is True and result["code"] == 0, err
+    assert manifest.read_text().endswith("# edited while it ran\n")
+    result, _ = _apply(env, state, manifest)
+    assert result["planner"] is True
+
+
 def test_other_shapes_of_apply_always_plan(
     applied: tuple[Path, Path, Path, Path, dict[str, str]],
 ) -> None:
