@@ -5,14 +5,16 @@
 constraints file), and again for each state file an apply writes. On POSIX a file is
 made here as mkstemp makes it: ``O_CREAT | O_EXCL | O_NOFOLLOW``, mode 0600, a random
 name, another name when one exists. The default directory is the first of ``TMPDIR``,
-``TEMP`` and ``TMP`` set, else ``/tmp``; when a file cannot be made there,
-``tempfile.mkstemp`` itself decides (its search of writable directories), as it does
-on other systems.
+``TEMP`` and ``TMP`` set, else ``/tmp``; when a file cannot be made there, or a
+program running reconciler in its own process (a kernel) has set or settled
+``tempfile.tempdir``, ``tempfile.mkstemp`` itself decides, as it does on other
+systems.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 __all__ = ["mkstemp"]
 
@@ -26,7 +28,8 @@ _ATTEMPTS = 10
 def mkstemp(prefix: str, suffix: str, directory: str | None = None) -> tuple[int, str]:
     """``(open file descriptor, absolute path)`` of a new file only this user can read;
     ``directory`` None: the temporary directory. Raises OSError as mkstemp does."""
-    if os.name == "posix":
+    chosen = getattr(sys.modules.get("tempfile"), "tempdir", None)
+    if os.name == "posix" and (directory is not None or chosen is None):
         where = directory if directory is not None else _default_directory()
         for _ in range(_ATTEMPTS):
             path = os.path.abspath(os.path.join(where, f"{prefix}{os.urandom(6).hex()}{suffix}"))

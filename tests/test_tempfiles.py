@@ -35,6 +35,15 @@ def test_a_name_taken_is_never_opened(tmp_path: Path, monkeypatch: pytest.Monkey
     assert second != first and Path(first).read_bytes() == b"first"
 
 
+@pytest.fixture
+def fresh_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As in a process where tempfile has not chosen a directory yet (pytest's has)."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+
+
+@pytest.mark.usefixtures("fresh_process")
 def test_the_temporary_directory_is_tmpdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     fd, path = tempfiles.mkstemp("x-", ".txt")
@@ -42,6 +51,7 @@ def test_the_temporary_directory_is_tmpdir(tmp_path: Path, monkeypatch: pytest.M
     assert Path(path).parent == tmp_path
 
 
+@pytest.mark.usefixtures("fresh_process")
 def test_an_unusable_tmpdir_leaves_the_choice_to_tempfile(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -56,3 +66,19 @@ def test_an_unusable_tmpdir_leaves_the_choice_to_tempfile(
 def test_a_directory_asked_for_that_cannot_hold_it_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         tempfiles.mkstemp("x-", ".txt", str(tmp_path / "missing"))
+
+
+def test_a_temporary_directory_tempfile_has_settled_on_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a process that set ``tempfile.tempdir`` (a kernel running the magic), the file
+    goes there, as tempfile.mkstemp would put it."""
+    import tempfile
+
+    chosen = tmp_path / "chosen"
+    chosen.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(chosen))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    fd, path = tempfiles.mkstemp("x-", ".txt")
+    os.close(fd)
+    assert Path(path).parent == chosen
