@@ -101,7 +101,7 @@ class _RealBench:
         self.work = bench.work / f"real-{kind}"
         self.work.mkdir()
         self.prefix = self.work / "prefix"
-        self.runs = 1 if bench.config.quick else bench.config.runs
+        self.runs = bench.config.real_runs
         self.dry_missing = 0.0  # uv's dry run of the missing packages (the apply's floor)
 
     # -- inputs --

@@ -72,18 +72,20 @@ class Config:
     scale_envs: int
     profile: bool
     keep: bool
+    #: Of the real-wheel rows (bench.real): one with --quick unless --runs says more.
+    real_runs: int = 7
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Config:
         if args.quick:
-            config = cls(True, 1, 3, 1, 5, 10, args.profile, args.keep)
+            config = cls(True, 1, 3, 1, 5, 10, args.profile, args.keep, 1)
         else:
-            config = cls(False, 1, 7, 3, 15, 50, args.profile, args.keep)
+            config = cls(False, 1, 7, 3, 15, 50, args.profile, args.keep, 7)
         if args.runs:
             config = Config(
                 config.quick, config.warmup, args.runs, min(config.pip_runs, args.runs),
                 max(config.version_runs, args.runs), config.scale_envs, config.profile,
-                config.keep,
+                config.keep, args.runs,
             )  # fmt: skip
         return config
 
