@@ -109,16 +109,9 @@ def test_the_overwritten_files_are_those_a_full_parse_finds(installed: Installed
 def test_only_records_that_may_list_a_written_path_are_parsed(
     installed: InstalledState, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The 40 bulk distributions share no row start with what was written: their RECORDs
-    are searched once, never parsed row by row (the cost of verifying on an image)."""
-    parsed: list[str] = []
-    real = verify.changed_files
-
-    def counting(*args: object, **kwargs: object) -> list[str]:
-        parsed.append(args[1].name)  # type: ignore[attr-defined]
-        return real(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(verify, "changed_files", counting)
+    """The 40 bulk distributions share no row head with what was written: their RECORDs
+    are never parsed row by row (the cost of verifying on an image)."""
+    parsed = _counting_parses(monkeypatch)
     written, protected = _split(installed)
     verify.overwritten(installed, written, protected)
     # The near misses whose rows start like a written path's are parsed too;
@@ -149,6 +142,7 @@ def test_a_written_path_whose_head_a_row_may_not_end_with_parses_every_record(
 
 
 def _counting_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the distributions whose RECORDs verification parses, as it does."""
     parsed: list[str] = []
     real = verify.changed_files
 
