@@ -274,6 +274,7 @@ def run() -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         atexit._run_exitfuncs()
+        atexit._clear()  # run once, whichever way the process ends
         sys.stdout.flush()  # what the handlers wrote
         sys.stderr.flush()
     except BaseException:

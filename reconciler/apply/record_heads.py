@@ -177,9 +177,10 @@ class RecordHeads:
             dropped = any(len(self._asked[s]) < len(loaded.get(s, {})) for s in self._asked)
             if not (self._changed or dropped):
                 return
-            tables = {**loaded, **self._asked}
+            # Copies: a read-ahead of a failed install's environment may still be adding.
+            tables = {site: dict(table) for site, table in {**loaded, **self._asked}.items()}
             if sum(len(t) for t in tables.values()) > LIMIT:
-                tables = dict(self._asked)
+                tables = {site: tables[site] for site in self._asked}
         from reconciler.state.store import write_json_atomic
 
         try:

@@ -9,7 +9,7 @@ Which protected RECORDs list one of the written paths is the costly part: an ima
 has hundreds of distributions and tens of megabytes of RECORDs, and parsing every
 row of each costs more than the installer. :func:`overwritten` parses in full, with
 the same code as before, only the RECORDs whose row heads
-(:mod:`reconciler.apply.record_heads`: kept by file identity in the state dir, read
+(:mod:`reconciler.apply.record_heads`: kept by file stamp in the state dir, read
 ahead while the installer runs) include one of the written paths' heads, or that
 cannot be split into rows with certainty: the answer is the same.
 """
