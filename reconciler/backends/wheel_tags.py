@@ -99,7 +99,10 @@ def with_tags(probe: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
 
 def _stored(probe: dict[str, Any]) -> tuple[str, ...] | None:
     kept = probe.get("tags")
-    if not isinstance(kept, dict) or kept.get("for") != _computed_for():
+    if not isinstance(kept, dict):
+        return None
+    computed_for = _computed_for()
+    if computed_for is None or kept.get("for") != computed_for:
         return None
     tags = kept.get("tags")
     if not isinstance(tags, list) or not tags or not all(isinstance(t, str) for t in tags):
