@@ -111,8 +111,12 @@ def _plan(args: argparse.Namespace) -> int:
             from reconciler.lockfile.resolver import use_lock
 
             inputs = use_lock(manifest, inputs, required=args.locked)
+        backends = Backends.default(store.root / "cache")
         with resolving(sys.stderr, inputs, show=not args.quiet):
-            plan = build_plan(manifest, inputs, Backends.default(store.root / "cache"))
+            plan = build_plan(manifest, inputs, backends)
+        keep_prepared = getattr(backends.wheels, "keep_prepared", None)
+        if keep_prepared is not None:
+            keep_prepared()  # the wheel tags worked out beside a preview no wheel read needed
     finally:
         store.save_read_cache(cache)  # with the requirement answers the plan added
     if args.out:

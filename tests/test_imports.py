@@ -136,6 +136,27 @@ def test_a_pending_plan_imports_only_what_it_uses(
     assert code == 1 and "reconciler.lockfile.model" in new, out
 
 
+def test_a_repeated_refused_plan_computes_no_wheel_tags(
+    tmp_path: Path, wheelhouse: Path, isolated: dict[str, str]
+) -> None:
+    """gamma needs beta 2, which needs alpha>=2 over the foreign alpha 1.0: every pip
+    change is refused and no wheel is read, yet the tags worked out beside the first
+    plan's preview are kept, so the next plan imports no packaging.tags."""
+    prefix = make_venv(tmp_path / "venv")
+    pip_install(prefix, ["alpha==1.0"], wheelhouse, env=isolated)
+    manifest = write_manifest(
+        tmp_path / "manifest.yaml", {"e": {"prefix": prefix, "pip": ["gamma"]}},
+        wheelhouse=wheelhouse,
+    )  # fmt: skip
+    state = tmp_path / "state"
+    code, first, out = _plan(isolated, state, manifest)
+    assert code == 3 and "refused" in out, out
+    assert "packaging.tags" in first
+    code, new, again = _plan(isolated, state, manifest)
+    assert (code, again) == (3, out)
+    assert sorted(set(new) & {"packaging.tags", "logging", "platform"}) == []
+
+
 def test_a_pending_apply_imports_only_what_it_uses(
     tmp_path: Path, wheelhouse: Path, isolated: dict[str, str]
 ) -> None:

@@ -440,6 +440,27 @@ def test_preparing_leaves_a_fault_to_the_read_that_needs_it(tmp_path: Path) -> N
     assert again._tags[sys.executable] == target_tags(here)
 
 
+def test_what_was_prepared_and_never_read_is_kept_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A plan whose pip changes were all refused reads no wheel: plan asks for the tags
+    # worked out beside its preview to be kept, so the next one neither probes nor
+    # computes them.
+    venv = _copied_venv(tmp_path / "venv")
+    python = venv / "bin" / "python"
+    cache = tmp_path / "cache"
+    started = _counting_probes(monkeypatch)
+    records = wheels.WheelRecords(cache)
+    records.prepare(python)
+    assert len(started) == 1 and not cache.exists()
+    records.keep_prepared()
+    assert wheel_tags.cached_tags(python, cache) == TAGS
+    again = wheels.WheelRecords(cache)
+    again.prepare(python)
+    assert again._tags[str(python)] == TAGS and len(started) == 1
+    again.keep_prepared()  # nothing pending: nothing written, nothing raised
+
+
 def test_preparing_probes_ahead_and_the_first_read_keeps_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -285,36 +285,31 @@ def unavailable(
     directory, the index's project page), never from the installer's output, which
     for pip is the whole version list.
     """
-    from packaging.requirements import InvalidRequirement, Requirement
-
+    # The requirement answers of the plan (reconciler.plan.requirements): a warm
+    # refusal parses nothing and imports neither packaging's parser nor its markers.
     from reconciler.backends.metadata import listing, sources_text
-    from reconciler.names import canonical_name
+    from reconciler.plan.requirements import ParsedRequirement, contains, parse
 
-    requested: dict[str, Requirement] = {}
+    requested: dict[str, ParsedRequirement] = {}
     for text in requirements:
-        try:
-            req = Requirement(text)
-        except InvalidRequirement:
-            continue
-        requested[canonical_name(req.name)] = req
-    asked: dict[str, Requirement] = {}
+        req = parse(text)
+        if req is not None:
+            requested[req.key] = req
+    asked: dict[str, ParsedRequirement] = {}
     for match in re.finditer(_NAMED, message):
-        try:
-            req = Requirement((match.group("req") or match.group("name")).rstrip(".:;"))
-        except InvalidRequirement:
-            continue
-        key = canonical_name(req.name)
-        asked.setdefault(key, requested.get(key, req))
+        req = parse((match.group("req") or match.group("name")).rstrip(".:;"))
+        if req is not None:
+            asked.setdefault(req.key, requested.get(req.key, req))
     for name, req in asked.items():  # only what the installer named: no lookups otherwise
         found = listing(name, settings)
-        shown = f"{req.name}{req.specifier}"
+        shown = f"{req.name}{req.spec}"
         shown += " was asked for" if name in requested else " is required by what was asked for"
         if found is None:
             return (
                 f"{shown}, but no distribution named {req.name!r} is on {sources_text(settings)}",
                 "check the name in the manifest (a typo?) and the repositories it uses",
             )
-        matching = [v for v in found.versions() if req.specifier.contains(v, prereleases=True)]
+        matching = [v for v in found.versions() if contains(req.spec, v)]
         wheels = [v for v in found.versions(wheels_only=True) if v in matching]
         if not matching:
             newest = ", ".join(found.versions()[:_NEWEST_SHOWN]) or "none"

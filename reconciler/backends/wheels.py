@@ -396,6 +396,26 @@ class WheelRecords:
                 return
             _ranks(tags)
 
+    def keep_prepared(self) -> None:
+        """Write to the tags cache what :meth:`prepare` worked out and no read wrote: a
+        plan whose pip changes were all refused reads no wheel, and would compute the
+        tags again at every run. Called by ``plan`` only: a refused apply leaves the
+        state dir as it was."""
+        if self.cache_dir is None:
+            return
+        with self._tags_lock:
+            pending = list(self._probed)
+        for python in pending:
+            # Derived data: never let keeping it turn a plan into a failure.
+            with contextlib.suppress(Exception), self._lock(Path(python)):
+                probed = self._probed.pop(python, None)
+                if probed is None or probe_key(Path(python)) != probed[0]:
+                    continue  # read (and written) since, or replaced since it was probed
+                key, probe, tags = probed
+                with self._tags_lock:
+                    remember_probe(self.cache_dir, key, probe)
+                self._tags[python] = tags
+
     def record(
         self, python: Path, name: str, version: str, settings: PipSettings
     ) -> tuple[RecordEntry, ...] | None:
