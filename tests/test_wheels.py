@@ -440,19 +440,27 @@ def test_preparing_leaves_a_fault_to_the_read_that_needs_it(tmp_path: Path) -> N
     assert again._tags[sys.executable] == target_tags(here)
 
 
+def _prepared(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Path, Path, list[object], wheels.WheelRecords]:
+    """A copied venv's interpreter prepared (its probe run once, nothing written):
+    ``(python, cache dir, the probes started, the reader)``."""
+    python = _copied_venv(tmp_path / "venv") / "bin" / "python"
+    cache = tmp_path / "cache"
+    started = _counting_probes(monkeypatch)
+    records = wheels.WheelRecords(cache)
+    records.prepare(python)
+    assert len(started) == 1 and not cache.exists()
+    return python, cache, started, records
+
+
 def test_what_was_prepared_and_never_read_is_kept_when_asked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A plan whose pip changes were all refused reads no wheel: plan asks for the tags
     # worked out beside its preview to be kept, so the next one neither probes nor
     # computes them.
-    venv = _copied_venv(tmp_path / "venv")
-    python = venv / "bin" / "python"
-    cache = tmp_path / "cache"
-    started = _counting_probes(monkeypatch)
-    records = wheels.WheelRecords(cache)
-    records.prepare(python)
-    assert len(started) == 1 and not cache.exists()
+    python, cache, started, records = _prepared(tmp_path, monkeypatch)
     records.keep_prepared()
     assert wheel_tags.cached_tags(python, cache) == TAGS
     again = wheels.WheelRecords(cache)
@@ -466,13 +474,7 @@ def test_preparing_probes_ahead_and_the_first_read_keeps_it(
 ) -> None:
     # A copied interpreter needs the probe process: prepare (while a preview runs)
     # starts it, writes nothing; the first read keeps that answer without a second one.
-    venv = _copied_venv(tmp_path / "venv")
-    python = venv / "bin" / "python"
-    cache = tmp_path / "cache"
-    started = _counting_probes(monkeypatch)
-    records = wheels.WheelRecords(cache)
-    records.prepare(python)
-    assert len(started) == 1 and not cache.exists()
+    python, cache, started, records = _prepared(tmp_path, monkeypatch)
     assert records.record(python, "alpha", "1.0", PipSettings(no_index=True)) is None
     assert len(started) == 1
     assert records._tags[str(python)] == TAGS
