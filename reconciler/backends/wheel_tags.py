@@ -59,12 +59,9 @@ def target_tags(python: Path, cache_dir: Path | None = None) -> tuple[str, ...]:
     """
     key, cached, hit = _cached(python, cache_dir)
     probe = hit if hit is not None else _run_probe(python, key)
-    tags = _stored(probe)
-    if tags is not None:
-        return tags
-    probe, tags = with_tags(probe)
-    if cache_dir is not None:
-        remember_probe(cache_dir, key, probe, cached)
+    kept, tags = with_tags(probe)
+    if cache_dir is not None and (hit is None or kept is not probe):
+        remember_probe(cache_dir, key, kept, cached)
     return tags
 
 
@@ -75,7 +72,7 @@ def cached_tags(python: Path, cache_dir: Path) -> tuple[str, ...] | None:
         hit = _cached(python, cache_dir)[2]
     except BackendError:
         return None
-    return None if hit is None else _stored(hit)
+    return None if hit is None else _stored(hit, _computed_for())
 
 
 def tags_of_probe(probe: dict[str, Any]) -> tuple[str, ...]:
@@ -87,22 +84,20 @@ def with_tags(probe: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
     """``probe`` with its tags kept in it (what :func:`remember_probe` writes), and the
     tags: those kept when they were computed as they would be now, else computed (and
     kept only where everything packaging reads for them is known here)."""
-    tags = _stored(probe)
+    computed_for = _computed_for()
+    tags = _stored(probe, computed_for)
     if tags is not None:
         return probe, tags
     tags = _computed(probe)
-    computed_for = _computed_for()
     if computed_for is None:
         return {k: v for k, v in probe.items() if k != "tags"}, tags
     return {**probe, "tags": {"for": computed_for, "tags": list(tags)}}, tags
 
 
-def _stored(probe: dict[str, Any]) -> tuple[str, ...] | None:
+def _stored(probe: dict[str, Any], computed_for: str | None) -> tuple[str, ...] | None:
+    """The tags kept in ``probe`` for ``computed_for`` (:func:`_computed_for` now)."""
     kept = probe.get("tags")
-    if not isinstance(kept, dict):
-        return None
-    computed_for = _computed_for()
-    if computed_for is None or kept.get("for") != computed_for:
+    if computed_for is None or not isinstance(kept, dict) or kept.get("for") != computed_for:
         return None
     tags = kept.get("tags")
     if not isinstance(tags, list) or not tags or not all(isinstance(t, str) for t in tags):
@@ -203,7 +198,7 @@ def probe_uncached(python: Path, cache_dir: Path) -> tuple[str, dict[str, Any]] 
     :func:`cached_tags` answers)."""
     key, _, hit = _cached(python, cache_dir)
     if hit is not None:
-        return None if _stored(hit) is not None else (key, hit)
+        return None if _stored(hit, _computed_for()) is not None else (key, hit)
     return key, _run_probe(python, key)
 
 

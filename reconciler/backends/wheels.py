@@ -348,19 +348,29 @@ class WheelRecords:
             if self.cache_dir is None:
                 tags = target_tags(python)
             else:
-                probed = self._probed.pop(str(python), None)
-                if probed is not None and probe_key(python) != probed[0]:
-                    probed = None  # replaced since it was probed: probe it again
-                if probed is None:
+                tags = self._keep_probed(python, self.cache_dir)
+                if tags is None:
                     tags, probed = self._cached_or_probed(python, self.cache_dir)
-                if probed is not None:
-                    key, probe, tags = probed
-                    with self._tags_lock:  # the tags cache file: one writer at a time
-                        remember_probe(self.cache_dir, key, probe)
+                    if probed is not None:
+                        key, probe, tags = probed
+                        with self._tags_lock:  # the tags cache file: one writer at a time
+                            remember_probe(self.cache_dir, key, probe)
                 if tags is None:  # the cache was damaged between two reads: probe it
                     tags = target_tags(python)
             self._tags[str(python)] = tags
             return tags
+
+    def _keep_probed(self, python: Path, cache_dir: Path) -> tuple[str, ...] | None:
+        """Write the probe :meth:`prepare` kept for ``python`` to the tags cache, and
+        give its tags; None when there is none, or when the interpreter was replaced
+        since it was probed (then it is probed again)."""
+        probed = self._probed.pop(str(python), None)
+        if probed is None or probe_key(python) != probed[0]:
+            return None
+        key, probe, tags = probed
+        with self._tags_lock:  # the tags cache file: one writer at a time
+            remember_probe(cache_dir, key, probe)
+        return tags
 
     @staticmethod
     def _cached_or_probed(
@@ -408,13 +418,9 @@ class WheelRecords:
         for python in pending:
             # Derived data: never let keeping it turn a plan into a failure.
             with contextlib.suppress(Exception), self._lock(Path(python)):
-                probed = self._probed.pop(python, None)
-                if probed is None or probe_key(Path(python)) != probed[0]:
-                    continue  # read (and written) since, or replaced since it was probed
-                key, probe, tags = probed
-                with self._tags_lock:
-                    remember_probe(self.cache_dir, key, probe)
-                self._tags[python] = tags
+                tags = self._keep_probed(Path(python), self.cache_dir)
+                if tags is not None:
+                    self._tags[python] = tags
 
     def record(
         self, python: Path, name: str, version: str, settings: PipSettings
