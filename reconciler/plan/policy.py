@@ -11,6 +11,7 @@ import fnmatch
 import re
 from collections.abc import Sequence
 
+from reconciler.plan.requirements import plain_version, version_or_none
 from reconciler.state.environment import InstalledState, Package
 from reconciler.state.store import Baseline, Owned
 from reconciler.values import value
@@ -104,8 +105,6 @@ def _pin(name: str, version: str) -> str:
     # A version that is not PEP 440 (conda-style) can only be pinned by arbitrary equality.
     # Most installed versions are in PEP 440's normal form (1.26.4, 0.64b0: valid by its
     # grammar), known without parsing each of the image's 620 with packaging.
-    from reconciler.plan.requirements import plain_version, version_or_none
-
     if plain_version(version) or version_or_none(version) is not None:
         return f"{name}=={version}"
     return f"{name}==={version}"
