@@ -380,3 +380,68 @@ def test_no_module_of_reconciler_imports_dataclasses() -> None:
     )
     count, asked = json.loads(_fresh(probe))
     assert count > 80 and not [n for n in asked if n.startswith("reconciler")], asked
+
+
+_KEPT_PROBE = """
+import sys
+import reconciler.values as v
+v._KEPT = sys.argv[1]
+from reconciler.values import value
+@value
+class Pair:
+    name: str
+    size: int = 0
+@value
+class {other}:
+    {label}: str
+made = [Pair("a", 1), Pair("a", 1), {other}("x")]
+print(repr(made[0]), made[0] == made[1], hash(made[0]) == hash(made[1]), repr(made[2]))
+print(len(v._compiled_here))
+"""
+
+
+def _kept_run(path: Any, other: str = "Single", *flags: str) -> list[str]:
+    """A fresh process that keeps its compiled methods at ``path``: its output lines
+    (what its values print, then how many method groups it compiled). The class
+    ``other`` has one field, named after it."""
+    probe = _KEPT_PROBE.format(other=other, label=other.lower())
+    return subprocess.run(
+        [sys.executable, *flags, "-c", probe, str(path)],
+        env={"PYTHONPATH": str(REPO)}, capture_output=True, text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+
+
+def test_compiled_methods_are_kept_for_the_next_process(tmp_path: Any) -> None:
+    kept = tmp_path / "values.methods"
+    first = _kept_run(kept)
+    assert first == ["Pair(name='a', size=1) True True Single(single='x')", "4"]
+    assert kept.read_bytes().startswith(values._MAGIC) and values._MAGIC
+    assert _kept_run(kept) == [first[0], "0"]  # the same methods, none compiled again
+    # Another field's methods are not in the file: compiled, and then kept too. (The
+    # class name is not in the source: classes with the same fields share the code.)
+    assert _kept_run(kept, "Other") == ["Pair(name='a', size=1) True True Other(other='x')", "2"]
+    assert _kept_run(kept, "Other")[1] == "0"
+    assert not [p.name for p in tmp_path.iterdir() if p.name != "values.methods"]
+
+
+def test_a_damaged_or_foreign_kept_file_is_compiled_again_and_replaced(tmp_path: Any) -> None:
+    kept = tmp_path / "values.methods"
+    for damaged in (b"", b"\x00" * 40, values._MAGIC + b"\xff\x00garbage", b"XXXX" + b"{}"):
+        kept.write_bytes(damaged)
+        assert _kept_run(kept)[1] == "4"
+        assert _kept_run(kept)[1] == "0"  # the first run wrote a good one
+    import marshal
+
+    kept.write_bytes(values._MAGIC + marshal.dumps({"source": 1}))  # not code objects
+    assert _kept_run(kept)[1] == "4"
+
+
+def test_nothing_is_kept_when_python_is_told_not_to_write_bytecode(tmp_path: Any) -> None:
+    kept = tmp_path / "values.methods"
+    assert _kept_run(kept, "Single", "-B")[1] == "4"
+    assert not kept.exists()
+    # Where nothing can be written (here a file stands where the directory would be,
+    # as root may write to any mode): the run is the same, and nothing is written.
+    (tmp_path / "file").write_text("")
+    assert _kept_run(tmp_path / "file" / "values.methods")[1] == "4"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
