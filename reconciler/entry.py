@@ -203,6 +203,19 @@ def _noop_plan(plan: Any) -> bool:
     return not plan.pending and not any(env.resolver_ran for env in plan.environments)
 
 
+def _speculate(call: _Call, speculative: Any) -> None:
+    """Start the previews recorded for this call (same key as the fast path's); derived
+    data: a failure to start them changes nothing."""
+    from reconciler.fastpath import _key
+
+    try:
+        with open(call.manifest, "rb") as f:
+            manifest = f.read(1_048_577)
+        speculative.begin(call.state_dir, _key(manifest, _selection(call)))
+    except Exception:  # a speculation never turns into a failure
+        return
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run reconciler; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -222,16 +235,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         if hit is not None and hit.output is not None:
             sys.stdout.write(hit.output)
             return 0  # a no-op plan: nothing pending, nothing refused
-    from reconciler.cli import main as full
-
     if call is None:
+        from reconciler.cli import main as full
+
         return full(args)
     started = time.time_ns() - _CLOCK_SLACK_NS
-    printed: list[tuple[Any, str]] = []
-    loaded: list[Any] = []
-    code = full(
-        args, on_plan=lambda plan, text: printed.append((plan, text)), on_manifest=loaded.append
-    )
+    from reconciler.backends import speculative
+
+    try:
+        # The uv previews the last run of this call made start now, while the planner
+        # is imported; it takes their results only for the very same invocations.
+        _speculate(call, speculative)
+        from reconciler.cli import main as full
+
+        printed: list[tuple[Any, str]] = []
+        loaded: list[Any] = []
+        code = full(
+            args,
+            on_plan=lambda plan, text: printed.append((plan, text)),
+            on_manifest=loaded.append,
+        )
+    finally:
+        speculative.end()  # the unclaimed ones killed and reaped; this run's recorded
     import contextlib  # cheap by now: the full path imported it
 
     # Derived data: never let remembering turn a success into a failure.

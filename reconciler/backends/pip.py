@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
+
+from reconciler.backends import speculative
 
 # The network bounds stay importable from here, where they were first defined.
 from reconciler.backends.pip_args import HTTP_CONNECT_TIMEOUT as HTTP_CONNECT_TIMEOUT
@@ -26,6 +27,7 @@ from reconciler.backends.pip_args import (
     check_index_order,
     constraints_file,
     isolation_env,
+    pinned_argv,
     repository_args,
     temp_text_file,
     uv_in_venv,
@@ -140,17 +142,6 @@ _DEPENDS_ON = (
 )
 
 
-@contextmanager
-def _no_lock_left(python: Path) -> Iterator[None]:
-    """uv takes a file lock on the environment even for a dry run, creating an empty
-    ``.lock`` in it; a preview must leave the environment as it found it."""
-    lock = python.parent.parent / ".lock"
-    existed = lock.exists()
-    try:
-        yield
-    finally:
-        if not existed:
-            lock.unlink(missing_ok=True)
 
 
 class UvCli:
@@ -207,8 +198,11 @@ class UvCli:
             "--output-format", "json", *repository_args(settings, uv=True),
             *(a for name in reinstall for a in ("--reinstall-package", name)), *refreshing,
         ]  # fmt: skip
-        with _no_lock_left(python):
-            proc = _run_pinned(argv, "--constraints", constraints, requirements, PREVIEW_TIMEOUT)
+        # The same dry run started at process start, if there is one (uv's .lock removed).
+        proc = speculative.preview(
+            python, argv, constraints, requirements, isolation_env(), PREVIEW_TIMEOUT,
+            lambda: _run_pinned(argv, "--constraints", constraints, requirements, PREVIEW_TIMEOUT),
+        )  # fmt: skip
         if proc.returncode != 0:
             message = resolution_refusal(proc, "uv dry run")
             edges = tuple(
@@ -344,9 +338,8 @@ def _run_pinned(
     """Run an installer with the pins in a constraints file (``flag``: uv's
     ``--constraints``, pip's ``--constraint``) and the requirements after ``--``."""
     with constraints_file(constraints) as cfile:
-        pins: list[str | Path] = [flag, cfile] if cfile is not None else []
         return run(
-            [*argv, *pins, "--", *requirements],
+            pinned_argv(argv, flag, cfile, requirements),
             env=isolation_env(),
             timeout=timeout,
             fault_point=fault_point,

@@ -25,7 +25,9 @@ __all__ = [
     "SYSCONFIG_LOCK",
     "check_index_order",
     "constraints_file",
+    "constraints_text",
     "isolation_env",
+    "pinned_argv",
     "repository_args",
     "temp_text_file",
     "uv_in_venv",
@@ -68,13 +70,28 @@ def isolation_env() -> dict[str, str]:
     return env
 
 
+def constraints_text(constraints: Sequence[str]) -> str:
+    """What the constraints file holds: one constraint a line."""
+    return "".join(f"{c}\n" for c in constraints)
+
+
+def pinned_argv(
+    argv: Sequence[str | Path], flag: str, cfile: Path | None, requirements: Sequence[str]
+) -> list[str | Path]:
+    """An installer's command line: ``argv``, then ``flag cfile`` (uv's ``--constraints``,
+    pip's ``--constraint``) when there is a constraints file, then ``--`` and the
+    requirements."""
+    pins: list[str | Path] = [flag, cfile] if cfile is not None else []
+    return [*argv, *pins, "--", *requirements]
+
+
 @contextmanager
 def constraints_file(constraints: Sequence[str]) -> Iterator[Path | None]:
     """A temporary file with one constraint a line (None when there are none), removed after."""
     if not constraints:
         yield None
         return
-    with temp_text_file("reconciler-constraints-", "".join(f"{c}\n" for c in constraints)) as path:
+    with temp_text_file("reconciler-constraints-", constraints_text(constraints)) as path:
         yield path
 
 

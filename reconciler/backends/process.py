@@ -6,7 +6,6 @@ are redacted from everything this module returns for display.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -17,6 +16,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from reconciler import faults
+from reconciler.backends.child_env import UNCONTROLLED_VARIABLES as UNCONTROLLED_VARIABLES
+from reconciler.backends.child_env import child_environment
 from reconciler.errors import BackendError
 from reconciler.values import value
 
@@ -27,7 +28,9 @@ __all__ = [
     "UNCONTROLLED_VARIABLES",
     "Completed",
     "exit_text",
+    "finish",
     "first_lines",
+    "notify_started",
     "redact",
     "run",
     "spawn_detached",
@@ -37,31 +40,6 @@ __all__ = [
 #: File descriptors every installer inherits: the environment locks' flock (see
 #: :mod:`reconciler.apply.envlock`), so that a killed apply's installer keeps them.
 INHERITED_FDS: set[int] = set()
-
-#: Variables never passed to an installer. The caller's environment is not a terminal's:
-#: ipykernel sets FORCE_COLOR=1 and CLICOLOR_FORCE=1 for every child of a notebook, and
-#: with them pip colours the JSON of ``--report -`` so that it no longer parses. Verbosity
-#: and progress settings put log lines where reconciler reads a report; ``PIP_USER``,
-#: ``PIP_TARGET``, ``PIP_PREFIX``, ``PIP_ROOT`` and ``PIP_DRY_RUN`` would move (or skip)
-#: the install away from the environment that was planned. Index and network settings
-#: (``PIP_INDEX_URL``, ``UV_INDEX_URL``, timeouts...) are the user's and stay.
-UNCONTROLLED_VARIABLES = frozenset(
-    {
-        "FORCE_COLOR",
-        "CLICOLOR_FORCE",
-        "CLICOLOR",
-        "PY_COLORS",
-        "PIP_VERBOSE",
-        "PIP_QUIET",
-        "PIP_PROGRESS_BAR",
-        "PIP_USER",
-        "PIP_TARGET",
-        "PIP_PREFIX",
-        "PIP_ROOT",
-        "PIP_DRY_RUN",
-        "PIP_REPORT",
-    }
-)
 
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
 
@@ -80,6 +58,16 @@ def when_started(callback: Callable[[], None]) -> Iterator[None]:
         yield
     finally:
         _STARTED.callback = previous
+
+
+def notify_started() -> None:
+    """A process this thread waits for has started: call the :func:`when_started`
+    callback of the block, if any (:func:`run`; a speculative preview taken instead)."""
+    started = getattr(_STARTED, "callback", None)
+    if started is not None:
+        _STARTED.callback = None
+        with suppress(Exception):  # an overlap is an optimisation: the process runs on
+            started()
 
 
 def first_lines(message: str) -> str:
@@ -149,10 +137,7 @@ def run(
 ) -> Completed:
     """Run ``argv`` to completion and capture its output (no shell, no stdin)."""
     args = [str(a) for a in argv]
-    merged = {k: v for k, v in os.environ.items() if k not in UNCONTROLLED_VARIABLES}
-    merged["NO_COLOR"] = "1"
-    if env:
-        merged.update(env)
+    merged = child_environment(env)
     try:
         proc = subprocess.Popen(
             args,
@@ -174,13 +159,15 @@ def run(
             f"cannot run {redact(args[0])}: {exc.strerror or exc}",
             hint="check the file exists and is executable",
         ) from exc
-    started = getattr(_STARTED, "callback", None)
-    if started is not None:
-        _STARTED.callback = None
-        with suppress(Exception):  # an overlap is an optimisation: the process runs on
-            started()
+    notify_started()
     if fault_point:
         faults.point(fault_point)
+    return finish(proc, args, timeout)
+
+
+def finish(proc: subprocess.Popen[str], args: list[str], timeout: float | None) -> Completed:
+    """Wait for ``proc`` (started with ``args``, output piped as text) as :func:`run`
+    does: the same timeout and stop handling, the same captured, redacted result."""
     stdout, stderr = _wait(proc, args, timeout)
     return Completed(tuple(redact(a) for a in args), proc.returncode, stdout, stderr)
 

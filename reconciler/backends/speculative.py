@@ -1,0 +1,446 @@
+"""Speculative uv previews: a repeated pending ``plan``/``apply`` starts its dry runs at
+process start, while the planner is still being imported.
+
+After a plain call (:func:`reconciler.entry._plain_call`) whose uv previews ran, the
+state dir's ``cache/previews.stamps`` records them, under the no-op fast path's key
+(manifest bytes and selection), with a cheap stamp of each environment (inode and
+mtime of its site-packages, ``conda-meta``, ``pyvenv.cfg`` and interpreter) and of the
+uv binary. When the same call misses the fast path, :func:`begin` starts the recorded
+previews whose stamps still hold, before the planner is imported.
+
+The planner stays the authority. :func:`preview` gives it a speculative process's
+result only when the invocation it would run itself is the same: the command line
+(with the constraints file's content in place of its temporary path), the child's
+environment variables, the working directory, the uv binary (path, size, mtime,
+inode), and the environment's stamp now equal to the one taken just before that
+process started, when nothing stamped had been modified within the clock slack. The
+process is then waited for exactly as :func:`reconciler.backends.process.run` waits
+(timeout, stop requests) and its output parsed by the same code. Any other
+speculative process is killed with its process group and reaped, and what it could
+leave is removed as the normal preview removes it (uv's empty ``.lock`` in the
+environment, the constraints file): at the first preview of its environment that does
+not match, else by :func:`end`, before reconciler exits.
+
+Only uv's ``preview`` is ever speculated (never an install, never pip or conda), and
+nothing is when a fault injection is active. Imports only :mod:`os` (and
+:mod:`subprocess` when it starts something): no json, typing or hashlib on the way in.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from reconciler.backends.child_env import child_environment
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import subprocess
+    from collections.abc import Callable, Mapping, Sequence
+    from pathlib import Path
+
+    from reconciler.backends.process import Completed
+
+__all__ = ["RECORD", "begin", "end", "launched", "preview"]
+
+#: NUL-separated fields (as the fast path's ``noop.stamps``), beside it.
+RECORD = os.path.join("cache", "previews.stamps")
+_MAGIC = "reconciler preview record"
+FORMAT = 1
+#: Entries kept: the previews of a few manifests and selections.
+KEPT = 16
+#: A change stamped this close before a launch may share its coarse mtime with a later
+#: one: such an environment launches nothing (as the fast path's clock slack).
+CLOCK_SLACK_NS = 50_000_000
+#: Where a temporary constraints file goes (``tempfile``'s order, without importing it).
+_TMP_VARIABLES = ("TMPDIR", "TEMP", "TMP")
+
+
+class _Invocation:
+    """One uv preview as the record keeps it: the command line with the constraints
+    file's argument blank (at ``at``, -1 without one) and its content beside it."""
+
+    __slots__ = ("additions", "argv", "at", "constraints", "paths", "python")
+
+    def __init__(
+        self,
+        python: str,
+        argv: Sequence[str],
+        at: int,
+        constraints: str,
+        additions: Mapping[str, str],
+        paths: Sequence[str],
+    ) -> None:
+        self.python = python
+        self.argv = list(argv)
+        self.at = at
+        self.constraints = constraints
+        self.additions = dict(additions)
+        self.paths = list(paths)  # what the environment's stamp covers
+
+    def same(self, other: _Invocation) -> bool:
+        """The same command, constraints content and environment additions."""
+        return (self.python, self.argv, self.at, self.constraints, self.additions) == (
+            other.python,
+            other.argv,
+            other.at,
+            other.constraints,
+            other.additions,
+        )
+
+
+class _Launched:
+    """A speculative process and what it was started from."""
+
+    __slots__ = (
+        "args", "cwd", "env", "invocation", "lock", "lock_existed", "proc", "reaped",
+        "stamp", "started", "tmp", "uv",
+    )  # fmt: skip
+
+    def __init__(self, invocation: _Invocation, stamp: str, uv: str) -> None:
+        self.invocation = invocation
+        self.stamp = stamp
+        self.uv = uv
+        self.cwd = os.getcwd()
+        self.env = child_environment(invocation.additions)
+        self.lock = os.path.join(os.path.dirname(os.path.dirname(invocation.python)), ".lock")
+        self.lock_existed = os.path.exists(self.lock)
+        self.tmp: str | None = None
+        self.args: list[str] = []
+        self.proc: subprocess.Popen[str] | None = None
+        self.reaped = False  # waited for, its pipes read and closed
+        self.started = 0.0
+
+
+_lock = threading.Lock()
+_launched: list[_Launched] = []
+#: (state dir, key) while a plain call records its previews; None otherwise.
+_recording: list[tuple[str, str]] = []
+_noted: list[tuple[_Invocation, str, str]] = []
+
+
+def _stat(path: str, *, size: bool = False) -> tuple[str, int]:
+    """``inode:mtime`` (``size:`` first for a binary) and the mtime; ``<missing>``, 0."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "<missing>", 0
+    text = f"{st.st_ino}:{st.st_mtime_ns}"
+    return (f"{st.st_size}:{text}" if size else text), st.st_mtime_ns
+
+
+def _stamp(paths: Sequence[str]) -> tuple[str, int]:
+    """The stamp of ``paths`` and the newest mtime among them."""
+    parts = [_stat(p) for p in paths]
+    return "\0".join(text for text, _ in parts), max((m for _, m in parts), default=0)
+
+
+def environment_paths(python: Path) -> list[str]:
+    """What an environment's stamp covers: its interpreter, ``pyvenv.cfg``,
+    ``conda-meta`` and site-packages directories (a package installed, removed or
+    replaced, or the environment recreated, changes one)."""
+    from reconciler.state.environment import system_site_dirs
+    from reconciler.state.python import find_site_packages
+
+    prefix = python.parent.parent
+    site, version = find_site_packages(prefix)
+    sites = [str(s) for s in (site, *system_site_dirs(prefix, version)) if s]
+    return [str(python), str(prefix / "pyvenv.cfg"), str(prefix / "conda-meta"), *sites]
+
+
+# -- the record --
+
+
+def _encode(entries: dict[str, list[tuple[_Invocation, str, str]]]) -> str | None:
+    fields = [_MAGIC, str(FORMAT), str(len(entries))]
+    for key, previews in entries.items():
+        fields += [key, str(len(previews))]
+        for inv, stamp, uv in previews:
+            fields += [uv, stamp.replace("\0", "\1"), inv.python, str(inv.at), inv.constraints]
+            fields += [str(len(inv.argv)), *inv.argv]
+            fields += [str(len(inv.additions)), *(f"{k}={v}" for k, v in inv.additions.items())]
+            fields += [str(len(inv.paths)), *inv.paths]
+    if any("\0" in f for f in fields):
+        return None
+    return "\0".join(fields)
+
+
+def _decode(text: str) -> dict[str, list[tuple[_Invocation, str, str]]]:
+    """The entries :func:`_encode` wrote; empty for anything else (a miss, not a guess)."""
+    fields = text.split("\0")
+    if fields[:2] != [_MAGIC, str(FORMAT)] or len(fields) < 3:
+        return {}
+    entries: dict[str, list[tuple[_Invocation, str, str]]] = {}
+    at = 3
+
+    def block() -> list[str]:
+        nonlocal at
+        n = int(fields[at])
+        items = fields[at + 1 : at + 1 + n]
+        if n < 0 or len(items) != n:
+            raise ValueError("short")
+        at += 1 + n
+        return items
+
+    try:
+        for _ in range(int(fields[2])):
+            key, count = fields[at], int(fields[at + 1])
+            at += 2
+            previews = []
+            for _ in range(count):
+                uv, stamp, python, where, constraints = fields[at : at + 5]
+                at += 5
+                argv = block()
+                additions = dict(a.split("=", 1) for a in block())
+                paths = block()
+                inv = _Invocation(python, argv, int(where), constraints, additions, paths)
+                previews.append((inv, stamp.replace("\1", "\0"), uv))
+            entries[key] = previews
+    except (ValueError, IndexError):
+        return {}
+    return entries if at == len(fields) else {}
+
+
+def _load(state_dir: str) -> dict[str, list[tuple[_Invocation, str, str]]]:
+    try:
+        with open(os.path.join(state_dir, RECORD), encoding="utf-8") as f:
+            return _decode(f.read())
+    except (OSError, ValueError):
+        return {}
+
+
+# -- launching --
+
+
+def _temp_file(text: str) -> str:
+    """A new private file holding ``text``, where ``tempfile`` would put it."""
+    directory = next((os.environ[v] for v in _TMP_VARIABLES if os.environ.get(v)), "/tmp")
+    path = os.path.join(directory, f"reconciler-constraints-{os.urandom(6).hex()}.txt")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, text.encode("utf-8"))
+    finally:
+        os.close(fd)
+    return path
+
+
+def _start(inv: _Invocation, stamp: str, uv: str) -> None:
+    import subprocess
+
+    one = _Launched(inv, stamp, uv)
+    args = list(inv.argv)
+    if inv.at >= 0:
+        one.tmp = _temp_file(inv.constraints)
+        args[inv.at] = one.tmp
+    one.args = args
+    try:
+        # Its own session: killed with whatever it started (uv runs the interpreter).
+        one.proc = subprocess.Popen(
+            args,
+            env=one.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+    except BaseException:
+        _clean(one)
+        raise
+    one.started = time.monotonic()
+    _launched.append(one)
+
+
+def begin(state_dir: str, key: str) -> None:
+    """Record this call's previews under ``key``; start the ones recorded last time
+    whose environment and uv binary are as they were then (best effort)."""
+    _recording[:] = [(state_dir, key)]
+    if os.environ.get("RECONCILER_FAULT_POINT"):
+        return  # a fault test watches every process this run starts
+    now = time.time_ns()
+    for inv, stamp, uv in _load(state_dir).get(key, []):
+        if not inv.argv or _stat(inv.argv[0], size=True)[0] != uv:
+            continue
+        current, newest = _stamp(inv.paths)
+        if current != stamp or newest >= now - CLOCK_SLACK_NS:
+            continue
+        try:
+            _start(inv, stamp, uv)
+        except (OSError, ValueError):
+            continue
+
+
+def launched() -> int:
+    """How many speculative processes were started and are not yet claimed or ended."""
+    with _lock:
+        return len(_launched)
+
+
+# -- claiming --
+
+
+def _kill(one: _Launched) -> None:
+    """Kill ``one`` with its process group, reap it, remove what it left."""
+    import signal
+
+    proc = one.proc
+    if proc is not None and not one.reaped:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                proc.kill()
+        try:
+            proc.communicate()
+        except (OSError, ValueError):  # its pipes were closed by an interrupted wait
+            proc.wait()
+        one.reaped = True
+    _clean(one)
+
+
+def _clean(one: _Launched) -> None:
+    """What the normal preview removes after uv: the constraints file, and the ``.lock``
+    uv makes in an environment that had none."""
+    if one.tmp is not None:
+        _unlink(one.tmp)
+        one.tmp = None
+    if not one.lock_existed:
+        _unlink(one.lock)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return
+
+
+def _holds(one: _Launched, wanted: _Invocation) -> bool:
+    """``one`` runs exactly ``wanted``, in an environment and with a uv binary that have
+    not changed since it started, with the same variables and working directory."""
+    return (
+        one.invocation.same(wanted)
+        and one.env == child_environment(wanted.additions)
+        and one.cwd == os.getcwd()
+        and _stat(one.args[0], size=True)[0] == one.uv
+        and _stamp(one.invocation.paths)[0] == one.stamp
+    )
+
+
+def _take(wanted: _Invocation) -> _Launched | None:
+    """The speculative process started with exactly ``wanted`` (see :func:`_holds`).
+    When there is none, every other one for the same interpreter is killed: its
+    environment or inputs changed, and it holds uv's lock on that environment."""
+    with _lock:
+        mine = [one for one in _launched if one.invocation.python == wanted.python]
+        taken = next((one for one in mine if _holds(one, wanted)), None)
+        for one in [taken] if taken is not None else mine:
+            _launched.remove(one)
+    if taken is None:
+        for one in mine:
+            _kill(one)
+    return taken
+
+
+def preview(
+    python: Path,
+    argv: Sequence[str | Path],
+    constraints: Sequence[str],
+    requirements: Sequence[str],
+    env: Mapping[str, str],
+    timeout: float,
+    run: Callable[[], Completed],
+) -> Completed:
+    """A uv preview's process result: the speculative one when it was started with this
+    exact invocation, else ``run()``; uv's ``.lock`` is removed after either when the
+    environment had none before. While a plain call records, the invocation is noted
+    for the next run."""
+    from pathlib import Path
+
+    from reconciler.backends.pip_args import constraints_text, pinned_argv
+
+    mark = "\0"  # no argument holds a NUL
+    cfile = Path(mark) if constraints else None
+    template = [str(a) for a in pinned_argv(argv, "--constraints", cfile, requirements)]
+    at = template.index(mark) if constraints else -1
+    if at >= 0:
+        template[at] = ""
+    wanted = _Invocation(str(python), template, at, constraints_text(constraints), env, [])
+    one = _take(wanted) if _launched else None
+    if one is not None and one.proc is not None:
+        from reconciler.backends.process import finish, notify_started
+
+        notify_started()  # what overlaps the preview's process starts now, as for run()
+        try:
+            left = timeout - (time.monotonic() - one.started)
+            result = finish(one.proc, one.args, max(left, 0.0))
+            one.reaped = True
+        finally:
+            _kill(one)  # (reaped by now unless interrupted) the constraints file, uv's .lock
+        _note(wanted, python, one.stamp)
+        return result
+    if not _recording:
+        return _no_lock_left(python, run)
+    paths = environment_paths(python)
+    before = _stamp(paths)[0]
+    result = _no_lock_left(python, run)
+    if _stamp(paths)[0] == before:  # the environment did not change while uv read it
+        wanted.paths = paths
+        _note(wanted, python, before)
+    return result
+
+
+def _no_lock_left(python: Path, run: Callable[[], Completed]) -> Completed:
+    """``run()``, then the ``.lock`` removed if it was not there before: uv takes a file
+    lock on the environment even for a dry run, creating an empty ``.lock`` in it; a
+    preview must leave the environment as it found it."""
+    lock = python.parent.parent / ".lock"
+    existed = lock.exists()
+    try:
+        return run()
+    finally:
+        if not existed:
+            lock.unlink(missing_ok=True)
+
+
+def _note(wanted: _Invocation, python: Path, stamp: str) -> None:
+    from reconciler.backends.process import redact
+
+    if not _recording:
+        return
+    if any(redact(a) != a for a in wanted.argv):
+        return  # credentials in an index URL are never written to the state dir
+    if not wanted.paths:
+        wanted.paths = environment_paths(python)
+    uv = _stat(wanted.argv[0], size=True)[0]
+    with _lock:
+        _noted.append((wanted, stamp, uv))
+
+
+def end() -> None:
+    """Kill and reap every speculative process not claimed (removing what it left), and
+    record the previews this call ran, if any (best effort: derived data)."""
+    with _lock:
+        left = list(_launched)
+        _launched.clear()
+        noted = list(_noted)
+        _noted.clear()
+        recording = list(_recording)
+        _recording.clear()
+    for one in left:
+        try:
+            _kill(one)
+        except Exception:  # reaped or not, the run's own outcome stands
+            continue
+    if not recording or not noted:
+        return
+    state_dir, key = recording[0]
+    entries = _load(state_dir)
+    entries.pop(key, None)  # re-inserted last: the most recently recorded
+    entries[key] = noted
+    text = _encode(dict(list(entries.items())[-KEPT:]))
+    if text is not None:
+        from reconciler.fastpath import _write_atomic  # best effort, never raises
+
+        _write_atomic(os.path.join(state_dir, RECORD), text)

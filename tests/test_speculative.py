@@ -1,0 +1,248 @@
+"""Speculative uv previews (reconciler/backends/speculative.py, entry.py).
+
+A repeated pending ``plan``/``apply`` starts the uv dry runs its last run recorded
+at process start; the planner takes such a result only for the very same
+invocation in an unchanged environment. Each run here is a fresh interpreter
+(``python -c PROBE``) whose ``subprocess.Popen`` notes every uv dry run it starts
+and whether the planner was imported by then (a speculative one starts before),
+and which reports, after ``main`` returned, any child left (a zombie included) and
+any speculative process group still alive. Real uv, a real venv, a real index on
+127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler.backends.speculative import RECORD
+from tests.support.envs import make_venv, pip_install, uv_bin
+from tests.support.servers import STALL, StaticServer, build_simple_index, serve
+
+REPO = Path(__file__).resolve().parents[1]
+PROBE = r"""
+import json, os, subprocess, sys
+starts, procs = [], []
+_init = subprocess.Popen.__init__
+def init(self, args, *a, **k):
+    _init(self, args, *a, **k)
+    if "--dry-run" in [str(x) for x in args]:
+        starts.append({"planner": "reconciler.plan.planner" in sys.modules, "pid": self.pid})
+        procs.append(self)
+subprocess.Popen.__init__ = init
+from reconciler.entry import main
+code = main(sys.argv[1:])
+groups = []
+for s in starts:
+    try:
+        os.killpg(s["pid"], 0)
+        groups.append(s["pid"])
+    except OSError:
+        pass
+try:
+    os.waitpid(-1, os.WNOHANG)
+    children = True
+except ChildProcessError:
+    children = False
+for s, p in zip(starts, procs):
+    s["returncode"] = p.returncode
+print(json.dumps({"code": code, "starts": starts, "groups": groups, "children": children}))
+"""
+#: The full path alone (cli.main: no speculation, no record), to compare outputs with.
+FULL = PROBE.replace("from reconciler.entry import main", "from reconciler.cli import main")
+
+
+class Setup:
+    """A venv with ``alpha 1.0`` installed by hand (foreign: pinned, so the preview has
+    a constraints file) and a manifest asking for ``delta`` from a local index."""
+
+    def __init__(self, tmp: Path, server: StaticServer, env: dict[str, str]) -> None:
+        self.prefix = make_venv(tmp / "env")
+        self.tmp = tmp / "tmp"  # TMPDIR of every run: where constraints files go
+        self.tmp.mkdir()
+        self.manifest = tmp / "manifest.yaml"
+        self.manifest.write_text(
+            f"version: 1\ndefaults:\n  pip: {{index_url: '{server.url}simple/'}}\n"
+            f"environments:\n  e:\n    prefix: {self.prefix}\n    pip: [delta]\n"
+        )
+        self.state = tmp / "state"
+        self.server = server
+        self.env = {**env, "PYTHONPATH": str(REPO), "TMPDIR": str(self.tmp)}
+
+    def run(self, *args: str | Path, probe: str = PROBE, **extra: str) -> tuple[dict, str, str]:  # type: ignore[type-arg]
+        """Run reconciler: (the probe's report, stdout, stderr)."""
+        proc = subprocess.run(
+            [sys.executable, "-c", probe, "--state-dir", str(self.state), *map(str, args)],
+            env={**self.env, **extra}, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        out, sep, last = proc.stdout.rstrip("\n").rpartition("\n")
+        assert last.startswith("{"), proc.stdout + proc.stderr
+        report: dict = json.loads(last)  # type: ignore[type-arg]
+        return report, out + sep, proc.stderr
+
+    def left_behind(self, report: dict) -> list[str]:  # type: ignore[type-arg]
+        """What a run left: a child, a live speculative group, a temp file, uv's .lock."""
+        left = [f"group {g}" for g in report["groups"]]
+        left += ["a child"] if report["children"] else []
+        left += [p.name for p in self.tmp.iterdir()]
+        left += [".lock"] if (self.prefix / ".lock").exists() else []
+        return left
+
+
+@pytest.fixture
+def setup(tmp_path: Path, wheelhouse: Path, isolated: dict[str, str]) -> Iterator[Setup]:
+    with serve(build_simple_index(wheelhouse, tmp_path / "index")) as server:
+        s = Setup(tmp_path, server, isolated)
+        pip_install(s.prefix, ["alpha==1.0"], wheelhouse)
+        (s.prefix / ".lock").unlink()  # what uv's install left; a preview leaves none
+        yield s
+
+
+def speculative(report: dict) -> int:  # type: ignore[type-arg]
+    return sum(1 for s in report["starts"] if not s["planner"])
+
+
+def planned(report: dict) -> int:  # type: ignore[type-arg]
+    return sum(1 for s in report["starts"] if s["planner"])
+
+
+def test_a_repeated_pending_plan_takes_the_speculative_preview(setup: Setup) -> None:
+    first, out1, err1 = setup.run("plan", setup.manifest)
+    assert (first["code"], speculative(first), planned(first)) == (0, 0, 1), out1 + err1
+    assert "install pip delta 1.1" in out1, out1
+    assert (setup.state / RECORD).is_file()
+    full, full_out, full_err = setup.run("plan", setup.manifest, probe=FULL)
+    for _ in range(2):
+        again, out, err = setup.run("plan", setup.manifest)
+        # uv's dry run ran once: the speculative one, taken by the planner.
+        assert (speculative(again), planned(again)) == (1, 0), again
+        assert (again["code"], out, err) == (full["code"], full_out, full_err)
+        assert setup.left_behind(again) == []
+    for flags in (["--json"], ["-q", "--detailed-exitcode"]):
+        setup.run("plan", setup.manifest, *flags)  # records this rendering's key
+        again, out, err = setup.run("plan", setup.manifest, *flags)
+        full, full_out, full_err = setup.run("plan", setup.manifest, *flags, probe=FULL)
+        assert (speculative(again), planned(again)) == (1, 0), again
+        assert (again["code"], out, err) == (full["code"], full_out, full_err)
+    assert setup.left_behind(again) == []
+
+
+def _restore(setup: Setup, site: Path, mtime: int) -> None:
+    """Uninstall what the apply installed, leaving site-packages as it was (mtime too:
+    the stamp is the directory's inode and mtime)."""
+    subprocess.run(
+        [uv_bin(), "pip", "uninstall", "--python", str(setup.prefix / "bin" / "python"), "delta"],
+        env=setup.env, check=True, capture_output=True,
+    )  # fmt: skip
+    (setup.prefix / ".lock").unlink(missing_ok=True)
+    os.utime(site, ns=(mtime, mtime))
+
+
+def test_a_repeated_pending_apply_takes_the_speculative_preview(setup: Setup) -> None:
+    site = next((setup.prefix / "lib").glob("python*/site-packages"))
+    mtime = site.stat().st_mtime_ns
+    first, out, err = setup.run("apply", setup.manifest)
+    assert (first["code"], speculative(first), planned(first)) == (0, 0, 1), out + err
+    _restore(setup, site, mtime)
+    saved = setup.state.parent / "saved-state"
+    shutil.copytree(setup.state, saved)
+    again, out, err = setup.run("apply", setup.manifest)
+    assert (speculative(again), planned(again)) == (1, 0), out + err
+    left = setup.left_behind(again)  # uv's install leaves its .lock: the full path's too
+    assert (site / "delta-1.1.dist-info").is_dir()
+    _restore(setup, site, mtime)
+    shutil.rmtree(setup.state)
+    shutil.copytree(saved, setup.state)
+    full, full_out, full_err = setup.run("apply", setup.manifest, probe=FULL)
+    assert (again["code"], _untimed(out), err) == (full["code"], _untimed(full_out), full_err)
+    assert left == setup.left_behind(full) == [".lock"]
+
+
+def _untimed(out: str) -> str:
+    """An apply's output without its clock times and its log file's (timed) name."""
+    out = re.sub(r"(?m)^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ", "", out)
+    return re.sub(r"apply-[0-9-]+\.log", "apply-TIME.log", out)
+
+
+def test_a_changed_environment_launches_nothing(setup: Setup, wheelhouse: Path) -> None:
+    setup.run("plan", setup.manifest)
+    pip_install(setup.prefix, ["epsilon-pkg"], wheelhouse)
+    (setup.prefix / ".lock").unlink(missing_ok=True)
+    full, full_out, full_err = setup.run("plan", setup.manifest, probe=FULL)
+    setup.run("plan", setup.manifest)  # records again, for the environment as it is now
+    pip_install(setup.prefix, ["gamma"], wheelhouse, extra_args=["--no-deps"])
+    (setup.prefix / ".lock").unlink(missing_ok=True)
+    full, full_out, full_err = setup.run("plan", setup.manifest, probe=FULL)
+    again, out, err = setup.run("plan", setup.manifest)
+    assert (speculative(again), planned(again)) == (0, 1), again
+    assert (again["code"], out, err) == (full["code"], full_out, full_err)
+    assert setup.left_behind(again) == []
+
+
+def _delta_pages(setup: Setup) -> list[str]:
+    """uv's requests for delta's index page (reconciler reads it too, for newer releases)."""
+    requests = setup.server.requests()
+    return [r.path for r in requests if r.path.startswith("/simple/delta") and "uv/" in r.agent]
+
+
+def test_a_changed_invocation_kills_the_speculation(setup: Setup) -> None:
+    setup.run("plan", setup.manifest)
+    # The same manifest, state and environment; the user's uv timeout is not the one the
+    # record holds, so the child's variables differ: the planner runs its own dry run.
+    extra = {"UV_HTTP_TIMEOUT": "17"}
+    full, full_out, full_err = setup.run("plan", setup.manifest, probe=FULL, **extra)
+    seen = len(_delta_pages(setup))
+    # From an empty cache, the speculative uv's request for the page is held (it is still
+    # running when the planner finds the invocation differs); the planner's is answered.
+    setup.server.script("/simple/delta/*", STALL, agent="uv/")
+    cache = str(setup.tmp.parent / "uv-cache-2")
+    again, out, err = setup.run("plan", setup.manifest, **extra, UV_CACHE_DIR=cache)
+    assert (speculative(again), planned(again)) == (1, 1), again
+    assert [s["returncode"] for s in again["starts"]] == [-signal.SIGKILL, 0], again
+    assert len(_delta_pages(setup)) == seen + 2  # the held request, then the planner's
+    assert (again["code"], out, err) == (full["code"], full_out, full_err)
+    assert setup.left_behind(again) == []
+    # Its record now holds that invocation: taken the next time.
+    again, out, err = setup.run("plan", setup.manifest, **extra)
+    assert (speculative(again), planned(again)) == (1, 0), again
+
+
+def test_an_error_before_planning_kills_and_reaps_the_speculation(setup: Setup) -> None:
+    setup.run("baseline", "capture", setup.manifest)
+    setup.run("plan", setup.manifest)
+    baselines = list(setup.state.glob("envs/*/baseline.json"))
+    assert len(baselines) == 1, list(setup.state.rglob("*"))
+    baselines[0].write_text("{not json")
+    setup.server.script("/simple/delta/*", STALL, agent="uv/")  # uv still runs at the error
+    cache = str(setup.tmp.parent / "uv-cache-2")  # empty: uv asks the index
+    again, out, err = setup.run("plan", setup.manifest, UV_CACHE_DIR=cache)
+    assert again["code"] == 1 and out == "", out + err
+    assert err.startswith("error: ") and str(baselines[0]) in err, err
+    assert (speculative(again), planned(again)) == (1, 0), again
+    assert again["starts"][0]["returncode"] == -signal.SIGKILL, again
+    assert setup.left_behind(again) == []
+
+
+def test_a_fault_injection_launches_nothing(setup: Setup) -> None:
+    setup.run("plan", setup.manifest)
+    again, out, err = setup.run("plan", setup.manifest, RECONCILER_FAULT_POINT="before-record")
+    assert (again["code"], speculative(again), planned(again)) == (0, 0, 1), out + err
+
+
+def test_credentials_in_an_index_url_are_never_recorded(setup: Setup) -> None:
+    text = setup.manifest.read_text()
+    setup.manifest.write_text(text.replace(setup.server.url, setup.server.url_with("u:s3cr3t")))
+    first, out, err = setup.run("plan", setup.manifest)
+    assert first["code"] == 0 and "install pip delta 1.1" in out, out + err
+    assert all(b"s3cr3t" not in p.read_bytes() for p in setup.state.rglob("*") if p.is_file())
+    again, out, err = setup.run("plan", setup.manifest)
+    assert (speculative(again), planned(again)) == (0, 1), again
