@@ -82,7 +82,7 @@ class Setup:
         """Run reconciler: (the probe's report, stdout, stderr)."""
         proc = subprocess.run(
             [sys.executable, "-c", probe, "--state-dir", str(self.state), *map(str, args)],
-            env={**self.env, **extra}, capture_output=True, text=True, check=False,
+            env={**self.env, **extra}, capture_output=True, text=True, check=False, timeout=60,
         )  # fmt: skip
         out, sep, last = proc.stdout.rstrip("\n").rpartition("\n")
         assert last.startswith("{"), proc.stdout + proc.stderr
@@ -246,3 +246,30 @@ def test_credentials_in_an_index_url_are_never_recorded(setup: Setup) -> None:
     assert all(b"s3cr3t" not in p.read_bytes() for p in setup.state.rglob("*") if p.is_file())
     again, out, err = setup.run("plan", setup.manifest)
     assert (speculative(again), planned(again)) == (0, 1), again
+
+
+@pytest.mark.parametrize(
+    ("recorded", "instead"),
+    [
+        (b"\0alpha==1.0\n\0", b"\0alpha==2.0\n\0"),  # the constraints file's content
+        (b"\0--\0delta\0", b"\0--\0delta<1.1\0"),  # a requirement
+    ],
+)
+def test_a_record_that_no_longer_matches_the_invocation_is_killed(
+    setup: Setup, recorded: bytes, instead: bytes
+) -> None:
+    """The record is derived data: one that says something else than what the planner
+    now runs (here: edited) starts a process whose result is never taken."""
+    setup.run("plan", setup.manifest)
+    record = setup.state / RECORD
+    text = record.read_bytes()
+    assert text.count(recorded) == 1, text
+    record.write_bytes(text.replace(recorded, instead))
+    full, full_out, full_err = setup.run("plan", setup.manifest, probe=FULL)
+    setup.server.script("/simple/delta/*", STALL, agent="uv/")  # still running when found
+    cache = str(setup.tmp.parent / "uv-cache-2")
+    again, out, err = setup.run("plan", setup.manifest, UV_CACHE_DIR=cache)
+    assert (speculative(again), planned(again)) == (1, 1), again
+    assert [s["returncode"] for s in again["starts"]] == [-signal.SIGKILL, 0], again
+    assert (again["code"], out, err) == (full["code"], full_out, full_err)
+    assert setup.left_behind(again) == []
