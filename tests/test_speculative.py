@@ -6,7 +6,7 @@ invocation in an unchanged environment. Each run here is a fresh interpreter
 (``python -c PROBE``) whose ``subprocess.Popen`` notes every uv dry run it starts
 and whether the planner was imported by then (a speculative one starts before),
 and which reports, after ``main`` returned, any child left (a zombie included) and
-any speculative process group still alive. Real uv, a real venv, a real index on
+any speculative process group with a live process. Real uv, a real venv, a real index on
 127.0.0.1.
 """
 
@@ -26,11 +26,11 @@ import pytest
 
 from reconciler.backends.speculative import RECORD
 from tests.support.envs import make_venv, pip_install, uv_bin
-from tests.support.servers import STALL, StaticServer, build_simple_index, serve
+from tests.support.servers import StaticServer, build_simple_index, serve
 
 REPO = Path(__file__).resolve().parents[1]
 PROBE = r"""
-import json, os, subprocess, sys
+import json, os, subprocess, sys, time
 starts, procs = [], []
 _init = subprocess.Popen.__init__
 def init(self, args, *a, **k):
@@ -41,13 +41,26 @@ def init(self, args, *a, **k):
 subprocess.Popen.__init__ = init
 from reconciler.entry import main
 code = main(sys.argv[1:])
+def live(group):
+    # Processes of the group that are not zombies (one orphaned by the kill is init's).
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            found.append(int(pid))
+    return found
 groups = []
 for s in starts:
-    try:
-        os.killpg(s["pid"], 0)
+    for _ in range(100):  # SIGKILL is delivered at once, acted on a moment later
+        if not live(s["pid"]):
+            break
+        time.sleep(0.01)
+    else:
         groups.append(s["pid"])
-    except OSError:
-        pass
 try:
     os.waitpid(-1, os.WNOHANG)
     children = True
@@ -188,10 +201,11 @@ def test_a_changed_environment_launches_nothing(setup: Setup, wheelhouse: Path) 
     assert setup.left_behind(again) == []
 
 
-def _delta_pages(setup: Setup) -> list[str]:
-    """uv's requests for delta's index page (reconciler reads it too, for newer releases)."""
-    requests = setup.server.requests()
-    return [r.path for r in requests if r.path.startswith("/simple/delta") and "uv/" in r.agent]
+def _slow_index(setup: Setup) -> None:
+    """delta's index page answered after a second: a speculative uv is still waiting
+    for it when the planner decides (an empty uv cache makes uv ask for it)."""
+    setup.server.delay = 1.0
+    setup.server.delay_suffixes = ("/simple/delta/",)
 
 
 def test_a_changed_invocation_kills_the_speculation(setup: Setup) -> None:
@@ -200,15 +214,12 @@ def test_a_changed_invocation_kills_the_speculation(setup: Setup) -> None:
     # record holds, so the child's variables differ: the planner runs its own dry run.
     extra = {"UV_HTTP_TIMEOUT": "17"}
     full, full_out, full_err = setup.run("plan", setup.manifest, probe=FULL, **extra)
-    seen = len(_delta_pages(setup))
-    # From an empty cache, the speculative uv's request for the page is held (it is still
-    # running when the planner finds the invocation differs); the planner's is answered.
-    setup.server.script("/simple/delta/*", STALL, agent="uv/")
+    # The speculative uv is still running when the planner finds the invocation differs.
+    _slow_index(setup)
     cache = str(setup.tmp.parent / "uv-cache-2")
     again, out, err = setup.run("plan", setup.manifest, **extra, UV_CACHE_DIR=cache)
     assert (speculative(again), planned(again)) == (1, 1), again
     assert [s["returncode"] for s in again["starts"]] == [-signal.SIGKILL, 0], again
-    assert len(_delta_pages(setup)) == seen + 2  # the held request, then the planner's
     assert (again["code"], out, err) == (full["code"], full_out, full_err)
     assert setup.left_behind(again) == []
     # Its record now holds that invocation: taken the next time.
@@ -222,7 +233,7 @@ def test_an_error_before_planning_kills_and_reaps_the_speculation(setup: Setup) 
     baselines = list(setup.state.glob("envs/*/baseline.json"))
     assert len(baselines) == 1, list(setup.state.rglob("*"))
     baselines[0].write_text("{not json")
-    setup.server.script("/simple/delta/*", STALL, agent="uv/")  # uv still runs at the error
+    _slow_index(setup)
     cache = str(setup.tmp.parent / "uv-cache-2")  # empty: uv asks the index
     again, out, err = setup.run("plan", setup.manifest, UV_CACHE_DIR=cache)
     assert again["code"] == 1 and out == "", out + err
@@ -266,9 +277,38 @@ def test_a_record_that_no_longer_matches_the_invocation_is_killed(
     assert text.count(recorded) == 1, text
     record.write_bytes(text.replace(recorded, instead))
     full, full_out, full_err = setup.run("plan", setup.manifest, probe=FULL)
-    setup.server.script("/simple/delta/*", STALL, agent="uv/")  # still running when found
+    _slow_index(setup)
     cache = str(setup.tmp.parent / "uv-cache-2")
     again, out, err = setup.run("plan", setup.manifest, UV_CACHE_DIR=cache)
+    assert (speculative(again), planned(again)) == (1, 1), again
+    assert [s["returncode"] for s in again["starts"]] == [-signal.SIGKILL, 0], again
+    assert (again["code"], out, err) == (full["code"], full_out, full_err)
+    assert setup.left_behind(again) == []
+
+
+#: The probe, with site-packages touched right after the speculative launch: the
+#: environment changed while reconciler started (another installer finished then).
+TOUCHED = PROBE.replace(
+    "from reconciler.entry import main\n",
+    "from reconciler.entry import main\n"
+    "import reconciler.backends.speculative as sp\n"
+    "_begin = sp.begin\n"
+    "def begin(*a):\n"
+    "    _begin(*a)\n"
+    "    os.utime(os.environ['TOUCH_AFTER_LAUNCH'])\n"
+    "sp.begin = begin\n",
+)
+
+
+def test_an_environment_changed_after_the_launch_is_not_taken(setup: Setup) -> None:
+    setup.run("plan", setup.manifest)
+    site = next((setup.prefix / "lib").glob("python*/site-packages"))
+    _slow_index(setup)
+    cache = str(setup.tmp.parent / "uv-cache-2")
+    again, out, err = setup.run(
+        "plan", setup.manifest, probe=TOUCHED, TOUCH_AFTER_LAUNCH=str(site), UV_CACHE_DIR=cache
+    )
+    full, full_out, full_err = setup.run("plan", setup.manifest, probe=FULL)
     assert (speculative(again), planned(again)) == (1, 1), again
     assert [s["returncode"] for s in again["starts"]] == [-signal.SIGKILL, 0], again
     assert (again["code"], out, err) == (full["code"], full_out, full_err)
