@@ -161,17 +161,26 @@ def _restore(setup: Setup, site: Path, mtime: int) -> None:
 
 
 def test_a_repeated_pending_apply_takes_the_speculative_preview(setup: Setup) -> None:
+    """An apply whose install failed (the index refused the download) is retried: its
+    preview was recorded, and the environment is as it was."""
     site = next((setup.prefix / "lib").glob("python*/site-packages"))
     mtime = site.stat().st_mtime_ns
+    setup.server.script("/files/delta-1.1-py3-none-any.whl", 500, 500, 500, agent="uv/")
     first, out, err = setup.run("apply", setup.manifest)
-    assert (first["code"], speculative(first), planned(first)) == (0, 0, 1), out + err
-    _restore(setup, site, mtime)
+    assert (first["code"], speculative(first), planned(first)) == (1, 0, 1), out + err
+    assert site.stat().st_mtime_ns == mtime
+    (setup.prefix / ".lock").unlink()  # what uv's install left
     saved = setup.state.parent / "saved-state"
     shutil.copytree(setup.state, saved)
+    recorded = (setup.state / RECORD).stat()
     again, out, err = setup.run("apply", setup.manifest)
     assert (speculative(again), planned(again)) == (1, 0), out + err
     left = setup.left_behind(again)  # uv's install leaves its .lock: the full path's too
     assert (site / "delta-1.1.dist-info").is_dir()
+    # The record is not rewritten for an environment the apply changed (it would match
+    # no later run).
+    after = (setup.state / RECORD).stat()
+    assert (after.st_ino, after.st_mtime_ns) == (recorded.st_ino, recorded.st_mtime_ns)
     _restore(setup, site, mtime)
     shutil.rmtree(setup.state)
     shutil.copytree(saved, setup.state)

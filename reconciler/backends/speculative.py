@@ -433,6 +433,8 @@ def end() -> None:
             _kill(one)
         except Exception:  # reaped or not, the run's own outcome stands
             continue
+    # An environment changed since its preview (an apply installed) would launch nothing.
+    noted = [(inv, stamp, uv) for inv, stamp, uv in noted if _stamp(inv.paths)[0] == stamp]
     if not recording or not noted:
         return
     state_dir, key = recording[0]
