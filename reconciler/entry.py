@@ -5,7 +5,9 @@ Every app start runs ``reconciler apply MANIFEST`` and every pull request
 met, :mod:`reconciler.fastpath` proves it from directory listings and file
 stamps, without importing the planner (YAML, packaging, argparse...). A no-op
 ``plan`` replays the output the full path printed for the same inputs and the
-same options. Everything else goes to :func:`reconciler.cli.main`.
+same options. Everything else goes to :func:`reconciler.cli.main`; for a plain
+call, the uv previews its last run recorded are started first
+(:mod:`reconciler.backends.speculative`), so that uv runs while the planner loads.
 """
 
 from __future__ import annotations
@@ -240,6 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return full(args)
     started = time.time_ns() - _CLOCK_SLACK_NS
+    import contextlib  # the full path imports it anyway
+
     from reconciler.backends import speculative
 
     try:
@@ -256,8 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             on_manifest=loaded.append,
         )
     finally:
-        speculative.end()  # the unclaimed ones killed and reaped; this run's recorded
-    import contextlib  # cheap by now: the full path imported it
+        with contextlib.suppress(Exception):  # derived data, as remembering below
+            speculative.end()  # the unclaimed ones killed and reaped; this run's recorded
 
     # Derived data: never let remembering turn a success into a failure.
     with contextlib.suppress(Exception):
