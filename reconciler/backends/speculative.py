@@ -218,10 +218,8 @@ def _temp_file(text: str) -> str:
     directory = next((os.environ[v] for v in _TMP_VARIABLES if os.environ.get(v)), "/tmp")
     path = os.path.join(directory, f"reconciler-constraints-{os.urandom(6).hex()}.txt")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, text.encode("utf-8"))
-    finally:
-        os.close(fd)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
     return path
 
 
@@ -443,6 +441,21 @@ def end() -> None:
     entries[key] = noted
     text = _encode(dict(list(entries.items())[-KEPT:]))
     if text is not None:
-        from reconciler.fastpath import _write_atomic  # best effort, never raises
-
         _write_atomic(os.path.join(state_dir, RECORD), text)
+
+
+def _write_atomic(path: str, text: str) -> None:
+    """Best effort: readers see the old file or the new one, whole (derived data: no
+    fsync; no ``tempfile``, whose import loads ``random`` and ``hashlib``)."""
+    tmp = f"{path}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            return
