@@ -127,6 +127,12 @@ def test_a_pending_plan_imports_only_what_it_uses(
     assert sorted(set(new) & {*UNUSED, *PARSER, *UNUSED_CLASSES, *WARM_PLAN_UNUSED}) == []
     assert "reconciler.backends.wheels" in new  # the clash check read beta's wheel
     assert "class:Manifest" in new and "class:Environment" in new
+    # With the record of this plan's uv preview, it starts before the planner loads
+    # (reconciler/backends/speculative.py); without it, once the planner reaches it.
+    _, speculated, _ = _run(isolated, state, "plan", manifest, BEFORE_PREVIEW)
+    assert "reconciler.backends.speculative" in speculated, speculated
+    assert "reconciler.plan.planner" not in speculated and "yaml" not in speculated
+    (state / "cache" / "previews.stamps").unlink()
     _, before_preview, _ = _run(isolated, state, "plan", manifest, BEFORE_PREVIEW)
     assert "reconciler.backends.process" in before_preview
     assert sorted(set(before_preview) & set(BEFORE_PREVIEW_UNUSED)) == []
