@@ -177,16 +177,30 @@ def test_a_repeated_pending_apply_takes_the_speculative_preview(setup: Setup) ->
     assert (speculative(again), planned(again)) == (1, 0), out + err
     left = setup.left_behind(again)  # uv's install leaves its .lock: the full path's too
     assert (site / "delta-1.1.dist-info").is_dir()
-    # The record is not rewritten for an environment the apply changed (it would match
-    # no later run).
+    # The record is written again, with what the environment held before the install.
     after = (setup.state / RECORD).stat()
-    assert (after.st_ino, after.st_mtime_ns) == (recorded.st_ino, recorded.st_mtime_ns)
+    assert (after.st_ino, after.st_mtime_ns) != (recorded.st_ino, recorded.st_mtime_ns)
+    applied = setup.state.parent / "applied-state"
+    shutil.copytree(setup.state, applied)
     _restore(setup, site, mtime)
     shutil.rmtree(setup.state)
     shutil.copytree(saved, setup.state)
     full, full_out, full_err = setup.run("apply", setup.manifest, probe=FULL)
     assert (again["code"], _untimed(out), err) == (full["code"], _untimed(full_out), full_err)
     assert left == setup.left_behind(full) == [".lock"]
+    # An app start: the image reset to what it held before that apply, on a new mount
+    # (new inodes; the directory mtime of the reset), the home and state dir kept.
+    _restore(setup, site, mtime)
+    (setup.prefix / ".lock").unlink(missing_ok=True)
+    moved = site.with_name("site-packages.mounted")
+    shutil.copytree(site, moved, symlinks=True)
+    shutil.rmtree(site)
+    moved.rename(site)
+    shutil.rmtree(setup.state)
+    shutil.copytree(applied, setup.state)
+    start, out, err = setup.run("apply", setup.manifest)
+    assert (start["code"], speculative(start), planned(start)) == (0, 1, 0), out + err
+    assert (site / "delta-1.1.dist-info").is_dir()
 
 
 def _untimed(out: str) -> str:

@@ -3,19 +3,24 @@ process start, while the planner is still being imported.
 
 After a plain call (:func:`reconciler.entry._plain_call`) whose uv previews ran, the
 state dir's ``cache/previews.stamps`` records them, under the no-op fast path's key
-(manifest bytes and selection), with a cheap stamp of each environment (inode and
-mtime of its site-packages, ``conda-meta``, ``pyvenv.cfg`` and interpreter) and of the
-uv binary. When the same call misses the fast path, :func:`begin` starts the recorded
-previews whose stamps still hold, before the planner is imported.
+(manifest bytes and selection), with a stamp of what each environment held just before
+its preview (the listings of its site-packages and ``conda-meta`` directories, the size
+and mtime of its interpreter and ``pyvenv.cfg``) and of the uv binary. When the same
+call misses the fast path, :func:`begin` starts the recorded previews whose stamps
+still hold, before the planner is imported. The stamp is of content, not of inodes: a
+Studio app start finds its image reset to what the last start's apply previewed
+(before it installed), on a new mount.
 
 The planner stays the authority. :func:`preview` gives it a speculative process's
 result only when the invocation it would run itself is the same: the command line
 (with the constraints file's content in place of its temporary path), the child's
 environment variables, the working directory, the uv binary (path, size, mtime,
 inode), and the environment's stamp now equal to the one taken just before that
-process started, when nothing stamped had been modified within the clock slack. The
-process is then waited for exactly as :func:`reconciler.backends.process.run` waits
-(timeout, stop requests) and its output parsed by the same code. Any other
+process started (the inode and mtime of each stamped directory and file: nothing added,
+removed or renamed since), when nothing stamped had been modified within the clock
+slack before it. The process is then waited for exactly as
+:func:`reconciler.backends.process.run` waits (timeout, stop requests) and its output
+parsed by the same code. Any other
 speculative process is killed with its process group and reaped, and what it could
 leave is removed as the normal preview removes it (uv's empty ``.lock`` in the
 environment, the constraints file): at the first preview of its environment that does
@@ -31,6 +36,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from stat import S_ISDIR
 
 from reconciler.backends.child_env import child_environment
 
@@ -47,7 +53,7 @@ __all__ = ["RECORD", "begin", "end", "launched", "preview"]
 #: NUL-separated fields (as the fast path's ``noop.stamps``), beside it.
 RECORD = os.path.join("cache", "previews.stamps")
 _MAGIC = "reconciler preview record"
-FORMAT = 1
+FORMAT = 2  # 2: the stamps are of what the environment holds
 #: Entries kept: the previews of a few manifests and selections.
 KEPT = 16
 #: A change stamped this close before a launch may share its coarse mtime with a later
@@ -94,14 +100,15 @@ class _Launched:
     """A speculative process and what it was started from."""
 
     __slots__ = (
-        "args", "cwd", "env", "invocation", "lock", "lock_existed", "proc", "reaped",
-        "stamp", "started", "tmp", "uv",
+        "args", "changed", "cwd", "env", "invocation", "lock", "lock_existed", "proc",
+        "reaped", "stamp", "started", "tmp", "uv",
     )  # fmt: skip
 
-    def __init__(self, invocation: _Invocation, stamp: str, uv: str) -> None:
+    def __init__(self, invocation: _Invocation, stamp: str, changed: str, uv: str) -> None:
         self.invocation = invocation
-        self.stamp = stamp
-        self.uv = uv
+        self.stamp = stamp  # what the environment held (the record's stamp)
+        self.changed = changed  # when its directories last changed, at the launch
+        self.uv = uv  # the uv binary at the launch (size, inode, mtime)
         self.cwd = os.getcwd()
         self.env = child_environment(invocation.additions)
         self.lock = os.path.join(os.path.dirname(os.path.dirname(invocation.python)), ".lock")
@@ -120,20 +127,61 @@ _recording: list[tuple[str, str]] = []
 _noted: list[tuple[_Invocation, str, str]] = []
 
 
-def _stat(path: str, *, size: bool = False) -> tuple[str, int]:
-    """``inode:mtime`` (``size:`` first for a binary) and the mtime; ``<missing>``, 0."""
+def _binary(path: str, *, inode: bool = True) -> str:
+    """``size:inode:mtime`` of a binary (``size:mtime`` without ``inode``)."""
     try:
         st = os.stat(path)
     except OSError:
-        return "<missing>", 0
-    text = f"{st.st_ino}:{st.st_mtime_ns}"
-    return (f"{st.st_size}:{text}" if size else text), st.st_mtime_ns
+        return "<missing>"
+    return (
+        f"{st.st_size}:{st.st_ino}:{st.st_mtime_ns}" if inode else f"{st.st_size}:{st.st_mtime_ns}"
+    )
 
 
-def _stamp(paths: Sequence[str]) -> tuple[str, int]:
-    """The stamp of ``paths`` and the newest mtime among them."""
-    parts = [_stat(p) for p in paths]
-    return "\0".join(text for text, _ in parts), max((m for _, m in parts), default=0)
+def _changed(paths: Sequence[str]) -> str:
+    """``inode:mtime`` of each of ``paths``: any entry added to, removed from or renamed in
+    a directory changes it (within one process: a new mount may give new inodes)."""
+    parts = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            parts.append("<missing>")
+            continue
+        parts.append(f"{st.st_ino}:{st.st_mtime_ns}")
+    return "\0".join(parts)
+
+
+def _stamps(paths: Sequence[str]) -> tuple[str, str, int]:
+    """What ``paths`` hold (a digest of each directory's listing, ``size:mtime`` of each
+    file), :func:`_changed`, and the newest mtime among them.
+
+    The first is what the record keeps: an image reset to the same content on a new
+    host or mount (a Studio app start) holds the same names and files, with other
+    inodes and directory mtimes.
+    """
+    from reconciler.digest import sha256
+
+    held, changed, newest = [], [], 0
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            held.append("<missing>")
+            changed.append("<missing>")
+            continue
+        changed.append(f"{st.st_ino}:{st.st_mtime_ns}")
+        newest = max(newest, st.st_mtime_ns)
+        if not S_ISDIR(st.st_mode):
+            held.append(f"{st.st_size}:{st.st_mtime_ns}")
+            continue
+        try:
+            names = sorted(os.listdir(path))
+        except OSError:
+            held.append("<unreadable>")
+            continue
+        held.append(sha256("\n".join(names).encode("utf-8", "surrogateescape")).hexdigest())
+    return "\0".join(held), "\0".join(changed), newest
 
 
 def environment_paths(python: Path) -> list[str]:
@@ -223,10 +271,10 @@ def _temp_file(text: str) -> str:
     return path
 
 
-def _start(inv: _Invocation, stamp: str, uv: str) -> None:
+def _start(inv: _Invocation, stamp: str, changed: str, uv: str) -> None:
     import subprocess
 
-    one = _Launched(inv, stamp, uv)
+    one = _Launched(inv, stamp, changed, uv)
     args = list(inv.argv)
     if inv.at >= 0:
         one.tmp = _temp_file(inv.constraints)
@@ -258,13 +306,13 @@ def begin(state_dir: str, key: str) -> None:
         return  # a fault test watches every process this run starts
     now = time.time_ns()
     for inv, stamp, uv in _load(state_dir).get(key, []):
-        if not inv.argv or _stat(inv.argv[0], size=True)[0] != uv:
+        if not inv.argv or _binary(inv.argv[0], inode=False) != uv:
             continue
-        current, newest = _stamp(inv.paths)
-        if current != stamp or newest >= now - CLOCK_SLACK_NS:
+        held, changed, newest = _stamps(inv.paths)
+        if held != stamp or newest >= now - CLOCK_SLACK_NS:
             continue
         try:
-            _start(inv, stamp, uv)
+            _start(inv, stamp, changed, _binary(inv.argv[0]))
         except (OSError, ValueError):
             continue
 
@@ -321,8 +369,8 @@ def _holds(one: _Launched, wanted: _Invocation) -> bool:
         one.invocation.same(wanted)
         and one.env == child_environment(wanted.additions)
         and one.cwd == os.getcwd()
-        and _stat(one.args[0], size=True)[0] == one.uv
-        and _stamp(one.invocation.paths)[0] == one.stamp
+        and _binary(one.args[0]) == one.uv
+        and _changed(one.invocation.paths) == one.changed
     )
 
 
@@ -381,11 +429,11 @@ def preview(
     if not _recording:
         return _no_lock_left(python, run)
     paths = environment_paths(python)
-    before = _stamp(paths)[0]
+    held, changed, _ = _stamps(paths)
     result = _no_lock_left(python, run)
-    if _stamp(paths)[0] == before:  # the environment did not change while uv read it
+    if _changed(paths) == changed:  # the environment did not change while uv read it
         wanted.paths = paths
-        _note(wanted, python, before)
+        _note(wanted, python, held)
     return result
 
 
@@ -411,7 +459,7 @@ def _note(wanted: _Invocation, python: Path, stamp: str) -> None:
         return  # credentials in an index URL are never written to the state dir
     if not wanted.paths:
         wanted.paths = environment_paths(python)
-    uv = _stat(wanted.argv[0], size=True)[0]
+    uv = _binary(wanted.argv[0], inode=False)
     with _lock:
         _noted.append((wanted, stamp, uv))
 
@@ -431,8 +479,8 @@ def end() -> None:
             _kill(one)
         except Exception:  # reaped or not, the run's own outcome stands
             continue
-    # An environment changed since its preview (an apply installed) would launch nothing.
-    noted = [(inv, stamp, uv) for inv, stamp, uv in noted if _stamp(inv.paths)[0] == stamp]
+    # Kept even when the environment changed since (an apply installed): an app start
+    # that finds the image reset to what it held then launches it again.
     if not recording or not noted:
         return
     state_dir, key = recording[0]
