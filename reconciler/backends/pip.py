@@ -142,8 +142,6 @@ _DEPENDS_ON = (
 )
 
 
-
-
 class UvCli:
     """``uv pip`` against the target environment (``--python ENV/bin/python``)."""
 
