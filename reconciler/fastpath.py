@@ -292,21 +292,9 @@ def remember(
 
 def _write_atomic(path: str, text: str) -> None:
     """Best effort: readers see the old file or the new one, whole (derived data: no fsync)."""
-    import contextlib
+    from reconciler.tempfiles import replace_file
 
-    from reconciler.tempfiles import mkstemp
-
-    tmp = None
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = mkstemp(".noop.", ".tmp", os.path.dirname(path))
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-        tmp = None
+        replace_file(path, text.encode("utf-8"), ".noop.")
     except OSError:
         return
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)

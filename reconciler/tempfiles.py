@@ -9,6 +9,9 @@ name, another name when one exists. The default directory is the first of ``TMPD
 program running reconciler in its own process (a kernel) has set or settled
 ``tempfile.tempdir``, ``tempfile.mkstemp`` itself decides, as it does on other
 systems.
+
+:func:`new_file` (a constraints file) and :func:`replace_file` (a cache or record
+renamed over the old one) are the two ways reconciler writes such a file.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["mkstemp"]
+__all__ = ["mkstemp", "new_file", "replace_file"]
 
 _FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
 _FLAGS |= getattr(os, "O_CLOEXEC", 0)
@@ -52,3 +55,41 @@ def _default_directory() -> str:
         if value:
             return value
     return "/tmp"
+
+
+def replace_file(path: str, data: bytes, prefix: str, mode: int = 0o600) -> None:
+    """Write ``data`` to ``path`` through a new file beside it, renamed over it: readers
+    see the old file or the new one, whole. Derived data (caches, records): no fsync.
+    ``mode`` is applied to the new file (this user's only, by default). Raises OSError,
+    after removing the new file."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = mkstemp(prefix, ".tmp", directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if mode != 0o600:
+                os.fchmod(f.fileno(), mode)
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:  # noqa: SIM105  (contextlib is not imported on the fast path)
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def new_file(prefix: str, suffix: str, data: bytes) -> str:
+    """The absolute path of a new private file in the temporary directory (as
+    :func:`mkstemp`) holding ``data``. Raises OSError, after removing the file."""
+    fd, path = mkstemp(prefix, suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+    except BaseException:
+        try:  # noqa: SIM105  (contextlib is not imported on the fast path)
+            os.unlink(path)
+        except OSError:
+            pass
+        raise
+    return path

@@ -231,25 +231,12 @@ def _keep(path: str) -> None:
     table = dict(_codes or {})
     if len(table) > _KEEP_AT_MOST:
         table = {s: c for s, c in table.items() if s in _used}
-    temporary = f"{path}.{os.getpid()}.tmp"
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+    from reconciler.tempfiles import replace_file
+
+    try:  # readable by all, as bytecode: one installation may serve several users
+        replace_file(path, _MAGIC + marshal.dumps(table), ".values.", mode=0o644)
     except OSError:
         return
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    try:
-        fd = os.open(temporary, flags, 0o644)
-    except OSError:
-        return
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(_MAGIC + marshal.dumps(table))
-        os.replace(temporary, path)
-    except OSError:
-        try:  # noqa: SIM105  (contextlib is not imported here: see the module docstring)
-            os.unlink(temporary)
-        except OSError:
-            pass
 
 
 #: What one ``exec`` makes: ``__init__`` at the first instance; the others, which many

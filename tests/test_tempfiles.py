@@ -82,3 +82,31 @@ def test_a_temporary_directory_tempfile_has_settled_on_is_kept(
     fd, path = tempfiles.mkstemp("x-", ".txt")
     os.close(fd)
     assert Path(path).parent == chosen
+
+
+def test_replace_file_renames_a_whole_new_file_over_the_old(tmp_path: Path) -> None:
+    target = tmp_path / "cache" / "record"
+    tempfiles.replace_file(str(target), b"first", ".record.")  # the directory is made
+    old = target.stat().st_ino
+    tempfiles.replace_file(str(target), b"second", ".record.", mode=0o644)
+    assert target.read_bytes() == b"second" and target.stat().st_ino != old
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert [p.name for p in target.parent.iterdir()] == ["record"]
+
+
+def test_replace_file_leaves_the_old_file_and_no_new_one_when_it_fails(tmp_path: Path) -> None:
+    target = tmp_path / "record"
+    target.mkdir()  # a directory where the file would go: the rename fails
+    with pytest.raises(OSError):
+        tempfiles.replace_file(str(target), b"data", ".record.")
+    assert target.is_dir() and [p.name for p in tmp_path.iterdir()] == ["record"]
+
+
+def test_new_file_holds_the_data_privately_in_the_temporary_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    path = Path(tempfiles.new_file("reconciler-constraints-", ".txt", b"alpha==1.0\n"))
+    assert path.parent == tmp_path and path.name.startswith("reconciler-constraints-")
+    assert path.read_bytes() == b"alpha==1.0\n" and stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -99,12 +99,10 @@ def constraints_file(constraints: Sequence[str]) -> Iterator[Path | None]:
 def temp_text_file(prefix: str, text: str) -> Iterator[Path]:
     """A new ``PREFIX<random>.txt`` in the temporary directory (only this user can read
     it: :func:`reconciler.tempfiles.mkstemp`) holding ``text`` in UTF-8, removed after."""
-    from reconciler.tempfiles import mkstemp
+    from reconciler.tempfiles import new_file
 
-    fd, name = mkstemp(prefix, ".txt")
+    name = new_file(prefix, ".txt", text.encode("utf-8"))
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
         yield Path(name)
     finally:
         os.unlink(name)

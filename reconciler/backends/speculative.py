@@ -59,8 +59,6 @@ KEPT = 16
 #: A change stamped this close before a launch may share its coarse mtime with a later
 #: one: such an environment launches nothing (as the fast path's clock slack).
 CLOCK_SLACK_NS = 50_000_000
-#: Where a temporary constraints file goes (``tempfile``'s order, without importing it).
-_TMP_VARIABLES = ("TMPDIR", "TEMP", "TMP")
 
 
 class _Invocation:
@@ -262,13 +260,11 @@ def _load(state_dir: str) -> dict[str, list[tuple[_Invocation, str, str]]]:
 
 
 def _temp_file(text: str) -> str:
-    """A new private file holding ``text``, where ``tempfile`` would put it."""
-    directory = next((os.environ[v] for v in _TMP_VARIABLES if os.environ.get(v)), "/tmp")
-    path = os.path.join(directory, f"reconciler-constraints-{os.urandom(6).hex()}.txt")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    return path
+    """A new private file holding ``text``, where the normal preview's constraints file
+    goes (:func:`reconciler.backends.pip_args.temp_text_file`)."""
+    from reconciler.tempfiles import new_file
+
+    return new_file("reconciler-constraints-", ".txt", text.encode("utf-8"))
 
 
 def _start(inv: _Invocation, stamp: str, changed: str, uv: str) -> None:
@@ -489,21 +485,9 @@ def end() -> None:
     entries[key] = noted
     text = _encode(dict(list(entries.items())[-KEPT:]))
     if text is not None:
-        _write_atomic(os.path.join(state_dir, RECORD), text)
+        from reconciler.tempfiles import replace_file
 
-
-def _write_atomic(path: str, text: str) -> None:
-    """Best effort: readers see the old file or the new one, whole (derived data: no
-    fsync; no ``tempfile``, whose import loads ``random`` and ``hashlib``)."""
-    tmp = f"{path}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError:
         try:
-            os.unlink(tmp)
+            replace_file(os.path.join(state_dir, RECORD), text.encode("utf-8"), ".previews.")
         except OSError:
             return
