@@ -206,14 +206,22 @@ def _noop_plan(plan: Any) -> bool:
 
 
 def _speculate(call: _Call, speculative: Any) -> None:
-    """Start the previews recorded for this call (same key as the fast path's); derived
-    data: a failure to start them changes nothing."""
+    """Start the previews recorded for this manifest and selection; derived data: a
+    failure to start them changes nothing.
+
+    The key is the manifest's bytes and the environments selected, not the command or
+    how a plan is shown: ``plan``, ``plan --json`` and then ``apply`` of the same
+    manifest run the same previews. (What else a preview depends on, the planner
+    compares before it takes one: see :mod:`reconciler.backends.speculative`.)"""
     from reconciler.fastpath import _key
 
     try:
         with open(call.manifest, "rb") as f:
             manifest = f.read(1_048_577)
-        speculative.begin(call.state_dir, _key(manifest, _selection(call)))
+        selection = [f"env={e}" for e in call.envs]
+        if call.env_prefix is not None:
+            selection.append(f"env-prefix={call.env_prefix}")
+        speculative.begin(call.state_dir, _key(manifest, selection))
     except Exception:  # a speculation never turns into a failure
         return
 

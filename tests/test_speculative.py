@@ -149,6 +149,18 @@ def test_a_repeated_pending_plan_takes_the_speculative_preview(setup: Setup) -> 
     assert setup.left_behind(again) == []
 
 
+def test_an_apply_after_a_plan_of_the_same_manifest_takes_its_preview(setup: Setup) -> None:
+    """The record's key is the manifest and the selection, not the command or the output
+    options: ``plan --json`` records what the ``apply`` that follows starts."""
+    first, out, err = setup.run("plan", setup.manifest, "--json")
+    assert (first["code"], speculative(first), planned(first)) == (0, 0, 1), out + err
+    applied, out, err = setup.run("apply", setup.manifest)
+    assert (applied["code"], speculative(applied), planned(applied)) == (0, 1, 0), out + err
+    site = next((setup.prefix / "lib").glob("python*/site-packages"))
+    assert (site / "delta-1.1.dist-info").is_dir()
+    assert setup.left_behind(applied) == [".lock"]  # uv's install leaves it, as without
+
+
 def _restore(setup: Setup, site: Path, mtime: int) -> None:
     """Uninstall what the apply installed, leaving site-packages as it was (mtime too:
     the stamp is the directory's inode and mtime)."""

@@ -2,10 +2,11 @@
 process start, while the planner is still being imported.
 
 After a plain call (:func:`reconciler.entry._plain_call`) whose uv previews ran, the
-state dir's ``cache/previews.stamps`` records them, under the no-op fast path's key
-(manifest bytes and selection), with a stamp of what each environment held just before
-its preview (the listings of its site-packages and ``conda-meta`` directories, the size
-and mtime of its interpreter and ``pyvenv.cfg``) and of the uv binary. When the same
+state dir's ``cache/previews.stamps`` records them, under the manifest's bytes and the
+environments selected (``plan``, ``plan --json`` and ``apply`` share an entry), with a
+stamp of what each environment held just before its preview (the listings of its
+site-packages and ``conda-meta`` directories, the size and mtime of its interpreter and
+``pyvenv.cfg``) and of the uv binary. When the same
 call misses the fast path, :func:`begin` starts the recorded previews whose stamps
 still hold, before the planner is imported. The stamp is of content, not of inodes: a
 Studio app start finds its image reset to what the last start's apply previewed
