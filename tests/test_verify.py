@@ -215,6 +215,10 @@ def test_a_record_replaced_under_its_old_size_and_mtime_is_read_again(
     assert ("bulk-0", "shared/a.py") in {(d.name, path) for d, path in found}
     assert found == files.overwritten(installed, written, protected)
     assert later.reads == 1
+    # The same in the process that read the heads ahead (its answers kept in memory).
+    reads = heads.reads
+    assert verify.overwritten(installed, written, protected, heads) == found
+    assert heads.reads == reads + 1
 
 
 def test_a_record_changed_after_its_heads_were_kept_is_read_again(

@@ -125,6 +125,9 @@ class RecordHeads:
         self._loaded: dict[str, dict[str, list[Any]]] | None = None
         self._asked: dict[str, dict[str, list[Any]]] = {}
         self._changed = False
+        #: RECORD path -> (stamp, heads) answered in this process: the read-ahead's
+        #: answers, for verification's second question of the same file.
+        self._answered: dict[str, tuple[list[int], frozenset[bytes] | None]] = {}
         #: How many RECORDs were read (not answered from the cache): for the tests.
         self.reads = 0
 
@@ -136,6 +139,9 @@ class RecordHeads:
             now = _stamp(os.stat(record))
         except OSError:
             return frozenset()
+        answered = self._answered.get(record)
+        if answered is not None and answered[0] == now:
+            return answered[1]
         with self._lock:
             table = self._asked.setdefault(site, {})
             entry = table.get(directory) or self._tables().get(site, {}).get(directory)
@@ -146,6 +152,7 @@ class RecordHeads:
                     pass
                 else:
                     table[directory] = entry
+                    self._answered[record] = (now, heads)
                     return heads
         newest = time.time_ns() - SLACK_NS
         try:
@@ -160,6 +167,7 @@ class RecordHeads:
             if st.st_mtime_ns < newest and st.st_ctime_ns < newest:
                 encoded = None if heads is None else sorted(h.decode("latin-1") for h in heads)
                 self._asked.setdefault(site, {})[directory] = [*_stamp(st), encoded]
+                self._answered[record] = (_stamp(st), heads)
                 self._changed = True
         return heads
 
