@@ -799,3 +799,26 @@ def test_a_lock_file_left_alone_is_removed_and_a_waiter_locks_the_new_one(
     lock.acquire(1)
     lock.release()
     assert sorted(p.name for p in kept.iterdir()) == ["baseline.json", "lock"]
+
+
+def test_the_journal_begins_at_the_first_step_and_writes_only_what_changes(
+    tmp_path: Path,
+) -> None:
+    """begin() records the first step that may start (one fsynced write fewer than
+    begin, then update to it); an update that changes nothing leaves the file as is."""
+    from reconciler.apply.journal import Journal
+
+    journal = Journal(tmp_path)
+    entry = journal.begin((), step="pip")
+    written = journal.path.stat().st_ino
+    read = journal.read()
+    assert read is not None and (read.status, read.step) == ("running", "pip")
+    assert journal.update(entry, step="pip") is entry
+    assert journal.path.stat().st_ino == written  # not replaced
+    entry = journal.update(entry, step="verify")
+    assert journal.path.stat().st_ino != written
+    read = journal.read()
+    assert read is not None and read.step == "verify"
+    entry = journal.update(entry, status="done")
+    read = journal.read()
+    assert read is not None and (read.status, read.step) == ("done", "verify")

@@ -295,7 +295,15 @@ def _apply_environment(
     faults.check_stop("before changing anything")
     ahead: RecordScan | None = None
     journal = Journal(store.env_dir(env.prefix))
-    entry = journal.begin(env_plan.changes)
+    first = next(
+        step
+        for step, wanted in (
+            ("create", create), ("conda", conda_changes), ("pip", pip_changes),
+            ("kernel", kernel), ("verify", True),
+        )
+        if wanted
+    )  # fmt: skip
+    entry = journal.begin(env_plan.changes, step=first)
     faults.point("after-journal")
     try:
         if create is not None:

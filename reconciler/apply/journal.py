@@ -93,11 +93,17 @@ class Journal:
             "(the next apply re-reads the environment and writes a new one)",
         )
 
-    def begin(self, changes: Sequence[Change]) -> JournalEntry:
-        """Record the intent (atomically) before anything is installed."""
+    def begin(self, changes: Sequence[Change], step: str = "") -> JournalEntry:
+        """Record the intent (atomically) before anything is installed, with the first
+        ``step`` that may start after it: the same entry that an :meth:`update` to it
+        would write next, one fsync fewer."""
         entry = JournalEntry(
             "running", os.getpid(), time.strftime("%Y-%m-%dT%H:%M:%S%z"), tuple(changes)
         )
+        if step:
+            from reconciler.values import replace
+
+            entry = replace(entry, step=step)
         write_json_atomic(self.path, entry.to_json())
         return entry
 
@@ -112,11 +118,13 @@ class Journal:
         """Record progress (``step``), or the end (``status``, ``error``)."""
         from reconciler.values import replace
 
-        entry = replace(
-            entry,
-            step=entry.step if step is None else step,
-            status=entry.status if status is None else status,
-            error=entry.error if error is None else error,
+        fields = (
+            entry.step if step is None else step,
+            entry.status if status is None else status,
+            entry.error if error is None else error,
         )
-        write_json_atomic(self.path, entry.to_json())
-        return entry
+        if fields == (entry.step, entry.status, entry.error):
+            return entry  # what the file holds already (the step begin wrote)
+        updated = replace(entry, step=fields[0], status=fields[1], error=fields[2])
+        write_json_atomic(self.path, updated.to_json())
+        return updated
