@@ -15,7 +15,9 @@ requirements (``--no-index --find-links`` the cache):
 * ``plan`` of those plus ``pytest==8.2.2``, whose pluggy>=1.5 is refused
   (pluggy is managed at 1.0.0), vs the same plan without the refusal;
 * ``apply`` of the 4 missing packages vs ``uv pip install`` of them, each
-  round on a fresh clone of the prefix and a fresh copy of the state dir.
+  round on a fresh clone of the prefix: at an app restart (a copy of the state dir
+  the first round's apply left, whose preview record starts the dry run at process
+  start) and as the first apply of the manifest (a copy of the captured state dir).
 """
 
 from __future__ import annotations
@@ -131,10 +133,11 @@ class _RealBench:
         shutil.rmtree(self.prefix, ignore_errors=True)
         clone_env(self.original, self.prefix)
 
-    def fresh_state(self) -> Path:
+    def fresh_state(self, source: Path | None = None) -> Path:
+        """A copy of ``source`` (``state0``: the baseline captured) as the state dir."""
         state = self.work / "state"
         shutil.rmtree(state, ignore_errors=True)
-        shutil.copytree(self.work / "state0", state)
+        shutil.copytree(source or self.work / "state0", state)
         # The no-op fast path does not remember a run whose inputs changed within its
         # clock slack (50 ms) before it started; a user's state files are never that
         # new, so the measured runs start after it.
@@ -182,26 +185,40 @@ class _RealBench:
         return ours.median, theirs.median
 
     def compare_apply(self, manifest: Path) -> None:
+        """The apply at an app restart (the state dir the first round's apply left, the
+        prefix reset: its preview record starts the dry run at once) and the first apply
+        of the manifest (a copy of ``state0``), each against one uv install."""
         b = self.bench
         argv = b.rec(self.work / "state", "apply", manifest)
-        ours = b.new_series(f"real {self.kind}: reconciler apply (4 missing)", argv)
+        restart = b.new_series(f"real {self.kind}: reconciler apply (4 missing), restart", argv)
+        first = b.new_series(f"real {self.kind}: reconciler apply (4 missing), first", argv)
         uv_argv = self.uv("missing", dry_run=False)
         theirs = b.new_series(f"real {self.kind}: uv pip install (4 missing)", uv_argv)
+        left = self.work / "state-restart"
 
         def installed(r: Run) -> bool:
             added = self.prefix / _site() / "tabulate-0.9.0.dist-info"
             return r.returncode == 0 and added.is_dir()
 
-        for measured in b.rounds(self.runs):
+        for index, measured in enumerate(b.rounds(self.runs)):
             self.fresh_prefix()
             self.fresh_state()
-            r = b.run(argv, installed, f"real {self.kind}: apply")
+            r = b.run(argv, installed, f"real {self.kind}: first apply")
+            if index == 0:
+                shutil.rmtree(left, ignore_errors=True)
+                shutil.copytree(self.work / "state", left)
+            self.fresh_prefix()
+            self.fresh_state(left)
+            s = b.run(argv, installed, f"real {self.kind}: apply at a restart")
             self.fresh_prefix()
             u = b.run(uv_argv, installed, f"real {self.kind}: uv install")
             if measured:
-                ours.add(r.seconds, r.maxrss_kib)
+                first.add(r.seconds, r.maxrss_kib)
+                restart.add(s.seconds, s.maxrss_kib)
                 theirs.add(u.seconds, u.maxrss_kib)
-        self.row(f"real {self.kind}: apply, 4 missing", (ours.median, theirs.median),
+        self.row(f"real {self.kind}: apply, 4 missing, app restart",
+                 (restart.median, theirs.median), "uv pip install", 1.5)  # fmt: skip
+        self.row(f"real {self.kind}: apply, 4 missing, first apply", (first.median, theirs.median),
                  "uv pip install", 1.5)  # fmt: skip
         # A safe apply previews before it installs: a dry run, then the install.
         floor = b.python_start() + self.dry_missing + theirs.median
