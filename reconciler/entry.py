@@ -205,7 +205,7 @@ def _noop_plan(plan: Any) -> bool:
     return not plan.pending and not any(env.resolver_ran for env in plan.environments)
 
 
-def _speculate(call: _Call, speculative: Any) -> None:
+def _speculate(call: _Call, speculative: Any) -> str | None:
     """Start the previews recorded for this manifest and selection; derived data: a
     failure to start them changes nothing.
 
@@ -213,6 +213,7 @@ def _speculate(call: _Call, speculative: Any) -> None:
     how a plan is shown: ``plan``, ``plan --json`` and then ``apply`` of the same
     manifest run the same previews. (What else a preview depends on, the planner
     compares before it takes one: see :mod:`reconciler.backends.speculative`.)"""
+    from reconciler.digest import sha256
     from reconciler.fastpath import _key
 
     try:
@@ -223,7 +224,14 @@ def _speculate(call: _Call, speculative: Any) -> None:
             selection.append(f"env-prefix={call.env_prefix}")
         speculative.begin(call.state_dir, _key(manifest, selection))
     except Exception:  # a speculation never turns into a failure
-        return
+        return None
+    return sha256(manifest).hexdigest()
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    """SIGTERM while speculative previews run: leave through the ``finally`` that kills
+    them (a plan has no stop handler; an apply installs its own under the locks)."""
+    raise SystemExit(128 + signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -254,14 +262,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from reconciler.backends import speculative
 
+    printed: list[tuple[Any, str]] = []
+    loaded: list[Any] = []
+    keyed: str | None = None
+    previous: Any = None
     try:
         # The uv previews the last run of this call made start now, while the planner
         # is imported; it takes their results only for the very same invocations.
-        _speculate(call, speculative)
+        keyed = _speculate(call, speculative)
+        if speculative.launched():
+            import signal
+
+            previous = signal.signal(signal.SIGTERM, _terminated)
         from reconciler.cli import main as full
 
-        printed: list[tuple[Any, str]] = []
-        loaded: list[Any] = []
         code = full(
             args,
             on_plan=lambda plan, text: printed.append((plan, text)),
@@ -269,7 +283,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     finally:
         with contextlib.suppress(Exception):  # derived data, as remembering below
-            speculative.end()  # the unclaimed ones killed and reaped; this run's recorded
+            # The unclaimed ones killed and reaped; this run's recorded under the bytes
+            # it was keyed by, when they are the manifest it planned.
+            speculative.end(record=bool(loaded) and loaded[-1].sha256 == keyed)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
     # Derived data: never let remembering turn a success into a failure.
     with contextlib.suppress(Exception):

@@ -9,9 +9,9 @@ nothing (not even :mod:`typing`) and defines a class for ~0.2 M instructions: it
 ``__init__`` is compiled (one ``exec``) when the first instance is made, and its
 ``__repr__``, ``__eq__`` and ``__hash__`` together (one more) when the first of them is
 called. Until then those methods are small stand-ins that make the real ones and call
-them. The compiled code is kept where Python keeps this module's bytecode (and when it
-would write bytecode), keyed by its whole source: a later process loads the methods of
-every class with one ``marshal.loads`` instead of compiling each (~5 ms a plan).
+them. The compiled code is kept in the user's cache directory (when Python would write
+bytecode), keyed by its whole source: a later process loads the methods of every class
+with one ``marshal.loads`` instead of compiling each (~5 ms a plan).
 ``__setattr__``, ``__delattr__`` and the copy/pickle state methods are shared by all
 value classes.
 
@@ -157,21 +157,25 @@ def _realize(cls: type, group: tuple[str, ...]) -> Any:
 
 
 def _kept_path() -> str | None:
-    """Where the compiled methods are kept between processes: where Python keeps this
-    module's bytecode (``__pycache__``, or under ``sys.pycache_prefix``). None where
-    Python keeps no bytecode."""
+    """Where the compiled methods are kept between processes: the user's cache directory
+    (``$XDG_CACHE_HOME``, else ``~/.cache``), one file per installation of reconciler and
+    Python bytecode format. Not beside the package's bytecode: ``pip uninstall`` would
+    leave it there, and the package directory with it. None where Python keeps no
+    bytecode or there is no home."""
     tag = sys.implementation.cache_tag
-    if tag is None:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    if tag is None or not os.path.isabs(base):
         return None
-    name = f"values.{tag}.methods"
-    here = os.path.dirname(os.path.abspath(__file__))
-    if sys.pycache_prefix:
-        return os.path.join(sys.pycache_prefix, here.lstrip(os.sep), name)
-    return os.path.join(here, "__pycache__", name)
+    from reconciler.digest import sha256
+
+    here = os.path.dirname(os.path.abspath(__file__)).encode("utf-8", "surrogateescape")
+    name = f"{sha256(here).hexdigest()[:16]}.{tag}.methods"
+    return os.path.join(base, "reconciler", "values", name)
 
 
-#: None: compiled methods are kept in this process only.
-_KEPT = _kept_path()
+#: :func:`_kept_path`, found at the first compile ("": not yet); None: compiled methods
+#: are kept in this process only.
+_KEPT: str | None = ""
 #: The first bytes of that file: the importer's magic number (the bytecode's format).
 _MAGIC: bytes = getattr(sys.modules.get("_frozen_importlib_external"), "MAGIC_NUMBER", b"")
 #: A file that grew past this many sources (old classes' methods) starts again.
@@ -190,8 +194,10 @@ def _compiled(source: str) -> CodeType:
     some thirty classes a run); loading the kept code objects of all of them, ~0.05 ms.
     The key is the whole source, so an entry can only be the code of that same text.
     """
-    global _codes
+    global _codes, _KEPT
     if _codes is None:
+        if _KEPT == "":
+            _KEPT = _kept_path()
         _codes = _read_kept(_KEPT)
     code = _codes.get(source)
     if code is None:
@@ -233,8 +239,8 @@ def _keep(path: str) -> None:
         table = {s: c for s, c in table.items() if s in _used}
     from reconciler.tempfiles import replace_file
 
-    try:  # readable by all, as bytecode: one installation may serve several users
-        replace_file(path, _MAGIC + marshal.dumps(table), ".values.", mode=0o644)
+    try:
+        replace_file(path, _MAGIC + marshal.dumps(table), ".values.")
     except OSError:
         return
 

@@ -6,7 +6,7 @@ invocation in an unchanged environment. Each run here is a fresh interpreter
 (``python -c PROBE``) whose ``subprocess.Popen`` notes every uv dry run it starts
 and whether the planner was imported by then (a speculative one starts before),
 and which reports, after ``main`` returned, any child left (a zombie included) and
-any speculative process group with a live process. Real uv, a real venv, a real index on
+any speculative process still running. Real uv, a real venv, a real index on
 127.0.0.1.
 """
 
@@ -36,23 +36,22 @@ _init = subprocess.Popen.__init__
 def init(self, args, *a, **k):
     _init(self, args, *a, **k)
     if "--dry-run" in [str(x) for x in args]:
-        starts.append({"planner": "reconciler.plan.planner" in sys.modules, "pid": self.pid})
+        starts.append({"planner": "reconciler.plan.planner" in sys.modules, "pid": self.pid,
+                       "group": os.getpgid(self.pid) == os.getpgrp()})
         procs.append(self)
 subprocess.Popen.__init__ = init
 from reconciler.entry import main
-code = main(sys.argv[1:])
-def live(group):
-    # Processes of the group that are not zombies (one orphaned by the kill is init's).
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if int(fields[2]) == group and fields[0] != "Z":
-            found.append(int(pid))
-    return found
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exc:  # SIGTERM (entry._terminated): what it left is reported too
+    code = exc.code
+def live(pid):
+    # Whether the process runs still (a zombie is not running: reaped or not).
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
 groups = []
 for s in starts:
     for _ in range(100):  # SIGKILL is delivered at once, acted on a moment later
@@ -348,3 +347,128 @@ def test_an_environment_changed_after_the_launch_is_not_taken(setup: Setup) -> N
     assert [s["returncode"] for s in again["starts"]] == [-signal.SIGKILL, 0], again
     assert (again["code"], out, err) == (full["code"], full_out, full_err)
     assert setup.left_behind(again) == []
+
+
+def test_a_speculative_preview_runs_in_reconcilers_process_group(setup: Setup) -> None:
+    """A Ctrl-C (or a signal to the group: ``timeout``, a notebook's interrupt) reaches
+    it as it reaches the planner's own preview."""
+    setup.run("plan", setup.manifest)
+    again, out, err = setup.run("plan", setup.manifest)
+    assert (speculative(again), planned(again)) == (1, 0), again
+    assert all(s["group"] for s in again["starts"]), again
+
+
+def test_an_apply_that_waited_for_the_lock_previews_again_under_it(setup: Setup) -> None:
+    """What was previewed before another apply's end may not hold after it: the
+    speculative one is killed and the preview runs with the lock held."""
+    import threading
+
+    from reconciler.apply.envlock import EnvironmentLock
+    from reconciler.state.store import StateStore
+
+    setup.run("plan", setup.manifest)
+    lock = EnvironmentLock(StateStore(setup.state).env_dir(setup.prefix), "e")
+    lock.acquire(5)  # another apply of the environment is running
+    threading.Timer(1.5, lock.release).start()
+    applied, out, err = setup.run("apply", setup.manifest)
+    assert (applied["code"], speculative(applied), planned(applied)) == (0, 1, 1), out + err
+    assert applied["starts"][0]["returncode"] in (0, -signal.SIGKILL), applied
+    assert setup.left_behind(applied) == [".lock"]  # uv's install leaves it, as without
+
+
+def test_a_sigterm_before_the_planner_claims_leaves_nothing_running(setup: Setup) -> None:
+    """SIGTERM to reconciler alone (not to its group) while an apply waits for the lock:
+    it exits 143, and its speculative uv, constraints file and uv's .lock are gone."""
+    from reconciler.apply.envlock import EnvironmentLock
+    from reconciler.state.store import StateStore
+
+    setup.run("plan", setup.manifest)
+    lock = EnvironmentLock(StateStore(setup.state).env_dir(setup.prefix), "e")
+    lock.acquire(5)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", PROBE, "--state-dir", str(setup.state), "apply",
+             str(setup.manifest)],
+            env=setup.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        import time
+
+        time.sleep(2.0)  # waiting for the lock, its speculative preview launched
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        lock.release()
+    report = json.loads(out.rstrip("\n").rpartition("\n")[2])
+    assert (report["code"], speculative(report), planned(report)) == (143, 1, 0), out + err
+    assert setup.left_behind(report) == [], report
+
+
+def test_a_record_starts_nothing_but_a_uv_dry_run_of_its_environment(setup: Setup) -> None:
+    """The record is read from the state dir: an entry that is not what a preview records
+    (another program, another command, no environment paths) is never started."""
+    from reconciler.backends import speculative as sp
+
+    setup.run("plan", setup.manifest)
+    entries = sp._load(str(setup.state))
+    ((key, [(inv, stamp, uv)]),) = entries.items()
+    marker = setup.tmp.parent / "started"
+    edits = [
+        ["/bin/sh", "-c", f"touch {marker}", *inv.argv[3:]],
+        [inv.argv[0], "pip", "install", f"--target={marker}", *inv.argv[4:]],
+    ]
+    for argv in edits:
+        bad = sp._Invocation(inv.python, argv, -1, "", inv.additions, inv.paths)
+        text = sp._encode({key: [(bad, stamp, uv)]})
+        assert text is not None
+        (setup.state / RECORD).write_text(text)
+        again, out, err = setup.run("plan", setup.manifest)
+        assert (speculative(again), planned(again)) == (0, 1), again
+        assert not marker.exists()
+    no_paths = sp._Invocation(inv.python, inv.argv, inv.at, inv.constraints, inv.additions, [])
+    (setup.state / RECORD).write_text(sp._encode({key: [(no_paths, "", uv)]}) or "")
+    again, out, err = setup.run("plan", setup.manifest)
+    assert (speculative(again), planned(again)) == (0, 1), again
+
+
+def test_an_entry_started_and_never_taken_is_dropped(setup: Setup) -> None:
+    """A plan answered from a lock file runs no preview: the entry the plan before it
+    recorded is started once, not taken, and dropped (not started at every run)."""
+    setup.run("plan", setup.manifest)
+    locked, out, err = setup.run("lock", setup.manifest)
+    assert locked["code"] == 0, out + err
+    first, out, err = setup.run("plan", setup.manifest)
+    assert (first["code"], speculative(first), planned(first)) == (0, 1, 0), out + err
+    assert first["starts"][0]["returncode"] in (0, -signal.SIGKILL), first
+    again, out, err = setup.run("plan", setup.manifest)
+    assert (again["code"], speculative(again), planned(again)) == (0, 0, 0), out + err
+    assert setup.left_behind(again) == []
+
+
+def test_a_damaged_record_is_no_record(setup: Setup) -> None:
+    from reconciler.backends import speculative as sp
+
+    setup.run("plan", setup.manifest)
+    text = (setup.state / RECORD).read_text()
+    entries = sp._decode(text)
+    ((key, [(inv, stamp, uv)]),) = entries.items()
+    for at in (len(inv.argv), -2, 0):  # beyond the command line, or not the blank one
+        moved = sp._Invocation(inv.python, inv.argv, at, "x\n", inv.additions, inv.paths)
+        assert sp._decode(sp._encode({key: [(moved, stamp, uv)]}) or "") == {}
+    assert sp._decode(text[: len(text) // 2]) == {} and sp._decode(text + "\0x") == {}
+
+
+def test_uvs_lock_is_removed_only_when_no_uv_holds_it(tmp_path: Path) -> None:
+    import fcntl
+
+    from reconciler.backends.speculative import remove_idle_lock
+
+    lock = tmp_path / ".lock"
+    lock.write_bytes(b"")
+    held = os.open(lock, os.O_RDWR)
+    fcntl.flock(held, fcntl.LOCK_EX)  # a uv installing into the environment
+    remove_idle_lock(str(lock))
+    assert lock.exists()
+    os.close(held)
+    remove_idle_lock(str(lock))
+    assert not lock.exists()
+    remove_idle_lock(str(lock))  # none: nothing to do

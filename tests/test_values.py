@@ -445,3 +445,31 @@ def test_nothing_is_kept_when_python_is_told_not_to_write_bytecode(tmp_path: Any
     (tmp_path / "file").write_text("")
     assert _kept_run(tmp_path / "file" / "values.methods")[1] == "4"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_compiled_methods_are_kept_in_the_users_cache_not_beside_the_package(
+    tmp_path: Any,
+) -> None:
+    """Not in the package's ``__pycache__``: ``pip uninstall`` leaves files it did not
+    install, and with them the package directory (then importable as a namespace)."""
+    probe = (
+        "import reconciler.values as v\n"
+        "from reconciler.values import value\n"
+        "@value\nclass Kept:\n    kept_field: int\n"
+        "Kept(1)\nprint(v._KEPT)\n"
+    )
+    env = {"PYTHONPATH": str(REPO), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    kept = tmp_path / "cache" / "reconciler" / "values"
+    assert out.startswith(str(kept) + "/") and out.endswith(
+        f".{sys.implementation.cache_tag}.methods"
+    )
+    assert [p.name for p in kept.iterdir()] == [out.rpartition("/")[2]]
+    assert not list((REPO / "reconciler" / "__pycache__").glob("*.methods"))
+    home = {"PYTHONPATH": str(REPO), "HOME": str(tmp_path / "home")}  # no XDG_CACHE_HOME
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=home, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert out.startswith(str(tmp_path / "home" / ".cache" / "reconciler" / "values") + "/")

@@ -55,6 +55,8 @@ class EnvironmentLock:
         self.label = label
         self._fd: int | None = None
         self._created: list[Path] = []  # what this lock created: the file, then directories
+        #: Whether the last acquire found the lock held by another and had to wait.
+        self.waited = False
 
     def _open(self) -> int:
         """Open (creating if needed) the lock file; remember what was created."""
@@ -71,6 +73,7 @@ class EnvironmentLock:
         """Wait up to ``timeout`` seconds; LockError naming the holder when it stays busy."""
         deadline = time.monotonic() + timeout
         fd = -1
+        self.waited = False
         while True:
             if fd < 0:
                 try:
@@ -99,6 +102,7 @@ class EnvironmentLock:
                 os.close(fd)
                 fd = -1
                 continue
+            self.waited = True
             if time.monotonic() >= deadline:
                 holder = _holder(fd)
                 os.close(fd)

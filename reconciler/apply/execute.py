@@ -27,6 +27,7 @@ from reconciler.apply.report import Reporter
 from reconciler.apply.saved import check_fresh, trusted_plan
 from reconciler.apply.schedule import generations, in_threads
 from reconciler.apply.verify import RecordScan, verify
+from reconciler.backends import speculative
 from reconciler.backends.process import Completed, redact
 from reconciler.errors import BackendError, ReconcilerError
 from reconciler.manifest.model import Environment, Manifest, select_environments
@@ -141,6 +142,10 @@ def apply(
         )
     locks = [EnvironmentLock(store.env_dir(e.prefix), e.name) for e in selected]
     with hold_all(locks, lock_timeout), _stop_on_sigterm():
+        if any(lock.waited for lock in locks):
+            # Another apply held an environment: what was previewed before its end
+            # may not hold now. Previews run again, under the locks.
+            speculative.discard()
         faults.point("after-lock")
         for env in selected:
             recover(env, store, reporter)

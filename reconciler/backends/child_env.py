@@ -1,4 +1,5 @@
-"""The environment every installer process gets (imports only :mod:`os`).
+"""The environment every installer process gets, and where reconciler's uv is (imports
+only :mod:`os` and :mod:`sys`).
 
 :mod:`reconciler.backends.process` builds it for every process it starts, and the
 speculative previews of :mod:`reconciler.backends.speculative` build it before the rest
@@ -8,12 +9,13 @@ of reconciler is imported: one definition, so that both give uv the same variabl
 from __future__ import annotations
 
 import os
+import sys
 
 TYPE_CHECKING = False  # typing is not imported at run time (the entry point uses this module)
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["UNCONTROLLED_VARIABLES", "child_environment"]
+__all__ = ["UNCONTROLLED_VARIABLES", "child_environment", "uv_in_venv"]
 
 #: Variables never passed to an installer. The caller's environment is not a terminal's:
 #: ipykernel sets FORCE_COLOR=1 and CLICOLOR_FORCE=1 for every child of a notebook, and
@@ -49,3 +51,15 @@ def child_environment(additions: Mapping[str, str] | None = None) -> dict[str, s
     if additions:
         merged.update(additions)
     return merged
+
+
+def uv_in_venv() -> str | None:
+    """``find_uv_bin()``'s answer without sysconfig, when reconciler runs in a venv on POSIX
+    (Python 3.11+), where the answer is its first candidate: the scripts directory of the
+    "venv" scheme, ``sys.prefix/bin``. (sysconfig's variables cost ~2 ms to load.) None
+    anywhere else, or when that file is missing: find_uv_bin then searches as it does."""
+    if os.name != "posix" or sys.version_info < (3, 11) or sys.prefix == sys.base_prefix:
+        return None
+    scripts = os.path.normpath(os.path.join(os.path.normpath(sys.prefix), "bin"))
+    path = os.path.join(scripts, "uv")
+    return path if os.path.isfile(path) else None

@@ -9,12 +9,12 @@ binary is.
 from __future__ import annotations
 
 import os
-import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from reconciler.backends.child_env import uv_in_venv as uv_in_venv  # where it was first
 from reconciler.errors import BackendError
 from reconciler.manifest.model import PipSettings
 
@@ -111,18 +111,6 @@ def temp_text_file(prefix: str, text: str) -> Iterator[Path]:
 #: Held by the first uses of sysconfig (``find_uv_bin``, the wheel tags of the running
 #: interpreter): its lazy set-up is not thread-safe, and environments plan in threads.
 SYSCONFIG_LOCK = threading.Lock()
-
-
-def uv_in_venv() -> str | None:
-    """``find_uv_bin()``'s answer without sysconfig, when reconciler runs in a venv on POSIX
-    (Python 3.11+), where the answer is its first candidate: the scripts directory of the
-    "venv" scheme, ``sys.prefix/bin``. (sysconfig's variables cost ~2 ms to load.) None
-    anywhere else, or when that file is missing: find_uv_bin then searches as it does."""
-    if os.name != "posix" or sys.version_info < (3, 11) or sys.prefix == sys.base_prefix:
-        return None
-    scripts = os.path.normpath(os.path.join(os.path.normpath(sys.prefix), "bin"))
-    path = os.path.join(scripts, "uv")
-    return path if os.path.isfile(path) else None
 
 
 def check_index_order(installer: str, settings: PipSettings) -> None:

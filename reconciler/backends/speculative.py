@@ -39,7 +39,7 @@ import threading
 import time
 from stat import S_ISDIR
 
-from reconciler.backends.child_env import child_environment
+from reconciler.backends.child_env import child_environment, uv_in_venv
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
     from reconciler.backends.process import Completed
 
-__all__ = ["RECORD", "begin", "end", "launched", "preview"]
+__all__ = ["RECORD", "begin", "discard", "end", "launched", "preview", "remove_idle_lock"]
 
 #: NUL-separated fields (as the fast path's ``noop.stamps``), beside it.
 RECORD = os.path.join("cache", "previews.stamps")
@@ -57,6 +57,10 @@ _MAGIC = "reconciler preview record"
 FORMAT = 2  # 2: the stamps are of what the environment holds
 #: Entries kept: the previews of a few manifests and selections.
 KEPT = 16
+#: A speculative result older than this when the planner asks is not taken: an apply
+#: that waited for another one's environment lock, whatever ran meanwhile (an index
+#: that published a release, a cache refreshed), runs its own preview under the lock.
+MAX_AGE = 5.0
 #: A change stamped this close before a launch may share its coarse mtime with a later
 #: one: such an environment launches nothing (as the fast path's clock slack).
 CLOCK_SLACK_NS = 50_000_000
@@ -124,6 +128,7 @@ _launched: list[_Launched] = []
 #: (state dir, key) while a plain call records its previews; None otherwise.
 _recording: list[tuple[str, str]] = []
 _noted: list[tuple[_Invocation, str, str]] = []
+_wasted: list[bool] = []  # a speculative process was killed because it did not match
 
 
 def _binary(path: str, *, inode: bool = True) -> str:
@@ -241,7 +246,10 @@ def _decode(text: str) -> dict[str, list[tuple[_Invocation, str, str]]]:
                 argv = block()
                 additions = dict(a.split("=", 1) for a in block())
                 paths = block()
-                inv = _Invocation(python, argv, int(where), constraints, additions, paths)
+                at_ = int(where)
+                if not -1 <= at_ < len(argv) or (at_ >= 0 and argv[at_] != ""):
+                    raise ValueError("no such argument")  # not what _encode wrote
+                inv = _Invocation(python, argv, at_, constraints, additions, paths)
                 previews.append((inv, stamp.replace("\1", "\0"), uv))
             entries[key] = previews
     except (ValueError, IndexError):
@@ -278,7 +286,8 @@ def _start(inv: _Invocation, stamp: str, changed: str, uv: str) -> None:
         args[inv.at] = one.tmp
     one.args = args
     try:
-        # Its own session: killed with whatever it started (uv runs the interpreter).
+        # In reconciler's process group, as the planner's own preview: a Ctrl-C or a
+        # signal to the group (``timeout``, a notebook's interrupt) reaches it too.
         one.proc = subprocess.Popen(
             args,
             env=one.env,
@@ -286,7 +295,6 @@ def _start(inv: _Invocation, stamp: str, changed: str, uv: str) -> None:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            start_new_session=True,
         )
     except BaseException:
         _clean(one)
@@ -301,9 +309,12 @@ def begin(state_dir: str, key: str) -> None:
     _recording[:] = [(state_dir, key)]
     if os.environ.get("RECONCILER_FAULT_POINT"):
         return  # a fault test watches every process this run starts
+    expected = uv_in_venv()
+    if expected is None:
+        return  # the uv the planner would run is found by uv's own search: not here
     now = time.time_ns()
     for inv, stamp, uv in _load(state_dir).get(key, []):
-        if not inv.argv or _binary(inv.argv[0], inode=False) != uv:
+        if not _a_preview(inv, expected) or _binary(expected, inode=False) != uv:
             continue
         held, changed, newest = _stamps(inv.paths)
         if held != stamp or newest >= now - CLOCK_SLACK_NS:
@@ -312,6 +323,22 @@ def begin(state_dir: str, key: str) -> None:
             _start(inv, stamp, changed, _binary(inv.argv[0]))
         except (OSError, ValueError):
             continue
+
+
+def _a_preview(inv: _Invocation, uv: str) -> bool:
+    """Whether a recorded invocation is what :func:`preview` records and nothing else:
+    the uv the planner runs, ``pip install --dry-run`` into the recorded interpreter,
+    with the environment's own paths to stamp. The record is the state dir's; nothing
+    in it is started unless it has this shape."""
+    argv = inv.argv
+    return (
+        argv[:4] == [uv, "pip", "install", "--dry-run"]
+        and "--python" in argv
+        and argv.index("--python") + 1 < len(argv)
+        and argv[argv.index("--python") + 1] == inv.python
+        and bool(inv.paths)
+        and inv.paths[0] == inv.python
+    )
 
 
 def launched() -> int:
@@ -324,16 +351,12 @@ def launched() -> int:
 
 
 def _kill(one: _Launched) -> None:
-    """Kill ``one`` with its process group, reap it, remove what it left."""
-    import signal
-
+    """Kill ``one``, reap it, remove what it left. (The interpreter uv may be running
+    to read the environment is not killed: it exits when its short query ends.)"""
     proc = one.proc
     if proc is not None and not one.reaped:
         if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except OSError:
-                proc.kill()
+            proc.kill()
         try:
             proc.communicate()
         except (OSError, ValueError):  # its pipes were closed by an interrupted wait
@@ -349,7 +372,7 @@ def _clean(one: _Launched) -> None:
         _unlink(one.tmp)
         one.tmp = None
     if not one.lock_existed:
-        _unlink(one.lock)
+        remove_idle_lock(one.lock)
 
 
 def _unlink(path: str) -> None:
@@ -359,14 +382,37 @@ def _unlink(path: str) -> None:
         return
 
 
+def remove_idle_lock(path: str) -> None:
+    """Remove uv's ``.lock`` at ``path`` unless a uv holds it now (another install or
+    preview of the environment, which would lose its exclusion): the file is removed
+    while this process holds its lock, and only if ``path`` still names it."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        named, opened = os.stat(path), os.fstat(fd)
+        if (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino):
+            os.unlink(path)
+    except OSError:
+        return  # held by a uv (or gone): left as it is
+    finally:
+        os.close(fd)
+
+
 def _holds(one: _Launched, wanted: _Invocation) -> bool:
     """``one`` runs exactly ``wanted``, in an environment and with a uv binary that have
     not changed since it started, with the same variables and working directory."""
     return (
         one.invocation.same(wanted)
+        and time.monotonic() - one.started <= MAX_AGE
         and one.env == child_environment(wanted.additions)
         and one.cwd == os.getcwd()
         and _binary(one.args[0]) == one.uv
+        and one.invocation.paths == wanted.paths
         and _changed(one.invocation.paths) == one.changed
     )
 
@@ -383,6 +429,8 @@ def _take(wanted: _Invocation) -> _Launched | None:
     if taken is None:
         for one in mine:
             _kill(one)
+        if mine:
+            _wasted.append(True)
     return taken
 
 
@@ -410,7 +458,10 @@ def preview(
     if at >= 0:
         template[at] = ""
     wanted = _Invocation(str(python), template, at, constraints_text(constraints), env, [])
-    one = _take(wanted) if _launched else None
+    one = None
+    if _launched:
+        wanted.paths = environment_paths(python)  # what a taken one's stamp must cover
+        one = _take(wanted)
     if one is not None and one.proc is not None:
         from reconciler.backends.process import finish, notify_started
 
@@ -444,7 +495,7 @@ def _no_lock_left(python: Path, run: Callable[[], Completed]) -> Completed:
         return run()
     finally:
         if not existed:
-            lock.unlink(missing_ok=True)
+            remove_idle_lock(str(lock))
 
 
 def _note(wanted: _Invocation, python: Path, stamp: str) -> None:
@@ -461,9 +512,25 @@ def _note(wanted: _Invocation, python: Path, stamp: str) -> None:
         _noted.append((wanted, stamp, uv))
 
 
-def end() -> None:
+def discard() -> None:
+    """Kill and reap every speculative process not yet taken (an apply that waited for
+    another's environment lock previews again under it). The record is kept."""
+    with _lock:
+        left = list(_launched)
+        _launched.clear()
+    for one in left:
+        try:
+            _kill(one)
+        except Exception:  # reaped or not, the run goes on with its own previews
+            continue
+
+
+def end(record: bool = True) -> None:
     """Kill and reap every speculative process not claimed (removing what it left), and
-    record the previews this call ran, if any (best effort: derived data)."""
+    record the previews this call ran, if any (best effort: derived data). An entry
+    whose previews were started and none taken, with nothing run in their place (a
+    plan from a lock file), is dropped: it would start them again at every run.
+    ``record`` False (the manifest loaded was not the one keyed): nothing is written."""
     with _lock:
         left = list(_launched)
         _launched.clear()
@@ -471,6 +538,8 @@ def end() -> None:
         _noted.clear()
         recording = list(_recording)
         _recording.clear()
+        wasted = bool(left) or bool(_wasted)
+        _wasted.clear()
     for one in left:
         try:
             _kill(one)
@@ -478,12 +547,15 @@ def end() -> None:
             continue
     # Kept even when the environment changed since (an apply installed): an app start
     # that finds the image reset to what it held then launches it again.
-    if not recording or not noted:
+    if not recording or not record or not (noted or wasted):
         return
     state_dir, key = recording[0]
     entries = _load(state_dir)
+    if key not in entries and not noted:
+        return
     entries.pop(key, None)  # re-inserted last: the most recently recorded
-    entries[key] = noted
+    if noted:
+        entries[key] = noted
     text = _encode(dict(list(entries.items())[-KEPT:]))
     if text is not None:
         from reconciler.tempfiles import replace_file
