@@ -353,7 +353,7 @@ def test_a_speculative_preview_runs_in_reconcilers_process_group(setup: Setup) -
     """A Ctrl-C (or a signal to the group: ``timeout``, a notebook's interrupt) reaches
     it as it reaches the planner's own preview."""
     setup.run("plan", setup.manifest)
-    again, out, err = setup.run("plan", setup.manifest)
+    again, _, _ = setup.run("plan", setup.manifest)
     assert (speculative(again), planned(again)) == (1, 0), again
     assert all(s["group"] for s in again["starts"]), again
 
@@ -421,12 +421,12 @@ def test_a_record_starts_nothing_but_a_uv_dry_run_of_its_environment(setup: Setu
         text = sp._encode({key: [(bad, stamp, uv)]})
         assert text is not None
         (setup.state / RECORD).write_text(text)
-        again, out, err = setup.run("plan", setup.manifest)
+        again, _, _ = setup.run("plan", setup.manifest)
         assert (speculative(again), planned(again)) == (0, 1), again
         assert not marker.exists()
     no_paths = sp._Invocation(inv.python, inv.argv, inv.at, inv.constraints, inv.additions, [])
     (setup.state / RECORD).write_text(sp._encode({key: [(no_paths, "", uv)]}) or "")
-    again, out, err = setup.run("plan", setup.manifest)
+    again, _, _ = setup.run("plan", setup.manifest)
     assert (speculative(again), planned(again)) == (0, 1), again
 
 
