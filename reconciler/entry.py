@@ -229,9 +229,14 @@ def _speculate(call: _Call, speculative: Any) -> str | None:
 
 
 def _terminated(signum: int, frame: Any) -> None:
-    """SIGTERM while speculative previews run: leave through the ``finally`` that kills
-    them (a plan has no stop handler; an apply installs its own under the locks)."""
-    raise SystemExit(128 + signum)
+    """SIGTERM while speculative previews may run (a plan has no stop handler; an apply
+    installs its own under the locks): kill them, taken or not, remove what they left,
+    and exit at once, as the default action would, without waiting for the threads
+    that plan each environment."""
+    from reconciler.backends import speculative
+
+    speculative.kill_all()
+    os._exit(128 + signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -266,14 +271,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     loaded: list[Any] = []
     keyed: str | None = None
     previous: Any = None
+    installed = finished = False
     try:
         # The uv previews the last run of this call made start now, while the planner
         # is imported; it takes their results only for the very same invocations.
-        keyed = _speculate(call, speculative)
-        if speculative.launched():
-            import signal
+        import threading  # imported by now (speculative uses it)
+
+        if threading.current_thread() is threading.main_thread():
+            import signal  # before the launch: a SIGTERM right after it kills it too
 
             previous = signal.signal(signal.SIGTERM, _terminated)
+            installed = True
+        keyed = _speculate(call, speculative)
         from reconciler.cli import main as full
 
         code = full(
@@ -281,13 +290,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             on_plan=lambda plan, text: printed.append((plan, text)),
             on_manifest=loaded.append,
         )
+        finished = code in (0, 2)  # planned to the end: success, or changes pending
     finally:
         with contextlib.suppress(Exception):  # derived data, as remembering below
             # The unclaimed ones killed and reaped; this run's recorded under the bytes
             # it was keyed by, when they are the manifest it planned.
-            speculative.end(record=bool(loaded) and loaded[-1].sha256 == keyed)
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+            speculative.end(record=bool(loaded) and loaded[-1].sha256 == keyed, finished=finished)
+        if installed:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
     # Derived data: never let remembering turn a success into a failure.
     with contextlib.suppress(Exception):

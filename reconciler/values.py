@@ -163,8 +163,15 @@ def _kept_path() -> str | None:
     leave it there, and the package directory with it. None where Python keeps no
     bytecode or there is no home."""
     tag = sys.implementation.cache_tag
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    if tag is None or not os.path.isabs(base):
+    home = os.path.expanduser("~")
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):  # unset, empty or relative: ignored (the XDG rule)
+        base = os.path.join(home, ".cache")
+    try:  # root under sudo with the user's HOME kept: the user could write root's code
+        owner = os.stat(home).st_uid
+    except OSError:
+        return None
+    if tag is None or not os.path.isabs(base) or owner != os.geteuid():
         return None
     from reconciler.digest import sha256
 
@@ -218,6 +225,8 @@ def _read_kept(path: str | None) -> dict[str, CodeType]:
         return {}
     try:
         with open(path, "rb") as f:
+            if not (_own(os.fstat(f.fileno())) and _own(os.stat(os.path.dirname(path)))):
+                return {}  # code only this user could have written is loaded
             data = f.read()
         if data[: len(_MAGIC)] != _MAGIC:
             return {}
@@ -229,6 +238,11 @@ def _read_kept(path: str | None) -> dict[str, CodeType]:
     ):
         return {}
     return table
+
+
+def _own(st: os.stat_result) -> bool:
+    """Owned by this process's user, and not writable by its group or others."""
+    return st.st_uid == os.geteuid() and not st.st_mode & 0o022
 
 
 def _keep(path: str) -> None:

@@ -376,9 +376,19 @@ def test_an_apply_that_waited_for_the_lock_previews_again_under_it(setup: Setup)
     assert setup.left_behind(applied) == [".lock"]  # uv's install leaves it, as without
 
 
+#: The probe, saying each dry run's pid as it starts (a SIGTERM ends the run at once).
+SAYS_PIDS = PROBE.replace(
+    "        procs.append(self)\n",
+    "        procs.append(self)\n        print('started', self.pid, file=sys.stderr, flush=True)\n",
+)
+
+
 def test_a_sigterm_before_the_planner_claims_leaves_nothing_running(setup: Setup) -> None:
     """SIGTERM to reconciler alone (not to its group) while an apply waits for the lock:
-    it exits 143, and its speculative uv, constraints file and uv's .lock are gone."""
+    it exits 143 at once, and its speculative uv, constraints file and uv's .lock are
+    gone."""
+    import time
+
     from reconciler.apply.envlock import EnvironmentLock
     from reconciler.state.store import StateStore
 
@@ -387,20 +397,72 @@ def test_a_sigterm_before_the_planner_claims_leaves_nothing_running(setup: Setup
     lock.acquire(5)
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-c", PROBE, "--state-dir", str(setup.state), "apply",
+            [sys.executable, "-c", SAYS_PIDS, "--state-dir", str(setup.state), "apply",
              str(setup.manifest)],
             env=setup.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        import time
-
-        time.sleep(2.0)  # waiting for the lock, its speculative preview launched
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert line.startswith("started "), line
+        time.sleep(1.0)  # waiting for the lock
         proc.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
         out, err = proc.communicate(timeout=60)
+        took = time.monotonic() - sent
     finally:
         lock.release()
-    report = json.loads(out.rstrip("\n").rpartition("\n")[2])
-    assert (report["code"], speculative(report), planned(report)) == (143, 1, 0), out + err
-    assert setup.left_behind(report) == [], report
+    assert proc.returncode == 143 and took < 5, (proc.returncode, took, out + err)
+    pid = int(line.split()[1])
+    stat = Path(f"/proc/{pid}/stat")
+    assert not stat.exists() or stat.read_text().rpartition(")")[2].split()[0] == "Z"
+    assert list(setup.tmp.iterdir()) == [] and not (setup.prefix / ".lock").exists()
+
+
+def test_entry_main_in_another_thread_speculates_without_a_signal_handler(setup: Setup) -> None:
+    """Signal handlers are the main thread's: a program that calls entry.main from
+    another thread gets the plan (and its speculative preview) all the same."""
+    setup.run("plan", setup.manifest)
+    threaded = PROBE.replace(
+        "    code = main(sys.argv[1:])\n",
+        "    import threading\n"
+        "    got = []\n"
+        "    t = threading.Thread(target=lambda: got.append(main(sys.argv[1:])))\n"
+        "    t.start(); t.join()\n"
+        "    code = got[0] if got else 'raised'\n",
+    )
+    again, out, err = setup.run("plan", setup.manifest, probe=threaded)
+    assert (again["code"], speculative(again), planned(again)) == (0, 1, 0), out + err
+
+
+def test_a_record_others_may_write_is_not_read(setup: Setup) -> None:
+    setup.run("plan", setup.manifest)
+    record = setup.state / RECORD
+    record.chmod(0o666)
+    again, _, _ = setup.run("plan", setup.manifest)
+    assert (speculative(again), planned(again)) == (0, 1), again
+    # That run's own record replaced it (this user's, 0600): read again.
+    assert record.stat().st_mode & 0o077 == 0
+    again, _, _ = setup.run("plan", setup.manifest)
+    assert (speculative(again), planned(again)) == (1, 0), again
+
+
+def test_a_failed_apply_keeps_the_record(setup: Setup) -> None:
+    """An apply that gave up waiting for the lock previewed nothing: the entry it
+    started and did not take stays for the next run."""
+    from reconciler.apply.envlock import EnvironmentLock
+    from reconciler.state.store import StateStore
+
+    setup.run("plan", setup.manifest)
+    lock = EnvironmentLock(StateStore(setup.state).env_dir(setup.prefix), "e")
+    lock.acquire(5)
+    try:
+        failed, out, err = setup.run("apply", setup.manifest, "--lock-timeout", "0.5")
+    finally:
+        lock.release()
+    assert failed["code"] == 1 and "locked" in err, out + err
+    assert setup.left_behind(failed) == []
+    again, out, err = setup.run("plan", setup.manifest)
+    assert (again["code"], speculative(again), planned(again)) == (0, 1, 0), out + err
 
 
 def test_a_record_starts_nothing_but_a_uv_dry_run_of_its_environment(setup: Setup) -> None:

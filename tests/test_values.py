@@ -468,8 +468,25 @@ def test_compiled_methods_are_kept_in_the_users_cache_not_beside_the_package(
     )
     assert [p.name for p in kept.iterdir()] == [out.rpartition("/")[2]]
     assert not list((REPO / "reconciler" / "__pycache__").glob("*.methods"))
+    (tmp_path / "home").mkdir()
     home = {"PYTHONPATH": str(REPO), "HOME": str(tmp_path / "home")}  # no XDG_CACHE_HOME
     out = subprocess.run(
         [sys.executable, "-c", probe], env=home, capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out.startswith(str(tmp_path / "home" / ".cache" / "reconciler" / "values") + "/")
+
+
+def test_kept_methods_another_user_could_have_written_are_not_loaded(tmp_path: Any) -> None:
+    """The file is code: one group- or world-writable (or in such a directory) is not
+    loaded, and compiled again."""
+    kept = tmp_path / "values.methods"
+    assert _kept_run(kept)[1] == "4" and _kept_run(kept)[1] == "0"
+    kept.chmod(0o666)
+    assert _kept_run(kept)[1] == "4"  # not loaded (and replaced by this user's own)
+    kept.chmod(0o600)
+    tmp_path.chmod(0o777)
+    try:
+        assert _kept_run(kept)[1] == "4"
+    finally:
+        tmp_path.chmod(0o700)
+    assert _kept_run(kept)[1] == "0"

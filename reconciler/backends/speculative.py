@@ -49,7 +49,9 @@ if TYPE_CHECKING:
 
     from reconciler.backends.process import Completed
 
-__all__ = ["RECORD", "begin", "discard", "end", "launched", "preview", "remove_idle_lock"]
+__all__ = [
+    "RECORD", "begin", "discard", "end", "kill_all", "launched", "preview", "remove_idle_lock",
+]  # fmt: skip
 
 #: NUL-separated fields (as the fast path's ``noop.stamps``), beside it.
 RECORD = os.path.join("cache", "previews.stamps")
@@ -129,6 +131,7 @@ _launched: list[_Launched] = []
 _recording: list[tuple[str, str]] = []
 _noted: list[tuple[_Invocation, str, str]] = []
 _wasted: list[bool] = []  # a speculative process was killed because it did not match
+_taken: list[_Launched] = []  # taken by the planner, being waited for
 
 
 def _binary(path: str, *, inode: bool = True) -> str:
@@ -258,11 +261,21 @@ def _decode(text: str) -> dict[str, list[tuple[_Invocation, str, str]]]:
 
 
 def _load(state_dir: str) -> dict[str, list[tuple[_Invocation, str, str]]]:
+    """The record, when this user owns it and its directory and nobody else may write
+    either: what it names (uv, and the interpreter uv runs) is started."""
+    path = os.path.join(state_dir, RECORD)
     try:
-        with open(os.path.join(state_dir, RECORD), encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
+            if not (_own(os.fstat(f.fileno())) and _own(os.stat(os.path.dirname(path)))):
+                return {}
             return _decode(f.read())
     except (OSError, ValueError):
         return {}
+
+
+def _own(st: os.stat_result) -> bool:
+    """Owned by this process's user, and not writable by its group or others."""
+    return st.st_uid == os.geteuid() and not st.st_mode & 0o022
 
 
 # -- launching --
@@ -466,17 +479,22 @@ def preview(
         from reconciler.backends.process import finish, notify_started
 
         notify_started()  # what overlaps the preview's process starts now, as for run()
+        with _lock:
+            _taken.append(one)
         try:
             left = timeout - (time.monotonic() - one.started)
             result = finish(one.proc, one.args, max(left, 0.0))
             one.reaped = True
         finally:
+            with _lock:
+                if one in _taken:
+                    _taken.remove(one)
             _kill(one)  # (reaped by now unless interrupted) the constraints file, uv's .lock
         _note(wanted, python, one.stamp)
         return result
     if not _recording:
         return _no_lock_left(python, run)
-    paths = environment_paths(python)
+    paths = wanted.paths or environment_paths(python)
     held, changed, _ = _stamps(paths)
     result = _no_lock_left(python, run)
     if _changed(paths) == changed:  # the environment did not change while uv read it
@@ -512,6 +530,23 @@ def _note(wanted: _Invocation, python: Path, stamp: str) -> None:
         _noted.append((wanted, stamp, uv))
 
 
+def kill_all() -> None:
+    """Kill every speculative process, taken or not, and remove what each left (SIGTERM:
+    the process is about to exit, its planner threads with it)."""
+    with _lock:
+        every = [*_launched, *_taken]
+        _launched.clear()
+        _taken.clear()
+    for one in every:
+        try:
+            proc = one.proc
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+            _clean(one)
+        except Exception:  # the exit goes on
+            continue
+
+
 def discard() -> None:
     """Kill and reap every speculative process not yet taken (an apply that waited for
     another's environment lock previews again under it). The record is kept."""
@@ -525,12 +560,14 @@ def discard() -> None:
             continue
 
 
-def end(record: bool = True) -> None:
+def end(record: bool = True, *, finished: bool = True) -> None:
     """Kill and reap every speculative process not claimed (removing what it left), and
     record the previews this call ran, if any (best effort: derived data). An entry
     whose previews were started and none taken, with nothing run in their place (a
     plan from a lock file), is dropped: it would start them again at every run.
-    ``record`` False (the manifest loaded was not the one keyed): nothing is written."""
+    ``record`` False (the manifest loaded was not the one keyed): nothing is written;
+    ``finished`` False (the run failed or was stopped before its previews): an entry
+    is not dropped for what it did not get to."""
     with _lock:
         left = list(_launched)
         _launched.clear()
@@ -538,7 +575,7 @@ def end(record: bool = True) -> None:
         _noted.clear()
         recording = list(_recording)
         _recording.clear()
-        wasted = bool(left) or bool(_wasted)
+        wasted = finished and (bool(left) or bool(_wasted))
         _wasted.clear()
     for one in left:
         try:
