@@ -184,13 +184,16 @@ def test_a_repeated_pending_apply_takes_the_speculative_preview(setup: Setup) ->
     saved = setup.state.parent / "saved-state"
     shutil.copytree(setup.state, saved)
     recorded = (setup.state / RECORD).stat()
+    recorded_text = (setup.state / RECORD).read_bytes()
     again, out, err = setup.run("apply", setup.manifest)
     assert (speculative(again), planned(again)) == (1, 0), out + err
     left = setup.left_behind(again)  # uv's install leaves its .lock: the full path's too
     assert (site / "delta-1.1.dist-info").is_dir()
-    # The record is written again, with what the environment held before the install.
+    # The record keeps the preview, with what the environment held before the install
+    # (the same entry: the file is not rewritten).
     after = (setup.state / RECORD).stat()
-    assert (after.st_ino, after.st_mtime_ns) != (recorded.st_ino, recorded.st_mtime_ns)
+    assert (after.st_ino, after.st_mtime_ns) == (recorded.st_ino, recorded.st_mtime_ns)
+    assert (setup.state / RECORD).read_bytes() == recorded_text
     applied = setup.state.parent / "applied-state"
     shutil.copytree(setup.state, applied)
     _restore(setup, site, mtime)

@@ -261,16 +261,21 @@ def _decode(text: str) -> dict[str, list[tuple[_Invocation, str, str]]]:
 
 
 def _load(state_dir: str) -> dict[str, list[tuple[_Invocation, str, str]]]:
-    """The record, when this user owns it and its directory and nobody else may write
-    either: what it names (uv, and the interpreter uv runs) is started."""
+    text = _read_text(state_dir)
+    return {} if text is None else _decode(text)
+
+
+def _read_text(state_dir: str) -> str | None:
+    """The record's text, when this user owns it and its directory and nobody else may
+    write either: what it names (uv, and the interpreter uv runs) is started."""
     path = os.path.join(state_dir, RECORD)
     try:
         with open(path, encoding="utf-8") as f:
             if not (_own(os.fstat(f.fileno())) and _own(os.stat(os.path.dirname(path)))):
-                return {}
-            return _decode(f.read())
+                return None
+            return f.read()
     except (OSError, ValueError):
-        return {}
+        return None
 
 
 def _own(st: os.stat_result) -> bool:
@@ -594,7 +599,7 @@ def end(record: bool = True, *, finished: bool = True) -> None:
     if noted:
         entries[key] = noted
     text = _encode(dict(list(entries.items())[-KEPT:]))
-    if text is not None:
+    if text is not None and text != _read_text(state_dir):  # a repeated run: unchanged
         from reconciler.tempfiles import replace_file
 
         try:
