@@ -57,39 +57,40 @@ def _default_directory() -> str:
     return "/tmp"
 
 
-def replace_file(path: str, data: bytes, prefix: str, mode: int = 0o600) -> None:
-    """Write ``data`` to ``path`` through a new file beside it, renamed over it: readers
-    see the old file or the new one, whole. Derived data (caches, records): no fsync.
-    ``mode`` is applied to the new file (this user's only, by default). Raises OSError,
-    after removing the new file."""
+def replace_file(path: str, data: bytes, prefix: str) -> None:
+    """Write ``data`` to ``path`` through a new private file beside it, renamed over it:
+    readers see the old file or the new one, whole. Derived data (caches, records): no
+    fsync. Raises OSError, after removing the new file."""
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = mkstemp(prefix, ".tmp", directory)
+    tmp = _filled(*mkstemp(prefix, ".tmp", directory), data)
     try:
-        with os.fdopen(fd, "wb") as f:
-            if mode != 0o600:
-                os.fchmod(f.fileno(), mode)
-            f.write(data)
         os.replace(tmp, path)
     except BaseException:
-        try:  # noqa: SIM105  (contextlib is not imported on the fast path)
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _remove(tmp)
         raise
 
 
 def new_file(prefix: str, suffix: str, data: bytes) -> str:
     """The absolute path of a new private file in the temporary directory (as
     :func:`mkstemp`) holding ``data``. Raises OSError, after removing the file."""
-    fd, path = mkstemp(prefix, suffix)
+    return _filled(*mkstemp(prefix, suffix), data)
+
+
+def _filled(fd: int, path: str, data: bytes) -> str:
+    """``path`` (open as ``fd``, which is closed) holding ``data``; removed when that
+    fails."""
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
     except BaseException:
-        try:  # noqa: SIM105  (contextlib is not imported on the fast path)
-            os.unlink(path)
-        except OSError:
-            pass
+        _remove(path)
         raise
     return path
+
+
+def _remove(path: str) -> None:
+    try:  # noqa: SIM105  (contextlib is not imported on the fast path)
+        os.unlink(path)
+    except OSError:
+        pass

@@ -88,9 +88,9 @@ def test_replace_file_renames_a_whole_new_file_over_the_old(tmp_path: Path) -> N
     target = tmp_path / "cache" / "record"
     tempfiles.replace_file(str(target), b"first", ".record.")  # the directory is made
     old = target.stat().st_ino
-    tempfiles.replace_file(str(target), b"second", ".record.", mode=0o644)
+    tempfiles.replace_file(str(target), b"second", ".record.")
     assert target.read_bytes() == b"second" and target.stat().st_ino != old
-    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert [p.name for p in target.parent.iterdir()] == ["record"]
 
 
