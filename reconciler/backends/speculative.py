@@ -6,30 +6,36 @@ state dir's ``cache/previews.stamps`` records them, under the manifest's bytes a
 environments selected (``plan``, ``plan --json`` and ``apply`` share an entry), with a
 stamp of what each environment held just before its preview (the listings of its
 site-packages and ``conda-meta`` directories, the size and mtime of its interpreter and
-``pyvenv.cfg``) and of the uv binary. When the same
-call misses the fast path, :func:`begin` starts the recorded previews whose stamps
-still hold, before the planner is imported. The stamp is of content, not of inodes: a
-Studio app start finds its image reset to what the last start's apply previewed
-(before it installed), on a new mount.
+``pyvenv.cfg``) and of the uv binary. When the same call misses the fast path,
+:func:`begin` starts the recorded previews whose stamps still hold, before the planner
+is imported. The stamp is of content, not of inodes: a Studio app start finds its
+image reset to what the last start's apply previewed (before it installed), on a new
+mount. The record is the state dir's: it is read only when this user owns it and its
+directory and nobody else may write them, and nothing is started from it but the uv
+reconciler runs, as ``pip install --dry-run`` into the recorded interpreter.
 
 The planner stays the authority. :func:`preview` gives it a speculative process's
 result only when the invocation it would run itself is the same: the command line
 (with the constraints file's content in place of its temporary path), the child's
 environment variables, the working directory, the uv binary (path, size, mtime,
-inode), and the environment's stamp now equal to the one taken just before that
-process started (the inode and mtime of each stamped directory and file: nothing added,
-removed or renamed since), when nothing stamped had been modified within the clock
-slack before it. The process is then waited for exactly as
-:func:`reconciler.backends.process.run` waits (timeout, stop requests) and its output
-parsed by the same code. Any other
-speculative process is killed with its process group and reaped, and what it could
-leave is removed as the normal preview removes it (uv's empty ``.lock`` in the
-environment, the constraints file): at the first preview of its environment that does
-not match, else by :func:`end`, before reconciler exits.
+inode), the environment's paths, and their stamp now equal to the one taken just
+before that process started (the inode and mtime of each stamped directory and file:
+nothing added, removed or renamed since), when nothing stamped had been modified
+within the clock slack before it; and only within :data:`MAX_AGE` of its start, and
+not in an apply that waited for another's environment lock (:func:`discard`). The
+process is then waited for exactly as :func:`reconciler.backends.process.run` waits
+(timeout, stop requests) and its output parsed by the same code. It runs in
+reconciler's process group, as the planner's own preview does: a Ctrl-C reaches it.
+Any other speculative process is killed and reaped, and what it could leave is
+removed as the normal preview removes it (uv's empty ``.lock`` in the environment,
+when no uv holds it, and the constraints file): at the first preview of its
+environment that does not match, else by :func:`end`, before reconciler exits, or by
+:func:`kill_all` at a SIGTERM.
 
 Only uv's ``preview`` is ever speculated (never an install, never pip or conda), and
-nothing is when a fault injection is active. Imports only :mod:`os` (and
-:mod:`subprocess` when it starts something): no json, typing or hashlib on the way in.
+nothing is when a fault injection is active. Imports only :mod:`os` and
+:mod:`threading` (and :mod:`subprocess` when it starts something): no json, typing or
+hashlib on the way in.
 """
 
 from __future__ import annotations
