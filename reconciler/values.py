@@ -247,7 +247,7 @@ def _own(st: os.stat_result) -> bool:
 
 def _keep(path: str) -> None:
     """Write this process's compiled methods (and those kept before) to ``path``,
-    atomically; nothing when it cannot be written (a read-only installation)."""
+    atomically; nothing when it cannot be written (no cache directory can be made)."""
     table = dict(_codes or {})
     if len(table) > _KEEP_AT_MOST:
         table = {s: c for s, c in table.items() if s in _used}
