@@ -1,7 +1,9 @@
 """The console entry point: answers ``--version`` and a repeated no-op ``apply`` or ``plan``.
 
-Every app start runs ``reconciler apply MANIFEST`` and every pull request
-``reconciler plan MANIFEST``. When nothing changed since the manifest was last
+Every app start runs ``reconciler apply MANIFEST --background --wait S`` (the
+lifecycle script; the apply itself runs detached as ``apply MANIFEST --detached``)
+and every pull request ``reconciler plan MANIFEST``. When nothing changed since the
+manifest was last
 met, :mod:`reconciler.fastpath` proves it from directory listings and file
 stamps, without importing the planner (YAML, packaging, argparse...). A no-op
 ``plan`` replays the output the full path printed for the same inputs and the
@@ -63,7 +65,14 @@ class _Call:
 
 #: Options each command may have on the fast path; anything else takes the full path.
 _OPTIONS = {
-    "apply": {"-q": "quiet", "--quiet": "quiet"},
+    "apply": {
+        "-q": "quiet",
+        "--quiet": "quiet",
+        # The lifecycle script's `apply --background --wait S`, and the apply it starts
+        # detached (`--detached`, with the same manifest and selection).
+        "--background": "background",
+        "--detached": "detached",
+    },
     "plan": {
         "-q": "quiet",
         "--quiet": "quiet",
@@ -77,7 +86,8 @@ _OPTIONS = {
 
 
 def _plain_call(args: Sequence[str]) -> _Call | None:
-    """Recognise ``[--state-dir D] [-q] apply MANIFEST [--env N]... [--lock-timeout S]`` and
+    """Recognise ``[--state-dir D] [-q] apply MANIFEST [--env N]... [--lock-timeout S]
+    [--background [--wait S] | --detached]`` and
     ``[--state-dir D] [-q|-v] [--notebook] plan MANIFEST [--env N]... [--env-prefix P]
     [--json] [--detailed-exitcode]`` (the notebook shim's ``%reconcile plan``)."""
     state_dir = os.environ.get("RECONCILER_STATE_DIR") or os.path.expanduser(
@@ -107,7 +117,9 @@ def _plain_call(args: Sequence[str]) -> _Call | None:
             env_prefix = next(it, "")
             if not env_prefix:
                 return None
-        elif arg == "--lock-timeout" and command == "apply":
+        elif arg in ("--lock-timeout", "--wait") and command == "apply":
+            if arg == "--wait":
+                flags.add("wait")
             next(it, "")
         elif command and manifest is None and not arg.startswith("-"):
             manifest = arg
@@ -117,6 +129,8 @@ def _plain_call(args: Sequence[str]) -> _Call | None:
         return None
     if env_prefix is not None and envs:
         return None  # the full path's error: --env and --env-prefix both name it
+    if {"background", "detached"} <= flags or ("wait" in flags and "background" not in flags):
+        return None  # what the full path reads (or refuses) as it always did
     for arg in early:
         if arg not in _OPTIONS[command]:
             return None
@@ -249,7 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if call is not None:
         from reconciler import fastpath
 
-        hit = fastpath.matches(call.state_dir, __version__, call.manifest, _selection(call))
+        hit = None
+        if "detached" not in call.flags:  # its parent answered (and wrote its status)
+            hit = fastpath.matches(call.state_dir, __version__, call.manifest, _selection(call))
         if hit is not None and call.command == "apply":
             from reconciler.render.words import noop_line
 
@@ -258,7 +274,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if hit is not None and hit.output is not None:
             sys.stdout.write(hit.output)
             return 0  # a no-op plan: nothing pending, nothing refused
-    if call is None:
+    if call is None or "background" in call.flags:
+        # A background apply's parent previews nothing: its detached child does, and
+        # records (and remembers a met manifest) under the same key.
         from reconciler.cli import main as full
 
         return full(args)

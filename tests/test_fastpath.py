@@ -425,3 +425,53 @@ def test_the_notebook_plan_by_env_prefix_is_answered_like_the_full_path(
             result, out, err = plan(*args)  # type: ignore[arg-type]
             assert result["code"] == 1 and out == "" and err.startswith("error: ")
             assert (1, out, err) == full(*args)  # type: ignore[arg-type]
+
+
+def test_the_lifecycle_apply_is_answered_by_the_fast_path_and_its_child_remembers(
+    tmp_path: Path, wheelhouse: Path, isolated: dict[str, str]
+) -> None:
+    """The lifecycle script runs ``apply MANIFEST --background --wait S``; its detached
+    child runs the apply. The child remembers a met manifest (as a plain apply does),
+    and the next app start's ``--background`` call answers from the fast path: no child
+    started, nothing planned or written."""
+    env_dir = make_venv(tmp_path / "env")
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text(
+        f"version: 1\ndefaults:\n  pip: {{no_index: true, find_links: [{wheelhouse}]}}\n"
+        f"environments:\n  e:\n    prefix: {env_dir}\n    pip: [beta]\n"
+    )
+    state = tmp_path / "state"
+    lifecycle = ["apply", manifest, "--background", "--wait", "60"]
+    first, out, err = _run(isolated, state, *lifecycle)
+    assert first["code"] == 0 and "install pip beta" in out, out + err
+    logs = sorted((state / "logs").glob("background-*.log"))
+    assert len(logs) == 1
+    status = json.loads((state / "status.json").read_text())
+    assert status["state"] == "finished", status
+    _past_clock_slack()
+    before = tree_hash(env_dir, state)
+    again, out, err = _run(isolated, state, *lifecycle)
+    assert again == {"code": 0, "planner": False, "yaml": False}, out + err
+    assert out.strip() == "No changes: the environment already matches the manifest."
+    assert sorted((state / "logs").glob("background-*.log")) == logs  # no child started
+    assert tree_hash(env_dir, state) == before
+    # What the full path prints for it: the child's output, the same line.
+    full, full_out, _ = _run(isolated, state, *lifecycle, probe=FULL)
+    assert (full["code"], full_out.strip().splitlines()[-1]) == (0, out.strip()), full_out
+    # A plain apply and the background one share what was remembered.
+    plain, out = _apply(isolated, state, manifest)
+    assert plain == {"code": 0, "planner": False, "yaml": False}, out
+
+
+def test_a_detached_apply_never_answers_from_the_fast_path(
+    applied: tuple[Path, Path, Path, Path, dict[str, str]],
+) -> None:
+    """Its parent wrote the status file's "running" and answered a no-op itself: the
+    child plans, and ends its status "finished"."""
+    _image, _tools, manifest, state, env = applied
+    result, out, err = _run(env, state, "apply", manifest, "--detached")
+    assert result["code"] == 0 and result["planner"] is True, out + err
+    assert json.loads((state / "status.json").read_text())["state"] == "finished"
+    for shape in (["--wait", "5"], ["--background", "--detached"]):  # not the parent's
+        result, _, _ = _run(env, state, "apply", manifest, *shape)
+        assert result["planner"] is True, shape
