@@ -3,10 +3,9 @@
 Every app start runs ``reconciler apply MANIFEST --background --wait S`` (the
 lifecycle script; the apply itself runs detached as ``apply MANIFEST --detached``)
 and every pull request ``reconciler plan MANIFEST``. When nothing changed since the
-manifest was last
-met, :mod:`reconciler.fastpath` proves it from directory listings and file
-stamps, without importing the planner (YAML, packaging, argparse...). A no-op
-``plan`` replays the output the full path printed for the same inputs and the
+manifest was last met, :mod:`reconciler.fastpath` proves it from directory listings
+and file stamps, without importing the planner (YAML, packaging, argparse...). A
+no-op ``plan`` replays the output the full path printed for the same inputs and the
 same options. Everything else goes to :func:`reconciler.cli.main`; for a plain
 call, the uv previews its last run recorded are started first
 (:mod:`reconciler.backends.speculative`), so that uv runs while the planner loads.
@@ -227,7 +226,6 @@ def _speculate(call: _Call, speculative: Any) -> str | None:
     how a plan is shown: ``plan``, ``plan --json`` and then ``apply`` of the same
     manifest run the same previews. (What else a preview depends on, the planner
     compares before it takes one: see :mod:`reconciler.backends.speculative`.)"""
-    from reconciler.digest import sha256
     from reconciler.fastpath import _key
 
     try:
@@ -236,10 +234,11 @@ def _speculate(call: _Call, speculative: Any) -> str | None:
         selection = [f"env={e}" for e in call.envs]
         if call.env_prefix is not None:
             selection.append(f"env-prefix={call.env_prefix}")
-        speculative.begin(call.state_dir, _key(manifest, selection))
+        key = _key(manifest, selection)
+        speculative.begin(call.state_dir, key)
     except Exception:  # a speculation never turns into a failure
         return None
-    return sha256(manifest).hexdigest()
+    return key.partition(":")[0]  # the key starts with the bytes' sha256
 
 
 def _terminated(signum: int, frame: Any) -> None:

@@ -274,17 +274,19 @@ def _apply_environment(
     ]
     create = next((c for c in allowed if c.action == "create"), None)
     kernel = next((c for c in allowed if c.action == "register-kernel"), None)
-    steps = [
-        s
-        for s, wanted in (
-            ("create the environment", create),
-            ("conda install", conda_changes),
-            ("pip install", pip_changes),
-            ("register the kernel", kernel),
-            ("verify", True),
+    # (the journal's name of a step, what the reporter shows) of each step to take
+    planned_steps = [
+        (step, shown)
+        for step, shown, wanted in (
+            ("create", "create the environment", create),
+            ("conda", "conda install", conda_changes),
+            ("pip", "pip install", pip_changes),
+            ("kernel", "register the kernel", kernel),
+            ("verify", "verify", True),
         )
         if wanted
     ]
+    steps = [shown for _, shown in planned_steps]
     reporter.environment_started(env.name, len(steps))
     counter = iter(range(1, len(steps) + 1))
 
@@ -300,15 +302,7 @@ def _apply_environment(
     faults.check_stop("before changing anything")
     ahead: RecordScan | None = None
     journal = Journal(store.env_dir(env.prefix))
-    first = next(
-        step
-        for step, wanted in (
-            ("create", create), ("conda", conda_changes), ("pip", pip_changes),
-            ("kernel", kernel), ("verify", True),
-        )
-        if wanted
-    )  # fmt: skip
-    entry = journal.begin(env_plan.changes, step=first)
+    entry = journal.begin(env_plan.changes, step=planned_steps[0][0])  # the first that may start
     faults.point("after-journal")
     try:
         if create is not None:

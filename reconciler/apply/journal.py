@@ -98,12 +98,8 @@ class Journal:
         ``step`` that may start after it: the same entry that an :meth:`update` to it
         would write next, one fsync fewer."""
         entry = JournalEntry(
-            "running", os.getpid(), time.strftime("%Y-%m-%dT%H:%M:%S%z"), tuple(changes)
+            "running", os.getpid(), time.strftime("%Y-%m-%dT%H:%M:%S%z"), tuple(changes), step
         )
-        if step:
-            from reconciler.values import replace
-
-            entry = replace(entry, step=step)
         write_json_atomic(self.path, entry.to_json())
         return entry
 

@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from reconciler.backends.process import Completed
 
 __all__ = [
-    "RECORD", "begin", "discard", "end", "kill_all", "launched", "preview", "remove_idle_lock",
+    "RECORD", "begin", "discard", "end", "kill_all", "preview", "remove_idle_lock",
 ]  # fmt: skip
 
 #: NUL-separated fields (as the fast path's ``noop.stamps``), beside it.
@@ -154,20 +154,12 @@ def _binary(path: str, *, inode: bool = True) -> str:
 def _changed(paths: Sequence[str]) -> str:
     """``inode:mtime`` of each of ``paths``: any entry added to, removed from or renamed in
     a directory changes it (within one process: a new mount may give new inodes)."""
-    parts = []
-    for path in paths:
-        try:
-            st = os.stat(path)
-        except OSError:
-            parts.append("<missing>")
-            continue
-        parts.append(f"{st.st_ino}:{st.st_mtime_ns}")
-    return "\0".join(parts)
+    return _stamps(paths, held=False)[1]
 
 
-def _stamps(paths: Sequence[str]) -> tuple[str, str, int]:
+def _stamps(paths: Sequence[str], *, held: bool = True) -> tuple[str, str, int]:
     """What ``paths`` hold (a digest of each directory's listing, ``size:mtime`` of each
-    file), :func:`_changed`, and the newest mtime among them.
+    file; "" without ``held``), :func:`_changed`, and the newest mtime among them.
 
     The first is what the record keeps: an image reset to the same content on a new
     host or mount (a Studio app start) holds the same names and files, with other
@@ -175,26 +167,30 @@ def _stamps(paths: Sequence[str]) -> tuple[str, str, int]:
     """
     from reconciler.digest import sha256
 
-    held, changed, newest = [], [], 0
+    holds: list[str] = []
+    changed: list[str] = []
+    newest = 0
     for path in paths:
         try:
             st = os.stat(path)
         except OSError:
-            held.append("<missing>")
+            holds.append("<missing>")
             changed.append("<missing>")
             continue
         changed.append(f"{st.st_ino}:{st.st_mtime_ns}")
         newest = max(newest, st.st_mtime_ns)
+        if not held:
+            continue
         if not S_ISDIR(st.st_mode):
-            held.append(f"{st.st_size}:{st.st_mtime_ns}")
+            holds.append(f"{st.st_size}:{st.st_mtime_ns}")
             continue
         try:
             names = sorted(os.listdir(path))
         except OSError:
-            held.append("<unreadable>")
+            holds.append("<unreadable>")
             continue
-        held.append(sha256("\n".join(names).encode("utf-8", "surrogateescape")).hexdigest())
-    return "\0".join(held), "\0".join(changed), newest
+        holds.append(sha256("\n".join(names).encode("utf-8", "surrogateescape")).hexdigest())
+    return ("\0".join(holds) if held else ""), "\0".join(changed), newest
 
 
 def environment_paths(python: Path) -> list[str]:
@@ -337,14 +333,15 @@ def begin(state_dir: str, key: str) -> None:
     if expected is None:
         return  # the uv the planner would run is found by uv's own search: not here
     now = time.time_ns()
+    binary = _binary(expected, inode=False)
     for inv, stamp, uv in _load(state_dir).get(key, []):
-        if not _a_preview(inv, expected) or _binary(expected, inode=False) != uv:
+        if not _a_preview(inv, expected) or binary != uv:
             continue
         held, changed, newest = _stamps(inv.paths)
         if held != stamp or newest >= now - CLOCK_SLACK_NS:
             continue
         try:
-            _start(inv, stamp, changed, _binary(inv.argv[0]))
+            _start(inv, stamp, changed, _binary(expected))
         except (OSError, ValueError):
             continue
 
@@ -363,12 +360,6 @@ def _a_preview(inv: _Invocation, uv: str) -> bool:
         and bool(inv.paths)
         and inv.paths[0] == inv.python
     )
-
-
-def launched() -> int:
-    """How many speculative processes were started and are not yet claimed or ended."""
-    with _lock:
-        return len(_launched)
 
 
 # -- claiming --
@@ -560,7 +551,8 @@ def kill_all() -> None:
 
 def discard() -> None:
     """Kill and reap every speculative process not yet taken (an apply that waited for
-    another's environment lock previews again under it). The record is kept."""
+    another's environment lock previews again under it; :func:`end`). The record is
+    kept."""
     with _lock:
         left = list(_launched)
         _launched.clear()
@@ -580,32 +572,27 @@ def end(record: bool = True, *, finished: bool = True) -> None:
     ``finished`` False (the run failed or was stopped before its previews): an entry
     is not dropped for what it did not get to."""
     with _lock:
-        left = list(_launched)
-        _launched.clear()
         noted = list(_noted)
         _noted.clear()
         recording = list(_recording)
         _recording.clear()
-        wasted = finished and (bool(left) or bool(_wasted))
+        wasted = finished and (bool(_launched) or bool(_wasted))
         _wasted.clear()
-    for one in left:
-        try:
-            _kill(one)
-        except Exception:  # reaped or not, the run's own outcome stands
-            continue
+    discard()
     # Kept even when the environment changed since (an apply installed): an app start
     # that finds the image reset to what it held then launches it again.
     if not recording or not record or not (noted or wasted):
         return
     state_dir, key = recording[0]
-    entries = _load(state_dir)
+    before = _read_text(state_dir)
+    entries = {} if before is None else _decode(before)
     if key not in entries and not noted:
         return
     entries.pop(key, None)  # re-inserted last: the most recently recorded
     if noted:
         entries[key] = noted
     text = _encode(dict(list(entries.items())[-KEPT:]))
-    if text is not None and text != _read_text(state_dir):  # a repeated run: unchanged
+    if text is not None and text != before:  # a repeated run: the record says the same
         from reconciler.tempfiles import replace_file
 
         try:
