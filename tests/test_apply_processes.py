@@ -381,3 +381,25 @@ def test_installer_of_a_killed_apply_keeps_the_environment_locked(
     owned = json.loads((StateStore(state).env_dir(hybrid) / "owned.json").read_text())
     assert owned["packages"]["pip:delta"]["version"] == "1.1"
     assert tree_hash(*managed) == image
+
+
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "no-pidfd"])
+def test_a_background_parent_returns_its_childs_exit_code_or_none_past_its_wait(
+    pidfd: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``apply --background --wait S`` waits for the detached apply's exit itself (a pidfd,
+    or Popen's wait where Linux has none), not for the next of a fixed series of polls."""
+    from reconciler.apply.background import _wait
+
+    if not pidfd:
+        monkeypatch.delattr(os, "pidfd_open", raising=False)
+    quick = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
+    assert _wait(quick, 30.0) == 3
+    slow = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert _wait(slow, 0.0) is None
+        assert _wait(slow, 0.3) is None
+        assert slow.poll() is None  # still running: the parent only stops waiting
+    finally:
+        slow.kill()
+        slow.wait()

@@ -8,6 +8,8 @@ through ``reconciler status``.
 from __future__ import annotations
 
 import os
+import select
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,8 +19,6 @@ from reconciler.backends.process import spawn_detached
 from reconciler.state.store import write_json_atomic
 
 __all__ = ["start_background"]
-
-POLL_SECONDS = 0.2
 
 
 def start_background(
@@ -46,17 +46,34 @@ def start_background(
             "log": str(console),
         },
     )
-    deadline = time.monotonic() + wait
-    while True:
-        code = proc.poll()
-        if code is not None:
-            out(console.read_text(encoding="utf-8", errors="replace"))
-            return code
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(POLL_SECONDS)
+    code = _wait(proc, wait)
+    if code is not None:
+        out(console.read_text(encoding="utf-8", errors="replace"))
+        return code
     out(
         f"apply continues in the background (pid {proc.pid}); `reconciler status` shows its "
         f"progress; output: {console}"
     )
     return 0
+
+
+def _wait(proc: subprocess.Popen[bytes], seconds: float) -> int | None:
+    """``proc``'s exit code once it ends within ``seconds``, else None; woken by the exit
+    itself (a pidfd) where Linux has one, so that a start that is done returns at once."""
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # not Linux >= 5.3: Popen's own wait, 50 ms steps
+        try:
+            return proc.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            return None
+    try:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        deadline = time.monotonic() + seconds
+        while not poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
+            if time.monotonic() >= deadline:
+                return None
+    finally:
+        os.close(pidfd)
+    return proc.wait()
