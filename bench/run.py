@@ -9,7 +9,9 @@ cProfile summaries of the reconciler command behind each FAIL.
 What is compared (see :mod:`bench.fixture` for the environments):
 
 1. no-op ``reconciler apply`` over 3 environments vs the sum of
-   ``uv pip install -r`` no-ops and the sum of ``pip install -r`` no-ops on each;
+   ``uv pip install -r`` no-ops and the sum of ``pip install -r`` no-ops on each,
+   also as the lifecycle script runs it at every app start (``--background --wait
+   60``: its parent, and the detached apply when it starts one);
 2. ``reconciler plan`` of 5 missing packages on the image vs ``uv pip install
    --dry-run`` of the same requirements (ratio), a no-op ``plan`` of the image vs
    uv's no-op dry run, and the import time of the pending plan (``-X importtime``:
@@ -17,8 +19,9 @@ What is compared (see :mod:`bench.fixture` for the environments):
 3. ``reconciler apply`` of 5 packages into each of 3 environments vs three
    sequential ``uv pip install`` (and, for information, the slowest single one):
    at an app restart (the state directory the first round's apply left, the
-   environments as before it: a Studio app's home is kept, its image reset), and
-   the first apply of the manifest, both against the target; every repetition starts from
+   environments as before it: a Studio app's home is kept, its image reset), the
+   same as the lifecycle script runs it (``--background --wait 60``), and the first
+   apply of the manifest, all against the target; every repetition starts from
    the same environments (the 5 packages uninstalled with ``uv pip uninstall``,
    the directory listing checked against the original) and a fresh copy of the
    state directory;
@@ -59,6 +62,8 @@ from reconciler.fastpath import CACHE as NOOP_STAMPS
 
 REPO = fx.REPO
 MIB = 1024 * 1024
+#: What the lifecycle script adds to its apply at every app start (``lifecycle.py``).
+LIFECYCLE = ("--background", "--wait", "60")
 
 # -- configuration -----------------------------------------------------------------------
 
@@ -352,6 +357,8 @@ class Bench:
         manifest = self.work / "noop.yaml"
         rec_argv = self.rec(state, "apply", manifest)
         rec = self.new_series("reconciler apply (no-op, 3 envs)", rec_argv)
+        life_argv = [*rec_argv, *LIFECYCLE]
+        life = self.new_series("reconciler apply --background (no-op, 3 envs)", life_argv)
         uv_each, pip_each = {}, {}
         for n, prefix in self.prefixes.items():
             uv_argv = self.uv_install(prefix, self._reqs("noop", n))
@@ -370,8 +377,14 @@ class Bench:
                 lambda r: r.returncode == 0 and r.stdout.startswith("No changes"),
                 "no-op apply",
             )
+            b = self.run(
+                life_argv,
+                lambda r: r.returncode == 0 and r.stdout.startswith("No changes"),
+                "no-op lifecycle apply",
+            )
             if measured:
                 rec.add(r.seconds, r.maxrss_kib)
+                life.add(b.seconds, b.maxrss_kib)
             total = 0.0
             for name, prefix in self.prefixes.items():
                 u = self.run(
@@ -423,6 +436,16 @@ class Bench:
                 "<= 1.0x uv sum",
                 _verdict(ratio <= 1.0),
                 self._profile_cmd(rec_argv, None),
+            )
+        )
+        self.rows.append(
+            Row(
+                "  the lifecycle script's apply --background --wait",
+                f"{life.median:.3f} s",
+                f"uv sum {uv_sum.median:.3f} s",
+                f"{life.median / uv_sum.median:.2f}x",
+                "<= 1.0x uv sum",
+                _verdict(life.median / uv_sum.median <= 1.0),
             )
         )
         self.rows.append(
@@ -604,6 +627,10 @@ class Bench:
             "reconciler apply (5 new x 3 envs), first",
             self.rec(Path("$W/state-apply"), "apply", manifest),
         )
+        life = self.new_series(
+            "reconciler apply --background (5 new x 3 envs), app restart",
+            [*self.rec(Path("$W/state-apply"), "apply", manifest), *LIFECYCLE],
+        )
         uv_each = {
             n: self.new_series(
                 f"uv pip install 5 new: {n}", self.uv_install(p, self._reqs("missing", n))
@@ -622,6 +649,9 @@ class Bench:
             shutil.rmtree(state)
             shutil.copytree(restart, state)
             r = self.apply_missing(state, manifest)
+            shutil.rmtree(state)
+            shutil.copytree(restart, state)
+            b = self.apply_missing(state, manifest, *LIFECYCLE)
             f = self.apply_missing(self.fresh_state("state-apply"), manifest)
             total = 0.0
             for name, prefix in self.prefixes.items():
@@ -637,6 +667,7 @@ class Bench:
             dry, installs = self.together()
             if measured:
                 rec.add(r.seconds, r.maxrss_kib)
+                life.add(b.seconds, b.maxrss_kib)
                 first.add(f.seconds, f.maxrss_kib)
                 uv_seq.add(total)
                 dry_together.add(dry)
@@ -671,6 +702,16 @@ class Bench:
         )
         self.rows.append(
             Row(
+                "  the lifecycle script's apply --background --wait, app restart",
+                f"{life.median:.3f} s",
+                f"uv x3 sequential {uv_seq.median:.3f} s",
+                f"{life.median / uv_seq.median:.2f}x",
+                "<= 1.5x uv x3 sequential",
+                _verdict(life.median / uv_seq.median <= 1.5),
+            )
+        )
+        self.rows.append(
+            Row(
                 "  the first apply of the manifest",
                 f"{first.median:.3f} s",
                 f"uv x3 sequential {uv_seq.median:.3f} s",
@@ -682,10 +723,10 @@ class Bench:
         floor = self.python_start() + dry_together.median + installs_together.median
         self.floor_row("python + 3 dry runs, 3 installs at once", floor, uv_seq.median, 1.5)
 
-    def apply_missing(self, state: Path, manifest: Path) -> Run:
+    def apply_missing(self, state: Path, manifest: Path, *flags: str) -> Run:
         """reconciler's apply of the 5 packages with ``state``, checked; then restored."""
         r = self.run(
-            self.rec(state, "apply", manifest),
+            [*self.rec(state, "apply", manifest), *flags],
             lambda r: r.returncode == 0 and all(map(self.has_new_packages, self.prefixes.values())),
             "apply of 5 packages",
         )
