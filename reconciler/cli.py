@@ -177,9 +177,9 @@ def _apply(args: argparse.Namespace) -> int:
         args.on_manifest(manifest)
     if args.background:
         store.save_validation_memo(memo)
-        from reconciler.apply.background import start_background
+        from reconciler.apply.background import child_argv, start_background
 
-        return start_background(store.root, _child_argv(args, manifest_path), args.wait, _out)
+        return start_background(store.root, child_argv(args, manifest_path), args.wait, _out)
     log_path = new_log_path(store.root)
     reporter = StatusReporter(
         status_path(store.root),
@@ -252,29 +252,6 @@ def _apply(args: argparse.Namespace) -> int:
     if result.refused:
         return EXIT_REFUSED
     return EXIT_OK
-
-
-def _child_argv(args: argparse.Namespace, manifest: Path) -> list[str]:
-    """The foreground apply the background one runs, with the same options."""
-    argv = [sys.executable, "-m", "reconciler"]
-    if args.state_dir:
-        argv += ["--state-dir", str(args.state_dir)]
-    argv += [
-        "apply",
-        str(manifest.resolve()),
-        "--detached",
-        "--lock-timeout",
-        str(args.lock_timeout),
-    ]
-    for name in args.env:
-        argv += ["--env", name]
-    if args.plan:
-        argv += ["--plan", str(args.plan.resolve())]
-    if args.partial:
-        argv.append("--partial")
-    if args.locked:
-        argv.append("--locked")
-    return argv
 
 
 def _lock(args: argparse.Namespace) -> int:

@@ -34,10 +34,11 @@ _COMMON = {
 #: Each command's own flags read here, by attribute.
 _FLAGS = {
     "plan": {"--json": "json", "--detailed-exitcode": "detailed_exitcode"},
-    "apply": {},
+    # The lifecycle script's `apply --background --wait S`, and the apply it starts.
+    "apply": {"--background": "background", "--detached": "detached"},
 }
 #: Each command's own options with a value read here.
-_VALUES = {"plan": ("--env", "--env-prefix"), "apply": ("--env", "--lock-timeout")}
+_VALUES = {"plan": ("--env", "--env-prefix"), "apply": ("--env", "--lock-timeout", "--wait")}
 
 
 def _defaults(command: str) -> dict[str, Any]:
@@ -115,13 +116,14 @@ def plain_arguments(
                 own["env"] = [*own["env"], value]
             elif name == "--env-prefix":
                 own["env_prefix"] = Path(value)
-            else:
+            else:  # --lock-timeout, --wait: cli_parser.seconds
                 try:
-                    own["lock_timeout"] = float(value)
+                    number = float(value)
                 except ValueError:
                     return None  # argparse says it is not a number of seconds
-                if not (0 <= own["lock_timeout"] < float("inf")):
+                if not (0 <= number < float("inf")):
                     return None  # nor this
+                own[name[2:].replace("-", "_")] = number
             continue
         if eq:
             return None

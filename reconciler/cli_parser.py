@@ -43,7 +43,8 @@ _ENV_PREFIX_HELP = "the environment whose prefix is PATH (a kernel's sys.prefix)
 
 
 def seconds(text: str) -> float:
-    """``--lock-timeout``'s value: a number of seconds, 0 or more (not nan or inf)."""
+    """``--lock-timeout``'s and ``--wait``'s value: a number of seconds, 0 or more (not
+    nan or inf)."""
     try:
         value = float(text)
     except ValueError:
@@ -129,7 +130,7 @@ def _apply_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--wait",
-        type=float,
+        type=seconds,
         default=0.0,
         metavar="SECONDS",
         help="with --background: how long to wait before returning (0)",

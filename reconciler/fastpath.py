@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
     from typing import Any
 
-__all__ = ["CACHE", "Hit", "Inputs", "matches", "remember"]
+__all__ = ["CACHE", "Hit", "Inputs", "matches", "recall", "remember"]
 
 #: NUL-separated fields, not JSON: ``json`` imports ``re`` (with ``enum``), which costs
 #: more than the rest of the fast path together. NUL is the one character no path holds.
@@ -210,18 +210,27 @@ def matches(
 ) -> Hit | None:
     """A :class:`Hit` when the manifest is known to be met by the environments exactly
     as they are now; None when the full planner must decide."""
+    return recall(state_dir, version, manifest_path, selection)[0]
+
+
+def recall(
+    state_dir: str, version: str, manifest_path: str, selection: Sequence[str]
+) -> tuple[Hit | None, bool]:
+    """:func:`matches`, and whether these very bytes, with this selection, were met
+    once (by any version): a valid manifest, its ``--env`` names its own, whatever
+    changed in the environments since."""
     try:
         with open(manifest_path, "rb") as f:
             manifest = f.read(1_048_577)
     except OSError:
-        return None
+        return None, False
     entry = _load(state_dir).get(_key(manifest, selection))
     if entry is None:
-        return None
+        return None, False
     inputs = Inputs(**entry["inputs"])
     if entry["stamp"] != stamp(version, manifest, selection, inputs):
-        return None
-    return Hit(entry["count"], entry.get("output"))
+        return None, True
+    return Hit(entry["count"], entry.get("output")), True
 
 
 def _modified_since(inputs: Inputs, since_ns: int) -> bool:

@@ -765,6 +765,10 @@ def test_a_plain_plan_or_apply_is_read_as_argparse_reads_it() -> None:
             ["--lock-timeout", "5"],
             ["--lock-timeout=2.5"],
             ["--lock-timeout", "1e3"],
+            ["--background"],
+            ["--wait", "5"],
+            ["--wait=0.5"],
+            ["--detached"],
         ],
     }
     common = [["-q"], ["-v"], ["--notebook"], ["--state-dir", "t"], ["--quiet"]]
@@ -772,6 +776,7 @@ def test_a_plain_plan_or_apply_is_read_as_argparse_reads_it() -> None:
     odd += [["--lock-timeout", "soon"], ["--env", "-x"], ["m2.yaml"], ["--env-prefix="]]
     odd += [["--lock-timeout=-1"], ["--lock-timeout", "nan"], ["--lock-timeout", "inf"]]
     odd += [["--json=1"], ["--version"], ["--partial"], ["--locked"], ["-h"]]
+    odd += [["--wait", "nan"], ["--wait=-1"], ["--background=1"]]
     accepted = 0
     for command in ("plan", "apply"):
         pieces = own[command] + common + odd
@@ -793,6 +798,8 @@ def test_a_plain_plan_or_apply_is_read_as_argparse_reads_it() -> None:
         ["plan", "m.yaml", "--env", "a", "--env", "b", "--json", "--detailed-exitcode"],
         ["--notebook", "plan", "m.yaml", "--env-prefix", "/opt/conda"],
         ["--notebook", "apply", "m.yaml", "--env", "a"], ["apply", "m.yaml", "--lock-timeout", "9"],
+        ["apply", "m.yaml", "--background", "--wait", "60"],
+        ["apply", "/m.yaml", "--detached", "--lock-timeout", "60.0"],
     ):  # fmt: skip
         assert plain_arguments(argv, handlers) is not None, argv
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -461,6 +462,47 @@ def test_the_lifecycle_apply_is_answered_by_the_fast_path_and_its_child_remember
     # A plain apply and the background one share what was remembered.
     plain, out = _apply(isolated, state, manifest)
     assert plain == {"code": 0, "planner": False, "yaml": False}, out
+
+
+def test_an_app_start_with_work_starts_the_detached_apply_at_once_when_its_manifest_was_met(
+    tmp_path: Path, wheelhouse: Path, isolated: dict[str, str]
+) -> None:
+    """The next start after an image reset (what was met once is missing again): the
+    lifecycle's parent starts the detached apply without loading the manifest (those
+    bytes validated when they were met), and the apply does what the full path's would.
+    Bytes never met take the full path: a bad manifest is the parent's own error, and
+    nothing is started."""
+    env_dir = make_venv(tmp_path / "env")
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text(
+        f"version: 1\ndefaults:\n  pip: {{no_index: true, find_links: [{wheelhouse}]}}\n"
+        f"environments:\n  e:\n    prefix: {env_dir}\n    pip: [beta]\n"
+    )
+    state = tmp_path / "state"
+    lifecycle = ["apply", manifest, "--background", "--wait", "60"]
+    probe = PROBE.replace("'yaml':", "'cli': 'reconciler.cli' in sys.modules, 'yaml':")
+    shutil.copytree(env_dir, tmp_path / "image", symlinks=True)
+    first, out, err = _run(isolated, state, *lifecycle, probe=probe)
+    assert first["code"] == 0 and first["cli"] is True and "install pip beta" in out, out + err
+    site = next((env_dir / "lib").glob("python*/site-packages"))
+    applied = sorted(p.name for p in site.iterdir())
+    shutil.rmtree(env_dir)  # the app restarts: its image as it was before that apply
+    shutil.copytree(tmp_path / "image", env_dir, symlinks=True)
+    assert sorted(p.name for p in site.iterdir()) != applied
+    again, out, err = _run(isolated, state, *lifecycle, probe=probe)
+    assert again == {"code": 0, "planner": False, "cli": False, "yaml": False}, out + err
+    assert "install pip beta" in out and not err, out + err
+    assert sorted(p.name for p in site.iterdir()) == applied  # installed again
+    assert len(list((state / "logs").glob("background-*.log"))) == 2
+    status = json.loads((state / "status.json").read_text())
+    assert status["state"] == "finished", status
+    # Bytes never met: the full path, and its error before anything starts.
+    manifest.write_text(manifest.read_text() + "bogus: 1\n")
+    before = tree_hash(env_dir, state)
+    bad, out, err = _run(isolated, state, *lifecycle, probe=probe)
+    assert (bad["code"], bad["cli"], out) == (1, True, ""), out + err
+    assert err.startswith(f"error: {manifest}:"), err
+    assert tree_hash(env_dir, state) == before  # no child, no log, the status as it was
 
 
 def test_a_detached_apply_never_answers_from_the_fast_path(

@@ -10,15 +10,41 @@ from __future__ import annotations
 import os
 import select
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from reconciler.apply.status import FORMAT_VERSION, status_path
 from reconciler.backends.process import spawn_detached
 from reconciler.state.store import write_json_atomic
 
-__all__ = ["start_background"]
+__all__ = ["child_argv", "start_background"]
+
+
+def child_argv(args: Any, manifest: Path) -> list[str]:
+    """The foreground apply the background one runs, with the same options (``args``:
+    argparse's namespace, or :class:`reconciler.cli_args.Arguments`)."""
+    argv = [sys.executable, "-m", "reconciler"]
+    if args.state_dir:
+        argv += ["--state-dir", str(args.state_dir)]
+    argv += [
+        "apply",
+        str(manifest.resolve()),
+        "--detached",
+        "--lock-timeout",
+        str(args.lock_timeout),
+    ]
+    for name in args.env:
+        argv += ["--env", name]
+    if args.plan:
+        argv += ["--plan", str(args.plan.resolve())]
+    if args.partial:
+        argv.append("--partial")
+    if args.locked:
+        argv.append("--locked")
+    return argv
 
 
 def start_background(
