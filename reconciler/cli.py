@@ -154,12 +154,6 @@ def _kernels(manifest: Any) -> dict[str, str]:
 
 
 def _apply(args: argparse.Namespace) -> int:
-    from reconciler.apply.execute import apply
-    from reconciler.apply.status import StatusReporter, status_path
-    from reconciler.plan.planner import Backends
-    from reconciler.render.progress import ConsoleReporter, new_log_path
-    from reconciler.render.text import apply_summary, noop_line, plan_text
-
     store = _store(args)
     saved = None
     manifest_path = args.manifest
@@ -180,6 +174,13 @@ def _apply(args: argparse.Namespace) -> int:
         from reconciler.apply.background import child_argv, start_background
 
         return start_background(store.root, child_argv(args, manifest_path), args.wait, _out)
+    # Not before: the lifecycle script's background parent plans nothing (its child does).
+    from reconciler.apply.execute import apply
+    from reconciler.apply.status import StatusReporter, status_path
+    from reconciler.plan.planner import Backends
+    from reconciler.render.progress import ConsoleReporter, new_log_path
+    from reconciler.render.text import apply_summary, noop_line, plan_text
+
     log_path = new_log_path(store.root)
     reporter = StatusReporter(
         status_path(store.root),

@@ -89,8 +89,8 @@ def _plain_call(args: Sequence[str]) -> _Call | None:
     [--background [--wait S] | --detached]`` and
     ``[--state-dir D] [-q|-v] [--notebook] plan MANIFEST [--env N]... [--env-prefix P]
     [--json] [--detailed-exitcode]`` (the notebook shim's ``%reconcile plan``)."""
-    state_dir = os.environ.get("RECONCILER_STATE_DIR") or os.path.expanduser(
-        "~/.local/state/reconciler"
+    state_dir = os.path.expanduser(  # as state.store.default_state_dir reads it
+        os.environ.get("RECONCILER_STATE_DIR") or "~/.local/state/reconciler"
     )
     manifest: str | None = None
     envs: list[str] = []
@@ -241,35 +241,6 @@ def _speculate(call: _Call, speculative: Any) -> str | None:
     return key.partition(":")[0]  # the key starts with the bytes' sha256
 
 
-def _start_background(args: Sequence[str]) -> int | None:
-    """The lifecycle script's ``apply MANIFEST --background --wait S`` at an app start
-    that has work to do, when these very manifest bytes with this selection were met
-    once (so they validate, and name their own environments: ``fastpath.recall``): the
-    detached apply starts at once, as the full path starts it, without the full path's
-    load of the manifest first (the apply loads it anyway). None: take the full path."""
-    from reconciler.cli_args import plain_arguments
-
-    values: Any = plain_arguments(args, {"plan": _unused, "apply": _unused})
-    if values is None or not values.background or values.detached:
-        return None
-    from pathlib import Path  # imported by now (cli_args)
-
-    from reconciler.apply.background import child_argv, start_background
-    from reconciler.state.store import default_state_dir
-
-    root = values.state_dir.expanduser() if values.state_dir else default_state_dir()
-
-    def out(text: str) -> None:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
-
-    argv = child_argv(values, values.manifest)
-    return start_background(Path(os.path.abspath(root)), argv, values.wait, out)
-
-
-def _unused(args: Any) -> int:
-    raise AssertionError("plain_arguments' func is not called here")  # pragma: no cover
-
-
 def _terminated(signum: int, frame: Any) -> None:
     """SIGTERM while speculative previews may run (a plan has no stop handler; an apply
     installs its own under the locks): kill them, taken or not, remove what they left,
@@ -288,15 +259,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(f"reconciler {__version__}\n")
         return 0
     call = _plain_call(args)
-    known = False
     if call is not None:
         from reconciler import fastpath
 
         hit = None
         if "detached" not in call.flags:  # its parent answered (and wrote its status)
-            hit, known = fastpath.recall(
-                call.state_dir, __version__, call.manifest, _selection(call)
-            )
+            hit = fastpath.matches(call.state_dir, __version__, call.manifest, _selection(call))
         if hit is not None and call.command == "apply":
             from reconciler.render.words import noop_line
 
@@ -305,10 +273,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if hit is not None and hit.output is not None:
             sys.stdout.write(hit.output)
             return 0  # a no-op plan: nothing pending, nothing refused
-    if call is not None and "background" in call.flags and known:
-        code = _start_background(args)
-        if code is not None:
-            return code
     if call is None or "background" in call.flags:
         # A background apply's parent previews nothing: its detached child does, and
         # records (and remembers a met manifest) under the same key.

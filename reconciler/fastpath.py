@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
     from typing import Any
 
-__all__ = ["CACHE", "Hit", "Inputs", "matches", "recall", "remember"]
+__all__ = ["CACHE", "Hit", "Inputs", "matches", "remember"]
 
 #: NUL-separated fields, not JSON: ``json`` imports ``re`` (with ``enum``), which costs
 #: more than the rest of the fast path together. NUL is the one character no path holds.
@@ -112,7 +112,9 @@ def _identity(path: str) -> str:
         st = os.stat(path)
     except OSError:
         return "<missing>"
-    return f"{st.st_dev}:{st.st_ino}"
+    # The real path too: a prefix moved and replaced by a symbolic link to it is the
+    # same file, but a manifest naming it no longer validates.
+    return f"{st.st_dev}:{st.st_ino}:{os.path.realpath(path)}"
 
 
 def stamp(version: str, manifest: bytes, selection: Iterable[str], inputs: Inputs) -> str:
@@ -210,27 +212,18 @@ def matches(
 ) -> Hit | None:
     """A :class:`Hit` when the manifest is known to be met by the environments exactly
     as they are now; None when the full planner must decide."""
-    return recall(state_dir, version, manifest_path, selection)[0]
-
-
-def recall(
-    state_dir: str, version: str, manifest_path: str, selection: Sequence[str]
-) -> tuple[Hit | None, bool]:
-    """:func:`matches`, and whether these very bytes, with this selection, were met
-    once (by any version): a valid manifest, its ``--env`` names its own, whatever
-    changed in the environments since."""
     try:
         with open(manifest_path, "rb") as f:
             manifest = f.read(1_048_577)
     except OSError:
-        return None, False
+        return None
     entry = _load(state_dir).get(_key(manifest, selection))
     if entry is None:
-        return None, False
+        return None
     inputs = Inputs(**entry["inputs"])
     if entry["stamp"] != stamp(version, manifest, selection, inputs):
-        return None, True
-    return Hit(entry["count"], entry.get("output")), True
+        return None
+    return Hit(entry["count"], entry.get("output"))
 
 
 def _modified_since(inputs: Inputs, since_ns: int) -> bool:

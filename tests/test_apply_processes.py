@@ -389,12 +389,19 @@ def test_a_background_parent_returns_its_childs_exit_code_or_none_past_its_wait(
 ) -> None:
     """``apply --background --wait S`` waits for the detached apply's exit itself (a pidfd,
     or Popen's wait where Linux has none), not for the next of a fixed series of polls."""
+    from reconciler.apply import background
     from reconciler.apply.background import _wait
 
-    if not pidfd:
+    if pidfd:
+
+        def no_sleep(seconds: float) -> None:
+            raise AssertionError(f"a poll loop slept {seconds} s")
+
+        monkeypatch.setattr(background.time, "sleep", no_sleep)  # woken by the exit itself
+    else:
         monkeypatch.delattr(os, "pidfd_open", raising=False)
     quick = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
-    assert _wait(quick, 30.0) == 3
+    assert _wait(quick, 1e9) == 3  # far past poll's milliseconds (~24.8 days)
     slow = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         assert _wait(slow, 0.0) is None

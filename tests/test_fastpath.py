@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.entry import _CLOCK_SLACK_NS
+from reconciler.fastpath import CACHE
 from tests.support.envs import make_conda_prefix, make_venv, pip_install, tree_hash
 
 REPO = Path(__file__).resolve().parents[1]
@@ -464,14 +465,14 @@ def test_the_lifecycle_apply_is_answered_by_the_fast_path_and_its_child_remember
     assert plain == {"code": 0, "planner": False, "yaml": False}, out
 
 
-def test_an_app_start_with_work_starts_the_detached_apply_at_once_when_its_manifest_was_met(
+def test_an_app_start_with_work_starts_the_detached_apply_without_planning_in_the_parent(
     tmp_path: Path, wheelhouse: Path, isolated: dict[str, str]
 ) -> None:
     """The next start after an image reset (what was met once is missing again): the
-    lifecycle's parent starts the detached apply without loading the manifest (those
-    bytes validated when they were met), and the apply does what the full path's would.
-    Bytes never met take the full path: a bad manifest is the parent's own error, and
-    nothing is started."""
+    lifecycle's parent loads the manifest (from the validation memo: no YAML) and starts
+    the detached apply without importing the planner, and the apply does what a
+    plain one does. A manifest the machine now makes invalid is the parent's own error,
+    before anything starts."""
     env_dir = make_venv(tmp_path / "env")
     manifest = tmp_path / "manifest.yaml"
     manifest.write_text(
@@ -480,29 +481,29 @@ def test_an_app_start_with_work_starts_the_detached_apply_at_once_when_its_manif
     )
     state = tmp_path / "state"
     lifecycle = ["apply", manifest, "--background", "--wait", "60"]
-    probe = PROBE.replace("'yaml':", "'cli': 'reconciler.cli' in sys.modules, 'yaml':")
     shutil.copytree(env_dir, tmp_path / "image", symlinks=True)
-    first, out, err = _run(isolated, state, *lifecycle, probe=probe)
-    assert first["code"] == 0 and first["cli"] is True and "install pip beta" in out, out + err
+    first, out, err = _run(isolated, state, *lifecycle)
+    assert first["code"] == 0 and "install pip beta" in out, out + err
     site = next((env_dir / "lib").glob("python*/site-packages"))
     applied = sorted(p.name for p in site.iterdir())
     shutil.rmtree(env_dir)  # the app restarts: its image as it was before that apply
     shutil.copytree(tmp_path / "image", env_dir, symlinks=True)
     assert sorted(p.name for p in site.iterdir()) != applied
-    again, out, err = _run(isolated, state, *lifecycle, probe=probe)
-    assert again == {"code": 0, "planner": False, "cli": False, "yaml": False}, out + err
+    again, out, err = _run(isolated, state, *lifecycle)
+    assert again == {"code": 0, "planner": False, "yaml": False}, out + err
     assert "install pip beta" in out and not err, out + err
     assert sorted(p.name for p in site.iterdir()) == applied  # installed again
     assert len(list((state / "logs").glob("background-*.log"))) == 2
     status = json.loads((state / "status.json").read_text())
     assert status["state"] == "finished", status
-    # Bytes never met: the full path, and its error before anything starts.
-    manifest.write_text(manifest.read_text() + "bogus: 1\n")
-    before = tree_hash(env_dir, state)
-    bad, out, err = _run(isolated, state, *lifecycle, probe=probe)
-    assert (bad["code"], bad["cli"], out) == (1, True, ""), out + err
-    assert err.startswith(f"error: {manifest}:"), err
-    assert tree_hash(env_dir, state) == before  # no child, no log, the status as it was
+    # The same bytes, but the prefix is a symbolic link now: invalid on this machine.
+    env_dir.rename(tmp_path / "env-real")
+    env_dir.symlink_to(tmp_path / "env-real")  # the same files: only the path differs
+    before = tree_hash(tmp_path / "env-real", state)
+    bad, out, err = _run(isolated, state, *lifecycle)
+    assert (bad["code"], out) == (1, ""), out + err
+    assert err.startswith(f"error: {manifest}:") and "symbolic link" in err, err
+    assert tree_hash(tmp_path / "env-real", state) == before  # no child, no log, no status
 
 
 def test_a_detached_apply_never_answers_from_the_fast_path(
@@ -514,6 +515,40 @@ def test_a_detached_apply_never_answers_from_the_fast_path(
     result, out, err = _run(env, state, "apply", manifest, "--detached")
     assert result["code"] == 0 and result["planner"] is True, out + err
     assert json.loads((state / "status.json").read_text())["state"] == "finished"
-    for shape in (["--wait", "5"], ["--background", "--detached"]):  # not the parent's
-        result, _, _ = _run(env, state, "apply", manifest, *shape)
-        assert result["planner"] is True, shape
+    # Not the parent's shape, so not answered fast: the full path plans (--wait alone), or
+    # starts the background apply (--background with --detached: the full path's reading).
+    result, _, _ = _run(env, state, "apply", manifest, "--wait", "5")
+    assert result["planner"] is True
+    logs = list((state / "logs").glob("background-*.log"))
+    result, out, _ = _run(env, state, "apply", manifest, "--background", "--detached")
+    assert (
+        result["code"] == 0
+        and len(list((state / "logs").glob("background-*.log"))) == len(logs) + 1
+    ), out
+
+
+def test_a_state_dir_given_with_a_tilde_in_the_environment_is_the_home_one(
+    tmp_path: Path, wheelhouse: Path, isolated: dict[str, str]
+) -> None:
+    """``RECONCILER_STATE_DIR=~/st``: the fast path reads the state dir the full path
+    writes (``~`` expanded), and makes no directory named ``~`` where it runs."""
+    env_dir = make_venv(tmp_path / "env")
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text(
+        f"version: 1\ndefaults:\n  pip: {{no_index: true, find_links: [{wheelhouse}]}}\n"
+        f"environments:\n  e:\n    prefix: {env_dir}\n    pip: [beta]\n"
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {**isolated, "PYTHONPATH": str(REPO), "RECONCILER_STATE_DIR": "~/st"}
+    results = []
+    for _ in range(2):
+        proc = subprocess.run(
+            [sys.executable, "-c", PROBE, "apply", str(manifest)],
+            env=env, cwd=work, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        results.append(json.loads(proc.stdout.rstrip("\n").rpartition("\n")[2]))
+        _past_clock_slack()
+    assert [r["planner"] for r in results] == [True, False], results
+    assert (Path(isolated["HOME"]) / "st" / CACHE).is_file()
+    assert list(work.iterdir()) == []

@@ -97,7 +97,8 @@ def _wait(proc: subprocess.Popen[bytes], seconds: float) -> int | None:
         poller = select.poll()
         poller.register(pidfd, select.POLLIN)
         deadline = time.monotonic() + seconds
-        while not poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
+        # A day at a time: poll's milliseconds overflow past ~24.8 days.
+        while not poller.poll(min(max(0.0, deadline - time.monotonic()), 86_400.0) * 1000):
             if time.monotonic() >= deadline:
                 return None
     finally:
