@@ -221,6 +221,38 @@ def test_a_record_replaced_under_its_old_size_and_mtime_is_read_again(
     assert heads.reads == reads + 1
 
 
+def test_records_given_new_ctimes_with_the_same_bytes_are_hashed_not_parsed(
+    installed: InstalledState, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host that unpacked the image anew: every RECORD has the size and mtime kept and
+    a new ctime. Each is read again, and its bytes' SHA-256 matches the one kept, so its
+    heads are the ones kept (no row is looked at), then kept under the new ctime."""
+    _settled()
+    kept = tmp_path / "record-heads.json"
+    written, protected, heads = _kept(installed, kept)
+    heads.save()
+    found = files.overwritten(installed, written, protected)
+    for dist in protected:
+        record = installed.site_packages / dist.directory / "RECORD"  # type: ignore[operator]
+        record.chmod(record.stat().st_mode)  # the ctime only
+    _settled()
+    parsed: list[bytes] = []
+    real = record_heads.heads_of
+
+    def counting(data: bytes) -> frozenset[bytes] | None:
+        parsed.append(data)
+        return real(data)
+
+    monkeypatch.setattr(record_heads, "heads_of", counting)
+    later = RecordHeads(kept)
+    assert verify.overwritten(installed, written, protected, later) == found
+    assert (later.reads, parsed) == (len(protected), [])
+    later.save()
+    again = RecordHeads(kept)
+    assert verify.overwritten(installed, written, protected, again) == found
+    assert again.reads == 0  # kept under the new ctimes
+
+
 def test_a_record_changed_after_its_heads_were_kept_is_read_again(
     installed: InstalledState,
 ) -> None:

@@ -13,8 +13,10 @@ when its size, mtime or ctime is not the one kept. The ctime is what no tool can
 set back (``cp -p``, ``rsync -t`` and ``os.utime`` restore an mtime, and set the
 ctime to now): other bytes of the same size under a restored mtime are read again.
 Not the device or inode, which a restarted Studio app's new mount of the same image
-files may change; a host that unpacked the image anew gives them new ctimes, and
-that app's first apply reads every RECORD again, as every apply did before.
+files may change. A host that unpacked the image anew gives them new ctimes, and
+that app's first apply reads every RECORD again; when one has the size and mtime
+kept, and its bytes the SHA-256 kept, its heads are the ones kept (a hash costs
+less than half of finding the heads: 15 against 38 ms for the bench image's 21 MB).
 
 A set is kept only when the file's mtime and ctime were older than the read by
 :data:`SLACK_NS`: a write made since would have given it a newer ctime (the
@@ -27,6 +29,8 @@ anything.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import re
@@ -55,7 +59,7 @@ _RUN = re.compile(rb"(\.\./[^,\n]*,|(?!\.\./)[^/,\n]*[/,])[^\n]*(?:\n\1[^\n]*)*"
 
 #: Entries kept in the cache file at most (an image has about a thousand).
 LIMIT = 100_000
-FORMAT = 2  # entries: [size, mtime_ns, ctime_ns, heads or None]
+FORMAT = 3  # entries: [size, mtime_ns, ctime_ns, heads or None, sha256 of the bytes]
 
 
 def row_heads(paths: Iterable[str]) -> frozenset[bytes]:
@@ -142,6 +146,7 @@ class RecordHeads:
         answered = self._answered.get(record)
         if answered is not None and answered[0] == now:
             return answered[1]
+        known = None  # an entry of the same size and mtime: the bytes may be the same
         with self._lock:
             table = self._asked.setdefault(site, {})
             entry = table.get(directory) or self._tables().get(site, {}).get(directory)
@@ -154,6 +159,8 @@ class RecordHeads:
                     table[directory] = entry
                     self._answered[record] = (now, heads)
                     return heads
+            elif _valid(entry) and entry[:2] == now[:2]:
+                known = entry
         newest = time.time_ns() - SLACK_NS
         try:
             with open(record, "rb", buffering=0) as f:
@@ -161,12 +168,18 @@ class RecordHeads:
                 data = f.read()
         except OSError:
             return frozenset()
-        heads = heads_of(data)
+        digest = hashlib.sha256(data).hexdigest()
+        reused = False
+        if known is not None and known[4] == digest:
+            with contextlib.suppress(UnicodeEncodeError):  # not what save wrote: found below
+                heads, reused = _decode(known[3]), True
+        if not reused:
+            heads = heads_of(data)
+        encoded = None if heads is None else sorted(h.decode("latin-1") for h in heads)
         with self._lock:
             self.reads += 1
             if st.st_mtime_ns < newest and st.st_ctime_ns < newest:
-                encoded = None if heads is None else sorted(h.decode("latin-1") for h in heads)
-                self._asked.setdefault(site, {})[directory] = [*_stamp(st), encoded]
+                self._asked.setdefault(site, {})[directory] = [*_stamp(st), encoded, digest]
                 self._answered[record] = (_stamp(st), heads)
                 self._changed = True
         return heads
@@ -220,8 +233,9 @@ def _load(path: Path | None) -> dict[str, dict[str, list[Any]]]:
 def _valid(entry: object) -> TypeGuard[list[Any]]:
     return (
         isinstance(entry, list)
-        and len(entry) == 4
+        and len(entry) == 5
         and all(isinstance(n, int) for n in entry[:3])
+        and isinstance(entry[4], str)
         and (
             entry[3] is None
             or (isinstance(entry[3], list) and all(isinstance(h, str) for h in entry[3]))
