@@ -171,9 +171,9 @@ def _apply(args: argparse.Namespace) -> int:
         args.on_manifest(manifest)
     if args.background:
         store.save_validation_memo(memo)
-        from reconciler.apply.background import child_argv, start_background
+        from reconciler.apply.background import child_args, start_background
 
-        return start_background(store.root, child_argv(args, manifest_path), args.wait, _out)
+        return start_background(store.root, child_args(args, manifest_path), args.wait, _out)
     # Not before: the lifecycle script's background parent plans nothing (its child does).
     from reconciler.apply.execute import apply
     from reconciler.apply.status import StatusReporter, status_path

@@ -343,7 +343,11 @@ def run() -> None:
     made costs ~15 ms of a plan of the image, as much as reconciler's own planning
     after the preview. Otherwise (a stream that cannot be flushed, such as a closed
     pipe, or a thread still running) it exits as Python does."""
-    code = main()
+    finish(main())
+
+
+def finish(code: int) -> None:
+    """End the process with ``code`` after a run, as :func:`run` does."""
     threading = sys.modules.get("threading")  # not imported: no thread was started
     if threading is not None and any(
         t.is_alive() and not t.daemon and t is not threading.main_thread()

@@ -401,11 +401,13 @@ def test_a_background_parent_returns_its_childs_exit_code_or_none_past_its_wait(
     else:
         monkeypatch.delattr(os, "pidfd_open", raising=False)
     quick = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
-    assert _wait(quick, 1e9) == 3  # far past poll's milliseconds (~24.8 days)
+    assert _wait(quick.pid, 1e9) == 3  # far past poll's milliseconds (~24.8 days)
+    killed = subprocess.Popen([sys.executable, "-c", "import os; os.kill(os.getpid(), 9)"])
+    assert _wait(killed.pid, 60.0) == -9
     slow = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        assert _wait(slow, 0.0) is None
-        assert _wait(slow, 0.3) is None
+        assert _wait(slow.pid, 0.0) is None
+        assert _wait(slow.pid, 0.3) is None
         assert slow.poll() is None  # still running: the parent only stops waiting
     finally:
         slow.kill()

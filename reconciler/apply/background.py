@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import select
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -20,13 +19,13 @@ from reconciler.apply.status import FORMAT_VERSION, status_path
 from reconciler.backends.process import spawn_detached
 from reconciler.state.store import write_json_atomic
 
-__all__ = ["child_argv", "start_background"]
+__all__ = ["child_args", "start_background"]
 
 
-def child_argv(args: Any, manifest: Path) -> list[str]:
-    """The foreground apply the background one runs, with the same options (``args``:
-    argparse's namespace, or :class:`reconciler.cli_args.Arguments`)."""
-    argv = [sys.executable, "-m", "reconciler"]
+def child_args(args: Any, manifest: Path) -> list[str]:
+    """The arguments of the foreground apply the background one runs, with the same
+    options (``args``: argparse's namespace, or :class:`reconciler.cli_args.Arguments`)."""
+    argv = []
     if args.state_dir:
         argv += ["--state-dir", str(args.state_dir)]
     argv += [
@@ -48,12 +47,15 @@ def child_argv(args: Any, manifest: Path) -> list[str]:
 
 
 def start_background(
-    state_dir: Path, argv: Sequence[str], wait: float, out: Callable[[str], None]
+    state_dir: Path, args: Sequence[str], wait: float, out: Callable[[str], None]
 ) -> int:
-    """Start ``argv`` detached; return its exit code if it ends within ``wait`` s, else 0."""
+    """Start ``reconciler ARGS`` (:func:`child_args`) detached; return its exit code if it
+    ends within ``wait`` s, else 0."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     console = state_dir / "logs" / f"background-{stamp}-{os.getpid()}.log"
-    proc = spawn_detached(argv, console)
+    pid = _forked(args, console)
+    if pid is None:
+        pid = spawn_detached([sys.executable, "-m", "reconciler", *args], console).pid
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     # Visible at once to `reconciler status`; the apply replaces it at its first event.
     write_json_atomic(
@@ -61,7 +63,7 @@ def start_background(
         {
             "format_version": FORMAT_VERSION,
             "state": "running",
-            "pid": proc.pid,
+            "pid": pid,
             "started_at": now,
             "updated_at": now,
             "steps_total": 0,
@@ -72,27 +74,93 @@ def start_background(
             "log": str(console),
         },
     )
-    code = _wait(proc, wait)
+    code = _wait(pid, wait)
     if code is not None:
         out(console.read_text(encoding="utf-8", errors="replace"))
         return code
     out(
-        f"apply continues in the background (pid {proc.pid}); `reconciler status` shows its "
+        f"apply continues in the background (pid {pid}); `reconciler status` shows its "
         f"progress; output: {console}"
     )
     return 0
 
 
-def _wait(proc: subprocess.Popen[bytes], seconds: float) -> int | None:
-    """``proc``'s exit code once it ends within ``seconds``, else None; woken by the exit
-    itself (a pidfd) where Linux has one, so that a start that is done returns at once."""
+def _forked(args: Sequence[str], console: Path) -> int | None:
+    """``reconciler ARGS`` in a child forked from this process, as
+    :func:`reconciler.backends.process.spawn_detached` starts it (its own session, output
+    appended to ``console``, no other descriptor of this process kept), without starting
+    Python and importing again what this process has; its pid. None, to spawn it
+    instead, where forking is not safe: a thread other than this one is running."""
+    threading = sys.modules.get("threading")
+    if not hasattr(os, "fork") or (threading is not None and threading.active_count() > 1):
+        return None
+    console.parent.mkdir(parents=True, exist_ok=True)
+    sink = os.open(console, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        os.close(sink)
+        return pid
+    code = 1
     try:
-        pidfd = os.pidfd_open(proc.pid)
-    except (AttributeError, OSError):  # not Linux >= 5.3: Popen's own wait, 50 ms steps
-        try:
-            return proc.wait(timeout=seconds)
-        except subprocess.TimeoutExpired:
-            return None
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(sink, 1)
+        os.dup2(sink, 2)
+        os.closerange(3, _max_fd())  # the caller's pipes end when it ends, as with exec
+        from reconciler.entry import finish, main
+
+        finish(main(list(args)))  # as `python -m reconciler ARGS` ends
+    except SystemExit as stop:  # a thread still running: Python's exit, which waits
+        code = stop.code if isinstance(stop.code, int) else 1
+        _exit_as_python_does()
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        os._exit(code)  # never back into the caller's frames
+
+
+def _exit_as_python_does() -> None:
+    """What the interpreter does at exit before it tears down: wait for the threads that
+    are not daemons, run the exit handlers, flush the standard streams."""
+    import atexit
+    import threading
+
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+
+
+def _max_fd() -> int:
+    try:
+        return max(os.sysconf("SC_OPEN_MAX"), 3)
+    except (OSError, ValueError):
+        return 65_536
+
+
+def _wait(pid: int, seconds: float) -> int | None:
+    """Child ``pid``'s exit code (``-N`` when killed by signal N) once it ends within
+    ``seconds``, else None; woken by the exit itself (a pidfd) where Linux has one, so
+    that a start that is done returns at once."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # not Linux >= 5.3: wait in steps of 50 ms
+        deadline = time.monotonic() + seconds
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return os.waitstatus_to_exitcode(status)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            time.sleep(min(left, 0.05))
     try:
         poller = select.poll()
         poller.register(pidfd, select.POLLIN)
@@ -103,4 +171,4 @@ def _wait(proc: subprocess.Popen[bytes], seconds: float) -> int | None:
                 return None
     finally:
         os.close(pidfd)
-    return proc.wait()
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
