@@ -412,3 +412,60 @@ def test_a_background_parent_returns_its_childs_exit_code_or_none_past_its_wait(
     finally:
         slow.kill()
         slow.wait()
+
+
+def test_a_background_apply_outlives_its_caller_without_holding_the_callers_output(
+    tmp_path: Path, wheelhouse: Path, proc_env: dict[str, str], isolated: dict[str, str]
+) -> None:
+    """``apply --background --wait 0`` while another apply holds the environment's lock:
+    the caller returns at once and its output pipe ends with it (the lifecycle script's
+    ``| tee`` must not wait for the detached apply, forked or spawned), the apply waits
+    for the lock in its own session, then finishes."""
+    venv = make_venv(tmp_path / "venv")
+    manifest = _manifest(
+        tmp_path / "manifest.yaml",
+        {"venv": {"prefix": venv, "pip": ["delta"]}},
+        pip={"no_index": True, "find_links": [str(wheelhouse)]},
+    )
+    state = tmp_path / "state"
+    lock = StateStore(state).env_dir(venv) / "lock"
+    lock.parent.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(lock)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        proc = _run(proc_env, state, "apply", manifest, "--background", "--wait", "0", timeout=30)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "apply continues in the background" in proc.stdout
+        status = json.loads((state / "status.json").read_text())
+        pid = status["pid"]
+        os.kill(pid, 0)  # still running: waiting for the lock
+        assert os.getsid(pid) == pid != os.getsid(0)  # its own session
+    finally:
+        holder.kill()
+        holder.wait()
+    deadline = time.monotonic() + 60
+    while json.loads((state / "status.json").read_text())["state"] == "running":
+        assert time.monotonic() < deadline, (state / "status.json").read_text()
+        time.sleep(0.1)
+    assert json.loads((state / "status.json").read_text())["state"] == "finished"
+    assert run_python(venv, "import delta; print(delta.__version__)", isolated) == "1.1"
+
+
+def test_the_detached_apply_is_spawned_when_a_thread_runs(tmp_path: Path) -> None:
+    """Forking a process with another thread running can copy a lock that thread holds:
+    then the detached apply is a new Python, as before."""
+    import threading
+
+    from reconciler.apply.background import _forked
+
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert _forked(["--version"], tmp_path / "console.log") is None
+    finally:
+        stop.set()
+        other.join()
+    assert not (tmp_path / "console.log").exists()
