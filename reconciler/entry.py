@@ -241,6 +241,11 @@ def _speculate(call: _Call, speculative: Any) -> str | None:
     return key.partition(":")[0]  # the key starts with the bytes' sha256
 
 
+#: Set by :func:`run`: this process is the console script, its standard streams and exit
+#: handlers reconciler's (``apply --background`` may then fork its detached apply).
+RUNNING_AS_SCRIPT = False
+
+
 def _terminated(signum: int, frame: Any) -> None:
     """SIGTERM while speculative previews may run (a plan has no stop handler; an apply
     installs its own under the locks): kill them, taken or not, remove what they left,
@@ -343,6 +348,8 @@ def run() -> None:
     made costs ~15 ms of a plan of the image, as much as reconciler's own planning
     after the preview. Otherwise (a stream that cannot be flushed, such as a closed
     pipe, or a thread still running) it exits as Python does."""
+    global RUNNING_AS_SCRIPT
+    RUNNING_AS_SCRIPT = True
     finish(main())
 
 

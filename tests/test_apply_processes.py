@@ -414,13 +414,22 @@ def test_a_background_parent_returns_its_childs_exit_code_or_none_past_its_wait(
         slow.wait()
 
 
+@pytest.mark.parametrize("stdin", ["open", "closed"])
 def test_a_background_apply_outlives_its_caller_without_holding_the_callers_output(
-    tmp_path: Path, wheelhouse: Path, proc_env: dict[str, str], isolated: dict[str, str]
+    stdin: str,
+    tmp_path: Path,
+    wheelhouse: Path,
+    proc_env: dict[str, str],
+    isolated: dict[str, str],
 ) -> None:
     """``apply --background --wait 0`` while another apply holds the environment's lock:
-    the caller returns at once and its output pipe ends with it (the lifecycle script's
-    ``| tee`` must not wait for the detached apply, forked or spawned), the apply waits
-    for the lock in its own session, then finishes."""
+    the caller returns at once and its output ends with it (the lifecycle script's
+    ``| tee`` must not wait for the detached apply: no descriptor of the caller is kept,
+    not even one past the standard streams), the apply waits for the lock in its own
+    session, then finishes, its output in its log (also when the caller's stdin was
+    closed, so that the log's descriptor could have been 0)."""
+    import select
+
     venv = make_venv(tmp_path / "venv")
     manifest = _manifest(
         tmp_path / "manifest.yaml",
@@ -433,39 +442,95 @@ def test_a_background_apply_outlives_its_caller_without_holding_the_callers_outp
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD_LOCK, str(lock)], stdout=subprocess.PIPE, text=True
     )
+    read, write = os.pipe()
+    extra = os.dup(write)  # another descriptor of the caller's output, past 2
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        proc = _run(proc_env, state, "apply", manifest, "--background", "--wait", "0", timeout=30)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        assert "apply continues in the background" in proc.stdout
-        status = json.loads((state / "status.json").read_text())
-        pid = status["pid"]
+        caller = subprocess.Popen(
+            _argv(state, "apply", manifest, "--background", "--wait", "0"),
+            env=proc_env, stdout=write, stderr=write, pass_fds=(extra,),
+            stdin=subprocess.DEVNULL if stdin == "open" else None,
+            preexec_fn=(lambda: os.close(0)) if stdin == "closed" else None,
+        )  # fmt: skip
+        os.close(write)
+        os.close(extra)
+        said, deadline = b"", time.monotonic() + 30
+        while time.monotonic() < deadline and select.select([read], [], [], 1)[0]:
+            chunk = os.read(read, 65536)
+            if not chunk:
+                break  # the end of the caller's output: nobody holds it any more
+            said += chunk
+        else:
+            raise AssertionError(f"the caller's output did not end: {said!r}")
+        assert caller.wait(timeout=10) == 0, said
+        assert b"apply continues in the background" in said
+        pid = json.loads((state / "status.json").read_text())["pid"]
         os.kill(pid, 0)  # still running: waiting for the lock
         assert os.getsid(pid) == pid != os.getsid(0)  # its own session
     finally:
+        os.close(read)
         holder.kill()
         holder.wait()
     deadline = time.monotonic() + 60
     while json.loads((state / "status.json").read_text())["state"] == "running":
         assert time.monotonic() < deadline, (state / "status.json").read_text()
         time.sleep(0.1)
-    assert json.loads((state / "status.json").read_text())["state"] == "finished"
+    status = json.loads((state / "status.json").read_text())
+    assert status["state"] == "finished", status
+    [console] = (state / "logs").glob("background-*.log")
+    assert "install pip delta" in console.read_text()
     assert run_python(venv, "import delta; print(delta.__version__)", isolated) == "1.1"
 
 
-def test_the_detached_apply_is_spawned_when_a_thread_runs(tmp_path: Path) -> None:
-    """Forking a process with another thread running can copy a lock that thread holds:
-    then the detached apply is a new Python, as before."""
+def test_a_background_call_whose_children_are_reaped_for_it_still_returns(
+    tmp_path: Path, wheelhouse: Path, proc_env: dict[str, str]
+) -> None:
+    """With SIGCHLD ignored (the kernel reaps the detached apply), the exit code is
+    lost: the call prints the apply's output and returns 0, as subprocess says; the
+    apply itself still waits for its installers."""
+    venv = make_venv(tmp_path / "venv")
+    manifest = _manifest(
+        tmp_path / "manifest.yaml",
+        {"venv": {"prefix": venv, "pip": ["delta"]}},
+        pip={"no_index": True, "find_links": [str(wheelhouse)]},
+    )
+    script = (
+        "import signal, sys; signal.signal(signal.SIGCHLD, signal.SIG_IGN); "
+        "from reconciler.entry import run; sys.argv[0] = 'reconciler'; run()"
+    )
+    state = tmp_path / "state"
+    proc = subprocess.run(
+        [sys.executable, "-c", script, "--state-dir", str(state), "apply", str(manifest),
+         "--background", "--wait", "60"],
+        env=proc_env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "install pip delta" in proc.stdout, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("why", ["a thread runs", "not the console script", "streams"])
+def test_the_detached_apply_is_spawned_where_a_fork_would_copy_what_is_not_its_own(
+    why: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forking copies the caller's threads' locks, an embedding caller's streams and
+    exit handlers: there the detached apply is a new Python, as before."""
+    import io
     import threading
 
+    from reconciler import entry
     from reconciler.apply.background import _forked
 
+    monkeypatch.setattr(entry, "RUNNING_AS_SCRIPT", why != "not the console script")
+    if why == "streams":
+        monkeypatch.setattr(sys, "stdout", io.StringIO())
     stop = threading.Event()
     other = threading.Thread(target=stop.wait)
-    other.start()
+    if why == "a thread runs":
+        other.start()
     try:
         assert _forked(["--version"], tmp_path / "console.log") is None
     finally:
         stop.set()
-        other.join()
+        if other.is_alive():
+            other.join()
     assert not (tmp_path / "console.log").exists()

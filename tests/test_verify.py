@@ -225,7 +225,7 @@ def test_records_given_new_ctimes_with_the_same_bytes_are_hashed_not_parsed(
     installed: InstalledState, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A host that unpacked the image anew: every RECORD has the size and mtime kept and
-    a new ctime. Each is read again, and its bytes' SHA-256 matches the one kept, so its
+    a new ctime. Each is read again, and its bytes' CRC-32 matches the one kept, so its
     heads are the ones kept (no row is looked at), then kept under the new ctime."""
     _settled()
     kept = tmp_path / "record-heads.json"

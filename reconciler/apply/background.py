@@ -7,6 +7,7 @@ through ``reconciler status``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import sys
@@ -90,10 +91,21 @@ def _forked(args: Sequence[str], console: Path) -> int | None:
     :func:`reconciler.backends.process.spawn_detached` starts it (its own session, output
     appended to ``console``, no other descriptor of this process kept), without starting
     Python and importing again what this process has; its pid. None, to spawn it
-    instead, where forking is not safe: a thread other than this one is running."""
+    instead, where forking could copy what is not reconciler's: a caller that is not the
+    console script (its streams and exit handlers), or a thread other than this one."""
     threading = sys.modules.get("threading")
-    if not hasattr(os, "fork") or (threading is not None and threading.active_count() > 1):
+    entry = sys.modules.get("reconciler.entry")
+    if (
+        not hasattr(os, "fork")
+        or not getattr(entry, "RUNNING_AS_SCRIPT", False)
+        or not _own_streams()
+        or (threading is not None and threading.active_count() > 1)
+    ):
         return None
+    import atexit
+    import fcntl
+    import signal
+
     console.parent.mkdir(parents=True, exist_ok=True)
     sink = os.open(console, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
     sys.stdout.flush()
@@ -105,11 +117,16 @@ def _forked(args: Sequence[str], console: Path) -> int | None:
     code = 1
     try:
         os.setsid()
-        devnull = os.open(os.devnull, os.O_RDONLY)
+        # The apply waits for its installers: not reaped for it if its caller was.
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        # Above 2 first: with the caller's stdin closed, the log itself may be fd 0.
+        low = (os.open(os.devnull, os.O_RDONLY), sink)
+        devnull, output = (fcntl.fcntl(fd, fcntl.F_DUPFD, 3) for fd in low)
         os.dup2(devnull, 0)
-        os.dup2(sink, 1)
-        os.dup2(sink, 2)
-        os.closerange(3, _max_fd())  # the caller's pipes end when it ends, as with exec
+        os.dup2(output, 1)
+        os.dup2(output, 2)
+        _close_from(3)  # the caller's pipes end when it ends, as with exec
+        atexit._clear()  # the caller's exit handlers, not this run's
         from reconciler.entry import finish, main
 
         finish(main(list(args)))  # as `python -m reconciler ARGS` ends
@@ -122,6 +139,11 @@ def _forked(args: Sequence[str], console: Path) -> int | None:
         traceback.print_exc()
     finally:
         os._exit(code)  # never back into the caller's frames
+
+
+def _own_streams() -> bool:
+    """Whether the standard streams are still the ones Python made at start."""
+    return sys.stdout is sys.__stdout__ and sys.stderr is sys.__stderr__
 
 
 def _exit_as_python_does() -> None:
@@ -138,11 +160,22 @@ def _exit_as_python_does() -> None:
     sys.stderr.flush()
 
 
-def _max_fd() -> int:
+def _close_from(low: int) -> None:
+    """Close every descriptor from ``low`` up: those ``/proc/self/fd`` lists (above the
+    soft limit too), else up to the limit."""
     try:
-        return max(os.sysconf("SC_OPEN_MAX"), 3)
+        listed = [int(name) for name in os.listdir("/proc/self/fd")]
     except (OSError, ValueError):
-        return 65_536
+        try:
+            limit = os.sysconf("SC_OPEN_MAX")
+        except (OSError, ValueError):
+            limit = 65_536
+        os.closerange(low, max(limit, low))
+        return
+    for fd in listed:
+        if fd >= low:
+            with contextlib.suppress(OSError):  # the listing's own, closed by now
+                os.close(fd)
 
 
 def _wait(pid: int, seconds: float) -> int | None:
@@ -154,7 +187,10 @@ def _wait(pid: int, seconds: float) -> int | None:
     except (AttributeError, OSError):  # not Linux >= 5.3: wait in steps of 50 ms
         deadline = time.monotonic() + seconds
         while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:  # reaped for us (SIGCHLD ignored): as subprocess
+                return 0
             if done:
                 return os.waitstatus_to_exitcode(status)
             left = deadline - time.monotonic()
@@ -171,4 +207,7 @@ def _wait(pid: int, seconds: float) -> int | None:
                 return None
     finally:
         os.close(pidfd)
-    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    try:
+        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    except ChildProcessError:  # reaped for us (SIGCHLD ignored): its code is lost, and
+        return 0  # subprocess says 0 then too
