@@ -175,23 +175,38 @@ def test_two_applies_started_together_serialize(
     assert run_python(venv, "import delta; print(delta.__version__)", isolated) == "1.1"
 
 
-def test_lock_timeout_names_the_holder_and_a_killed_holder_does_not_block(
-    tmp_path: Path, wheelhouse: Path, proc_env: dict[str, str], isolated: dict[str, str]
-) -> None:
+def _delta_venv(tmp_path: Path, wheelhouse: Path) -> tuple[Path, Path]:
+    """A venv and a manifest that adds delta to it from the wheelhouse."""
     venv = make_venv(tmp_path / "venv")
     manifest = _manifest(
         tmp_path / "manifest.yaml",
         {"venv": {"prefix": venv, "pip": ["delta"]}},
         pip={"no_index": True, "find_links": [str(wheelhouse)]},
     )
-    state = tmp_path / "state"
+    return venv, manifest
+
+
+def _hold_lock(state: Path, venv: Path) -> subprocess.Popen[str]:
+    """Another process holding ``venv``'s lock (as an apply does), once it holds it."""
     lock = StateStore(state).env_dir(venv) / "lock"
-    lock.parent.mkdir(parents=True)
+    lock.parent.mkdir(parents=True, exist_ok=True)
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD_LOCK, str(lock)], stdout=subprocess.PIPE, text=True
     )
+    if holder.stdout is None or holder.stdout.readline().strip() != "locked":
+        holder.kill()
+        holder.wait()
+        raise AssertionError("the lock holder did not take the lock")
+    return holder
+
+
+def test_lock_timeout_names_the_holder_and_a_killed_holder_does_not_block(
+    tmp_path: Path, wheelhouse: Path, proc_env: dict[str, str], isolated: dict[str, str]
+) -> None:
+    venv, manifest = _delta_venv(tmp_path, wheelhouse)
+    state = tmp_path / "state"
+    holder = _hold_lock(state, venv)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         before = tree_hash(venv)
 
         start = time.monotonic()
@@ -430,22 +445,12 @@ def test_a_background_apply_outlives_its_caller_without_holding_the_callers_outp
     closed, so that the log's descriptor could have been 0)."""
     import select
 
-    venv = make_venv(tmp_path / "venv")
-    manifest = _manifest(
-        tmp_path / "manifest.yaml",
-        {"venv": {"prefix": venv, "pip": ["delta"]}},
-        pip={"no_index": True, "find_links": [str(wheelhouse)]},
-    )
+    venv, manifest = _delta_venv(tmp_path, wheelhouse)
     state = tmp_path / "state"
-    lock = StateStore(state).env_dir(venv) / "lock"
-    lock.parent.mkdir(parents=True)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, str(lock)], stdout=subprocess.PIPE, text=True
-    )
+    holder = _hold_lock(state, venv)
     read, write = os.pipe()
     extra = os.dup(write)  # another descriptor of the caller's output, past 2
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         caller = subprocess.Popen(
             _argv(state, "apply", manifest, "--background", "--wait", "0"),
             env=proc_env, stdout=write, stderr=write, pass_fds=(extra,),
@@ -488,12 +493,7 @@ def test_a_background_call_whose_children_are_reaped_for_it_still_returns(
     """With SIGCHLD ignored (the kernel reaps the detached apply), the exit code is
     lost: the call prints the apply's output and returns 0, as subprocess says; the
     apply itself still waits for its installers."""
-    venv = make_venv(tmp_path / "venv")
-    manifest = _manifest(
-        tmp_path / "manifest.yaml",
-        {"venv": {"prefix": venv, "pip": ["delta"]}},
-        pip={"no_index": True, "find_links": [str(wheelhouse)]},
-    )
+    _venv, manifest = _delta_venv(tmp_path, wheelhouse)
     script = (
         "import signal, sys; signal.signal(signal.SIGCHLD, signal.SIG_IGN); "
         "from reconciler.entry import run; sys.argv[0] = 'reconciler'; run()"

@@ -429,6 +429,17 @@ def test_the_notebook_plan_by_env_prefix_is_answered_like_the_full_path(
             assert (1, out, err) == full(*args)  # type: ignore[arg-type]
 
 
+def _beta_env(tmp_path: Path, wheelhouse: Path) -> tuple[Path, Path]:
+    """A venv ``e`` and a manifest that adds beta to it from the wheelhouse."""
+    env_dir = make_venv(tmp_path / "env")
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text(
+        f"version: 1\ndefaults:\n  pip: {{no_index: true, find_links: [{wheelhouse}]}}\n"
+        f"environments:\n  e:\n    prefix: {env_dir}\n    pip: [beta]\n"
+    )
+    return env_dir, manifest
+
+
 def test_the_lifecycle_apply_is_answered_by_the_fast_path_and_its_child_remembers(
     tmp_path: Path, wheelhouse: Path, isolated: dict[str, str]
 ) -> None:
@@ -436,12 +447,7 @@ def test_the_lifecycle_apply_is_answered_by_the_fast_path_and_its_child_remember
     child runs the apply. The child remembers a met manifest (as a plain apply does),
     and the next app start's ``--background`` call answers from the fast path: no child
     started, nothing planned or written."""
-    env_dir = make_venv(tmp_path / "env")
-    manifest = tmp_path / "manifest.yaml"
-    manifest.write_text(
-        f"version: 1\ndefaults:\n  pip: {{no_index: true, find_links: [{wheelhouse}]}}\n"
-        f"environments:\n  e:\n    prefix: {env_dir}\n    pip: [beta]\n"
-    )
+    env_dir, manifest = _beta_env(tmp_path, wheelhouse)
     state = tmp_path / "state"
     lifecycle = ["apply", manifest, "--background", "--wait", "60"]
     first, out, err = _run(isolated, state, *lifecycle)
@@ -473,12 +479,7 @@ def test_an_app_start_with_work_starts_the_detached_apply_without_planning_in_th
     the detached apply without importing the planner, and the apply does what a
     plain one does. A manifest the machine now makes invalid is the parent's own error,
     before anything starts."""
-    env_dir = make_venv(tmp_path / "env")
-    manifest = tmp_path / "manifest.yaml"
-    manifest.write_text(
-        f"version: 1\ndefaults:\n  pip: {{no_index: true, find_links: [{wheelhouse}]}}\n"
-        f"environments:\n  e:\n    prefix: {env_dir}\n    pip: [beta]\n"
-    )
+    env_dir, manifest = _beta_env(tmp_path, wheelhouse)
     state = tmp_path / "state"
     lifecycle = ["apply", manifest, "--background", "--wait", "60"]
     shutil.copytree(env_dir, tmp_path / "image", symlinks=True)
@@ -532,12 +533,7 @@ def test_a_state_dir_given_with_a_tilde_in_the_environment_is_the_home_one(
 ) -> None:
     """``RECONCILER_STATE_DIR=~/st``: the fast path reads the state dir the full path
     writes (``~`` expanded), and makes no directory named ``~`` where it runs."""
-    env_dir = make_venv(tmp_path / "env")
-    manifest = tmp_path / "manifest.yaml"
-    manifest.write_text(
-        f"version: 1\ndefaults:\n  pip: {{no_index: true, find_links: [{wheelhouse}]}}\n"
-        f"environments:\n  e:\n    prefix: {env_dir}\n    pip: [beta]\n"
-    )
+    _env_dir, manifest = _beta_env(tmp_path, wheelhouse)
     work = tmp_path / "work"
     work.mkdir()
     env = {**isolated, "PYTHONPATH": str(REPO), "RECONCILER_STATE_DIR": "~/st"}
