@@ -131,7 +131,7 @@ def _forked(args: Sequence[str], console: Path) -> int | None:
 
         finish(main(list(args)))  # as `python -m reconciler ARGS` ends
     except SystemExit as stop:  # a thread still running: Python's exit, which waits
-        code = stop.code if isinstance(stop.code, int) else 1
+        code = stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
         _exit_as_python_does()
     except BaseException:
         import traceback
