@@ -11,7 +11,8 @@ program running reconciler in its own process (a kernel) has set or settled
 systems.
 
 :func:`new_file` (a constraints file) and :func:`replace_file` (a cache or record
-renamed over the old one) are the two ways reconciler writes such a file.
+renamed over the old one) are the two ways reconciler writes such a file;
+:func:`private` says whether one read back is still this user's alone.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["mkstemp", "new_file", "replace_file"]
+__all__ = ["mkstemp", "new_file", "private", "replace_file"]
 
 _FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
 _FLAGS |= getattr(os, "O_CLOEXEC", 0)
@@ -94,3 +95,14 @@ def _remove(path: str) -> None:
         os.unlink(path)
     except OSError:
         pass
+
+
+def private(fd: int, path: str) -> bool:
+    """Whether the file open as ``fd`` at ``path``, and its directory, are owned by this
+    process's user and writable by nobody else: what reconciler will run or load from a
+    file it kept. Raises OSError when the directory cannot be looked at."""
+    return _own(os.fstat(fd)) and _own(os.stat(os.path.dirname(path)))
+
+
+def _own(st: os.stat_result) -> bool:
+    return st.st_uid == os.geteuid() and not st.st_mode & 0o022

@@ -224,8 +224,10 @@ def _read_kept(path: str | None) -> dict[str, CodeType]:
     if path is None or not _MAGIC:
         return {}
     try:
+        from reconciler.tempfiles import private
+
         with open(path, "rb") as f:
-            if not (_own(os.fstat(f.fileno())) and _own(os.stat(os.path.dirname(path)))):
+            if not private(f.fileno(), path):
                 return {}  # code only this user could have written is loaded
             data = f.read()
         if data[: len(_MAGIC)] != _MAGIC:
@@ -238,11 +240,6 @@ def _read_kept(path: str | None) -> dict[str, CodeType]:
     ):
         return {}
     return table
-
-
-def _own(st: os.stat_result) -> bool:
-    """Owned by this process's user, and not writable by its group or others."""
-    return st.st_uid == os.geteuid() and not st.st_mode & 0o022
 
 
 def _keep(path: str) -> None:

@@ -273,16 +273,11 @@ def _read_text(state_dir: str) -> str | None:
     path = os.path.join(state_dir, RECORD)
     try:
         with open(path, encoding="utf-8") as f:
-            if not (_own(os.fstat(f.fileno())) and _own(os.stat(os.path.dirname(path)))):
-                return None
-            return f.read()
+            from reconciler.tempfiles import private  # (no import when there is no record)
+
+            return f.read() if private(f.fileno(), path) else None
     except (OSError, ValueError):
         return None
-
-
-def _own(st: os.stat_result) -> bool:
-    """Owned by this process's user, and not writable by its group or others."""
-    return st.st_uid == os.geteuid() and not st.st_mode & 0o022
 
 
 # -- launching --
