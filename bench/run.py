@@ -648,20 +648,21 @@ class Bench:
         dry_together = Series("uv 5 new: 3 dry runs at once")
         installs_together = Series("uv 5 new: 3 installs at once")
         restart = self.work / "state-restart"
+
+        def restarted() -> Path:
+            """A fresh copy of the state dir the first round's apply left."""
+            state = self.work / "state-apply"
+            shutil.rmtree(state)
+            shutil.copytree(restart, state)
+            return state
+
         for measured in self.rounds():
             if not restart.exists():
                 self.apply_missing(self.fresh_state("state-apply"), manifest)
                 shutil.copytree(self.work / "state-apply", restart)
-            state = self.work / "state-apply"
-            shutil.rmtree(state)
-            shutil.copytree(restart, state)
-            r = self.apply_missing(state, manifest)
-            shutil.rmtree(state)
-            shutil.copytree(restart, state)
-            b = self.apply_missing(state, manifest, *LIFECYCLE)
-            shutil.rmtree(state)
-            shutil.copytree(restart, state)
-            h = self.apply_on_a_new_host(state, manifest, restart)
+            r = self.apply_missing(restarted(), manifest)
+            b = self.apply_missing(restarted(), manifest, *LIFECYCLE)
+            h = self.apply_on_a_new_host(restarted(), manifest, restart)
             f = self.apply_missing(self.fresh_state("state-apply"), manifest)
             total = 0.0
             for name, prefix in self.prefixes.items():
@@ -685,22 +686,26 @@ class Bench:
                 installs_together.add(installs)
         self.series += [uv_seq, dry_together, installs_together]
         slowest_name, slowest = max(uv_each.items(), key=lambda kv: kv[1].median)
-        ratio = rec.median / uv_seq.median
-        self.rows.append(
-            Row(
-                "apply 5 new pkgs into each of 3 envs (app restart)",
-                f"{rec.median:.3f} s",
+
+        def held(label: str, series: Series, profile: Callable[[], None] | None = None) -> Row:
+            """The row of ``series`` against three sequential uv installs, at 1.5x."""
+            ratio = series.median / uv_seq.median
+            return Row(
+                label,
+                f"{series.median:.3f} s",
                 f"uv x3 sequential {uv_seq.median:.3f} s",
                 f"{ratio:.2f}x",
                 "<= 1.5x uv x3 sequential",
                 _verdict(ratio <= 1.5),
-                self._profile_cmd(
-                    self.rec(self.work / "state-profile", "apply", manifest),
-                    lambda: self.fresh_state("state-profile"),
-                    after=self.restore_all,
-                ),
+                profile,
             )
+
+        profile = self._profile_cmd(
+            self.rec(self.work / "state-profile", "apply", manifest),
+            lambda: self.fresh_state("state-profile"),
+            after=self.restore_all,
         )
+        self.rows.append(held("apply 5 new pkgs into each of 3 envs (app restart)", rec, profile))
         self.rows.append(
             Row(
                 "",
@@ -711,36 +716,12 @@ class Bench:
                 "info",
             )
         )
-        self.rows.append(
-            Row(
-                "  the lifecycle script's apply --background --wait, app restart",
-                f"{life.median:.3f} s",
-                f"uv x3 sequential {uv_seq.median:.3f} s",
-                f"{life.median / uv_seq.median:.2f}x",
-                "<= 1.5x uv x3 sequential",
-                _verdict(life.median / uv_seq.median <= 1.5),
-            )
-        )
-        self.rows.append(
-            Row(
-                "  the same on a new host (the image unpacked anew: new ctimes)",
-                f"{host.median:.3f} s",
-                f"uv x3 sequential {uv_seq.median:.3f} s",
-                f"{host.median / uv_seq.median:.2f}x",
-                "<= 1.5x uv x3 sequential",
-                _verdict(host.median / uv_seq.median <= 1.5),
-            )
-        )
-        self.rows.append(
-            Row(
-                "  the first apply of the manifest",
-                f"{first.median:.3f} s",
-                f"uv x3 sequential {uv_seq.median:.3f} s",
-                f"{first.median / uv_seq.median:.2f}x",
-                "<= 1.5x uv x3 sequential",
-                _verdict(first.median / uv_seq.median <= 1.5),
-            )
-        )
+        for label, series in (
+            ("  the lifecycle script's apply --background --wait, app restart", life),
+            ("  the same on a new host (the image unpacked anew: new ctimes)", host),
+            ("  the first apply of the manifest", first),
+        ):
+            self.rows.append(held(label, series))
         floor = self.python_start() + dry_together.median + installs_together.median
         self.floor_row("python + 3 dry runs, 3 installs at once", floor, uv_seq.median, 1.5)
 
