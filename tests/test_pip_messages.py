@@ -336,6 +336,50 @@ def test_newest_is_asked_only_where_a_newer_release_may_be(
     assert [q for q, _ in asked] == [["delta", "black"]]  # gamma 1.0 is the only gamma offered
 
 
+def test_the_clash_check_does_not_wait_for_an_early_newest_it_does_not_need(
+    tmp_path: Path,
+    wheelhouse: Path,
+    isolated: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # delta (1.0 and 1.1 offered) is asked beside the preview; the preview installs the
+    # newest, 1.1, so the answer is not needed: the chains and the clash check run while
+    # the question is still out (here, one that answers only once the clash check ran),
+    # and the plan still waits for it before it returns.
+    import threading
+
+    from reconciler.backends import pip
+    from reconciler.plan import pip_side
+
+    house, prefix = _black_house(tmp_path, wheelhouse)
+    checked = threading.Event()
+    released: list[bool] = []
+    real_newest, real_check = pip.UvCli.newest, pip_side.refuse_clashes
+
+    def newest(self: pip.UvCli, *args: Any) -> Any:
+        released.append(checked.wait(10))
+        return real_newest(self, *args)
+
+    def check(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return real_check(*args, **kwargs)
+        finally:
+            checked.set()
+
+    monkeypatch.setattr(pip.UvCli, "newest", newest)
+    monkeypatch.setattr(pip_side, "refuse_clashes", check)
+    manifest = write_manifest(
+        tmp_path / "m.yaml", {"e": {"prefix": prefix, "pip": ["delta"]}}, wheelhouse=house
+    )
+    code, out, _ = _plan(capsys, tmp_path, manifest)
+    assert (code, out.splitlines()[1:]) == (
+        0,
+        ["  + install pip delta 1.1 (requested)", "Plan: 1 to install."],
+    )
+    assert released == [True]  # asked once, and answered after the clash check
+
+
 def test_an_early_newest_that_cannot_answer_is_asked_again_exactly(
     tmp_path: Path,
     wheelhouse: Path,

@@ -160,17 +160,28 @@ def plan_pip_side(
     texts = {r.name: r.requirement for r in requests}
     early = _EarlyNewest(installer, python, texts, to_resolve, settings)
     prepare = getattr(wheels, "prepare", None)
-    with _BesidePreview(
-        None if prepare is None else functools.partial(prepare, python), early.job()
-    ):
-        preview = installer.preview(python, to_resolve, constraints, settings)
-    if preview.ok:
+    try:
+        with _BesidePreview(
+            None if prepare is None else functools.partial(prepare, python), starts=early.start()
+        ):
+            preview = installer.preview(python, to_resolve, constraints, settings)
+        if not preview.ok:
+            missing = unavailable(preview.message, to_resolve, settings)
+            if missing is not None:
+                raise BackendError(f"{state.prefix}: {missing[0]}", hint=missing[1])
+            # No cache_dir: a refused plan leaves the state dir as it found it.
+            changes += _explain_refusal(
+                state, packages, ownership, installer, settings, to_resolve, texts, preview
+            )
+            return PipSidePlan(
+                tuple(changes), tuple(satisfied), tuple(to_resolve), constraints, True
+            )
         # What is newest, for the requests the preview installs (held back or not),
         # is asked while the chains and the clash check are worked out. Not before the
         # preview: a failing index would see every request twice. Not at all when the
         # local directories that are the only locations offer nothing newer (then it
-        # may have been asked with the preview: that answer serves when it names
-        # every request asked now).
+        # may have been asked with the preview, and is waited for only after the chains
+        # and the clash check: that answer serves when it names every request asked).
         from reconciler.backends.local_dirs import newer_offered
 
         ask_newest = [
@@ -180,10 +191,10 @@ def plan_pip_side(
             and not parse_request(texts[i.name]).pins_exactly()
             and newer_offered(i.name, i.version, settings)
         ]
-        served = early.serves(ask_newest)
-        if served is not None:
-            ask_newest = []
-        with _Background(installer.newest, python, ask_newest, settings) as newest:
+        asked_early = early.asked()
+        with _Background(
+            installer.newest, python, [] if asked_early else ask_newest, settings
+        ) as newest:
             chains: dict[str, tuple[str, tuple[str, ...]]] = {}
             if any(i.name not in texts for i in preview.installs):
                 # Transitive changes: say which request needs each (the chain).
@@ -194,22 +205,28 @@ def plan_pip_side(
             checked = found
             if wheels is not None:
                 checked = refuse_clashes(state, ownership, found, wheels, settings)
-            newest_of = newest() if served is None else served
+            if not asked_early:
+                newest_of = newest()
+            elif (served := early.serves(ask_newest)) is not None:
+                newest_of = served
+            else:  # the early question could not answer: asked again, alone
+                newest_of = _asked_now(installer, python, ask_newest, settings)
             held = held_back(
                 state, ownership, settings, texts, found, newest_of,
                 cache_dir=getattr(wheels, "cache_dir", None),
             )  # fmt: skip
-        changes += [_merged(c, h) for c, h in zip(checked, held)]
-        return PipSidePlan(tuple(changes), tuple(satisfied), tuple(to_resolve), constraints, True)
-
-    missing = unavailable(preview.message, to_resolve, settings)
-    if missing is not None:
-        raise BackendError(f"{state.prefix}: {missing[0]}", hint=missing[1])
-    # No cache_dir: a refused plan leaves the state dir as it found it.
-    changes += _explain_refusal(
-        state, packages, ownership, installer, settings, to_resolve, texts, preview
-    )
+    finally:
+        early.wait()
+    changes += [_merged(c, h) for c, h in zip(checked, held)]
     return PipSidePlan(tuple(changes), tuple(satisfied), tuple(to_resolve), constraints, True)
+
+
+def _asked_now(
+    installer: PipInstaller, python: Path, asked: Sequence[str], settings: PipSettings
+) -> dict[str, str]:
+    """What is newest of ``asked``, asked now (as :class:`_Background` would)."""
+    with _Background(installer.newest, python, asked, settings) as newest:
+        return newest()
 
 
 def _merged(checked: Change, held: Change) -> Change:
@@ -223,19 +240,24 @@ def _merged(checked: Change, held: Change) -> Change:
 
 class _BesidePreview:
     """While the block runs (the preview: a process to wait for), each job runs in a
-    thread of its own: preparing the clash check (its imports and the target's wheel
-    tags), and what :class:`_EarlyNewest` asks. The threads start once the preview's
-    process has started, not before, so that they do not hold up the start. Results and
-    errors stay those of the checks themselves (without a process started, nothing runs
+    thread of its own, waited for at the end of the block: preparing the clash check
+    (its imports and the target's wheel tags). ``starts`` is called when the job
+    threads start (it starts a thread of its own that the block does not wait for:
+    :meth:`_EarlyNewest.start`). The threads start once the preview's process has
+    started, not before, so that they do not hold up the start. Results and errors
+    stay those of the checks themselves (without a process started, nothing runs
     beside it, and each check does its own work after it)."""
 
-    def __init__(self, *jobs: Callable[[], None] | None) -> None:
+    def __init__(
+        self, *jobs: Callable[[], None] | None, starts: Callable[[], None] | None = None
+    ) -> None:
         self._jobs = [job for job in jobs if job is not None]
+        self._starts = starts
         self._threads: list[Any] = []
         self._block: Any = None
 
     def __enter__(self) -> None:
-        if self._jobs:
+        if self._jobs or self._starts is not None:
             from reconciler.backends.process import when_started
 
             self._block = when_started(self._start)
@@ -245,6 +267,8 @@ class _BesidePreview:
         from reconciler.threads import InThread
 
         self._threads = [InThread(_quietly, job) for job in self._jobs]
+        if self._starts is not None:
+            self._starts()
 
     def __exit__(self, *exc: object) -> None:
         if self._block is not None:
@@ -264,7 +288,10 @@ class _EarlyNewest:
     not pinned exactly and could be held back, which needs two versions offered.
     ``installer.newest`` answers each request alone (``uv pip compile --no-deps``), so
     asking more changes no request's answer; one it cannot answer fails the whole
-    question, which then serves nothing (:meth:`serves`)."""
+    question, which then serves nothing (:meth:`serves`). Its thread is waited for only
+    when its answer is needed (:meth:`serves`), or at the end (:meth:`wait`): when the
+    preview chose the newest of every request, the chains and the clash check need not
+    wait for it."""
 
     def __init__(
         self,
@@ -277,12 +304,28 @@ class _EarlyNewest:
         self._installer, self._python, self._settings = installer, python, settings
         self._texts, self._to_resolve = texts, to_resolve
         self._answer: dict[str, str] = {}
+        self._thread: Any = None
 
-    def job(self) -> Callable[[], None] | None:
-        """The job to run beside the preview, or None when there can be none."""
+    def start(self) -> Callable[[], None] | None:
+        """What starts the question in a thread beside the preview, or None when there
+        can be none."""
         from reconciler.backends.local_dirs import local_only
 
-        return self._run if local_only(self._settings) else None
+        return self._start if local_only(self._settings) else None
+
+    def _start(self) -> None:
+        from reconciler.threads import InThread
+
+        self._thread = InThread(_quietly, self._run)
+
+    def asked(self) -> bool:
+        """Whether the question was started (the preview's process started)."""
+        return self._thread is not None
+
+    def wait(self) -> None:
+        """Wait for the question's thread, if one was started."""
+        if self._thread is not None:
+            self._thread.wait()
 
     def _run(self) -> None:
         from reconciler.backends.local_dirs import may_offer_several
@@ -299,11 +342,14 @@ class _EarlyNewest:
             self._answer = dict(self._installer.newest(self._python, asked, self._settings))
 
     def serves(self, ask_newest: Sequence[str]) -> dict[str, str] | None:
-        """After the block: the answer for the requests ``ask_newest`` (what
-        ``installer.newest`` would say of them) when it names every one, else None
-        (they are asked after the preview, as without this)."""
+        """The answer for the requests ``ask_newest`` (what ``installer.newest`` would
+        say of them) when it names every one, else None (they are asked again, alone);
+        waits for the question first."""
         asked = {parse_request(text).key for text in ask_newest}
-        if not asked or not asked <= self._answer.keys():
+        if not asked:
+            return {}
+        self.wait()
+        if not asked <= self._answer.keys():
             return None
         return {k: v for k, v in self._answer.items() if k in asked}
 
