@@ -563,7 +563,8 @@ def test_work_that_overlaps_a_process_starts_once_it_runs(tmp_path: Path) -> Non
 
     seen: list[tuple[int, int]] = []
 
-    def started() -> None:
+    def started(ended: bool) -> None:
+        assert not ended  # run() tells of a process it has just started
         seen.append(os.waitpid(-1, os.WNOHANG))  # (0, 0): a child runs; none is done
 
     with when_started(started):

@@ -537,3 +537,65 @@ def test_uvs_lock_is_removed_only_when_no_uv_holds_it(tmp_path: Path) -> None:
     remove_idle_lock(str(lock))
     assert not lock.exists()
     remove_idle_lock(str(lock))  # none: nothing to do
+
+
+#: PROBE, noting each ``uv pip compile`` (the newest-release question) it starts, with
+#: every speculative preview taken only once its process has ended (as when the planner's
+#: imports outlast the dry run).
+ENDED = PROBE.replace(
+    "subprocess.Popen.__init__ = init\n",
+    "subprocess.Popen.__init__ = init\n"
+    "compiles = []\n"
+    "_plain = subprocess.Popen.__init__\n"
+    "def noted(self, args, *a, **k):\n"
+    "    _plain(self, args, *a, **k)\n"
+    "    if 'compile' in [str(x) for x in args]:\n"
+    "        compiles.append(self.pid)\n"
+    "subprocess.Popen.__init__ = noted\n"
+    "from reconciler.backends import speculative as _sp\n"
+    "_take = _sp._take\n"
+    "def ended(wanted):\n"
+    "    one = _take(wanted)\n"
+    "    if one is not None and one.proc is not None:\n"
+    "        one.proc.wait()\n"
+    "    return one\n"
+    "_sp._take = ended\n",
+).replace('"children": children}', '"children": children, "compiles": len(compiles)}')
+
+
+def test_a_preview_taken_after_its_end_asks_the_newest_release_only_where_needed(
+    tmp_path: Path, wheelhouse: Path, isolated: dict[str, str]
+) -> None:
+    """Local directories only: the newest release of delta (1.0 and 1.1 offered) is asked
+    beside a preview that runs. A speculative preview taken once it has ended leaves
+    nothing to overlap: the question is asked after it only where its outcome needs it,
+    and here delta is planned at its newest, 1.1, so it is not asked at all; the plan
+    says the same."""
+    prefix = make_venv(tmp_path / "env")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text(
+        f"version: 1\ndefaults:\n  pip: {{no_index: true, find_links: ['{wheelhouse}']}}\n"
+        f"environments:\n  e:\n    prefix: {prefix}\n    pip: [delta]\n"
+    )
+    env = {**isolated, "PYTHONPATH": str(REPO), "TMPDIR": str(tmp)}
+
+    def plan() -> tuple[dict, str]:  # type: ignore[type-arg]
+        proc = subprocess.run(
+            [sys.executable, "-c", ENDED, "--state-dir", str(tmp_path / "state"), "plan",
+             str(manifest)],
+            env=env, capture_output=True, text=True, check=False, timeout=60,
+        )  # fmt: skip
+        out, _, last = proc.stdout.rstrip("\n").rpartition("\n")
+        assert last.startswith("{"), proc.stdout + proc.stderr
+        return json.loads(last), out
+
+    first, said = plan()
+    assert (first["code"], speculative(first), planned(first)) == (0, 0, 1), said
+    assert first["compiles"] == 1  # asked beside the preview that ran
+    assert "+ install pip delta 1.1 (requested)" in said, said
+    for _ in range(2):
+        again, out = plan()
+        assert (speculative(again), planned(again), again["compiles"]) == (1, 0, 0), again
+        assert (again["code"], out) == (first["code"], said)

@@ -48,10 +48,12 @@ _STARTED = threading.local()
 
 
 @contextmanager
-def when_started(callback: Callable[[], None]) -> Iterator[None]:
-    """Call ``callback()`` right after :func:`run` starts a process in this thread inside
-    the block (the first one): work that overlaps the process then starts after it, not
-    before. Not called when no process starts; an error it raises is ignored."""
+def when_started(callback: Callable[[bool], None]) -> Iterator[None]:
+    """Call ``callback(ended)`` right after :func:`run` starts a process in this thread
+    inside the block (the first one): work that overlaps the process then starts after
+    it, not before. ``ended``: the process had exited already (a speculative preview
+    taken after its end), so that work has nothing left to overlap. Not called when no
+    process starts; an error it raises is ignored."""
     previous = getattr(_STARTED, "callback", None)
     _STARTED.callback = callback
     try:
@@ -60,14 +62,15 @@ def when_started(callback: Callable[[], None]) -> Iterator[None]:
         _STARTED.callback = previous
 
 
-def notify_started() -> None:
-    """A process this thread waits for has started: call the :func:`when_started`
-    callback of the block, if any (:func:`run`; a speculative preview taken instead)."""
+def notify_started(ended: bool = False) -> None:
+    """A process this thread waits for has started (``ended``: and exited): call the
+    :func:`when_started` callback of the block, if any (:func:`run`; a speculative
+    preview taken instead)."""
     started = getattr(_STARTED, "callback", None)
     if started is not None:
         _STARTED.callback = None
         with suppress(Exception):  # an overlap is an optimisation: the process runs on
-            started()
+            started(ended)
 
 
 def first_lines(message: str) -> str:

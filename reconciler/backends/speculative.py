@@ -475,7 +475,9 @@ def preview(
     if one is not None and one.proc is not None:
         from reconciler.backends.process import finish, notify_started
 
-        notify_started()  # what overlaps the preview's process starts now, as for run()
+        # What overlaps the preview's process starts now, as for run(); told whether
+        # the process has ended (then there is nothing left to overlap).
+        notify_started(one.proc.poll() is not None)
         with _lock:
             _taken.append(one)
         try:

@@ -243,10 +243,12 @@ class _BesidePreview:
     thread of its own, waited for at the end of the block: preparing the clash check
     (its imports and the target's wheel tags). ``starts`` is called when the job
     threads start (it starts a thread of its own that the block does not wait for:
-    :meth:`_EarlyNewest.start`). The threads start once the preview's process has
-    started, not before, so that they do not hold up the start. Results and errors
-    stay those of the checks themselves (without a process started, nothing runs
-    beside it, and each check does its own work after it)."""
+    :meth:`_EarlyNewest.start`), unless the preview's process has ended by then (a
+    speculative preview taken after its end): what it asks beside the preview is then
+    asked after it, only where the preview's outcome needs it. The threads start once
+    the preview's process has started, not before, so that they do not hold up the
+    start. Results and errors stay those of the checks themselves (without a process
+    started, nothing runs beside it, and each check does its own work after it)."""
 
     def __init__(
         self, *jobs: Callable[[], None] | None, starts: Callable[[], None] | None = None
@@ -263,11 +265,11 @@ class _BesidePreview:
             self._block = when_started(self._start)
             self._block.__enter__()
 
-    def _start(self) -> None:
+    def _start(self, ended: bool) -> None:
         from reconciler.threads import InThread
 
         self._threads = [InThread(_quietly, job) for job in self._jobs]
-        if self._starts is not None:
+        if self._starts is not None and not ended:
             self._starts()
 
     def __exit__(self, *exc: object) -> None:
