@@ -528,9 +528,48 @@ def test_the_detached_apply_is_spawned_where_a_fork_would_copy_what_is_not_its_o
     if why == "a thread runs":
         other.start()
     try:
-        assert _forked(["--version"], tmp_path / "console.log") is None
+        assert _forked(["--version"], tmp_path / "console.log", tmp_path / "state") is None
     finally:
         stop.set()
         if other.is_alive():
             other.join()
     assert not (tmp_path / "console.log").exists()
+
+
+def test_a_forked_apply_runs_only_once_its_caller_wrote_its_status(
+    tmp_path: Path, wheelhouse: Path, proc_env: dict[str, str]
+) -> None:
+    """The caller writes the apply's first status (running, its pid) as soon as it has
+    forked it, and the apply starts only then: a caller that is not scheduled again for
+    a while (a loaded machine; here 4 s, unless the apply ends first) writes nothing
+    over what the apply wrote, and its status is there once it returns."""
+    venv, manifest = _delta_venv(tmp_path, wheelhouse)
+    script = (
+        "import os, sys, time\n"
+        "_fork = os.fork\n"
+        "def fork():\n"
+        "    pid = _fork()\n"
+        "    if pid:\n"
+        "        deadline = time.monotonic() + 4\n"
+        "        while time.monotonic() < deadline:\n"
+        "            with open(f'/proc/{pid}/stat') as f:\n"
+        "                if f.read().rpartition(')')[2].split()[0] == 'Z':\n"
+        "                    break  # the apply ended\n"
+        "            time.sleep(0.01)\n"
+        "    return pid\n"
+        "os.fork = fork\n"
+        "from reconciler.entry import run\n"
+        "sys.argv[0] = 'reconciler'\n"
+        "run()\n"
+    )
+    state = tmp_path / "state"
+    proc = subprocess.run(
+        [sys.executable, "-c", script, "--state-dir", str(state), "apply", str(manifest),
+         "--background", "--wait", "60"],
+        env=proc_env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "install pip delta" in proc.stdout, proc.stdout + proc.stderr
+    status = json.loads((state / "status.json").read_text())
+    assert status["state"] == "finished", status
+    assert run_python(venv, "import delta; print(delta.__version__)", proc_env) == "1.1"

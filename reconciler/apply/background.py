@@ -20,7 +20,7 @@ from reconciler.apply.status import FORMAT_VERSION, status_path
 from reconciler.backends.process import spawn_detached
 from reconciler.state.store import write_json_atomic
 
-__all__ = ["child_args", "start_background"]
+__all__ = ["announce", "child_args", "start_background"]
 
 
 def child_args(args: Any, manifest: Path) -> list[str]:
@@ -54,11 +54,27 @@ def start_background(
     ends within ``wait`` s, else 0."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     console = state_dir / "logs" / f"background-{stamp}-{os.getpid()}.log"
-    pid = _forked(args, console)
+    pid = _forked(args, console, state_dir)
     if pid is None:
         pid = spawn_detached([sys.executable, "-m", "reconciler", *args], console).pid
+        # A new Python takes tens of milliseconds before the apply writes anything (a
+        # forked one waits for this: _forked).
+        announce(state_dir, pid, console)
+    code = _wait(pid, wait)
+    if code is not None:
+        out(console.read_text(encoding="utf-8", errors="replace"))
+        return code
+    out(
+        f"apply continues in the background (pid {pid}); `reconciler status` shows its "
+        f"progress; output: {console}"
+    )
+    return 0
+
+
+def announce(state_dir: Path, pid: int, console: Path) -> None:
+    """The status of the detached apply ``pid`` before its first event: running, output
+    in ``console``. Visible at once to ``reconciler status``; the apply replaces it."""
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    # Visible at once to `reconciler status`; the apply replaces it at its first event.
     write_json_atomic(
         status_path(state_dir),
         {
@@ -74,23 +90,17 @@ def start_background(
             "notices": [],
             "log": str(console),
         },
+        derived=True,  # not fsynced, as the apply's progress: only its result is
     )
-    code = _wait(pid, wait)
-    if code is not None:
-        out(console.read_text(encoding="utf-8", errors="replace"))
-        return code
-    out(
-        f"apply continues in the background (pid {pid}); `reconciler status` shows its "
-        f"progress; output: {console}"
-    )
-    return 0
 
 
-def _forked(args: Sequence[str], console: Path) -> int | None:
+def _forked(args: Sequence[str], console: Path, state_dir: Path) -> int | None:
     """``reconciler ARGS`` in a child forked from this process, as
     :func:`reconciler.backends.process.spawn_detached` starts it (its own session, output
     appended to ``console``, no other descriptor of this process kept), without starting
-    Python and importing again what this process has; its pid. None, to spawn it
+    Python and importing again what this process has; its pid, once its status is
+    written (:func:`announce`): the child runs only after that (or after this process
+    ended), so that the status cannot replace one the apply wrote. None, to spawn it
     instead, where forking could copy what is not reconciler's: a caller that is not the
     console script (its streams and exit handlers), or a thread other than this one."""
     threading = sys.modules.get("threading")
@@ -110,12 +120,22 @@ def _forked(args: Sequence[str], console: Path) -> int | None:
     sink = os.open(console, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
     sys.stdout.flush()
     sys.stderr.flush()
+    gate, opened = os.pipe()  # the child reads its end until this process closes its own
     pid = os.fork()
     if pid:
         os.close(sink)
+        os.close(gate)
+        try:
+            announce(state_dir, pid, console)
+        finally:
+            os.close(opened)
         return pid
     code = 1
     try:
+        os.close(opened)
+        while os.read(gate, 1):  # the end of the pipe: the status is written (or failed)
+            continue
+        os.close(gate)
         os.setsid()
         # The apply waits for its installers: not reaped for it if its caller was.
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
