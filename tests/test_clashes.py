@@ -8,6 +8,7 @@ ship one top-level package under two distribution names (``jwt`` and ``PyJWT``).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -456,3 +457,26 @@ def test_a_held_back_request_that_clashes_is_refused_and_still_held_back(
             },
         }
     ]
+
+
+def test_the_clash_checks_existence_test_answers_as_lexists(tmp_path: Path) -> None:
+    """Each directory above a path is looked at once; the answers are lexists' own."""
+    from reconciler.plan.clashes import _Existing
+
+    prefix = tmp_path / "prefix"
+    (prefix / "lib" / "pkg").mkdir(parents=True)
+    (prefix / "lib" / "pkg" / "a.py").write_text("")
+    (prefix / "lib" / "link").symlink_to(prefix / "lib" / "pkg")
+    (prefix / "lib" / "dangling").symlink_to(prefix / "nowhere")
+    (prefix / "lib" / "file").write_text("")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("")
+    paths = [
+        "lib/pkg/a.py", "lib/pkg/b.py", "lib/link/a.py", "lib/link/b.py", "lib/dangling",
+        "lib/dangling/a.py", "lib/file", "lib/file/a.py", "lib/new/deep/er/a.py", "lib",
+        "x.py", "../outside.txt", "../prefix/lib/pkg/a.py", str(outside), str(outside) + "x",
+    ]  # fmt: skip
+    exists = _Existing(str(prefix))
+    for _ in range(2):  # the second time from what was kept
+        assert [exists(p) for p in paths] == [os.path.lexists(prefix / p) for p in paths]
+    assert [exists.full(p) for p in paths] == [str(prefix / p) for p in paths]

@@ -216,6 +216,32 @@ def _records(
         return list(pool.map(one, writes))
 
 
+class _Existing:
+    """``os.path.lexists`` of prefix-relative paths (joined as ``Path`` joins them), each
+    directory above them looked at once: nothing under a directory that does not exist
+    does either (a new package's wheel writes hundreds of files into directories the
+    prefix does not have)."""
+
+    def __init__(self, prefix: str) -> None:
+        self._prefix = prefix
+        self._directories: dict[str, bool] = {"": True}
+
+    def full(self, path: str) -> str:
+        """``str(Path(prefix) / path)``."""
+        return path if path.startswith("/") else f"{self._prefix}/{path}"
+
+    def __call__(self, path: str) -> bool:
+        return self._directory(os.path.dirname(path)) and os.path.lexists(self.full(path))
+
+    def _directory(self, path: str) -> bool:
+        known = self._directories.get(path)
+        if known is None:
+            above = os.path.dirname(path)
+            known = (above == path or self._directory(above)) and os.path.lexists(self.full(path))
+            self._directories[path] = known
+        return known
+
+
 def refuse_clashes(
     state: InstalledState,
     ownership: Ownership,
@@ -235,14 +261,15 @@ def refuse_clashes(
     site = os.path.relpath(site_packages, state.prefix)
     owners = _Owners(state, site, {c.name for c in writes})
     python = state.prefix / "bin" / "python"
+    exists = _Existing(str(state.prefix))
     refused: dict[int, Change] = {}
     for change, entries in zip(writes, _records(wheels, python, writes, settings)):
         if not entries:
             continue  # not located: the installer's own checks stay the last word
         for target, shown, digest in install_paths(entries, site, state.python_version):
-            if not os.path.lexists(state.prefix / target):
+            if not exists(target):
                 continue
-            if digest and record_digest(str(state.prefix / target)) == digest:
+            if digest and record_digest(exists.full(target)) == digest:
                 continue  # the same bytes (a shared namespace __init__.py): nothing breaks
             pkg = owners.owner(target)
             if pkg is None:
