@@ -542,7 +542,9 @@ def test_a_forked_apply_runs_only_once_its_caller_wrote_its_status(
     """The caller writes the apply's first status (running, its pid) as soon as it has
     forked it, and the apply starts only then: a caller that is not scheduled again for
     a while (a loaded machine; here 4 s, unless the apply ends first) writes nothing
-    over what the apply wrote, and its status is there once it returns."""
+    over what the apply wrote, and its status is there once it returns. Meanwhile the
+    apply is already out of the caller's session (a signal to the caller's group does
+    not reach it)."""
     venv, manifest = _delta_venv(tmp_path, wheelhouse)
     script = (
         "import os, sys, time\n"
@@ -556,6 +558,7 @@ def test_a_forked_apply_runs_only_once_its_caller_wrote_its_status(
         "                if f.read().rpartition(')')[2].split()[0] == 'Z':\n"
         "                    break  # the apply ended\n"
         "            time.sleep(0.01)\n"
+        "        print('own session:', os.getsid(pid) == pid, file=sys.stderr)\n"
         "    return pid\n"
         "os.fork = fork\n"
         "from reconciler.entry import run\n"
@@ -570,6 +573,7 @@ def test_a_forked_apply_runs_only_once_its_caller_wrote_its_status(
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "install pip delta" in proc.stdout, proc.stdout + proc.stderr
+    assert "own session: True" in proc.stderr, proc.stderr
     status = json.loads((state / "status.json").read_text())
     assert status["state"] == "finished", status
     assert run_python(venv, "import delta; print(delta.__version__)", proc_env) == "1.1"

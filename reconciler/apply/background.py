@@ -121,7 +121,12 @@ def _forked(args: Sequence[str], console: Path, state_dir: Path) -> int | None:
     sys.stdout.flush()
     sys.stderr.flush()
     gate, opened = os.pipe()  # the child reads its end until this process closes its own
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except BaseException:
+        for fd in (sink, gate, opened):
+            os.close(fd)
+        raise
     if pid:
         os.close(sink)
         os.close(gate)
@@ -132,13 +137,15 @@ def _forked(args: Sequence[str], console: Path, state_dir: Path) -> int | None:
         return pid
     code = 1
     try:
+        # Out of the caller's session first: a signal to its group (a timeout's SIGTERM,
+        # a Ctrl-C, the terminal's hangup) never reaches the apply, even before it runs.
+        os.setsid()
+        # The apply waits for its installers: not reaped for it if its caller was.
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.close(opened)
         while os.read(gate, 1):  # the end of the pipe: the status is written (or failed)
             continue
         os.close(gate)
-        os.setsid()
-        # The apply waits for its installers: not reaped for it if its caller was.
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         # Above 2 first: with the caller's stdin closed, the log itself may be fd 0.
         low = (os.open(os.devnull, os.O_RDONLY), sink)
         devnull, output = (fcntl.fcntl(fd, fcntl.F_DUPFD, 3) for fd in low)
