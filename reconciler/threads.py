@@ -96,6 +96,10 @@ class InThread(Generic[R]):
         """Until the call has ended."""
         self._done.wait()
 
+    def done(self) -> bool:
+        """Whether the call has ended."""
+        return self._done.is_set()
+
     def result(self) -> R:
         """The call's return value, or the exception it raised."""
         self._done.wait()

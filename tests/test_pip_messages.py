@@ -411,6 +411,64 @@ def test_an_early_newest_that_cannot_answer_is_asked_again_exactly(
     assert asked == [(["zeta>=5", "black"], {}), (["black"], {"black": "23.1.0"})]
 
 
+def test_what_an_ended_early_newest_cannot_answer_is_asked_beside_the_clash_check(
+    tmp_path: Path,
+    wheelhouse: Path,
+    isolated: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As above, with the preview returning only once the early question has ended: its
+    # failure is known then, so black's newest is asked again at once, while the chains
+    # and the clash check run, not after them.
+    import threading
+
+    from reconciler.backends import pip
+    from reconciler.plan import pip_side
+
+    house, prefix = _black_house(tmp_path, wheelhouse)
+    build_wheel(tmp_path / "elsewhere", "zeta", "5.0")
+    for version in ("1.0", "2.0"):
+        build_wheel(house, "zeta", version)
+    pip_install(prefix, ["zeta==5.0"], tmp_path / "elsewhere")
+    events: list[str] = []
+    early_ended = threading.Event()
+    real_newest, real_preview, real_check = (
+        pip.UvCli.newest, pip.UvCli.preview, pip_side.refuse_clashes
+    )  # fmt: skip
+
+    def newest(self: pip.UvCli, python: Path, requirements: list[str], *args: Any) -> Any:
+        events.append(f"ask {' '.join(requirements)}")
+        try:
+            return real_newest(self, python, requirements, *args)
+        finally:
+            early_ended.set()
+
+    def preview(self: pip.UvCli, *args: Any, **kwargs: Any) -> Any:
+        found = real_preview(self, *args, **kwargs)
+        assert early_ended.wait(30)
+        return found
+
+    def check(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return real_check(*args, **kwargs)
+        finally:
+            events.append("clash check done")
+
+    monkeypatch.setattr(pip.UvCli, "newest", newest)
+    monkeypatch.setattr(pip.UvCli, "preview", preview)
+    monkeypatch.setattr(pip_side, "refuse_clashes", check)
+    manifest = write_manifest(
+        tmp_path / "m.yaml", {"e": {"prefix": prefix, "pip": ["zeta>=5", "black"]}},
+        wheelhouse=house,
+    )  # fmt: skip
+    code, out, _ = _plan(capsys, tmp_path, manifest)
+    assert code == 0, out
+    assert "held back: newest is 23.1.0" in out, out
+    assert events[:2] == ["ask zeta>=5 black", "ask black"], events
+    assert events[-1] == "clash check done", events
+
+
 def test_newer_offered_is_false_only_for_local_directories_that_say_so(tmp_path: Path) -> None:
     from reconciler.backends.local_dirs import may_offer_several, newer_offered
 
@@ -574,7 +632,7 @@ def test_work_that_overlaps_a_process_starts_once_it_runs(tmp_path: Path) -> Non
     assert run([sys.executable, "-c", "pass"]).returncode == 0
     assert seen == [(0, 0)]
 
-    def failing() -> None:
+    def failing(ended: bool) -> None:
         raise RuntimeError("can't start new thread")
 
     with when_started(failing):

@@ -224,22 +224,30 @@ class _Existing:
 
     def __init__(self, prefix: str) -> None:
         self._prefix = prefix
-        self._directories: dict[str, bool] = {"": True}
+        self._directories: dict[str, bool] = {"": True, "/": True}
 
     def full(self, path: str) -> str:
         """``str(Path(prefix) / path)``."""
-        return path if path.startswith("/") else f"{self._prefix}/{path}"
+        joined = _joined(path)
+        return joined if joined.startswith("/") else f"{self._prefix}/{joined}"
 
     def __call__(self, path: str) -> bool:
-        return self._directory(os.path.dirname(path)) and os.path.lexists(self.full(path))
+        joined = _joined(path)
+        return self._directory(os.path.dirname(joined)) and os.path.lexists(self.full(joined))
 
     def _directory(self, path: str) -> bool:
         known = self._directories.get(path)
         if known is None:
-            above = os.path.dirname(path)
-            known = (above == path or self._directory(above)) and os.path.lexists(self.full(path))
+            known = self._directory(os.path.dirname(path)) and os.path.lexists(self.full(path))
             self._directories[path] = known
         return known
+
+
+def _joined(path: str) -> str:
+    """``path`` as ``PurePosixPath`` keeps it: without empty and ``.`` parts (``..``
+    stays), absolute when it starts with ``/``."""
+    parts = [part for part in path.split("/") if part and part != "."]
+    return ("/" if path.startswith("/") else "") + "/".join(parts)
 
 
 def refuse_clashes(

@@ -191,7 +191,7 @@ def plan_pip_side(
             and not parse_request(texts[i.name]).pins_exactly()
             and newer_offered(i.name, i.version, settings)
         ]
-        asked_early = early.asked()
+        asked_early = early.may_serve(ask_newest)
         with _Background(
             installer.newest, python, [] if asked_early else ask_newest, settings
         ) as newest:
@@ -209,7 +209,7 @@ def plan_pip_side(
                 newest_of = newest()
             elif (served := early.serves(ask_newest)) is not None:
                 newest_of = served
-            else:  # the early question could not answer: asked again, alone
+            else:  # the early question ended without the answer: asked again, alone
                 newest_of = _asked_now(installer, python, ask_newest, settings)
             held = held_back(
                 state, ownership, settings, texts, found, newest_of,
@@ -293,7 +293,7 @@ class _EarlyNewest:
     question, which then serves nothing (:meth:`serves`). Its thread is waited for only
     when its answer is needed (:meth:`serves`), or at the end (:meth:`wait`): when the
     preview chose the newest of every request, the chains and the clash check need not
-    wait for it."""
+    wait for it; what it cannot answer (:meth:`may_serve`) is asked again beside them."""
 
     def __init__(
         self,
@@ -306,6 +306,7 @@ class _EarlyNewest:
         self._installer, self._python, self._settings = installer, python, settings
         self._texts, self._to_resolve = texts, to_resolve
         self._answer: dict[str, str] = {}
+        self._asked: list[str] = []
         self._thread: Any = None
 
     def start(self) -> Callable[[], None] | None:
@@ -316,8 +317,17 @@ class _EarlyNewest:
         return self._start if local_only(self._settings) else None
 
     def _start(self) -> None:
+        from reconciler.backends.local_dirs import may_offer_several
         from reconciler.threads import InThread
 
+        resolving = set(self._to_resolve)
+        self._asked = [
+            text
+            for name, text in self._texts.items()
+            if text in resolving
+            and not parse_request(text).pins_exactly()
+            and may_offer_several(name, self._settings)
+        ]
         self._thread = InThread(_quietly, self._run)
 
     def asked(self) -> bool:
@@ -330,18 +340,20 @@ class _EarlyNewest:
             self._thread.wait()
 
     def _run(self) -> None:
-        from reconciler.backends.local_dirs import may_offer_several
+        if self._asked:
+            answer = self._installer.newest(self._python, self._asked, self._settings)
+            self._answer = dict(answer)
 
-        resolving = set(self._to_resolve)
-        asked = [
-            text
-            for name, text in self._texts.items()
-            if text in resolving
-            and not parse_request(text).pins_exactly()
-            and may_offer_several(name, self._settings)
-        ]
-        if asked:
-            self._answer = dict(self._installer.newest(self._python, asked, self._settings))
+    def may_serve(self, ask_newest: Sequence[str]) -> bool:
+        """Whether the question can answer the requests ``ask_newest``: started, asking
+        each of them, and not ended with an answer that leaves one out. When it cannot,
+        they are asked again at once (beside the chains and the clash check)."""
+        if self._thread is None:
+            return False
+        wanted = {parse_request(text).key for text in ask_newest}
+        if not wanted <= {parse_request(text).key for text in self._asked}:
+            return False
+        return not self._thread.done() or wanted <= self._answer.keys()
 
     def serves(self, ask_newest: Sequence[str]) -> dict[str, str] | None:
         """The answer for the requests ``ask_newest`` (what ``installer.newest`` would
