@@ -244,6 +244,9 @@ def _speculate(call: _Call, speculative: Any) -> str | None:
 #: Set by :func:`run`: this process is the console script, its standard streams and exit
 #: handlers reconciler's (``apply --background`` may then fork its detached apply).
 RUNNING_AS_SCRIPT = False
+#: Set by :func:`finish` while it runs the exit handlers before ``os._exit``: the
+#: interpreter is not finalized, so what guards its teardown need not wait.
+ENDING_WITHOUT_TEARDOWN = False
 
 
 def _terminated(signum: int, frame: Any) -> None:
@@ -355,6 +358,7 @@ def run() -> None:
 
 def finish(code: int) -> None:
     """End the process with ``code`` after a run, as :func:`run` does."""
+    global ENDING_WITHOUT_TEARDOWN
     threading = sys.modules.get("threading")  # not imported: no thread was started
     if threading is not None and any(
         t.is_alive() and not t.daemon and t is not threading.main_thread()
@@ -363,13 +367,19 @@ def finish(code: int) -> None:
         raise SystemExit(code)
     import atexit
 
+    handled = False
     try:
         sys.stdout.flush()
         sys.stderr.flush()
+        ENDING_WITHOUT_TEARDOWN = handled = True  # what exit handlers ask (backends.conda)
         atexit._run_exitfuncs()
         atexit._clear()  # run once, whichever way the process ends
         sys.stdout.flush()  # what the handlers wrote
         sys.stderr.flush()
     except BaseException:
+        ENDING_WITHOUT_TEARDOWN = False
+        conda = sys.modules.get("reconciler.backends.conda")
+        if handled and conda is not None:
+            conda.settle()  # its exit handler ran believing there would be no teardown
         raise SystemExit(code) from None
     os._exit(code)

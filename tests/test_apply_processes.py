@@ -577,3 +577,45 @@ def test_a_forked_apply_runs_only_once_its_caller_wrote_its_status(
     status = json.loads((state / "status.json").read_text())
     assert status["state"] == "finished", status
     assert run_python(venv, "import delta; print(delta.__version__)", proc_env) == "1.1"
+
+
+@pytest.mark.parametrize("ending", ["without teardown", "with a thread running"])
+def test_the_wait_after_py_rattler_is_only_for_an_interpreter_that_is_finalized(
+    ending: str, tmp_path: Path, channel: Path, proc_env: dict[str, str]
+) -> None:
+    """A plan that solved with py-rattler waits SETTLE_SECONDS at exit only when the
+    interpreter is then finalized (a thread still running: Python's own exit), where
+    py-rattler's tokio threads could touch it; ending as every command ends, with
+    ``os._exit`` once the exit handlers ran, it does not wait. The plan says the same."""
+    from reconciler.backends.conda import SETTLE_SECONDS
+
+    prefix = make_conda_prefix(tmp_path / "env", channel, ["libfoo ==1.0"])
+    manifest = _manifest(
+        tmp_path / "manifest.yaml",
+        {"env": {"prefix": prefix, "conda": ["condaonly"]}},
+        pip={}, channels=[channel.resolve().as_uri()],
+    )  # fmt: skip
+    waits = tmp_path / "waits.txt"
+    script = (
+        "import sys, threading, time\n"
+        "_sleep = time.sleep\n"
+        "def sleep(seconds):\n"
+        f"    with open({str(waits)!r}, 'a') as f:\n"
+        "        f.write(f'{seconds}\\n')\n"
+        "    _sleep(seconds)\n"
+        "time.sleep = sleep\n"
+        + ("threading.Thread(target=_sleep, args=(0.5,)).start()\n"
+           if ending == "with a thread running" else "")
+        + "from reconciler.entry import run\n"
+        "sys.argv[0] = 'reconciler'\n"
+        "run()\n"
+    )  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", script, "--state-dir", str(tmp_path / "state"), "plan",
+         str(manifest)],
+        env=proc_env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "+ install conda condaonly" in proc.stdout, proc.stdout
+    said = waits.read_text().split() if waits.exists() else []
+    assert said.count(str(SETTLE_SECONDS)) == (ending == "with a thread running"), said

@@ -103,13 +103,30 @@ def _settle_at_exit() -> None:
     SIGSEGV or SIGABRT ("PyGILState_Release ... must be current") instead of exiting
     1 (py-rattler 0.28, about 5% of runs under load). Sleeping briefly at exit, with
     the GIL released, lets the thread finish first (0 crashes in 400 such runs).
+    A process that ends without finalizing (:func:`reconciler.entry.finish`, which
+    every command ends with) leaves nothing for the thread to touch: it does not wait.
     """
     if not _SETTLE_REGISTERED:
         import atexit
+
+        atexit.register(_settle)
+        _SETTLE_REGISTERED.append(True)
+
+
+def _settle() -> None:
+    """The wait of :func:`_settle_at_exit`, unless the interpreter will not be finalized."""
+    entry = sys.modules.get("reconciler.entry")
+    if getattr(entry, "ENDING_WITHOUT_TEARDOWN", False):
+        return
+    settle()
+
+
+def settle() -> None:
+    """Wait :data:`SETTLE_SECONDS` if py-rattler ran an async operation in this process."""
+    if _SETTLE_REGISTERED:
         import time
 
-        atexit.register(time.sleep, SETTLE_SECONDS)
-        _SETTLE_REGISTERED.append(True)
+        time.sleep(SETTLE_SECONDS)
 
 
 def _rattler() -> Any:
