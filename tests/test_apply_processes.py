@@ -604,8 +604,8 @@ def test_the_wait_after_py_rattler_is_only_for_an_interpreter_that_is_finalized(
         "        f.write(f'{seconds}\\n')\n"
         "    _sleep(seconds)\n"
         "time.sleep = sleep\n"
-        + ("threading.Thread(target=_sleep, args=(0.5,)).start()\n"
-           if ending == "with a thread running" else "")
+        + ("threading.Thread(target=threading.main_thread().join).start()\n"
+           if ending == "with a thread running" else "")  # alive until Python's exit
         + "from reconciler.entry import run\n"
         "sys.argv[0] = 'reconciler'\n"
         "run()\n"

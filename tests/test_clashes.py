@@ -476,7 +476,7 @@ def test_the_clash_checks_existence_test_answers_as_lexists(tmp_path: Path) -> N
         "lib/dangling/a.py", "lib/file", "lib/file/a.py", "lib/new/deep/er/a.py", "lib",
         "x.py", "../outside.txt", "../prefix/lib/pkg/a.py", str(outside), str(outside) + "x",
         "lib/file/.", "lib/./pkg//a.py", "lib/pkg/", "./x.py", "lib/new/../pkg/a.py", "/",
-        "//" + str(outside),
+        "//" + str(outside).lstrip("/"), "///" + str(outside).lstrip("/"), "", ".", "./",
     ]  # fmt: skip
     exists = _Existing(str(prefix))
     for _ in range(2):  # the second time from what was kept

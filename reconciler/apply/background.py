@@ -117,14 +117,16 @@ def _forked(args: Sequence[str], console: Path, state_dir: Path) -> int | None:
     import signal
 
     console.parent.mkdir(parents=True, exist_ok=True)
-    sink = os.open(console, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
     sys.stdout.flush()
     sys.stderr.flush()
     gate, opened = os.pipe()  # the child reads its end until this process closes its own
+    fds = [gate, opened]
     try:
+        sink = os.open(console, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+        fds.append(sink)
         pid = os.fork()
     except BaseException:
-        for fd in (sink, gate, opened):
+        for fd in fds:
             os.close(fd)
         raise
     if pid:
@@ -179,9 +181,12 @@ def _exit_as_python_does() -> None:
     import atexit
     import threading
 
+    from reconciler import entry
+
     for thread in threading.enumerate():
         if thread is not threading.current_thread() and not thread.daemon:
             thread.join()
+    entry.ENDING_WITHOUT_TEARDOWN = True  # os._exit follows: nothing is finalized
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()

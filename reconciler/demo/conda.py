@@ -171,6 +171,9 @@ def index_channel(channel_dir: Path) -> Path:
 
     channel_dir = Path(channel_dir)
     (channel_dir / "noarch").mkdir(parents=True, exist_ok=True)
+    from reconciler.backends.conda import _settle_at_exit
+
+    _settle_at_exit()  # an async py-rattler operation: the interpreter waits for it at exit
     # index_fs is a coroutine in py-rattler 0.28.
     asyncio.run(index_fs(channel_dir, write_zst=False, write_shards=False, force=True))
     return channel_dir

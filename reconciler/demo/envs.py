@@ -179,7 +179,11 @@ def pip_install(
 
 
 def _run(coro: Any) -> Any:
-    """Run a py-rattler coroutine to completion."""
+    """Run a py-rattler coroutine to completion (the interpreter waits for it at exit:
+    :func:`reconciler.backends.conda._settle_at_exit`)."""
+    from reconciler.backends.conda import _settle_at_exit
+
+    _settle_at_exit()
     return asyncio.run(coro)
 
 

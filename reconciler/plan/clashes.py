@@ -224,12 +224,14 @@ class _Existing:
 
     def __init__(self, prefix: str) -> None:
         self._prefix = prefix
-        self._directories: dict[str, bool] = {"": True, "/": True}
+        self._directories: dict[str, bool] = {"": True}
 
     def full(self, path: str) -> str:
         """``str(Path(prefix) / path)``."""
         joined = _joined(path)
-        return joined if joined.startswith("/") else f"{self._prefix}/{joined}"
+        if joined.startswith("/"):
+            return joined
+        return f"{self._prefix}/{joined}" if joined else self._prefix
 
     def __call__(self, path: str) -> bool:
         joined = _joined(path)
@@ -238,16 +240,19 @@ class _Existing:
     def _directory(self, path: str) -> bool:
         known = self._directories.get(path)
         if known is None:
-            known = self._directory(os.path.dirname(path)) and os.path.lexists(self.full(path))
+            above = os.path.dirname(path)  # "/" and "//" are their own
+            known = (above == path or self._directory(above)) and os.path.lexists(self.full(path))
             self._directories[path] = known
         return known
 
 
 def _joined(path: str) -> str:
     """``path`` as ``PurePosixPath`` keeps it: without empty and ``.`` parts (``..``
-    stays), absolute when it starts with ``/``."""
+    stays), absolute when it starts with ``/`` (``//``, exactly two, kept: POSIX leaves
+    its meaning to the system)."""
     parts = [part for part in path.split("/") if part and part != "."]
-    return ("/" if path.startswith("/") else "") + "/".join(parts)
+    lead = "//" if path.startswith("//") and not path.startswith("///") else "/"
+    return (lead if path.startswith("/") else "") + "/".join(parts)
 
 
 def refuse_clashes(
