@@ -487,6 +487,21 @@ def test_a_background_apply_outlives_its_caller_without_holding_the_callers_outp
     assert run_python(venv, "import delta; print(delta.__version__)", isolated) == "1.1"
 
 
+def _background_call(
+    script: str, state: Path, manifest: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """``python -c SCRIPT apply MANIFEST --background --wait 60`` (SCRIPT ends in
+    :func:`reconciler.entry.run`), checked: it returned 0 with the apply's output."""
+    proc = subprocess.run(
+        [sys.executable, "-c", script, "--state-dir", str(state), "apply", str(manifest),
+         "--background", "--wait", "60"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "install pip delta" in proc.stdout, proc.stdout + proc.stderr
+    return proc
+
+
 def test_a_background_call_whose_children_are_reaped_for_it_still_returns(
     tmp_path: Path, wheelhouse: Path, proc_env: dict[str, str]
 ) -> None:
@@ -499,13 +514,7 @@ def test_a_background_call_whose_children_are_reaped_for_it_still_returns(
         "from reconciler.entry import run; sys.argv[0] = 'reconciler'; run()"
     )
     state = tmp_path / "state"
-    proc = subprocess.run(
-        [sys.executable, "-c", script, "--state-dir", str(state), "apply", str(manifest),
-         "--background", "--wait", "60"],
-        env=proc_env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "install pip delta" in proc.stdout, proc.stdout + proc.stderr
+    _background_call(script, state, manifest, proc_env)
 
 
 @pytest.mark.parametrize("why", ["a thread runs", "not the console script", "streams"])
@@ -566,13 +575,7 @@ def test_a_forked_apply_runs_only_once_its_caller_wrote_its_status(
         "run()\n"
     )
     state = tmp_path / "state"
-    proc = subprocess.run(
-        [sys.executable, "-c", script, "--state-dir", str(state), "apply", str(manifest),
-         "--background", "--wait", "60"],
-        env=proc_env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "install pip delta" in proc.stdout, proc.stdout + proc.stderr
+    proc = _background_call(script, state, manifest, proc_env)
     assert "own session: True" in proc.stderr, proc.stderr
     status = json.loads((state / "status.json").read_text())
     assert status["state"] == "finished", status
