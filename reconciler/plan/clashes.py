@@ -228,21 +228,25 @@ class _Existing:
 
     def full(self, path: str) -> str:
         """``str(Path(prefix) / path)``."""
+        return self._full(_joined(path))
+
+    def __call__(self, path: str) -> bool:
         joined = _joined(path)
+        return self._directory(os.path.dirname(joined)) and os.path.lexists(self._full(joined))
+
+    def _full(self, joined: str) -> str:
         if joined.startswith("/"):
             return joined
         return f"{self._prefix}/{joined}" if joined else self._prefix
 
-    def __call__(self, path: str) -> bool:
-        joined = _joined(path)
-        return self._directory(os.path.dirname(joined)) and os.path.lexists(self.full(joined))
-
-    def _directory(self, path: str) -> bool:
-        known = self._directories.get(path)
+    def _directory(self, joined: str) -> bool:
+        known = self._directories.get(joined)
         if known is None:
-            above = os.path.dirname(path)  # "/" and "//" are their own
-            known = (above == path or self._directory(above)) and os.path.lexists(self.full(path))
-            self._directories[path] = known
+            above = os.path.dirname(joined)  # "/" and "//" are their own
+            known = (above == joined or self._directory(above)) and os.path.lexists(
+                self._full(joined)
+            )
+            self._directories[joined] = known
         return known
 
 

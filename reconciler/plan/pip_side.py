@@ -191,9 +191,9 @@ def plan_pip_side(
             and not parse_request(texts[i.name]).pins_exactly()
             and newer_offered(i.name, i.version, settings)
         ]
-        asked_early = early.may_serve(ask_newest)
+        early_may_serve = early.may_serve(ask_newest)
         with _Background(
-            installer.newest, python, [] if asked_early else ask_newest, settings
+            installer.newest, python, [] if early_may_serve else ask_newest, settings
         ) as newest:
             chains: dict[str, tuple[str, tuple[str, ...]]] = {}
             if any(i.name not in texts for i in preview.installs):
@@ -205,7 +205,7 @@ def plan_pip_side(
             checked = found
             if wheels is not None:
                 checked = refuse_clashes(state, ownership, found, wheels, settings)
-            if not asked_early:
+            if not early_may_serve:
                 newest_of = newest()
             elif (served := early.serves(ask_newest)) is not None:
                 newest_of = served
