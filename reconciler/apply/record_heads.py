@@ -178,10 +178,10 @@ class RecordHeads:
                 heads, reused = _decode(known[3]), True
         if not reused:
             heads = heads_of(data)
-        encoded = None if heads is None else sorted(h.decode("latin-1") for h in heads)
         with self._lock:
             self.reads += 1
             if st.st_mtime_ns < newest and st.st_ctime_ns < newest:
+                encoded = None if heads is None else sorted(h.decode("latin-1") for h in heads)
                 self._asked.setdefault(site, {})[directory] = [*_stamp(st), encoded, digest]
                 self._answered[record] = (_stamp(st), heads)
                 self._changed = True
