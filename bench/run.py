@@ -477,13 +477,21 @@ class Bench:
         bare_state = self.work / "state-plan-bare"
         bare_argv = self.rec(bare_state, *rec_argv[len(self.rec(state)) :])
         bare = self.new_series("reconciler plan (5 missing, image, no preview record)", bare_argv)
+        # The plan of a pull request that changes the manifest: bytes new to the validation
+        # memo (cache/manifests.json) as well as no preview record.
+        edited_manifest = self.work / "edited.yaml"
+        edited_argv = self.rec(bare_state, "plan", edited_manifest, "--env", "image")
+        edited = self.new_series(
+            "reconciler plan (5 missing, image, manifest just edited, no preview record)",
+            edited_argv,
+        )
         uv = self.new_series("uv pip install --dry-run (image)", uv_argv)
         names = [n for n, _ in fx.NEW_PACKAGES]
 
         def planned(r: Run) -> bool:
             return r.returncode == 0 and all(f"install pip {n} 1.0" in r.stdout for n in names)
 
-        for measured in self.rounds():
+        for i, measured in enumerate(self.rounds()):
             # Repeated plans: the warm-up round records the preview the next ones start at
             # process start (reconciler/backends/speculative.py).
             r = self.run(rec_argv, planned, "plan")
@@ -495,6 +503,13 @@ class Bench:
             (bare_state / speculative.RECORD).unlink(missing_ok=True)
             b = self.run(bare_argv, planned, "plan without a preview record")
             self.clean_lock(image)
+            shutil.rmtree(bare_state, ignore_errors=True)
+            shutil.copytree(state, bare_state)
+            (bare_state / speculative.RECORD).unlink(missing_ok=True)
+            missing_text = (self.work / "missing.yaml").read_text()
+            edited_manifest.write_text(f"{missing_text}# edit {i}\n")
+            e = self.run(edited_argv, planned, "plan of a manifest just edited")
+            self.clean_lock(image)
             u = self.run(
                 uv_argv,
                 lambda r: r.returncode == 0 and all(f"+ {n}==1.0" in r.stderr for n in names),
@@ -504,12 +519,14 @@ class Bench:
             if measured:
                 rec.add(r.seconds, r.maxrss_kib)
                 bare.add(b.seconds, b.maxrss_kib)
+                edited.add(e.seconds, e.maxrss_kib)
                 uv.add(u.seconds, u.maxrss_kib)
         if not (state / speculative.RECORD).is_file():
             raise CheckFailed("the repeated plan recorded no preview")
         for label, series, argv in (
             ("plan, 5 missing (image), repeated", rec, rec_argv),
             ("  the same, first plan (no preview record)", bare, bare_argv),
+            ("  the same, manifest just edited (no memo, no record)", edited, edited_argv),
         ):
             ratio = series.median / uv.median
             self.rows.append(
