@@ -41,8 +41,8 @@ KEPT_MODELS = 8
 #: The modules whose code decides what a manifest loads as: a remembered model is
 #: reused only while they are unchanged (a development checkout keeps its version).
 _CHECKS = (
-    "loader", "merge", "model", "optional", "schema_check", "semantics", "specs", "world",
-    "yaml_nodes",
+    "loader", "merge", "model", "optional", "schema_check", "schema_fast", "semantics", "specs",
+    "world", "yaml_nodes",
 )  # fmt: skip
 
 
