@@ -146,7 +146,7 @@ def parse_specs(specs: Sequence[str], side: Side) -> list[NewSpec]:
         try:
             if side == "pip":
                 req = parse_pip(text)
-                bare = not req.specifier and req.url is None
+                bare = not req.spec and req.url is None
             else:
                 _, version, plain = parse_conda(text)
                 bare = version is None and plain

@@ -11,15 +11,16 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
-
-from packaging.requirements import Requirement
-from packaging.specifiers import SpecifierSet
-from packaging.version import InvalidVersion, Version
+from typing import TYPE_CHECKING
 
 from reconciler.manifest.model import CondaRequest, PipRequest
 from reconciler.manifest.yaml_nodes import ManifestPath, format_path
 from reconciler.names import canonical_name
+from reconciler.pep508 import ParsedRequirement
 from reconciler.values import field, value
+
+if TYPE_CHECKING:
+    from packaging.specifiers import SpecifierSet
 
 __all__ = [
     "MAX_MERGED_CLAUSES",
@@ -41,7 +42,7 @@ class PipEntry:
 
     text: str
     path: ManifestPath
-    requirement: Requirement
+    requirement: ParsedRequirement
 
 
 @value
@@ -69,7 +70,10 @@ class _Merged:
     text: str
     sources: list[ManifestPath]
     extras: set[str] = field(default_factory=set)
-    specifier: SpecifierSet = field(default_factory=SpecifierSet)
+    #: The clauses as written, until a second string for the package is merged in
+    #: (``packaging.specifiers`` is imported only then).
+    written: str = ""
+    specifier: SpecifierSet | None = None
     marker: str | None = None
     version: str | None = None
     plain: bool = True
@@ -81,7 +85,7 @@ def merge_pip(entries: Iterable[PipEntry]) -> tuple[tuple[PipRequest, ...], list
     conflicts: list[Conflict] = []
     for entry in entries:
         requirement = entry.requirement
-        marker = str(requirement.marker) if requirement.marker is not None else None
+        marker = requirement.marker
         name = canonical_name(requirement.name)
         current = merged.get(name)
         if current is None:
@@ -90,7 +94,8 @@ def merge_pip(entries: Iterable[PipEntry]) -> tuple[tuple[PipRequest, ...], list
                 entry.text.strip(),
                 [entry.path],
                 set(requirement.extras),
-                requirement.specifier,
+                requirement.written,
+                None,
                 marker,
             )
             continue
@@ -105,6 +110,8 @@ def merge_pip(entries: Iterable[PipEntry]) -> tuple[tuple[PipRequest, ...], list
                 )
             )
             continue
+        if current.specifier is None:
+            current.specifier = _specifier_set(current.written)
         specifier = current.specifier & requirement.specifier
         if len(specifier) > MAX_MERGED_CLAUSES:
             conflicts.append(_conflict(current, entry.text, entry.path, _too_many(len(specifier))))
@@ -195,8 +202,16 @@ def _conflict(current: _Merged, text: str, path: ManifestPath, reason: str) -> C
     return Conflict(path, f"{text.strip()!r} conflicts with {current.text!r} ({sources}): {reason}")
 
 
+def _specifier_set(written: str) -> SpecifierSet:
+    from packaging.specifiers import SpecifierSet
+
+    return SpecifierSet(written)
+
+
 def _pip_satisfiable(specifier: SpecifierSet) -> bool:
     """Whether some version satisfies ``specifier``, trying the versions it names and neighbours."""
+    from packaging.version import InvalidVersion, Version
+
     literals: list[str] = []
     for spec in specifier:
         literals.append(spec.version[:-2] if spec.version.endswith(".*") else spec.version)

@@ -1,4 +1,5 @@
-"""Requirement strings: pip (PEP 508, by packaging) and conda (MatchSpec, by py-rattler).
+"""Requirement strings: pip (PEP 508, by :mod:`reconciler.pep508`, which leaves all but
+the simple form to packaging) and conda (MatchSpec, by py-rattler).
 
 Each string is checked on its own first (no options, URLs, shell
 metacharacters or non-ASCII text), then the strings of one environment are
@@ -12,8 +13,6 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from packaging.requirements import InvalidRequirement, Requirement
-
 from reconciler.manifest.merge import (
     MAX_MERGED_CLAUSES,
     CondaEntry,
@@ -22,6 +21,7 @@ from reconciler.manifest.merge import (
     merge_conda,
     merge_pip,
 )
+from reconciler.pep508 import ParsedRequirement, parse_by_packaging, parse_simple
 
 __all__ = [
     "CHANNEL_NAME",
@@ -165,7 +165,7 @@ def _option(text: str) -> str:
     return word.split("=", 1)[0] if word.startswith("--") else word[:2]
 
 
-def parse_pip(text: str) -> Requirement:
+def parse_pip(text: str) -> ParsedRequirement:
     """The PEP 508 requirement ``text``; SpecError when it is not a plain requirement."""
     stripped = text.strip()
     if stripped.startswith("-"):
@@ -175,21 +175,9 @@ def parse_pip(text: str) -> Requirement:
     problem = unsafe_character(text, SHELL_METACHARACTERS.replace(";", ""))
     if problem:
         raise SpecError(problem)
-    try:
-        requirement = Requirement(stripped)
-    except InvalidRequirement as exc:
-        reason = _first_line(str(exc))
-        if "://" in stripped:
-            raise SpecError(
-                f"{text!r} contains a URL; URLs are not allowed in requirements, "
-                "configure the index in defaults.pip"
-            ) from None
-        if ";" in stripped:
-            raise SpecError(
-                f"{text!r} contains the shell metacharacter ';' outside a valid "
-                f"environment marker ({reason})"
-            ) from None
-        raise SpecError(f"invalid requirement {text!r}: {reason}") from None
+    requirement = parse_simple(stripped)
+    if requirement is None:
+        requirement = _by_packaging(text, stripped)
     if requirement.name.lower().endswith(_ARCHIVE_SUFFIXES):
         raise SpecError(
             f"{text!r} names a file: pip and uv read a requirement ending in "
@@ -203,6 +191,26 @@ def parse_pip(text: str) -> Requirement:
             "distribution to an index or a defaults.pip.find_links directory"
         )
     return requirement
+
+
+def _by_packaging(text: str, stripped: str) -> ParsedRequirement:
+    from packaging.requirements import InvalidRequirement
+
+    try:
+        return parse_by_packaging(stripped)
+    except InvalidRequirement as exc:
+        reason = _first_line(str(exc))
+        if "://" in stripped:
+            raise SpecError(
+                f"{text!r} contains a URL; URLs are not allowed in requirements, "
+                "configure the index in defaults.pip"
+            ) from None
+        if ";" in stripped:
+            raise SpecError(
+                f"{text!r} contains the shell metacharacter ';' outside a valid "
+                f"environment marker ({reason})"
+            ) from None
+        raise SpecError(f"invalid requirement {text!r}: {reason}") from None
 
 
 def check_conda_text(text: str) -> None:

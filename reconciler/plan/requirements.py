@@ -8,8 +8,9 @@ version is in a specifier, whether a marker holds in an environment. They are ke
 in the read cache's requirement tables (:class:`reconciler.state.cache.RequirementTables`,
 bound by the planner with :func:`use_tables`), so a warm plan neither parses a
 requirement nor imports ``packaging``'s parser and markers (~25 ms of imports, and a
-real stack's ~600 parses). What is not in the tables is answered by ``packaging``
-itself, exactly as before, and added.
+real stack's ~600 parses). What is not in the tables is answered by
+:func:`reconciler.pep508.parse_simple` for a simple requirement and by ``packaging``
+itself for any other, exactly as before, and added.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from reconciler.digest import sha256
-from reconciler.names import canonical_name
+from reconciler.pep508 import ParsedRequirement, parse_by_packaging, parse_simple
 from reconciler.state.cache import ReadCache, RequirementTables
 from reconciler.state.python import Distribution
 from reconciler.values import value
@@ -57,38 +58,6 @@ def use_tables(cache: ReadCache) -> None:
     _tables = cache.requirements
 
 
-@value
-class ParsedRequirement:
-    """What a PEP 508 requirement says, as ``packaging.requirements.Requirement`` renders
-    it: ``spec`` and ``marker`` are the ``str()`` forms of its specifier (clauses
-    sorted) and marker ("" and None when absent); ``written`` its clauses in the order
-    written, which is the order packaging iterates a fresh requirement's specifier in."""
-
-    name: str  # as written
-    extras: frozenset[str]
-    spec: str
-    marker: str | None
-    url: str | None
-    written: str
-
-    @property
-    def key(self) -> str:
-        """The canonical project name."""
-        return canonical_name(self.name)
-
-    @property
-    def specifier(self) -> SpecifierSet:
-        """A new ``SpecifierSet`` of the clauses in the order written (its ``str()``
-        sorts them in place: this one is nobody else's)."""
-        from packaging.specifiers import SpecifierSet
-
-        return SpecifierSet(self.written)
-
-    def pins_exactly(self) -> bool:
-        """Has it an ``==`` or ``===`` clause?"""
-        return any(clause.startswith("==") for clause in self.spec.split(","))
-
-
 _MISSING: Any = object()
 
 
@@ -102,12 +71,14 @@ def parse(text: str) -> ParsedRequirement | None:
     if row is not _MISSING and _is_row(row):
         name, extras, spec, marker, url, written = row
         return ParsedRequirement(name, frozenset(extras), spec, marker, url, written)
-    from packaging.requirements import InvalidRequirement
+    found: ParsedRequirement | None = parse_simple(text)
+    if found is None:
+        from packaging.requirements import InvalidRequirement
 
-    try:
-        found: ParsedRequirement | None = _by_packaging(text)
-    except InvalidRequirement:
-        found = None
+        try:
+            found = parse_by_packaging(text)
+        except InvalidRequirement:
+            found = None
     tables.parsed[text] = None if found is None else _row(found)
     tables.added()
     return found
@@ -116,7 +87,7 @@ def parse(text: str) -> ParsedRequirement | None:
 def parse_request(text: str) -> ParsedRequirement:
     """:func:`parse` of a text that must be PEP 508 (a manifest's request, checked when
     the manifest was read): packaging's ``InvalidRequirement`` when it is not."""
-    return parse(text) or _by_packaging(text)
+    return parse(text) or parse_by_packaging(text)
 
 
 def _row(found: ParsedRequirement) -> list[Any]:
@@ -135,17 +106,6 @@ def _is_row(row: Any) -> bool:
         and all(v is None or isinstance(v, str) for v in row[3:5])
         and isinstance(row[5], str)
     )
-
-
-def _by_packaging(text: str) -> ParsedRequirement:
-    """packaging's parse of ``text`` (its ``InvalidRequirement`` when not PEP 508)."""
-    from packaging.requirements import Requirement
-
-    req = Requirement(text)
-    written = ",".join(str(clause) for clause in req.specifier)  # before str() sorts them
-    marker = str(req.marker) if req.marker is not None else None
-    spec = str(req.specifier)
-    return ParsedRequirement(req.name, frozenset(req.extras), spec, marker, req.url, written)
 
 
 @lru_cache(maxsize=1024)
