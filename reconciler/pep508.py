@@ -4,10 +4,13 @@
 ``dataclasses``, ``inspect``, ``ast``, ``logging`` and ``platform``): more than a plan
 of a just-edited manifest spends on anything else. Most strings written in manifests
 and the ``Requires-Dist`` of wheels without markers are simple: a name, extras, and
-clauses of plain release versions (``numpy>=1.26``, ``polars[pyarrow]>=1,<2``,
-``pandas==2.2.*``). :func:`parse_simple` reads exactly those, giving what packaging
-gives; anything else (markers, URLs, pre-releases, epochs, parentheses) is left to
-packaging by :func:`parse`. ``tests/test_pep508.py`` compares both on many strings.
+clauses of versions in PEP 440's usual form (``numpy>=1.26``, ``polars[pyarrow]>=1,<2``,
+``pandas==2.2.*``, ``black==24.1.0rc1``), no two with the same operator.
+:func:`parse_simple` reads exactly those, giving what packaging gives; anything else
+(markers, URLs, epochs, local versions, uppercase or other spellings packaging
+normalises, parentheses, two clauses with one operator, which packaging may merge)
+is left to packaging by :func:`parse`. ``tests/test_pep508.py`` compares both on many
+strings.
 """
 
 from __future__ import annotations
@@ -90,6 +93,7 @@ def parse_simple(text: str) -> ParsedRequirement | None:
     if match is None:
         return None
     clauses: list[str] = []
+    operators: set[str] = set()
     rest = match["clauses"]
     if rest.strip(" \t"):
         for part in rest.split(","):
@@ -101,6 +105,9 @@ def parse_simple(text: str) -> ParsedRequirement | None:
                 return None
             if operator == "~=" and "." not in release:
                 return None
+            if operator in operators:
+                return None  # packaging drops a clause equal to another (>=1,>=1.0)
+            operators.add(operator)
             clauses.append(f"{operator}{release}{suffix}{star or ''}")
     extras = match["extras"]
     return ParsedRequirement(

@@ -38,11 +38,13 @@ SCHEMA_NAME = "manifest.v1.schema.json"
 _CREDENTIALS = re.compile(r"://[^/\s\"@]*@")
 #: Models remembered (the most recent manifests).
 KEPT_MODELS = 8
-#: The modules whose code decides what a manifest loads as: a remembered model is
-#: reused only while they are unchanged (a development checkout keeps its version).
+#: The modules whose code decides what a manifest loads as (paths in the package): a
+#: remembered model is reused only while they are unchanged (a development checkout
+#: keeps its version).
 _CHECKS = (
-    "loader", "merge", "model", "optional", "schema_check", "schema_fast", "semantics", "specs",
-    "world", "yaml_nodes",
+    "manifest/loader", "manifest/merge", "manifest/model", "manifest/optional",
+    "manifest/schema_check", "manifest/schema_fast", "manifest/semantics", "manifest/specs",
+    "manifest/world", "manifest/yaml_nodes", "names", "pep508",
 )  # fmt: skip
 
 
@@ -171,7 +173,7 @@ def schema_key(sha256: str) -> str:
 def _model_key(sha256: str, file: str, check_prefixes: bool) -> str:
     """Everything besides the prefix checks that a loaded model depends on: the bytes and
     where they are, ``~`` (``HOME``), the schema and the code of the checks."""
-    here = os.path.dirname(os.path.abspath(__file__))
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the package
     code = []
     for name in _CHECKS:
         try:

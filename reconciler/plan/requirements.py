@@ -9,8 +9,8 @@ in the read cache's requirement tables (:class:`reconciler.state.cache.Requireme
 bound by the planner with :func:`use_tables`), so a warm plan neither parses a
 requirement nor imports ``packaging``'s parser and markers (~25 ms of imports, and a
 real stack's ~600 parses). What is not in the tables is answered by
-:func:`reconciler.pep508.parse_simple` for a simple requirement and by ``packaging``
-itself for any other, exactly as before, and added.
+:func:`reconciler.pep508.parse_simple` for a simple requirement (the answer packaging
+gives) and by ``packaging`` itself for any other, and added.
 """
 
 from __future__ import annotations
