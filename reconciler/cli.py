@@ -191,10 +191,16 @@ def _apply(args: argparse.Namespace) -> int:
         eager=args.detached,
     )
     try:
+        from reconciler.plan.pip_side import LaterNotes
+        from reconciler.values import replace
+
+        # The held-back notes are shown with the outcome, after the installs: what is
+        # newest is asked while they run.
+        backends = replace(Backends.default(store.root / "cache"), later=LaterNotes())
         result = apply(
             manifest,
             store,
-            Backends.default(store.root / "cache"),
+            backends,
             names=args.env,
             partial=args.partial,
             saved=saved,

@@ -177,7 +177,13 @@ def apply(
         context = _Context(
             manifest, store, backends, reporter, _Log(log), cache, heads, saved is None
         )
-        result = _execute(context, plan, inputs, partial)
+        try:
+            result = _execute(context, plan, inputs, partial)
+            if backends.later is not None:  # the notes asked while it installed
+                result = replace(result, plan=backends.later.complete(result.plan))
+        finally:
+            if backends.later is not None:
+                backends.later.close()
         if not (result.refused and not any(r.status == "done" for r in result.results)):
             store.save_read_cache(cache)  # a refused apply leaves the state dir as it was
             heads.save()

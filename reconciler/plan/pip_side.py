@@ -26,7 +26,7 @@ from reconciler.backends.process import first_lines
 from reconciler.errors import BackendError, ReconcilerError
 from reconciler.manifest.model import PipRequest, PipSettings
 from reconciler.plan.clashes import WheelContents, refuse_clashes
-from reconciler.plan.model import Change
+from reconciler.plan.model import Change, Plan
 from reconciler.plan.pip_reasons import chains_of, held_back
 from reconciler.plan.policy import OWNED, Ownership
 from reconciler.plan.requirements import (
@@ -40,7 +40,7 @@ from reconciler.plan.requirements import (
 from reconciler.state.environment import InstalledState, Package
 from reconciler.values import replace, value
 
-__all__ = ["PipSidePlan", "plan_pip_side"]
+__all__ = ["LaterNotes", "PipSidePlan", "plan_pip_side"]
 
 
 @value
@@ -98,6 +98,61 @@ def _with_removal(reason: str, state: InstalledState, dist_name: str, status: st
     return f"{reason}; {removal}" if reason else removal
 
 
+class LaterNotes:
+    """The held-back notes of requested installs (``held back: newest is ...``), worked
+    out once the caller asks for them (:meth:`complete`) rather than before the plan
+    returns: an apply installs while what is newest is asked, since the notes change
+    nothing it does. Each environment's work is kept under its prefix."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._pending: dict[str, tuple[Callable[[], dict[str, Any]], Callable[[], None]]] = {}
+        self._lock = threading.Lock()
+
+    def add(
+        self, prefix: str, finish: Callable[[], dict[str, Any]], drop: Callable[[], None]
+    ) -> None:
+        """``finish()`` returns the held-back note of each change (by name) of ``prefix``;
+        ``drop()`` only waits for what runs in the background."""
+        with self._lock:
+            self._pending[prefix] = (finish, drop)
+
+    def complete(self, plan: Plan) -> Plan:
+        """``plan`` with every note kept here set on its change; what is asked in the
+        background is waited for. Call it before the read cache is saved (the notes
+        parse requirements into its tables), in the thread that made the plan."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        environments = []
+        try:
+            for env in plan.environments:
+                finish, _ = pending.pop(env.prefix, (None, None))
+                notes = finish() if finish is not None else {}
+                if notes:
+                    changes = tuple(
+                        replace(c, held_back=notes[c.name])
+                        if c.manager == "pip" and c.name in notes
+                        else c
+                        for c in env.changes
+                    )
+                    env = replace(env, changes=changes)
+                environments.append(env)
+        finally:
+            for _, drop in pending.values():  # environments not in the plan, or an error
+                drop()
+        return replace(plan, environments=tuple(environments))
+
+    def close(self) -> None:
+        """Wait for what is asked in the background, without working out its notes (an
+        apply that failed or was stopped before :meth:`complete`: nothing more is read)."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for _, drop in pending.values():
+            with contextlib.suppress(Exception):
+                drop()
+
+
 def plan_pip_side(
     state: InstalledState,
     requests: Sequence[PipRequest],
@@ -105,11 +160,13 @@ def plan_pip_side(
     installer: PipInstaller,
     settings: PipSettings,
     wheels: WheelContents | None = None,
+    later: LaterNotes | None = None,
 ) -> PipSidePlan:
     """Plan the pip requests of an existing environment (see module docstring).
 
     With ``wheels``, an allowed write whose wheel would overwrite a managed or
-    foreign package's file is refused (:mod:`reconciler.plan.clashes`)."""
+    foreign package's file is refused (:mod:`reconciler.plan.clashes`). With
+    ``later``, the held-back notes are left to it (:class:`LaterNotes`)."""
     packages = state.packages()
     env = marker_environment(state.python_version)
     satisfied: list[str] = []
@@ -159,6 +216,7 @@ def plan_pip_side(
     cache_dir = getattr(wheels, "cache_dir", None)  # where wheel metadata read is kept
     texts = {r.name: r.requirement for r in requests}
     early = _EarlyNewest(installer, python, texts, to_resolve, settings)
+    handed_over = False  # to ``later``, which then waits for the early question
     prepare = getattr(wheels, "prepare", None)
     try:
         with _BesidePreview(
@@ -192,9 +250,12 @@ def plan_pip_side(
             and newer_offered(i.name, i.version, settings)
         ]
         early_may_serve = early.may_serve(ask_newest)
-        with _Background(
+        newest = _Background(
             installer.newest, python, [] if early_may_serve else ask_newest, settings
-        ) as newest:
+        )
+        newest_of_background = newest.__enter__()
+        notes_made = False
+        try:
             chains: dict[str, tuple[str, tuple[str, ...]]] = {}
             if any(i.name not in texts for i in preview.installs):
                 # Transitive changes: say which request needs each (the chain).
@@ -205,20 +266,54 @@ def plan_pip_side(
             checked = found
             if wheels is not None:
                 checked = refuse_clashes(state, ownership, found, wheels, settings)
-            if not early_may_serve:
-                newest_of = newest()
-            elif (served := early.serves(ask_newest)) is not None:
-                newest_of = served
-            else:  # the early question ended without the answer: asked again, alone
-                newest_of = _asked_now(installer, python, ask_newest, settings)
-            held = held_back(
-                state, ownership, settings, texts, found, newest_of,
-                cache_dir=getattr(wheels, "cache_dir", None),
-            )  # fmt: skip
+
+            def notes() -> list[Change]:
+                """``found`` with the held-back notes (what is newest waited for)."""
+                try:
+                    if not early_may_serve:
+                        newest_of = newest_of_background()
+                    elif (served := early.serves(ask_newest)) is not None:
+                        newest_of = served
+                    else:  # the early question ended without the answer: asked again, alone
+                        newest_of = _asked_now(installer, python, ask_newest, settings)
+                    return held_back(
+                        state, ownership, settings, texts, found, newest_of,
+                        cache_dir=getattr(wheels, "cache_dir", None),
+                    )  # fmt: skip
+                finally:
+                    newest.__exit__(None, None, None)
+                    early.wait()
+
+            notes_made = True  # from here, notes() waits for the questions
+            if later is not None:
+                later.add(
+                    str(state.prefix),
+                    lambda: {c.name: c.held_back for c in notes() if c.held_back is not None},
+                    _waiting(newest, early),
+                )
+                handed_over = True
+                changes += checked
+            else:
+                changes += [_merged(c, h) for c, h in zip(checked, notes())]
+        finally:
+            if not notes_made:  # an error before: nothing will wait for the question
+                newest.__exit__(None, None, None)
     finally:
-        early.wait()
-    changes += [_merged(c, h) for c, h in zip(checked, held)]
+        if not handed_over:
+            early.wait()
     return PipSidePlan(tuple(changes), tuple(satisfied), tuple(to_resolve), constraints, True)
+
+
+def _waiting(newest: _Background, early: _EarlyNewest) -> Callable[[], None]:
+    """What waits for both questions of what is newest, without their answers."""
+
+    def wait() -> None:
+        try:
+            newest.__exit__(None, None, None)
+        finally:
+            early.wait()
+
+    return wait
 
 
 def _asked_now(

@@ -19,7 +19,7 @@ from reconciler.names import canonical_name
 from reconciler.plan.clashes import LazyWheelRecords, WheelContents
 from reconciler.plan.conda_side import plan_conda_side
 from reconciler.plan.model import UNRESOLVED, Change, EnvironmentPlan, Plan
-from reconciler.plan.pip_side import plan_pip_side
+from reconciler.plan.pip_side import LaterNotes, plan_pip_side
 from reconciler.plan.policy import Ownership
 from reconciler.plan.requirements import use_tables
 from reconciler.state.cache import ReadCache
@@ -56,6 +56,9 @@ class Backends:
     conda: CondaSolver
     pip: Callable[[str, Path], PipInstaller]
     wheels: WheelContents | None = None  # the file-clash check reads wheels' RECORDs
+    #: Where the held-back notes are left to be worked out later (an apply: while it
+    #: installs); None: each plan has them when it returns.
+    later: LaterNotes | None = None
 
     @classmethod
     def default(cls, cache_dir: Path | None = None) -> Backends:
@@ -291,8 +294,9 @@ def plan_environment(inputs: EnvironmentInputs, backends: Backends) -> Environme
         )
         requests = pip_requests(env)
         pip = plan_pip_side(
-            state, requests, inputs.ownership, installer, env.pip_settings, backends.wheels
-        )
+            state, requests, inputs.ownership, installer, env.pip_settings, backends.wheels,
+            backends.later,
+        )  # fmt: skip
     changes = [*conda.changes, *pip.changes]
     kernel = _kernel_change(env)
     if kernel is not None:
