@@ -32,7 +32,8 @@ class ParsedRequirement:
     """What a PEP 508 requirement says, as ``packaging.requirements.Requirement`` renders
     it: ``spec`` and ``marker`` are the ``str()`` forms of its specifier (clauses
     sorted) and marker ("" and None when absent); ``written`` its clauses in the order
-    written, which is the order packaging iterates a fresh requirement's specifier in."""
+    written, which is the order packaging (26 and later) iterates a fresh requirement's
+    specifier in."""
 
     name: str  # as written
     extras: frozenset[str]
