@@ -195,20 +195,24 @@ def _apply(args: argparse.Namespace) -> int:
         from reconciler.values import replace
 
         # The held-back notes are shown with the outcome, after the installs: what is
-        # newest is asked while they run.
-        backends = replace(Backends.default(store.root / "cache"), later=LaterNotes())
-        result = apply(
-            manifest,
-            store,
-            backends,
-            names=args.env,
-            partial=args.partial,
-            saved=saved,
-            lock_timeout=args.lock_timeout,
-            reporter=reporter,
-            log=log_path,
-            locked=args.locked,
-        )
+        # newest is asked while they run (and waited for, whatever happens).
+        later = LaterNotes()
+        backends = replace(Backends.default(store.root / "cache"), later=later)
+        try:
+            result = apply(
+                manifest,
+                store,
+                backends,
+                names=args.env,
+                partial=args.partial,
+                saved=saved,
+                lock_timeout=args.lock_timeout,
+                reporter=reporter,
+                log=log_path,
+                locked=args.locked,
+            )
+        finally:
+            later.close()  # (a plan that failed, or an apply stopped: its questions)
     except ReconcilerError as exc:
         store.save_validation_memo(memo)
         reporter.finish("failed", {}, error=str(exc))

@@ -123,3 +123,31 @@ def test_closing_waits_for_the_question_and_drops_its_notes() -> None:
     later.close()  # an apply that failed before its notes: nothing raised, nothing kept
     assert events == ["waited"]
     assert later.complete(_plan()) == _plan()
+
+
+def test_after_a_stop_or_a_failing_note_the_apply_keeps_its_outcome() -> None:
+    """A stop (SIGTERM) before the notes: none is worked out, each question is waited
+    for. A note that fails (an index read stopped or failing): left out, no error."""
+    events: list[str] = []
+
+    def notes() -> dict[str, HeldBack]:
+        events.append("notes")
+        return {"a": HeldBack("2.0")}
+
+    def failing() -> dict[str, HeldBack]:
+        events.append("failing")
+        raise RuntimeError("stopped by SIGTERM while reading the index")
+
+    change = Change("install", "pip", "a", None, "1.0", requested=True)
+    later = LaterNotes()
+    later.add("/p", notes, lambda: events.append("waited /p"))
+    later.add("/o", notes, lambda: events.append("waited /o"))
+    assert later.complete(_plan(change), stopped=lambda: True) == _plan(change)
+    assert events == ["waited /p", "waited /o"]
+
+    events.clear()
+    later.add("/p", failing, lambda: events.append("waited"))
+    later.add("/o", notes, lambda: events.append("waited"))
+    done = later.complete(_plan(change))
+    assert events == ["failing", "notes"]
+    assert [e.changes[0].held_back for e in done.environments] == [None, HeldBack("2.0")]

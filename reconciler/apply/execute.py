@@ -177,13 +177,10 @@ def apply(
         context = _Context(
             manifest, store, backends, reporter, _Log(log), cache, heads, saved is None
         )
-        try:
-            result = _execute(context, plan, inputs, partial)
-            if backends.later is not None:  # the notes asked while it installed
-                result = replace(result, plan=backends.later.complete(result.plan))
-        finally:
-            if backends.later is not None:
-                backends.later.close()
+        result = _execute(context, plan, inputs, partial)
+        if backends.later is not None:  # the notes asked while it installed
+            done = backends.later.complete(result.plan, stopped=faults.stop_requested)
+            result = replace(result, plan=done)
         if not (result.refused and not any(r.status == "done" for r in result.results)):
             store.save_read_cache(cache)  # a refused apply leaves the state dir as it was
             heads.save()

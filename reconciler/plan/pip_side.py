@@ -118,17 +118,28 @@ class LaterNotes:
         with self._lock:
             self._pending[prefix] = (finish, drop)
 
-    def complete(self, plan: Plan) -> Plan:
+    def complete(self, plan: Plan, stopped: Callable[[], bool] = lambda: False) -> Plan:
         """``plan`` with every note kept here set on its change; what is asked in the
         background is waited for. Call it before the read cache is saved (the notes
-        parse requirements into its tables), in the thread that made the plan."""
+        parse requirements into its tables), in the thread that called the planner,
+        once the plan is made. The notes are a nicety: one that fails to be worked out
+        (an index read that fails, or is stopped) is left out, never an error of the
+        apply that went on without it, and none is worked out once ``stopped()``."""
         with self._lock:
             pending, self._pending = self._pending, {}
         environments = []
         try:
             for env in plan.environments:
-                finish, _ = pending.pop(env.prefix, (None, None))
-                notes = finish() if finish is not None else {}
+                finish, drop = pending.pop(env.prefix, (None, None))
+                notes: dict[str, Any] = {}
+                if finish is not None and drop is not None:
+                    if stopped():
+                        drop()
+                    else:
+                        try:
+                            notes = finish()  # (waits for the question, even when it fails)
+                        except Exception:
+                            notes = {}
                 if notes:
                     changes = tuple(
                         replace(c, held_back=notes[c.name])
