@@ -164,10 +164,15 @@ def _load(
 
 def schema_key(sha256: str) -> str:
     """Identifies "these manifest bytes passed this schema" (the schema file's own hash too)."""
+    return f"{sha256}:{schema_sha256()[:16]}"
+
+
+def schema_sha256() -> str:
+    """The sha256 of the manifest schema file as it is now (read each time: a development
+    checkout may edit it)."""
     from reconciler.resources import schema_path
 
-    schema = digest.sha256(schema_path(SCHEMA_NAME).read_bytes()).hexdigest()[:16]
-    return f"{sha256}:{schema}"
+    return digest.sha256(schema_path(SCHEMA_NAME).read_bytes()).hexdigest()
 
 
 def _model_key(sha256: str, file: str, check_prefixes: bool) -> str:

@@ -6,10 +6,9 @@ from collections.abc import Iterator
 from functools import cache
 from typing import TYPE_CHECKING, Any, cast
 
-from reconciler import digest
-from reconciler.manifest.loader import SCHEMA_NAME
+from reconciler.manifest.loader import SCHEMA_NAME, schema_sha256
 from reconciler.manifest.yaml_nodes import Document, ManifestPath
-from reconciler.resources import load_schema, schema_path
+from reconciler.resources import load_schema
 
 if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError
@@ -64,18 +63,13 @@ def check_schema(document: Document) -> None:
 def _fast_valid(data: object) -> bool:
     from reconciler.manifest import schema_fast
 
-    if _schema_sha256() != schema_fast.SCHEMA_SHA256:
+    if schema_sha256() != schema_fast.SCHEMA_SHA256:
         return False  # generated from another schema: jsonschema decides
     try:
         schema_fast.validate(data)
     except schema_fast.JsonSchemaValueException:
         return False
     return True
-
-
-@cache
-def _schema_sha256() -> str:
-    return digest.sha256(schema_path(SCHEMA_NAME).read_bytes()).hexdigest()
 
 
 @cache
