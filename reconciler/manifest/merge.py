@@ -70,9 +70,9 @@ class _Merged:
     text: str
     sources: list[ManifestPath]
     extras: set[str] = field(default_factory=set)
-    #: The clauses as written, until a second string for the package is merged in
-    #: (``packaging.specifiers`` is imported only then).
-    written: str = ""
+    #: The first string's requirement, and the merged specifier once a second string
+    #: for the package is merged in (``packaging.specifiers`` is imported only then).
+    first: ParsedRequirement | None = None
     specifier: SpecifierSet | None = None
     marker: str | None = None
     version: str | None = None
@@ -94,7 +94,7 @@ def merge_pip(entries: Iterable[PipEntry]) -> tuple[tuple[PipRequest, ...], list
                 entry.text.strip(),
                 [entry.path],
                 set(requirement.extras),
-                requirement.written,
+                requirement,
                 None,
                 marker,
             )
@@ -111,7 +111,8 @@ def merge_pip(entries: Iterable[PipEntry]) -> tuple[tuple[PipRequest, ...], list
             )
             continue
         if current.specifier is None:
-            current.specifier = _specifier_set(current.written)
+            assert current.first is not None  # (a pip entry always keeps its first string's)
+            current.specifier = current.first.specifier
         specifier = current.specifier & requirement.specifier
         if len(specifier) > MAX_MERGED_CLAUSES:
             conflicts.append(_conflict(current, entry.text, entry.path, _too_many(len(specifier))))
@@ -200,12 +201,6 @@ def _conflict(current: _Merged, text: str, path: ManifestPath, reason: str) -> C
             )
     sources = ", ".join(format_path(source) for source in current.sources)
     return Conflict(path, f"{text.strip()!r} conflicts with {current.text!r} ({sources}): {reason}")
-
-
-def _specifier_set(written: str) -> SpecifierSet:
-    from packaging.specifiers import SpecifierSet
-
-    return SpecifierSet(written)
 
 
 def _pip_satisfiable(specifier: SpecifierSet) -> bool:
