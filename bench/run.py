@@ -491,6 +491,13 @@ class Bench:
         def planned(r: Run) -> bool:
             return r.returncode == 0 and all(f"install pip {n} 1.0" in r.stdout for n in names)
 
+        def bare_copy() -> None:
+            """``state`` as the bare state dir: the same, without the preview record."""
+            shutil.rmtree(bare_state, ignore_errors=True)
+            shutil.copytree(state, bare_state)
+            (bare_state / speculative.RECORD).unlink(missing_ok=True)
+
+        missing_text = (self.work / "missing.yaml").read_text()
         for i, measured in enumerate(self.rounds()):
             # Repeated plans: the warm-up round records the preview the next ones start at
             # process start (reconciler/backends/speculative.py).
@@ -498,15 +505,10 @@ class Bench:
             self.clean_lock(image)
             # The same plan from a copy of that state dir without the record: the first
             # plan of this manifest (or of this selection, or after the image changed).
-            shutil.rmtree(bare_state, ignore_errors=True)
-            shutil.copytree(state, bare_state)
-            (bare_state / speculative.RECORD).unlink(missing_ok=True)
+            bare_copy()
             b = self.run(bare_argv, planned, "plan without a preview record")
             self.clean_lock(image)
-            shutil.rmtree(bare_state, ignore_errors=True)
-            shutil.copytree(state, bare_state)
-            (bare_state / speculative.RECORD).unlink(missing_ok=True)
-            missing_text = (self.work / "missing.yaml").read_text()
+            bare_copy()
             edited_manifest.write_text(f"{missing_text}# edit {i}\n")
             e = self.run(edited_argv, planned, "plan of a manifest just edited")
             self.clean_lock(image)

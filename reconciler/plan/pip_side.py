@@ -265,7 +265,7 @@ def plan_pip_side(
             installer.newest, python, [] if early_may_serve else ask_newest, settings
         )
         newest_of_background = newest.__enter__()
-        notes_made = False
+        wait = _waiting(newest, early)
         try:
             chains: dict[str, tuple[str, tuple[str, ...]]] = {}
             if any(i.name not in texts for i in preview.installs):
@@ -292,22 +292,20 @@ def plan_pip_side(
                         cache_dir=getattr(wheels, "cache_dir", None),
                     )  # fmt: skip
                 finally:
-                    newest.__exit__(None, None, None)
-                    early.wait()
+                    wait()
 
-            notes_made = True  # from here, notes() waits for the questions
             if later is not None:
                 later.add(
                     str(state.prefix),
                     lambda: {c.name: c.held_back for c in notes() if c.held_back is not None},
-                    _waiting(newest, early),
+                    wait,
                 )
                 handed_over = True
                 changes += checked
             else:
                 changes += [_merged(c, h) for c, h in zip(checked, notes())]
         finally:
-            if not notes_made:  # an error before: nothing will wait for the question
+            if not handed_over:  # (waiting again after notes() is harmless: it only waits)
                 newest.__exit__(None, None, None)
     finally:
         if not handed_over:
