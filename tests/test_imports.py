@@ -119,9 +119,11 @@ def test_a_pending_plan_imports_only_what_it_uses(
     _, manifest, state = _pending(tmp_path, wheelhouse, isolated)
     code, first, out = _plan(isolated, state, manifest)
     assert code == 0 and "+ install pip beta 1.0" in out, out
-    assert "yaml" in first  # the first load parses the YAML (and remembers the model)
-    # ... but a valid manifest of simple requirements needs neither jsonschema (the
-    # generated schema check says valid) nor packaging's parser (reconciler.pep508).
+    # The first load parses the YAML (and remembers the model), without PyYAML for the
+    # usual YAML (reconciler.manifest.yaml_fast); a valid manifest of simple requirements
+    # needs neither jsonschema (the generated schema check says valid) nor packaging's
+    # parser (reconciler.pep508).
+    assert "reconciler.manifest.yaml_fast" in first and "yaml" not in first
     assert "jsonschema" not in first and "packaging.requirements" not in first
     code, new, again = _plan(isolated, state, manifest)
     assert (code, again) == (0, out)

@@ -44,7 +44,8 @@ KEPT_MODELS = 8
 _CHECKS = (
     "manifest/loader", "manifest/merge", "manifest/model", "manifest/optional",
     "manifest/schema_check", "manifest/schema_fast", "manifest/semantics", "manifest/specs",
-    "manifest/world", "manifest/yaml_nodes", "names", "pep508",
+    "manifest/world", "manifest/yaml_compose", "manifest/yaml_fast", "manifest/yaml_nodes",
+    "names", "pep508",
 )  # fmt: skip
 
 
