@@ -200,6 +200,11 @@ def test_what_is_left_to_pyyaml(text: str) -> None:
     assert read_simple(text, "m.yaml") is None
 
 
+def test_nesting_too_deep_is_left_to_pyyaml() -> None:
+    text = "".join(" " * depth + f"k{depth}:\n" for depth in range(1500)) + " " * 1500 + "k: v\n"
+    assert read_simple(text, "m.yaml") is None
+
+
 def test_a_usual_manifest_loads_without_importing_pyyaml(tmp_path: Path) -> None:
     """What a plan of a manifest just edited pays: no PyYAML import for the usual one."""
     usual = tmp_path / "usual.yaml"

@@ -71,7 +71,7 @@ def read_simple(text: str, file: str) -> Document | None:
         return None  # tabs, carriage returns, control and non-ASCII characters
     try:
         return _Reader(text, file).document()
-    except _Outside:
+    except (_Outside, RecursionError):  # too deep: PyYAML's to report
         return None
 
 
