@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,7 @@ from reconciler.errors import ManifestError
 from reconciler.manifest import schema_check, schema_fast
 from reconciler.manifest.yaml_nodes import read_document
 from tests.support import schema_code
-from tests.support.manifests import REPO
+from tests.support.manifests import REPO, load_in_a_new_process
 
 SCHEMA = json.loads(schema_code.SCHEMA.read_text(encoding="utf-8"))
 AUTHORITY = jsonschema.Draft202012Validator(SCHEMA)
@@ -189,23 +187,8 @@ def test_a_valid_manifest_loads_without_importing_jsonschema(tmp_path: Path) -> 
     valid.write_text("version: 1\nprotect: ['sagemaker*']\nenvironments: {e: {prefix: /opt/e}}\n")
     invalid = tmp_path / "invalid.yaml"
     invalid.write_text("version: 1\nenvironments: {e: {prefix: /opt/e, pip: numpy}}\n")
-    code = (
-        "import sys\n"
-        "from reconciler.errors import ManifestError\n"
-        "from reconciler.manifest import load_manifest\n"
-        "try:\n"
-        "    load_manifest(sys.argv[1], check_prefixes=False)\n"
-        "    print('loaded')\n"
-        "except ManifestError as error:\n"
-        "    print(error)\n"
-        "print('jsonschema' in sys.modules)\n"
-    )
     for path, expected in ((valid, ["loaded", "False"]), (invalid, None)):
-        result = subprocess.run(
-            [sys.executable, "-c", code, str(path)],
-            capture_output=True, text=True, cwd=REPO, check=True,
-        )  # fmt: skip
-        lines = result.stdout.strip().splitlines()
+        lines = load_in_a_new_process(path, "jsonschema")
         if expected is not None:
             assert lines == expected
         else:

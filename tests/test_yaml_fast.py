@@ -10,8 +10,6 @@ the repository's manifests. The usual manifests must be answered without PyYAML.
 from __future__ import annotations
 
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,7 @@ import pytest
 from reconciler.errors import ManifestError
 from reconciler.manifest.yaml_compose import compose_document
 from reconciler.manifest.yaml_fast import read_simple
-from tests.support.manifests import REPO
+from tests.support.manifests import REPO, load_in_a_new_process
 
 FIELDS = ("data", "marks", "ends", "key_marks", "sources", "invalid", "problems")
 YAML_FILES = sorted(
@@ -211,23 +209,8 @@ def test_a_usual_manifest_loads_without_importing_pyyaml(tmp_path: Path) -> None
     usual.write_text((REPO / "manifests" / "sagemaker-distribution.yaml").read_text())
     odd = tmp_path / "odd.yaml"
     odd.write_text("version: 1\nenvironments:\n  e: &a {prefix: /opt/e}\n")
-    code = (
-        "import sys\n"
-        "from reconciler.errors import ManifestError\n"
-        "from reconciler.manifest import load_manifest\n"
-        "try:\n"
-        "    load_manifest(sys.argv[1], check_prefixes=False)\n"
-        "    print('loaded')\n"
-        "except ManifestError as error:\n"
-        "    print(error)\n"
-        "print('yaml' in sys.modules)\n"
-    )
     for path, expected in ((usual, ["loaded", "False"]), (odd, None)):
-        result = subprocess.run(
-            [sys.executable, "-c", code, str(path)],
-            capture_output=True, text=True, cwd=REPO, check=True,
-        )  # fmt: skip
-        lines = result.stdout.strip().splitlines()
+        lines = load_in_a_new_process(path, "yaml")
         if expected is not None:
             assert lines == expected
         else:

@@ -8,6 +8,7 @@ and returns the exit code with captured stdout and stderr.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -85,3 +86,26 @@ def write_dist_info(
     if installer is not None:
         (info / "INSTALLER").write_text(installer + "\n", encoding="utf-8")
     return info
+
+
+_LOAD_PROBE = (
+    "import sys\n"
+    "from reconciler.errors import ManifestError\n"
+    "from reconciler.manifest import load_manifest\n"
+    "try:\n"
+    "    load_manifest(sys.argv[1], check_prefixes=False)\n"
+    "    print('loaded')\n"
+    "except ManifestError as error:\n"
+    "    print(error)\n"
+    "print(sys.argv[2] in sys.modules)\n"
+)
+
+
+def load_in_a_new_process(path: Path, module: str) -> list[str]:
+    """Load the manifest at ``path`` in a new interpreter: its output lines, ``loaded`` or
+    the error, then whether ``module`` was imported (``True``/``False``)."""
+    result = subprocess.run(
+        [sys.executable, "-c", _LOAD_PROBE, str(path), module],
+        capture_output=True, text=True, cwd=REPO, check=True,
+    )  # fmt: skip
+    return result.stdout.strip().splitlines()
