@@ -4,8 +4,8 @@ PyYAML composes the text into nodes (with marks); this module turns the nodes
 into dicts, lists and scalars itself, so no YAML constructor ever runs. It
 refuses what a manifest never needs and what makes YAML dangerous: anchors and
 aliases (exponential expansion), tags beyond the core schema (object
-construction), duplicate and non-string keys. :func:`reconciler.manifest.yaml_nodes.
-read_document` comes here for what :mod:`reconciler.manifest.yaml_fast` does not read.
+construction), duplicate and non-string keys. ``yaml_nodes.read_document`` comes here
+for every text that :mod:`reconciler.manifest.yaml_fast` does not read.
 """
 
 from __future__ import annotations
