@@ -159,35 +159,28 @@ class _Reader:
         first = True
         while row < len(self.rows):
             number, indent, line = self.rows[row]
-            if not first and indent < column:
-                break
-            if not first and indent > column:
-                raise _Outside
-            if not first and _entry(line, column):
-                raise _Outside  # a sequence entry where a key belongs: an error
+            if not first:
+                if indent < column:
+                    break
+                if indent > column or _entry(line, column):
+                    raise _Outside  # a sequence entry where a key belongs: an error
             first = False
             key, colon = self.key(line, number, column)
             entry = (*path, key)
             if key in result:
                 raise _Outside  # a duplicate key: an error, PyYAML's to report
             self.doc.key_marks[entry] = (number + 1, column + 1)
-            start = _skip_spaces(line, colon + 1)
-            if start < len(line) and not (line[start] == "#" and start > colon + 1):
-                result[key] = self.inline(line, number, start, entry)
-                row += 1
-                if row < len(self.rows) and self.rows[row][1] > column:
-                    raise _Outside  # a continuation line, or an error
+            start = _value_at(line, colon + 1)
+            below = self.rows[row + 1] if row + 1 < len(self.rows) else None
+            if (
+                start is None
+                and below is not None
+                and below[1] == column
+                and _entry(below[2], column)
+            ):
+                result[key], row = self.sequence(row + 1, column, entry, indentless=True)
                 continue
-            row += 1
-            below = self.rows[row] if row < len(self.rows) else None
-            if below is not None and below[1] > column:
-                result[key], row = self.node(row, below[1], entry)
-            elif below is not None and below[1] == column and _entry(below[2], column):
-                result[key], row = self.sequence(row, column, entry, indentless=True)
-            else:
-                self.place(entry, number, colon + 1, colon + 1)
-                self.doc.sources[entry] = ""
-                result[key] = None
+            result[key], row = self.value(row, start, column, colon + 1, entry)
         self.doc.ends[path] = self.start_of(row)
         return result, row
 
@@ -204,30 +197,36 @@ class _Reader:
             if indent > column or not _entry(line, column):
                 raise _Outside
             item = (*path, len(items))
-            start = _skip_spaces(line, column + 1)
-            if start < len(line) and not (line[start] == "#" and start > column + 1):
-                if _entry(line, start):
-                    raise _Outside  # a sequence in a sequence on one line
-                if _key_end(line, start) is not None:
-                    mapped, row = self.mapping(row, start, item)  # "- key: value"
-                    items.append(mapped)
-                    continue
-                items.append(self.inline(line, number, start, item))
-                row += 1
-                if row < len(self.rows) and self.rows[row][1] > column:
-                    raise _Outside
-                continue
-            row += 1
-            below = self.rows[row] if row < len(self.rows) else None
-            if below is not None and below[1] > column:
-                value, row = self.node(row, below[1], item)
-                items.append(value)
+            value: object
+            start = _value_at(line, column + 1)
+            if start is not None and _entry(line, start):
+                raise _Outside  # a sequence in a sequence on one line
+            if start is not None and _key_end(line, start) is not None:
+                value, row = self.mapping(row, start, item)  # "- key: value"
             else:
-                self.place(item, number, column + 1, column + 1)
-                self.doc.sources[item] = ""
-                items.append(None)
+                value, row = self.value(row, start, column, column + 1, item)
+            items.append(value)
         self.doc.ends[path] = self.start_of(row)
         return items, row
+
+    def value(
+        self, row: int, start: int | None, column: int, after: int, path: ManifestPath
+    ) -> tuple[object, int]:
+        """The value of the key or entry at ``column`` of content row ``row``, whose
+        indicator ends at ``after``: on the line from ``start``, else the block below it,
+        else empty (null, where the indicator ends); returns it and the row after it."""
+        number, _, line = self.rows[row]
+        row += 1
+        below = self.rows[row][1] if row < len(self.rows) else -1
+        if start is not None:
+            if below > column:
+                raise _Outside  # a continuation line, or an error
+            return self.inline(line, number, start, path), row
+        if below > column:
+            return self.node(row, below, path)
+        self.place(path, number, after, after)
+        self.doc.sources[path] = ""
+        return None, row
 
     def key(self, line: str, number: int, column: int) -> tuple[str, int]:
         """A mapping key at ``column`` and the column of the ``:`` after it."""
@@ -351,6 +350,15 @@ def _skip_spaces(line: str, at: int) -> int:
     return at
 
 
+def _value_at(line: str, at: int) -> int | None:
+    """Where a value starts on ``line`` after an indicator ending at ``at``; None when
+    only spaces, and a comment after at least one, follow."""
+    start = _skip_spaces(line, at)
+    if start >= len(line) or (line[start] == "#" and start > at):
+        return None
+    return start
+
+
 def _space_or_end(line: str, at: int) -> bool:
     return at >= len(line) or line[at] == " "
 
@@ -412,6 +420,5 @@ def _quoted(line: str, start: int) -> tuple[str, int]:
 
 def _rest_is_comment(line: str, at: int) -> None:
     """Only spaces, and a comment after at least one, may follow a value on its line."""
-    rest = _skip_spaces(line, at)
-    if rest < len(line) and not (line[rest] == "#" and rest > at):
+    if _value_at(line, at) is not None:
         raise _Outside
