@@ -13,7 +13,10 @@ What is compared (see :mod:`bench.fixture` for the environments):
    also as the lifecycle script runs it at every app start (``--background --wait
    60``: its parent, and the detached apply when it starts one);
 2. ``reconciler plan`` of 5 missing packages on the image vs ``uv pip install
-   --dry-run`` of the same requirements (ratio), a no-op ``plan`` of the image vs
+   --dry-run`` of the same requirements (ratio): repeated (replayed once its dry run
+   answers the same), repeated without the fast path's stamps (planned in full, its
+   dry run started at process start), the first plan (no preview record) and the
+   plan of a manifest just edited; a no-op ``plan`` of the image vs
    uv's no-op dry run, and the import time of the pending plan (``-X importtime``:
    the modules beyond ``python -c pass``, each at its minimum over the runs);
 3. ``reconciler apply`` of 5 packages into each of 3 environments vs three
@@ -477,6 +480,13 @@ class Bench:
         bare_state = self.work / "state-plan-bare"
         bare_argv = self.rec(bare_state, *rec_argv[len(self.rec(state)) :])
         bare = self.new_series("reconciler plan (5 missing, image, no preview record)", bare_argv)
+        # The repeated plan the replay does not answer (one that read an index, or asked
+        # uv what is newest): the same state dir without the fast path's stamps.
+        full_state = self.work / "state-plan-full"
+        full_argv = self.rec(full_state, *rec_argv[len(self.rec(state)) :])
+        full = self.new_series(
+            "reconciler plan (5 missing, image, repeated, not replayed)", full_argv
+        )
         # The plan of a pull request that changes the manifest: bytes new to the validation
         # memo (cache/manifests.json) as well as no preview record.
         edited_manifest = self.work / "edited.yaml"
@@ -497,11 +507,21 @@ class Bench:
             shutil.copytree(state, bare_state)
             (bare_state / speculative.RECORD).unlink(missing_ok=True)
 
+        def full_copy() -> None:
+            """``state`` without the fast path's stamps (the preview record kept)."""
+            shutil.rmtree(full_state, ignore_errors=True)
+            shutil.copytree(state, full_state)
+            (full_state / NOOP_STAMPS).unlink(missing_ok=True)
+
         missing_text = (self.work / "missing.yaml").read_text()
         for i, measured in enumerate(self.rounds()):
             # Repeated plans: the warm-up round records the preview the next ones start at
-            # process start (reconciler/backends/speculative.py).
+            # process start (reconciler/backends/speculative.py) and the plan they replay
+            # once it answers the same (reconciler/entry.py).
             r = self.run(rec_argv, planned, "plan")
+            self.clean_lock(image)
+            full_copy()
+            f = self.run(full_argv, planned, "repeated plan, not replayed")
             self.clean_lock(image)
             # The same plan from a copy of that state dir without the record: the first
             # plan of this manifest (or of this selection, or after the image changed).
@@ -520,13 +540,15 @@ class Bench:
             self.clean_lock(image)
             if measured:
                 rec.add(r.seconds, r.maxrss_kib)
+                full.add(f.seconds, f.maxrss_kib)
                 bare.add(b.seconds, b.maxrss_kib)
                 edited.add(e.seconds, e.maxrss_kib)
                 uv.add(u.seconds, u.maxrss_kib)
         if not (state / speculative.RECORD).is_file():
             raise CheckFailed("the repeated plan recorded no preview")
         for label, series, argv in (
-            ("plan, 5 missing (image), repeated", rec, rec_argv),
+            ("plan, 5 missing (image), repeated (replayed)", rec, rec_argv),
+            ("  the same, repeated, not replayed (planned in full)", full, full_argv),
             ("  the same, first plan (no preview record)", bare, bare_argv),
             ("  the same, manifest just edited (no memo, no record)", edited, edited_argv),
         ):
@@ -546,7 +568,8 @@ class Bench:
             "python start + the dry run", self.python_start() + uv.median, uv.median, 2.5
         )
         self.bench_noop_plan(state)
-        self.bench_imports(rec_argv)
+        full_copy()  # the modules of the plan made in full, not of its replay
+        self.bench_imports(full_argv)
 
     def bench_noop_plan(self, state: Path) -> None:
         """A no-op ``plan`` of the image (answered by the fast path after the first) vs uv."""

@@ -6,8 +6,10 @@ and every pull request ``reconciler plan MANIFEST``. When nothing changed since 
 manifest was last met, :mod:`reconciler.fastpath` proves it from directory listings
 and file stamps, without importing the planner (YAML, packaging, argparse...). A
 no-op ``plan`` replays the output the full path printed for the same inputs and the
-same options. Everything else goes to :func:`reconciler.cli.main`; for a plain
-call, the uv previews its last run recorded are started first
+same options; a repeated pending ``plan`` does too, once the uv previews it ran,
+started again at process start, answer exactly as they did (:func:`_replayable`).
+Everything else goes to :func:`reconciler.cli.main`; for a plain call, the uv
+previews its last run recorded are started first
 (:mod:`reconciler.backends.speculative`), so that uv runs while the planner loads.
 """
 
@@ -31,6 +33,9 @@ __all__ = ["main", "run"]
 #: How far back a change may have been stamped with a coarse file-system clock and
 #: still have happened while the full plan ran (Linux ticks are at most 10 ms).
 _CLOCK_SLACK_NS = 50_000_000
+#: How long a replay waits for each preview it asked again; past it, the plan is made
+#: in full (with the preview's own timeout).
+_REPLAY_TIMEOUT = 60.0
 
 
 class _Call:
@@ -152,6 +157,8 @@ def _selection(call: _Call) -> list[str]:
         context += [f"{k}={os.environ.get(k, '')}" for k in ("NO_COLOR", "FORCE_COLOR", "TERM")]
         if "notebook" in call.flags:
             context.append("notebook=1")
+        if "detailed" in call.flags:
+            context.append("detailed-exitcode=1")  # a pending plan's exit code
         if call.env_prefix is not None:
             # Which environment it names is decided again from the stamp (see _remember).
             context.append(f"env-prefix={call.env_prefix}")
@@ -159,11 +166,18 @@ def _selection(call: _Call) -> list[str]:
 
 
 def _remember(
-    call: _Call, manifest: Any, output: str | None = None, since_ns: int | None = None
+    call: _Call,
+    manifest: Any,
+    output: str | None = None,
+    since_ns: int | None = None,
+    *,
+    code: int = 0,
+    answers: Sequence[str] = (),
 ) -> None:
     """After a successful apply or a no-op plan: remember the stamp of everything the plan
     depended on (and, for a plan, what it printed). ``manifest``: the model the full
-    path loaded (and checked the prefixes of)."""
+    path loaded (and checked the prefixes of). With ``answers`` (a pending plan): its
+    exit ``code`` too, and the stamp covers the local find-links directories."""
     from pathlib import Path
 
     from reconciler import fastpath
@@ -186,11 +200,15 @@ def _remember(
             return  # the full path said so (an error): nothing to remember
         names = [chosen.name]
         identities.append(call.env_prefix)
-    prefixes, sites, files, state_files = [], [], [], []
+    prefixes, sites, files, state_files, sources = [], [], [], [], []
     for env in manifest.environments:
         if names and env.name not in names:
             continue
         prefixes.append(str(env.prefix))
+        if answers:
+            from reconciler.backends.local_dirs import local_directories
+
+            sources += [os.path.abspath(d) for d in local_directories(env.pip_settings)]
         site, version = find_site_packages(env.prefix)
         sites += [str(s) for s in (site, *system_site_dirs(env.prefix, version)) if s]
         if env.kernel is not None:
@@ -200,7 +218,7 @@ def _remember(
         directory = store.env_dir(env.prefix)
         state_files += [str(directory / f) for f in ("baseline.json", "owned.json", "journal.json")]
     state_files.append(str(lock_path(Path(call.manifest))))  # a new lock changes the plan
-    inputs = fastpath.Inputs(prefixes, sites, files, state_files, identities)
+    inputs = fastpath.Inputs(prefixes, sites, files, state_files, identities, sources)
     raw = Path(call.manifest).read_bytes()
     from reconciler.digest import sha256
 
@@ -208,7 +226,7 @@ def _remember(
         return  # edited since the full path read it: what it met is not what is there now
     fastpath.remember(
         call.state_dir, __version__, raw, _selection(call), inputs, len(prefixes),
-        output=output, unchanged_since_ns=since_ns,
+        output=output, unchanged_since_ns=since_ns, code=code, answers=answers,
     )  # fmt: skip
 
 
@@ -216,6 +234,48 @@ def _noop_plan(plan: Any) -> bool:
     """A plan whose output depends only on what the stamp covers: nothing pending and no
     resolver consulted (a preview's answer depends on the index, which is not stamped)."""
     return not plan.pending and not any(env.resolver_ran for env in plan.environments)
+
+
+def _replayable(plan: Any, manifest: Any, consulted: Sequence[str]) -> bool:
+    """A plan whose output depends only on what the stamp covers (with the local
+    find-links directories) and on the answers of its uv previews, which a replay asks
+    again: nothing else was consulted (no index or find-links page read, no other
+    process, no conda solve: ``consulted``, :func:`reconciler.backends.outside.asked`),
+    nothing was refused (a refusal is explained by further questions), every
+    environment exists and was planned without a lock file, and every pip request is
+    a name, not a URL or a path (whose files the stamp does not cover)."""
+    if consulted or plan.refused:
+        return False
+    selected = {env.name: env for env in manifest.environments}
+    for planned in plan.environments:
+        env = selected.get(planned.name)
+        if env is None or not planned.exists or planned.lock:
+            return False
+        for request in env.pip:
+            text = request.requirement
+            if any(c in text for c in "@/\\:") or text.startswith((".", "-", "~")):
+                return False
+    return True
+
+
+def _replay(found: Any, speculative: Any) -> int | None:
+    """A repeated pending plan: when the stamp holds (checked while its previews, started
+    again, run) and they answer as they did, print what it printed and return its exit
+    code. None otherwise (the full path plans; a failure here is derived data too)."""
+    try:
+        hit = found.check(__version__)
+        if hit is None or hit.output is None:
+            return None  # the previews started are left for the planner to take
+        if not speculative.replay(hit.answers, _REPLAY_TIMEOUT):
+            return None
+    except KeyboardInterrupt:  # as the full path reports it (cli.main)
+        sys.stderr.write("interrupted\n")
+        return 130
+    except Exception:
+        return None
+    sys.stdout.write(hit.output)
+    code: int = hit.code
+    return code
 
 
 def _speculate(call: _Call, speculative: Any) -> str | None:
@@ -267,12 +327,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(f"reconciler {__version__}\n")
         return 0
     call = _plain_call(args)
+    found = None
     if call is not None:
         from reconciler import fastpath
 
-        hit = None
         if "detached" not in call.flags:  # its parent answered (and wrote its status)
-            hit = fastpath.matches(call.state_dir, __version__, call.manifest, _selection(call))
+            found = fastpath.remembered(call.state_dir, call.manifest, _selection(call))
+        hit = found.check(__version__) if found is not None and not found.pending else None
         if hit is not None and call.command == "apply":
             from reconciler.render.words import noop_line
 
@@ -308,6 +369,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             previous = signal.signal(signal.SIGTERM, _terminated)
             installed = True
         keyed = _speculate(call, speculative)
+        if found is not None and found.pending and speculative.started():
+            replayed = _replay(found, speculative)
+            if replayed is not None:
+                return replayed
+        from reconciler.backends import outside
         from reconciler.cli import main as full
 
         code = full(
@@ -316,6 +382,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             on_manifest=loaded.append,
         )
         finished = code in (0, 2)  # planned to the end: success, or changes pending
+        answers = speculative.answers()  # (before end() forgets them)
+        consulted = outside.asked()
     finally:
         with contextlib.suppress(Exception):  # derived data, as remembering below
             # The unclaimed ones killed and reaped; this run's recorded under the bytes
@@ -330,15 +398,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             _remember(call, loaded[-1])
         elif (
             call.command == "plan"
-            and code == 0
+            and code in (0, 2)
             and printed
             and loaded
-            and _noop_plan(printed[-1][0])
             and "\x1b[" not in printed[-1][1]  # coloured for a terminal: not for replay
         ):
             # The plan wrote nothing the stamp covers; a change seen since it started
             # may not be in what it printed, so that output is not remembered.
-            _remember(call, loaded[-1], output=printed[-1][1], since_ns=started)
+            plan, output = printed[-1]
+            if code == 0 and _noop_plan(plan):
+                _remember(call, loaded[-1], output=output, since_ns=started)
+            elif answers and _replayable(plan, loaded[-1], consulted):
+                _remember(
+                    call, loaded[-1], output=output, since_ns=started, code=code,
+                    answers=answers,
+                )  # fmt: skip
     return code
 
 

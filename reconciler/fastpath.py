@@ -14,13 +14,19 @@ input the planner read when it last found (or made) a manifest fully met:
 * the tool's own state files (baseline, owned, journal) by size and mtime;
 * for ``plan --env-prefix PATH``: which file PATH and each environment's prefix is
   (device and inode, as ``os.path.samefile`` compares them), since they decide
-  which environment PATH names.
+  which environment PATH names;
+* for a pending plan, the *sources*: the local ``find-links`` directories (each
+  file's name, inode, size, mtime and ctime).
 
 If the stamp computed now equals the remembered one, the plan would be the same
 empty plan: ``apply`` prints its one line and ``plan`` what the full path printed
-for the same options, without planning. Anything else (a
-missing or unreadable cache, another manifest, any change) falls back to the
-full planner, which is the authority. The cache is derived data.
+for the same options, without planning. A pending plan is remembered with the
+*answers* of the uv previews it ran (:func:`reconciler.backends.speculative.answer`),
+and only when it consulted nothing else the stamp does not cover (no index, no
+other process, no conda solve: :mod:`reconciler.backends.outside`); the entry point
+replays it when the stamp holds and the same previews, asked again, answer the same.
+Anything else (a missing or unreadable cache, another manifest, any change) falls
+back to the full planner, which is the authority. The cache is derived data.
 """
 
 from __future__ import annotations
@@ -35,16 +41,16 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
     from typing import Any
 
-__all__ = ["CACHE", "Hit", "Inputs", "matches", "remember"]
+__all__ = ["CACHE", "Hit", "Inputs", "Remembered", "matches", "remember", "remembered"]
 
 #: NUL-separated fields, not JSON: ``json`` imports ``re`` (with ``enum``), which costs
 #: more than the rest of the fast path together. NUL is the one character no path holds.
 CACHE = os.path.join("cache", "noop.stamps")
 _MAGIC = "reconciler no-op stamps"
-FORMAT = 4
+FORMAT = 5  # 5: pending plans (sources, exit code, answers)
 #: Entries kept: an apply and a few plan renderings of a few manifests.
 KEPT = 16
-_LISTS = ("prefixes", "site_dirs", "files", "state_files", "identities")
+_LISTS = ("prefixes", "site_dirs", "files", "state_files", "identities", "sources")
 
 
 class Inputs:
@@ -57,12 +63,14 @@ class Inputs:
         files: Sequence[str],
         state_files: Sequence[str],
         identities: Sequence[str] = (),
+        sources: Sequence[str] = (),
     ) -> None:
         self.prefixes = list(prefixes)
         self.site_dirs = list(site_dirs)
         self.files = list(files)  # read whole (kernelspecs)
         self.state_files = list(state_files)  # size + mtime
         self.identities = list(identities)  # which file each is (device + inode)
+        self.sources = list(sources)  # a directory's files, or a file: size + mtime
 
     def to_json(self) -> dict[str, list[str]]:
         """JSON-ready form."""
@@ -72,16 +80,22 @@ class Inputs:
             "files": self.files,
             "state_files": self.state_files,
             "identities": self.identities,
+            "sources": self.sources,
         }
 
 
 class Hit:
     """A remembered no-op that still holds: its environment count and, for ``plan``,
-    the exact output the full path printed."""
+    the exact output the full path printed, its exit code, and the answers its uv
+    previews must give again (none for a plan with nothing pending)."""
 
-    def __init__(self, count: int, output: str | None) -> None:
+    def __init__(
+        self, count: int, output: str | None, code: int = 0, answers: Sequence[str] = ()
+    ) -> None:
         self.count = count
         self.output = output
+        self.code = code
+        self.answers = list(answers)
 
 
 def _listing(path: str) -> list[str]:
@@ -105,6 +119,26 @@ def _meta(path: str) -> str:
     except OSError:
         return "<missing>"
     return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def _source(path: str) -> list[str]:
+    """A directory's entries (or a file), each with its inode, size, mtime and ctime (a
+    wheel written over in place with its size and mtime put back has a new ctime)."""
+    try:
+        entries = sorted(os.listdir(path))
+    except NotADirectoryError:
+        return [_file_stamp(path)]
+    except OSError:
+        return ["<missing>"]
+    return [f"{name}:{_file_stamp(os.path.join(path, name))}" for name in entries]
+
+
+def _file_stamp(path: str) -> str:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "<missing>"
+    return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
 
 
 def _identity(path: str) -> str:
@@ -142,6 +176,8 @@ def stamp(version: str, manifest: bytes, selection: Iterable[str], inputs: Input
         add("state", path, _meta(path))
     for path in inputs.identities:
         add("identity", path, _identity(path))
+    for path in inputs.sources:
+        add("source", path, *_source(path))
     digest: str = h.hexdigest()
     return digest
 
@@ -159,6 +195,8 @@ def _encode(entries: dict[str, dict[str, Any]]) -> str | None:
         output = entry.get("output")
         fields += [key, entry["stamp"], str(entry["count"])]
         fields += ["1", output] if isinstance(output, str) else ["0", ""]
+        answers = entry.get("answers", [])
+        fields += [str(entry.get("code", 0)), str(len(answers)), *answers]
         for name in _LISTS:
             paths = entry["inputs"][name]
             fields += [str(len(paths)), *paths]
@@ -177,10 +215,16 @@ def _decode(text: str) -> dict[str, dict[str, Any]]:
     at = 3
     try:
         for _ in range(int(fields[2])):
-            key, stamp, count, has_output, output = fields[at : at + 5]
-            at += 5
+            key, stamp, count, has_output, output, code, n_answers = fields[at : at + 7]
+            at += 7
             if not count.isdigit() or has_output not in ("0", "1"):
                 return {}
+            if code not in ("0", "2") or not n_answers.isdigit():
+                return {}
+            answers = fields[at : at + int(n_answers)]
+            if len(answers) != int(n_answers):
+                return {}
+            at += len(answers)
             inputs: dict[str, list[str]] = {}
             for name in _LISTS:
                 if not fields[at].isdigit():
@@ -193,6 +237,8 @@ def _decode(text: str) -> dict[str, dict[str, Any]]:
             entry: dict[str, Any] = {"stamp": stamp, "inputs": inputs, "count": int(count)}
             if has_output == "1":
                 entry["output"] = output
+            if answers:
+                entry["code"], entry["answers"] = int(code), answers
             entries[key] = entry
     except (ValueError, IndexError):
         return {}
@@ -207,28 +253,67 @@ def _load(state_dir: str) -> dict[str, dict[str, Any]]:
         return {}
 
 
-def matches(
-    state_dir: str, version: str, manifest_path: str, selection: Sequence[str]
-) -> Hit | None:
-    """A :class:`Hit` when the manifest is known to be met by the environments exactly
-    as they are now; None when the full planner must decide."""
+class Remembered:
+    """The entry remembered for a manifest's bytes and a selection, not yet checked."""
+
+    def __init__(self, manifest: bytes, selection: Sequence[str], entry: dict[str, Any]) -> None:
+        self._manifest = manifest
+        self._selection = selection
+        self._entry = entry
+
+    @property
+    def pending(self) -> bool:
+        """A pending plan's: its replay needs the answers of its previews."""
+        return bool(self._entry.get("answers"))
+
+    def check(self, version: str) -> Hit | None:
+        """A :class:`Hit` when the stamp computed now is the remembered one."""
+        entry = self._entry
+        inputs = Inputs(**entry["inputs"])
+        if entry["stamp"] != stamp(version, self._manifest, self._selection, inputs):
+            return None
+        answers = entry.get("answers", [])
+        return Hit(entry["count"], entry.get("output"), entry.get("code", 0), answers)
+
+
+def remembered(state_dir: str, manifest_path: str, selection: Sequence[str]) -> Remembered | None:
+    """The entry for the manifest's bytes now and ``selection``, if there is one."""
     try:
         with open(manifest_path, "rb") as f:
             manifest = f.read(1_048_577)
     except OSError:
         return None
     entry = _load(state_dir).get(_key(manifest, selection))
-    if entry is None:
-        return None
-    inputs = Inputs(**entry["inputs"])
-    if entry["stamp"] != stamp(version, manifest, selection, inputs):
-        return None
-    return Hit(entry["count"], entry.get("output"))
+    return None if entry is None else Remembered(manifest, selection, entry)
+
+
+def matches(
+    state_dir: str, version: str, manifest_path: str, selection: Sequence[str]
+) -> Hit | None:
+    """A :class:`Hit` when the manifest is known to be met by the environments exactly
+    as they are now (or a pending plan's, whose previews must answer the same); None
+    when the full planner must decide."""
+    found = remembered(state_dir, manifest_path, selection)
+    return None if found is None else found.check(version)
 
 
 def _modified_since(inputs: Inputs, since_ns: int) -> bool:
     """True when anything the stamp covers was modified at or after ``since_ns``."""
-    paths = [*inputs.site_dirs, *inputs.files, *inputs.state_files]
+    paths = [*inputs.site_dirs, *inputs.files, *inputs.state_files, *inputs.sources]
+    for source in inputs.sources:  # a file rewritten in place leaves its directory as it was
+        try:
+            files = [os.path.join(source, name) for name in os.listdir(source)]
+        except NotADirectoryError:
+            files = [source]
+        except OSError:
+            continue
+        for path in files:
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            if max(st.st_mtime_ns, st.st_ctime_ns) >= since_ns:
+                return True
     for prefix in inputs.prefixes:
         paths.append(os.path.join(prefix, "conda-meta"))
         paths += [
@@ -258,10 +343,14 @@ def remember(
     *,
     output: str | None = None,
     unchanged_since_ns: int | None = None,
+    code: int = 0,
+    answers: Sequence[str] = (),
 ) -> None:
     """Record that the manifest is met now; best effort, and only if it changed.
 
-    ``output``: what a no-op ``plan`` printed, replayed by the next one.
+    ``output``: what a no-op ``plan`` printed, replayed by the next one; with
+    ``answers``, what a pending plan printed and its exit ``code``, replayed by the
+    next one whose previews answer the same.
     ``unchanged_since_ns``: when the run that found the manifest met started; if
     anything the stamp covers was modified since, nothing is recorded (the run may
     have read the environment before that change).
@@ -279,6 +368,8 @@ def remember(
     }
     if output is not None:
         entry["output"] = output
+    if answers:
+        entry["code"], entry["answers"] = code, list(answers)
     if entries.get(key) == entry:
         return
     entries.pop(key, None)  # re-inserted last: the most recently remembered

@@ -22,6 +22,7 @@ from typing import IO, Any, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from reconciler import __version__
+from reconciler.backends import outside
 from reconciler.backends.pip_args import HTTP_READ_TIMEOUT, HTTP_RETRIES
 from reconciler.backends.process import redact
 from reconciler.errors import BackendError
@@ -105,6 +106,7 @@ class HttpClient:
         is yielded with its (error page) body.
         """
         url = self.clean(url)
+        outside.note("http")  # a repeated plan that read an index is not replayed
         request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, **(headers or {})})
         host = urlsplit(url).hostname or ""
         if host in self._auth:

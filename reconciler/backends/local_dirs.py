@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "forget",
+    "local_directories",
     "local_only",
     "may_offer_several",
     "newer_offered",
@@ -160,10 +161,21 @@ def _local_files(name: str, settings: PipSettings) -> list[str] | None:
     if not local_only(settings):
         return None
     files: list[str] = []
-    for location in settings.find_links:
-        parts = urlsplit(location)
-        path = unquote(parts.path) if parts.scheme == "file" else os.path.expanduser(location)
+    for path in local_directories(settings):
         if not os.path.isdir(path):
             return None
         files += project_files(Path(path), name)
     return files
+
+
+def local_directories(settings: PipSettings) -> list[str]:
+    """The find-links locations of ``settings`` on this machine, as paths: ``file://``
+    URLs and plain paths (an ``http(s)`` page is not one)."""
+    paths = []
+    for location in settings.find_links:
+        parts = urlsplit(location)
+        if parts.scheme in ("http", "https"):
+            continue
+        local = unquote(parts.path) if parts.scheme == "file" else os.path.expanduser(location)
+        paths.append(local)
+    return paths

@@ -16,6 +16,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from reconciler import faults
+from reconciler.backends import outside
 from reconciler.backends.child_env import UNCONTROLLED_VARIABLES as UNCONTROLLED_VARIABLES
 from reconciler.backends.child_env import child_environment
 from reconciler.errors import BackendError
@@ -141,6 +142,7 @@ def run(
     """Run ``argv`` to completion and capture its output (no shell, no stdin)."""
     args = [str(a) for a in argv]
     merged = child_environment(env)
+    outside.note(f"process {redact(args[0])}")  # a repeated plan that ran it is not replayed
     try:
         proc = subprocess.Popen(
             args,
@@ -207,6 +209,7 @@ def spawn_detached(argv: Sequence[str | Path], output: Path) -> subprocess.Popen
     lifecycle script that ends (or is killed at its time limit) leaves it running.
     """
     output.parent.mkdir(parents=True, exist_ok=True)
+    outside.note(f"process {redact(str(argv[0]))}")
     with output.open("ab") as sink:
         return subprocess.Popen(
             [str(a) for a in argv],

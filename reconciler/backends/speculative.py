@@ -45,6 +45,7 @@ import threading
 import time
 from stat import S_ISDIR
 
+from reconciler.backends import outside
 from reconciler.backends.child_env import child_environment, uv_in_venv
 
 TYPE_CHECKING = False
@@ -56,7 +57,8 @@ if TYPE_CHECKING:
     from reconciler.backends.process import Completed
 
 __all__ = [
-    "RECORD", "begin", "discard", "end", "kill_all", "preview", "remove_idle_lock",
+    "RECORD", "answer", "answers", "begin", "discard", "end", "kill_all", "preview",
+    "remove_idle_lock", "replay", "started",
 ]  # fmt: skip
 
 #: NUL-separated fields (as the fast path's ``noop.stamps``), beside it.
@@ -138,6 +140,8 @@ _recording: list[tuple[str, str]] = []
 _noted: list[tuple[_Invocation, str, str]] = []
 _wasted: list[bool] = []  # a speculative process was killed because it did not match
 _taken: list[_Launched] = []  # taken by the planner, being waited for
+#: The answer of each preview this call ran (:func:`answer`); None: not replayable.
+_answers: list[str | None] = []
 
 
 def _binary(path: str, *, inode: bool = True) -> str:
@@ -322,6 +326,9 @@ def begin(state_dir: str, key: str) -> None:
     """Record this call's previews under ``key``; start the ones recorded last time
     whose environment and uv binary are as they were then (best effort)."""
     _recording[:] = [(state_dir, key)]
+    with _lock:
+        _answers.clear()
+    outside.clear()  # what this call consults, from here on
     if os.environ.get("RECONCILER_FAULT_POINT"):
         return  # a fault test watches every process this run starts
     expected = uv_in_venv()
@@ -339,6 +346,12 @@ def begin(state_dir: str, key: str) -> None:
             _start(inv, stamp, changed, _binary(expected))
         except (OSError, ValueError):
             continue
+
+
+def started() -> bool:
+    """Whether :func:`begin` started a preview that is not yet taken."""
+    with _lock:
+        return bool(_launched)
 
 
 def _a_preview(inv: _Invocation, uv: str) -> bool:
@@ -419,10 +432,18 @@ def _holds(one: _Launched, wanted: _Invocation) -> bool:
     return (
         one.invocation.same(wanted)
         and time.monotonic() - one.started <= MAX_AGE
-        and one.env == child_environment(wanted.additions)
+        and one.invocation.paths == wanted.paths
+        and _unchanged(one)
+    )
+
+
+def _unchanged(one: _Launched) -> bool:
+    """The variables and working directory ``one`` was started with are this process's
+    now, and its uv binary and environment have not changed since it started."""
+    return (
+        one.env == child_environment(one.invocation.additions)
         and one.cwd == os.getcwd()
         and _binary(one.args[0]) == one.uv
-        and one.invocation.paths == wanted.paths
         and _changed(one.invocation.paths) == one.changed
     )
 
@@ -489,16 +510,22 @@ def preview(
                 if one in _taken:
                     _taken.remove(one)
             _kill(one)  # (reaped by now unless interrupted) the constraints file, uv's .lock
-        _note(wanted, python, one.stamp)
+        _answered(wanted, result, _note(wanted, python, one.stamp))
         return result
     if not _recording:
         return _no_lock_left(python, run)
     paths = wanted.paths or environment_paths(python)
     held, changed, _ = _stamps(paths)
-    result = _no_lock_left(python, run)
+    previous = outside.deferred(True)  # its output is what a replay compares
+    try:
+        result = _no_lock_left(python, run)
+    finally:
+        outside.deferred(previous)
+    noted = False
     if _changed(paths) == changed:  # the environment did not change while uv read it
         wanted.paths = paths
-        _note(wanted, python, held)
+        noted = _note(wanted, python, held)
+    _answered(wanted, result, noted)
     return result
 
 
@@ -515,18 +542,90 @@ def _no_lock_left(python: Path, run: Callable[[], Completed]) -> Completed:
             remove_idle_lock(str(lock))
 
 
-def _note(wanted: _Invocation, python: Path, stamp: str) -> None:
+def _note(wanted: _Invocation, python: Path, stamp: str) -> bool:
+    """Note ``wanted`` for the record; whether it was (not with credentials)."""
     from reconciler.backends.process import redact
 
     if not _recording:
-        return
+        return False
     if any(redact(a) != a for a in wanted.argv):
-        return  # credentials in an index URL are never written to the state dir
+        return False  # credentials in an index URL are never written to the state dir
     if not wanted.paths:
         wanted.paths = environment_paths(python)
     uv = _binary(wanted.argv[0], inode=False)
     with _lock:
         _noted.append((wanted, stamp, uv))
+    return True
+
+
+def answer(inv: _Invocation, returncode: int, stdout: str) -> str:
+    """The digest of an invocation and what it printed on standard output (uv's JSON;
+    standard error holds timings), as a replay compares it."""
+    from reconciler.digest import sha256
+
+    fields = [inv.python, str(inv.at), inv.constraints, str(returncode), stdout, *inv.argv]
+    fields += sorted(f"{k}={v}" for k, v in inv.additions.items())
+    text = "\0".join(fields).encode("utf-8", "surrogateescape")
+    return f"{sha256(text).hexdigest()}:{inv.python}"
+
+
+def _answered(wanted: _Invocation, result: Completed, noted: bool) -> None:
+    """Keep the answer of a preview this call ran: one the record holds and that
+    succeeded can be asked again by a replay; any other makes the call unreplayable."""
+    key = answer(wanted, result.returncode, result.stdout) if noted else None
+    with _lock:
+        _answers.append(key if result.returncode == 0 else None)
+
+
+def answers() -> list[str] | None:
+    """The answers of the previews this call ran (:func:`answer`), when a replay can
+    ask each of them again: each succeeded and is in the record. None otherwise."""
+    with _lock:
+        got = list(_answers)
+    if any(a is None for a in got):
+        return None
+    return [a for a in got if a is not None]
+
+
+def replay(expected: Sequence[str], timeout: float) -> bool:
+    """Wait for the previews :func:`begin` started and tell whether they answered
+    exactly ``expected``: the same invocations, each exiting 0 with the same output, in
+    an environment and with a uv binary unchanged while it ran. Each is then reaped and
+    what it left removed; nothing is left for the planner to take (a miss plans in
+    full, with its own previews). ``timeout`` bounds the wait for each."""
+    import subprocess
+
+    if os.environ.get("RECONCILER_FAULT_POINT"):
+        return False
+    with _lock:
+        mine = list(_launched)
+        _launched.clear()
+        _taken.extend(mine)  # killed by kill_all at a SIGTERM while waited for
+    got: list[str] = []
+    same = bool(mine)
+    try:
+        for one in mine:
+            if one.proc is None:
+                same = False
+                break
+            try:
+                out, _ = one.proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                same = False
+                break
+            one.reaped = True
+            if not _unchanged(one):
+                same = False
+                break
+            got.append(answer(one.invocation, one.proc.returncode, out))
+    finally:
+        with _lock:
+            for one in mine:
+                if one in _taken:
+                    _taken.remove(one)
+        for one in mine:
+            _kill(one)  # reaped by now unless stopped: the constraints file, uv's .lock
+    return same and sorted(got) == sorted(expected)
 
 
 def kill_all() -> None:
@@ -575,6 +674,7 @@ def end(record: bool = True, *, finished: bool = True) -> None:
         _recording.clear()
         wasted = finished and (bool(_launched) or bool(_wasted))
         _wasted.clear()
+        _answers.clear()
     discard()
     # Kept even when the environment changed since (an apply installed): an app start
     # that finds the image reset to what it held then launches it again.

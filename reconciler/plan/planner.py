@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from reconciler.backends import outside
 from reconciler.backends.conda import CondaSolver, RattlerSolver, SpecMatcher
 from reconciler.backends.pip import PipInstaller, check_index_order, select_installer
 from reconciler.errors import ReconcilerError
@@ -297,6 +298,8 @@ def plan_environment(inputs: EnvironmentInputs, backends: Backends) -> Environme
             state, requests, inputs.ownership, installer, env.pip_settings, backends.wheels,
             backends.later,
         )  # fmt: skip
+    if conda.resolver_ran:
+        outside.note("conda solve")  # channels are not stamped: such a plan is not replayed
     changes = [*conda.changes, *pip.changes]
     kernel = _kernel_change(env)
     if kernel is not None:

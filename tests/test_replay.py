@@ -1,0 +1,196 @@
+"""The replay of a repeated pending ``plan`` (reconciler/entry.py, fastpath.py, speculative.py).
+
+A pending plan whose output depended only on stamped files (the environments, the
+state dir, the local find-links directories) and on its uv previews is printed again
+without planning, once those previews, started again at process start, answer
+exactly as they did. It must print what the full path prints, exit as it exits, and
+plan in full once anything it depended on changed: a wheel added or written over in
+place, uv answering otherwise, an index read, a refusal. Real uv, a real venv, real
+wheels in a local directory and a real index on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.envs import make_venv, pip_install
+from tests.support.servers import build_simple_index, serve
+from tests.support.wheels import build_wheel, build_wheelhouse, overwrite_in_place
+
+REPO = Path(__file__).resolve().parents[1]
+#: Runs the console entry point; reports its exit code and whether the planner loaded.
+PROBE = (
+    "import sys, json; from reconciler.entry import main; code = main(sys.argv[1:]); "
+    "print(json.dumps({'code': code, 'planner': 'reconciler.plan.planner' in sys.modules}))"
+)
+#: The full path alone (no fast path, no replay), to compare outputs with.
+FULL = PROBE.replace("from reconciler.entry import main", "from reconciler.cli import main")
+
+
+class Setup:
+    """A venv with ``alpha 1.0`` installed by hand (managed: no baseline) and a manifest
+    asking for ``delta`` from a local directory of wheels (``delta`` 1.0 and 1.1)."""
+
+    def __init__(self, tmp: Path, env: dict[str, str]) -> None:
+        self.house = build_wheelhouse(tmp / "house")
+        self.prefix = make_venv(tmp / "env")
+        pip_install(self.prefix, ["alpha==1.0"], self.house)
+        (self.prefix / ".lock").unlink(missing_ok=True)  # what uv's install left
+        self.manifest = tmp / "manifest.yaml"
+        self.write("delta")
+        self.state = tmp / "state"
+        self.tmp = tmp / "tmp"  # TMPDIR of every run: where constraints files go
+        self.tmp.mkdir()
+        self.env = {**env, "PYTHONPATH": str(REPO), "TMPDIR": str(self.tmp)}
+
+    def write(self, requirement: str, pip: str = "") -> None:
+        pip = pip or f"no_index: true, find_links: [{self.house}]"
+        self.manifest.write_text(
+            f"version: 1\ndefaults:\n  pip: {{{pip}}}\n"
+            f"environments:\n  e:\n    prefix: {self.prefix}\n    pip: [{requirement!r}]\n"
+        )
+
+    def run(self, *args: str, probe: str = PROBE, **extra: str) -> tuple[dict[str, object], str]:
+        """``reconciler --state-dir S plan MANIFEST ARGS``: (the probe's report, stdout)."""
+        proc = subprocess.run(
+            [sys.executable, "-c", probe, "--state-dir", str(self.state), "plan",
+             str(self.manifest), *args],
+            env={**self.env, **extra}, capture_output=True, text=True, check=False, timeout=120,
+        )  # fmt: skip
+        out, sep, last = proc.stdout.rstrip("\n").rpartition("\n")
+        assert last.startswith("{"), proc.stdout + proc.stderr
+        report: dict[str, object] = json.loads(last)
+        return report, out + sep
+
+    def prime(self, *args: str) -> None:
+        """Plan twice: the first plan creates the state dir beside the prefix, whose
+        directory the stamp covers (the prefix's identity), so that it is not
+        remembered; the next one is."""
+        for _ in range(2):
+            self.run(*args)
+
+    def left_behind(self) -> list[str]:
+        """What a run left: a constraints file, or uv's ``.lock`` in the environment."""
+        left = [p.name for p in self.tmp.iterdir()]
+        return left + ([".lock"] if (self.prefix / ".lock").exists() else [])
+
+
+@pytest.fixture
+def setup(tmp_path: Path, isolated: dict[str, str]) -> Setup:
+    return Setup(tmp_path, isolated)
+
+
+def _replayed(report: dict[str, object]) -> bool:
+    return report["planner"] is False
+
+
+@pytest.mark.parametrize(
+    ("flags", "code"), [((), 0), (("--detailed-exitcode",), 2), (("--json",), 0), (("-q",), 0)]
+)
+def test_a_repeated_pending_plan_is_replayed_as_the_full_path_prints_it(
+    setup: Setup, flags: tuple[str, ...], code: int
+) -> None:
+    first, out = setup.run(*flags)
+    assert not _replayed(first) and first["code"] == code, out
+    assert "1 to install" in out or '"delta"' in out, out
+    setup.run(*flags)
+    full, full_out = setup.run(*flags, probe=FULL)
+    for _ in range(2):
+        again, again_out = setup.run(*flags)
+        assert _replayed(again), again_out
+        assert (again["code"], again_out) == (full["code"], full_out) == (code, out)
+        assert setup.left_behind() == []
+
+
+def test_the_exit_code_of_another_rendering_is_its_own(setup: Setup) -> None:
+    """``plan`` and ``plan --detailed-exitcode`` print the same and exit differently."""
+    setup.prime()
+    setup.prime("--detailed-exitcode")
+    plain, _ = setup.run()
+    detailed, _ = setup.run("--detailed-exitcode")
+    assert (_replayed(plain), plain["code"]) == (True, 0)
+    assert (_replayed(detailed), detailed["code"]) == (True, 2)
+
+
+def test_a_new_wheel_in_the_directory_is_planned_in_full(setup: Setup) -> None:
+    setup.prime()
+    assert _replayed(setup.run()[0])
+    build_wheel(setup.house, "delta", "1.2")
+    again, out = setup.run()
+    assert not _replayed(again) and "delta 1.2" in out, out
+    setup.run()
+    assert _replayed(setup.run()[0])  # remembered again
+
+
+def test_a_wheel_written_over_in_place_is_planned_in_full(setup: Setup, tmp_path: Path) -> None:
+    """The wheel ``delta 1.1`` written over with one of the same size whose files clash
+    with managed ``alpha``'s, its mtime put back: the plan refuses now."""
+    setup.prime()
+    first, out = setup.run()
+    assert _replayed(first) and "install pip delta 1.1" in out, out
+    wheel = next(setup.house.glob("delta-1.1-*.whl"))
+    overwrite_in_place(  # its module is ``alpha`` (a name as long as ``delta``)
+        wheel,
+        [f'__version__ = "1.{n}"\n'.encode() for n in range(100)],
+        lambda body: build_wheel(
+            tmp_path, "delta", "1.1", module="alpha", extra={"alpha/__init__.py": body}
+        ),
+    )
+    again, out = setup.run()
+    assert not _replayed(again) and again["code"] not in (0, 2), out
+    assert "alpha/__init__.py" in out, out
+
+
+def test_a_preview_that_answers_otherwise_is_planned_in_full(setup: Setup) -> None:
+    """Nothing stamped changed, but uv answers otherwise (an override file it is given
+    by its own variable): the replay asks it again, and the full path plans."""
+    setup.prime()
+    first, out = setup.run()
+    assert _replayed(first) and "install pip delta 1.1" in out, out
+    overrides = setup.tmp.parent / "overrides.txt"
+    overrides.write_text("delta==1.0\n")
+    again, out = setup.run(UV_OVERRIDE=str(overrides))
+    assert not _replayed(again) and "install pip delta 1.0" in out, out
+    assert setup.left_behind() == []
+
+
+def test_a_plan_that_read_an_index_is_never_replayed(setup: Setup, tmp_path: Path) -> None:
+    with serve(build_simple_index(setup.house, tmp_path / "index")) as server:
+        setup.write("delta", pip=f"index_url: '{server.url}simple/'")
+        for _ in range(3):
+            report, out = setup.run()
+            assert not _replayed(report) and "install pip delta 1.1" in out, out
+
+
+def test_a_refused_plan_is_never_replayed(setup: Setup) -> None:
+    setup.write("alpha==2.0")  # alpha 1.0 is managed: the upgrade is refused
+    for _ in range(3):
+        report, out = setup.run()
+        assert not _replayed(report) and report["code"] not in (0, 2), out
+
+
+def test_a_request_by_url_is_never_replayed(setup: Setup) -> None:
+    wheel = next(setup.house.glob("delta-1.1-*.whl"))
+    setup.write(f"delta @ {wheel.as_uri()}")
+    for _ in range(3):
+        report, out = setup.run()
+        assert not _replayed(report), out
+
+
+def test_a_plan_that_used_uvs_answer_of_what_is_newest_is_never_replayed(setup: Setup) -> None:
+    """``beta 2.0`` needs ``alpha>=2``; managed ``alpha 1.0`` holds it back at 1.0, and
+    the plan says so from uv's answer of what is newest (another question, not stamped).
+    The state dir exists before the first plan, which then asks that question beside
+    its dry run (with no record, nothing is speculative); the next ones after it."""
+    setup.write("beta")
+    setup.state.mkdir()
+    time.sleep(0.1)  # past the clock slack: the first plan may be remembered
+    for _ in range(3):
+        report, out = setup.run()
+        assert not _replayed(report) and "held back: newest is 2.0" in out, out
