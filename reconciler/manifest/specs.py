@@ -111,6 +111,10 @@ def unsafe_character(
     text: str, metacharacters: str = SHELL_METACHARACTERS, *, ascii_only: bool = True
 ) -> str | None:
     """Why ``text`` is refused outright (non-ASCII, control or shell characters), or None."""
+    # Printable ASCII holds no non-ASCII, line-break, NUL or control character (C0, DEL):
+    # then only a metacharacter can be the answer, found by C-level searches.
+    if text.isascii() and text.isprintable() and not any(c in text for c in metacharacters):
+        return None
     for char in text:
         if ord(char) > 127 and ascii_only:
             name = unicodedata.name(char, "unnamed character")
@@ -135,6 +139,8 @@ def invisible_character(text: str) -> str | None:
 
     Applied to every key and string of a manifest, free text included.
     """
+    if text.isascii() and text.isprintable():
+        return None  # no control character; no ASCII character is invisible or a separator
     problem = unsafe_character(text, "", ascii_only=False)
     if problem:
         return problem
