@@ -173,11 +173,13 @@ def _remember(
     *,
     code: int = 0,
     answers: Sequence[str] = (),
+    checked: Sequence[str] = (),
 ) -> None:
     """After a successful apply or a no-op plan: remember the stamp of everything the plan
     depended on (and, for a plan, what it printed). ``manifest``: the model the full
     path loaded (and checked the prefixes of). With ``answers`` (a pending plan): its
-    exit ``code`` too, and the stamp covers the local find-links directories."""
+    exit ``code`` too, and the stamp covers the local find-links directories, each
+    environment's interpreter and the files ``checked`` (the clash check's targets)."""
     from pathlib import Path
 
     from reconciler import fastpath
@@ -201,6 +203,7 @@ def _remember(
         names = [chosen.name]
         identities.append(call.env_prefix)
     prefixes, sites, files, state_files, sources = [], [], [], [], []
+    checked = list(checked)
     for env in manifest.environments:
         if names and env.name not in names:
             continue
@@ -209,6 +212,7 @@ def _remember(
             from reconciler.backends.local_dirs import local_directories
 
             sources += [os.path.abspath(d) for d in local_directories(env.pip_settings)]
+            checked.append(str(env.prefix / "bin" / "python"))  # its tags, its version
         site, version = find_site_packages(env.prefix)
         sites += [str(s) for s in (site, *system_site_dirs(env.prefix, version)) if s]
         if env.kernel is not None:
@@ -218,7 +222,7 @@ def _remember(
         directory = store.env_dir(env.prefix)
         state_files += [str(directory / f) for f in ("baseline.json", "owned.json", "journal.json")]
     state_files.append(str(lock_path(Path(call.manifest))))  # a new lock changes the plan
-    inputs = fastpath.Inputs(prefixes, sites, files, state_files, identities, sources)
+    inputs = fastpath.Inputs(prefixes, sites, files, state_files, identities, sources, checked)
     raw = Path(call.manifest).read_bytes()
     from reconciler.digest import sha256
 
@@ -383,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         finished = code in (0, 2)  # planned to the end: success, or changes pending
         answers = speculative.answers()  # (before end() forgets them)
-        consulted = outside.asked()
+        consulted, depended = outside.asked(), outside.files()
     finally:
         with contextlib.suppress(Exception):  # derived data, as remembering below
             # The unclaimed ones killed and reaped; this run's recorded under the bytes
@@ -411,7 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             elif answers and _replayable(plan, loaded[-1], consulted):
                 _remember(
                     call, loaded[-1], output=output, since_ns=started, code=code,
-                    answers=answers,
+                    answers=answers, checked=depended,
                 )  # fmt: skip
     return code
 

@@ -9,14 +9,17 @@ input the planner read when it last found (or made) a manifest fully met:
 * per environment: the names of ``conda-meta/*.json`` records and of the
   ``site-packages`` entries (a package install, removal or version change
   renames or adds one), ``conda-meta/pinned`` and ``frozen``, ``pyvenv.cfg``,
-  and the size and mtime of ``conda-meta/history`` (the image's identity);
+  and the size and mtime of ``conda-meta/history`` and ``pyvenv.cfg`` (the image's
+  identity);
 * the kernelspec files the manifest registers;
 * the tool's own state files (baseline, owned, journal) by size and mtime;
 * for ``plan --env-prefix PATH``: which file PATH and each environment's prefix is
   (device and inode, as ``os.path.samefile`` compares them), since they decide
   which environment PATH names;
 * for a pending plan, the *sources*: the local ``find-links`` directories (each
-  file's name, inode, size, mtime and ctime).
+  file's name, inode, size, mtime and ctime); and the files inside the environments
+  its output depends on (the clash check's targets, each environment's interpreter):
+  whether each exists, and its inode, size, mtime and ctime.
 
 If the stamp computed now equals the remembered one, the plan would be the same
 empty plan: ``apply`` prints its one line and ``plan`` what the full path printed
@@ -50,7 +53,7 @@ _MAGIC = "reconciler no-op stamps"
 FORMAT = 5  # 5: pending plans (sources, exit code, answers)
 #: Entries kept: an apply and a few plan renderings of a few manifests.
 KEPT = 16
-_LISTS = ("prefixes", "site_dirs", "files", "state_files", "identities", "sources")
+_LISTS = ("prefixes", "site_dirs", "files", "state_files", "identities", "sources", "checked")
 
 
 class Inputs:
@@ -64,13 +67,15 @@ class Inputs:
         state_files: Sequence[str],
         identities: Sequence[str] = (),
         sources: Sequence[str] = (),
+        checked: Sequence[str] = (),
     ) -> None:
         self.prefixes = list(prefixes)
         self.site_dirs = list(site_dirs)
         self.files = list(files)  # read whole (kernelspecs)
         self.state_files = list(state_files)  # size + mtime
         self.identities = list(identities)  # which file each is (device + inode)
-        self.sources = list(sources)  # a directory's files, or a file: size + mtime
+        self.sources = list(sources)  # a directory's files (or a file): their stamps
+        self.checked = list(checked)  # files in an environment: link and file stamps
 
     def to_json(self) -> dict[str, list[str]]:
         """JSON-ready form."""
@@ -81,6 +86,7 @@ class Inputs:
             "state_files": self.state_files,
             "identities": self.identities,
             "sources": self.sources,
+            "checked": self.checked,
         }
 
 
@@ -133,12 +139,17 @@ def _source(path: str) -> list[str]:
     return [f"{name}:{_file_stamp(os.path.join(path, name))}" for name in entries]
 
 
-def _file_stamp(path: str) -> str:
+def _file_stamp(path: str, stat: Any = os.stat) -> str:
     try:
-        st = os.stat(path)
+        st = stat(path)
     except OSError:
         return "<missing>"
     return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+
+def _checked(path: str) -> str:
+    """The path itself (a symbolic link counts as existing) and the file it names."""
+    return f"{_file_stamp(path, os.lstat)}|{_file_stamp(path)}"
 
 
 def _identity(path: str) -> str:
@@ -167,7 +178,10 @@ def stamp(version: str, manifest: bytes, selection: Iterable[str], inputs: Input
         add("prefix", prefix, *_listing(os.path.join(prefix, "conda-meta")))
         for name in ("conda-meta/pinned", "conda-meta/frozen", "pyvenv.cfg"):
             add(_content(os.path.join(prefix, name)))
+        # A venv's image identity is its pyvenv.cfg's bytes and mtime (a conda
+        # environment's, its history's).
         add(_meta(os.path.join(prefix, "conda-meta", "history")))
+        add(_meta(os.path.join(prefix, "pyvenv.cfg")))
     for site in inputs.site_dirs:
         add("site", site, *_listing(site))
     for path in inputs.files:
@@ -178,6 +192,8 @@ def stamp(version: str, manifest: bytes, selection: Iterable[str], inputs: Input
         add("identity", path, _identity(path))
     for path in inputs.sources:
         add("source", path, *_source(path))
+    for path in inputs.checked:
+        add("checked", path, _checked(path))
     digest: str = h.hexdigest()
     return digest
 
@@ -310,6 +326,14 @@ def _modified_since(inputs: Inputs, since_ns: int) -> bool:
         for path in files:
             try:
                 st = os.stat(path)
+            except OSError:
+                continue
+            if max(st.st_mtime_ns, st.st_ctime_ns) >= since_ns:
+                return True
+    for path in inputs.checked:  # (one missing now is in the stamp as missing)
+        for stat in (os.lstat, os.stat):
+            try:
+                st = stat(path)
             except OSError:
                 continue
             if max(st.st_mtime_ns, st.st_ctime_ns) >= since_ns:

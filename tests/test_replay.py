@@ -12,6 +12,8 @@ wheels in a local directory and a real index on 127.0.0.1.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -194,3 +196,93 @@ def test_a_plan_that_used_uvs_answer_of_what_is_newest_is_never_replayed(setup: 
     for _ in range(3):
         report, out = setup.run()
         assert not _replayed(report) and "held back: newest is 2.0" in out, out
+
+
+def test_an_installed_file_a_wheel_would_overwrite_changing_is_planned_in_full(
+    setup: Setup,
+) -> None:
+    """``zeta`` ships ``alpha/__init__.py`` with the bytes managed ``alpha`` installed:
+    no clash. Once that installed file holds other bytes (site-packages lists the same
+    names), the same wheel would overwrite it: the plan refuses."""
+    installed = next(setup.prefix.glob("lib/python*/site-packages/alpha/__init__.py"))
+    build_wheel(setup.house, "zeta", "1.0", extra={"alpha/__init__.py": installed.read_bytes()})
+    setup.write("zeta")
+    setup.prime()
+    first, out = setup.run()
+    assert _replayed(first) and "install pip zeta 1.0" in out, out
+    installed.write_bytes(installed.read_bytes() + b"# changed by hand\n")
+    again, out = setup.run()
+    assert not _replayed(again) and again["code"] not in (0, 2), out
+    assert "would overwrite alpha/__init__.py" in out, out
+
+
+def test_a_venv_whose_pyvenv_cfg_was_touched_is_planned_in_full(setup: Setup) -> None:
+    """A venv's image identity is its pyvenv.cfg's bytes and mtime: the same bytes with
+    another mtime (a venv recreated) is an image change the plan reports."""
+    subprocess.run(
+        [sys.executable, "-m", "reconciler", "--state-dir", str(setup.state), "baseline",
+         "capture", str(setup.manifest)],
+        env=setup.env, check=True, capture_output=True,
+    )  # fmt: skip
+    setup.prime()
+    first, out = setup.run("--json")  # another rendering rewrites the preview record
+    first, out = setup.run("--json")
+    assert _replayed(first), out
+    cfg = setup.prefix / "pyvenv.cfg"
+    st = cfg.stat()
+    os.utime(cfg, ns=(st.st_atime_ns, st.st_mtime_ns - 5_000_000_000))
+    setup.run("--json")  # plans in full and records its preview with the new stamp
+    again, out = setup.run()
+    assert not _replayed(again) and "changed since the baseline" in out, out
+
+
+#: Runs the entry point; stops the first uv dry run it starts once it holds uv's lock on
+#: the environment, and says so on stderr.
+STOPPING = r"""
+import os, signal, subprocess, sys, time
+_init = subprocess.Popen.__init__
+def init(self, args, *a, **k):
+    _init(self, args, *a, **k)
+    if "--dry-run" in [str(x) for x in args]:
+        lock = os.path.join(os.environ["STOP_PREFIX"], ".lock")
+        for _ in range(5000):
+            if os.path.exists(lock):
+                break
+            time.sleep(0.001)
+        os.kill(self.pid, signal.SIGSTOP)
+        sys.stderr.write(f"stopped {self.pid}\n")
+        sys.stderr.flush()
+subprocess.Popen.__init__ = init
+from reconciler.entry import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_sigterm_while_the_replay_waits_leaves_nothing_behind(setup: Setup) -> None:
+    """SIGTERM while the replay waits for its dry run (stopped, holding uv's lock): exit
+    143 at once, the uv process gone, its constraints file and uv's .lock removed."""
+    setup.prime()
+    assert _replayed(setup.run()[0])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STOPPING, "--state-dir", str(setup.state), "plan",
+         str(setup.manifest)],
+        env={**setup.env, "STOP_PREFIX": str(setup.prefix)}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    assert line.startswith("stopped "), line + proc.stderr.read()
+    pid = int(line.split()[1])
+    stat = Path(f"/proc/{pid}/stat")
+    for _ in range(1000):  # SIGSTOP is delivered at once, acted on a moment later
+        if stat.read_text().rpartition(")")[2].split()[0] == "T":
+            break
+        time.sleep(0.001)
+    assert stat.read_text().rpartition(")")[2].split()[0] == "T"  # stopped, not ended
+    assert (setup.prefix / ".lock").exists()
+    time.sleep(0.3)  # the replay waits for it
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, out + err
+    assert not stat.exists() or stat.read_text().rpartition(")")[2].split()[0] == "Z"
+    assert setup.left_behind() == []

@@ -6,17 +6,25 @@ and compares. Everything else a plan can consult is noted here by the code that
 consults it: every process :mod:`reconciler.backends.process` starts, every HTTP
 request, every conda solve. A thread marked :func:`deferred` notes no process: a uv
 preview's (the replay compares its output), or a question asked ahead whose answer
-is noted where it is used. A plan that noted anything is never replayed. Imports
-only :mod:`threading`.
+is noted where it is used. A plan that noted anything is never replayed.
+
+Files inside an environment that the stamp does not cover, and whose state a plan's
+output depends on (the clash check's targets: whether each exists, and its bytes),
+are kept as :func:`files`, and the stamp of a replayable plan covers each of them;
+past :data:`MAX_FILES` such a plan is not replayable. Imports only :mod:`threading`.
 """
 
 from __future__ import annotations
 
 import threading
 
-__all__ = ["asked", "clear", "deferred", "note"]
+__all__ = ["MAX_FILES", "asked", "clear", "deferred", "depend", "files", "note"]
+
+#: Files a replayable plan may depend on (each is stamped at every replay).
+MAX_FILES = 5000
 
 _asked: list[str] = []
+_files: dict[str, None] = {}
 _lock = threading.Lock()
 _local = threading.local()
 
@@ -37,6 +45,21 @@ def deferred(flag: bool) -> bool:
     return previous
 
 
+def depend(path: str) -> None:
+    """The plan's output depends on whether ``path`` exists and on its bytes."""
+    with _lock:
+        if len(_files) < MAX_FILES:
+            _files[path] = None
+        elif path not in _files:
+            _asked.append(f"more than {MAX_FILES} files")
+
+
+def files() -> tuple[str, ...]:
+    """The files noted by :func:`depend` so far, in the order first noted."""
+    with _lock:
+        return tuple(_files)
+
+
 def asked() -> tuple[str, ...]:
     """What this process consulted so far."""
     with _lock:
@@ -47,3 +70,4 @@ def clear() -> None:
     """Forget what was noted (a new call begins in this process)."""
     with _lock:
         _asked.clear()
+        _files.clear()

@@ -619,12 +619,15 @@ def replay(expected: Sequence[str], timeout: float) -> bool:
                 break
             got.append(answer(one.invocation, one.proc.returncode, out))
     finally:
-        with _lock:
+        with _lock:  # back where end() kills and cleans them, should this be interrupted
             for one in mine:
                 if one in _taken:
                     _taken.remove(one)
+            _launched.extend(mine)
         for one in mine:
             _kill(one)  # reaped by now unless stopped: the constraints file, uv's .lock
+            with _lock:
+                _launched.remove(one)
     return same and sorted(got) == sorted(expected)
 
 
@@ -640,6 +643,8 @@ def kill_all() -> None:
             proc = one.proc
             if proc is not None and proc.poll() is None:
                 proc.kill()
+                # Until it is gone: a dying uv still holds its flock on the .lock.
+                proc.wait(timeout=1.0)
             _clean(one)
         except Exception:  # the exit goes on
             continue

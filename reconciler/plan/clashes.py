@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from reconciler.backends import outside
 from reconciler.manifest.model import PipSettings
 from reconciler.plan.model import Change
 from reconciler.plan.policy import OWNED, Ownership
@@ -284,10 +285,12 @@ def refuse_clashes(
         if not entries:
             continue  # not located: the installer's own checks stay the last word
         for target, shown, digest in install_paths(entries, site, state.python_version):
+            outside.depend(exists.full(target))  # a replay stamps it (its existence, bytes)
             if not exists(target):
                 continue
             if digest and record_digest(exists.full(target)) == digest:
                 continue  # the same bytes (a shared namespace __init__.py): nothing breaks
+            outside.note("the owners of installed files")  # every RECORD: not stamped
             pkg = owners.owner(target)
             if pkg is None:
                 continue
