@@ -36,6 +36,9 @@ _CLOCK_SLACK_NS = 50_000_000
 #: How long a replay waits for each preview it asked again; past it, the plan is made
 #: in full (with the preview's own timeout).
 _REPLAY_TIMEOUT = 60.0
+#: The exit codes of a plan that can be replayed (reconciler.cli's EXIT_OK, EXIT_PENDING
+#: with --detailed-exitcode, EXIT_REFUSED): a plan to the end, not an error.
+_PLANNED = (0, 2, 3)
 
 
 class _Call:
@@ -244,11 +247,11 @@ def _replayable(plan: Any, manifest: Any, consulted: Sequence[str]) -> bool:
     """A plan whose output depends only on what the stamp covers (with the local
     find-links directories) and on the answers of its uv previews, which a replay asks
     again: nothing else was consulted (no index or find-links page read, no other
-    process, no conda solve: ``consulted``, :func:`reconciler.backends.outside.asked`),
-    nothing was refused (a refusal is explained by further questions), every
-    environment exists and was planned without a lock file, and every pip request is
-    a name, not a URL or a path (whose files the stamp does not cover)."""
-    if consulted or plan.refused:
+    process, no conda solve: ``consulted``, :func:`reconciler.backends.outside.asked`;
+    a refusal explained by further uv questions asked them as previews, answered too),
+    every environment exists and was planned without a lock file, and every pip
+    request is a name, not a URL or a path (whose files the stamp does not cover)."""
+    if consulted:
         return False
     selected = {env.name: env for env in manifest.environments}
     for planned in plan.environments:
@@ -269,7 +272,8 @@ def _replay(found: Any, speculative: Any) -> int | None:
     try:
         hit = found.check(__version__)
         if hit is None or hit.output is None:
-            return None  # the previews started are left for the planner to take
+            speculative.discard_questions()  # the previews are left for the planner to take
+            return None
         if not speculative.replay(hit.answers, _REPLAY_TIMEOUT):
             return None
     except KeyboardInterrupt:  # as the full path reports it (cli.main)
@@ -282,9 +286,10 @@ def _replay(found: Any, speculative: Any) -> int | None:
     return code
 
 
-def _speculate(call: _Call, speculative: Any) -> str | None:
-    """Start the previews recorded for this manifest and selection; derived data: a
-    failure to start them changes nothing.
+def _speculate(call: _Call, speculative: Any, *, questions: bool = False) -> str | None:
+    """Start the previews recorded for this manifest and selection (with ``questions``,
+    for a replay, its questions of what is newest too); derived data: a failure to
+    start them changes nothing.
 
     The key is the manifest's bytes and the environments selected, not the command or
     how a plan is shown: ``plan``, ``plan --json`` and then ``apply`` of the same
@@ -299,7 +304,7 @@ def _speculate(call: _Call, speculative: Any) -> str | None:
         if call.env_prefix is not None:
             selection.append(f"env-prefix={call.env_prefix}")
         key = _key(manifest, selection)
-        speculative.begin(call.state_dir, key)
+        speculative.begin(call.state_dir, key, questions=questions)
     except Exception:  # a speculation never turns into a failure
         return None
     return key.partition(":")[0]  # the key starts with the bytes' sha256
@@ -359,6 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     printed: list[tuple[Any, str]] = []
     loaded: list[Any] = []
+    replayable = False
     keyed: str | None = None
     previous: Any = None
     installed = finished = False
@@ -372,8 +378,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             previous = signal.signal(signal.SIGTERM, _terminated)
             installed = True
-        keyed = _speculate(call, speculative)
-        if found is not None and found.pending and speculative.started():
+        pending = found is not None and found.pending
+        keyed = _speculate(call, speculative, questions=pending)
+        if found is not None and pending and speculative.started():
             replayed = _replay(found, speculative)
             if replayed is not None:
                 return replayed
@@ -388,11 +395,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         finished = code in (0, 2)  # planned to the end: success, or changes pending
         answers = speculative.answers()  # (before end() forgets them)
         consulted, depended = outside.asked(), outside.files()
+        with contextlib.suppress(Exception):  # derived data
+            replayable = (
+                call.command == "plan"
+                and code in _PLANNED
+                and bool(printed and loaded and answers)
+                and "\x1b[" not in printed[-1][1]  # coloured for a terminal: not for replay
+                and not (code == 0 and _noop_plan(printed[-1][0]))
+                and _replayable(printed[-1][0], loaded[-1], consulted)
+            )
     finally:
         with contextlib.suppress(Exception):  # derived data, as remembering below
             # The unclaimed ones killed and reaped; this run's recorded under the bytes
-            # it was keyed by, when they are the manifest it planned.
-            speculative.end(record=bool(loaded) and loaded[-1].sha256 == keyed, finished=finished)
+            # it was keyed by, when they are the manifest it planned (its questions of
+            # what is newest too, when a replay of it may ask them again).
+            speculative.end(
+                record=bool(loaded) and loaded[-1].sha256 == keyed,
+                finished=finished,
+                questions=replayable,
+            )
         if installed:
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
@@ -402,7 +423,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _remember(call, loaded[-1])
         elif (
             call.command == "plan"
-            and code in (0, 2)
+            and code in _PLANNED
             and printed
             and loaded
             and "\x1b[" not in printed[-1][1]  # coloured for a terminal: not for replay
@@ -412,10 +433,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             plan, output = printed[-1]
             if code == 0 and _noop_plan(plan):
                 _remember(call, loaded[-1], output=output, since_ns=started)
-            elif answers and _replayable(plan, loaded[-1], consulted):
+            elif replayable:
                 _remember(
                     call, loaded[-1], output=output, since_ns=started, code=code,
-                    answers=answers, checked=depended,
+                    answers=answers or (), checked=depended,
                 )  # fmt: skip
     return code
 

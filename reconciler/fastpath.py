@@ -35,6 +35,7 @@ back to the full planner, which is the authority. The cache is derived data.
 from __future__ import annotations
 
 import os
+from stat import S_ISLNK
 
 from reconciler.digest import sha256
 
@@ -148,8 +149,14 @@ def _file_stamp(path: str, stat: Any = os.stat) -> str:
 
 
 def _checked(path: str) -> str:
-    """The path itself (a symbolic link counts as existing) and the file it names."""
-    return f"{_file_stamp(path, os.lstat)}|{_file_stamp(path)}"
+    """The path itself (a symbolic link counts as existing) and, for a link, the file it
+    names."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return "<missing>"
+    own = f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+    return f"{own}|{_file_stamp(path)}" if S_ISLNK(st.st_mode) else own
 
 
 def _identity(path: str) -> str:
@@ -235,7 +242,7 @@ def _decode(text: str) -> dict[str, dict[str, Any]]:
             at += 7
             if not count.isdigit() or has_output not in ("0", "1"):
                 return {}
-            if code not in ("0", "2") or not n_answers.isdigit():
+            if code not in ("0", "2", "3") or not n_answers.isdigit():
                 return {}
             answers = fields[at : at + int(n_answers)]
             if len(answers) != int(n_answers):
@@ -331,13 +338,15 @@ def _modified_since(inputs: Inputs, since_ns: int) -> bool:
             if max(st.st_mtime_ns, st.st_ctime_ns) >= since_ns:
                 return True
     for path in inputs.checked:  # (one missing now is in the stamp as missing)
-        for stat in (os.lstat, os.stat):
-            try:
-                st = stat(path)
-            except OSError:
-                continue
-            if max(st.st_mtime_ns, st.st_ctime_ns) >= since_ns:
-                return True
+        stats = []
+        try:
+            stats.append(os.lstat(path))
+            if S_ISLNK(stats[0].st_mode):
+                stats.append(os.stat(path))  # and the file the link names
+        except OSError:
+            pass
+        if any(max(st.st_mtime_ns, st.st_ctime_ns) >= since_ns for st in stats):
+            return True
     for prefix in inputs.prefixes:
         paths.append(os.path.join(prefix, "conda-meta"))
         paths += [

@@ -5,7 +5,7 @@ state dir, the local find-links directories) and on its uv previews is printed a
 without planning, once those previews, started again at process start, answer
 exactly as they did. It must print what the full path prints, exit as it exits, and
 plan in full once anything it depended on changed: a wheel added or written over in
-place, uv answering otherwise, an index read, a refusal. Real uv, a real venv, real
+place, uv answering otherwise, an index read. Real uv, a real venv, real
 wheels in a local directory and a real index on 127.0.0.1.
 """
 
@@ -170,11 +170,27 @@ def test_a_plan_that_read_an_index_is_never_replayed(setup: Setup, tmp_path: Pat
             assert not _replayed(report) and "install pip delta 1.1" in out, out
 
 
-def test_a_refused_plan_is_never_replayed(setup: Setup) -> None:
-    setup.write("alpha==2.0")  # alpha 1.0 is managed: the upgrade is refused
+def test_a_refused_plan_is_replayed_with_its_exit_code(setup: Setup) -> None:
+    """``gamma`` needs ``beta>=2``, which needs ``alpha>=2``: managed ``alpha 1.0`` makes
+    uv's dry run fail, and the plan explains the refusal from further dry runs. Asked
+    again, they fail the same way (the same error): the refusal is replayed, exit 3."""
+    setup.write("gamma")
+    setup.prime()
+    full, full_out = setup.run(probe=FULL)
+    assert full["code"] == 3 and "refused" in full_out, full_out
+    for _ in range(2):
+        again, out = setup.run()
+        assert _replayed(again) and (again["code"], out) == (3, full_out)
+    assert setup.left_behind() == []
+
+
+def test_a_refusal_decided_without_uv_is_not_remembered(setup: Setup) -> None:
+    """A requested upgrade of managed ``alpha`` is refused before any dry run: there is
+    nothing to ask again, and such a plan is planned every time."""
+    setup.write("alpha==2.0")
     for _ in range(3):
         report, out = setup.run()
-        assert not _replayed(report) and report["code"] not in (0, 2), out
+        assert not _replayed(report) and report["code"] == 3, out
 
 
 def test_a_request_by_url_is_never_replayed(setup: Setup) -> None:
@@ -185,17 +201,31 @@ def test_a_request_by_url_is_never_replayed(setup: Setup) -> None:
         assert not _replayed(report), out
 
 
-def test_a_plan_that_used_uvs_answer_of_what_is_newest_is_never_replayed(setup: Setup) -> None:
+def test_a_held_back_note_is_replayed_while_uv_says_the_same_of_what_is_newest(
+    setup: Setup,
+) -> None:
     """``beta 2.0`` needs ``alpha>=2``; managed ``alpha 1.0`` holds it back at 1.0, and
-    the plan says so from uv's answer of what is newest (another question, not stamped).
-    The state dir exists before the first plan, which then asks that question beside
-    its dry run (with no record, nothing is speculative); the next ones after it."""
+    the plan says so from uv's answer of what is newest (``uv pip compile --no-deps``):
+    a replay asks that question again with the dry run. The state dir exists before
+    the first plan, which asks it beside its dry run (with no record, nothing is
+    speculative), the next ones after it. Once uv answers otherwise (an override file,
+    by its own variable, that the dry run's answer does not show), the plan is made in
+    full and says nothing is held back."""
     setup.write("beta")
     setup.state.mkdir()
     time.sleep(0.1)  # past the clock slack: the first plan may be remembered
-    for _ in range(3):
-        report, out = setup.run()
-        assert not _replayed(report) and "held back: newest is 2.0" in out, out
+    first, out = setup.run()
+    assert not _replayed(first) and "held back: newest is 2.0" in out, out
+    full, full_out = setup.run(probe=FULL)
+    for _ in range(2):
+        again, again_out = setup.run()
+        assert _replayed(again) and (again["code"], again_out) == (full["code"], full_out)
+    overrides = setup.tmp.parent / "overrides.txt"
+    overrides.write_text("beta==1.0\n")
+    again, out = setup.run(UV_OVERRIDE=str(overrides))
+    assert not _replayed(again) and "install pip beta 1.0" in out, out
+    assert "held back" not in out, out
+    assert setup.left_behind() == []
 
 
 def test_an_installed_file_a_wheel_would_overwrite_changing_is_planned_in_full(
@@ -286,3 +316,20 @@ def test_a_sigterm_while_the_replay_waits_leaves_nothing_behind(setup: Setup) ->
     assert proc.returncode == 143, out + err
     assert not stat.exists() or stat.read_text().rpartition(")")[2].split()[0] == "Z"
     assert setup.left_behind() == []
+
+
+def test_a_dry_run_that_fails_otherwise_is_planned_in_full(setup: Setup) -> None:
+    """The refusal of ``gamma`` replayed; then uv is given an override (by its own
+    variable: nothing stamped changes) under which its dry run still fails, for
+    another reason: the error it prints is part of its answer, and the plan is made
+    in full."""
+    setup.write("gamma")
+    setup.prime()
+    first, out = setup.run()
+    assert _replayed(first) and first["code"] == 3, out
+    overrides = setup.tmp.parent / "overrides.txt"
+    overrides.write_text("alpha==2.0\n")  # managed alpha 1.0 pinned: the same failure, said so
+    full, full_out = setup.run(probe=FULL, UV_OVERRIDE=str(overrides))
+    again, out = setup.run(UV_OVERRIDE=str(overrides))
+    assert not _replayed(again), out
+    assert (again["code"], out) == (full["code"], full_out)

@@ -330,8 +330,8 @@ TOUCHED = PROBE.replace(
     "from reconciler.entry import main\n"
     "import reconciler.backends.speculative as sp\n"
     "_begin = sp.begin\n"
-    "def begin(*a):\n"
-    "    _begin(*a)\n"
+    "def begin(*a, **k):\n"
+    "    _begin(*a, **k)\n"
     "    os.utime(os.environ['TOUCH_AFTER_LAUNCH'])\n"
     "sp.begin = begin\n",
 )

@@ -312,7 +312,10 @@ class UvCli:
             "--no-annotate", "--quiet", "--no-build", "--offline",
             *repository_args(settings, uv=True),
         ]  # fmt: skip
-        proc = _run_with_input(argv, "\n".join(requirements) + "\n")
+        text = "\n".join(requirements) + "\n"
+        proc = speculative.question(  # a replay asks it again (reconciler/entry.py)
+            python, argv, text, isolation_env(), lambda: _run_with_input(argv, text)
+        )
         if proc.returncode != 0:
             return {}
         pins = (line.split("==", 1) for line in proc.stdout.splitlines() if "==" in line)

@@ -33,7 +33,12 @@ environment that does not match, else by :func:`end`, before reconciler exits, o
 :func:`kill_all` at a SIGTERM.
 
 Only uv's ``preview`` is ever speculated (never an install, never pip or conda), and
-nothing is when a fault injection is active. Imports only :mod:`os` and
+nothing is when a fault injection is active. For a replay of a repeated plan
+(:mod:`reconciler.entry`), which waits for what it starts and compares each answer
+(:func:`replay`), the record also holds that plan's questions of what is newest
+(:func:`question`: ``uv pip compile FILE --no-deps --offline``, which installs
+nothing); only such a call starts them (``begin(questions=True)``), and the planner
+never takes one. Imports only :mod:`os` and
 :mod:`threading` (and :mod:`subprocess` when it starts something): no json, typing or
 hashlib on the way in.
 """
@@ -58,7 +63,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RECORD", "answer", "answers", "begin", "discard", "end", "kill_all", "preview",
-    "remove_idle_lock", "replay", "started",
+    "question", "remove_idle_lock", "replay", "started",
 ]  # fmt: skip
 
 #: NUL-separated fields (as the fast path's ``noop.stamps``), beside it.
@@ -322,9 +327,10 @@ def _start(inv: _Invocation, stamp: str, changed: str, uv: str) -> None:
     _launched.append(one)
 
 
-def begin(state_dir: str, key: str) -> None:
+def begin(state_dir: str, key: str, *, questions: bool = False) -> None:
     """Record this call's previews under ``key``; start the ones recorded last time
-    whose environment and uv binary are as they were then (best effort)."""
+    whose environment and uv binary are as they were then (best effort). With
+    ``questions`` (a replay will wait for them), its questions of what is newest too."""
     _recording[:] = [(state_dir, key)]
     with _lock:
         _answers.clear()
@@ -337,7 +343,8 @@ def begin(state_dir: str, key: str) -> None:
     now = time.time_ns()
     binary = _binary(expected, inode=False)
     for inv, stamp, uv in _load(state_dir).get(key, []):
-        if not _a_preview(inv, expected) or binary != uv:
+        shaped = _a_preview(inv, expected) or (questions and _a_question(inv, expected))
+        if not shaped or binary != uv:
             continue
         held, changed, newest = _stamps(inv.paths)
         if held != stamp or newest >= now - CLOCK_SLACK_NS:
@@ -354,6 +361,20 @@ def started() -> bool:
         return bool(_launched)
 
 
+def discard_questions() -> None:
+    """Kill and reap the questions of what is newest :func:`begin` started (no replay
+    waits for them; the planner never takes one)."""
+    with _lock:
+        left = [one for one in _launched if one.invocation.argv[2:3] == ["compile"]]
+        for one in left:
+            _launched.remove(one)
+    for one in left:
+        try:
+            _kill(one)
+        except Exception:  # reaped or not, the run goes on
+            continue
+
+
 def _a_preview(inv: _Invocation, uv: str) -> bool:
     """Whether a recorded invocation is what :func:`preview` records and nothing else:
     the uv the planner runs, ``pip install --dry-run`` into the recorded interpreter,
@@ -362,6 +383,24 @@ def _a_preview(inv: _Invocation, uv: str) -> bool:
     argv = inv.argv
     return (
         argv[:4] == [uv, "pip", "install", "--dry-run"]
+        and "--python" in argv
+        and argv.index("--python") + 1 < len(argv)
+        and argv[argv.index("--python") + 1] == inv.python
+        and bool(inv.paths)
+        and inv.paths[0] == inv.python
+    )
+
+
+def _a_question(inv: _Invocation, uv: str) -> bool:
+    """Whether a recorded invocation is what :func:`question` records: the uv the planner
+    runs, ``pip compile FILE --no-deps --offline`` for the recorded interpreter (it
+    installs nothing), the file's content kept in the record."""
+    argv = inv.argv
+    return (
+        argv[:4] == [uv, "pip", "compile", ""]
+        and inv.at == 3
+        and "--no-deps" in argv
+        and "--offline" in argv
         and "--python" in argv
         and argv.index("--python") + 1 < len(argv)
         and argv[argv.index("--python") + 1] == inv.python
@@ -453,7 +492,11 @@ def _take(wanted: _Invocation) -> _Launched | None:
     When there is none, every other one for the same interpreter is killed: its
     environment or inputs changed, and it holds uv's lock on that environment."""
     with _lock:
-        mine = [one for one in _launched if one.invocation.python == wanted.python]
+        mine = [
+            one
+            for one in _launched
+            if one.invocation.python == wanted.python and one.invocation.argv[2] == "install"
+        ]
         taken = next((one for one in mine if _holds(one, wanted)), None)
         for one in [taken] if taken is not None else mine:
             _launched.remove(one)
@@ -529,6 +572,39 @@ def preview(
     return result
 
 
+def question(
+    python: Path,
+    argv: Sequence[str | Path],
+    text: str,
+    env: Mapping[str, str],
+    run: Callable[[], Completed],
+) -> Completed:
+    """What is newest (``uv pip compile - ... --no-deps --offline``, ``-`` the file that
+    holds ``text``): ``run()``. While a plain call records, its invocation is noted for
+    the record and its answer kept, as a preview's, and its process goes unnoted by
+    :mod:`reconciler.backends.outside`: a replay asks it again and compares. It is never
+    taken from a speculative process."""
+    if not _recording:
+        return run()
+    template = [str(a) for a in argv]
+    at = template.index("-")
+    template[at] = ""
+    wanted = _Invocation(str(python), template, at, text, env, [])
+    paths = environment_paths(python)
+    held, changed, _ = _stamps(paths)
+    previous = outside.deferred(True)
+    try:
+        result = run()
+    finally:
+        outside.deferred(previous)
+    noted = False
+    if _changed(paths) == changed:
+        wanted.paths = paths
+        noted = _note(wanted, python, held)
+    _answered(wanted, result, noted)
+    return result
+
+
 def _no_lock_left(python: Path, run: Callable[[], Completed]) -> Completed:
     """``run()``, then the ``.lock`` removed if it was not there before: uv takes a file
     lock on the environment even for a dry run, creating an empty ``.lock`` in it; a
@@ -558,28 +634,30 @@ def _note(wanted: _Invocation, python: Path, stamp: str) -> bool:
     return True
 
 
-def answer(inv: _Invocation, returncode: int, stdout: str) -> str:
-    """The digest of an invocation and what it printed on standard output (uv's JSON;
-    standard error holds timings), as a replay compares it."""
+def answer(inv: _Invocation, returncode: int, stdout: str, stderr: str) -> str:
+    """The digest of an invocation and what it printed, as a replay compares it: its
+    standard output (uv's JSON), and its standard error when it failed (why the
+    resolution has no solution; a success's holds timings)."""
     from reconciler.digest import sha256
 
-    fields = [inv.python, str(inv.at), inv.constraints, str(returncode), stdout, *inv.argv]
+    said = [stdout] if returncode == 0 else [stdout, stderr]
+    fields = [inv.python, str(inv.at), inv.constraints, str(returncode), *said, *inv.argv]
     fields += sorted(f"{k}={v}" for k, v in inv.additions.items())
     text = "\0".join(fields).encode("utf-8", "surrogateescape")
     return f"{sha256(text).hexdigest()}:{inv.python}"
 
 
 def _answered(wanted: _Invocation, result: Completed, noted: bool) -> None:
-    """Keep the answer of a preview this call ran: one the record holds and that
-    succeeded can be asked again by a replay; any other makes the call unreplayable."""
-    key = answer(wanted, result.returncode, result.stdout) if noted else None
+    """Keep the answer of a preview this call ran: one the record holds can be asked
+    again by a replay; any other makes the call unreplayable."""
+    key = answer(wanted, result.returncode, result.stdout, result.stderr) if noted else None
     with _lock:
-        _answers.append(key if result.returncode == 0 else None)
+        _answers.append(key)
 
 
 def answers() -> list[str] | None:
     """The answers of the previews this call ran (:func:`answer`), when a replay can
-    ask each of them again: each succeeded and is in the record. None otherwise."""
+    ask each of them again: each is in the record. None otherwise."""
     with _lock:
         got = list(_answers)
     if any(a is None for a in got):
@@ -589,7 +667,7 @@ def answers() -> list[str] | None:
 
 def replay(expected: Sequence[str], timeout: float) -> bool:
     """Wait for the previews :func:`begin` started and tell whether they answered
-    exactly ``expected``: the same invocations, each exiting 0 with the same output, in
+    exactly ``expected``: the same invocations, each with the same outcome, in
     an environment and with a uv binary unchanged while it ran. Each is then reaped and
     what it left removed; nothing is left for the planner to take (a miss plans in
     full, with its own previews). ``timeout`` bounds the wait for each."""
@@ -609,7 +687,7 @@ def replay(expected: Sequence[str], timeout: float) -> bool:
                 same = False
                 break
             try:
-                out, _ = one.proc.communicate(timeout=timeout)
+                out, err = one.proc.communicate(timeout=timeout)
             except subprocess.TimeoutExpired:
                 same = False
                 break
@@ -617,7 +695,7 @@ def replay(expected: Sequence[str], timeout: float) -> bool:
             if not _unchanged(one):
                 same = False
                 break
-            got.append(answer(one.invocation, one.proc.returncode, out))
+            got.append(answer(one.invocation, one.proc.returncode, out, err))
     finally:
         with _lock:  # back where end() kills and cleans them, should this be interrupted
             for one in mine:
@@ -664,16 +742,18 @@ def discard() -> None:
             continue
 
 
-def end(record: bool = True, *, finished: bool = True) -> None:
+def end(record: bool = True, *, finished: bool = True, questions: bool = False) -> None:
     """Kill and reap every speculative process not claimed (removing what it left), and
-    record the previews this call ran, if any (best effort: derived data). An entry
+    record the previews this call ran, if any (best effort: derived data); with
+    ``questions`` (a plan a replay may ask them of again), its questions of what is
+    newest too. An entry
     whose previews were started and none taken, with nothing run in their place (a
     plan from a lock file), is dropped: it would start them again at every run.
     ``record`` False (the manifest loaded was not the one keyed): nothing is written;
     ``finished`` False (the run failed or was stopped before its previews): an entry
     is not dropped for what it did not get to."""
     with _lock:
-        noted = list(_noted)
+        noted = [n for n in _noted if questions or n[0].argv[2] == "install"]
         _noted.clear()
         recording = list(_recording)
         _recording.clear()

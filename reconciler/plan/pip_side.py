@@ -20,7 +20,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from reconciler.backends import outside
 from reconciler.backends.pip import PipInstaller, PipPreview, Resolved
 from reconciler.backends.pip_failures import unavailable
 from reconciler.backends.process import first_lines
@@ -446,7 +445,6 @@ class _EarlyNewest:
 
     def _run(self) -> None:
         if self._asked:
-            outside.deferred(True)  # (its own thread) noted only where it serves
             answer = self._installer.newest(self._python, self._asked, self._settings)
             self._answer = dict(answer)
 
@@ -471,7 +469,6 @@ class _EarlyNewest:
         self.wait()
         if not asked <= self._answer.keys():
             return None
-        outside.note("what is newest")  # the answer of a process: a plan not replayed
         return {k: v for k, v in self._answer.items() if k in asked}
 
 
