@@ -280,6 +280,7 @@ def _replay(found: Any, speculative: Any) -> int | None:
         sys.stderr.write("interrupted\n")
         return 130
     except Exception:
+        speculative.discard_questions()  # (it raises nothing: each kill is guarded)
         return None
     sys.stdout.write(hit.output)
     code: int = hit.code

@@ -333,3 +333,49 @@ def test_a_dry_run_that_fails_otherwise_is_planned_in_full(setup: Setup) -> None
     again, out = setup.run(UV_OVERRIDE=str(overrides))
     assert not _replayed(again), out
     assert (again["code"], out) == (full["code"], full_out)
+
+
+def test_what_is_newest_asked_of_an_index_is_never_replayed(setup: Setup, tmp_path: Path) -> None:
+    """With an index beside the local directory, the clash check finds the wheel in the
+    directory (no HTTP read), but what is newest is asked ``--offline`` of what the dry
+    run left in uv's cache: a replay, which asks both at once, would not see a release
+    the dry run just read. Such a plan is planned every time."""
+    with serve(build_simple_index(setup.house, tmp_path / "index")) as server:
+        setup.write("delta", pip=f"index_url: '{server.url}simple/', find_links: [{setup.house}]")
+        for _ in range(3):
+            report, out = setup.run()
+            assert not _replayed(report) and "install pip delta 1.1" in out, out
+
+
+def test_the_record_starts_only_the_exact_shapes_it_records(setup: Setup) -> None:
+    """A recorded dry run or question of what is newest with one more option (a file to
+    write, a build allowed) or another variable (LD_PRELOAD) is never started."""
+    from reconciler.backends import speculative as sp
+    from reconciler.backends.child_env import uv_in_venv
+    from reconciler.backends.pip_args import isolation_env
+
+    setup.write("beta")  # held back: its plan asks what is newest too
+    setup.prime()
+    uv = uv_in_venv()
+    assert uv is not None
+    recorded = [inv for entry in sp._load(str(setup.state)).values() for inv, _, _ in entry]
+    kinds = {inv.argv[2]: inv for inv in recorded}
+    assert sorted(kinds) == ["compile", "install"], recorded
+    assert sp._a_preview(kinds["install"], uv) and sp._a_question(kinds["compile"], uv)
+    for inv, shape in ((kinds["install"], sp._a_preview), (kinds["compile"], sp._a_question)):
+        # Options inserted where the recorded ones are (after --output-format json, or
+        # --offline): before the dry run's "--", which makes the rest requirements.
+        where = inv.argv.index("json" if shape is sp._a_preview else "--offline") + 1
+        for option in (["--output-file", str(setup.tmp / "victim")], ["--config-file", "x"]):
+            argv = [*inv.argv[:where], *option, *inv.argv[where:]]
+            at = inv.at + 2 if inv.at > where else inv.at
+            edited = sp._Invocation(inv.python, argv, at, inv.constraints, inv.additions, inv.paths)
+            assert not shape(edited, uv), argv
+        argv = [a for a in inv.argv if a != "--no-build"]
+        at = inv.at - 1 if inv.at > inv.argv.index("--no-build") else inv.at
+        edited = sp._Invocation(inv.python, argv, at, inv.constraints, inv.additions, inv.paths)
+        assert not shape(edited, uv), argv
+        preload = {**inv.additions, "LD_PRELOAD": "/tmp/evil.so"}
+        edited = sp._Invocation(inv.python, inv.argv, inv.at, inv.constraints, preload, inv.paths)
+        assert not shape(edited, uv)
+    assert sp._additions_allowed(sp._Invocation("p", [], -1, "", isolation_env(), []))

@@ -313,9 +313,12 @@ class UvCli:
             *repository_args(settings, uv=True),
         ]  # fmt: skip
         text = "\n".join(requirements) + "\n"
+        from reconciler.backends.local_dirs import local_only
+
         proc = speculative.question(  # a replay asks it again (reconciler/entry.py)
-            python, argv, text, isolation_env(), lambda: _run_with_input(argv, text)
-        )
+            python, argv, text, isolation_env(), lambda: _run_with_input(argv, text),
+            local=local_only(settings),
+        )  # fmt: skip
         if proc.returncode != 0:
             return {}
         pins = (line.split("==", 1) for line in proc.stdout.splitlines() if "==" in line)

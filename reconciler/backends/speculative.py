@@ -375,35 +375,81 @@ def discard_questions() -> None:
             continue
 
 
-def _a_preview(inv: _Invocation, uv: str) -> bool:
-    """Whether a recorded invocation is what :func:`preview` records and nothing else:
-    the uv the planner runs, ``pip install --dry-run`` into the recorded interpreter,
-    with the environment's own paths to stamp. The record is the state dir's; nothing
-    in it is started unless it has this shape."""
-    argv = inv.argv
-    return (
-        argv[:4] == [uv, "pip", "install", "--dry-run"]
-        and "--python" in argv
-        and argv.index("--python") + 1 < len(argv)
-        and argv[argv.index("--python") + 1] == inv.python
-        and bool(inv.paths)
-        and inv.paths[0] == inv.python
+#: The variables :func:`reconciler.backends.pip_args.isolation_env` adds, each a number
+#: or a flag, and ``PIP_CONFIG_FILE`` (the null device): a recorded invocation with any
+#: other addition is never started.
+ADDITIONS = frozenset(
+    {
+        "PIP_DISABLE_PIP_VERSION_CHECK", "PIP_NO_INPUT", "UV_NO_PROGRESS", "UV_HTTP_TIMEOUT",
+        "UV_HTTP_CONNECT_TIMEOUT", "UV_HTTP_RETRIES", "PIP_RETRIES", "PIP_DEFAULT_TIMEOUT",
+    }
+)  # fmt: skip
+#: Repository options (:func:`reconciler.backends.pip_args.repository_args`), with the
+#: number of values each takes.
+_REPOSITORY = {
+    "--no-index": 0, "--index-url": 1, "--index": 1, "--default-index": 1,
+    "--find-links": 1, "--index-strategy": 1,
+}  # fmt: skip
+
+
+def _options(argv: Sequence[str], allowed: Mapping[str, int]) -> int:
+    """How many of ``argv``'s first arguments are ``allowed`` options with their values
+    (a value never looks like an option)."""
+    at = 0
+    while at < len(argv) and argv[at] in allowed:
+        values = argv[at + 1 : at + 1 + allowed[argv[at]]]
+        if len(values) != allowed[argv[at]] or any(v.startswith("-") for v in values):
+            return at
+        at += 1 + len(values)
+    return at
+
+
+def _additions_allowed(inv: _Invocation) -> bool:
+    return all(
+        v == os.devnull if k == "PIP_CONFIG_FILE" else k in ADDITIONS and _number(v)
+        for k, v in inv.additions.items()
     )
 
 
-def _a_question(inv: _Invocation, uv: str) -> bool:
-    """Whether a recorded invocation is what :func:`question` records: the uv the planner
-    runs, ``pip compile FILE --no-deps --offline`` for the recorded interpreter (it
-    installs nothing), the file's content kept in the record."""
+def _number(text: str) -> bool:
+    return text.replace(".", "", 1).isdigit()
+
+
+def _a_preview(inv: _Invocation, uv: str) -> bool:
+    """Whether a recorded invocation is what :func:`preview` records and nothing else:
+    the uv the planner runs, ``pip install --dry-run --no-build`` into the recorded
+    interpreter with the options :meth:`reconciler.backends.pip.UvCli.preview` gives
+    (repository, reinstall and refresh options, the constraints file, then ``--`` and
+    the requirements), the variables ``isolation_env`` adds, and the environment's own
+    paths to stamp. The record is the state dir's; nothing in it is started unless it
+    has this shape."""
     argv = inv.argv
+    head = [uv, "pip", "install", "--dry-run", "--no-build", "--python", inv.python]
+    if argv[:9] != [*head, "--output-format", "json"] or not _additions_allowed(inv):
+        return False
+    allowed = {**_REPOSITORY, "--reinstall-package": 1, "--refresh": 0, "--refresh-package": 1}
+    at = 9 + _options(argv[9:], allowed)
+    if argv[at : at + 2] == ["--constraints", ""] and inv.at == at + 1:
+        at += 2
+    elif inv.at != -1:
+        return False
+    return argv[at : at + 1] == ["--"] and bool(inv.paths) and inv.paths[0] == inv.python
+
+
+def _a_question(inv: _Invocation, uv: str) -> bool:
+    """Whether a recorded invocation is exactly what :func:`question` records: the uv the
+    planner runs, ``pip compile FILE --python <the recorded interpreter> --no-deps
+    --no-header --no-annotate --quiet --no-build --offline`` and repository options
+    (it installs and builds nothing, and writes no file), the file's content kept in the
+    record, the variables ``isolation_env`` adds."""
+    argv = inv.argv
+    head = [uv, "pip", "compile", "", "--python", inv.python, "--no-deps", "--no-header"]
+    head += ["--no-annotate", "--quiet", "--no-build", "--offline"]
     return (
-        argv[:4] == [uv, "pip", "compile", ""]
+        argv[: len(head)] == head
         and inv.at == 3
-        and "--no-deps" in argv
-        and "--offline" in argv
-        and "--python" in argv
-        and argv.index("--python") + 1 < len(argv)
-        and argv[argv.index("--python") + 1] == inv.python
+        and len(head) + _options(argv[len(head) :], _REPOSITORY) == len(argv)
+        and _additions_allowed(inv)
         and bool(inv.paths)
         and inv.paths[0] == inv.python
     )
@@ -578,13 +624,18 @@ def question(
     text: str,
     env: Mapping[str, str],
     run: Callable[[], Completed],
+    *,
+    local: bool,
 ) -> Completed:
     """What is newest (``uv pip compile - ... --no-deps --offline``, ``-`` the file that
     holds ``text``): ``run()``. While a plain call records, its invocation is noted for
     the record and its answer kept, as a preview's, and its process goes unnoted by
     :mod:`reconciler.backends.outside`: a replay asks it again and compares. It is never
-    taken from a speculative process."""
-    if not _recording:
+    taken from a speculative process. ``local``: every location is on this machine;
+    otherwise (an index) its ``--offline`` answer is what the dry run left in uv's
+    cache, which a replay that asks both at once would not see: the process is noted
+    as any other (the plan is not replayed)."""
+    if not _recording or not local:
         return run()
     template = [str(a) for a in argv]
     at = template.index("-")
@@ -677,8 +728,13 @@ def replay(expected: Sequence[str], timeout: float) -> bool:
         return False
     with _lock:
         mine = list(_launched)
-        _launched.clear()
+        if len(mine) != len(expected):  # the record says other: the planner takes them
+            mine = []
+        _launched[:] = [one for one in _launched if one not in mine]
         _taken.extend(mine)  # killed by kill_all at a SIGTERM while waited for
+    if not mine:
+        discard_questions()
+        return False
     got: list[str] = []
     same = bool(mine)
     try:
@@ -768,6 +824,10 @@ def end(record: bool = True, *, finished: bool = True, questions: bool = False) 
     state_dir, key = recording[0]
     before = _read_text(state_dir)
     entries = {} if before is None else _decode(before)
+    if noted and not questions:
+        # Kept for the replay they were recorded for (an apply or another rendering of
+        # the same manifest records its previews only).
+        noted += [q for q in entries.get(key, []) if q[0].argv[2:3] == ["compile"]]
     if key not in entries and not noted:
         return
     entries.pop(key, None)  # re-inserted last: the most recently recorded
