@@ -721,7 +721,10 @@ def replay(expected: Sequence[str], timeout: float) -> bool:
     exactly ``expected``: the same invocations, each with the same outcome, in
     an environment and with a uv binary unchanged while it ran. Each is then reaped and
     what it left removed; nothing is left for the planner to take (a miss plans in
-    full, with its own previews). ``timeout`` bounds the wait for each."""
+    full, with its own previews). When they are not as many as ``expected`` (another
+    call of the same manifest recorded its own), none is waited for: the dry runs are
+    left for the planner to take, the questions killed. ``timeout`` bounds the wait
+    for each."""
     import subprocess
 
     if os.environ.get("RECONCILER_FAULT_POINT"):
