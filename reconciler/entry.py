@@ -272,7 +272,7 @@ def _replay(found: Any, speculative: Any) -> int | None:
     try:
         hit = found.check(__version__)
         if hit is None or hit.output is None:
-            speculative.discard_questions()  # the previews are left for the planner to take
+            speculative.discard(questions_only=True)  # the dry runs are left for the planner
             return None
         if not speculative.replay(hit.answers, _REPLAY_TIMEOUT):
             return None
@@ -280,7 +280,7 @@ def _replay(found: Any, speculative: Any) -> int | None:
         sys.stderr.write("interrupted\n")
         return 130
     except Exception:
-        speculative.discard_questions()  # (it raises nothing: each kill is guarded)
+        speculative.discard(questions_only=True)  # (it raises nothing: each kill is guarded)
         return None
     sys.stdout.write(hit.output)
     code: int = hit.code
@@ -424,21 +424,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             _remember(call, loaded[-1])
         elif (
             call.command == "plan"
-            and code in _PLANNED
+            and code == 0
             and printed
             and loaded
+            and _noop_plan(printed[-1][0])
             and "\x1b[" not in printed[-1][1]  # coloured for a terminal: not for replay
         ):
             # The plan wrote nothing the stamp covers; a change seen since it started
             # may not be in what it printed, so that output is not remembered.
-            plan, output = printed[-1]
-            if code == 0 and _noop_plan(plan):
-                _remember(call, loaded[-1], output=output, since_ns=started)
-            elif replayable:
-                _remember(
-                    call, loaded[-1], output=output, since_ns=started, code=code,
-                    answers=answers or (), checked=depended,
-                )  # fmt: skip
+            _remember(call, loaded[-1], output=printed[-1][1], since_ns=started)
+        elif replayable:  # (the same conditions on a change seen since it started)
+            _remember(
+                call, loaded[-1], output=printed[-1][1], since_ns=started, code=code,
+                answers=answers or (), checked=depended,
+            )  # fmt: skip
     return code
 
 

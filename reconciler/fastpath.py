@@ -140,11 +140,14 @@ def _source(path: str) -> list[str]:
     return [f"{name}:{_file_stamp(os.path.join(path, name))}" for name in entries]
 
 
-def _file_stamp(path: str, stat: Any = os.stat) -> str:
+def _file_stamp(path: str) -> str:
     try:
-        st = stat(path)
+        return _stat_stamp(os.stat(path))
     except OSError:
         return "<missing>"
+
+
+def _stat_stamp(st: os.stat_result) -> str:
     return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
 
 
@@ -155,7 +158,7 @@ def _checked(path: str) -> str:
         st = os.lstat(path)
     except OSError:
         return "<missing>"
-    own = f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+    own = _stat_stamp(st)
     return f"{own}|{_file_stamp(path)}" if S_ISLNK(st.st_mode) else own
 
 

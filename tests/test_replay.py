@@ -162,14 +162,6 @@ def test_a_preview_that_answers_otherwise_is_planned_in_full(setup: Setup) -> No
     assert setup.left_behind() == []
 
 
-def test_a_plan_that_read_an_index_is_never_replayed(setup: Setup, tmp_path: Path) -> None:
-    with serve(build_simple_index(setup.house, tmp_path / "index")) as server:
-        setup.write("delta", pip=f"index_url: '{server.url}simple/'")
-        for _ in range(3):
-            report, out = setup.run()
-            assert not _replayed(report) and "install pip delta 1.1" in out, out
-
-
 def test_a_refused_plan_is_replayed_with_its_exit_code(setup: Setup) -> None:
     """``gamma`` needs ``beta>=2``, which needs ``alpha>=2``: managed ``alpha 1.0`` makes
     uv's dry run fail, and the plan explains the refusal from further dry runs. Asked
@@ -335,13 +327,18 @@ def test_a_dry_run_that_fails_otherwise_is_planned_in_full(setup: Setup) -> None
     assert (again["code"], out) == (full["code"], full_out)
 
 
-def test_what_is_newest_asked_of_an_index_is_never_replayed(setup: Setup, tmp_path: Path) -> None:
-    """With an index beside the local directory, the clash check finds the wheel in the
-    directory (no HTTP read), but what is newest is asked ``--offline`` of what the dry
-    run left in uv's cache: a replay, which asks both at once, would not see a release
-    the dry run just read. Such a plan is planned every time."""
+@pytest.mark.parametrize("beside", ["", "find_links"])
+def test_a_plan_that_asked_an_index_is_never_replayed(
+    setup: Setup, tmp_path: Path, beside: str
+) -> None:
+    """An index alone: the clash check reads it. An index beside the local directory:
+    the clash check finds the wheel in the directory (no HTTP read), but what is newest
+    is asked ``--offline`` of what the dry run left in uv's cache, and a replay, which
+    asks both at once, would not see a release the dry run just read. Either plan is
+    planned every time."""
     with serve(build_simple_index(setup.house, tmp_path / "index")) as server:
-        setup.write("delta", pip=f"index_url: '{server.url}simple/', find_links: [{setup.house}]")
+        pip = f"index_url: '{server.url}simple/'"
+        setup.write("delta", pip=f"{pip}, find_links: [{setup.house}]" if beside else pip)
         for _ in range(3):
             report, out = setup.run()
             assert not _replayed(report) and "install pip delta 1.1" in out, out

@@ -342,11 +342,15 @@ def begin(state_dir: str, key: str, *, questions: bool = False) -> None:
         return  # the uv the planner would run is found by uv's own search: not here
     now = time.time_ns()
     binary = _binary(expected, inode=False)
+    stamped: dict[tuple[str, ...], tuple[str, str, int]] = {}  # a dry run's and a question's
     for inv, stamp, uv in _load(state_dir).get(key, []):
         shaped = _a_preview(inv, expected) or (questions and _a_question(inv, expected))
         if not shaped or binary != uv:
             continue
-        held, changed, newest = _stamps(inv.paths)
+        paths = tuple(inv.paths)
+        if paths not in stamped:
+            stamped[paths] = _stamps(inv.paths)
+        held, changed, newest = stamped[paths]
         if held != stamp or newest >= now - CLOCK_SLACK_NS:
             continue
         try:
@@ -361,18 +365,9 @@ def started() -> bool:
         return bool(_launched)
 
 
-def discard_questions() -> None:
-    """Kill and reap the questions of what is newest :func:`begin` started (no replay
-    waits for them; the planner never takes one)."""
-    with _lock:
-        left = [one for one in _launched if one.invocation.argv[2:3] == ["compile"]]
-        for one in left:
-            _launched.remove(one)
-    for one in left:
-        try:
-            _kill(one)
-        except Exception:  # reaped or not, the run goes on
-            continue
+def _is_question(inv: _Invocation) -> bool:
+    """A question of what is newest (``uv pip compile``), not a dry run."""
+    return inv.argv[2:3] == ["compile"]
 
 
 #: The variables :func:`reconciler.backends.pip_args.isolation_env` adds, each a number
@@ -541,7 +536,7 @@ def _take(wanted: _Invocation) -> _Launched | None:
         mine = [
             one
             for one in _launched
-            if one.invocation.python == wanted.python and one.invocation.argv[2] == "install"
+            if one.invocation.python == wanted.python and not _is_question(one.invocation)
         ]
         taken = next((one for one in mine if _holds(one, wanted)), None)
         for one in [taken] if taken is not None else mine:
@@ -603,19 +598,7 @@ def preview(
         return result
     if not _recording:
         return _no_lock_left(python, run)
-    paths = wanted.paths or environment_paths(python)
-    held, changed, _ = _stamps(paths)
-    previous = outside.deferred(True)  # its output is what a replay compares
-    try:
-        result = _no_lock_left(python, run)
-    finally:
-        outside.deferred(previous)
-    noted = False
-    if _changed(paths) == changed:  # the environment did not change while uv read it
-        wanted.paths = paths
-        noted = _note(wanted, python, held)
-    _answered(wanted, result, noted)
-    return result
+    return _recorded(wanted, python, lambda: _no_lock_left(python, run))
 
 
 def question(
@@ -640,8 +623,15 @@ def question(
     template = [str(a) for a in argv]
     at = template.index("-")
     template[at] = ""
-    wanted = _Invocation(str(python), template, at, text, env, [])
-    paths = environment_paths(python)
+    return _recorded(_Invocation(str(python), template, at, text, env, []), python, run)
+
+
+def _recorded(wanted: _Invocation, python: Path, run: Callable[[], Completed]) -> Completed:
+    """``run()`` of ``wanted`` while a plain call records (:func:`preview` or
+    :func:`question` ran it itself): its process unnoted by
+    :mod:`reconciler.backends.outside`, since a replay compares its output; noted for
+    the record when the environment did not change while uv read it; its answer kept."""
+    paths = wanted.paths or environment_paths(python)
     held, changed, _ = _stamps(paths)
     previous = outside.deferred(True)
     try:
@@ -649,7 +639,7 @@ def question(
     finally:
         outside.deferred(previous)
     noted = False
-    if _changed(paths) == changed:
+    if _changed(paths) == changed:  # the environment did not change while uv read it
         wanted.paths = paths
         noted = _note(wanted, python, held)
     _answered(wanted, result, noted)
@@ -736,7 +726,7 @@ def replay(expected: Sequence[str], timeout: float) -> bool:
         _launched[:] = [one for one in _launched if one not in mine]
         _taken.extend(mine)  # killed by kill_all at a SIGTERM while waited for
     if not mine:
-        discard_questions()
+        discard(questions_only=True)
         return False
     got: list[str] = []
     same = bool(mine)
@@ -787,13 +777,14 @@ def kill_all() -> None:
             continue
 
 
-def discard() -> None:
+def discard(*, questions_only: bool = False) -> None:
     """Kill and reap every speculative process not yet taken (an apply that waited for
     another's environment lock previews again under it; :func:`end`). The record is
-    kept."""
+    kept. ``questions_only``: the questions of what is newest only (no replay waits for
+    them, and the planner never takes one; the dry runs are left for it)."""
     with _lock:
-        left = list(_launched)
-        _launched.clear()
+        left = [one for one in _launched if not questions_only or _is_question(one.invocation)]
+        _launched[:] = [one for one in _launched if one not in left]
     for one in left:
         try:
             _kill(one)
@@ -812,7 +803,7 @@ def end(record: bool = True, *, finished: bool = True, questions: bool = False) 
     ``finished`` False (the run failed or was stopped before its previews): an entry
     is not dropped for what it did not get to."""
     with _lock:
-        noted = [n for n in _noted if questions or n[0].argv[2] == "install"]
+        noted = [n for n in _noted if questions or not _is_question(n[0])]
         _noted.clear()
         recording = list(_recording)
         _recording.clear()
@@ -830,7 +821,7 @@ def end(record: bool = True, *, finished: bool = True, questions: bool = False) 
     if noted and not questions:
         # Kept for the replay they were recorded for (an apply or another rendering of
         # the same manifest records its previews only).
-        noted += [q for q in entries.get(key, []) if q[0].argv[2:3] == ["compile"]]
+        noted += [q for q in entries.get(key, []) if _is_question(q[0])]
     if key not in entries and not noted:
         return
     entries.pop(key, None)  # re-inserted last: the most recently recorded
