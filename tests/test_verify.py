@@ -277,6 +277,9 @@ def test_records_changed_just_before_they_were_read_are_not_kept(
     installed: InstalledState, tmp_path: Path
 ) -> None:
     # Made within the clock slack of the read: their times cannot show a later change.
+    # (Touched now: writing the fixture's 43 RECORDs may itself outlast the slack.)
+    for dist in installed.dists.values():
+        os.utime(Path(str(installed.site_packages)) / dist.directory / "RECORD")
     kept = tmp_path / "record-heads.json"
     written, protected, heads = _kept(installed, kept)
     found = verify.overwritten(installed, written, protected, heads)
