@@ -495,6 +495,16 @@ class Bench:
             "reconciler plan (5 missing, image, manifest just edited, no preview record)",
             edited_argv,
         )
+        # The same pull request on a machine that planned the manifest before it: a
+        # requirement changed (bytes new to the memo), the state dir as that plan left it.
+        changed_state = self.work / "state-plan-changed"
+        changed_manifest = self.work / "changed.yaml"
+        changed_argv = self.rec(changed_state, "plan", changed_manifest, "--env", "image")
+        changed = self.new_series(
+            "reconciler plan (5 missing, image, a requirement just changed, after a plan of "
+            "the manifest before)",
+            changed_argv,
+        )
         uv = self.new_series("uv pip install --dry-run (image)", uv_argv)
         names = [n for n, _ in fx.NEW_PACKAGES]
 
@@ -532,6 +542,16 @@ class Bench:
             edited_manifest.write_text(f"{missing_text}# edit {i}\n")
             e = self.run(edited_argv, planned, "plan of a manifest just edited")
             self.clean_lock(image)
+            shutil.rmtree(changed_state, ignore_errors=True)
+            shutil.copytree(state, changed_state)
+            requirement = "- addon-a>=1\n"
+            if requirement not in missing_text:
+                raise CheckFailed(f"missing.yaml has no {requirement!r}")
+            changed_manifest.write_text(
+                missing_text.replace(requirement, f"- addon-a>=0.{i + 1}\n") + f"# edit {i}\n"
+            )
+            c = self.run(changed_argv, planned, "plan of a manifest with a requirement changed")
+            self.clean_lock(image)
             u = self.run(
                 uv_argv,
                 lambda r: r.returncode == 0 and all(f"+ {n}==1.0" in r.stderr for n in names),
@@ -543,6 +563,7 @@ class Bench:
                 full.add(f.seconds, f.maxrss_kib)
                 bare.add(b.seconds, b.maxrss_kib)
                 edited.add(e.seconds, e.maxrss_kib)
+                changed.add(c.seconds, c.maxrss_kib)
                 uv.add(u.seconds, u.maxrss_kib)
         if not (state / speculative.RECORD).is_file():
             raise CheckFailed("the repeated plan recorded no preview")
@@ -551,6 +572,7 @@ class Bench:
             ("  the same, repeated, not replayed (planned in full)", full, full_argv),
             ("  the same, first plan (no preview record)", bare, bare_argv),
             ("  the same, manifest just edited (no memo, no record)", edited, edited_argv),
+            ("  the same, a requirement changed (the plan before it kept)", changed, changed_argv),
         ):
             ratio = series.median / uv.median
             self.rows.append(

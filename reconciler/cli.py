@@ -6,6 +6,7 @@ only: changes pending (plan) or drift found (drift); 3 refused.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -94,20 +95,23 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from reconciler.plan.planner import Backends, build_plan, read_inputs
-    from reconciler.render.progress import resolving
-    from reconciler.render.text import plan_summary, plan_text
-
     store = _store(args)
     manifest = _load(args.manifest, store, args.env)
     if args.on_manifest is not None:
         args.on_manifest(manifest)
     from reconciler.lockfile import has_lock_file
 
+    locked = args.locked or has_lock_file(manifest.path)  # without one, use_lock changes nothing
+    if not locked:
+        _speculate_edited(manifest, args.env)
+    from reconciler.plan.planner import Backends, build_plan, read_inputs
+    from reconciler.render.progress import resolving
+    from reconciler.render.text import plan_summary, plan_text
+
     cache = store.read_cache()
     try:
         inputs = read_inputs(manifest, store, args.env, cache=cache)
-        if args.locked or has_lock_file(manifest.path):  # without one, use_lock changes nothing
+        if locked:
             from reconciler.lockfile.resolver import use_lock
 
             inputs = use_lock(manifest, inputs, required=args.locked)
@@ -142,6 +146,24 @@ def _plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _speculate_edited(manifest: Any, envs: Sequence[str]) -> None:
+    """Start the dry runs of a manifest just edited from those recorded for its
+    environments (:func:`reconciler.backends.speculative.begin_edited`), before the
+    planner is imported and the environments read; derived work: a failure changes
+    nothing."""
+    from reconciler.backends import speculative
+    from reconciler.manifest.model import pip_requests, select_environments
+
+    with contextlib.suppress(Exception):
+        speculative.begin_edited(
+            {
+                str(env.prefix / "bin" / "python"): [r.requirement for r in pip_requests(env)]
+                for env in select_environments(manifest, envs)
+                if env.pip or env.kernel is not None
+            }
+        )
+
+
 def _color(stream: Any) -> bool:
     from reconciler.render.text import use_color
 
@@ -174,6 +196,10 @@ def _apply(args: argparse.Namespace) -> int:
         from reconciler.apply.background import child_args, start_background
 
         return start_background(store.root, child_args(args, manifest_path), args.wait, _out)
+    from reconciler.lockfile import has_lock_file
+
+    if saved is None and not (args.locked or has_lock_file(manifest.path)):
+        _speculate_edited(manifest, args.env)
     # Not before: the lifecycle script's background parent plans nothing (its child does).
     from reconciler.apply.execute import apply
     from reconciler.apply.status import StatusReporter, status_path

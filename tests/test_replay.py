@@ -185,12 +185,16 @@ def test_a_refusal_decided_without_uv_is_not_remembered(setup: Setup) -> None:
         assert not _replayed(report) and report["code"] == 3, out
 
 
-def test_a_request_by_url_is_never_replayed(setup: Setup) -> None:
+def test_a_request_by_url_is_refused_at_every_run_and_never_remembered(setup: Setup) -> None:
+    """The manifest refuses a direct reference before anything is read or run (the
+    replay's own check of a request by URL or path is a second guard): every run says
+    so, and nothing is remembered that a later run could answer from."""
     wheel = next(setup.house.glob("delta-1.1-*.whl"))
     setup.write(f"delta @ {wheel.as_uri()}")
     for _ in range(3):
         report, out = setup.run()
-        assert not _replayed(report), out
+        assert report["code"] == 1 and out == "", out
+    assert not setup.state.exists()
 
 
 def test_a_held_back_note_is_replayed_while_uv_says_the_same_of_what_is_newest(

@@ -160,6 +160,69 @@ def test_an_apply_after_a_plan_of_the_same_manifest_takes_its_preview(setup: Set
     assert setup.left_behind(applied) == [".lock"]  # uv's install leaves it, as without
 
 
+def _edit(setup: Setup, pip: str) -> None:
+    """The manifest with other pip requests for the environment (new bytes: no entry)."""
+    text = setup.manifest.read_text()
+    setup.manifest.write_text(re.sub(r"pip: \[.*\]\n", f"pip: [{pip}]\n", text))
+
+
+def test_a_manifest_just_edited_takes_the_dry_run_recorded_with_its_own_requirements(
+    setup: Setup,
+) -> None:
+    """The previous manifest's dry run, with the edited manifest's requirements in place
+    of its own, starts before the planner is imported; the planner takes it (uv runs
+    once) and the plan is the full path's. The next plan of the edited manifest starts
+    its own entry."""
+    setup.run("plan", setup.manifest)
+    _edit(setup, "'delta>=1.0'")
+    full, full_out, full_err = setup.run("plan", setup.manifest, probe=FULL)
+    assert "install pip delta 1.1" in full_out, full_out + full_err
+    for _ in range(2):
+        edited, out, err = setup.run("plan", setup.manifest)
+        assert (speculative(edited), planned(edited)) == (1, 0), out + err
+        assert [s["returncode"] for s in edited["starts"]] == [0], edited
+        assert (edited["code"], out, err) == (full["code"], full_out, full_err)
+        assert setup.left_behind(edited) == []
+
+
+def test_an_apply_of_a_manifest_just_edited_takes_the_edited_dry_run(setup: Setup) -> None:
+    setup.run("plan", setup.manifest)
+    _edit(setup, "'delta>=1.0'")
+    applied, out, err = setup.run("apply", setup.manifest)
+    assert (applied["code"], speculative(applied), planned(applied)) == (0, 1, 0), out + err
+    site = next((setup.prefix / "lib").glob("python*/site-packages"))
+    assert (site / "delta-1.1.dist-info").is_dir()
+
+
+def test_an_edited_dry_run_the_planner_would_not_run_is_killed(setup: Setup) -> None:
+    """A request the planner refuses (it would move the foreign ``alpha 1.0``) is no
+    request of its dry run: the edited one, which asks for it, is killed and the
+    planner runs its own."""
+    setup.run("plan", setup.manifest)
+    _edit(setup, "delta, 'alpha==2.0'")
+    full, full_out, full_err = setup.run("plan", setup.manifest, probe=FULL)
+    assert full["code"] == 3 and "install pip delta 1.1" in full_out, full_out + full_err
+    _slow_index(setup)  # the edited uv still runs when the planner decides
+    cache = str(setup.tmp.parent / "uv-cache-2")
+    edited, out, err = setup.run("plan", setup.manifest, UV_CACHE_DIR=cache)
+    assert (speculative(edited), planned(edited)) == (1, 1), out + err
+    assert [s["returncode"] for s in edited["starts"]] == [-signal.SIGKILL, 0], edited
+    assert (edited["code"], out, err) == (full["code"], full_out, full_err)
+    assert setup.left_behind(edited) == []
+
+
+def test_an_edited_manifest_of_a_changed_environment_starts_nothing(
+    setup: Setup, wheelhouse: Path
+) -> None:
+    setup.run("plan", setup.manifest)
+    pip_install(setup.prefix, ["gamma"], wheelhouse, extra_args=["--no-deps"])
+    (setup.prefix / ".lock").unlink(missing_ok=True)
+    _edit(setup, "'delta>=1.0'")
+    edited, out, err = setup.run("plan", setup.manifest)
+    assert (speculative(edited), planned(edited)) == (0, 1), out + err
+    assert "install pip delta 1.1" in out, out + err
+
+
 def _restore(setup: Setup, site: Path, mtime: int) -> None:
     """Uninstall what the apply installed, leaving site-packages as it was (mtime too:
     the stamp is the directory's inode and mtime)."""

@@ -32,6 +32,12 @@ when no uv holds it, and the constraints file): at the first preview of its
 environment that does not match, else by :func:`end`, before reconciler exits, or by
 :func:`kill_all` at a SIGTERM.
 
+A manifest just edited has no entry of its own: once it is loaded (before the planner
+is imported and the environments read), :func:`begin_edited` starts, for each of its
+environments, the dry run recorded last for that interpreter under another entry, with
+the edited manifest's requirements in place of the recorded ones, under the same
+checks; the planner takes it only where its own invocation is that one.
+
 Only uv's ``preview`` is ever speculated (never an install, never pip or conda), and
 nothing is when a fault injection is active. For a replay of a repeated plan
 (:mod:`reconciler.entry`), which waits for what it starts and compares each answer
@@ -147,6 +153,8 @@ _wasted: list[bool] = []  # a speculative process was killed because it did not 
 _taken: list[_Launched] = []  # taken by the planner, being waited for
 #: The answer of each preview this call ran (:func:`answer`); None: not replayable.
 _answers: list[str | None] = []
+#: The record's entries as :func:`begin` read them.
+_read: list[dict[str, list[tuple[_Invocation, str, str]]]] = []
 
 
 def _binary(path: str, *, inode: bool = True) -> str:
@@ -332,6 +340,7 @@ def begin(state_dir: str, key: str, *, questions: bool = False) -> None:
     whose environment and uv binary are as they were then (best effort). With
     ``questions`` (a replay will wait for them), its questions of what is newest too."""
     _recording[:] = [(state_dir, key)]
+    _read.clear()
     with _lock:
         _answers.clear()
     outside.clear()  # what this call consults, from here on
@@ -343,7 +352,9 @@ def begin(state_dir: str, key: str, *, questions: bool = False) -> None:
     now = time.time_ns()
     binary = _binary(expected, inode=False)
     stamped: dict[tuple[str, ...], tuple[str, str, int]] = {}  # a dry run's and a question's
-    for inv, stamp, uv in _load(state_dir).get(key, []):
+    entries = _load(state_dir)
+    _read[:] = [entries]
+    for inv, stamp, uv in entries.get(key, []):
         shaped = _a_preview(inv, expected) or (questions and _a_question(inv, expected))
         if not shaped or binary != uv:
             continue
@@ -355,6 +366,48 @@ def begin(state_dir: str, key: str, *, questions: bool = False) -> None:
             continue
         try:
             _start(inv, stamp, changed, _binary(expected))
+        except (OSError, ValueError):
+            continue
+
+
+def begin_edited(requirements: Mapping[str, Sequence[str]]) -> None:
+    """For a call whose manifest's bytes have no entry (a manifest just edited): start,
+    for each interpreter of ``requirements`` (interpreter -> the requirements its
+    environment declares, in the manifest's order) that :func:`begin` started nothing
+    for, the dry run recorded last for it under any entry, with those requirements in
+    place of the recorded ones, when its environment and uv binary are as they were
+    then. The rest of the dry run (its options, its constraints: the environment's pins)
+    is what the planner runs again while the environment holds what it held; where it
+    is not (another location, a request refused, a lock file), the planner takes
+    nothing and kills it, as any speculative process that does not match."""
+    if not _recording or os.environ.get("RECONCILER_FAULT_POINT"):
+        return
+    state_dir, key = _recording[0]
+    expected = uv_in_venv()
+    if expected is None:
+        return
+    entries = _read[0] if _read else _load(state_dir)
+    if key in entries:
+        return  # begin started what this call recorded
+    with _lock:
+        running = {one.invocation.python for one in _launched}
+    newest: dict[str, tuple[_Invocation, str, str]] = {}
+    for previews in entries.values():  # the last recorded last
+        for inv, stamp, uv in previews:
+            wanted = inv.python in requirements and inv.python not in running
+            if wanted and not _is_question(inv) and _a_preview(inv, expected):
+                newest[inv.python] = (inv, stamp, uv)
+    now = time.time_ns()
+    binary = _binary(expected, inode=False)
+    for python, (inv, stamp, uv) in newest.items():
+        held, changed, latest = _stamps(inv.paths)
+        if binary != uv or held != stamp or latest >= now - CLOCK_SLACK_NS:
+            continue
+        cut = inv.argv.index("--", 9) + 1  # the requirements follow it (_a_preview)
+        argv = [*inv.argv[:cut], *requirements[python]]
+        edited = _Invocation(python, argv, inv.at, inv.constraints, inv.additions, inv.paths)
+        try:
+            _start(edited, stamp, changed, _binary(expected))
         except (OSError, ValueError):
             continue
 
@@ -807,6 +860,7 @@ def end(record: bool = True, *, finished: bool = True, questions: bool = False) 
         _noted.clear()
         recording = list(_recording)
         _recording.clear()
+        _read.clear()
         wasted = finished and (bool(_launched) or bool(_wasted))
         _wasted.clear()
         _answers.clear()

@@ -20,6 +20,7 @@ __all__ = [
     "Manifest",
     "PipRequest",
     "PipSettings",
+    "pip_requests",
     "select_environments",
 ]
 
@@ -98,6 +99,13 @@ class Manifest:
             if env.name == name:
                 return env
         raise KeyError(name)
+
+
+def pip_requests(env: Environment) -> tuple[PipRequest, ...]:
+    """The environment's pip requests, plus ipykernel when it has a kernel."""
+    if env.kernel is None or any(r.name == "ipykernel" for r in env.pip):
+        return env.pip
+    return (*env.pip, PipRequest("ipykernel", "ipykernel", (f"environments.{env.name}.kernel",)))
 
 
 def select_environments(manifest: Manifest, names: Sequence[str]) -> tuple[Environment, ...]:

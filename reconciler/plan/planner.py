@@ -15,7 +15,7 @@ from reconciler.backends import outside
 from reconciler.backends.conda import CondaSolver, RattlerSolver, SpecMatcher
 from reconciler.backends.pip import PipInstaller, check_index_order, select_installer
 from reconciler.errors import ReconcilerError
-from reconciler.manifest.model import Environment, Manifest, PipRequest, select_environments
+from reconciler.manifest.model import Environment, Manifest, pip_requests, select_environments
 from reconciler.names import canonical_name
 from reconciler.plan.clashes import LazyWheelRecords, WheelContents
 from reconciler.plan.conda_side import plan_conda_side
@@ -161,13 +161,6 @@ def conda_matches(env: Environment, state: InstalledState, matcher: SpecMatcher)
         if record is not None:
             matches[request.spec] = matcher(request.spec, record.name, record.version, record.build)
     return matches
-
-
-def pip_requests(env: Environment) -> tuple[PipRequest, ...]:
-    """The environment's pip requests, plus ipykernel when it has a kernel."""
-    if env.kernel is None or any(r.name == "ipykernel" for r in env.pip):
-        return env.pip
-    return (*env.pip, PipRequest("ipykernel", "ipykernel", (f"environments.{env.name}.kernel",)))
 
 
 def _kernel_change(env: Environment) -> Change | None:
