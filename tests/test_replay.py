@@ -242,6 +242,26 @@ def test_an_installed_file_a_wheel_would_overwrite_changing_is_planned_in_full(
     assert "would overwrite alpha/__init__.py" in out, out
 
 
+def test_a_file_a_wheel_would_write_appearing_in_a_new_directory_is_planned_in_full(
+    setup: Setup,
+) -> None:
+    """``delta``'s wheel writes ``delta/__init__.py`` under a directory the venv does not
+    have: the replay stamps that directory, not each file the wheel writes under it.
+    Once the directory and that file appear, listed in managed ``alpha``'s RECORD, the
+    wheel would overwrite a managed file: the plan refuses."""
+    setup.prime()
+    first, out = setup.run()
+    assert _replayed(first) and "install pip delta 1.1" in out, out
+    site = next(setup.prefix.glob("lib/python*/site-packages"))
+    (site / "delta").mkdir()
+    (site / "delta" / "__init__.py").write_text("# alpha's\n")
+    record = site / "alpha-1.0.dist-info" / "RECORD"
+    record.write_text(record.read_text() + "delta/__init__.py,,\n")
+    again, out = setup.run()
+    assert not _replayed(again) and again["code"] == 3, out
+    assert "would overwrite delta/__init__.py" in out, out
+
+
 def test_a_venv_whose_pyvenv_cfg_was_touched_is_planned_in_full(setup: Setup) -> None:
     """A venv's image identity is its pyvenv.cfg's bytes and mtime: the same bytes with
     another mtime (a venv recreated) is an image change the plan reports."""

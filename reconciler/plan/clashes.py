@@ -235,6 +235,15 @@ class _Existing:
         joined = _joined(path)
         return self._directory(os.path.dirname(joined)) and os.path.lexists(self._full(joined))
 
+    def witness(self, path: str) -> str:
+        """The full path whose stamp tells whether ``path`` exists, and its bytes: the
+        path itself when its directory exists, else the first directory above it that
+        does not (nothing under that one exists until it does)."""
+        missing = _joined(path)
+        while not self._directory(os.path.dirname(missing)):
+            missing = os.path.dirname(missing)
+        return self._full(missing)
+
     def _full(self, joined: str) -> str:
         if joined.startswith("/"):
             return joined
@@ -285,7 +294,7 @@ def refuse_clashes(
         if not entries:
             continue  # not located: the installer's own checks stay the last word
         for target, shown, digest in install_paths(entries, site, state.python_version):
-            outside.depend(exists.full(target))  # a replay stamps it (its existence, bytes)
+            outside.depend(exists.witness(target))  # a replay stamps it (existence, bytes)
             if not exists(target):
                 continue
             if digest and record_digest(exists.full(target)) == digest:
