@@ -287,10 +287,10 @@ def _replay(found: Any, speculative: Any) -> int | None:
     return code
 
 
-def _speculate(call: _Call, speculative: Any, *, questions: bool = False) -> str | None:
-    """Start the previews recorded for this manifest and selection (with ``questions``,
-    for a replay, its questions of what is newest too); derived data: a failure to
-    start them changes nothing.
+def _speculate(call: _Call, speculative: Any, *, newest: Sequence[str] = ()) -> str | None:
+    """Start the previews recorded for this manifest and selection (with ``newest``, the
+    answers of the plan a replay compares, the questions of what is newest it asked too);
+    derived data: a failure to start them changes nothing.
 
     The key is the manifest's bytes and the environments selected, not the command or
     how a plan is shown: ``plan``, ``plan --json`` and then ``apply`` of the same
@@ -305,7 +305,7 @@ def _speculate(call: _Call, speculative: Any, *, questions: bool = False) -> str
         if call.env_prefix is not None:
             selection.append(f"env-prefix={call.env_prefix}")
         key = _key(manifest, selection)
-        speculative.begin(call.state_dir, key, questions=questions)
+        speculative.begin(call.state_dir, key, newest=newest)
     except Exception:  # a speculation never turns into a failure
         return None
     return key.partition(":")[0]  # the key starts with the bytes' sha256
@@ -380,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             previous = signal.signal(signal.SIGTERM, _terminated)
             installed = True
         pending = found is not None and found.pending
-        keyed = _speculate(call, speculative, questions=pending)
+        keyed = _speculate(call, speculative, newest=found.answers if found and pending else ())
         if found is not None and pending and speculative.started():
             replayed = _replay(found, speculative)
             if replayed is not None:

@@ -292,6 +292,12 @@ class Remembered:
         """A pending plan's: its replay needs the answers of its previews."""
         return bool(self._entry.get("answers"))
 
+    @property
+    def answers(self) -> list[str]:
+        """A pending plan's answers of its previews (:func:`speculative.answer`)."""
+        answers: list[str] = self._entry.get("answers", [])
+        return answers
+
     def check(self, version: str) -> Hit | None:
         """A :class:`Hit` when the stamp computed now is the remembered one."""
         entry = self._entry

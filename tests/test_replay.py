@@ -400,3 +400,21 @@ def test_the_record_starts_only_the_exact_shapes_it_records(setup: Setup) -> Non
         edited = sp._Invocation(inv.python, inv.argv, inv.at, inv.constraints, preload, inv.paths)
         assert not shape(edited, uv)
     assert sp._additions_allowed(sp._Invocation("p", [], -1, "", isolation_env(), []))
+
+
+def test_a_replay_starts_the_questions_its_remembered_plan_asked_and_no_other() -> None:
+    """Whether a plan asks what is newest beside its dry run depends on whether that dry
+    run still runs when the planner takes it, and the record keeps the questions any
+    plan of the manifest asked: a replay starts a recorded question only when the
+    answers it compares hold one asked of that interpreter (its answer says so)."""
+    from reconciler.backends.speculative import _asked, _Invocation, answer
+
+    python = "/envs/e/bin/python"
+    dry = _Invocation(python, ["uv", "pip", "install", "--dry-run"], -1, "", {}, [python])
+    question = _Invocation(python, ["uv", "pip", "compile", ""], 3, "delta\n", {}, [python])
+    other = _Invocation("/envs/f/bin/python", question.argv, 3, "delta\n", {}, [python])
+    dry_answer, asked = answer(dry, 0, "{}", ""), answer(question, 0, "delta==1.1\n", "")
+    assert not dry_answer.startswith("newest:") and asked.startswith("newest:")
+    assert _asked(question, [dry_answer, asked])
+    assert not _asked(question, [dry_answer])  # that plan asked none
+    assert not _asked(other, [dry_answer, asked])  # one of another environment

@@ -43,8 +43,8 @@ nothing is when a fault injection is active. For a replay of a repeated plan
 (:mod:`reconciler.entry`), which waits for what it starts and compares each answer
 (:func:`replay`), the record also holds that plan's questions of what is newest
 (:func:`question`: ``uv pip compile FILE --no-deps --offline``, which installs
-nothing); only such a call starts them (``begin(questions=True)``), and the planner
-never takes one. Imports only :mod:`os` and
+nothing); only such a call starts them, the ones its remembered plan asked
+(``begin(newest=...)``), and the planner never takes one. Imports only :mod:`os` and
 :mod:`threading` (and :mod:`subprocess` when it starts something): no json, typing or
 hashlib on the way in.
 """
@@ -335,10 +335,12 @@ def _start(inv: _Invocation, stamp: str, changed: str, uv: str) -> None:
     _launched.append(one)
 
 
-def begin(state_dir: str, key: str, *, questions: bool = False) -> None:
+def begin(state_dir: str, key: str, *, newest: Sequence[str] = ()) -> None:
     """Record this call's previews under ``key``; start the ones recorded last time
     whose environment and uv binary are as they were then (best effort). With
-    ``questions`` (a replay will wait for them), its questions of what is newest too."""
+    ``newest`` (the answers of the remembered plan a replay will compare), the recorded
+    questions of what is newest that plan asked too: whether a plan asks one beside a
+    dry run depends on whether that dry run still runs when the planner takes it."""
     _recording[:] = [(state_dir, key)]
     _read.clear()
     with _lock:
@@ -355,14 +357,14 @@ def begin(state_dir: str, key: str, *, questions: bool = False) -> None:
     entries = _load(state_dir)
     _read[:] = [entries]
     for inv, stamp, uv in entries.get(key, []):
-        shaped = _a_preview(inv, expected) or (questions and _a_question(inv, expected))
+        shaped = _a_preview(inv, expected) or (_a_question(inv, expected) and _asked(inv, newest))
         if not shaped or binary != uv:
             continue
         paths = tuple(inv.paths)
         if paths not in stamped:
             stamped[paths] = _stamps(inv.paths)
-        held, changed, newest = stamped[paths]
-        if held != stamp or newest >= now - CLOCK_SLACK_NS:
+        held, changed, latest = stamped[paths]
+        if held != stamp or latest >= now - CLOCK_SLACK_NS:
             continue
         try:
             _start(inv, stamp, changed, _binary(expected))
@@ -738,7 +740,21 @@ def answer(inv: _Invocation, returncode: int, stdout: str, stderr: str) -> str:
     fields = [inv.python, str(inv.at), inv.constraints, str(returncode), *said, *inv.argv]
     fields += sorted(f"{k}={v}" for k, v in inv.additions.items())
     text = "\0".join(fields).encode("utf-8", "surrogateescape")
-    return f"{sha256(text).hexdigest()}:{inv.python}"
+    digest = f"{sha256(text).hexdigest()}:{inv.python}"
+    return f"{_NEWEST}{digest}" if _is_question(inv) else digest
+
+
+#: What starts the answer of a question of what is newest (:func:`answer`; a dry run's
+#: starts with its digest): a replay starts only the questions the remembered plan
+#: asked (:func:`begin`).
+_NEWEST = "newest:"
+
+
+def _asked(inv: _Invocation, newest: Sequence[str]) -> bool:
+    """Whether ``newest`` (a remembered plan's answers) holds the answer of a question
+    of what is newest asked of ``inv``'s interpreter."""
+    head = len(_NEWEST) + 65  # the marker, the digest and its colon
+    return any(a.startswith(_NEWEST) and a[head:] == inv.python for a in newest)
 
 
 def _answered(wanted: _Invocation, result: Completed, noted: bool) -> None:
@@ -872,10 +888,16 @@ def end(record: bool = True, *, finished: bool = True, questions: bool = False) 
     state_dir, key = recording[0]
     before = _read_text(state_dir)
     entries = {} if before is None else _decode(before)
-    if noted and not questions:
-        # Kept for the replay they were recorded for (an apply or another rendering of
-        # the same manifest records its previews only).
-        noted += [q for q in entries.get(key, []) if _is_question(q[0])]
+    if noted:
+        # Kept for the replay they were recorded for: an apply or another rendering of
+        # the same manifest records its previews only, and a plan whose dry run had
+        # ended when the planner took it asks no question beside it.
+        again = [n[0] for n in noted]
+        noted += [
+            q
+            for q in entries.get(key, [])
+            if _is_question(q[0]) and not any(q[0].same(inv) for inv in again)
+        ]
     if key not in entries and not noted:
         return
     entries.pop(key, None)  # re-inserted last: the most recently recorded
