@@ -418,3 +418,17 @@ def test_a_replay_starts_the_questions_its_remembered_plan_asked_and_no_other() 
     assert _asked(question, [dry_answer, asked])
     assert not _asked(question, [dry_answer])  # that plan asked none
     assert not _asked(other, [dry_answer, asked])  # one of another environment
+
+
+def test_a_plan_past_the_bound_of_checked_paths_is_noted_once() -> None:
+    from reconciler.backends import outside
+
+    outside.clear()
+    try:
+        for i in range(outside.MAX_FILES + 3):
+            outside.depend(f"/env/site-packages/p{i}")
+        outside.depend("/env/site-packages/p0")  # already noted: within the bound
+        assert len(outside.files()) == outside.MAX_FILES
+        assert outside.asked() == (f"more than {outside.MAX_FILES} files",)
+    finally:
+        outside.clear()

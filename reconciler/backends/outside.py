@@ -45,13 +45,16 @@ def deferred(flag: bool) -> bool:
     return previous
 
 
+_TOO_MANY = f"more than {MAX_FILES} files"
+
+
 def depend(path: str) -> None:
     """The plan's output depends on whether ``path`` exists and on its bytes."""
     with _lock:
         if len(_files) < MAX_FILES:
             _files[path] = None
-        elif path not in _files:
-            _asked.append(f"more than {MAX_FILES} files")
+        elif path not in _files and _TOO_MANY not in _asked:
+            _asked.append(_TOO_MANY)  # once: a plan that passed the bound is not replayed
 
 
 def files() -> tuple[str, ...]:
