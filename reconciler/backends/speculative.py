@@ -393,15 +393,15 @@ def begin_edited(requirements: Mapping[str, Sequence[str]]) -> None:
         return  # begin started what this call recorded
     with _lock:
         running = {one.invocation.python for one in _launched}
-    newest: dict[str, tuple[_Invocation, str, str]] = {}
+    last: dict[str, tuple[_Invocation, str, str]] = {}  # interpreter -> its last dry run
     for previews in entries.values():  # the last recorded last
         for inv, stamp, uv in previews:
             wanted = inv.python in requirements and inv.python not in running
             if wanted and not _is_question(inv) and _a_preview(inv, expected):
-                newest[inv.python] = (inv, stamp, uv)
+                last[inv.python] = (inv, stamp, uv)
     now = time.time_ns()
     binary = _binary(expected, inode=False)
-    for python, (inv, stamp, uv) in newest.items():
+    for python, (inv, stamp, uv) in last.items():
         held, changed, latest = _stamps(inv.paths)
         if binary != uv or held != stamp or latest >= now - CLOCK_SLACK_NS:
             continue
