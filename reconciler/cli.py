@@ -152,12 +152,16 @@ def _speculate_edited(manifest: Any, envs: Sequence[str]) -> None:
     planner is imported and the environments read; derived work: a failure changes
     nothing."""
     from reconciler.backends import speculative
+    from reconciler.backends.pip_args import repository_args
     from reconciler.manifest.model import pip_requests, select_environments
 
     with contextlib.suppress(Exception):
         speculative.begin_edited(
             {
-                str(env.prefix / "bin" / "python"): [r.requirement for r in pip_requests(env)]
+                str(env.prefix / "bin" / "python"): (
+                    repository_args(env.pip_settings, uv=True),
+                    [r.requirement for r in pip_requests(env)],
+                )
                 for env in select_environments(manifest, envs)
                 if env.pip or env.kernel is not None
             }

@@ -211,6 +211,24 @@ def test_an_edited_dry_run_the_planner_would_not_run_is_killed(setup: Setup) -> 
     assert setup.left_behind(edited) == []
 
 
+def test_an_edit_that_changes_the_repositories_starts_nothing(
+    setup: Setup, wheelhouse: Path
+) -> None:
+    """The recorded dry run asked the index the manifest named before; the edited one
+    names a local directory instead: the edited manifest's names are never asked of
+    the index it no longer names (the planner runs its own dry run)."""
+    setup.run("plan", setup.manifest)
+    text = setup.manifest.read_text()
+    text = re.sub(
+        r"pip: \{index_url: [^}]*\}", f"pip: {{no_index: true, find_links: ['{wheelhouse}']}}", text
+    )
+    setup.manifest.write_text(text.replace("pip: [delta]", "pip: ['delta>=1.0']"))
+    edited, out, err = setup.run("plan", setup.manifest)
+    assert (speculative(edited), planned(edited)) == (0, 1), out + err
+    assert "install pip delta 1.1" in out, out + err
+    assert setup.left_behind(edited) == []
+
+
 def test_an_edited_manifest_of_a_changed_environment_starts_nothing(
     setup: Setup, wheelhouse: Path
 ) -> None:

@@ -372,15 +372,17 @@ def begin(state_dir: str, key: str, *, newest: Sequence[str] = ()) -> None:
             continue
 
 
-def begin_edited(requirements: Mapping[str, Sequence[str]]) -> None:
+def begin_edited(edited: Mapping[str, tuple[Sequence[str], Sequence[str]]]) -> None:
     """For a call whose manifest's bytes have no entry (a manifest just edited): start,
-    for each interpreter of ``requirements`` (interpreter -> the requirements its
-    environment declares, in the manifest's order) that :func:`begin` started nothing
-    for, the dry run recorded last for it under any entry, with those requirements in
-    place of the recorded ones, when its environment and uv binary are as they were
-    then. The rest of the dry run (its options, its constraints: the environment's pins)
-    is what the planner runs again while the environment holds what it held; where it
-    is not (another location, a request refused, a lock file), the planner takes
+    for each interpreter of ``edited`` (interpreter -> the repository options of its
+    environment's pip settings, and the requirements it declares in the manifest's
+    order) that :func:`begin` started nothing for, the dry run recorded last for it
+    under any entry, with those requirements in place of the recorded ones, when its
+    options are exactly those repository options and the constraints file (no other
+    repository is asked of the edited manifest's names), and its environment and uv
+    binary are as they were then. The rest of the dry run (its constraints: the
+    environment's pins) is what the planner runs again while the environment holds
+    what it held; where it is not (a request refused, a lock file), the planner takes
     nothing and kills it, as any speculative process that does not match."""
     if not _recording or os.environ.get("RECONCILER_FAULT_POINT"):
         return
@@ -396,8 +398,13 @@ def begin_edited(requirements: Mapping[str, Sequence[str]]) -> None:
     last: dict[str, tuple[_Invocation, str, str]] = {}  # interpreter -> its last dry run
     for previews in entries.values():  # the last recorded last
         for inv, stamp, uv in previews:
-            wanted = inv.python in requirements and inv.python not in running
-            if wanted and not _is_question(inv) and _a_preview(inv, expected):
+            if inv.python not in edited or inv.python in running:
+                continue
+            if _is_question(inv) or not _a_preview(inv, expected):
+                continue
+            cut = inv.argv.index("--", 9)  # the requirements follow it (_a_preview)
+            pins = ["--constraints", ""] if inv.at >= 0 else []
+            if inv.argv[9:cut] == [*edited[inv.python][0], *pins]:
                 last[inv.python] = (inv, stamp, uv)
     now = time.time_ns()
     binary = _binary(expected, inode=False)
@@ -405,11 +412,10 @@ def begin_edited(requirements: Mapping[str, Sequence[str]]) -> None:
         held, changed, latest = _stamps(inv.paths)
         if binary != uv or held != stamp or latest >= now - CLOCK_SLACK_NS:
             continue
-        cut = inv.argv.index("--", 9) + 1  # the requirements follow it (_a_preview)
-        argv = [*inv.argv[:cut], *requirements[python]]
-        edited = _Invocation(python, argv, inv.at, inv.constraints, inv.additions, inv.paths)
+        argv = [*inv.argv[: inv.argv.index("--", 9) + 1], *edited[python][1]]
+        one = _Invocation(python, argv, inv.at, inv.constraints, inv.additions, inv.paths)
         try:
-            _start(edited, stamp, changed, _binary(expected))
+            _start(one, stamp, changed, _binary(expected))
         except (OSError, ValueError):
             continue
 
