@@ -351,25 +351,38 @@ def begin(state_dir: str, key: str, *, newest: Sequence[str] = ()) -> None:
     expected = uv_in_venv()
     if expected is None:
         return  # the uv the planner would run is found by uv's own search: not here
-    now = time.time_ns()
-    binary = _binary(expected, inode=False)
-    stamped: dict[tuple[str, ...], tuple[str, str, int]] = {}  # a dry run's and a question's
+    launch = _Launcher(expected)  # its clock read before the record is loaded
     entries = _load(state_dir)
     _read[:] = [entries]
     for inv, stamp, uv in entries.get(key, []):
-        shaped = _a_preview(inv, expected) or (_a_question(inv, expected) and _asked(inv, newest))
-        if not shaped or binary != uv:
-            continue
+        if _a_preview(inv, expected) or (_a_question(inv, expected) and _asked(inv, newest)):
+            launch(inv, stamp, uv)
+
+
+class _Launcher:
+    """Starts a recorded invocation when the uv binary and what its environment holds are
+    as they were when it was recorded, and nothing stamped changed within the clock
+    slack before now (each environment stamped once)."""
+
+    def __init__(self, uv: str) -> None:
+        self._uv = uv
+        self._now = time.time_ns()
+        self._binary = _binary(uv, inode=False)
+        self._stamped: dict[tuple[str, ...], tuple[str, str, int]] = {}
+
+    def __call__(self, inv: _Invocation, stamp: str, uv: str) -> None:
+        if uv != self._binary:
+            return
         paths = tuple(inv.paths)
-        if paths not in stamped:
-            stamped[paths] = _stamps(inv.paths)
-        held, changed, latest = stamped[paths]
-        if held != stamp or latest >= now - CLOCK_SLACK_NS:
-            continue
+        if paths not in self._stamped:
+            self._stamped[paths] = _stamps(inv.paths)
+        held, changed, latest = self._stamped[paths]
+        if held != stamp or latest >= self._now - CLOCK_SLACK_NS:
+            return
         try:
-            _start(inv, stamp, changed, _binary(expected))
+            _start(inv, stamp, changed, _binary(self._uv))
         except (OSError, ValueError):
-            continue
+            return
 
 
 def begin_edited(edited: Mapping[str, tuple[Sequence[str], Sequence[str]]]) -> None:
@@ -384,13 +397,11 @@ def begin_edited(edited: Mapping[str, tuple[Sequence[str], Sequence[str]]]) -> N
     environment's pins) is what the planner runs again while the environment holds
     what it held; where it is not (a request refused, a lock file), the planner takes
     nothing and kills it, as any speculative process that does not match."""
-    if not _recording or os.environ.get("RECONCILER_FAULT_POINT"):
-        return
-    state_dir, key = _recording[0]
     expected = uv_in_venv()
-    if expected is None:
-        return
-    entries = _read[0] if _read else _load(state_dir)
+    if not _read or expected is None:
+        return  # begin read no record (a fault injection, the uv the planner runs unknown)
+    key = _recording[0][1]
+    entries = _read[0]
     if key in entries:
         return  # begin started what this call recorded
     with _lock:
@@ -402,22 +413,18 @@ def begin_edited(edited: Mapping[str, tuple[Sequence[str], Sequence[str]]]) -> N
                 continue
             if _is_question(inv) or not _a_preview(inv, expected):
                 continue
-            cut = inv.argv.index("--", 9)  # the requirements follow it (_a_preview)
+            cut = inv.argv.index("--", 9) + 1  # the requirements follow it (_a_preview)
             pins = ["--constraints", ""] if inv.at >= 0 else []
-            if inv.argv[9:cut] == [*edited[inv.python][0], *pins]:
-                last[inv.python] = (inv, stamp, uv)
-    now = time.time_ns()
-    binary = _binary(expected, inode=False)
-    for python, (inv, stamp, uv) in last.items():
-        held, changed, latest = _stamps(inv.paths)
-        if binary != uv or held != stamp or latest >= now - CLOCK_SLACK_NS:
-            continue
-        argv = [*inv.argv[: inv.argv.index("--", 9) + 1], *edited[python][1]]
-        one = _Invocation(python, argv, inv.at, inv.constraints, inv.additions, inv.paths)
-        try:
-            _start(one, stamp, changed, _binary(expected))
-        except (OSError, ValueError):
-            continue
+            repository, requirements = edited[inv.python]
+            if inv.argv[9 : cut - 1] == [*repository, *pins]:
+                argv = [*inv.argv[:cut], *requirements]
+                edit = _Invocation(
+                    inv.python, argv, inv.at, inv.constraints, inv.additions, inv.paths
+                )
+                last[inv.python] = (edit, stamp, uv)
+    launch = _Launcher(expected)
+    for edit, stamp, uv in last.values():
+        launch(edit, stamp, uv)
 
 
 def started() -> bool:
