@@ -489,6 +489,49 @@ def test_owned_packages_move_while_managed_bytes_stay(
     assert run_python(hybrid, "import beta, gamma; print(beta.__version__)", isolated) == "2.0"
 
 
+def test_the_record_read_ahead_starts_once_the_installer_runs_and_verify_is_not_journaled(
+    tmp_path: Path,
+    wheelhouse: Path,
+    isolated: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The RECORDs the verification asks about are read while the installer runs, from
+    its start on (read before, they held the interpreter lock while the installs were
+    started); the journal names the pip step, the last that changed the environment."""
+    from reconciler.apply import execute
+    from reconciler.backends import process
+
+    venv = make_venv(tmp_path / "venv")
+    pip_install(venv, ["alpha==1.0"], wheelhouse)  # managed: its RECORD is read ahead
+    manifest = write_manifest(
+        tmp_path / "m.yaml", {"venv": {"prefix": venv, "pip": ["beta==1.0"]}}, wheelhouse=wheelhouse
+    )
+    started: list[str] = []
+    popen = process.subprocess.Popen
+
+    def spawn(args: Any, **kwargs: Any) -> Any:
+        started.append("dry run" if "--dry-run" in args else "install")
+        return popen(args, **kwargs)
+
+    scan = execute.RecordScan.start
+
+    def read_ahead(*args: Any) -> Any:
+        started.append("read-ahead")
+        return scan(*args)
+
+    monkeypatch.setattr(process.subprocess, "Popen", spawn)
+    monkeypatch.setattr(execute.RecordScan, "start", read_ahead)
+    state = tmp_path / "state"
+
+    code, out, err = _cli(capsys, state, "apply", manifest)
+
+    assert code == 0, out + err
+    assert started == ["dry run", "install", "read-ahead"]
+    journal = env_state(state, venv, "journal")
+    assert (journal["status"], journal["step"]) == ("done", "pip")
+
+
 # -- kernels and new environments --------------------------------------------------------
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import struct
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -175,6 +174,7 @@ def holder_pid(fd: int) -> int | None:
     """The pid holding the POSIX lock on ``fd``'s file (``F_GETLK``; 0 when nobody
     does), or None when the kernel cannot say."""
     import fcntl
+    import struct
 
     try:
         query = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)

@@ -28,7 +28,8 @@ from reconciler.apply.saved import check_fresh, trusted_plan
 from reconciler.apply.schedule import generations, in_threads
 from reconciler.apply.verify import RecordScan, verify
 from reconciler.backends import speculative
-from reconciler.backends.process import Completed, redact
+from reconciler.backends.pip import PipInstaller
+from reconciler.backends.process import Completed, redact, when_started
 from reconciler.errors import BackendError, ReconcilerError
 from reconciler.manifest.model import Environment, Manifest, select_environments
 from reconciler.plan.model import UNRESOLVED, Change, EnvironmentPlan, Plan
@@ -355,29 +356,20 @@ def _apply_environment(
             )
             python = env.prefix / "bin" / "python"
             installer = backends.pip(env.installer, python)
-            ahead = RecordScan.start(env_plan, item, context.heads)  # read while it installs
+            # The RECORDs are read while it installs: from its start on, not before
+            # (the read would hold the interpreter lock while the install is spawned).
+            scans: list[RecordScan | None] = []
+            started = when_started(
+                lambda _ended: scans.append(RecordScan.start(env_plan, item, context.heads))
+            )
             exact = [
                 f"{c.name}=={c.to_version}"
                 for c in pip_changes
                 if c.to_version and c.reason != UNRESOLVED
             ]
-            if env_plan.pip_locked:  # from the lock file: exactly these files, hash-checked
-                proc = installer.install_locked(
-                    python, env_plan.pip_locked, env_plan.pip_constraints, env.pip_settings
-                )
-            elif context.planned_here and _exactly(env_plan, pip_changes):
-                # The preview's outcome, pinned, without resolving again: nothing else can
-                # be installed or moved (the pins of managed and foreign ones still hold).
-                proc = installer.install(
-                    python, exact, env_plan.pip_constraints, env.pip_settings, no_deps=True
-                )
-            else:
-                proc = installer.install(
-                    python,
-                    env_plan.pip_requirements,
-                    [*env_plan.pip_constraints, *exact],
-                    env.pip_settings,
-                )
+            with started:
+                proc = _install(context, env, env_plan, installer, python, pip_changes, exact)
+            ahead = scans[0] if scans else None
             log.process(env.name, proc)
         if kernel is not None and env.kernel is not None:
             entry = journal.update(entry, step="kernel")
@@ -385,7 +377,9 @@ def _apply_environment(
             from reconciler.apply.kernels import write_kernelspec
 
             write_kernelspec(env.kernel, env.prefix, context.manifest.path, env.name)
-        entry = journal.update(entry, step="verify")
+        # Not a step of the journal, which names the last step that changed the
+        # environment (a killed verification leaves it as that step did): one fsync
+        # fewer between the installer's end and the apply's.
         reporter.step(env.name, next(counter), "verify")
         with _CACHE_LOCK:
             after = read_state(env.prefix, context.cache)
@@ -403,6 +397,32 @@ def _apply_environment(
         journal.update(entry, status=status, error=exc.message)
         raise
     journal.update(entry, status="done")
+
+
+def _install(
+    context: _Context,
+    env: Environment,
+    env_plan: EnvironmentPlan,
+    installer: PipInstaller,
+    python: Path,
+    pip_changes: Sequence[Change],
+    exact: Sequence[str],
+) -> Completed:
+    """The pip step's one installer call: the lock file's files, the preview's outcome
+    pinned, or the requirements resolved again under the pins."""
+    if env_plan.pip_locked:  # from the lock file: exactly these files, hash-checked
+        return installer.install_locked(
+            python, env_plan.pip_locked, env_plan.pip_constraints, env.pip_settings
+        )
+    if context.planned_here and _exactly(env_plan, pip_changes):
+        # The preview's outcome, pinned, without resolving again: nothing else can
+        # be installed or moved (the pins of managed and foreign ones still hold).
+        return installer.install(
+            python, exact, env_plan.pip_constraints, env.pip_settings, no_deps=True
+        )
+    return installer.install(
+        python, env_plan.pip_requirements, [*env_plan.pip_constraints, *exact], env.pip_settings
+    )
 
 
 def _exactly(env_plan: EnvironmentPlan, pip_changes: Sequence[Change]) -> bool:

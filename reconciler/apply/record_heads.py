@@ -38,7 +38,6 @@ import os
 import re
 import threading
 import time
-import zlib
 from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -171,6 +170,8 @@ class RecordHeads:
                 data = f.read()
         except OSError:
             return frozenset()
+        import zlib  # when a RECORD is read, not at each apply's import
+
         digest = f"{zlib.crc32(data):08x}"
         reused = False
         if known is not None and known[4] == digest:

@@ -22,7 +22,6 @@ package shows as such).
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import os
@@ -99,6 +98,7 @@ def files_stamp(state: InstalledState, dist: Distribution) -> str:
 
 def record_digest(path: str) -> str | None:
     """A file's hash as RECORD writes it (``sha256=<urlsafe b64>``); None if unreadable."""
+    import base64  # (with hashlib: imported when a file is hashed, not by every plan)
     import hashlib  # OpenSSL's: file contents (reconciler.digest is for small inputs)
 
     digest = hashlib.sha256()
