@@ -532,6 +532,41 @@ def test_the_record_read_ahead_starts_once_the_installer_runs_and_verify_is_not_
     assert (journal["status"], journal["step"]) == ("done", "pip")
 
 
+def test_the_environments_of_a_generation_start_their_first_process_together() -> None:
+    """No thread passes the start gate before the last one arrives; a thread that
+    arrives twice counts once; one that never arrives holds the others only up to the
+    gate's timeout."""
+    import threading
+
+    from reconciler.apply.schedule import StartGate
+
+    gate = StartGate(3)
+    passed: list[str] = []
+
+    def arrive(name: str, delay: float) -> None:
+        time.sleep(delay)
+        gate.arrive()
+        gate.arrive()  # (no second count)
+        passed.append(name)
+
+    threads = [
+        threading.Thread(target=arrive, args=(n, d))
+        for n, d in (("a", 0), ("b", 0.01), ("c", 0.05))
+    ]
+    for t in threads:
+        t.start()
+    time.sleep(0.03)
+    assert passed == []  # a and b wait for c
+    for t in threads:
+        t.join()
+    assert sorted(passed) == ["a", "b", "c"]
+
+    lonely = StartGate(2)  # the other environment failed before its first process
+    started = time.monotonic()
+    lonely.arrive()
+    assert StartGate.TIMEOUT <= time.monotonic() - started < StartGate.TIMEOUT + 0.5
+
+
 # -- kernels and new environments --------------------------------------------------------
 
 

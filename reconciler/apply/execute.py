@@ -12,6 +12,7 @@ the recovery from a killed apply in :mod:`reconciler.apply.recovery`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 import threading
 from collections.abc import Iterator, Sequence
@@ -25,7 +26,7 @@ from reconciler.apply.record_heads import RecordHeads
 from reconciler.apply.recovery import adopt, recover
 from reconciler.apply.report import Reporter
 from reconciler.apply.saved import check_fresh, trusted_plan
-from reconciler.apply.schedule import generations, in_threads
+from reconciler.apply.schedule import StartGate, generations, in_threads
 from reconciler.apply.verify import RecordScan, verify
 from reconciler.backends import speculative
 from reconciler.backends.pip import PipInstaller
@@ -250,24 +251,27 @@ def _execute(
 
     reporter = context.reporter
 
-    def run(env_plan: EnvironmentPlan) -> EnvironmentResult:
+    def run(env_plan: EnvironmentPlan, gate: StartGate) -> EnvironmentResult:
         try:
-            _apply_environment(context, env_plan, by_name[env_plan.name])
+            _apply_environment(context, env_plan, by_name[env_plan.name], gate)
         except ReconcilerError as exc:
             reporter.environment_finished(env_plan.name, "failed", exc.message)
             return EnvironmentResult(env_plan.name, "failed", str(exc))
+        finally:
+            gate.arrive()  # (when it ended before its first process)
         reporter.environment_finished(env_plan.name, "done", "")
         return EnvironmentResult(env_plan.name, "done")
 
     for generation in generations(todo, by_name):
-        for result in in_threads(run, generation):
+        gate = StartGate(len(generation))
+        for result in in_threads(functools.partial(run, gate=gate), generation):
             results[result.name] = result
     ordered = tuple(results[e.name] for e in plan.environments)
     return ApplyResult(plan, ordered)
 
 
 def _apply_environment(
-    context: _Context, env_plan: EnvironmentPlan, item: EnvironmentInputs
+    context: _Context, env_plan: EnvironmentPlan, item: EnvironmentInputs, gate: StartGate
 ) -> None:
     env, before = item.env, item.state
     store, backends, reporter, log = context.store, context.backends, context.reporter, context.log
@@ -312,6 +316,7 @@ def _apply_environment(
         if create is not None:
             entry = journal.update(entry, step="create")
             reporter.step(env.name, next(counter), steps[0])
+            gate.arrive()
             _create(env, backends, log)
             # The bare new environment is its own baseline: what the installer seeded
             # (pip, setuptools; or python) is managed, what follows is owned.
@@ -332,6 +337,7 @@ def _apply_environment(
             reporter.step(
                 env.name, next(counter), f"conda: solving and linking {_count(conda_changes)}"
             )
+            gate.arrive()
             if env_plan.conda_locked:  # from the lock file: exactly these records
                 linked = backends.conda.install_locked(env.prefix, env_plan.conda_locked)
             else:
@@ -367,6 +373,7 @@ def _apply_environment(
                 for c in pip_changes
                 if c.to_version and c.reason != UNRESOLVED
             ]
+            gate.arrive()
             with started:
                 proc = _install(context, env, env_plan, installer, python, pip_changes, exact)
             ahead = scans[0] if scans else None
