@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -250,6 +251,39 @@ def test_conda_table_follows_changes(tmp_path: Path, monkeypatch: pytest.MonkeyP
         str(outer / "conda-meta"): ["zlib-1.3-h0.json"],
         str(nested / "conda-meta"): ["zlib-1.2-h0.json"],
     }
+
+
+def test_a_read_again_of_an_unchanged_conda_meta_stats_no_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``again`` (the re-read after a pip install) takes this process's earlier read while
+    conda-meta lists what it listed then; a record added, or a directory changed within
+    the clock slack before the earlier read, and the records are read again."""
+    prefix = tmp_path / "env"
+    _record(prefix, "zlib-1.3-h0", [])
+    time.sleep(conda_module.SLACK_NS / 1e9 + 0.01)  # changed longer than the slack ago
+    stats: list[str] = []
+    real_stat = os.stat
+
+    def counting(path: Any, *args: Any, **kwargs: Any) -> Any:
+        stats.append(str(path))
+        return real_stat(path, *args, **kwargs)
+
+    cache = ReadCache()
+    first, _ = read_conda_records(prefix, cache)
+    monkeypatch.setattr(conda_module.os, "stat", counting)
+    again, details = read_conda_records(prefix, cache, again=True)
+    assert again == first and stats == []
+    assert read_conda_records(prefix, cache)[0] == first and stats == ["zlib-1.3-h0.json"]
+
+    _record(prefix, "openssl-3.0-h1", ["zlib"])  # the directory changes: now
+    stats.clear()
+    records, details = read_conda_records(prefix, cache, again=True)
+    assert sorted(records) == ["openssl", "zlib"] and len(stats) == 2
+    assert details["openssl"].depends == ("zlib",)
+    stats.clear()  # that read was within the slack of the change: it is not taken again
+    assert sorted(read_conda_records(prefix, cache, again=True)[0]) == ["openssl", "zlib"]
+    assert len(stats) == 2
 
 
 def test_a_missing_site_packages_or_a_file_in_its_place_holds_nothing(tmp_path: Path) -> None:

@@ -389,7 +389,10 @@ def _apply_environment(
         # fewer between the installer's end and the apply's.
         reporter.step(env.name, next(counter), "verify")
         with _CACHE_LOCK:
-            after = read_state(env.prefix, context.cache)
+            # Only a pip install ran (none wrote a conda record): the records read
+            # before it are taken again while conda-meta lists what it listed then.
+            pip_only = create is None and not conda_changes
+            after = read_state(env.prefix, context.cache, conda_again=pip_only)
             _remember_matches(env, after, context.cache)
         verify(env_plan, item, after, context.heads, ahead)
         faults.point("before-record")

@@ -63,6 +63,9 @@ class ReadCache:
         }
         self.requirements = RequirementTables(_mapping(data.get("requirements")))
         self._changed = bool(converted)  # saved in this layout
+        #: ``conda-meta`` directory -> (its inode, mtime and ctime, and what was read of
+        #: it then): this process's reads, not saved (see ``read_conda_records(again=)``).
+        self._listed: dict[str, tuple[tuple[int, int, int], Any, Any]] = {}
 
     @property
     def changed(self) -> bool:
@@ -80,6 +83,16 @@ class ReadCache:
         """Replace the directory's table with the records its listing has now; ``reused``
         of them came unchanged from :meth:`conda_records`."""
         self._changed |= _replace(self.records, directory, table, reused)
+
+    def listed(self, directory: str) -> tuple[tuple[int, int, int], Any, Any] | None:
+        """This process's last read of a ``conda-meta`` directory (:meth:`note_listed`)."""
+        return self._listed.get(directory)
+
+    def note_listed(
+        self, directory: str, stamp: tuple[int, int, int], records: Any, details: Any
+    ) -> None:
+        """Remember a read of a ``conda-meta`` directory whose stamp was ``stamp``."""
+        self._listed[directory] = (stamp, records, details)
 
     def site_dists(self, directory: str) -> Mapping[str, DistEntry]:
         """The cached distributions of a site-packages directory, by entry name (the

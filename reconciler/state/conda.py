@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -144,10 +145,24 @@ class Details(Mapping[str, RecordDetails]):
 _DIRECTORY_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
-def read_conda_records(prefix: Path, cache: ReadCache) -> tuple[dict[str, CondaRecord], Details]:
+#: How much older than a read of ``conda-meta`` its directory's mtime and ctime must be
+#: for that read to be taken again (``again``): an entry added in the same tick of
+#: the kernel's coarse file clock as an earlier change may leave the mtime as it was.
+SLACK_NS = 50_000_000
+
+
+def read_conda_records(
+    prefix: Path, cache: ReadCache, *, again: bool = False
+) -> tuple[dict[str, CondaRecord], Details]:
     """:func:`read_conda_meta` and each record's details, a record's JSON body parsed only
     when its (mtime, size) is not the cached one; the directory's cache table is replaced
-    by what is listed now (removed records leave it)."""
+    by what is listed now (removed records leave it).
+
+    ``again``: what this process (``cache``) read of the directory before is the answer
+    while the directory's inode, mtime and ctime are the ones then (no record added,
+    removed or renamed since), without a stat of each record: the re-read after a pip
+    install, which writes no record (conda and py-rattler write a record under a new
+    name, or over one in place: an apply that ran either reads every record)."""
     meta = f"{prefix}{os.sep}conda-meta"
     try:
         # Records are stat'ed relative to the directory's descriptor: no walk of the
@@ -158,6 +173,12 @@ def read_conda_records(prefix: Path, cache: ReadCache) -> tuple[dict[str, CondaR
     details = Details()
     made = details._values
     try:
+        here = os.fstat(fd)
+        stamp = (here.st_ino, here.st_mtime_ns, here.st_ctime_ns)
+        listed = cache.listed(meta)
+        if again and listed is not None and listed[0] == stamp:
+            return listed[1], listed[2]
+        read_at = time.time_ns()
         records = _records(os.listdir(fd))
         cached = cache.conda_records(meta)
         table: dict[str, list[Any]] = {}
@@ -189,6 +210,8 @@ def read_conda_records(prefix: Path, cache: ReadCache) -> tuple[dict[str, CondaR
     finally:
         os.close(fd)
     cache.set_conda_records(meta, table, reused=reused)
+    if max(here.st_mtime_ns, here.st_ctime_ns) < read_at - SLACK_NS:
+        cache.note_listed(meta, stamp, records, details)
     return records, details
 
 

@@ -258,8 +258,12 @@ def _fingerprint(
     return sha256("".join(lines).encode()).hexdigest()
 
 
-def read_state(prefix: Path, cache: ReadCache | None = None) -> InstalledState:
-    """Read ``prefix``. A missing prefix gives an empty state with ``exists=False``."""
+def read_state(
+    prefix: Path, cache: ReadCache | None = None, *, conda_again: bool = False
+) -> InstalledState:
+    """Read ``prefix``. A missing prefix gives an empty state with ``exists=False``.
+    ``conda_again``: after a pip install, the records ``cache`` read before are taken
+    while ``conda-meta`` lists what it listed then (``read_conda_records(again=)``)."""
     if not prefix.is_dir():
         return InstalledState(
             prefix=prefix,
@@ -269,7 +273,7 @@ def read_state(prefix: Path, cache: ReadCache | None = None) -> InstalledState:
             site_packages=None,
         )
     cache = cache if cache is not None else ReadCache()
-    conda, details = read_conda_records(prefix, cache)
+    conda, details = read_conda_records(prefix, cache, again=conda_again)
     is_conda = (prefix / "conda-meta").is_dir()
     site, python_version = find_site_packages(prefix)
     dists = read_distributions(site, cache)
