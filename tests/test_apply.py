@@ -567,6 +567,25 @@ def test_the_environments_of_a_generation_start_their_first_process_together() -
     assert StartGate.TIMEOUT <= time.monotonic() - started < StartGate.TIMEOUT + 0.5
 
 
+def test_an_environment_started_is_written_to_the_status_with_its_first_step(
+    tmp_path: Path,
+) -> None:
+    """The status file is written at an environment's first step, which the apply
+    reports right after its start, not once more at the start itself."""
+    from reconciler.apply.report import Reporter
+    from reconciler.apply.status import StatusReporter
+
+    path = tmp_path / "status.json"
+    reporter = StatusReporter(path, Reporter())
+    reporter.environment_started("image", 2)
+    assert not path.exists()
+    reporter.step("image", 1, "pip (uv): downloading and installing 5 packages")
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    assert doc["environments"]["image"]["status"] == "running"
+    assert doc["current"] == ["image: pip (uv): downloading and installing 5 packages"]
+    assert (doc["steps_total"], doc["steps_done"]) == (2, 0)
+
+
 # -- kernels and new environments --------------------------------------------------------
 
 

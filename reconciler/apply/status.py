@@ -111,10 +111,11 @@ class StatusReporter(Reporter):
         self.inner.planned(plan)
 
     def environment_started(self, name: str, steps: int) -> None:
-        """Running, with ``steps`` steps."""
+        """Running, with ``steps`` steps: written with its first step, which the apply
+        reports right after (the environments' threads wrote one file each fewer
+        before their installers could start)."""
         self._begun = True
         self.environments[name] = _Env(status="running", steps_total=steps)
-        self._write()
         self.inner.environment_started(name, steps)
 
     def step(self, name: str, index: int, text: str) -> None:
