@@ -168,14 +168,17 @@ def _local_files(name: str, settings: PipSettings) -> list[str] | None:
     return files
 
 
+def local_directory(location: str) -> str | None:
+    """A find-links location on this machine as a path (a ``file://`` URL's path, or a
+    plain path with ``~`` expanded); None for an ``http(s)`` page."""
+    parts = urlsplit(location)
+    if parts.scheme in ("http", "https"):
+        return None
+    return unquote(parts.path) if parts.scheme == "file" else os.path.expanduser(location)
+
+
 def local_directories(settings: PipSettings) -> list[str]:
     """The find-links locations of ``settings`` on this machine, as paths: ``file://``
     URLs and plain paths (an ``http(s)`` page is not one)."""
-    paths = []
-    for location in settings.find_links:
-        parts = urlsplit(location)
-        if parts.scheme in ("http", "https"):
-            continue
-        local = unquote(parts.path) if parts.scheme == "file" else os.path.expanduser(location)
-        paths.append(local)
-    return paths
+    found = (local_directory(location) for location in settings.find_links)
+    return [path for path in found if path is not None]

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import threading
 import time
 from collections.abc import Sequence
@@ -192,12 +191,10 @@ def _best(links: Sequence[Link], name: str, version: Version, tags: Sequence[str
 
 
 def _find_links_location(location: str) -> tuple[Path | None, str]:
-    parts = urlsplit(location)
-    if parts.scheme == "file":
-        return Path(local_path(parts.path)), location
-    if parts.scheme in ("http", "https"):
-        return None, location
-    return Path(os.path.expanduser(location)), location
+    from reconciler.backends.local_dirs import local_directory
+
+    local = local_directory(location)
+    return (None if local is None else Path(local)), location
 
 
 def _local_links(directory: Path, name: str) -> list[Link]:
