@@ -533,7 +533,7 @@ def test_the_record_read_ahead_starts_once_the_installer_runs_and_verify_is_not_
 
 
 def test_the_environments_of_a_generation_start_their_first_process_together() -> None:
-    """No thread passes the start gate before the last one arrives; a thread that
+    """No environment passes the start gate before the last one arrives; one that
     arrives twice counts once; one that never arrives holds the others only up to the
     gate's timeout."""
     import threading
@@ -545,8 +545,8 @@ def test_the_environments_of_a_generation_start_their_first_process_together() -
 
     def arrive(name: str, delay: float) -> None:
         time.sleep(delay)
-        gate.arrive()
-        gate.arrive()  # (no second count)
+        assert gate.arrive(name)
+        assert not gate.arrive(name)  # (no second count, no second wait)
         passed.append(name)
 
     threads = [
@@ -563,27 +563,118 @@ def test_the_environments_of_a_generation_start_their_first_process_together() -
 
     lonely = StartGate(2)  # the other environment failed before its first process
     started = time.monotonic()
-    lonely.arrive()
+    lonely.arrive("a")
     assert StartGate.TIMEOUT <= time.monotonic() - started < StartGate.TIMEOUT + 0.5
 
 
-def test_an_environment_started_is_written_to_the_status_with_its_first_step(
+def test_the_status_is_written_at_the_first_start_and_then_with_each_first_step(
     tmp_path: Path,
 ) -> None:
-    """The status file is written at an environment's first step, which the apply
-    reports right after its start, not once more at the start itself."""
+    """The apply's first environment start is written (a kill before any step leaves
+    this apply's status, not the one before); a later environment's start is written
+    with its first step, which the apply reports right after it."""
     from reconciler.apply.report import Reporter
     from reconciler.apply.status import StatusReporter
 
     path = tmp_path / "status.json"
     reporter = StatusReporter(path, Reporter())
     reporter.environment_started("image", 2)
-    assert not path.exists()
-    reporter.step("image", 1, "pip (uv): downloading and installing 5 packages")
     doc = json.loads(path.read_text(encoding="utf-8"))
-    assert doc["environments"]["image"]["status"] == "running"
-    assert doc["current"] == ["image: pip (uv): downloading and installing 5 packages"]
-    assert (doc["steps_total"], doc["steps_done"]) == (2, 0)
+    assert doc["state"] == "running" and doc["environments"]["image"]["status"] == "running"
+    written = path.stat().st_ino
+    reporter.environment_started("venv-a", 2)
+    assert path.stat().st_ino == written  # not written again
+    reporter.step("venv-a", 1, "pip (uv): downloading and installing 5 packages")
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    assert doc["environments"]["venv-a"]["status"] == "running"
+    assert doc["current"] == [
+        "image: ",
+        "venv-a: pip (uv): downloading and installing 5 packages",
+    ]
+    assert (doc["steps_total"], doc["steps_done"]) == (4, 0)
+
+
+def test_the_status_reporter_takes_events_from_the_environments_threads_at_once(
+    tmp_path: Path,
+) -> None:
+    """The environments' threads report at once: an environment added while another
+    thread writes the file never breaks that write (the dictionary it reads)."""
+    import threading
+
+    from reconciler.apply.report import Reporter
+    from reconciler.apply.status import StatusReporter
+
+    reporter = StatusReporter(tmp_path / "status.json", Reporter())
+    failures: list[BaseException] = []
+
+    def report(thread: int) -> None:
+        try:
+            for i in range(120):
+                name = f"env-{thread}-{i}"
+                reporter.environment_started(name, 1)
+                reporter.step(name, 1, "pip")
+                reporter.environment_finished(name, "done", "")
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=report, args=(t,)) for t in range(6)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # the threads switch at every chance
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert failures == []
+    doc = json.loads((tmp_path / "status.json").read_text(encoding="utf-8"))
+    assert len(doc["environments"]) == 720
+
+
+def test_a_stop_asked_while_an_environment_waits_at_the_start_gate_changes_nothing(
+    tmp_path: Path,
+    wheelhouse: Path,
+    isolated: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A SIGTERM's stop request that comes while an environment waits for the others
+    at the start gate is honoured there: its installer never starts."""
+    from reconciler import faults
+    from reconciler.apply import execute
+    from reconciler.apply.schedule import StartGate
+
+    fast, slow = make_venv(tmp_path / "fast"), make_venv(tmp_path / "slow")
+    manifest = write_manifest(
+        tmp_path / "m.yaml",
+        {
+            "fast": {"prefix": fast, "pip": ["alpha==1.0"]},
+            "slow": {"prefix": slow, "pip": ["alpha==1.0"]},
+        },
+        wheelhouse=wheelhouse,
+    )
+    arrive = StartGate.arrive
+
+    def arrive_then_stop(gate: StartGate, name: str) -> bool:
+        if name == "slow":  # the other one waits at the gate meanwhile
+            time.sleep(0.03)
+            faults.request_stop(15)
+        return arrive(gate, name)
+
+    installs: list[str] = []
+    install = execute._install
+    monkeypatch.setattr(StartGate, "arrive", arrive_then_stop)
+    monkeypatch.setattr(execute, "_install", lambda *a: installs.append("x") or install(*a))
+    try:
+        code, out, err = _cli(capsys, tmp_path / "state", "apply", manifest)
+    finally:
+        faults.clear_stop()
+    assert code != 0, out + err
+    assert installs == []
+    assert "stopped by" in out + err and "before changing anything" in out + err
+    for prefix in (fast, slow):
+        assert not (prefix / SITE / "alpha-1.0.dist-info").exists()
 
 
 # -- kernels and new environments --------------------------------------------------------

@@ -258,7 +258,7 @@ def _execute(
             reporter.environment_finished(env_plan.name, "failed", exc.message)
             return EnvironmentResult(env_plan.name, "failed", str(exc))
         finally:
-            gate.arrive()  # (when it ended before its first process)
+            gate.arrive(env_plan.name)  # (when it ended before its first process)
         reporter.environment_finished(env_plan.name, "done", "")
         return EnvironmentResult(env_plan.name, "done")
 
@@ -316,7 +316,7 @@ def _apply_environment(
         if create is not None:
             entry = journal.update(entry, step="create")
             reporter.step(env.name, next(counter), steps[0])
-            gate.arrive()
+            _together(gate, env.name)
             _create(env, backends, log)
             # The bare new environment is its own baseline: what the installer seeded
             # (pip, setuptools; or python) is managed, what follows is owned.
@@ -337,7 +337,7 @@ def _apply_environment(
             reporter.step(
                 env.name, next(counter), f"conda: solving and linking {_count(conda_changes)}"
             )
-            gate.arrive()
+            _together(gate, env.name)
             if env_plan.conda_locked:  # from the lock file: exactly these records
                 linked = backends.conda.install_locked(env.prefix, env_plan.conda_locked)
             else:
@@ -373,7 +373,7 @@ def _apply_environment(
                 for c in pip_changes
                 if c.to_version and c.reason != UNRESOLVED
             ]
-            gate.arrive()
+            _together(gate, env.name)
             with started:
                 proc = _install(context, env, env_plan, installer, python, pip_changes, exact)
             ahead = scans[0] if scans else None
@@ -407,6 +407,13 @@ def _apply_environment(
         journal.update(entry, status=status, error=exc.message)
         raise
     journal.update(entry, status="done")
+
+
+def _together(gate: StartGate, name: str) -> None:
+    """Wait for the generation's other environments before the first process of
+    ``name``; a stop asked meanwhile is honoured there (nothing has changed yet)."""
+    if gate.arrive(name):
+        faults.check_stop("before changing anything")
 
 
 def _install(

@@ -37,10 +37,10 @@ def in_threads(
 class StartGate:
     """The environments of a generation start their first installer together.
 
-    Each environment's thread :meth:`arrive` s once, just before its first process (or
-    when it ends without one), and waits there until every thread of the generation
-    has, for at most :data:`TIMEOUT` seconds. An installer, once started, takes both
-    cores of a small machine: the other environments' last steps before theirs (status,
+    Each environment :meth:`arrive` s once, just before its first process (or when it
+    ends without one), and waits there until every environment of the generation has,
+    for at most :data:`TIMEOUT` seconds. An installer, once started, takes both cores of
+    a small machine: the other environments' last steps before theirs (status,
     journal, the rollback snapshot) crawled behind it, and the 5 x 3 bench apply
     started its last install 10-15 ms after its first.
     """
@@ -50,19 +50,21 @@ class StartGate:
     def __init__(self, parties: int) -> None:
         self._left = parties
         self._cond = threading.Condition()
-        self._arrived = threading.local()
+        self._arrived: set[str] = set()
 
-    def arrive(self) -> None:
-        """This thread is ready to start its first process (at most once a thread)."""
-        if getattr(self._arrived, "done", False):
-            return
-        self._arrived.done = True
+    def arrive(self, name: str) -> bool:
+        """Environment ``name`` is ready to start its first process; False when it had
+        arrived before (it waits only once)."""
         with self._cond:
+            if name in self._arrived:
+                return False
+            self._arrived.add(name)
             self._left -= 1
             if self._left <= 0:
                 self._cond.notify_all()
             else:
                 self._cond.wait_for(lambda: self._left <= 0, timeout=self.TIMEOUT)
+        return True
 
 
 def _stop_on_interrupt() -> None:

@@ -111,26 +111,34 @@ class StatusReporter(Reporter):
         self.inner.planned(plan)
 
     def environment_started(self, name: str, steps: int) -> None:
-        """Running, with ``steps`` steps: written with its first step, which the apply
-        reports right after (the environments' threads wrote one file each fewer
-        before their installers could start)."""
-        self._begun = True
-        self.environments[name] = _Env(status="running", steps_total=steps)
+        """Running, with ``steps`` steps. Written at the apply's first start (a kill
+        before any step leaves the status of this apply, not of the one before);
+        the next environments' starts are written with their first steps, which the
+        apply reports right after (each environment's thread wrote one file fewer
+        before its installer could start)."""
+        with self._lock:
+            first = not self._begun
+            self._begun = True
+            self.environments[name] = _Env(status="running", steps_total=steps)
+        if first:
+            self._write()
         self.inner.environment_started(name, steps)
 
     def step(self, name: str, index: int, text: str) -> None:
         """Steps before ``index`` are done."""
-        env = self.environments.setdefault(name, _Env(status="running"))
-        env.steps_done, env.current = index - 1, text
+        with self._lock:  # (another thread's _write reads the environments)
+            env = self.environments.setdefault(name, _Env(status="running"))
+            env.steps_done, env.current = index - 1, text
         self._write()
         self.inner.step(name, index, text)
 
     def environment_finished(self, name: str, status: str, message: str) -> None:
         """Ended."""
-        env = self.environments.setdefault(name, _Env())
-        env.status, env.message, env.current = status, redact(message), ""
-        if status == "done":
-            env.steps_done = env.steps_total
+        with self._lock:
+            env = self.environments.setdefault(name, _Env())
+            env.status, env.message, env.current = status, redact(message), ""
+            if status == "done":
+                env.steps_done = env.steps_total
         self._write()
         self.inner.environment_finished(name, status, message)
 
