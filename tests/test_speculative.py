@@ -211,6 +211,28 @@ def test_an_edited_dry_run_the_planner_would_not_run_is_killed(setup: Setup) -> 
     assert setup.left_behind(edited) == []
 
 
+def test_an_edit_after_a_refused_plan_starts_the_refused_plans_dry_run_edited(
+    setup: Setup,
+) -> None:
+    """A refused plan's record ends with the unpinned dry run that explains the
+    refusal, which the planner never runs for a plan: the edit after it starts the
+    refused plan's own (pinned) dry run with the edited requirements, and the planner
+    takes it."""
+    setup.run("plan", setup.manifest)
+    _edit(setup, "delta, 'beta==2.0'")  # beta 2.0 needs alpha>=2: alpha 1.0 is foreign
+    refused, out, err = setup.run("plan", setup.manifest)
+    assert refused["code"] == 3 and "refused" in out, out + err
+    # The pinned dry run (the edited one, taken: no solution), then the unpinned one.
+    assert [s["returncode"] for s in refused["starts"]] == [1, 0], refused
+    _edit(setup, "'delta>=1.0'")
+    full, full_out, full_err = setup.run("plan", setup.manifest, probe=FULL)
+    edited, out, err = setup.run("plan", setup.manifest)
+    assert (speculative(edited), planned(edited)) == (1, 0), out + err
+    assert [s["returncode"] for s in edited["starts"]] == [0], edited
+    assert (edited["code"], out, err) == (full["code"], full_out, full_err)
+    assert setup.left_behind(edited) == []
+
+
 def test_an_edit_that_changes_the_repositories_starts_nothing(
     setup: Setup, wheelhouse: Path
 ) -> None:

@@ -390,7 +390,8 @@ def begin_edited(edited: Mapping[str, tuple[Sequence[str], Sequence[str]]]) -> N
     for each interpreter of ``edited`` (interpreter -> the repository options of its
     environment's pip settings, and the requirements it declares in the manifest's
     order) that :func:`begin` started nothing for, the dry run recorded last for it
-    under any entry, with those requirements in place of the recorded ones, when its
+    under any entry (a pinned one before the unpinned one that explains a refusal),
+    with those requirements in place of the recorded ones, when its
     options are exactly those repository options and the constraints file (no other
     repository is asked of the edited manifest's names), and its environment and uv
     binary are as they were then. The rest of the dry run (its constraints: the
@@ -417,6 +418,12 @@ def begin_edited(edited: Mapping[str, tuple[Sequence[str], Sequence[str]]]) -> N
             pins = ["--constraints", ""] if inv.at >= 0 else []
             repository, requirements = edited[inv.python]
             if inv.argv[9 : cut - 1] == [*repository, *pins]:
+                known = last.get(inv.python)
+                if not pins and known is not None and known[0].at >= 0:
+                    # An unpinned dry run after a pinned one is a refusal's explanation
+                    # (pip_side._explain_refusal), which the planner runs only after
+                    # its own pinned one: the pinned one stays the one to start.
+                    continue
                 argv = [*inv.argv[:cut], *requirements]
                 edit = _Invocation(
                     inv.python, argv, inv.at, inv.constraints, inv.additions, inv.paths
