@@ -85,6 +85,42 @@ def _plan(*changes: Change) -> Plan:
     return Plan(manifest_path="/m.yaml", manifest_sha256="0" * 64, environments=(env, other))
 
 
+@pytest.mark.usefixtures("isolated")
+def test_an_apply_asks_what_is_newest_once_its_installer_has_started(
+    tmp_path: Path,
+    black_house: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An apply asks what is newest (a uv process) beside its install, from the
+    installer's start on, not beside the checks the install waits for; its notes are
+    the plan's."""
+    from reconciler.backends import process
+    from tests.support.servers import build_simple_index, serve
+
+    prefix = make_venv(tmp_path / "env")
+    pip_install(prefix, ["packaging==21.3"], black_house)
+    with serve(build_simple_index(black_house, tmp_path / "index")) as server:
+        manifest = write_manifest(
+            tmp_path / "m.yaml",
+            {"e": {"prefix": prefix, "pip": ["black"]}},
+            defaults={"pip": {"index_url": f"{server.url}simple/"}},
+        )
+        started: list[str] = []
+        popen = process.subprocess.Popen
+
+        def spawn(args: list[str], **kwargs: object) -> object:
+            kind = "dry run" if "--dry-run" in args else args[2] if len(args) > 2 else "?"
+            started.append(kind)
+            return popen(args, **kwargs)  # type: ignore[call-overload]
+
+        monkeypatch.setattr(process.subprocess, "Popen", spawn)
+        code, out, err = run_cli(capsys, "--state-dir", tmp_path / "state", "apply", manifest)
+    assert code == 0, out + err
+    assert HELD in out
+    assert started.index("install") < started.index("compile"), started
+
+
 def test_the_notes_are_set_on_their_environments_changes_only() -> None:
     note = HeldBack("2.0", (Holder("dep", "1.0", "dep>=2", "managed"),))
     asked: list[str] = []

@@ -362,12 +362,18 @@ def _apply_environment(
             )
             python = env.prefix / "bin" / "python"
             installer = backends.pip(env.installer, python)
-            # The RECORDs are read while it installs: from its start on, not before
-            # (the read would hold the interpreter lock while the install is spawned).
+            # The RECORDs are read, and what is newest for the held-back notes asked,
+            # while it installs: from its start on, not before (the read would hold the
+            # interpreter lock while the install is spawned; the question, a uv
+            # process, would compete with the checks before it).
             scans: list[RecordScan | None] = []
-            started = when_started(
-                lambda _ended: scans.append(RecordScan.start(env_plan, item, context.heads))
-            )
+
+            def installing(_ended: bool) -> None:
+                scans.append(RecordScan.start(env_plan, item, context.heads))
+                if backends.later is not None:
+                    backends.later.start(str(env.prefix))
+
+            started = when_started(installing)
             exact = [
                 f"{c.name}=={c.to_version}"
                 for c in pip_changes

@@ -108,15 +108,29 @@ class LaterNotes:
         import threading
 
         self._pending: dict[str, tuple[Callable[[], dict[str, Any]], Callable[[], None]]] = {}
+        self._starts: dict[str, Callable[[], None]] = {}
         self._lock = threading.Lock()
 
     def add(
-        self, prefix: str, finish: Callable[[], dict[str, Any]], drop: Callable[[], None]
+        self,
+        prefix: str,
+        finish: Callable[[], dict[str, Any]],
+        drop: Callable[[], None],
+        start: Callable[[], None] = lambda: None,
     ) -> None:
-        """``finish()`` returns the held-back note of each change (by name) of ``prefix``;
-        ``drop()`` only waits for what runs in the background."""
+        """``finish()`` returns the held-back note of each change (by name) of ``prefix``
+        (starting what it asks, if :meth:`start` did not); ``drop()`` only waits for what
+        runs in the background; ``start()`` starts asking."""
         with self._lock:
             self._pending[prefix] = (finish, drop)
+            self._starts[prefix] = start
+
+    def start(self, prefix: str) -> None:
+        """Start asking what ``prefix``'s notes need (its installer has started)."""
+        with self._lock:
+            start = self._starts.pop(prefix, None)
+        if start is not None:
+            start()
 
     def complete(self, plan: Plan, stopped: Callable[[], bool] = lambda: False) -> Plan:
         """``plan`` with every note kept here set on its change; what is asked in the
@@ -264,7 +278,10 @@ def plan_pip_side(
         newest = _Background(
             installer.newest, python, [] if early_may_serve else ask_newest, settings
         )
-        newest_of_background = newest.__enter__()
+        # A plan asks it now, beside the chains and the clash check; an apply once its
+        # installer has started (LaterNotes.start): beside the install, not beside the
+        # checks the install waits for.
+        newest_of_background = newest.result if later is not None else newest.__enter__()
         wait = _waiting(newest, early)
         try:
             chains: dict[str, tuple[str, tuple[str, ...]]] = {}
@@ -299,6 +316,7 @@ def plan_pip_side(
                     str(state.prefix),
                     lambda: {c.name: c.held_back for c in notes() if c.held_back is not None},
                     wait,
+                    newest.start,
                 )
                 handed_over = True
                 changes += checked
@@ -474,20 +492,30 @@ class _EarlyNewest:
 
 class _Background:
     """``call(*args)`` in a thread while the block runs (previews are processes, so they
-    overlap); calling the instance returns its result. Nothing runs without arguments."""
+    overlap), or from :meth:`start` on; :meth:`result` returns its result (starting it
+    if nothing did). Nothing runs without arguments."""
 
     def __init__(self, call: Callable[..., dict[str, str]], *args: Any) -> None:
+        import threading
+
         self._call, self._args = call, args
         self._running: Any = None
+        self._lock = threading.Lock()
 
     def __enter__(self) -> Callable[[], dict[str, str]]:
-        if self._args and self._args[1]:
-            from reconciler.threads import InThread
-
-            self._running = InThread(self._call, *self._args)
+        self.start()
         return self.result
 
+    def start(self) -> None:
+        """Start the call now (once)."""
+        with self._lock:
+            if self._running is None and self._args and self._args[1]:
+                from reconciler.threads import InThread
+
+                self._running = InThread(self._call, *self._args)
+
     def result(self) -> dict[str, str]:
+        self.start()
         if self._running is None:
             return {}
         try:
