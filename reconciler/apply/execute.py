@@ -248,6 +248,12 @@ def _execute(
                 env_plan.name, "skipped", "another environment has refused changes"
             )
         todo = []
+    later = context.backends.later
+    if later is not None:  # what installs nothing asks what is newest now, not at the end
+        running = {e.name for e in todo}
+        for env_plan in plan.environments:
+            if env_plan.name not in running:
+                later.start(env_plan.prefix)
 
     reporter = context.reporter
 
