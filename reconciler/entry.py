@@ -361,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.time_ns() - _CLOCK_SLACK_NS
     import contextlib  # the full path imports it anyway
 
-    from reconciler.backends import speculative
+    from reconciler.backends import outside, speculative
 
     printed: list[tuple[Any, str]] = []
     loaded: list[Any] = []
@@ -380,12 +380,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             previous = signal.signal(signal.SIGTERM, _terminated)
             installed = True
         pending = found is not None and found.pending
+        outside.want_files(call.command == "plan")  # only a plan is remembered with them
         keyed = _speculate(call, speculative, newest=found.answers if found and pending else ())
         if found is not None and pending and speculative.started():
             replayed = _replay(found, speculative)
             if replayed is not None:
                 return replayed
-        from reconciler.backends import outside
         from reconciler.cli import main as full
 
         code = full(
@@ -417,6 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if installed:
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        outside.want_files(True)  # (the default of every other caller)
 
     # Derived data: never let remembering turn a success into a failure.
     with contextlib.suppress(Exception):

@@ -420,6 +420,27 @@ def test_a_replay_starts_the_questions_its_remembered_plan_asked_and_no_other() 
     assert not _asked(other, [dry_answer, asked])  # one of another environment
 
 
+def test_only_a_plan_notes_the_paths_its_clash_check_looked_at(setup: Setup) -> None:
+    """A plan notes the paths its clash check looked at (its replay stamps them); an
+    apply, which is never replayed, works none of them out."""
+    probe = (
+        "import sys, json; from reconciler.entry import main; "
+        "from reconciler.backends import outside; code = main(sys.argv[1:]); "
+        "print(json.dumps({'code': code, 'files': len(outside.files())}))"
+    )
+    noted = {}
+    for command in ("plan", "apply"):
+        proc = subprocess.run(
+            [sys.executable, "-c", probe, "--state-dir", str(setup.state), command,
+             str(setup.manifest)],
+            env=setup.env, capture_output=True, text=True, check=False, timeout=120,
+        )  # fmt: skip
+        report = json.loads(proc.stdout.rstrip("\n").rpartition("\n")[2])
+        assert report["code"] == 0, proc.stdout + proc.stderr
+        noted[command] = report["files"]
+    assert noted["plan"] > 0 and noted["apply"] == 0, noted
+
+
 def test_a_plan_past_the_bound_of_checked_paths_is_noted_once() -> None:
     from reconciler.backends import outside
 

@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import threading
 
-__all__ = ["MAX_FILES", "asked", "clear", "deferred", "depend", "files", "note"]
+__all__ = [
+    "MAX_FILES", "asked", "clear", "deferred", "depend", "files", "note", "want_files",
+    "wants_files",
+]  # fmt: skip
 
 #: Files a replayable plan may depend on (each is stamped at every replay).
 MAX_FILES = 5000
 
 _asked: list[str] = []
 _files: dict[str, None] = {}
+_wanted = [True]  # whether this call notes the files (a plan that may be remembered)
 _lock = threading.Lock()
 _local = threading.local()
 
@@ -55,6 +59,18 @@ def depend(path: str) -> None:
             _files[path] = None
         elif path not in _files and _TOO_MANY not in _asked:
             _asked.append(_TOO_MANY)  # once: a plan that passed the bound is not replayed
+
+
+def want_files(flag: bool) -> None:
+    """Whether the files a plan depends on are noted in this call: only a ``plan`` may
+    be remembered with them (an ``apply`` is not replayed); the caller of the checks
+    asks :func:`wants_files` before it works out what to note."""
+    _wanted[0] = flag
+
+
+def wants_files() -> bool:
+    """Whether this call notes the files its plan depends on (:func:`want_files`)."""
+    return _wanted[0]
 
 
 def files() -> tuple[str, ...]:

@@ -290,11 +290,13 @@ def refuse_clashes(
     python = state.prefix / "bin" / "python"
     exists = _Existing(str(state.prefix))
     refused: dict[int, Change] = {}
+    witnessed = outside.wants_files()  # (not by an apply, which is never replayed)
     for change, entries in zip(writes, _records(wheels, python, writes, settings)):
         if not entries:
             continue  # not located: the installer's own checks stay the last word
         for target, shown, digest in install_paths(entries, site, state.python_version):
-            outside.depend(exists.witness(target))  # a replay stamps it (existence, bytes)
+            if witnessed:
+                outside.depend(exists.witness(target))  # a replay stamps it (existence, bytes)
             if not exists(target):
                 continue
             if digest and record_digest(exists.full(target)) == digest:
