@@ -141,6 +141,7 @@ class LaterNotes:
         apply that went on without it, and none is worked out once ``stopped()``."""
         with self._lock:
             pending, self._pending = self._pending, {}
+            self._starts.clear()  # (what never started is asked by finish(), or not at all)
         environments = []
         try:
             for env in plan.environments:
@@ -173,6 +174,7 @@ class LaterNotes:
         apply that failed or was stopped before :meth:`complete`: nothing more is read)."""
         with self._lock:
             pending, self._pending = self._pending, {}
+            self._starts.clear()  # (what never started is asked by finish(), or not at all)
         for _, drop in pending.values():
             with contextlib.suppress(Exception):
                 drop()
