@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from packaging.requirements import Requirement
 
+import reconciler.plan.requirements as reconciler_requirements
 import reconciler.state.conda as conda_module
 import reconciler.state.python as python_module
 from reconciler.errors import StateError
@@ -640,6 +641,73 @@ def test_corrupt_read_cache_is_rebuilt(
     data = json.loads(path.read_text())
     assert data["format"] == 1
     assert "pytorchy-1.0-0.json" in data["records"][str(prefix / "conda-meta")]
+
+
+def test_a_save_writes_unchanged_sections_as_read(
+    tmp_path: Path,
+    channel: Path,
+    wheelhouse: Path,
+    isolated: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A plan that parsed one new requirement changed only the requirement tables: the
+    save encodes them alone and writes the conda records and distributions as read."""
+    from reconciler.plan.requirements import parse
+
+    prefix = make_conda_prefix(tmp_path / "env", channel, ["pyfoo ==1.0"], hybrid=True)
+    pip_install(prefix, ["alpha==1.0"], wheelhouse, env=isolated)
+    store = StateStore(tmp_path / "state")
+    path = store.root / "cache" / "read-cache.json"
+    cache = store.read_cache()
+    read_state(prefix, cache)
+    store.save_read_cache(cache)
+    first = path.read_bytes()
+    assert json.loads(first)["format"] == 1  # one JSON document, a section to a line
+    assert [line[:10] for line in first.split(b"\n")] == [
+        b'{"format":', b',"records"', b',"dists":{', b',"matches"', b',"requirem', b"}", b"",
+    ]  # fmt: skip
+
+    again = store.read_cache()
+    read_state(prefix, again)
+    encoded: list[Any] = []
+    dumps = json.dumps
+    monkeypatch.setattr(json, "dumps", lambda obj, **kw: encoded.append(obj) or dumps(obj, **kw))
+    with monkeypatch.context() as m:
+        m.setattr(reconciler_requirements, "_tables", again.requirements)
+        parse.cache_clear()
+        parse("beta>=2")
+    store.save_read_cache(again)
+    assert encoded == [again.requirements.to_json()]  # nothing else encoded again
+    second = path.read_bytes()
+    assert second.split(b"\n")[1:4] == first.split(b"\n")[1:4]
+    assert store.read_cache().requirements.parsed["beta>=2"][0] == "beta"
+
+
+def test_a_section_read_in_part_is_encoded_again(tmp_path: Path) -> None:
+    """What a read dropped (a damaged table, tables of another packaging version, the
+    earlier single-line file) is not written back as it was read."""
+    store = StateStore(tmp_path / "state")
+    path = store.root / "cache" / "read-cache.json"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(
+        b'{"format":1\n,"records":{"/x/conda-meta":5}\n,"dists":{"/x/site":{}}\n'
+        b',"matches":{"k":"yes"}\n,"requirements":{"packaging":"0.1","parsed":{"a":1}}\n}\n'
+    )
+    cache = store.read_cache()
+    assert (cache.records, cache.dists, cache.matches) == ({}, {"/x/site": {}}, {})
+    cache.put_match("j", True)
+    store.save_read_cache(cache)
+    saved = path.read_bytes()
+    assert b"conda-meta" not in saved and b'"yes"' not in saved and b'"0.1"' not in saved
+    assert json.loads(saved)["dists"] == {"/x/site": {}}  # taken whole, written as read
+    assert store.read_cache().matches == {"j": True}
+
+    path.write_text(json.dumps({"format": 1, "matches": {"k": True}}))  # one line
+    cache = store.read_cache()
+    cache.put_match("j", False)
+    store.save_read_cache(cache)
+    assert json.loads(path.read_bytes())["matches"] == {"k": True, "j": False}
+    assert len(path.read_bytes().split(b"\n")) == 7
 
 
 # -- a real image ---------------------------------------------------------------------------

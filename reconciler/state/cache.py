@@ -16,7 +16,11 @@ Everything here is derived data, keyed so that a change on disk invalidates it:
   neither packaging's parser nor its markers (~25 ms, and ~20 ms of parsing on a
   real stack).
 
-It is stored as one JSON file under the state dir; a damaged file is rebuilt.
+It is stored as one JSON file under the state dir, a section to a line
+(:meth:`ReadCache.encode`): a save encodes again only the sections that changed and
+writes the others' lines as it read them (the image's conda records are half of its
+~420 KB, and a plan that parsed one new requirement changed only the requirement
+tables). A damaged file is rebuilt.
 """
 
 from __future__ import annotations
@@ -25,7 +29,10 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["CondaEntry", "DistEntry", "ReadCache", "RequirementTables"]
+__all__ = ["SECTIONS", "CondaEntry", "DistEntry", "ReadCache", "RequirementTables"]
+
+#: The sections of the cache file, in the order :meth:`ReadCache.encode` writes them.
+SECTIONS = ("records", "dists", "matches", "requirements")
 
 #: One cached conda record: the record file's mtime_ns and size, then what
 #: :class:`reconciler.state.conda.RecordDetails` holds.
@@ -46,7 +53,9 @@ class ReadCache:
     removed, and the file holds no repeated directory paths.
     """
 
-    def __init__(self, data: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, data: Mapping[str, Any] | None = None, *, text: bytes = b"") -> None:
+        """``data``: the cache file's JSON; ``text``: its bytes (a section taken whole from
+        them is saved again as those bytes while it does not change)."""
         data = data or {}
         records = _mapping(data.get("records"))
         self.records: dict[str, dict[str, CondaEntry]] = {
@@ -55,14 +64,23 @@ class ReadCache:
         converted = _earlier_records(records)
         for directory, table in converted.items():
             self.records.setdefault(directory, table)
+        dists = _mapping(data.get("dists"))
         self.dists: dict[str, dict[str, DistEntry]] = {
-            k: v for k, v in _mapping(data.get("dists")).items() if isinstance(v, dict)
+            k: v for k, v in dists.items() if isinstance(v, dict)
         }
-        self.matches: dict[str, bool] = {
-            k: v for k, v in _mapping(data.get("matches")).items() if isinstance(v, bool)
-        }
+        matches = _mapping(data.get("matches"))
+        self.matches: dict[str, bool] = {k: v for k, v in matches.items() if isinstance(v, bool)}
         self.requirements = RequirementTables(_mapping(data.get("requirements")))
-        self._changed = bool(converted)  # saved in this layout
+        whole = {  # the sections taken as the file has them (nothing dropped or converted)
+            "records": not converted and _whole(data.get("records"), self.records),
+            "dists": _whole(data.get("dists"), self.dists),
+            "matches": _whole(data.get("matches"), self.matches),
+            "requirements": self.requirements.whole,
+        }
+        #: section -> its line in ``text``, for the sections taken whole.
+        self._lines = {k: v for k, v in _lines(text).items() if whole[k]}
+        #: The sections changed since the cache was read.
+        self._dirty: set[str] = {"records"} if converted else set()  # saved in this layout
         #: ``conda-meta`` directory -> (its inode, mtime and ctime, and what was read of
         #: it then): this process's reads, not saved (see ``read_conda_records(again=)``).
         self._listed: dict[str, tuple[tuple[int, int, int], Any, Any]] = {}
@@ -70,7 +88,7 @@ class ReadCache:
     @property
     def changed(self) -> bool:
         """Whether anything was added or replaced since the cache was read."""
-        return self._changed or self.requirements.changed
+        return bool(self._dirty) or self.requirements.changed
 
     def conda_records(self, directory: str) -> Mapping[str, CondaEntry]:
         """The cached records of a ``conda-meta`` directory, by file name (the caller
@@ -82,7 +100,8 @@ class ReadCache:
     ) -> None:
         """Replace the directory's table with the records its listing has now; ``reused``
         of them came unchanged from :meth:`conda_records`."""
-        self._changed |= _replace(self.records, directory, table, reused)
+        if _replace(self.records, directory, table, reused):
+            self._dirty.add("records")
 
     def listed(self, directory: str) -> tuple[tuple[int, int, int], Any, Any] | None:
         """This process's last read of a ``conda-meta`` directory (:meth:`note_listed`)."""
@@ -102,7 +121,8 @@ class ReadCache:
     def set_site_dists(self, directory: str, table: dict[str, DistEntry], *, reused: int) -> None:
         """Replace the directory's table with the entries its listing has now; ``reused``
         of them came unchanged from :meth:`site_dists`, so an equal table is no change."""
-        self._changed |= _replace(self.dists, directory, table, reused)
+        if _replace(self.dists, directory, table, reused):
+            self._dirty.add("dists")
 
     def match(self, key: str) -> bool | None:
         """A remembered MatchSpec result."""
@@ -111,7 +131,7 @@ class ReadCache:
     def put_match(self, key: str, value: bool) -> None:
         """Remember a MatchSpec result."""
         self.matches[key] = value
-        self._changed = True
+        self._dirty.add("matches")
 
     def to_json(self) -> dict[str, Any]:
         """The cache as a JSON-ready mapping."""
@@ -121,6 +141,25 @@ class ReadCache:
             "matches": self.matches,
             "requirements": self.requirements.to_json(),
         }
+
+    def encode(self, header: str) -> bytes:
+        """The cache file: ``{`` and ``header`` (its leading members, ``"format":1``) on
+        the first line, then a line per section (``,"records":{...}``), then ``}``. A
+        section unchanged since it was read is its line as read (compact JSON holds no
+        line break: each line is one section's member)."""
+        import json  # (imported by the state store that calls this)
+
+        lines = [b"{" + header.encode("utf-8")]
+        changed = self._dirty | ({"requirements"} if self.requirements.changed else set())
+        sections = self.to_json()
+        for name in SECTIONS:
+            line = None if name in changed else self._lines.get(name)
+            if line is None:
+                body = json.dumps(sections[name], separators=(",", ":"), check_circular=False)
+                line = f',"{name}":{body}'.encode()
+            lines.append(line)
+        lines.append(b"}\n")
+        return b"\n".join(lines)
 
 
 class RequirementTables:
@@ -155,6 +194,13 @@ class RequirementTables:
         self.contains: dict[str, bool] = _booleans(data.get("contains"))
         self.markers: dict[str, bool] = _booleans(data.get("markers"))
         self.changed = False
+        #: Whether the tables are the data's, nothing dropped (its lines may be kept).
+        self.whole = all(
+            _whole(data.get(name), kept)
+            for name, kept in (
+                ("parsed", self.parsed), ("contains", self.contains), ("markers", self.markers)
+            )
+        )  # fmt: skip
 
     def size(self) -> int:
         """How many answers the tables hold."""
@@ -203,6 +249,26 @@ def _earlier_records(records: Mapping[str, Any]) -> dict[str, dict[str, CondaEnt
             directory, _, filename = path.rpartition(os.sep)
             out.setdefault(directory, {})[filename] = [*stamp, *details]
     return out
+
+
+def _lines(text: bytes) -> dict[str, bytes]:
+    """Section -> its line, when ``text`` (valid JSON) is laid out as
+    :meth:`ReadCache.encode` writes it: nothing otherwise (an earlier file is encoded
+    whole at its first save)."""
+    lines = text.split(b"\n")
+    if len(lines) != len(SECTIONS) + 3 or lines[-2:] != [b"}", b""]:
+        return {}
+    out = {}
+    for name, line in zip(SECTIONS, lines[1:-2], strict=True):
+        if not line.startswith(f',"{name}":'.encode()):
+            return {}
+        out[name] = line
+    return out
+
+
+def _whole(value: Any, kept: Mapping[str, Any]) -> bool:
+    """Whether ``kept`` is all of ``value``, a mapping: nothing of it was dropped."""
+    return isinstance(value, dict) and len(value) == len(kept)
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:

@@ -27,7 +27,7 @@ from reconciler.digest import sha256
 from reconciler.errors import StateError
 from reconciler.state.cache import ReadCache
 from reconciler.state.environment import InstalledState, Package, image_identity
-from reconciler.tempfiles import mkstemp
+from reconciler.tempfiles import mkstemp, replace_file
 from reconciler.values import value
 
 if TYPE_CHECKING:
@@ -338,19 +338,18 @@ class StateStore:
         """The installed-state read cache; a damaged cache is simply rebuilt."""
         try:
             with open(self.root / "cache" / "read-cache.json", "rb") as f:
-                data = json.loads(f.read().decode("utf-8"))
+                text = f.read()
+            data = json.loads(text.decode("utf-8"))
         except (OSError, ValueError):
             return ReadCache()
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             return ReadCache()
-        return ReadCache(data)
+        return ReadCache(data, text=text)
 
     def save_read_cache(self, cache: ReadCache) -> None:
         """Persist the cache when it changed; best effort (it is derived data)."""
         if not cache.changed:
             return
-        try:
-            data = {"format": FORMAT, **cache.to_json()}
-            write_json_atomic(self.root / "cache" / "read-cache.json", data, derived=True)
-        except OSError:
-            return
+        text = cache.encode(f'"format":{FORMAT}')
+        with contextlib.suppress(OSError):
+            replace_file(str(self.root / "cache" / "read-cache.json"), text, ".read-cache.json.")
