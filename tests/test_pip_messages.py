@@ -380,14 +380,19 @@ def test_the_clash_check_does_not_wait_for_an_early_newest_it_does_not_need(
     assert released == [True]  # asked once, and answered after the clash check
 
 
-def _zeta_manifest(tmp_path: Path, wheelhouse: Path) -> Path:
-    """:func:`_black_house` with zeta 5.0 installed from elsewhere and zeta 1.0 and 2.0
-    offered, and a manifest asking for zeta>=5 (met, but not offered) and black."""
+def _zeta_manifest(tmp_path: Path, wheelhouse: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    """:func:`_black_house` with zeta 5.0 installed by reconciler from elsewhere (owned:
+    it may move, so the preview resolves it) and zeta 1.0 and 2.0 offered, and a
+    manifest asking for zeta>=5 (met, but not offered) and black."""
     house, prefix = _black_house(tmp_path, wheelhouse)
     build_wheel(tmp_path / "elsewhere", "zeta", "5.0")
     for version in ("1.0", "2.0"):
         build_wheel(house, "zeta", version)
-    pip_install(prefix, ["zeta==5.0"], tmp_path / "elsewhere")
+    first = write_manifest(
+        tmp_path / "first.yaml", {"e": {"prefix": prefix, "pip": ["zeta==5.0"]}},
+        wheelhouse=tmp_path / "elsewhere",
+    )  # fmt: skip
+    assert run_cli(capsys, "--state-dir", tmp_path / "state", "apply", first)[0] == 0
     return write_manifest(
         tmp_path / "m.yaml", {"e": {"prefix": prefix, "pip": ["zeta>=5", "black"]}},
         wheelhouse=house,
@@ -402,9 +407,10 @@ def test_an_early_newest_that_cannot_answer_is_asked_again_exactly(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # zeta>=5 is met by the installed zeta 5.0, which the only location does not offer
-    # (1.0 and 2.0): asked with the preview, it fails the whole early question; black's
-    # newest is then asked alone after the preview, and the plan says what it said.
-    manifest = _zeta_manifest(tmp_path, wheelhouse)
+    # (1.0 and 2.0): asked with the preview (zeta is owned, so the preview resolves it),
+    # it fails the whole early question; black's newest is then asked alone after the
+    # preview, and the plan says what it said.
+    manifest = _zeta_manifest(tmp_path, wheelhouse, capsys)
     asked = _newest_asked(monkeypatch)
     code, out, _ = _plan(capsys, tmp_path, manifest)
     assert code == 0, out
@@ -432,7 +438,7 @@ def test_what_an_ended_early_newest_cannot_answer_is_asked_beside_the_clash_chec
     from reconciler.backends import pip
     from reconciler.plan import pip_side
 
-    manifest = _zeta_manifest(tmp_path, wheelhouse)
+    manifest = _zeta_manifest(tmp_path, wheelhouse, capsys)
     events: list[str] = []
     early_ended = threading.Event()
     real_newest, real_preview, real_check = (

@@ -185,6 +185,25 @@ def test_a_manifest_just_edited_takes_the_dry_run_recorded_with_its_own_requirem
         assert setup.left_behind(edited) == []
 
 
+def test_an_edited_dry_run_leaves_out_what_the_recorded_one_left_out(setup: Setup) -> None:
+    """``alpha`` (foreign, pinned, nothing it needs) is met and held whole by the pins:
+    the planner's dry run leaves it out of what uv resolves, and so does the dry run
+    started for the manifest once edited, which the planner then takes."""
+    _edit(setup, "alpha, delta")
+    setup.run("plan", setup.manifest)
+    _edit(setup, "alpha, 'delta>=1.0'")
+    full, full_out, full_err = setup.run("plan", setup.manifest, probe=FULL)
+    assert "install pip delta 1.1" in full_out, full_out + full_err
+    edited, out, err = setup.run("plan", setup.manifest)
+    assert (speculative(edited), planned(edited)) == (1, 0), out + err
+    assert [s["returncode"] for s in edited["starts"]] == [0], edited
+    assert (edited["code"], out, err) == (full["code"], full_out, full_err)
+    assert setup.left_behind(edited) == []
+    _, shown, _ = setup.run("plan", setup.manifest, "--json", probe=FULL)
+    env = json.loads(shown)["environments"][0]
+    assert (env["satisfied"], env["pip_requirements"]) == (["alpha"], ["delta>=1.0"])
+
+
 def test_an_apply_of_a_manifest_just_edited_takes_the_edited_dry_run(setup: Setup) -> None:
     setup.run("plan", setup.manifest)
     _edit(setup, "'delta>=1.0'")

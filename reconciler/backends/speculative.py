@@ -75,7 +75,7 @@ __all__ = [
 #: NUL-separated fields (as the fast path's ``noop.stamps``), beside it.
 RECORD = os.path.join("cache", "previews.stamps")
 _MAGIC = "reconciler preview record"
-FORMAT = 2  # 2: the stamps are of what the environment holds
+FORMAT = 3  # 2: the stamps are of what the environment holds; 3: the excluded requirements
 #: Entries kept: the previews of a few manifests and selections.
 KEPT = 16
 #: A speculative result older than this when the planner asks is not taken: an apply
@@ -89,9 +89,12 @@ CLOCK_SLACK_NS = 50_000_000
 
 class _Invocation:
     """One uv preview as the record keeps it: the command line with the constraints
-    file's argument blank (at ``at``, -1 without one) and its content beside it."""
+    file's argument blank (at ``at``, -1 without one) and its content beside it; and
+    ``excluded``, the requirements its manifest declared for the environment that it
+    leaves out (refused, or held whole by the pins: ``pip_side``), which an edited
+    manifest's dry run leaves out too (:func:`begin_edited`)."""
 
-    __slots__ = ("additions", "argv", "at", "constraints", "paths", "python")
+    __slots__ = ("additions", "argv", "at", "constraints", "excluded", "paths", "python")
 
     def __init__(
         self,
@@ -108,6 +111,7 @@ class _Invocation:
         self.constraints = constraints
         self.additions = dict(additions)
         self.paths = list(paths)  # what the environment's stamp covers
+        self.excluded: list[str] = []
 
     def same(self, other: _Invocation) -> bool:
         """The same command, constraints content and environment additions."""
@@ -155,6 +159,9 @@ _taken: list[_Launched] = []  # taken by the planner, being waited for
 _answers: list[str | None] = []
 #: The record's entries as :func:`begin` read them.
 _read: list[dict[str, list[tuple[_Invocation, str, str]]]] = []
+#: Interpreter -> the requirements the manifest declares for its environment, in its
+#: order (:func:`begin_edited`): what a noted dry run leaves out of them is recorded.
+_declared: dict[str, list[str]] = {}
 
 
 def _binary(path: str, *, inode: bool = True) -> str:
@@ -235,6 +242,7 @@ def _encode(entries: dict[str, list[tuple[_Invocation, str, str]]]) -> str | Non
             fields += [str(len(inv.argv)), *inv.argv]
             fields += [str(len(inv.additions)), *(f"{k}={v}" for k, v in inv.additions.items())]
             fields += [str(len(inv.paths)), *inv.paths]
+            fields += [str(len(inv.excluded)), *inv.excluded]
     if any("\0" in f for f in fields):
         return None
     return "\0".join(fields)
@@ -268,10 +276,12 @@ def _decode(text: str) -> dict[str, list[tuple[_Invocation, str, str]]]:
                 argv = block()
                 additions = dict(a.split("=", 1) for a in block())
                 paths = block()
+                excluded = block()
                 at_ = int(where)
                 if not -1 <= at_ < len(argv) or (at_ >= 0 and argv[at_] != ""):
                     raise ValueError("no such argument")  # not what _encode wrote
                 inv = _Invocation(python, argv, at_, constraints, additions, paths)
+                inv.excluded = excluded
                 previews.append((inv, stamp.replace("\1", "\0"), uv))
             entries[key] = previews
     except (ValueError, IndexError):
@@ -343,6 +353,7 @@ def begin(state_dir: str, key: str, *, newest: Sequence[str] = ()) -> None:
     dry run depends on whether that dry run still runs when the planner takes it."""
     _recording[:] = [(state_dir, key)]
     _read.clear()
+    _declared.clear()
     with _lock:
         _answers.clear()
     outside.clear()  # what this call consults, from here on
@@ -397,7 +408,13 @@ def begin_edited(edited: Mapping[str, tuple[Sequence[str], Sequence[str]]]) -> N
     binary are as they were then. The rest of the dry run (its constraints: the
     environment's pins) is what the planner runs again while the environment holds
     what it held; where it is not (a request refused, a lock file), the planner takes
-    nothing and kills it, as any speculative process that does not match."""
+    nothing and kills it, as any speculative process that does not match. The
+    requirements a recorded dry run left out of its manifest's (refused, or held whole
+    by the pins) are left out of its edited one too, while the edited manifest still
+    declares them. ``edited`` is kept: the dry runs this call notes record what they
+    leave out of it."""
+    _declared.clear()
+    _declared.update((python, list(texts)) for python, (_, texts) in edited.items())
     expected = uv_in_venv()
     if not _read or expected is None:
         return  # begin read no record (a fault injection, the uv the planner runs unknown)
@@ -416,7 +433,9 @@ def begin_edited(edited: Mapping[str, tuple[Sequence[str], Sequence[str]]]) -> N
                 continue
             cut = inv.argv.index("--", 9) + 1  # the requirements follow it (_a_preview)
             pins = ["--constraints", ""] if inv.at >= 0 else []
-            repository, requirements = edited[inv.python]
+            repository, declared = edited[inv.python]
+            left_out = set(inv.excluded)
+            requirements = [text for text in declared if text not in left_out]
             if inv.argv[9 : cut - 1] == [*repository, *pins]:
                 known = last.get(inv.python)
                 if not pins and known is not None and known[0].at >= 0:
@@ -744,6 +763,10 @@ def _note(wanted: _Invocation, python: Path, stamp: str) -> bool:
         return False  # credentials in an index URL are never written to the state dir
     if not wanted.paths:
         wanted.paths = environment_paths(python)
+    declared = _declared.get(wanted.python)
+    if declared and not _is_question(wanted) and "--" in wanted.argv[9:]:
+        asked = set(wanted.argv[wanted.argv.index("--", 9) + 1 :])  # (as begin_edited cuts)
+        wanted.excluded = [text for text in declared if text not in asked]
     uv = _binary(wanted.argv[0], inode=False)
     with _lock:
         _noted.append((wanted, stamp, uv))
@@ -897,6 +920,7 @@ def end(record: bool = True, *, finished: bool = True, questions: bool = False) 
         recording = list(_recording)
         _recording.clear()
         _read.clear()
+        _declared.clear()
         wasted = finished and (bool(_launched) or bool(_wasted))
         _wasted.clear()
         _answers.clear()

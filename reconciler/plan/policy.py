@@ -82,16 +82,23 @@ class Ownership:
         """Only owned packages may be upgraded, downgraded or reinstalled."""
         return not self.frozen and self.status(package) == OWNED
 
-    def pip_pins(self, state: InstalledState) -> tuple[str, ...]:
-        """``name==version`` for every distribution that may not move (the constraints file)."""
+    def pinned_dists(self, state: InstalledState) -> frozenset[str]:
+        """The keys (``state.dists``) of every distribution that may not move."""
         packages = state.packages()
-        return tuple(
-            sorted(
-                _pin(dist.name, dist.version)
-                for dist in state.dists.values()
-                if not self.may_move(packages[state.package_for_dist(dist.name)])
-            )
+        return frozenset(
+            key
+            for key, dist in state.dists.items()
+            if not self.may_move(packages[state.package_for_dist(dist.name)])
         )
+
+    def pip_pins(
+        self, state: InstalledState, pinned: frozenset[str] | None = None
+    ) -> tuple[str, ...]:
+        """``name==version`` for every distribution that may not move (the constraints
+        file); ``pinned``: :meth:`pinned_dists`, when worked out already."""
+        keys = self.pinned_dists(state) if pinned is None else pinned
+        dists = state.dists
+        return tuple(sorted(_pin(dists[k].name, dists[k].version) for k in keys))
 
     def conda_pins(self, state: InstalledState) -> tuple[str, ...]:
         """Names of the conda records the solver may not move."""

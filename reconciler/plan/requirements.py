@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,7 @@ __all__ = [
     "parse_request",
     "plain_version",
     "satisfies",
+    "settled",
     "unmet",
     "use_tables",
     "version_or_none",
@@ -266,3 +267,59 @@ def unmet(
             else:
                 stack.append((child, req.extras))
     return missing
+
+
+Root = tuple[str, frozenset[str]]
+
+
+def settled(
+    roots: Iterable[Root],
+    dists: Mapping[str, Distribution],
+    env: MarkerEnvironment,
+    pinned: Callable[[str], bool],
+) -> set[Root]:
+    """The ``roots`` (name, extras) whose installed closure is met and may not move: every
+    distribution reachable from one (through its requirements that apply under the
+    markers and extras) is installed, satisfies what requires it, and is ``pinned`` (by
+    name: the preview's constraints hold it at its version). Given to a resolver beside
+    other requirements, such a root adds nothing the pins do not hold already: the
+    resolver can only keep its closure as it is. A requirement that cannot be parsed
+    leaves its distribution, and what reaches it, unsettled."""
+    roots = list(roots)
+    edges: dict[Root, list[Root]] = {}
+    bad: list[Root] = []
+    stack = list(roots)
+    while stack:
+        node = stack.pop()
+        if node in edges:
+            continue
+        children: list[Root] = []
+        edges[node] = children
+        name, extras = node
+        dist = dists.get(name)
+        if dist is None or not pinned(name):
+            bad.append(node)
+            continue
+        for text in dist.requires:
+            req = parse(text)
+            if req is None:
+                bad.append(node)
+                break
+            if not applies(req, env, extras):
+                continue
+            if not satisfies(req, dists.get(req.key)):
+                bad.append(node)
+                break
+            children.append((req.key, req.extras))
+        stack += children
+    parents: dict[Root, list[Root]] = {}
+    for node, children in edges.items():
+        for child in children:
+            parents.setdefault(child, []).append(node)
+    unsettled = set(bad)  # and whatever reaches one of them
+    while bad:
+        for parent in parents.get(bad.pop(), ()):
+            if parent not in unsettled:
+                unsettled.add(parent)
+                bad.append(parent)
+    return {root for root in roots if root not in unsettled}
