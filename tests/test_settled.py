@@ -10,14 +10,19 @@ wheelhouse; the closure rules on hand-made distributions.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
 
 from reconciler.plan.requirements import marker_environment, settled
 from reconciler.state.python import Distribution
+from reconciler.state.store import Owned, OwnedPackage, StateStore
 from tests.support.envs import make_venv, pip_install
-from tests.support.manifests import SITE, run_cli, write_manifest
+from tests.support.manifests import SITE, run_cli, write_dist_info, write_manifest
 
 
 def _dist(name: str, *requires: str) -> Distribution:
@@ -52,6 +57,16 @@ def test_cycles_extras_markers_and_unparseable_requirements() -> None:
     marked = [_dist("a", 'x; python_version < "3"')]
     assert _settled(marked, ["a"], {"a"}) == ["a"]  # x never applies: not reached
     assert _settled([_dist("a", "b >= >= 1"), _dist("b")], ["a"], {"a", "b"}) == []
+    # Markers the marker environment answers as reconciler's own interpreter would: the
+    # target's full version, implementation and platform release may differ.
+    for marker in (
+        'python_full_version < "3.11.5"',
+        'implementation_name == "pypy"',
+        'platform_python_implementation == "PyPy"',
+        'platform_release < "5"',
+    ):
+        inexact = [_dist("a", f"x; {marker}"), _dist("x")]
+        assert _settled(inexact, ["a"], {"a", "x"}) == [], marker
 
 
 def _plan_env(capsys: pytest.CaptureFixture[str], state: Path, manifest: Path) -> dict:  # type: ignore[type-arg]
@@ -123,3 +138,75 @@ def test_a_request_whose_closure_may_move_is_resolved(
     env = _plan_env(capsys, tmp_path / "state2", broken)
     assert env["pip_requirements"] == ["beta"]
     assert [(c["action"], c["name"]) for c in env["changes"]] == [("install", "alpha")]
+
+
+def _base_interpreter(dest: Path) -> Path:
+    """A copy of the base interpreter with its own, empty site-packages: a base image."""
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    (dest / "bin").mkdir(parents=True)
+    exe = dest / "bin" / f"python{version}"
+    shutil.copy2(Path(sys.base_prefix) / "bin" / f"python{version}", exe)
+    lib = dest / "lib" / f"python{version}"
+    lib.mkdir(parents=True)
+    stdlib = Path(sysconfig.get_path("stdlib"))
+    for entry in os.listdir(stdlib):
+        if entry != "site-packages":
+            (lib / entry).symlink_to(stdlib / entry)
+    (lib / "site-packages").mkdir()
+    for shared in (Path(sys.base_prefix) / "lib").glob("libpython*"):
+        (dest / "lib" / shared.name).symlink_to(shared)  # an rpath of $ORIGIN/../lib
+    return exe
+
+
+@pytest.mark.parametrize("installer", ["uv", "pip"])
+def test_nothing_left_to_resolve_is_no_preview(
+    installer: str,
+    tmp_path: Path,
+    wheelhouse: Path,
+    isolated: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """In a ``--system-site-packages`` venv, sysdist (the base's) misses what it needs,
+    which no installer call can give (uv does not see the base's packages), and alpha
+    is held by the pins: nothing is resolved, and plan and apply change nothing."""
+    base = _base_interpreter(tmp_path / "base")
+    write_dist_info(next(base.parent.parent.glob(SITE)), "sysdist", "1.0", ["missingdep"])
+    prefix = make_venv(
+        tmp_path / "env", system_site_packages=True, python=str(base), with_pip=installer == "pip"
+    )
+    pip_install(prefix, ["alpha==1.0"], wheelhouse)
+    offline = {"no_index": True, "find_links": [str(wheelhouse)]}
+    manifest = write_manifest(
+        tmp_path / "m.yaml", {"e": {"prefix": prefix, "pip": ["alpha", "sysdist"]}},
+        defaults={"installer": installer, "pip": offline},
+    )  # fmt: skip
+    state = tmp_path / "state"
+    assert run_cli(capsys, "--state-dir", state, "baseline", "capture", "-q", manifest)[0] == 0
+    env = _plan_env(capsys, state, manifest)
+    assert (env["changes"], env["pip_requirements"], env["resolver_ran"]) == ([], [], False)
+    code, out, err = run_cli(capsys, "--state-dir", state, "apply", manifest)
+    assert code == 0, out + err
+
+
+def test_a_saved_plan_is_refused_when_what_it_left_out_may_move_now(
+    tmp_path: Path, wheelhouse: Path, isolated: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """beta was held whole by the pins when the plan was saved (alpha and beta managed,
+    before any baseline); alpha is reconciler's by the time it is applied (a recovered
+    apply adopted it): the install would resolve delta without beta's requirement."""
+    prefix = make_venv(tmp_path / "env")
+    pip_install(prefix, ["alpha==1.0", "beta==1.0"], wheelhouse)
+    state = tmp_path / "state"
+    manifest = write_manifest(
+        tmp_path / "m.yaml", {"e": {"prefix": prefix, "pip": ["beta", "delta"]}},
+        wheelhouse=wheelhouse,
+    )  # fmt: skip
+    saved = tmp_path / "plan.json"
+    code, out, err = run_cli(capsys, "--state-dir", state, "plan", manifest, "--out", saved)
+    assert code == 0, out + err
+    assert json.loads(saved.read_text())["environments"][0]["pip_requirements"] == ["delta"]
+    StateStore(state).save_owned(prefix, Owned({"pip:alpha": OwnedPackage("alpha", "pip", "1.0")}))
+    code, out, err = run_cli(capsys, "--state-dir", state, "apply", manifest, "--plan", saved)
+    assert code != 0
+    assert "leaves the met 'beta' out of what is resolved" in err, out + err
+    assert not list(next(prefix.glob(SITE)).glob("delta-*"))

@@ -12,7 +12,7 @@ from pathlib import Path
 from reconciler.errors import ReconcilerError, StalePlanError
 from reconciler.manifest.model import Manifest
 from reconciler.plan.clashes import WheelContents, refuse_clashes
-from reconciler.plan.model import Plan
+from reconciler.plan.model import EnvironmentPlan, Plan
 from reconciler.plan.planner import EnvironmentInputs, requested_names
 from reconciler.values import replace
 
@@ -85,6 +85,14 @@ def trusted_plan(
         for spec in env_plan.conda_specs:
             if spec.split()[0].split("=")[0].lower() not in declared:
                 problem = f"it installs conda {spec!r}, which the manifest does not declare"
+        installs = any(c.manager == "pip" and not c.refused for c in env_plan.changes)
+        if not problem and installs and item.state.exists:
+            left_out = _unheld(item, env_plan)
+            if left_out is not None:
+                problem = (
+                    f"it leaves the met {left_out!r} out of what is resolved, and the pins "
+                    "no longer hold all it needs (what reconciler owns changed since)"
+                )
         if not problem and wheels is not None and item.state.exists:
             checked = refuse_clashes(
                 item.state, item.ownership, env_plan.changes, wheels, item.env.pip_settings
@@ -105,6 +113,32 @@ def trusted_plan(
             )
         )
     return replace(saved, environments=tuple(trusted))
+
+
+def _unheld(item: EnvironmentInputs, env_plan: EnvironmentPlan) -> str | None:
+    """A met request the saved plan leaves out of what the installer resolves (held whole
+    by the pins when it was made: ``pip_side``) whose installed closure the live pins no
+    longer hold whole, if there is one: the install would resolve the others without
+    its requirements."""
+    from reconciler.manifest.model import pip_requests
+    from reconciler.plan.requirements import marker_environment, parse_request, satisfies, settled
+
+    state = item.state
+    resolved = set(env_plan.pip_requirements)
+    left_out = {}
+    for request in pip_requests(item.env):
+        dist = state.dists.get(request.name)
+        if request.requirement in resolved or dist is None or dist.system_site:
+            continue
+        req = parse_request(request.requirement)
+        if satisfies(req, dist):
+            left_out[request.requirement] = (request.name, req.extras)
+    if not left_out:
+        return None
+    env = marker_environment(state.python_version)
+    pinned = item.ownership.pinned_dists(state)
+    held = settled(left_out.values(), state.dists, env, pinned.__contains__)
+    return next((text for text, root in left_out.items() if root not in held), None)
 
 
 def read_plan_file(path: Path) -> Plan:

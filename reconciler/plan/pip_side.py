@@ -250,9 +250,11 @@ def plan_pip_side(
     # the installer resolves (the image's requests: uv's dry run of the bench's image
     # 28 against 18 ms): it could only keep that closure as it is. A refusal is still
     # explained with every request (what would move to take them all).
-    declared = to_resolve
+    unpruned = to_resolve
     held = settled(resolved_roots.values(), state.dists, env, pinned.__contains__)
     to_resolve = [t for i, t in enumerate(to_resolve) if resolved_roots.get(i) not in held]
+    if not to_resolve:  # nothing pending: only what the base's site-packages holds was unmet
+        return PipSidePlan(tuple(changes), tuple(satisfied), (), (), False)
     python = state.prefix / "bin" / "python"
     cache_dir = getattr(wheels, "cache_dir", None)  # where wheel metadata read is kept
     texts = {r.name: r.requirement for r in requests}
@@ -270,7 +272,7 @@ def plan_pip_side(
                 raise BackendError(f"{state.prefix}: {missing[0]}", hint=missing[1])
             # No cache_dir: a refused plan leaves the state dir as it found it.
             changes += _explain_refusal(
-                state, packages, ownership, installer, settings, declared, texts, preview
+                state, packages, ownership, installer, settings, unpruned, texts, preview
             )
             return PipSidePlan(
                 tuple(changes), tuple(satisfied), tuple(to_resolve), constraints, True

@@ -270,6 +270,10 @@ def unmet(
 
 
 Root = tuple[str, frozenset[str]]
+#: Marker variables :func:`marker_environment` does not read from the target (its
+#: Python's full version and implementation, reconciler's own; the platform's release
+#: and version): a requirement that names one is never taken as settled.
+_INEXACT = re.compile(r"python_full_version|implementation_|platform_(?:release|version|python)")
 
 
 def settled(
@@ -283,8 +287,11 @@ def settled(
     markers and extras) is installed, satisfies what requires it, and is ``pinned`` (by
     name: the preview's constraints hold it at its version). Given to a resolver beside
     other requirements, such a root adds nothing the pins do not hold already: the
-    resolver can only keep its closure as it is. A requirement that cannot be parsed
-    leaves its distribution, and what reaches it, unsettled."""
+    resolver can only keep its closure as it is. A requirement that cannot be parsed,
+    or whose marker names a variable the marker environment answers only as reconciler's
+    own interpreter would (:data:`_INEXACT`), leaves its distribution, and what reaches
+    it, unsettled: an edge skipped that the target follows would let the resolver move
+    what it requires."""
     roots = list(roots)
     edges: dict[Root, list[Root]] = {}
     bad: list[Root] = []
@@ -302,7 +309,7 @@ def settled(
             continue
         for text in dist.requires:
             req = parse(text)
-            if req is None:
+            if req is None or (req.marker is not None and _INEXACT.search(req.marker)):
                 bad.append(node)
                 break
             if not applies(req, env, extras):
