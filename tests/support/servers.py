@@ -271,6 +271,12 @@ class _Handler(SimpleHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog is 5: a burst of connections (uv's, and the
+    # clash check reading RECORDs from several wheels at once, a connection per range
+    # request) overflowed it, and each dropped SYN was sent again after the kernel's
+    # 1 s retransmission timeout (an apply of the restore bench at 1.17 s instead of
+    # 0.17 s; ListenOverflows in /proc/net/netstat). A real index's is 511 or more.
+    request_queue_size = 128
 
     def __init__(self, directory: Path) -> None:
         super().__init__(("127.0.0.1", 0), partial(_Handler, directory=str(directory)))
