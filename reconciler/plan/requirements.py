@@ -270,10 +270,16 @@ def unmet(
 
 
 Root = tuple[str, frozenset[str]]
-#: Marker variables :func:`marker_environment` does not read from the target (its
-#: Python's full version and implementation, reconciler's own; the platform's release
-#: and version): a requirement that names one is never taken as settled.
-_INEXACT = re.compile(r"python_full_version|implementation_|platform_(?:release|version|python)")
+#: Marker variables :func:`marker_environment` answers for the target only as
+#: reconciler's own interpreter would: its full version (the target's micro version may
+#: differ) and, when reconciler does not run on CPython, its implementation (a target is
+#: read through its ``lib/pythonX.Y``, a CPython's layout; PyPy's is ``lib/pypyX.Y``). A
+#: requirement that names one is never taken as settled. The platform's variables are
+#: this machine's, the target's too.
+_INEXACT = re.compile(
+    r"python_full_version|implementation_version"
+    + ("" if sys.implementation.name == "cpython" else r"|implementation_name|python_impl")
+)
 
 
 def settled(
