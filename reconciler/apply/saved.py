@@ -85,9 +85,10 @@ def trusted_plan(
         for spec in env_plan.conda_specs:
             if spec.split()[0].split("=")[0].lower() not in declared:
                 problem = f"it installs conda {spec!r}, which the manifest does not declare"
+        pinned = item.ownership.pinned_dists(item.state)
         installs = any(c.manager == "pip" and not c.refused for c in env_plan.changes)
         if not problem and installs and item.state.exists:
-            left_out = _unheld(item, env_plan)
+            left_out = _unheld(item, env_plan, pinned)
             if left_out is not None:
                 problem = (
                     f"it leaves the met {left_out!r} out of what is resolved, and the pins "
@@ -108,37 +109,27 @@ def trusted_plan(
         trusted.append(
             replace(
                 env_plan,
-                pip_constraints=item.ownership.pip_pins(item.state),
+                pip_constraints=item.ownership.pip_pins(item.state, pinned),
                 conda_pinned=item.ownership.conda_pins(item.state),
             )
         )
     return replace(saved, environments=tuple(trusted))
 
 
-def _unheld(item: EnvironmentInputs, env_plan: EnvironmentPlan) -> str | None:
+def _unheld(
+    item: EnvironmentInputs, env_plan: EnvironmentPlan, pinned: frozenset[str]
+) -> str | None:
     """A met request the saved plan leaves out of what the installer resolves (held whole
-    by the pins when it was made: ``pip_side``) whose installed closure the live pins no
-    longer hold whole, if there is one: the install would resolve the others without
-    its requirements."""
+    by the pins when it was made: ``pip_side``) whose installed closure the live pins
+    (``pinned``) no longer hold whole, if there is one: the install would resolve the
+    others without its requirements."""
     from reconciler.manifest.model import pip_requests
-    from reconciler.plan.requirements import marker_environment, parse_request, satisfies, settled
+    from reconciler.plan.pip_side import held_whole
 
-    state = item.state
     resolved = set(env_plan.pip_requirements)
-    left_out = {}
-    for request in pip_requests(item.env):
-        dist = state.dists.get(request.name)
-        if request.requirement in resolved or dist is None or dist.system_site:
-            continue
-        req = parse_request(request.requirement)
-        if satisfies(req, dist):
-            left_out[request.requirement] = (request.name, req.extras)
-    if not left_out:
-        return None
-    env = marker_environment(state.python_version)
-    pinned = item.ownership.pinned_dists(state)
-    held = settled(left_out.values(), state.dists, env, pinned.__contains__)
-    return next((text for text, root in left_out.items() if root not in held), None)
+    left_out = [r for r in pip_requests(item.env) if r.requirement not in resolved]
+    held = held_whole(item.state, left_out, pinned)
+    return next((text for text, whole in held.items() if not whole), None)
 
 
 def read_plan_file(path: Path) -> Plan:

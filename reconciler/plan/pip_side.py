@@ -44,7 +44,7 @@ from reconciler.plan.requirements import (
 from reconciler.state.environment import InstalledState, Package
 from reconciler.values import replace, value
 
-__all__ = ["LaterNotes", "PipSidePlan", "plan_pip_side"]
+__all__ = ["LaterNotes", "PipSidePlan", "held_whole", "plan_pip_side"]
 
 
 @value
@@ -204,7 +204,6 @@ def plan_pip_side(
     changes: list[Change] = []
     to_resolve: list[str] = []
     roots: list[tuple[str, frozenset[str]]] = []
-    resolved_roots: dict[int, tuple[str, frozenset[str]]] = {}  # satisfied, in to_resolve
     pending = False
     for request in requests:
         req = parse_request(request.requirement)
@@ -213,7 +212,6 @@ def plan_pip_side(
             satisfied.append(request.requirement)
             roots.append((request.name, req.extras))
             if dist is not None and not dist.system_site:
-                resolved_roots[len(to_resolve)] = roots[-1]
                 to_resolve.append(request.requirement)
             continue
         if dist is not None:
@@ -251,8 +249,8 @@ def plan_pip_side(
     # 28 against 18 ms): it could only keep that closure as it is. A refusal is still
     # explained with every request (what would move to take them all).
     unpruned = to_resolve
-    held = settled(resolved_roots.values(), state.dists, env, pinned.__contains__)
-    to_resolve = [t for i, t in enumerate(to_resolve) if resolved_roots.get(i) not in held]
+    held = held_whole(state, requests, pinned)
+    to_resolve = [text for text in to_resolve if not held.get(text, False)]
     if not to_resolve:  # nothing pending: only what the base's site-packages holds was unmet
         return PipSidePlan(tuple(changes), tuple(satisfied), (), (), False)
     python = state.prefix / "bin" / "python"
@@ -347,6 +345,27 @@ def plan_pip_side(
         if not handed_over:
             early.wait()
     return PipSidePlan(tuple(changes), tuple(satisfied), tuple(to_resolve), constraints, True)
+
+
+def held_whole(
+    state: InstalledState, requests: Sequence[PipRequest], pinned: frozenset[str]
+) -> dict[str, bool]:
+    """Requirement text -> whether the pins (``pinned``: :meth:`Ownership.pinned_dists`)
+    hold its installed closure whole (``requirements.settled``), for each of ``requests``
+    that an installed distribution of the environment's own site-packages meets: what
+    :func:`plan_pip_side` leaves out of what the installer resolves, and what a saved
+    plan that left one out needs still to hold (``apply.saved``)."""
+    roots: dict[str, tuple[str, frozenset[str]]] = {}
+    for request in requests:
+        dist = state.dists.get(request.name)
+        if dist is None or dist.system_site:
+            continue
+        req = parse_request(request.requirement)
+        if satisfies(req, dist):
+            roots[request.requirement] = (request.name, req.extras)
+    env = marker_environment(state.python_version)
+    held = settled(roots.values(), state.dists, env, pinned.__contains__)
+    return {text: root in held for text, root in roots.items()}
 
 
 def _waiting(newest: _Background, early: _EarlyNewest) -> Callable[[], None]:
