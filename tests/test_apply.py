@@ -25,7 +25,14 @@ from jupyter_client.kernelspec import KernelSpecManager
 from reconciler.state.environment import read_state
 from reconciler.state.store import StateStore
 from tests.support.conda import PYTHON_VERSION
-from tests.support.envs import env_python, make_conda_prefix, make_venv, pip_install, tree_hash
+from tests.support.envs import (
+    base_interpreter,
+    env_python,
+    make_conda_prefix,
+    make_venv,
+    pip_install,
+    tree_hash,
+)
 from tests.support.manifests import SITE, run_cli, write_manifest
 from tests.support.wheels import build_wheel
 
@@ -47,22 +54,11 @@ def make_base_interpreter(dest: Path) -> Path:
     ``python3/dist-packages``) is the test interpreter's, which has ipykernel
     and jupyter_client. Returns ``dest/bin/pythonX.Y``.
     """
-    real = Path(sys.base_prefix) / "bin" / f"python{PY}"
-    stdlib = Path(sysconfig.get_path("stdlib"))
+    exe = base_interpreter(dest)
     purelib = Path(sysconfig.get_path("purelib"))
-    (dest / "bin").mkdir(parents=True)
-    exe = dest / "bin" / f"python{PY}"
-    shutil.copy2(real, exe)
-    lib = dest / "lib" / f"python{PY}"
-    lib.mkdir(parents=True)
-    for entry in os.listdir(stdlib):
-        if entry != "site-packages":
-            (lib / entry).symlink_to(stdlib / entry)
-    (lib / "site-packages").symlink_to(purelib)
+    (dest / "lib" / f"python{PY}" / "site-packages").symlink_to(purelib)
     (dest / "lib" / "python3").mkdir()
     (dest / "lib" / "python3" / "dist-packages").symlink_to(purelib)
-    for shared in (Path(sys.base_prefix) / "lib").glob("libpython*"):
-        (dest / "lib" / shared.name).symlink_to(shared)  # an rpath of $ORIGIN/../lib
     return exe
 
 

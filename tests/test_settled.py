@@ -10,10 +10,6 @@ wheelhouse; the closure rules on hand-made distributions.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
@@ -21,7 +17,7 @@ import pytest
 from reconciler.plan.requirements import marker_environment, settled
 from reconciler.state.python import Distribution
 from reconciler.state.store import Owned, OwnedPackage, StateStore
-from tests.support.envs import make_venv, pip_install
+from tests.support.envs import base_interpreter, make_venv, pip_install
 from tests.support.manifests import SITE, run_cli, write_dist_info, write_manifest
 
 
@@ -144,24 +140,6 @@ def test_a_request_whose_closure_may_move_is_resolved(
     assert [(c["action"], c["name"]) for c in env["changes"]] == [("install", "alpha")]
 
 
-def _base_interpreter(dest: Path) -> Path:
-    """A copy of the base interpreter with its own, empty site-packages: a base image."""
-    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    (dest / "bin").mkdir(parents=True)
-    exe = dest / "bin" / f"python{version}"
-    shutil.copy2(Path(sys.base_prefix) / "bin" / f"python{version}", exe)
-    lib = dest / "lib" / f"python{version}"
-    lib.mkdir(parents=True)
-    stdlib = Path(sysconfig.get_path("stdlib"))
-    for entry in os.listdir(stdlib):
-        if entry != "site-packages":
-            (lib / entry).symlink_to(stdlib / entry)
-    (lib / "site-packages").mkdir()
-    for shared in (Path(sys.base_prefix) / "lib").glob("libpython*"):
-        (dest / "lib" / shared.name).symlink_to(shared)  # an rpath of $ORIGIN/../lib
-    return exe
-
-
 @pytest.mark.parametrize("installer", ["uv", "pip"])
 def test_nothing_left_to_resolve_is_no_preview(
     installer: str,
@@ -173,7 +151,8 @@ def test_nothing_left_to_resolve_is_no_preview(
     """In a ``--system-site-packages`` venv, sysdist (the base's) misses what it needs,
     which no installer call can give (uv does not see the base's packages), and alpha
     is held by the pins: nothing is resolved, and plan and apply change nothing."""
-    base = _base_interpreter(tmp_path / "base")
+    base = base_interpreter(tmp_path / "base")  # its own site-packages, empty
+    (base.parent.parent / "lib" / base.name / "site-packages").mkdir()
     write_dist_info(next(base.parent.parent.glob(SITE)), "sysdist", "1.0", ["missingdep"])
     prefix = make_venv(
         tmp_path / "env", system_site_packages=True, python=str(base), with_pip=installer == "pip"

@@ -7,7 +7,10 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
+import shutil
 import stat
+import sys
+import sysconfig
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,7 @@ from reconciler.demo.envs import (
 
 __all__ = [
     "IMAGE_BUILD_TIME",
+    "base_interpreter",
     "conda_install_more",
     "env_python",
     "history_block",
@@ -44,6 +48,28 @@ __all__ = [
     "tree_hash",
     "uv_bin",
 ]
+
+
+def base_interpreter(dest: Path) -> Path:
+    """A base installation of the test interpreter's Python at ``dest``, as an image's
+    ``/opt/conda/bin/python`` is one (a ``--system-site-packages`` venv made from the
+    test interpreter, itself usually a venv, would see the base's site-packages
+    instead): the binary copied (CPython finds its prefix at ``dest``), the standard
+    library and ``libpython`` linked. Its ``lib/pythonX.Y/site-packages`` is left to the
+    caller to make. Returns ``dest/bin/pythonX.Y``."""
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    (dest / "bin").mkdir(parents=True)
+    exe = dest / "bin" / f"python{version}"
+    shutil.copy2(Path(sys.base_prefix) / "bin" / f"python{version}", exe)
+    lib = dest / "lib" / f"python{version}"
+    lib.mkdir(parents=True)
+    stdlib = Path(sysconfig.get_path("stdlib"))
+    for entry in os.listdir(stdlib):
+        if entry != "site-packages":
+            (lib / entry).symlink_to(stdlib / entry)
+    for shared in (Path(sys.base_prefix) / "lib").glob("libpython*"):
+        (dest / "lib" / shared.name).symlink_to(shared)  # an rpath of $ORIGIN/../lib
+    return exe
 
 
 def installed_records(prefix: Path) -> list[Any]:
