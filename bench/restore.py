@@ -141,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.profile:
                 _reset(pristine, image, state_saved, state)
                 profile = root / "locked.prof"
-                argv = [sys.executable, "-m", "cProfile", "-o", profile, "-m", "reconciler"]
+                argv = [sys.executable, "-m", "bench.profiled", profile]
                 _check(run_timed([*argv, "apply", manifest], env), "profiled apply")
                 _print_profile(profile)
         finally:

@@ -997,7 +997,7 @@ class Bench:
             if prepare:
                 prepare()
             out = self.work / "profile.prof"
-            profiled = [sys.executable, "-m", "cProfile", "-o", str(out), *command[1:]]
+            profiled = [sys.executable, "-m", "bench.profiled", str(out), *args]
             r = run_timed(profiled, self.env, self.work)
             if after:
                 after()
