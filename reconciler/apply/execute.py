@@ -439,16 +439,18 @@ def _install(
 ) -> Completed:
     """The pip step's one installer call: the lock file's files, the preview's outcome
     pinned, or the requirements resolved again under the pins."""
+    from reconciler.backends.pip_args import pins_for
+
+    # Both install without dependencies: of the pins, only those of what they install
+    # are given (the others hold unsaid; reconciler.backends.pip_args.pins_for).
     if env_plan.pip_locked:  # from the lock file: exactly these files, hash-checked
-        return installer.install_locked(
-            python, env_plan.pip_locked, env_plan.pip_constraints, env.pip_settings
-        )
+        pins = pins_for(env_plan.pip_constraints, env_plan.pip_locked)
+        return installer.install_locked(python, env_plan.pip_locked, pins, env.pip_settings)
     if context.planned_here and _exactly(env_plan, pip_changes):
         # The preview's outcome, pinned, without resolving again: nothing else can
-        # be installed or moved (the pins of managed and foreign ones still hold).
-        return installer.install(
-            python, exact, env_plan.pip_constraints, env.pip_settings, no_deps=True
-        )
+        # be installed or moved.
+        pins = pins_for(env_plan.pip_constraints, exact)
+        return installer.install(python, exact, pins, env.pip_settings, no_deps=True)
     return installer.install(
         python, env_plan.pip_requirements, [*env_plan.pip_constraints, *exact], env.pip_settings
     )
