@@ -12,7 +12,8 @@ systems.
 
 :func:`new_file` (a constraints file) and :func:`replace_file` (a cache or record
 renamed over the old one) are the two ways reconciler writes such a file;
-:func:`private` says whether one read back is still this user's alone.
+:func:`private` says whether one read back is still this user's alone, and
+:func:`remove_leftovers` removes what a killed process left of the first kind.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["mkstemp", "new_file", "private", "replace_file"]
+__all__ = [
+    "CONSTRAINTS", "LOCKED", "mkstemp", "new_file", "private", "remove_leftovers", "replace_file",
+]  # fmt: skip
 
 _FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
 _FLAGS |= getattr(os, "O_CLOEXEC", 0)
@@ -74,8 +77,69 @@ def replace_file(path: str, data: bytes, prefix: str) -> None:
 
 def new_file(prefix: str, suffix: str, data: bytes) -> str:
     """The absolute path of a new private file in the temporary directory (as
-    :func:`mkstemp`) holding ``data``. Raises OSError, after removing the file."""
-    return _filled(*mkstemp(prefix, suffix), data)
+    :func:`mkstemp`) holding ``data``, named ``PREFIX<pid>-<random>SUFFIX``: what a
+    process killed before it removed the file leaves is known by its dead process
+    (:func:`remove_leftovers`). Raises OSError, after removing the file."""
+    return _filled(*mkstemp(f"{prefix}{os.getpid()}-", suffix), data)
+
+
+#: How old a leftover of :func:`new_file` must be before :func:`remove_leftovers`
+#: removes it, its process gone: the installers read such a file when they start, and
+#: another system's process (a container sharing the directory) is not seen as alive.
+LEFTOVER_SECONDS = 86_400
+
+
+#: What :func:`new_file` makes: the installers' constraints and locked requirements.
+CONSTRAINTS = "reconciler-constraints-"
+LOCKED = "reconciler-locked-"
+_KINDS = (CONSTRAINTS, LOCKED)
+_SUFFIX = ".txt"
+
+
+def remove_leftovers() -> int:
+    """Remove this user's files of :data:`CONSTRAINTS` and :data:`LOCKED` that
+    :func:`new_file` made in the temporary directory and that a process killed before
+    its own cleanup left (SIGKILL, out of memory): regular files older than
+    :data:`LEFTOVER_SECONDS` whose process is gone. Best effort; returns how many were
+    removed."""
+    chosen = getattr(sys.modules.get("tempfile"), "tempdir", None)
+    where = chosen if chosen is not None else _default_directory()
+    try:
+        names = os.listdir(where)
+    except OSError:
+        return 0
+    import time
+    from stat import S_ISREG
+
+    oldest = time.time() - LEFTOVER_SECONDS
+    removed = 0
+    for name in names:
+        if not (name.startswith(_KINDS) and name.endswith(_SUFFIX)):
+            continue
+        rest = name[next(len(k) for k in _KINDS if name.startswith(k)) :]
+        pid, dash, _ = rest.partition("-")
+        if not (dash and pid.isdigit()) or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        path = os.path.join(where, name)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and st.st_mtime < oldest:
+            _remove(path)
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # not ours to signal: it exists
+        return True
+    return True
 
 
 def _filled(fd: int, path: str, data: bytes) -> str:

@@ -110,3 +110,89 @@ def test_new_file_holds_the_data_privately_in_the_temporary_directory(
     path = Path(tempfiles.new_file("reconciler-constraints-", ".txt", b"alpha==1.0\n"))
     assert path.parent == tmp_path and path.name.startswith("reconciler-constraints-")
     assert path.read_bytes() == b"alpha==1.0\n" and stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has ended (and was reaped)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_new_file_is_named_by_its_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    path = Path(tempfiles.new_file(tempfiles.LOCKED, ".txt", b"alpha==1.0\n"))
+    assert path.name.startswith(f"{tempfiles.LOCKED}{os.getpid()}-")
+
+
+def test_leftovers_of_a_killed_process_are_removed_once_old(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A constraints or locked file whose process is gone and that is older than a day is
+    removed; one of a live process (this one, its parent), a new one, one without a pid,
+    another user's kind of file, a directory or a link of such a name are kept."""
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    dead = _dead_pid()
+    old = os.path.getmtime(tmp_path) - tempfiles.LEFTOVER_SECONDS - 60
+    names = {
+        f"{tempfiles.CONSTRAINTS}{dead}-00aa11bb22cc.txt": True,
+        f"{tempfiles.LOCKED}{dead}-00aa11bb22cc.txt": True,
+        f"{tempfiles.CONSTRAINTS}{os.getpid()}-00aa11bb22cc.txt": False,
+        f"{tempfiles.CONSTRAINTS}{os.getppid()}-00aa11bb22cc.txt": False,
+        f"{tempfiles.CONSTRAINTS}00aa11bb22cc.txt": False,  # named before pids were
+        f"{tempfiles.CONSTRAINTS}{dead}-00aa11bb22cc.json": False,
+        f"other-{dead}-00aa11bb22cc.txt": False,
+    }
+    for name in names:
+        (tmp_path / name).write_text("alpha==1.0\n", encoding="utf-8")
+        os.utime(tmp_path / name, (old, old))
+    fresh = tmp_path / f"{tempfiles.CONSTRAINTS}{dead}-33dd44ee55ff.txt"
+    fresh.write_text("alpha==1.0\n", encoding="utf-8")
+    directory = tmp_path / f"{tempfiles.CONSTRAINTS}{dead}-66aa77bb88cc.txt"
+    directory.mkdir()
+    link = tmp_path / f"{tempfiles.LOCKED}{dead}-99aa00bb11cc.txt"
+    link.symlink_to(tmp_path / "elsewhere")
+    for made in (directory, link):
+        os.utime(made, (old, old), follow_symlinks=False)
+
+    assert tempfiles.remove_leftovers() == 2
+
+    left = {p.name for p in tmp_path.iterdir()}
+    assert left == {n for n, gone in names.items() if not gone} | {
+        fresh.name,
+        directory.name,
+        link.name,
+    }
+
+
+def test_an_apply_that_installs_removes_the_leftovers(
+    tmp_path: Path,
+    wheelhouse: Path,
+    isolated: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What an apply killed by SIGKILL left in the temporary directory (its constraints
+    file) is removed by the next apply that installs, which leaves none of its own."""
+    from tests.support.envs import make_venv
+    from tests.support.manifests import run_cli, write_manifest
+
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(temporary))
+    left = temporary / f"{tempfiles.CONSTRAINTS}{_dead_pid()}-00aa11bb22cc.txt"
+    left.write_text("alpha==1.0\n", encoding="utf-8")
+    old = os.path.getmtime(left) - tempfiles.LEFTOVER_SECONDS - 60
+    os.utime(left, (old, old))
+    venv = make_venv(tmp_path / "venv")
+    manifest = write_manifest(
+        tmp_path / "m.yaml", {"main": {"prefix": venv, "pip": ["delta"]}}, wheelhouse=wheelhouse
+    )
+
+    code, out, err = run_cli(capsys, "--state-dir", tmp_path / "state", "apply", manifest)
+
+    assert (code, err) == (0, ""), out + err
+    assert list(temporary.iterdir()) == []

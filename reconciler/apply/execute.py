@@ -186,6 +186,10 @@ def apply(
         if not (result.refused and not any(r.status == "done" for r in result.results)):
             store.save_read_cache(cache)  # a refused apply leaves the state dir as it was
             heads.save()
+        if any(r.status == "done" for r in result.results):
+            from reconciler.tempfiles import remove_leftovers
+
+            remove_leftovers()  # what an apply killed before its own cleanup left
         return result
 
 

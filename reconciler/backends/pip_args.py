@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from reconciler.backends.child_env import uv_in_venv as uv_in_venv  # where it was first
@@ -113,21 +113,25 @@ def constraints_file(constraints: Sequence[str]) -> Iterator[Path | None]:
     if not constraints:
         yield None
         return
-    with temp_text_file("reconciler-constraints-", constraints_text(constraints)) as path:
+    from reconciler.tempfiles import CONSTRAINTS
+
+    with temp_text_file(CONSTRAINTS, constraints_text(constraints)) as path:
         yield path
 
 
 @contextmanager
 def temp_text_file(prefix: str, text: str) -> Iterator[Path]:
-    """A new ``PREFIX<random>.txt`` in the temporary directory (only this user can read
-    it: :func:`reconciler.tempfiles.mkstemp`) holding ``text`` in UTF-8, removed after."""
+    """A new ``PREFIX<pid>-<random>.txt`` in the temporary directory (only this user can
+    read it: :func:`reconciler.tempfiles.new_file`) holding ``text`` in UTF-8, removed
+    after."""
     from reconciler.tempfiles import new_file
 
     name = new_file(prefix, ".txt", text.encode("utf-8"))
     try:
         yield Path(name)
     finally:
-        os.unlink(name)
+        with suppress(FileNotFoundError):  # removed by someone else meanwhile: gone either way
+            os.unlink(name)
 
 
 #: Held by the first uses of sysconfig (``find_uv_bin``, the wheel tags of the running

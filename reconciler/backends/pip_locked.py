@@ -9,6 +9,7 @@ from pathlib import Path
 
 from reconciler.backends.pip_args import constraints_file, isolation_env, temp_text_file
 from reconciler.backends.process import Completed, run
+from reconciler.tempfiles import LOCKED
 
 __all__ = ["INSTALL_TIMEOUT", "not_cached", "run_locked"]
 
@@ -27,7 +28,7 @@ def run_locked(
     """Run an installer on a requirements file of locked lines, hashes required."""
     locked = "".join(f"{line}\n" for line in lines)
     with (
-        temp_text_file("reconciler-locked-", locked) as name,
+        temp_text_file(LOCKED, locked) as name,
         constraints_file(constraints) as cfile,
     ):
         pins: list[str | Path] = [flag, cfile] if cfile is not None else []

@@ -313,9 +313,9 @@ def _read_text(state_dir: str) -> str | None:
 def _temp_file(text: str) -> str:
     """A new private file holding ``text``, where the normal preview's constraints file
     goes (:func:`reconciler.backends.pip_args.temp_text_file`)."""
-    from reconciler.tempfiles import new_file
+    from reconciler.tempfiles import CONSTRAINTS, new_file
 
-    return new_file("reconciler-constraints-", ".txt", text.encode("utf-8"))
+    return new_file(CONSTRAINTS, ".txt", text.encode("utf-8"))
 
 
 def _start(inv: _Invocation, stamp: str, changed: str, uv: str) -> None:
