@@ -12,13 +12,14 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from reconciler.cli_args import parse_arguments
 from reconciler.errors import ReconcilerError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse  # a plain plan or apply is read without it (reconciler.cli_args)
+    from typing import Any
 
 __all__ = ["main"]
 

@@ -16,11 +16,11 @@ strings.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 from reconciler.names import canonical_name
 from reconciler.values import value
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from packaging.specifiers import SpecifierSet
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from functools import cache
 from pathlib import Path
-from typing import Any, cast
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["load_schema", "schema_path"]
 
@@ -26,4 +29,5 @@ def schema_path(name: str) -> Path:
 def load_schema(name: str) -> dict[str, Any]:
     """The parsed JSON Schema ``name``."""
     with schema_path(name).open(encoding="utf-8") as f:
-        return cast("dict[str, Any]", json.load(f))
+        schema: dict[str, Any] = json.load(f)
+    return schema

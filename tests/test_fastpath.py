@@ -321,6 +321,37 @@ def test_the_fast_answer_imports_only_what_it_uses(
     assert "reconciler.fastpath" in new  # it did answer from the stamp
 
 
+#: Whether ``typing`` was imported before the first process started (an audit hook).
+FIRST_PROCESS = (
+    "import sys; seen = []\n"
+    "def hook(event, args):\n"
+    "    if event == 'subprocess.Popen' and 'spawn' not in seen: seen.append('spawn')\n"
+    "    if event == 'import' and args[0] == 'typing' and 'typing' not in seen: "
+    "seen.append('typing')\n"
+    "sys.addaudithook(hook)\n"
+    "before = 'typing' in sys.modules\n"
+    "from reconciler.entry import main; code = main(sys.argv[1:])\n"
+    "import json; print(json.dumps({'code': code, 'seen': seen, 'before': before}))"
+)
+
+
+def test_a_plan_starts_its_installer_before_it_imports_typing(
+    applied: tuple[Path, Path, Path, Path, dict[str, str]],
+) -> None:
+    """A plan with something to install (no record: its own dry run) imports the planner,
+    reads the environment and starts uv's dry run without typing (~2 ms, 28 of its
+    modules used it for annotations only); what imports it comes after, beside the dry
+    run."""
+    _image, _tools, manifest, state, env = applied
+    edited = manifest.with_name("edited.yaml")
+    edited.write_text(manifest.read_text().replace("pip: [beta]", "pip: [beta, epsilon-pkg]"))
+    result, out, err = _run(env, state, "plan", edited, "--env", "tools", probe=FIRST_PROCESS)
+    assert (result["code"], err) == (0, ""), out + err
+    assert "+ install pip epsilon-pkg 1.0" in out
+    assert result["before"] is False
+    assert result["seen"][:1] == ["spawn"], result
+
+
 def test_a_damaged_stamp_cache_is_a_miss(tmp_path: Path) -> None:
     """A truncated or edited cache file never gives a wrong answer: the damaged entry is a
     miss (the full plan decides), an intact one still answers."""

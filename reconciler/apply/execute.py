@@ -29,7 +29,6 @@ from reconciler.apply.saved import check_fresh, trusted_plan
 from reconciler.apply.schedule import StartGate, generations, in_threads
 from reconciler.apply.verify import RecordScan, verify
 from reconciler.backends import speculative
-from reconciler.backends.pip import PipInstaller
 from reconciler.backends.process import Completed, redact, when_started
 from reconciler.errors import BackendError, ReconcilerError
 from reconciler.manifest.model import Environment, Manifest, select_environments
@@ -47,6 +46,10 @@ from reconciler.state.cache import ReadCache
 from reconciler.state.environment import InstalledState, read_state
 from reconciler.state.store import Baseline, Owned, OwnedPackage, StateStore
 from reconciler.values import replace, value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from reconciler.backends.pip import PipInstaller
 
 __all__ = ["ApplyResult", "EnvironmentResult", "apply"]
 

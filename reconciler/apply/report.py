@@ -5,8 +5,7 @@ Only the CLI turns these events into output (a TTY display or timestamped lines)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from reconciler.plan.model import Plan
 

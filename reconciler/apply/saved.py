@@ -11,10 +11,14 @@ from pathlib import Path
 
 from reconciler.errors import ReconcilerError, StalePlanError
 from reconciler.manifest.model import Manifest
-from reconciler.plan.clashes import WheelContents, refuse_clashes
+from reconciler.plan.clashes import refuse_clashes
 from reconciler.plan.model import EnvironmentPlan, Plan
 from reconciler.plan.planner import EnvironmentInputs, requested_names
 from reconciler.values import replace
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from reconciler.plan.clashes import WheelContents
 
 __all__ = ["check_fresh", "read_plan_file", "trusted_plan"]
 

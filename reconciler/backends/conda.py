@@ -12,7 +12,6 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
 
 from reconciler import faults
 from reconciler.backends.process import first_lines
@@ -20,7 +19,10 @@ from reconciler.errors import BackendError
 from reconciler.state.cache import ReadCache
 from reconciler.values import value
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # built only by a solve (rattler) or a lock: a plan that needs neither skips it
+    from typing import Any, Protocol
+
     from reconciler.lockfile.model import LockedRecord
 
 __all__ = [
@@ -55,36 +57,38 @@ class CondaSolution:
     blamed: tuple[str, ...] = ()
 
 
-class CondaSolver(Protocol):
-    """Solves conda specs for a prefix."""
+if TYPE_CHECKING:  # (typing is not imported at run time: a protocol only the checker reads)
 
-    def solve(
-        self,
-        prefix: Path,
-        channels: Sequence[str],
-        specs: Sequence[str],
-        pinned: Sequence[str],
-        locked: Sequence[str],
-    ) -> CondaSolution:
-        """Solve ``specs`` with the installed records named in ``pinned``/``locked``."""
-        ...
+    class CondaSolver(Protocol):
+        """Solves conda specs for a prefix."""
 
-    def install(
-        self,
-        prefix: Path,
-        channels: Sequence[str],
-        specs: Sequence[str],
-        pinned: Sequence[str],
-        locked: Sequence[str],
-    ) -> tuple[SolvedRecord, ...]:
-        """Solve as :meth:`solve` and install additively; returns the records linked."""
-        ...
+        def solve(
+            self,
+            prefix: Path,
+            channels: Sequence[str],
+            specs: Sequence[str],
+            pinned: Sequence[str],
+            locked: Sequence[str],
+        ) -> CondaSolution:
+            """Solve ``specs`` with the installed records named in ``pinned``/``locked``."""
+            ...
 
-    def install_locked(
-        self, prefix: Path, records: Sequence[LockedRecord]
-    ) -> tuple[SolvedRecord, ...]:
-        """Link exactly ``records`` (from the lock file; no solve), additively."""
-        ...
+        def install(
+            self,
+            prefix: Path,
+            channels: Sequence[str],
+            specs: Sequence[str],
+            pinned: Sequence[str],
+            locked: Sequence[str],
+        ) -> tuple[SolvedRecord, ...]:
+            """Solve as :meth:`solve` and install additively; returns the records linked."""
+            ...
+
+        def install_locked(
+            self, prefix: Path, records: Sequence[LockedRecord]
+        ) -> tuple[SolvedRecord, ...]:
+            """Link exactly ``records`` (from the lock file; no solve), additively."""
+            ...
 
 
 #: How long the interpreter waits at exit after py-rattler ran an async operation.

@@ -18,12 +18,12 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from reconciler.manifest.model import PipSettings
 from reconciler.names import canonical_name
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from packaging.version import Version
 

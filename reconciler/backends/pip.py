@@ -14,7 +14,6 @@ import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
 
 from reconciler.backends import speculative
 
@@ -80,58 +79,62 @@ class PipPreview:
     edges: tuple[tuple[str, str, str], ...] = ()  # (parent, child, requirement) when known
 
 
-class PipInstaller(Protocol):
-    """What the planner (and later the executor) needs from a pip-side installer."""
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # (typing is not imported at run time: a protocol only the checker reads)
+    from typing import Protocol
 
-    name: str
+    class PipInstaller(Protocol):
+        """What the planner (and later the executor) needs from a pip-side installer."""
 
-    def preview(
-        self,
-        python: Path,
-        requirements: Sequence[str],
-        constraints: Sequence[str],
-        settings: PipSettings,
-    ) -> PipPreview:
-        """Dry-run installing ``requirements`` into the environment of ``python``."""
-        ...
+        name: str
 
-    def explain(
-        self, python: Path, requirements: Sequence[str], settings: PipSettings
-    ) -> tuple[tuple[str, str], ...]:
-        """``(parent, child)`` requirement edges of an unconstrained resolution, for chains."""
-        ...
+        def preview(
+            self,
+            python: Path,
+            requirements: Sequence[str],
+            constraints: Sequence[str],
+            settings: PipSettings,
+        ) -> PipPreview:
+            """Dry-run installing ``requirements`` into the environment of ``python``."""
+            ...
 
-    def newest(
-        self, python: Path, requirements: Sequence[str], settings: PipSettings
-    ) -> dict[str, str]:
-        """``name -> version`` of the newest release each requirement allows (no
-        dependencies, nothing installed considered); {} when the installer cannot say."""
-        ...
+        def explain(
+            self, python: Path, requirements: Sequence[str], settings: PipSettings
+        ) -> tuple[tuple[str, str], ...]:
+            """``(parent, child)`` requirement edges of an unconstrained resolution, for chains."""
+            ...
 
-    def install(
-        self,
-        python: Path,
-        requirements: Sequence[str],
-        constraints: Sequence[str],
-        settings: PipSettings,
-        *,
-        no_deps: bool = False,
-    ) -> Completed:
-        """Install for real, with the same constraints as the preview. ``no_deps``:
-        ``requirements`` are the exact ``name==version`` set a preview resolved, installed
-        as they are (no resolution again, nothing else installed)."""
-        ...
+        def newest(
+            self, python: Path, requirements: Sequence[str], settings: PipSettings
+        ) -> dict[str, str]:
+            """``name -> version`` of the newest release each requirement allows (no
+            dependencies, nothing installed considered); {} when the installer cannot say."""
+            ...
 
-    def install_locked(
-        self,
-        python: Path,
-        lines: Sequence[str],
-        constraints: Sequence[str],
-        settings: PipSettings,
-    ) -> Completed:
-        """Install exactly the locked files: ``name==version --hash=sha256:...`` lines,
-        hashes required, no dependency resolution (the lock holds the closure)."""
-        ...
+        def install(
+            self,
+            python: Path,
+            requirements: Sequence[str],
+            constraints: Sequence[str],
+            settings: PipSettings,
+            *,
+            no_deps: bool = False,
+        ) -> Completed:
+            """Install for real, with the same constraints as the preview. ``no_deps``:
+            ``requirements`` are the exact ``name==version`` set a preview resolved, installed
+            as they are (no resolution again, nothing else installed)."""
+            ...
+
+        def install_locked(
+            self,
+            python: Path,
+            lines: Sequence[str],
+            constraints: Sequence[str],
+            settings: PipSettings,
+        ) -> Completed:
+            """Install exactly the locked files: ``name==version --hash=sha256:...`` lines,
+            hashes required, no dependency resolution (the lock holds the closure)."""
+            ...
 
 
 # uv explains a failed resolution in sentences: "beta>=2.0 depends on alpha>=2",

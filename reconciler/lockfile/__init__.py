@@ -12,9 +12,11 @@ builds the model's classes.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from reconciler.lockfile.model import (
         FORMAT_VERSION,
         Entries,

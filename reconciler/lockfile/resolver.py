@@ -20,7 +20,7 @@ from reconciler.errors import ReconcilerError, StalePlanError
 from reconciler.lockfile.fresh import read_lock, staleness
 from reconciler.lockfile.model import LockedEnvironment, LockedRecord, LockedWheel, lock_path
 from reconciler.manifest.model import Manifest, PipSettings
-from reconciler.plan.clashes import WheelContents, refuse_clashes
+from reconciler.plan.clashes import refuse_clashes
 from reconciler.plan.conda_side import CondaSidePlan
 from reconciler.plan.conda_side import _classify as classify_conda
 from reconciler.plan.model import Plan
@@ -33,6 +33,7 @@ from reconciler.values import replace, value
 
 if TYPE_CHECKING:
     from reconciler.backends.wheels import RecordEntry
+    from reconciler.plan.clashes import WheelContents
 
 __all__ = ["LockedResolver", "StaleLockError", "check_saved_locked", "use_lock"]
 

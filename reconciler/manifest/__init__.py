@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from reconciler.manifest.loader import (
     MAX_MANIFEST_BYTES,
     ValidationMemo,
@@ -20,7 +18,10 @@ from reconciler.manifest.model import (
     select_environments,
 )
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from reconciler.manifest.optional import Create, Kernel
 
 __all__ = [

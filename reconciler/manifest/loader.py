@@ -13,7 +13,6 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Union
 
 from reconciler import __version__, digest
 from reconciler.errors import ManifestError
@@ -21,6 +20,10 @@ from reconciler.manifest import model
 from reconciler.manifest.model import Manifest
 from reconciler.manifest.world import prefixes_allow
 from reconciler.values import field, fields, is_value, value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Union
 
 __all__ = [
     "MAX_MANIFEST_BYTES",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
-from typing import TYPE_CHECKING
 
 from reconciler.manifest.model import CondaRequest, PipRequest
 from reconciler.manifest.yaml_nodes import ManifestPath, format_path
@@ -19,6 +18,7 @@ from reconciler.names import canonical_name
 from reconciler.pep508 import ParsedRequirement
 from reconciler.values import field, value
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from packaging.specifiers import SpecifierSet
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from functools import cache
-from typing import TYPE_CHECKING, Any, cast
 
 from reconciler.manifest.loader import SCHEMA_NAME, schema_sha256
 from reconciler.manifest.yaml_nodes import Document, ManifestPath
 from reconciler.resources import load_schema
 
+TYPE_CHECKING = False  # typing is not imported at run time (a manifest is checked first)
 if TYPE_CHECKING:
+    from typing import Any
+
     from jsonschema.exceptions import ValidationError
     from jsonschema.protocols import Validator
 
@@ -52,7 +54,8 @@ def check_schema(document: Document) -> None:
     if _fast_valid(document.data):
         return
     unreadable = set(document.invalid)  # values YAML reading already reported
-    for error in _validator().iter_errors(cast("Any", document.data)):
+    data: Any = document.data
+    for error in _validator().iter_errors(data):
         path: ManifestPath = tuple(error.absolute_path)
         if any(path[:end] in unreadable for end in range(len(path) + 1)):
             continue
@@ -92,7 +95,8 @@ def _describe(
             if key not in allowed:
                 yield (*path, key), f"unknown key {key!r} (allowed: {', '.join(allowed)})", True
     elif keyword == "required" and isinstance(instance, dict):
-        for key in cast("list[str]", error.validator_value):
+        required: Any = error.validator_value  # the schema's list of names
+        for key in required:
             if key not in instance:
                 yield path, f"missing required key {key!r}", False
     elif keyword == "type":
@@ -105,7 +109,8 @@ def _describe(
             message = f"unsupported manifest version {written}; this reconciler reads version 1"
         yield path, message, False
     elif keyword == "enum":
-        choices = ", ".join(str(choice) for choice in cast("list[object]", error.validator_value))
+        allowed_values: Any = error.validator_value  # the schema's list of values
+        choices = ", ".join(str(choice) for choice in allowed_values)
         yield path, f"expected one of {choices}, got {instance!r}", False
     elif keyword == "pattern" and "propertyNames" in error.schema_path:
         noun, rule = _PATTERNS.get(str(error.validator_value), ("name", "invalid"))

@@ -9,16 +9,19 @@ none of these checks would report anything). Imports nothing heavy.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Literal
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Literal
+
     from reconciler.manifest.model import Manifest
 
-__all__ = ["PrefixKind", "prefix_kind", "prefixes_allow", "symlink_in"]
+__all__ = ["prefix_kind", "prefixes_allow", "symlink_in"]  # (and PrefixKind, to the checker)
 
-#: ``absent``: nothing there; ``conda``: a directory with ``conda-meta/``; ``plain``: a
-#: directory without it; ``other``: something that is not a directory.
-PrefixKind = Literal["absent", "conda", "plain", "other"]
+if TYPE_CHECKING:
+    #: ``absent``: nothing there; ``conda``: a directory with ``conda-meta/``; ``plain``:
+    #: a directory without it; ``other``: something that is not a directory.
+    PrefixKind = Literal["absent", "conda", "plain", "other"]
 
 
 def prefix_kind(prefix: str) -> PrefixKind:

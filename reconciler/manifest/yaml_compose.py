@@ -10,12 +10,14 @@ for every text that :mod:`reconciler.manifest.yaml_fast` does not read.
 
 from __future__ import annotations
 
-from typing import Any
-
 import yaml
 
 from reconciler.errors import ManifestError, Problem
 from reconciler.manifest.yaml_nodes import Document, ManifestPath, format_path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["compose_document"]
 

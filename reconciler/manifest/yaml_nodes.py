@@ -10,15 +10,19 @@ and non-string keys.
 
 from __future__ import annotations
 
-from typing import Union
-
 from reconciler.errors import Problem
 from reconciler.values import field, value
 
 __all__ = ["Document", "ManifestPath", "format_path", "read_document"]
 
-#: A location in the manifest: mapping keys and list indices from the root.
-ManifestPath = tuple[Union[str, int], ...]
+TYPE_CHECKING = False  # typing is not imported at run time (a plan's manifest is read first)
+if TYPE_CHECKING:
+    from typing import Union
+
+    #: A location in the manifest: mapping keys and list indices from the root.
+    ManifestPath = tuple[Union[str, int], ...]
+else:
+    ManifestPath = tuple  # (what the checker reads is above)
 
 
 def format_path(path: ManifestPath) -> str:

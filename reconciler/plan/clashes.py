@@ -24,7 +24,6 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
 
 from reconciler.backends import outside
 from reconciler.manifest.model import PipSettings
@@ -35,7 +34,10 @@ from reconciler.state.files import record_digest
 from reconciler.state.python import RecordEntry, read_record
 from reconciler.values import replace
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Protocol
+
     from reconciler.backends.wheels import WheelRecords
 
 __all__ = ["LazyWheelRecords", "WheelContents", "install_paths", "refuse_clashes"]
@@ -43,14 +45,16 @@ __all__ = ["LazyWheelRecords", "WheelContents", "install_paths", "refuse_clashes
 _WRITES = ("install", "upgrade", "downgrade", "reinstall")
 
 
-class WheelContents(Protocol):
-    """Reads the file list of the wheel an installer would install (backends.wheels)."""
+if TYPE_CHECKING:  # (typing is not imported at run time: a protocol only the checker reads)
 
-    def record(
-        self, python: Path, name: str, version: str, settings: PipSettings
-    ) -> Sequence[RecordEntry] | None:
-        """The wheel's RECORD rows, or None when it cannot be located."""
-        ...
+    class WheelContents(Protocol):
+        """Reads the file list of the wheel an installer would install (backends.wheels)."""
+
+        def record(
+            self, python: Path, name: str, version: str, settings: PipSettings
+        ) -> Sequence[RecordEntry] | None:
+            """The wheel's RECORD rows, or None when it cannot be located."""
+            ...
 
 
 class LazyWheelRecords:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from reconciler.backends.conda import CondaSolution, CondaSolver, SolvedRecord
+from reconciler.backends.conda import CondaSolution, SolvedRecord
 from reconciler.backends.process import first_lines
 from reconciler.errors import BackendError
 from reconciler.manifest.model import CondaRequest
@@ -18,6 +18,10 @@ from reconciler.plan.model import Change
 from reconciler.plan.policy import OWNED, Ownership
 from reconciler.state.environment import InstalledState
 from reconciler.values import value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from reconciler.backends.conda import CondaSolver
 
 __all__ = ["CondaSidePlan", "plan_conda_side"]
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
 
 from reconciler.values import field, value
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # loaded by the two readers of saved plans: a plan made now needs none
+    from typing import Any
+
     from reconciler.lockfile.model import LockedRecord
 
 __all__ = [

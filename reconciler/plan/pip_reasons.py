@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from reconciler.backends.pip import PipInstaller, PipPreview, Resolved, with_requirements
+from reconciler.backends.pip import PipPreview, Resolved, with_requirements
 from reconciler.manifest.model import PipSettings
 from reconciler.names import canonical_name
 from reconciler.plan.model import Change, HeldBack, Holder
@@ -28,7 +27,9 @@ from reconciler.plan.requirements import (
 from reconciler.state.environment import InstalledState
 from reconciler.values import replace
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from reconciler.backends.pip import PipInstaller
     from reconciler.plan.chains import RequirementGraph
 
 __all__ = ["chains_of", "held_back"]

@@ -21,14 +21,13 @@ import contextlib
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
-from reconciler.backends.pip import PipInstaller, PipPreview, Resolved
+from reconciler.backends.pip import PipPreview, Resolved
 from reconciler.backends.pip_failures import unavailable
 from reconciler.backends.process import first_lines
 from reconciler.errors import BackendError, ReconcilerError
 from reconciler.manifest.model import PipRequest, PipSettings
-from reconciler.plan.clashes import WheelContents, refuse_clashes
+from reconciler.plan.clashes import refuse_clashes
 from reconciler.plan.model import Change, Plan
 from reconciler.plan.pip_reasons import chains_of, held_back
 from reconciler.plan.policy import OWNED, Ownership
@@ -43,6 +42,13 @@ from reconciler.plan.requirements import (
 )
 from reconciler.state.environment import InstalledState, Package
 from reconciler.values import replace, value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from reconciler.backends.pip import PipInstaller
+    from reconciler.plan.clashes import WheelContents
 
 __all__ = ["LaterNotes", "PipSidePlan", "held_whole", "plan_pip_side"]
 

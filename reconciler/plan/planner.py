@@ -9,15 +9,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from reconciler.backends import outside
-from reconciler.backends.conda import CondaSolver, RattlerSolver, SpecMatcher
-from reconciler.backends.pip import PipInstaller, check_index_order, select_installer
+from reconciler.backends.conda import RattlerSolver, SpecMatcher
+from reconciler.backends.pip import check_index_order, select_installer
 from reconciler.errors import ReconcilerError
 from reconciler.manifest.model import Environment, Manifest, pip_requests, select_environments
 from reconciler.names import canonical_name
-from reconciler.plan.clashes import LazyWheelRecords, WheelContents
+from reconciler.plan.clashes import LazyWheelRecords
 from reconciler.plan.conda_side import plan_conda_side
 from reconciler.plan.model import UNRESOLVED, Change, EnvironmentPlan, Plan
 from reconciler.plan.pip_side import LaterNotes, plan_pip_side
@@ -33,9 +32,13 @@ from reconciler.state.environment import (
 from reconciler.state.store import Baseline, Owned, StateStore
 from reconciler.values import replace, value
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from reconciler.backends.conda import CondaSolver
+    from reconciler.backends.pip import PipInstaller
     from reconciler.lockfile.model import LockedRecord
     from reconciler.lockfile.resolver import LockedResolver
+    from reconciler.plan.clashes import WheelContents
 
 __all__ = [
     "Backends",

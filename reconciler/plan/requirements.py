@@ -20,7 +20,6 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
 
 from reconciler.digest import sha256
 from reconciler.pep508 import ParsedRequirement, parse_by_packaging, parse_simple
@@ -28,7 +27,10 @@ from reconciler.state.cache import ReadCache, RequirementTables
 from reconciler.state.python import Distribution
 from reconciler.values import value
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from packaging.markers import Marker
     from packaging.specifiers import SpecifierSet
     from packaging.version import Version

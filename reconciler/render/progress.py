@@ -14,11 +14,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
 
 from reconciler.apply.report import Reporter
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, TextIO
+
     from reconciler.plan.model import Plan
 
 __all__ = ["ConsoleReporter", "new_log_path", "resolving"]

@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
 
 from reconciler.plan.model import Change, EnvironmentPlan, Plan
 from reconciler.render.words import noop_line, plural
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, TextIO
+
     from reconciler.apply.execute import ApplyResult
     from reconciler.plan.drift import Drift, Finding
     from reconciler.state.store import Baseline

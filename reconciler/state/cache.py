@@ -27,21 +27,24 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
 
-__all__ = ["SECTIONS", "CondaEntry", "DistEntry", "ReadCache", "RequirementTables"]
+__all__ = ["SECTIONS", "ReadCache", "RequirementTables"]  # (and, to the type checker, the entries)
 
 #: The sections of the cache file, in the order :meth:`ReadCache.encode` writes them.
 SECTIONS = ("records", "dists", "matches", "requirements")
 
-#: One cached conda record: the record file's mtime_ns and size, then what
-#: :class:`reconciler.state.conda.RecordDetails` holds.
-CondaEntry = list[Any]  # [mtime_ns, size, [depends], channel, [dists]]
+TYPE_CHECKING = False  # typing is not imported at run time (a plan reads the cache first)
+if TYPE_CHECKING:
+    from typing import Any
 
+    #: One cached conda record: the record file's mtime_ns and size, then what
+    #: :class:`reconciler.state.conda.RecordDetails` holds.
+    CondaEntry = list[Any]  # [mtime_ns, size, [depends], channel, [dists]]
 
-#: One cached distribution: the dist-info directory's mtime_ns, then what
-#: :class:`reconciler.state.python.Distribution` holds besides the directory name.
-DistEntry = list[Any]  # [mtime_ns, name, display_name, version, [requires], installer, editable]
+    #: One cached distribution: the dist-info directory's mtime_ns, then what
+    #: :class:`reconciler.state.python.Distribution` holds besides the directory name:
+    #: [mtime_ns, name, display_name, version, [requires], installer, editable].
+    DistEntry = list[Any]
 
 
 class ReadCache:

@@ -13,8 +13,12 @@ import re
 from pathlib import Path
 
 from reconciler.names import canonical_name
-from reconciler.state.cache import DistEntry, ReadCache
+from reconciler.state.cache import ReadCache
 from reconciler.values import value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from reconciler.state.cache import DistEntry
 
 __all__ = [
     "Distribution",

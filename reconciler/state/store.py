@@ -21,7 +21,6 @@ import time
 from collections.abc import Mapping
 from itertools import chain
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from reconciler.digest import sha256
 from reconciler.errors import StateError
@@ -30,7 +29,10 @@ from reconciler.state.environment import InstalledState, Package, image_identity
 from reconciler.tempfiles import mkstemp, replace_file
 from reconciler.values import value
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from reconciler.manifest.loader import ValidationMemo
 
 __all__ = [
