@@ -177,12 +177,39 @@ def _remember(
     code: int = 0,
     answers: Sequence[str] = (),
     checked: Sequence[str] = (),
+    measured: Any = None,
 ) -> None:
     """After a successful apply or a no-op plan: remember the stamp of everything the plan
     depended on (and, for a plan, what it printed). ``manifest``: the model the full
     path loaded (and checked the prefixes of). With ``answers`` (a pending plan): its
     exit ``code`` too, and the stamp covers the local find-links directories, each
-    environment's interpreter and the files ``checked`` (the clash check's targets)."""
+    environment's interpreter and the files ``checked`` (the clash check's targets).
+    ``measured``: what :func:`_measure` read of the inputs beside the plan's first process."""
+    from pathlib import Path
+
+    from reconciler import fastpath
+
+    found = _inputs(call, manifest, pending=bool(answers))
+    if found is None:
+        return  # the full path said so (an error): nothing to remember
+    inputs, count = found
+    inputs.checked[:0] = checked
+    raw = Path(call.manifest).read_bytes()
+    from reconciler.digest import sha256
+
+    if sha256(raw).hexdigest() != manifest.sha256:
+        return  # edited since the full path read it: what it met is not what is there now
+    fastpath.remember(
+        call.state_dir, __version__, raw, _selection(call), inputs, count,
+        output=output, unchanged_since_ns=since_ns, code=code, answers=answers,
+        measured=measured,
+    )  # fmt: skip
+
+
+def _inputs(call: _Call, manifest: Any, *, pending: bool) -> tuple[Any, int] | None:
+    """The stamp's :class:`reconciler.fastpath.Inputs` of ``call`` on ``manifest`` (for a
+    ``pending`` plan, the local find-links directories and each interpreter too), and how
+    many environments it covers; None when ``--env-prefix`` names none of them."""
     from pathlib import Path
 
     from reconciler import fastpath
@@ -202,16 +229,15 @@ def _remember(
 
         chosen = kernel_environment(manifest, call.env_prefix)
         if chosen is None:
-            return  # the full path said so (an error): nothing to remember
+            return None
         names = [chosen.name]
         identities.append(call.env_prefix)
-    prefixes, sites, files, state_files, sources = [], [], [], [], []
-    checked = list(checked)
+    prefixes, sites, files, state_files, sources, checked = [], [], [], [], [], []
     for env in manifest.environments:
         if names and env.name not in names:
             continue
         prefixes.append(str(env.prefix))
-        if answers:
+        if pending:
             from reconciler.backends.local_dirs import local_directories
 
             sources += [os.path.abspath(d) for d in local_directories(env.pip_settings)]
@@ -226,15 +252,17 @@ def _remember(
         state_files += [str(directory / f) for f in ("baseline.json", "owned.json", "journal.json")]
     state_files.append(str(lock_path(Path(call.manifest))))  # a new lock changes the plan
     inputs = fastpath.Inputs(prefixes, sites, files, state_files, identities, sources, checked)
-    raw = Path(call.manifest).read_bytes()
-    from reconciler.digest import sha256
+    return inputs, len(prefixes)
 
-    if sha256(raw).hexdigest() != manifest.sha256:
-        return  # edited since the full path read it: what it met is not what is there now
-    fastpath.remember(
-        call.state_dir, __version__, raw, _selection(call), inputs, len(prefixes),
-        output=output, unchanged_since_ns=since_ns, code=code, answers=answers,
-    )  # fmt: skip
+
+def _measure(call: _Call, manifest: Any, into: dict[str, Any]) -> None:
+    """What a plan's stamp reads, read beside its first process (the dry run): the stamp
+    at its end takes it (:func:`reconciler.fastpath.measure`)."""
+    from reconciler import fastpath
+
+    found = _inputs(call, manifest, pending=True)
+    if found is not None:
+        into["read"] = fastpath.measure(found[0])
 
 
 def _noop_plan(plan: Any) -> bool:
@@ -365,6 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     printed: list[tuple[Any, str]] = []
     loaded: list[Any] = []
+    measured: dict[str, Any] = {}  # what the stamp reads, read beside the first process
     replayable = False
     keyed: str | None = None
     previous: Any = None
@@ -388,10 +417,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return replayed
         from reconciler.cli import main as full
 
+        def manifest_loaded(manifest: Any) -> None:
+            loaded.append(manifest)
+            if call.command == "plan":  # (an apply's stamp is of what it installed)
+                from reconciler.backends.process import beside
+
+                beside(lambda: _measure(call, manifest, measured))
+
         code = full(
             args,
             on_plan=lambda plan, text: printed.append((plan, text)),
-            on_manifest=loaded.append,
+            on_manifest=manifest_loaded,
         )
         finished = code in (0, 2)  # planned to the end: success, or changes pending
         answers = speculative.answers()  # (before end() forgets them)
@@ -418,6 +454,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if installed:
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
         outside.want_files(True)  # (the default of every other caller)
+        process = sys.modules.get("reconciler.backends.process")
+        if process is not None:
+            process.forget_beside()  # queued for a process this call never started
 
     # Derived data: never let remembering turn a success into a failure.
     with contextlib.suppress(Exception):
@@ -433,11 +472,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         ):
             # The plan wrote nothing the stamp covers; a change seen since it started
             # may not be in what it printed, so that output is not remembered.
-            _remember(call, loaded[-1], output=printed[-1][1], since_ns=started)
+            _remember(
+                call, loaded[-1], output=printed[-1][1], since_ns=started,
+                measured=measured.get("read"),
+            )  # fmt: skip
         elif replayable:  # (the same conditions on a change seen since it started)
             _remember(
                 call, loaded[-1], output=printed[-1][1], since_ns=started, code=code,
-                answers=answers or (), checked=depended,
+                answers=answers or (), checked=depended, measured=measured.get("read"),
             )  # fmt: skip
     return code
 

@@ -45,7 +45,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
     from typing import Any
 
-__all__ = ["CACHE", "Hit", "Inputs", "Remembered", "matches", "remember", "remembered"]
+__all__ = [
+    "CACHE", "Hit", "Inputs", "Remembered", "matches", "measure", "remember", "remembered",
+]  # fmt: skip
 
 #: NUL-separated fields, not JSON: ``json`` imports ``re`` (with ``enum``), which costs
 #: more than the rest of the fast path together. NUL is the one character no path holds.
@@ -172,9 +174,64 @@ def _identity(path: str) -> str:
     return f"{st.st_dev}:{st.st_ino}:{os.path.realpath(path)}"
 
 
-def stamp(version: str, manifest: bytes, selection: Iterable[str], inputs: Inputs) -> str:
-    """The hash of everything the no-op decision depends on."""
+#: What :func:`stamp` reads of each kind of path (``checked`` aside).
+_READS = {"listing": _listing, "content": _content, "meta": _meta, "identity": _identity}
+
+
+def measure(inputs: Inputs) -> dict[tuple[str, str], Any]:
+    """What :func:`stamp` reads of ``inputs`` (all but ``checked``), read now: a plan reads
+    it beside its dry run (:func:`reconciler.backends.process.beside`) and its stamp
+    takes it at the end, :func:`remember` recording nothing when any of it was modified
+    since the plan started (``unchanged_since_ns``), as for what it reads itself."""
+    read: dict[tuple[str, str], Any] = {}
+    for prefix in inputs.prefixes:
+        read["listing", os.path.join(prefix, "conda-meta")] = None
+        for name in ("conda-meta/pinned", "conda-meta/frozen", "pyvenv.cfg"):
+            read["content", os.path.join(prefix, name)] = None
+        read["meta", os.path.join(prefix, "conda-meta", "history")] = None
+        read["meta", os.path.join(prefix, "pyvenv.cfg")] = None
+    read.update(dict.fromkeys((("listing", site) for site in inputs.site_dirs), None))
+    read.update(dict.fromkeys((("content", path) for path in inputs.files), None))
+    read.update(dict.fromkeys((("meta", path) for path in inputs.state_files), None))
+    read.update(dict.fromkeys((("identity", path) for path in inputs.identities), None))
+    for key in read:
+        read[key] = _READS[key[0]](key[1])
+    for path in inputs.sources:
+        read["source", path] = _source(path)
+    return read
+
+
+def stamp(
+    version: str,
+    manifest: bytes,
+    selection: Iterable[str],
+    inputs: Inputs,
+    measured: dict[tuple[str, str], Any] | None = None,
+) -> str:
+    """The hash of everything the no-op decision depends on; what ``measured``
+    (:func:`measure`) holds is taken from it."""
     h = sha256()
+    known = measured or {}
+
+    def listing(path: str) -> list[str]:
+        found: list[str] | None = known.get(("listing", path))
+        return _listing(path) if found is None else found
+
+    def content(path: str) -> bytes:
+        found: bytes | None = known.get(("content", path))
+        return _content(path) if found is None else found
+
+    def meta(path: str) -> str:
+        found: str | None = known.get(("meta", path))
+        return _meta(path) if found is None else found
+
+    def identity(path: str) -> str:
+        found: str | None = known.get(("identity", path))
+        return _identity(path) if found is None else found
+
+    def source(path: str) -> list[str]:
+        found: list[str] | None = known.get(("source", path))
+        return _source(path) if found is None else found
 
     def add(*parts: str | bytes) -> None:
         # One update per call (50 site-packages of 1,000 entries): the same digest as
@@ -185,23 +242,23 @@ def stamp(version: str, manifest: bytes, selection: Iterable[str], inputs: Input
 
     add(version, manifest, *sorted(selection))
     for prefix in inputs.prefixes:
-        add("prefix", prefix, *_listing(os.path.join(prefix, "conda-meta")))
+        add("prefix", prefix, *listing(os.path.join(prefix, "conda-meta")))
         for name in ("conda-meta/pinned", "conda-meta/frozen", "pyvenv.cfg"):
-            add(_content(os.path.join(prefix, name)))
+            add(content(os.path.join(prefix, name)))
         # A venv's image identity is its pyvenv.cfg's bytes and mtime (a conda
         # environment's, its history's).
-        add(_meta(os.path.join(prefix, "conda-meta", "history")))
-        add(_meta(os.path.join(prefix, "pyvenv.cfg")))
+        add(meta(os.path.join(prefix, "conda-meta", "history")))
+        add(meta(os.path.join(prefix, "pyvenv.cfg")))
     for site in inputs.site_dirs:
-        add("site", site, *_listing(site))
+        add("site", site, *listing(site))
     for path in inputs.files:
-        add("file", path, _content(path))
+        add("file", path, content(path))
     for path in inputs.state_files:
-        add("state", path, _meta(path))
+        add("state", path, meta(path))
     for path in inputs.identities:
-        add("identity", path, _identity(path))
+        add("identity", path, identity(path))
     for path in inputs.sources:
-        add("source", path, *_source(path))
+        add("source", path, *source(path))
     for path in inputs.checked:
         add("checked", path, _checked(path))
     digest: str = h.hexdigest()
@@ -387,6 +444,7 @@ def remember(
     unchanged_since_ns: int | None = None,
     code: int = 0,
     answers: Sequence[str] = (),
+    measured: dict[tuple[str, str], Any] | None = None,
 ) -> None:
     """Record that the manifest is met now; best effort, and only if it changed.
 
@@ -395,16 +453,19 @@ def remember(
     next one whose previews answer the same.
     ``unchanged_since_ns``: when the run that found the manifest met started; if
     anything the stamp covers was modified since, nothing is recorded (the run may
-    have read the environment before that change).
+    have read the environment before that change). ``measured``: what :func:`measure`
+    read of the inputs since then (only with ``unchanged_since_ns``).
     """
     import contextlib
 
-    if unchanged_since_ns is not None and _modified_since(inputs, unchanged_since_ns):
+    if unchanged_since_ns is None:
+        measured = None  # read before a start that nothing checks it against
+    elif _modified_since(inputs, unchanged_since_ns):
         return
     entries = _load(state_dir)
     key = _key(manifest, selection)
     entry: dict[str, Any] = {
-        "stamp": stamp(version, manifest, selection, inputs),
+        "stamp": stamp(version, manifest, selection, inputs, measured),
         "inputs": inputs.to_json(),
         "count": count,
     }

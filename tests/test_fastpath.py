@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler import fastpath
 from reconciler.entry import _CLOCK_SLACK_NS
 from reconciler.fastpath import CACHE
 from tests.support.envs import make_conda_prefix, make_venv, pip_install, tree_hash
@@ -349,7 +350,85 @@ def test_a_plan_starts_its_installer_before_it_imports_typing(
     assert (result["code"], err) == (0, ""), out + err
     assert "+ install pip epsilon-pkg 1.0" in out
     assert result["before"] is False
-    assert result["seen"][:1] == ["spawn"], result
+    seen = result["seen"]
+    assert isinstance(seen, list) and seen[:1] == ["spawn"], result
+
+
+def _stamped_tree(tmp_path: Path) -> fastpath.Inputs:
+    """Inputs over a small prefix, state dir and find-links directory."""
+    prefix = tmp_path / "env"
+    site = prefix / "lib" / "python3.11" / "site-packages"
+    (site / "alpha-1.0.dist-info").mkdir(parents=True)
+    (prefix / "conda-meta").mkdir()
+    (prefix / "conda-meta" / "history").write_text("==> 2024 <==\n")
+    (prefix / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    (wheels / "alpha-1.0-py3-none-any.whl").write_bytes(b"PK")
+    baseline = tmp_path / "state" / "baseline.json"
+    baseline.parent.mkdir()
+    baseline.write_text("{}")
+    return fastpath.Inputs(
+        [str(prefix)], [str(site)], [], [str(baseline)], [str(prefix)], [str(wheels)],
+        [str(prefix / "bin" / "python")],
+    )  # fmt: skip
+
+
+def test_a_stamp_of_what_was_measured_beside_the_dry_run_is_the_same(tmp_path: Path) -> None:
+    """A plan reads what its stamp covers beside its dry run (fastpath.measure); the stamp
+    made from that at its end is the one made from the files themselves."""
+    inputs = _stamped_tree(tmp_path)
+    measured = fastpath.measure(inputs)
+    assert ("source", str(tmp_path / "wheels")) in measured
+    direct = fastpath.stamp("0", b"m", ["env=a"], inputs)
+    assert fastpath.stamp("0", b"m", ["env=a"], inputs, measured) == direct
+
+
+def test_a_change_after_the_measure_is_not_remembered(tmp_path: Path) -> None:
+    """What was measured is taken only with the check that nothing the stamp covers was
+    modified since the plan started: a dist-info added after the measure leaves nothing
+    remembered (the stamp would be of what was there before it)."""
+    inputs = _stamped_tree(tmp_path)
+    started = time.time_ns()
+    time.sleep(0.01)
+    measured = fastpath.measure(inputs)
+    site = Path(inputs.site_dirs[0])
+    (site / "beta-1.0.dist-info").mkdir()
+    state, manifest = tmp_path / "state", tmp_path / "m.yaml"
+    manifest.write_bytes(b"m")
+    fastpath.remember(
+        str(state), "0", b"m", [], inputs, 1, output="plan\n",
+        unchanged_since_ns=started, measured=measured,
+    )  # fmt: skip
+    assert fastpath.matches(str(state), "0", str(manifest), []) is None
+    # Without the change it is remembered, and the next answer holds.
+    (site / "beta-1.0.dist-info").rmdir()
+    time.sleep(2 * _CLOCK_SLACK_NS / 1e9)
+    started = time.time_ns()
+    measured = fastpath.measure(inputs)
+    fastpath.remember(
+        str(state), "0", b"m", [], inputs, 1, output="plan\n",
+        unchanged_since_ns=started, measured=measured,
+    )  # fmt: skip
+    hit = fastpath.matches(str(state), "0", str(manifest), [])
+    assert hit is not None and hit.output == "plan\n"
+
+
+def test_work_queued_beside_the_next_process_runs_once_after_it_starts() -> None:
+    """reconciler.backends.process.beside: run after the next process starts, once; what
+    no process started for is dropped with forget_beside."""
+    from reconciler.backends import process
+
+    ran: list[str] = []
+    process.beside(lambda: ran.append("first"))
+    assert ran == []
+    process.run([sys.executable, "-c", "pass"])
+    process.run([sys.executable, "-c", "pass"])
+    assert ran == ["first"]
+    process.beside(lambda: ran.append("dropped"))
+    process.forget_beside()
+    process.run([sys.executable, "-c", "pass"])
+    assert ran == ["first"]
 
 
 def test_a_damaged_stamp_cache_is_a_miss(tmp_path: Path) -> None:
@@ -456,9 +535,9 @@ def test_the_notebook_plan_by_env_prefix_is_answered_like_the_full_path(
     # No environment at that prefix, or --env beside it: the full path's errors.
     for args in ((manifest.parent,), (tools, "--env", "tools")):
         for _ in range(2):
-            result, out, err = plan(*args)  # type: ignore[arg-type]
+            result, out, err = plan(*args)
             assert result["code"] == 1 and out == "" and err.startswith("error: ")
-            assert (1, out, err) == full(*args)  # type: ignore[arg-type]
+            assert (1, out, err) == full(*args)
 
 
 def _beta_env(tmp_path: Path, wheelhouse: Path) -> tuple[Path, Path]:

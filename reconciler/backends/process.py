@@ -28,9 +28,11 @@ __all__ = [
     "INHERITED_FDS",
     "UNCONTROLLED_VARIABLES",
     "Completed",
+    "beside",
     "exit_text",
     "finish",
     "first_lines",
+    "forget_beside",
     "notify_started",
     "redact",
     "run",
@@ -63,15 +65,44 @@ def when_started(callback: Callable[[bool], None]) -> Iterator[None]:
         _STARTED.callback = previous
 
 
+#: Work queued by :func:`beside`, for the next process a thread waits for.
+_BESIDE: list[Callable[[], None]] = []
+_BESIDE_LOCK = threading.Lock()
+
+
+def beside(job: Callable[[], None]) -> None:
+    """Run ``job`` once, right after the next process :func:`run` starts (or a speculative
+    preview is taken), in the thread that will wait for it, before that wait: derived
+    work the command needs only at its end (a plan's stamp of what it read) then costs
+    nothing while the process runs. Not run when no process starts; an error it raises
+    is ignored."""
+    with _BESIDE_LOCK:
+        _BESIDE.append(job)
+
+
+def forget_beside() -> None:
+    """Drop the work queued :func:`beside` that no process started for (the command it
+    was queued for has ended: a kernel runs the next one in the same process)."""
+    with _BESIDE_LOCK:
+        _BESIDE.clear()
+
+
 def notify_started(ended: bool = False) -> None:
     """A process this thread waits for has started (``ended``: and exited): call the
     :func:`when_started` callback of the block, if any (:func:`run`; a speculative
-    preview taken instead)."""
+    preview taken instead), then the work queued :func:`beside` it."""
     started = getattr(_STARTED, "callback", None)
     if started is not None:
         _STARTED.callback = None
         with suppress(Exception):  # an overlap is an optimisation: the process runs on
             started(ended)
+    if _BESIDE:
+        with _BESIDE_LOCK:
+            jobs = _BESIDE[:]
+            _BESIDE.clear()
+        for job in jobs:
+            with suppress(Exception):  # derived work: its owner does it itself without
+                job()
 
 
 def first_lines(message: str) -> str:
