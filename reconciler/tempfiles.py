@@ -118,14 +118,17 @@ def remove_leftovers() -> int:
             continue
         rest = name[next(len(k) for k in _KINDS if name.startswith(k)) :]
         pid, dash, _ = rest.partition("-")
-        if not (dash and pid.isdigit()) or int(pid) == os.getpid() or _alive(int(pid)):
+        # A pid as new_file writes it (anyone may name a file in a shared directory).
+        if not (dash and pid.isascii() and pid.isdigit() and len(pid) <= 10):
             continue
         path = os.path.join(where, name)
         try:
             st = os.lstat(path)
         except OSError:
             continue
-        if S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and st.st_mtime < oldest:
+        if not (S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and st.st_mtime < oldest):
+            continue
+        if int(pid) != os.getpid() and not _alive(int(pid)):
             _remove(path)
             removed += 1
     return removed
@@ -137,6 +140,8 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
+    except (OverflowError, ValueError):  # no such pid can exist: said alive, kept
+        return True
     except OSError:  # not ours to signal: it exists
         return True
     return True

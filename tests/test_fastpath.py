@@ -431,6 +431,37 @@ def test_work_queued_beside_the_next_process_runs_once_after_it_starts() -> None
     assert ran == ["first"]
 
 
+def test_an_interrupt_in_work_beside_a_process_leaves_no_process_running() -> None:
+    """Ctrl-C (KeyboardInterrupt) in what runs beside a process just started: the process
+    is killed and reaped before the interrupt goes on."""
+    from reconciler.backends import process
+
+    mark = f"beside-sleeper-{os.getpid()}-{time.time_ns()}"
+    started: list[int] = []
+
+    def record_and_interrupt() -> None:
+        started.extend(int(p) for p in os.listdir("/proc") if p.isdigit() and _runs(int(p), mark))
+        raise KeyboardInterrupt
+
+    process.beside(record_and_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        process.run([sys.executable, "-c", "import time; time.sleep(60)", mark])
+    assert len(started) == 1
+    assert not _runs(started[0], mark)
+
+
+def _runs(pid: int, mark: str) -> bool:
+    """Whether process ``pid`` (not a zombie) has ``mark`` on its command line."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            marked = mark.encode() in f.read()
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            state = f.read().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return marked and state != "Z"
+
+
 def test_a_damaged_stamp_cache_is_a_miss(tmp_path: Path) -> None:
     """A truncated or edited cache file never gives a wrong answer: the damaged entry is a
     miss (the full plan decides), an intact one still answers."""

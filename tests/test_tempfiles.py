@@ -168,6 +168,23 @@ def test_leftovers_of_a_killed_process_are_removed_once_old(
     }
 
 
+def test_names_anyone_may_give_a_file_in_the_directory_are_kept_without_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shared temporary directory holds what others name: a pid no process can have,
+    digits that are not ASCII, a pid too long, this user's or not; none raises, none is
+    removed (only new_file's own names of a dead process are)."""
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    old = os.path.getmtime(tmp_path) - tempfiles.LEFTOVER_SECONDS - 60
+    for pid in ("99999999999999999999", "9999999999", "\u00b2", "\u0663\u0664", "-5", ""):
+        made = tmp_path / f"{tempfiles.CONSTRAINTS}{pid}-00aa11bb22cc.txt"
+        made.write_text("alpha==1.0\n", encoding="utf-8")
+        os.utime(made, (old, old))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert tempfiles.remove_leftovers() == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
 def test_an_apply_that_installs_removes_the_leftovers(
     tmp_path: Path,
     wheelhouse: Path,

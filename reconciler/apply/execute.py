@@ -192,7 +192,8 @@ def apply(
         if any(r.status == "done" for r in result.results):
             from reconciler.tempfiles import remove_leftovers
 
-            remove_leftovers()  # what an apply killed before its own cleanup left
+            with contextlib.suppress(Exception):  # housekeeping: never fails an apply
+                remove_leftovers()  # what an apply killed before its own cleanup left
         return result
 
 

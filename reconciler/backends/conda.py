@@ -25,9 +25,8 @@ if TYPE_CHECKING:  # built only by a solve (rattler) or a lock: a plan that need
 
     from reconciler.lockfile.model import LockedRecord
 
-__all__ = [
+__all__ = [  # (and CondaSolver, to the checker)
     "CondaSolution",
-    "CondaSolver",
     "RattlerSolver",
     "SolvedRecord",
     "SpecMatcher",

@@ -44,9 +44,8 @@ from reconciler.manifest.model import PipSettings
 from reconciler.names import canonical_name
 from reconciler.values import value
 
-__all__ = [
+__all__ = [  # (and PipInstaller, to the checker)
     "PipCli",
-    "PipInstaller",
     "PipPreview",
     "Resolved",
     "UvCli",

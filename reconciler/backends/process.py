@@ -195,7 +195,12 @@ def run(
             f"cannot run {redact(args[0])}: {exc.strerror or exc}",
             hint="check the file exists and is executable",
         ) from exc
-    notify_started()
+    try:
+        notify_started()
+    except BaseException:  # an interrupt in what overlaps it: the process is not left
+        proc.kill()
+        proc.communicate()
+        raise
     if fault_point:
         faults.point(fault_point)
     return finish(proc, args, timeout)

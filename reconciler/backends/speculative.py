@@ -674,12 +674,12 @@ def preview(
     if one is not None and one.proc is not None:
         from reconciler.backends.process import finish, notify_started
 
-        # What overlaps the preview's process starts now, as for run(); told whether
-        # the process has ended (then there is nothing left to overlap).
-        notify_started(one.proc.poll() is not None)
         with _lock:
-            _taken.append(one)
+            _taken.append(one)  # (before what overlaps it: an interrupt there kills it too)
         try:
+            # What overlaps the preview's process starts now, as for run(); told whether
+            # the process has ended (then there is nothing left to overlap).
+            notify_started(one.proc.poll() is not None)
             left = timeout - (time.monotonic() - one.started)
             result = finish(one.proc, one.args, max(left, 0.0))
             one.reaped = True

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
     from reconciler.backends.wheels import WheelRecords
 
-__all__ = ["LazyWheelRecords", "WheelContents", "install_paths", "refuse_clashes"]
+__all__ = ["LazyWheelRecords", "install_paths", "refuse_clashes"]  # (and WheelContents: checker)
 
 _WRITES = ("install", "upgrade", "downgrade", "reinstall")
 
