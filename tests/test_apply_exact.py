@@ -37,17 +37,14 @@ def _requirements(argv: list[str]) -> list[str]:
     return argv[argv.index("--") + 1 :]
 
 
-@pytest.mark.parametrize("installer", ["uv", "pip"])
-def test_the_install_is_the_previewed_set_pinned_without_resolving(
-    tmp_path: Path,
-    wheelhouse: Path,
-    isolated: dict[str, str],
-    capsys: pytest.CaptureFixture[str],
-    installer: str,
-) -> None:
-    venv = make_venv(tmp_path / "venv", with_pip=installer == "pip")
+def _apply(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, venv: Path, pip: list[str],
+    wheelhouse: Path, installer: str,
+) -> list[str]:  # fmt: skip
+    """Apply a manifest of ``venv`` with ``pip`` through ``installer``; its one install's
+    command line."""
     manifest = write_manifest(
-        tmp_path / "m.yaml", {"main": {"prefix": venv, "pip": ["gamma"]}}, wheelhouse=wheelhouse
+        tmp_path / "m.yaml", {"main": {"prefix": venv, "pip": pip}}, wheelhouse=wheelhouse
     )
     document = yaml.safe_load(manifest.read_text(encoding="utf-8"))
     document["defaults"]["installer"] = installer
@@ -58,6 +55,19 @@ def test_the_install_is_the_previewed_set_pinned_without_resolving(
 
     assert (code, err) == (0, ""), out + err
     [argv] = _install_commands(state)
+    return argv
+
+
+@pytest.mark.parametrize("installer", ["uv", "pip"])
+def test_the_install_is_the_previewed_set_pinned_without_resolving(
+    tmp_path: Path,
+    wheelhouse: Path,
+    isolated: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    installer: str,
+) -> None:
+    venv = make_venv(tmp_path / "venv", with_pip=installer == "pip")
+    argv = _apply(capsys, tmp_path, venv, ["gamma"], wheelhouse, installer)
     assert "--no-deps" in argv
     # gamma 1.0 requires beta>=2, which requires alpha>=2: the plan's three installs.
     assert sorted(_requirements(argv)) == ["alpha==2.0", "beta==2.0", "gamma==1.0"]
@@ -82,20 +92,7 @@ def test_the_exact_install_is_given_the_pins_of_what_it_installs_only(
     pip installer) is not in its command: no constraints file at all here."""
     venv = make_venv(tmp_path / "venv", with_pip=installer == "pip")
     pip_install(venv, ["delta==1.0"], wheelhouse, env=isolated)  # the image's: managed
-    manifest = write_manifest(
-        tmp_path / "m.yaml",
-        {"main": {"prefix": venv, "pip": ["delta", "gamma"]}},
-        wheelhouse=wheelhouse,
-    )
-    document = yaml.safe_load(manifest.read_text(encoding="utf-8"))
-    document["defaults"]["installer"] = installer
-    manifest.write_text(yaml.safe_dump(document), encoding="utf-8")
-    state = tmp_path / "state"
-
-    code, out, err = run_cli(capsys, "--state-dir", state, "apply", manifest)
-
-    assert (code, err) == (0, ""), out + err
-    [argv] = _install_commands(state)
+    argv = _apply(capsys, tmp_path, venv, ["delta", "gamma"], wheelhouse, installer)
     assert "--no-deps" in argv
     assert sorted(_requirements(argv)) == ["alpha==2.0", "beta==2.0", "gamma==1.0"]
     assert not {"--constraints", "--constraint"} & set(argv), argv
