@@ -28,6 +28,7 @@ from reconciler.backends.pip_args import (
     isolation_env,
     pinned_argv,
     repository_args,
+    requirement_name,
     temp_text_file,
     uv_in_venv,
 )
@@ -208,7 +209,7 @@ class UvCli:
             edges = tuple(
                 (
                     canonical_name(m.group("parent")),
-                    _req_name(m.group("child")),
+                    requirement_name(m.group("child")),
                     m.group("child"),
                 )
                 for m in re.finditer(_DEPENDS_ON, message)
@@ -292,7 +293,7 @@ class UvCli:
         edges: list[tuple[str, str]] = []
         for line in proc.stdout.splitlines():
             spec, _, comment = line.partition("# via")
-            child = _req_name(spec.strip())
+            child = requirement_name(spec.strip())
             if not child or not comment:
                 continue
             for parent in comment.split(","):
@@ -350,11 +351,6 @@ def _run_pinned(
             timeout=timeout,
             fault_point=fault_point,
         )
-
-
-def _req_name(spec: str) -> str:
-    match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", spec)
-    return canonical_name(match.group(0)) if match else ""
 
 
 class PipCli:

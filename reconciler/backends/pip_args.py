@@ -9,6 +9,7 @@ binary is.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -31,6 +32,7 @@ __all__ = [
     "pinned_argv",
     "pins_for",
     "repository_args",
+    "requirement_name",
     "temp_text_file",
     "uv_in_venv",
 ]
@@ -85,16 +87,15 @@ def pins_for(constraints: Sequence[str], requirements: Sequence[str]) -> list[st
     distribution it is given still fails the install before anything changes, should a
     managed or foreign one come to be among them. uv reads each line of a constraints
     file whatever it names: the image's 620 pins cost its install 3 of 27 ms."""
-    names = {_name(r) for r in requirements}
-    return [c for c in constraints if _name(c) in names]
+    names = {requirement_name(r) for r in requirements}
+    return [c for c in constraints if requirement_name(c) in names]
 
 
-def _name(line: str) -> str:
-    """The canonical name a ``name==version``-style line starts with."""
-    end = 0
-    while end < len(line) and (line[end].isalnum() or line[end] in "._-"):
-        end += 1
-    return canonical_name(line[:end])
+def requirement_name(spec: str) -> str:
+    """The canonical name a requirement (``name==version``, ``name>=1 ...``) starts with;
+    "" when it starts with none."""
+    match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", spec)
+    return canonical_name(match.group(0)) if match else ""
 
 
 def pinned_argv(
