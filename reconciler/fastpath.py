@@ -42,7 +42,7 @@ from reconciler.digest import sha256
 # typing is not imported at run time: it costs more than the whole no-op answer.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
     from typing import Any
 
 __all__ = [
@@ -175,7 +175,33 @@ def _identity(path: str) -> str:
 
 
 #: What :func:`stamp` reads of each kind of path (``checked`` aside).
-_READS = {"listing": _listing, "content": _content, "meta": _meta, "identity": _identity}
+_READS = {
+    "listing": _listing, "content": _content, "meta": _meta, "identity": _identity,
+    "source": _source,
+}  # fmt: skip
+
+
+def _parts(inputs: Inputs, read: Callable[[str, str], Any]) -> Iterator[tuple[Any, ...]]:
+    """What :func:`stamp` hashes of ``inputs`` after the call's own fields and before
+    ``checked``, a tuple of parts each, with ``read(kind, path)`` reading each path."""
+    for prefix in inputs.prefixes:
+        yield ("prefix", prefix, *read("listing", os.path.join(prefix, "conda-meta")))
+        for name in ("conda-meta/pinned", "conda-meta/frozen", "pyvenv.cfg"):
+            yield (read("content", os.path.join(prefix, name)),)
+        # A venv's image identity is its pyvenv.cfg's bytes and mtime (a conda
+        # environment's, its history's).
+        yield (read("meta", os.path.join(prefix, "conda-meta", "history")),)
+        yield (read("meta", os.path.join(prefix, "pyvenv.cfg")),)
+    for site in inputs.site_dirs:
+        yield ("site", site, *read("listing", site))
+    for path in inputs.files:
+        yield ("file", path, read("content", path))
+    for path in inputs.state_files:
+        yield ("state", path, read("meta", path))
+    for path in inputs.identities:
+        yield ("identity", path, read("identity", path))
+    for path in inputs.sources:
+        yield ("source", path, *read("source", path))
 
 
 def measure(inputs: Inputs) -> dict[tuple[str, str], Any]:
@@ -184,20 +210,13 @@ def measure(inputs: Inputs) -> dict[tuple[str, str], Any]:
     takes it at the end, :func:`remember` recording nothing when any of it was modified
     since the plan started (``unchanged_since_ns``), as for what it reads itself."""
     read: dict[tuple[str, str], Any] = {}
-    for prefix in inputs.prefixes:
-        read["listing", os.path.join(prefix, "conda-meta")] = None
-        for name in ("conda-meta/pinned", "conda-meta/frozen", "pyvenv.cfg"):
-            read["content", os.path.join(prefix, name)] = None
-        read["meta", os.path.join(prefix, "conda-meta", "history")] = None
-        read["meta", os.path.join(prefix, "pyvenv.cfg")] = None
-    read.update(dict.fromkeys((("listing", site) for site in inputs.site_dirs), None))
-    read.update(dict.fromkeys((("content", path) for path in inputs.files), None))
-    read.update(dict.fromkeys((("meta", path) for path in inputs.state_files), None))
-    read.update(dict.fromkeys((("identity", path) for path in inputs.identities), None))
-    for key in read:
-        read[key] = _READS[key[0]](key[1])
-    for path in inputs.sources:
-        read["source", path] = _source(path)
+
+    def reading(kind: str, path: str) -> Any:
+        found = read[kind, path] = _READS[kind](path)
+        return found
+
+    for _ in _parts(inputs, reading):
+        pass
     return read
 
 
@@ -213,25 +232,9 @@ def stamp(
     h = sha256()
     known = measured or {}
 
-    def listing(path: str) -> list[str]:
-        found: list[str] | None = known.get(("listing", path))
-        return _listing(path) if found is None else found
-
-    def content(path: str) -> bytes:
-        found: bytes | None = known.get(("content", path))
-        return _content(path) if found is None else found
-
-    def meta(path: str) -> str:
-        found: str | None = known.get(("meta", path))
-        return _meta(path) if found is None else found
-
-    def identity(path: str) -> str:
-        found: str | None = known.get(("identity", path))
-        return _identity(path) if found is None else found
-
-    def source(path: str) -> list[str]:
-        found: list[str] | None = known.get(("source", path))
-        return _source(path) if found is None else found
+    def read(kind: str, path: str) -> Any:
+        found = known.get((kind, path))
+        return _READS[kind](path) if found is None else found
 
     def add(*parts: str | bytes) -> None:
         # One update per call (50 site-packages of 1,000 entries): the same digest as
@@ -241,24 +244,8 @@ def stamp(
         )
 
     add(version, manifest, *sorted(selection))
-    for prefix in inputs.prefixes:
-        add("prefix", prefix, *listing(os.path.join(prefix, "conda-meta")))
-        for name in ("conda-meta/pinned", "conda-meta/frozen", "pyvenv.cfg"):
-            add(content(os.path.join(prefix, name)))
-        # A venv's image identity is its pyvenv.cfg's bytes and mtime (a conda
-        # environment's, its history's).
-        add(meta(os.path.join(prefix, "conda-meta", "history")))
-        add(meta(os.path.join(prefix, "pyvenv.cfg")))
-    for site in inputs.site_dirs:
-        add("site", site, *listing(site))
-    for path in inputs.files:
-        add("file", path, content(path))
-    for path in inputs.state_files:
-        add("state", path, meta(path))
-    for path in inputs.identities:
-        add("identity", path, identity(path))
-    for path in inputs.sources:
-        add("source", path, *source(path))
+    for parts in _parts(inputs, read):
+        add(*parts)
     for path in inputs.checked:
         add("checked", path, _checked(path))
     digest: str = h.hexdigest()
